@@ -1,0 +1,24 @@
+//! The Kubernetes types psql-fleet reads (the `Psql` claim) and writes (provider-helm
+//! `Release`, Crossplane `Usage`), as `#[derive(CustomResource)]` structs so that one set of
+//! Rust types both renders objects and generates the CRDs the simulator serves.
+
+pub mod condition;
+pub mod psql;
+pub mod release;
+pub mod schema;
+pub mod usage;
+
+pub use condition::Condition;
+pub use psql::{ComponentSpec, ProviderConfigKind, ProviderConfigRef, Psql, PsqlSpec, PsqlStatus};
+pub use release::{ChartSpec, Release, ReleaseParameters, ReleaseSpec, ReleaseStatus};
+pub use usage::{Usage, UsageSpec};
+
+/// Label every rendered object carries (SPEC 1.2); the reference composition sets it.
+pub const LABEL_MANAGED: &str = "hops.ops.com.ai/managed";
+/// Label naming the claim an object was rendered from (SPEC 1.2).
+pub const LABEL_PSQL: &str = "hops.ops.com.ai/psql";
+/// psql-fleet's own inventory label: which fleet owns the object, so that pruning only ever
+/// selects objects this fleet applied and two fleets can share a cluster.
+pub const LABEL_FLEET: &str = "fleet.hops.ops.com.ai/fleet";
+/// Label keys under this prefix belong to psql-fleet; claims may not set them.
+pub const RESERVED_LABEL_PREFIX: &str = "fleet.hops.ops.com.ai/";

@@ -1,0 +1,58 @@
+//! The `psql-fleet` command line (SPEC 2.7).
+
+pub mod render;
+pub mod validate;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::fleetdir::{self, FileTree, LoadOutcome};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "psql-fleet",
+    version,
+    about = "GitOps fleet agent for PostgreSQL tooling: renders Psql claims into provider-helm Releases and a Crossplane Usage, per cluster",
+    long_about = None
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    Validate(validate::ValidateArgs),
+    Render(render::RenderArgs),
+}
+
+/// Runs the command and returns the process exit code: 0 success, 1 a reported failure.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Validate(args) => validate::run(&args),
+        Command::Render(args) => render::run(&args),
+    }
+}
+
+/// Reads and loads a fleet directory, turning an unreadable directory into a diagnostic.
+pub fn load_dir(dir: &Path) -> LoadOutcome {
+    match FileTree::from_dir(dir) {
+        Ok(tree) => fleetdir::load(&tree),
+        Err(message) => LoadOutcome {
+            fleet: None,
+            diagnostics: vec![crate::model::Diagnostic::file(
+                dir.display().to_string(),
+                message,
+            )],
+        },
+    }
+}
+
+/// Prints diagnostics to stderr, one per line.
+pub fn print_diagnostics(outcome: &LoadOutcome) {
+    for d in &outcome.diagnostics {
+        eprintln!("{d}");
+    }
+}

@@ -1,0 +1,9 @@
+//! Loading a fleet directory (SPEC 2.1) as one whole: every file parsed, every cross-file
+//! rule checked, every problem reported. A fleet either loads completely or not at all, so
+//! that a bad revision can never be half-applied.
+
+pub mod load;
+pub mod tree;
+
+pub use load::{load, LoadOutcome, LoadedFleet};
+pub use tree::FileTree;

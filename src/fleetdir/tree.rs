@@ -1,0 +1,197 @@
+//! The files of one revision of a fleet directory, read from disk or from Git into memory,
+//! so that loading is a pure function of their bytes.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::model::Diagnostic;
+
+/// Upper bound on the files of one revision; a fleet of thousands of clusters fits easily,
+/// and a runaway tree is refused instead of exhausting memory.
+pub const MAX_FILES: usize = 100_000;
+
+/// Relative path (with `/` separators) to contents, for the files the loader reads:
+/// `fleet.yaml`, `clusters/*.yaml` and `claims/**/*.yaml` (`.yml` too).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileTree {
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// Problems met while reading (unreadable files, links out of the tree).
+    pub problems: Vec<Diagnostic>,
+}
+
+impl FileTree {
+    /// Whether a relative path is one the loader reads.
+    pub fn is_fleet_path(path: &str) -> bool {
+        let yaml = path.ends_with(".yaml") || path.ends_with(".yml");
+        let hidden = path.split('/').any(|part| part.starts_with('.'));
+        if !yaml || hidden {
+            return false;
+        }
+        match path.split_once('/') {
+            None => path == "fleet.yaml" || path == "fleet.yml",
+            Some(("clusters", rest)) => !rest.contains('/'),
+            Some(("claims", _)) => true,
+            Some(_) => false,
+        }
+    }
+
+    pub fn insert(&mut self, path: impl Into<String>, contents: impl Into<Vec<u8>>) {
+        self.files.insert(path.into(), contents.into());
+    }
+
+    /// Reads the fleet files under `root`. Symbolic links are followed only while they stay
+    /// inside `root`, so a fleet repository cannot make the agent read files outside it.
+    pub fn from_dir(root: &Path) -> Result<FileTree, String> {
+        let canonical_root = fs::canonicalize(root)
+            .map_err(|e| format!("{}: cannot open fleet directory: {e}", root.display()))?;
+        if !canonical_root.is_dir() {
+            return Err(format!("{}: not a directory", root.display()));
+        }
+        let mut tree = FileTree::default();
+        let mut pending: Vec<(PathBuf, String)> = vec![(canonical_root.clone(), String::new())];
+        while let Some((dir, prefix)) = pending.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    tree.problems.push(Diagnostic::file(
+                        display_dir(&prefix),
+                        format!("cannot read directory: {e}"),
+                    ));
+                    continue;
+                }
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                let relative = format!("{prefix}{name}");
+                let path = entry.path();
+                let Some(metadata) = tree.resolve(&canonical_root, &path, &relative) else {
+                    continue;
+                };
+                if metadata.is_dir() {
+                    if relative == "clusters"
+                        || relative == "claims"
+                        || relative.starts_with("claims/")
+                    {
+                        pending.push((path, format!("{relative}/")));
+                    }
+                } else if metadata.is_file() && Self::is_fleet_path(&relative) {
+                    if tree.files.len() >= MAX_FILES {
+                        return Err(format!(
+                            "{}: more than {MAX_FILES} fleet files",
+                            root.display()
+                        ));
+                    }
+                    tree.read_file(&path, relative, metadata.len());
+                }
+            }
+        }
+        Ok(tree)
+    }
+
+    /// Follows `path` if it is a link, refusing targets outside the root.
+    fn resolve(&mut self, root: &Path, path: &Path, relative: &str) -> Option<fs::Metadata> {
+        let link = fs::symlink_metadata(path).ok()?;
+        if !link.file_type().is_symlink() {
+            return Some(link);
+        }
+        match fs::canonicalize(path) {
+            Ok(target) if target.starts_with(root) => fs::metadata(&target).ok(),
+            Ok(_) => {
+                if Self::is_fleet_path(relative) || !relative.contains('.') {
+                    self.problems.push(Diagnostic::file(
+                        relative,
+                        "symbolic link points outside the fleet directory; refusing to follow it",
+                    ));
+                }
+                None
+            }
+            Err(e) => {
+                self.problems.push(Diagnostic::file(
+                    relative,
+                    format!("broken symbolic link: {e}"),
+                ));
+                None
+            }
+        }
+    }
+
+    fn read_file(&mut self, path: &Path, relative: String, len: u64) {
+        // Read at most one byte past the limit: enough for the loader to report the size.
+        let limit = crate::model::document::MAX_FILE_BYTES as u64 + 1;
+        let result = fs::File::open(path).and_then(|f| {
+            use std::io::Read;
+            let mut buf = Vec::with_capacity(len.min(limit) as usize);
+            f.take(limit).read_to_end(&mut buf)?;
+            Ok(buf)
+        });
+        match result {
+            Ok(bytes) => {
+                self.files.insert(relative, bytes);
+            }
+            Err(e) => self
+                .problems
+                .push(Diagnostic::file(relative, format!("cannot read file: {e}"))),
+        }
+    }
+}
+
+fn display_dir(prefix: &str) -> String {
+    if prefix.is_empty() {
+        ".".to_string()
+    } else {
+        prefix.trim_end_matches('/').to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_fleet_paths_are_read() {
+        for yes in [
+            "fleet.yaml",
+            "fleet.yml",
+            "clusters/a.yaml",
+            "claims/a.yml",
+            "claims/team/x/a.yaml",
+        ] {
+            assert!(FileTree::is_fleet_path(yes), "{yes}");
+        }
+        for no in [
+            "README.md",
+            "other.yaml",
+            "clusters/sub/a.yaml",
+            "claims/.hidden.yaml",
+            "claims/.git/x.yaml",
+            "claims/a.json",
+        ] {
+            assert!(!FileTree::is_fleet_path(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn links_out_of_the_tree_are_reported_not_followed() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.yaml"), "kind: Psql\n").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("claims")).unwrap();
+        std::fs::write(root.path().join("claims/ok.yaml"), "kind: Psql\n").unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.yaml"),
+            root.path().join("claims/evil.yaml"),
+        )
+        .unwrap();
+        let tree = FileTree::from_dir(root.path()).unwrap();
+        assert_eq!(
+            tree.files.keys().collect::<Vec<_>>(),
+            vec!["claims/ok.yaml"]
+        );
+        assert_eq!(tree.problems.len(), 1);
+        assert_eq!(tree.problems[0].file, "claims/evil.yaml");
+    }
+}

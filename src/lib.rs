@@ -1,0 +1,16 @@
+//! psql-fleet: a multi-cluster GitOps agent that keeps the StackGres and Atlas operators
+//! (as Crossplane provider-helm Releases, guarded by a Usage) right on every cluster of a
+//! fleet, from `Psql` claims kept in Git.
+//!
+//! The pipeline reads top to bottom: [`fleetdir`] loads a fleet directory into validated
+//! [`model`] documents, [`render`] turns each claim into the [`api`] objects a cluster
+//! should hold, and [`cli`] exposes it.
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod api;
+pub mod cli;
+pub mod fleetdir;
+pub mod model;
+pub mod render;

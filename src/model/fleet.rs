@@ -1,0 +1,480 @@
+//! The `Fleet` document (`fleet.yaml`): chart version pins, rollout waves, drift and prune
+//! policy. Optional: without it every setting has its built-in default.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::chart::Chart;
+use super::diagnostic::{Diagnostic, Origin};
+use super::document::RawDocument;
+use super::duration;
+use super::metadata::{check_api_version, Metadata};
+use super::names::check_dns_label;
+use super::selector::LabelSelector;
+use super::version::check_version;
+use super::FLEET_API_VERSION;
+
+/// Fleet name when `fleet.yaml` is absent; it becomes the value of the inventory label.
+pub const DEFAULT_FLEET_NAME: &str = "default";
+/// Share of the fleet's claims one revision may remove before the mass-prune guard stops it.
+pub const DEFAULT_MAX_PRUNE_FRACTION: f64 = 0.5;
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FleetDocument {
+    api_version: String,
+    #[allow(dead_code, reason = "checked by the loader before parsing")]
+    kind: String,
+    #[serde(default)]
+    metadata: Metadata,
+    #[serde(default)]
+    spec: FleetSpec,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FleetSpec {
+    /// Fleet-wide chart versions, by chart name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pins: BTreeMap<String, String>,
+    /// Per-selector pins; the first override whose selector matches a cluster wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<PinOverride>,
+    /// Versions each chart is known to have; a pin outside them is warned about.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub known_versions: BTreeMap<String, Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<PruneSettings>,
+    /// Take ownership of fields another manager holds, instead of reporting a conflict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force: Option<bool>,
+    /// Stop reconciling the whole fleet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PinOverride {
+    pub selector: LabelSelector,
+    pub pins: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RolloutSpec {
+    #[serde(default)]
+    pub waves: Vec<WaveSpec>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WaveSpec {
+    pub name: String,
+    pub selector: LabelSelector,
+    /// How long a wave stays healthy before the next one starts (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bake_time: Option<String>,
+    /// How long a wave may take to become ready before the rollout halts (default 10m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DriftSettings {
+    pub policy: DriftPolicy,
+}
+
+/// What to do when a live object no longer matches the desired state (SPEC 2.4).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftPolicy {
+    /// Re-apply and count a correction.
+    #[default]
+    Correct,
+    /// Only report.
+    Report,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PruneSettings {
+    /// Largest share (0 to 1) of the fleet's claims one revision may remove.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fraction: Option<f64>,
+    /// Let a revision remove more than `maxFraction` of the claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_mass_prune: Option<bool>,
+}
+
+/// One wave with its durations parsed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Wave {
+    pub name: String,
+    pub selector: LabelSelector,
+    pub bake_time: Duration,
+    pub timeout: Duration,
+}
+
+/// Default for a wave's `timeout`.
+pub const DEFAULT_WAVE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The fleet's settings, validated, with defaults applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FleetSettings {
+    pub origin: Option<Origin>,
+    pub name: String,
+    pub spec: FleetSpec,
+    pub waves: Vec<Wave>,
+}
+
+impl Default for FleetSettings {
+    fn default() -> Self {
+        Self {
+            origin: None,
+            name: DEFAULT_FLEET_NAME.to_string(),
+            spec: FleetSpec::default(),
+            waves: Vec::new(),
+        }
+    }
+}
+
+/// The chart versions that apply to one cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChartVersions {
+    pub stackgres: String,
+    pub atlas: String,
+}
+
+impl ChartVersions {
+    pub fn get(&self, chart: Chart) -> &str {
+        match chart {
+            Chart::Stackgres => &self.stackgres,
+            Chart::Atlas => &self.atlas,
+        }
+    }
+}
+
+impl FleetSettings {
+    /// Parses and checks `fleet.yaml`; `None` when it has errors (in `out`).
+    pub fn parse(raw: &RawDocument<'_>, out: &mut Vec<Diagnostic>) -> Option<FleetSettings> {
+        let doc: FleetDocument = match raw.parse() {
+            Ok(doc) => doc,
+            Err(e) => {
+                out.push(e);
+                return None;
+            }
+        };
+        let origin = &raw.origin;
+        let before = out.len();
+        check_api_version(&doc.api_version, FLEET_API_VERSION, origin, out);
+        let name = doc
+            .metadata
+            .name
+            .clone()
+            .unwrap_or_else(|| DEFAULT_FLEET_NAME.to_string());
+        if let Err(e) = check_dns_label(&name) {
+            out.push(Diagnostic::field(origin, "metadata.name", e));
+        }
+        let spec = doc.spec;
+        check_pins(&spec.pins, origin, "spec.pins", out);
+        for (i, o) in spec.overrides.iter().enumerate() {
+            check_pins(&o.pins, origin, &format!("spec.overrides[{i}].pins"), out);
+            for (field, e) in o.selector.problems() {
+                out.push(Diagnostic::field(
+                    origin,
+                    format!("spec.overrides[{i}].selector.{field}"),
+                    e,
+                ));
+            }
+        }
+        for (chart, versions) in &spec.known_versions {
+            if Chart::from_name(chart).is_none() {
+                out.push(unknown_chart(
+                    origin,
+                    &format!("spec.knownVersions.{chart}"),
+                ));
+            }
+            for (i, v) in versions.iter().enumerate() {
+                if let Err(e) = check_version(v) {
+                    out.push(Diagnostic::field(
+                        origin,
+                        format!("spec.knownVersions.{chart}[{i}]"),
+                        e,
+                    ));
+                }
+            }
+        }
+        let waves = parse_waves(spec.rollout.as_ref(), origin, out);
+        if let Some(fraction) = spec.prune.as_ref().and_then(|p| p.max_fraction) {
+            if !(0.0..=1.0).contains(&fraction) {
+                out.push(Diagnostic::field(
+                    origin,
+                    "spec.prune.maxFraction",
+                    format!("must be between 0 and 1, got {fraction}"),
+                ));
+            }
+        }
+        if out.len() > before {
+            return None;
+        }
+        let settings = FleetSettings {
+            origin: Some(origin.clone()),
+            name,
+            spec,
+            waves,
+        };
+        settings.warn_unknown_versions(out);
+        Some(settings)
+    }
+
+    /// Chart versions for a cluster: first matching override, then fleet pin, then the
+    /// reference default.
+    pub fn versions_for(&self, cluster_labels: &BTreeMap<String, String>) -> ChartVersions {
+        let pick = |chart: Chart| -> String {
+            self.spec
+                .overrides
+                .iter()
+                .find(|o| o.selector.matches(cluster_labels))
+                .and_then(|o| o.pins.get(chart.name()))
+                .or_else(|| self.spec.pins.get(chart.name()))
+                .cloned()
+                .unwrap_or_else(|| chart.default_version().to_string())
+        };
+        ChartVersions {
+            stackgres: pick(Chart::Stackgres),
+            atlas: pick(Chart::Atlas),
+        }
+    }
+
+    pub fn drift_policy(&self) -> DriftPolicy {
+        self.spec
+            .drift
+            .as_ref()
+            .map(|d| d.policy)
+            .unwrap_or_default()
+    }
+
+    pub fn max_prune_fraction(&self) -> f64 {
+        self.spec
+            .prune
+            .as_ref()
+            .and_then(|p| p.max_fraction)
+            .unwrap_or(DEFAULT_MAX_PRUNE_FRACTION)
+    }
+
+    pub fn allow_mass_prune(&self) -> bool {
+        self.spec
+            .prune
+            .as_ref()
+            .and_then(|p| p.allow_mass_prune)
+            .unwrap_or(false)
+    }
+
+    pub fn force(&self) -> bool {
+        self.spec.force.unwrap_or(false)
+    }
+
+    pub fn suspended(&self) -> bool {
+        self.spec.suspend.unwrap_or(false)
+    }
+
+    /// The wave a cluster belongs to: the first whose selector matches, else the implicit
+    /// last wave (`None`).
+    pub fn wave_of(&self, cluster_labels: &BTreeMap<String, String>) -> Option<&Wave> {
+        self.waves
+            .iter()
+            .find(|w| w.selector.matches(cluster_labels))
+    }
+
+    fn warn_unknown_versions(&self, out: &mut Vec<Diagnostic>) {
+        let Some(origin) = &self.origin else { return };
+        let all_pins = std::iter::once(("spec.pins".to_string(), &self.spec.pins)).chain(
+            self.spec
+                .overrides
+                .iter()
+                .enumerate()
+                .map(|(i, o)| (format!("spec.overrides[{i}].pins"), &o.pins)),
+        );
+        for (at, pins) in all_pins {
+            for (chart, version) in pins {
+                let Some(known) = self.spec.known_versions.get(chart) else {
+                    continue;
+                };
+                if !known.contains(version) {
+                    out.push(
+                        Diagnostic::field(
+                            origin,
+                            format!("{at}.{chart}"),
+                            format!(
+                                "{version} is not among the known versions of {chart} ({})",
+                                known.join(", ")
+                            ),
+                        )
+                        .warning(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn unknown_chart(origin: &Origin, field: &str) -> Diagnostic {
+    let known: Vec<_> = Chart::ALL.iter().map(|c| c.name()).collect();
+    Diagnostic::field(
+        origin,
+        field,
+        format!("unknown chart (expected one of {})", known.join(", ")),
+    )
+}
+
+fn check_pins(
+    pins: &BTreeMap<String, String>,
+    origin: &Origin,
+    at: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    for (chart, version) in pins {
+        let field = format!("{at}.{chart}");
+        if Chart::from_name(chart).is_none() {
+            out.push(unknown_chart(origin, &field));
+        } else if let Err(e) = check_version(version) {
+            out.push(Diagnostic::field(origin, field, e));
+        }
+    }
+}
+
+fn parse_waves(
+    rollout: Option<&RolloutSpec>,
+    origin: &Origin,
+    out: &mut Vec<Diagnostic>,
+) -> Vec<Wave> {
+    let mut waves = Vec::new();
+    for (i, w) in rollout
+        .map(|r| r.waves.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let at = format!("spec.rollout.waves[{i}]");
+        if let Err(e) = check_dns_label(&w.name) {
+            out.push(Diagnostic::field(origin, format!("{at}.name"), e));
+        }
+        if waves.iter().any(|seen: &Wave| seen.name == w.name) {
+            out.push(Diagnostic::field(
+                origin,
+                format!("{at}.name"),
+                format!("duplicate wave name {:?}", w.name),
+            ));
+        }
+        for (field, e) in w.selector.problems() {
+            out.push(Diagnostic::field(
+                origin,
+                format!("{at}.selector.{field}"),
+                e,
+            ));
+        }
+        let mut parse_duration = |field: &str, value: Option<&str>, default: Duration| {
+            value
+                .map_or(Ok(default), duration::parse)
+                .unwrap_or_else(|e| {
+                    out.push(Diagnostic::field(origin, format!("{at}.{field}"), e));
+                    default
+                })
+        };
+        let bake_time = parse_duration("bakeTime", w.bake_time.as_deref(), Duration::ZERO);
+        let timeout = parse_duration("timeout", w.timeout.as_deref(), DEFAULT_WAVE_TIMEOUT);
+        waves.push(Wave {
+            name: w.name.clone(),
+            selector: w.selector.clone(),
+            bake_time,
+            timeout,
+        });
+    }
+    waves
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::document::split;
+
+    fn parse(yaml: &str) -> (Option<FleetSettings>, Vec<Diagnostic>) {
+        let docs = split("fleet.yaml", yaml.as_bytes()).expect("splits");
+        let mut out = Vec::new();
+        let settings = FleetSettings::parse(&docs[0], &mut out);
+        (settings, out)
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const FLEET: &str = "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nmetadata: {name: main}\nspec:\n  pins: {stackgres-operator: 1.18.4, atlas-operator: 0.7.23}\n  overrides:\n  - selector: {matchLabels: {env: dev}}\n    pins: {stackgres-operator: 1.19.0}\n  - selector: {matchLabels: {tier: edge}}\n    pins: {stackgres-operator: 1.17.0, atlas-operator: 0.7.0}\n  rollout:\n    waves:\n    - {name: dev, selector: {matchLabels: {env: dev}}, bakeTime: 5m}\n    - {name: prod, selector: {matchLabels: {env: prod}}}\n";
+
+    #[test]
+    fn pin_precedence_is_first_override_then_fleet_then_default() {
+        let (settings, out) = parse(FLEET);
+        assert!(out.is_empty(), "{out:?}");
+        let s = settings.unwrap();
+        let dev = s.versions_for(&labels(&[("env", "dev"), ("tier", "edge")]));
+        assert_eq!(
+            (dev.stackgres.as_str(), dev.atlas.as_str()),
+            ("1.19.0", "0.7.23")
+        );
+        let edge = s.versions_for(&labels(&[("tier", "edge")]));
+        assert_eq!(
+            (edge.stackgres.as_str(), edge.atlas.as_str()),
+            ("1.17.0", "0.7.0")
+        );
+        let prod = s.versions_for(&labels(&[("env", "prod")]));
+        assert_eq!(prod.stackgres, "1.18.4");
+        assert_eq!(
+            FleetSettings::default().versions_for(&labels(&[])).atlas,
+            "0.7.23"
+        );
+    }
+
+    #[test]
+    fn waves_parse_durations_and_clusters_fall_to_the_first_match() {
+        let s = parse(FLEET).0.unwrap();
+        assert_eq!(s.waves[0].bake_time, Duration::from_secs(300));
+        assert_eq!(s.waves[1].timeout, DEFAULT_WAVE_TIMEOUT);
+        assert_eq!(s.wave_of(&labels(&[("env", "prod")])).unwrap().name, "prod");
+        assert!(s.wave_of(&labels(&[("env", "qa")])).is_none());
+    }
+
+    #[test]
+    fn bad_pins_and_unknown_charts_are_errors_naming_the_field() {
+        let (settings, out) = parse(
+            "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nspec:\n  pins: {stackgres-operator: latest, postgres: 1.0.0}\n",
+        );
+        assert!(settings.is_none());
+        let fields: Vec<_> = out.iter().map(|d| d.field.clone().unwrap()).collect();
+        assert_eq!(
+            fields,
+            vec!["spec.pins.postgres", "spec.pins.stackgres-operator"]
+        );
+    }
+
+    #[test]
+    fn a_pin_outside_known_versions_is_a_warning() {
+        let (settings, out) = parse(
+            "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nspec:\n  pins: {atlas-operator: 0.9.0}\n  knownVersions: {atlas-operator: [0.7.23]}\n",
+        );
+        assert!(settings.is_some());
+        assert_eq!(out.len(), 1);
+        assert!(!out[0].is_error());
+        assert_eq!(out[0].field.as_deref(), Some("spec.pins.atlas-operator"));
+    }
+}
