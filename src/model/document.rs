@@ -167,7 +167,8 @@ mod tests {
             .iter()
             .map(|d| (d.origin.document, d.head.kind.clone().unwrap()))
             .collect();
-        assert_eq!(found, vec![(3, "A".to_string()), (5, "B".to_string())]);
+        // A leading `---` opens the first document rather than closing an empty one.
+        assert_eq!(found, vec![(2, "A".to_string()), (4, "B".to_string())]);
     }
 
     #[test]

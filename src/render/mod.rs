@@ -211,3 +211,6 @@ fn render_usage(claim: &Claim, ctx: &RenderContext) -> Usage {
         status: None,
     }
 }
+
+#[cfg(test)]
+mod tests;

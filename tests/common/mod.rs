@@ -1,0 +1,45 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::path::{Path, PathBuf};
+
+use psql_fleet::fleetdir::{self, FileTree, LoadedFleet};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared/crds`, where the real upstream CRDs live; `None` (and a note on stderr) when
+/// the checkout has no `../shared` beside it.
+pub fn upstream_crds() -> Option<PathBuf> {
+    let dir = root().join("../shared/crds");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: {} is absent; upstream CRD checks need ../shared beside the checkout",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// Loads a fleet directory of the repository, failing the test with every diagnostic.
+pub fn load_fleet(dir: &Path) -> LoadedFleet {
+    let tree = FileTree::from_dir(dir).unwrap_or_else(|e| panic!("{e}"));
+    let outcome = fleetdir::load(&tree);
+    let report: Vec<String> = outcome
+        .diagnostics
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    outcome
+        .fleet
+        .unwrap_or_else(|| panic!("{} does not load:\n{}", dir.display(), report.join("\n")))
+}
+
+/// The psql-fleet binary built for this test run.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_psql-fleet"))
+}
