@@ -93,17 +93,27 @@ impl Serialize for ProviderConfigKind {
     }
 }
 
-// Hand-written so the error reads the way a person fixing the claim needs it.
+// Hand-written so the error reads the way a person fixing the claim needs it, and raised
+// inside the scalar's visitor so the parser attaches the field's own path and position.
 impl<'de> Deserialize<'de> for ProviderConfigKind {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(d)?;
-        match raw.as_str() {
-            "ProviderConfig" => Ok(Self::ProviderConfig),
-            "ClusterProviderConfig" => Ok(Self::ClusterProviderConfig),
-            other => Err(serde::de::Error::custom(format!(
-                "expected ProviderConfig or ClusterProviderConfig, got {other:?}"
-            ))),
+        struct KindVisitor;
+        impl serde::de::Visitor<'_> for KindVisitor {
+            type Value = ProviderConfigKind;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("ProviderConfig or ClusterProviderConfig")
+            }
+            fn visit_str<E: serde::de::Error>(self, raw: &str) -> Result<Self::Value, E> {
+                match raw {
+                    "ProviderConfig" => Ok(ProviderConfigKind::ProviderConfig),
+                    "ClusterProviderConfig" => Ok(ProviderConfigKind::ClusterProviderConfig),
+                    other => Err(E::custom(format!(
+                        "expected ProviderConfig or ClusterProviderConfig, got {other:?}"
+                    ))),
+                }
+            }
         }
+        d.deserialize_str(KindVisitor)
     }
 }
 

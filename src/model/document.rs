@@ -31,6 +31,10 @@ pub struct RawDocument<'a> {
 impl RawDocument<'_> {
     /// Deserializes the document as `T`, failing with the position and field path of the
     /// first problem the parser meets.
+    #[allow(
+        clippy::result_large_err,
+        reason = "a diagnostic is the cold path of a one-shot parse"
+    )]
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, Diagnostic> {
         // serde_yaml's documents are one-shot; a second pass over the stream is cheap for
         // files capped at MAX_FILE_BYTES and keeps positions exact.
@@ -44,6 +48,10 @@ impl RawDocument<'_> {
 
 /// Decodes a file and splits it into its non-empty documents. A file that is not UTF-8,
 /// too large, or not YAML gives one diagnostic and no documents.
+#[allow(
+    clippy::result_large_err,
+    reason = "a diagnostic is the cold path of a one-shot parse"
+)]
 pub fn split<'a>(file: &str, bytes: &'a [u8]) -> Result<Vec<RawDocument<'a>>, Diagnostic> {
     if bytes.len() > MAX_FILE_BYTES {
         return Err(Diagnostic::file(
@@ -55,13 +63,11 @@ pub fn split<'a>(file: &str, bytes: &'a [u8]) -> Result<Vec<RawDocument<'a>>, Di
         ));
     }
     let text = std::str::from_utf8(bytes).map_err(|e| {
-        Diagnostic::file(
-            file,
-            format!(
-                "not valid UTF-8 (invalid byte at offset {})",
-                e.valid_up_to()
-            ),
-        )
+        let valid = &bytes[..e.valid_up_to()];
+        let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+        let column = valid.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+        Diagnostic::file(file, "not valid UTF-8; fleet files must be UTF-8 encoded")
+            .at(line, column)
     })?;
     let mut documents = Vec::new();
     for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
@@ -90,10 +96,15 @@ pub fn yaml_diagnostic(file: &str, document: Option<usize>, err: &serde_yaml::Er
     diagnostic.document = document;
     if let Some(location) = err.location() {
         let suffix = format!(" at line {} column {}", location.line(), location.column());
-        if let Some(stripped) = message.strip_suffix(&suffix) {
-            message = stripped.to_string();
-        }
+        // libyaml's own messages carry the position mid-sentence; say it once, up front.
+        message = message.replacen(&suffix, "", 1);
         diagnostic = diagnostic.at(location.line(), location.column());
+    }
+    if message == "repetition limit exceeded" {
+        message
+            .push_str(" (too many YAML alias expansions; refusing what looks like an alias bomb)");
+    } else if message == "recursion limit exceeded" {
+        message.push_str(" (the document nests too deeply)");
     }
     let (path, rest) = split_path(&message);
     let (field, message) = relocate_field_errors(path, rest);
@@ -123,6 +134,11 @@ fn relocate_field_errors(path: Option<&str>, message: &str) -> (Option<String>, 
         if let Some((name, tail)) = rest.split_once('`') {
             let allowed = tail.trim_start_matches(", ");
             return (Some(join(name)), format!("unknown field ({allowed})"));
+        }
+    }
+    if let Some(rest) = message.strip_prefix("duplicate field `") {
+        if let Some((name, _)) = rest.split_once('`') {
+            return (Some(join(name)), "field appears more than once".to_string());
         }
     }
     if let Some(rest) = message.strip_prefix("missing field `") {

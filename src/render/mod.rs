@@ -70,10 +70,10 @@ impl ClaimObjects {
     /// The objects in apply order: StackGres, Atlas, then the Usage.
     pub fn into_objects(self) -> Vec<DesiredObject> {
         let mut out = vec![
-            DesiredObject::Release(self.stackgres),
-            DesiredObject::Release(self.atlas),
+            DesiredObject::Release(Box::new(self.stackgres)),
+            DesiredObject::Release(Box::new(self.atlas)),
         ];
-        out.extend(self.usage.map(DesiredObject::Usage));
+        out.extend(self.usage.map(|u| DesiredObject::Usage(Box::new(u))));
         out
     }
 }
@@ -119,7 +119,7 @@ pub fn render_cluster<'a>(
         .filter(|c| c.cluster() == cluster.name)
         .flat_map(|c| render_claim(c, &ctx, observed(c)).into_objects())
         .collect();
-    objects.sort_by(|a, b| a.object_ref().cmp(&b.object_ref()));
+    objects.sort_by_cached_key(DesiredObject::object_ref);
     objects
 }
 

@@ -46,8 +46,8 @@ impl fmt::Display for ObjectRef {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum DesiredObject {
-    Release(Release),
-    Usage(Usage),
+    Release(Box<Release>),
+    Usage(Box<Usage>),
 }
 
 impl DesiredObject {
