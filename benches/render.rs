@@ -1,0 +1,72 @@
+//! Render throughput: 10,000 claims across 1,000 clusters, from parsed fleet to JSON
+//! objects, the work `render`, `plan` and every reconcile pass repeat. Run with
+//! `cargo bench --bench render` (or `make bench`); prints min and median of several runs.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use psql_fleet::cli::render::render_fleet;
+use psql_fleet::fleetdir::{load, FileTree};
+
+const CLUSTERS: usize = 1_000;
+const CLAIMS_PER_CLUSTER: usize = 10;
+
+fn fleet_tree() -> FileTree {
+    let mut tree = FileTree::default();
+    tree.insert(
+        "fleet.yaml",
+        "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nmetadata: {name: bench}\nspec:\n  pins: {stackgres-operator: 1.18.4}\n  overrides:\n  - selector: {matchLabels: {env: dev}}\n    pins: {stackgres-operator: 1.19.0}\n",
+    );
+    for c in 0..CLUSTERS {
+        let env = ["dev", "staging", "prod"][c % 3];
+        tree.insert(
+            format!("clusters/c{c:04}.yaml"),
+            format!("apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Cluster\nmetadata:\n  name: c{c:04}\n  labels: {{env: {env}}}\nspec: {{kubeconfig: c{c:04}.yaml}}\n"),
+        );
+        let docs: Vec<String> = (0..CLAIMS_PER_CLUSTER)
+            .map(|i| {
+                format!("apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nmetadata: {{name: db{i}, namespace: team{i}}}\nspec:\n  clusterName: c{c:04}\n  labels: {{team: t{i}}}\n  stackgresOperator:\n    values: {{deploy: {{restapi: false}}, adminui: {{service: {{type: ClusterIP}}}}}}\n")
+            })
+            .collect();
+        tree.insert(format!("claims/c{c:04}.yaml"), docs.join("---\n"));
+    }
+    tree
+}
+
+fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, Duration) {
+    let mut samples: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(f());
+            start.elapsed()
+        })
+        .collect();
+    samples.sort();
+    (samples[0], samples[runs / 2])
+}
+
+fn main() {
+    // `cargo test --benches` runs this with --bench absent; keep that quick.
+    let runs = if std::env::args().any(|a| a == "--bench") {
+        7
+    } else {
+        1
+    };
+    let tree = fleet_tree();
+    let (load_min, load_median) = time(runs, || load(&tree));
+    let fleet = load(&tree).fleet.expect("the benchmark fleet is valid");
+    assert_eq!(fleet.claims.len(), CLUSTERS * CLAIMS_PER_CLUSTER);
+    let (render_min, render_median) = time(runs, || render_fleet(&fleet, None, true));
+    let rendered: BTreeMap<_, _> = render_fleet(&fleet, None, true);
+    let objects: usize = rendered.values().map(Vec::len).sum();
+    println!("| step | claims | clusters | objects | min | median |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| load + validate | {} | {CLUSTERS} | - | {load_min:.2?} | {load_median:.2?} |",
+        fleet.claims.len()
+    );
+    println!(
+        "| render (JSON objects) | {} | {CLUSTERS} | {objects} | {render_min:.2?} | {render_median:.2?} |",
+        fleet.claims.len()
+    );
+}
