@@ -58,7 +58,10 @@ pub fn apply(
         .map(without_managed_fields)
         .unwrap_or_else(|| empty_like(config));
     let config = without_managed_fields(config);
-    let mut managed = live.map(ManagedFields::decode).unwrap_or_default();
+    let mut managed = match live {
+        Some(live) => managed_before_apply(schema, live, ctx),
+        None => ManagedFields::default(),
+    };
     let reset = reset_prefix(schema, ctx.subresource);
 
     let merged = merge::merge(root, &live_object, &config);
@@ -134,7 +137,7 @@ pub fn track_update(
         .map(without_managed_fields)
         .unwrap_or_else(|| empty_like(new));
     let mut new_object = without_managed_fields(new);
-    let mut managed = live.map(ManagedFields::decode).unwrap_or_default();
+    let mut managed = managed_for_update(live, new, ctx.subresource);
     let reset = reset_prefix(schema, ctx.subresource);
 
     let comparison = compared(schema, &live_object, &new_object, reset.as_deref());
@@ -193,6 +196,53 @@ pub fn managed_fields_of(
                 && key.subresource.as_deref() == subresource
         })
         .map(|(_, entry)| entry.fields)
+}
+
+/// The managers an apply starts from. An object that has none (written before ownership was
+/// tracked, or seeded by the server) is first owned whole by an Update manager named
+/// `before-first-apply`, so an apply cannot silently take over fields someone else set.
+fn managed_before_apply(schema: &Schema, live: &Value, ctx: &WriteContext) -> ManagedFields {
+    let managed = ManagedFields::decode(live);
+    if !managed.0.is_empty() {
+        return managed;
+    }
+    let seed = WriteContext {
+        manager: BEFORE_FIRST_APPLY,
+        subresource: None,
+        ..*ctx
+    };
+    let owned = track_update(schema, None, live, &seed);
+    ManagedFields::decode(&owned)
+}
+
+/// The manager Kubernetes gives the fields of an untracked object at its first apply.
+pub const BEFORE_FIRST_APPLY: &str = "before-first-apply";
+
+/// The managers an update starts from. Through the main endpoint a client may set managedFields
+/// itself: `[]` or `[{}]` resets them, any other non-empty list replaces them; a request that
+/// leaves them out (or sends what it read) keeps live's. Subresources always keep live's.
+fn managed_for_update(
+    live: Option<&Value>,
+    new: &Value,
+    subresource: Option<&str>,
+) -> ManagedFields {
+    let from_live = || live.map(ManagedFields::decode).unwrap_or_default();
+    if subresource.is_some_and(|s| !s.is_empty()) {
+        return from_live();
+    }
+    match new["metadata"]["managedFields"].as_array() {
+        Some(entries) if entries.is_empty() => ManagedFields::default(),
+        Some(entries) if entries.len() == 1 && entries[0] == json!({}) => ManagedFields::default(),
+        Some(_) => {
+            let requested = ManagedFields::decode(new);
+            if requested.0.is_empty() {
+                from_live()
+            } else {
+                requested
+            }
+        }
+        None => from_live(),
+    }
 }
 
 /// The creation baseline: Kubernetes compares a new object against an empty one of its kind.

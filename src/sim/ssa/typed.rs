@@ -325,4 +325,30 @@ mod tests {
             PathElement::Index(2)
         );
     }
+
+    #[test]
+    fn builtin_deployments_key_containers_by_name_and_ports_by_port_and_protocol() {
+        let schema = Schema::builtin("apps/v1", "Deployment").unwrap();
+        let deployment = json!({"spec": {"replicas": 1, "template": {"spec": {"containers": [
+            {"name": "operator", "image": "x", "ports": [{"containerPort": 8080}]}
+        ]}}}});
+        let fields = to_field_set(&schema.root, &deployment).to_fields_v1();
+        assert_eq!(
+            fields["f:spec"]["f:template"]["f:spec"]["f:containers"],
+            json!({r#"k:{"name":"operator"}"#: {
+                ".": {}, "f:image": {}, "f:name": {},
+                "f:ports": {r#"k:{"containerPort":8080,"protocol":"TCP"}"#: {".": {}, "f:containerPort": {}}}
+            }})
+        );
+        assert_eq!(fields["f:spec"]["f:replicas"], json!({}));
+    }
+
+    #[test]
+    fn without_a_schema_every_object_key_is_data_and_lists_are_atomic() {
+        let value = json!({"spec": {"replicas": 1, "list": [{"a": 1}]}});
+        assert_eq!(
+            printed(&to_field_set(&Schema::deduced().root, &value)),
+            [".spec", ".spec.list", ".spec.replicas"]
+        );
+    }
 }

@@ -522,3 +522,76 @@ fn a_created_object_is_owned_by_its_creator_without_server_set_fields() {
     assert_eq!(fields["f:spec"]["."], json!({}));
     assert!(fields.get("f:apiVersion").is_none() && fields.get("f:kind").is_none());
 }
+
+#[test]
+fn an_untracked_object_is_owned_by_before_first_apply_at_its_first_apply() {
+    let Some(schema) = release_schema() else {
+        return;
+    };
+    let untracked = stored(agent_config("1.99.0"));
+    let err = apply(
+        &schema,
+        Some(&untracked),
+        &agent_config("1.14.0"),
+        false,
+        &ctx("psql-fleet", "t1"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.message(),
+        "Apply failed with 1 conflict: conflict with \"before-first-apply\" using \
+         helm.m.crossplane.io/v1beta1: .spec.forProvider.chart.version"
+    );
+    let adopted = apply(
+        &schema,
+        Some(&untracked),
+        &agent_config("1.99.0"),
+        false,
+        &ctx("psql-fleet", "t1"),
+    )
+    .unwrap();
+    assert_eq!(
+        entries(&adopted),
+        [
+            ("psql-fleet".into(), "Apply".into(), None),
+            (BEFORE_FIRST_APPLY.into(), "Update".into(), None),
+        ]
+    );
+}
+
+#[test]
+fn an_update_may_reset_or_replace_managed_fields_but_a_status_write_may_not() {
+    let Some(schema) = release_schema() else {
+        return;
+    };
+    let live = created(&schema);
+    let cases = [
+        (json!([]), None, vec![]),
+        (json!([{}]), None, vec![]),
+        (
+            json!([{"manager": "someone", "operation": "Update", "apiVersion": API_VERSION,
+                    "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:rollbackLimit": {}}}}]),
+            None,
+            vec![("someone".to_owned(), "Update".to_owned(), None)],
+        ),
+        (
+            json!([]),
+            Some("status"),
+            vec![("psql-fleet".to_owned(), "Apply".to_owned(), None)],
+        ),
+    ];
+    for (requested, subresource, want) in cases {
+        let mut new = live.clone();
+        new["metadata"]["managedFields"] = requested.clone();
+        let write = WriteContext {
+            subresource,
+            ..ctx("kubectl-edit", "t1")
+        };
+        let written = track_update(&schema, Some(&live), &new, &write);
+        assert_eq!(
+            entries(&written),
+            want,
+            "managedFields {requested} via {subresource:?}"
+        );
+    }
+}
