@@ -36,6 +36,8 @@ pub struct RenderArgs {
 pub enum Format {
     Yaml,
     Json,
+    /// One line per cluster: claims, objects and chart versions, for people.
+    Summary,
 }
 
 pub fn run(args: &RenderArgs) -> ExitCode {
@@ -60,6 +62,7 @@ pub fn run(args: &RenderArgs) -> ExitCode {
             .map(|s| s + "\n")
             .map_err(|e| e.to_string()),
         Format::Yaml => to_yaml_stream(&rendered),
+        Format::Summary => Ok(summary(&fleet, &rendered)),
     };
     match text {
         Ok(text) => {
@@ -115,4 +118,34 @@ fn to_yaml_stream(rendered: &BTreeMap<String, Vec<Value>>) -> Result<String, Str
         }
     }
     Ok(out)
+}
+
+fn summary(fleet: &LoadedFleet, rendered: &BTreeMap<String, Vec<Value>>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<20} {:<10} {:>6} {:>8}  {:<20} {:<16} CLAIMS",
+        "CLUSTER", "WAVE", "CLAIMS", "OBJECTS", "STACKGRES", "ATLAS"
+    );
+    for (name, objects) in rendered {
+        let Some(cluster) = fleet.clusters.get(name) else {
+            continue;
+        };
+        let versions = fleet.settings.versions_for(&cluster.labels);
+        let wave = fleet
+            .settings
+            .wave_of(&cluster.labels)
+            .map_or("-", |w| w.name.as_str());
+        let claims: Vec<String> = fleet.claims_of(name).map(|c| c.key().to_string()).collect();
+        let _ = writeln!(
+            out,
+            "{name:<20} {wave:<10} {:>6} {:>8}  {:<20} {:<16} {}",
+            claims.len(),
+            objects.len(),
+            versions.stackgres,
+            versions.atlas,
+            claims.join(", ")
+        );
+    }
+    out
 }

@@ -24,8 +24,11 @@ pub struct Head {
 pub struct RawDocument<'a> {
     pub origin: Origin,
     pub head: Head,
+    /// The slice of the file this document lives in, and its index within that slice.
     text: &'a str,
     index: usize,
+    /// Lines of the file before `text`, so positions name lines of the whole file.
+    line_offset: usize,
 }
 
 impl RawDocument<'_> {
@@ -36,14 +39,52 @@ impl RawDocument<'_> {
         reason = "a diagnostic is the cold path of a one-shot parse"
     )]
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, Diagnostic> {
-        // serde_yaml's documents are one-shot; a second pass over the stream is cheap for
-        // files capped at MAX_FILE_BYTES and keeps positions exact.
+        // serde_yaml's documents are one-shot, so the slice is parsed again; slices hold
+        // one document each but for rare `...`-terminated streams.
         let doc = serde_yaml::Deserializer::from_str(self.text)
             .nth(self.index)
             .ok_or_else(|| Diagnostic::file(&self.origin.file, "document vanished on reparse"))?;
-        T::deserialize(doc)
-            .map_err(|e| yaml_diagnostic(&self.origin.file, Some(self.index + 1), &e))
+        T::deserialize(doc).map_err(|e| {
+            yaml_diagnostic(
+                &self.origin.file,
+                Some(self.origin.document),
+                self.line_offset,
+                &e,
+            )
+        })
     }
+}
+
+/// A run of lines from one `---` marker to the next. A marker at column 0 always starts a
+/// document in YAML (it may not appear inside any scalar), so splitting there is exact and
+/// spares re-parsing a whole multi-document file for each of its documents.
+struct Slice<'a> {
+    text: &'a str,
+    line_offset: usize,
+}
+
+fn slices(text: &str) -> Vec<Slice<'_>> {
+    let mut out = Vec::new();
+    let (mut start, mut start_line, mut offset) = (0, 0, 0);
+    for (line_no, line) in text.split_inclusive('\n').enumerate() {
+        let is_marker = line
+            .strip_prefix("---")
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace));
+        if is_marker && offset > start {
+            out.push(Slice {
+                text: &text[start..offset],
+                line_offset: start_line,
+            });
+            start = offset;
+            start_line = line_no;
+        }
+        offset += line.len();
+    }
+    out.push(Slice {
+        text: &text[start..],
+        line_offset: start_line,
+    });
+    out
 }
 
 /// Decodes a file and splits it into its non-empty documents. A file that is not UTF-8,
@@ -70,19 +111,24 @@ pub fn split<'a>(file: &str, bytes: &'a [u8]) -> Result<Vec<RawDocument<'a>>, Di
             .at(line, column)
     })?;
     let mut documents = Vec::new();
-    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let head = Option::<Head>::deserialize(doc)
-            .map_err(|e| yaml_diagnostic(file, Some(index + 1), &e))?;
-        if let Some(head) = head {
-            documents.push(RawDocument {
-                origin: Origin {
-                    file: file.to_string(),
-                    document: index + 1,
-                },
-                head,
-                text,
-                index,
-            });
+    let mut number = 0;
+    for slice in slices(text) {
+        for (index, doc) in serde_yaml::Deserializer::from_str(slice.text).enumerate() {
+            number += 1;
+            let head = Option::<Head>::deserialize(doc)
+                .map_err(|e| yaml_diagnostic(file, Some(number), slice.line_offset, &e))?;
+            if let Some(head) = head {
+                documents.push(RawDocument {
+                    origin: Origin {
+                        file: file.to_string(),
+                        document: number,
+                    },
+                    head,
+                    text: slice.text,
+                    index,
+                    line_offset: slice.line_offset,
+                });
+            }
         }
     }
     Ok(documents)
@@ -90,7 +136,12 @@ pub fn split<'a>(file: &str, bytes: &'a [u8]) -> Result<Vec<RawDocument<'a>>, Di
 
 /// Turns a serde_yaml error into a diagnostic, moving the field path that serde_yaml puts
 /// at the front of its message into the diagnostic's field.
-pub fn yaml_diagnostic(file: &str, document: Option<usize>, err: &serde_yaml::Error) -> Diagnostic {
+pub fn yaml_diagnostic(
+    file: &str,
+    document: Option<usize>,
+    line_offset: usize,
+    err: &serde_yaml::Error,
+) -> Diagnostic {
     let mut message = err.to_string();
     let mut diagnostic = Diagnostic::file(file, String::new());
     diagnostic.document = document;
@@ -98,7 +149,7 @@ pub fn yaml_diagnostic(file: &str, document: Option<usize>, err: &serde_yaml::Er
         let suffix = format!(" at line {} column {}", location.line(), location.column());
         // libyaml's own messages carry the position mid-sentence; say it once, up front.
         message = message.replacen(&suffix, "", 1);
-        diagnostic = diagnostic.at(location.line(), location.column());
+        diagnostic = diagnostic.at(location.line() + line_offset, location.column());
     }
     if message == "repetition limit exceeded" {
         message
@@ -185,6 +236,21 @@ mod tests {
             .collect();
         // A leading `---` opens the first document rather than closing an empty one.
         assert_eq!(found, vec![(2, "A".to_string()), (4, "B".to_string())]);
+    }
+
+    #[test]
+    fn positions_in_later_documents_count_lines_of_the_whole_file() {
+        let text = "# header\nkind: A\nspec: {clusterName: x}\n---\nkind: A\nspec:\n  clusterName: x\n  bad: 1\n";
+        let d = first_error(text);
+        assert_eq!((d.document, d.line, d.column), (Some(2), Some(8), Some(3)));
+    }
+
+    #[test]
+    fn markers_only_split_at_column_zero() {
+        let text = "kind: A\ndata: |\n  ---\n  not a marker\n---\nkind: B\n";
+        let docs = split("f.yaml", text.as_bytes()).unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].origin.document, 2);
     }
 
     #[test]
