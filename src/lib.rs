@@ -14,3 +14,4 @@ pub mod cli;
 pub mod fleetdir;
 pub mod model;
 pub mod render;
+pub mod sim;

@@ -113,9 +113,11 @@ pub fn check_kubeconfig_path(path: &str) -> Result<(), String> {
                     return Err(format!("{path:?} escapes the credentials directory"));
                 }
             }
-            Component::RootDir | Component::Prefix(_) => return Err(format!(
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!(
                 "{path:?} is absolute; kubeconfig paths are relative to the credentials directory"
-            )),
+            ))
+            }
         }
     }
     if depth == 0 {

@@ -31,6 +31,10 @@ pub struct RawDocument<'a> {
 impl RawDocument<'_> {
     /// Deserializes the document as `T`, failing with the position and field path of the
     /// first problem the parser meets.
+    #[allow(
+        clippy::result_large_err,
+        reason = "a Diagnostic per document is cold-path and kept unboxed for simple matching"
+    )]
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, Diagnostic> {
         // serde_yaml's documents are one-shot; a second pass over the stream is cheap for
         // files capped at MAX_FILE_BYTES and keeps positions exact.
@@ -44,6 +48,10 @@ impl RawDocument<'_> {
 
 /// Decodes a file and splits it into its non-empty documents. A file that is not UTF-8,
 /// too large, or not YAML gives one diagnostic and no documents.
+#[allow(
+    clippy::result_large_err,
+    reason = "a Diagnostic per file is cold-path and kept unboxed for simple matching"
+)]
 pub fn split<'a>(file: &str, bytes: &'a [u8]) -> Result<Vec<RawDocument<'a>>, Diagnostic> {
     if bytes.len() > MAX_FILE_BYTES {
         return Err(Diagnostic::file(

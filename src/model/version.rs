@@ -56,7 +56,7 @@ fn parse(value: &str) -> Option<Parsed<'_>> {
         s.split('.')
             .all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
     };
-    if !pre.map_or(true, identifiers_ok) || !build.map_or(true, identifiers_ok) {
+    if !pre.is_none_or(identifiers_ok) || !build.is_none_or(identifiers_ok) {
         return None;
     }
     Some(Parsed { core: numbers, pre })

@@ -119,7 +119,7 @@ pub fn render_cluster<'a>(
         .filter(|c| c.cluster() == cluster.name)
         .flat_map(|c| render_claim(c, &ctx, observed(c)).into_objects())
         .collect();
-    objects.sort_by(|a, b| a.object_ref().cmp(&b.object_ref()));
+    objects.sort_by_key(|o| o.object_ref());
     objects
 }
 
