@@ -25,9 +25,13 @@ impl Shared {
         let registry = super::crds::registry();
         let schemas = registry
             .iter()
-            .map(|r| match &r.schema {
-                Some(s) => ssa::Schema::from_openapi_v3(s),
-                None => ssa::Schema::deduced(),
+            .map(|r| {
+                let schema = match &r.schema {
+                    Some(s) => ssa::Schema::from_openapi_v3(s),
+                    None => ssa::Schema::builtin(&r.api_version(), &r.kind)
+                        .unwrap_or_else(ssa::Schema::deduced),
+                };
+                schema.with_status_subresource(r.status_subresource)
             })
             .collect();
         Self {

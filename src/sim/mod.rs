@@ -18,7 +18,7 @@ pub mod openapi;
 pub mod router;
 pub mod selector;
 pub mod server;
-pub mod ssa_stub;
+pub mod ssa;
 pub mod status;
 pub mod store;
 pub mod table;
@@ -27,8 +27,6 @@ pub mod usage;
 pub mod validation;
 pub mod verbs;
 pub mod watch;
-
-pub use ssa_stub as ssa;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
