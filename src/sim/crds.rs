@@ -146,7 +146,31 @@ pub fn generated_crds() -> Vec<Value> {
     ]
     .into_iter()
     .filter_map(Result::ok)
+    .map(like_controller_gen)
     .collect()
+}
+
+/// Adds what controller-gen writes and kube's generator leaves out (listKind and the root
+/// apiVersion/kind/metadata properties), so the served CRDs read like the upstream ones.
+fn like_controller_gen(mut crd: Value) -> Value {
+    let kind = crd["spec"]["names"]["kind"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    crd["spec"]["names"]["listKind"] = Value::String(format!("{kind}List"));
+    if let Some(versions) = crd["spec"]["versions"].as_array_mut() {
+        for v in versions {
+            if let Some(props) = v
+                .pointer_mut("/schema/openAPIV3Schema/properties")
+                .and_then(Value::as_object_mut)
+            {
+                props.insert("apiVersion".into(), json!({"type": "string"}));
+                props.insert("kind".into(), json!({"type": "string"}));
+                props.insert("metadata".into(), json!({"type": "object"}));
+            }
+        }
+    }
+    crd
 }
 
 /// Every served resource type, in discovery order.
