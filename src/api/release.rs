@@ -41,6 +41,7 @@ pub struct ReleaseSpec {
     pub connection_details: Option<Vec<ConnectionDetail>>,
     pub for_provider: ReleaseParameters,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::schema::management_policies")]
     pub management_policies: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_config_ref: Option<ProviderConfigReference>,
@@ -62,6 +63,7 @@ pub struct ReleaseParameters {
     )]
     pub insecure_skip_tls_verify: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::schema::plain_integer")]
     pub max_history: Option<i64>,
     /// Namespace to install the release into.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,6 +125,7 @@ pub struct LocalSecretReference {
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-map-type" = "atomic"))]
 pub struct ConnectionDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
@@ -179,6 +182,7 @@ pub struct ReleaseStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_provider: Option<ReleaseObservation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Option<Vec<Condition>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<i32>,
@@ -202,6 +206,7 @@ pub struct ReleaseObservation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::schema::plain_integer")]
     pub revision: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,

@@ -17,3 +17,19 @@ pub fn date_time(_: &mut SchemaGenerator) -> Schema {
         "format": "date-time"
     })
 }
+
+/// An integer without a format, as controller-gen emits for Go `int` fields.
+pub fn plain_integer(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "integer"})
+}
+
+/// Crossplane management policies: a list of the allowed actions.
+pub fn management_policies(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "items": {
+            "type": "string",
+            "enum": ["Observe", "Create", "Update", "Delete", "LateInitialize", "*"]
+        }
+    })
+}

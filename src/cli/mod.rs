@@ -1,6 +1,8 @@
 //! The `psql-fleet` command line (SPEC 2.7).
 
 pub mod render;
+pub mod sim;
+pub mod sim_fault;
 pub mod validate;
 
 use std::path::Path;
@@ -26,6 +28,8 @@ pub struct Cli {
 pub enum Command {
     Validate(validate::ValidateArgs),
     Render(render::RenderArgs),
+    /// Serves simulated Kubernetes clusters on loopback (see `psql-fleet sim --help`).
+    Sim(Box<sim::SimArgs>),
 }
 
 /// Runs the command and returns the process exit code: 0 success, 1 a reported failure.
@@ -33,6 +37,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Render(args) => render::run(&args),
+        Command::Sim(args) => sim::run(*args),
     }
 }
 

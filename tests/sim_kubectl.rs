@@ -1,0 +1,282 @@
+//! The real `kubectl` (on PATH) against the simulator started in-process: what the fleet
+//! agent's users do by hand must work unchanged. Skips with a message when kubectl is absent.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use psql_fleet::sim::{self, SimConfig};
+
+fn kubectl_available() -> bool {
+    Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new("timeout");
+    cmd.arg("30")
+        .arg("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn kubectl");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("kubectl output")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn rendered(kind: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_psql-fleet"))
+        .args([
+            "render",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/fleet"),
+            "--cluster",
+            "dev-1",
+            "--assume-ready",
+        ])
+        .output()
+        .expect("render");
+    assert!(out.status.success(), "render failed: {}", text(&out));
+    let all = String::from_utf8_lossy(&out.stdout).to_string();
+    all.split("\n---")
+        .filter(|d| d.contains(&format!("kind: {kind}")))
+        .map(|d| format!("---\n{}\n", d.trim_start_matches("---").trim()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_waits_describes_watches_and_is_refused_like_a_real_cluster() {
+    if !kubectl_available() {
+        eprintln!("SKIP: kubectl is not on PATH");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let handle = sim::start(SimConfig {
+        clusters: 2,
+        out: dir.path().to_path_buf(),
+        ready_after: Duration::from_millis(500),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let kc = handle.kubeconfig_path(&handle.cluster_names[0]);
+    let kc2 = kc.clone();
+    let run = move |args: &[&str], stdin: Option<&str>| kubectl(&kc2, args, stdin);
+    let run = std::sync::Arc::new(run);
+    let r = run.clone();
+    let step = move |args: Vec<&'static str>, stdin: Option<String>| {
+        let r = r.clone();
+        async move {
+            tokio::task::spawn_blocking(move || r(&args, stdin.as_deref()))
+                .await
+                .unwrap()
+        }
+    };
+
+    let o = step(vec!["get", "ns"], None).await;
+    assert!(
+        o.status.success() && text(&o).contains("default"),
+        "{}",
+        text(&o)
+    );
+
+    let releases = rendered("Release");
+    let o = step(
+        vec![
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "psql-fleet",
+            "-f",
+            "-",
+        ],
+        Some(releases),
+    )
+    .await;
+    assert!(o.status.success(), "apply: {}", text(&o));
+    assert!(text(&o).contains("serverside-applied"), "{}", text(&o));
+
+    let o = step(
+        vec![
+            "wait",
+            "--for=condition=Ready",
+            "releases.helm.m.crossplane.io",
+            "--all",
+            "--timeout=20s",
+        ],
+        None,
+    )
+    .await;
+    assert!(o.status.success(), "wait: {}", text(&o));
+
+    let o = step(
+        vec!["get", "releases.helm.m.crossplane.io", "-o", "yaml"],
+        None,
+    )
+    .await;
+    let yaml = text(&o);
+    assert!(
+        yaml.contains("state: deployed") && yaml.contains("type: Ready"),
+        "{yaml}"
+    );
+
+    let o = step(vec!["get", "releases.helm.m.crossplane.io"], None).await;
+    assert!(
+        text(&o).contains("CHART") && text(&o).contains("deployed"),
+        "{}",
+        text(&o)
+    );
+
+    let o = step(
+        vec![
+            "describe",
+            "releases.helm.m.crossplane.io",
+            "stackgres-operator",
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        o.status.success() && text(&o).contains("Ready"),
+        "describe: {}",
+        text(&o)
+    );
+
+    let o = step(vec!["get", "deployments", "-n", "stackgres"], None).await;
+    assert!(text(&o).contains("stackgres-operator"), "{}", text(&o));
+
+    // get -w prints the current state and keeps streaming until the timeout ends it.
+    let o = step(
+        vec![
+            "get",
+            "releases.helm.m.crossplane.io",
+            "-w",
+            "--request-timeout=2s",
+        ],
+        None,
+    )
+    .await;
+    assert!(text(&o).contains("atlas-operator"), "watch: {}", text(&o));
+
+    let o = step(
+        vec![
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "psql-fleet",
+            "-f",
+            "-",
+        ],
+        Some(rendered("Usage")),
+    )
+    .await;
+    assert!(o.status.success(), "usage: {}", text(&o));
+    let o = step(
+        vec![
+            "delete",
+            "releases.helm.m.crossplane.io",
+            "stackgres-operator",
+            "--wait=false",
+        ],
+        None,
+    )
+    .await;
+    assert!(!o.status.success(), "delete should be refused");
+    assert!(
+        text(&o).contains("denied the request: This resource is in-use by 1 usage(s)"),
+        "{}",
+        text(&o)
+    );
+
+    let o = step(vec!["get", "ns", "--token", "wrong"], None).await;
+    assert!(
+        !o.status.success() && text(&o).contains("Unauthorized"),
+        "{}",
+        text(&o)
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_field_manager_applying_another_chart_version_gets_a_409_conflict() {
+    if !kubectl_available() {
+        eprintln!("SKIP: kubectl is not on PATH");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let handle = sim::start(SimConfig {
+        clusters: 1,
+        out: dir.path().to_path_buf(),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let kc = handle.kubeconfig_path(&handle.cluster_names[0]);
+    let releases = rendered("Release");
+    let first = {
+        let kc = kc.clone();
+        tokio::task::spawn_blocking(move || {
+            kubectl(
+                &kc,
+                &[
+                    "apply",
+                    "--server-side",
+                    "--field-manager",
+                    "psql-fleet",
+                    "-f",
+                    "-",
+                ],
+                Some(&releases),
+            )
+        })
+        .await
+        .unwrap()
+    };
+    assert!(first.status.success(), "{}", text(&first));
+    let other = "apiVersion: helm.m.crossplane.io/v1beta1\nkind: Release\nmetadata: {name: atlas-operator, namespace: default}\nspec:\n  forProvider:\n    chart: {name: atlas-operator, version: 0.7.22}\n";
+    let o = tokio::task::spawn_blocking(move || {
+        kubectl(
+            &kc,
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager",
+                "someone-else",
+                "-f",
+                "-",
+            ],
+            Some(other),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("conflict") && text(&o).contains("psql-fleet"),
+        "{}",
+        text(&o)
+    );
+    handle.shutdown().await;
+}
