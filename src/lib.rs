@@ -13,4 +13,5 @@ pub mod api;
 pub mod cli;
 pub mod fleetdir;
 pub mod model;
+pub mod reconcile;
 pub mod render;
