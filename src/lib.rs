@@ -15,3 +15,4 @@ pub mod fleetdir;
 pub mod model;
 pub mod reconcile;
 pub mod render;
+pub mod source;
