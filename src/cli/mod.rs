@@ -1,6 +1,8 @@
 //! The `psql-fleet` command line (SPEC 2.7).
 
 pub mod render;
+pub mod run;
+pub mod status;
 pub mod validate;
 
 use std::path::Path;
@@ -26,6 +28,8 @@ pub struct Cli {
 pub enum Command {
     Validate(validate::ValidateArgs),
     Render(render::RenderArgs),
+    Run(run::RunArgs),
+    Status(status::StatusArgs),
 }
 
 /// Runs the command and returns the process exit code: 0 success, 1 a reported failure.
@@ -33,6 +37,8 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Render(args) => render::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Status(args) => status::run(&args),
     }
 }
 
