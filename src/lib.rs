@@ -18,5 +18,6 @@ pub mod metrics;
 pub mod model;
 pub mod reconcile;
 pub mod render;
+pub mod sim;
 pub mod source;
 pub mod status;

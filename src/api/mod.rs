@@ -3,12 +3,14 @@
 //! Rust types both renders objects and generates the CRDs the simulator serves.
 
 pub mod condition;
+pub mod provider_config;
 pub mod psql;
 pub mod release;
 pub mod schema;
 pub mod usage;
 
 pub use condition::Condition;
+pub use provider_config::{ClusterProviderConfig, ProviderConfig};
 pub use psql::{ComponentSpec, ProviderConfigKind, ProviderConfigRef, Psql, PsqlSpec, PsqlStatus};
 pub use release::{ChartSpec, Release, ReleaseParameters, ReleaseSpec, ReleaseStatus};
 pub use usage::{Usage, UsageSpec};

@@ -3,6 +3,8 @@
 pub mod render;
 pub mod run;
 pub mod status;
+pub mod sim;
+pub mod sim_fault;
 pub mod validate;
 
 use std::path::Path;
@@ -30,6 +32,8 @@ pub enum Command {
     Render(render::RenderArgs),
     Run(run::RunArgs),
     Status(status::StatusArgs),
+    /// Serves simulated Kubernetes clusters on loopback (see `psql-fleet sim --help`).
+    Sim(Box<sim::SimArgs>),
 }
 
 /// Runs the command and returns the process exit code: 0 success, 1 a reported failure.
@@ -39,6 +43,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Render(args) => render::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Sim(args) => sim::run(*args),
     }
 }
 

@@ -44,6 +44,10 @@ impl fmt::Display for ObjectRef {
     }
 }
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a handful of objects per claim; boxing would only add indirection"
+)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum DesiredObject {
     Release(Box<Release>),

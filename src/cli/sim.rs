@@ -1,0 +1,148 @@
+//! `psql-fleet sim`: runs the simulated fleet until interrupted, and `psql-fleet sim fault`,
+//! a client of its admin API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use crate::model::duration;
+use crate::sim::{self, catalogue::Catalogue, SimConfig};
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SimArgs {
+    #[command(subcommand)]
+    pub command: Option<SimCommand>,
+    /// Number of clusters to serve.
+    #[arg(long, default_value_t = 3)]
+    pub clusters: usize,
+    /// Directory for kubeconfigs, clusters/*.yaml, admin-token and ca.crt.
+    #[arg(long, default_value = "sim-out")]
+    pub out: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// How long the simulated provider-helm takes to install or upgrade (e.g. 2s, 500ms).
+    #[arg(long, default_value = "2s", value_parser = parse_ready_after)]
+    pub ready_after: Duration,
+    /// Seed for the cluster labels (env, region).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value = "sim-")]
+    pub name_prefix: String,
+    /// YAML chart catalogue (`charts: {name: {versions: [...], deployments: [...]}}`).
+    #[arg(long)]
+    pub catalogue: Option<PathBuf>,
+    /// Append every mutating request to this file as JSON lines.
+    #[arg(long)]
+    pub audit_log: Option<PathBuf>,
+    /// Change events kept per cluster; older watch resourceVersions get 410 Gone.
+    #[arg(long, default_value_t = 1000)]
+    pub event_window: usize,
+}
+
+fn parse_ready_after(s: &str) -> Result<Duration, String> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms
+            .parse()
+            .map(Duration::from_millis)
+            .map_err(|e| e.to_string());
+    }
+    duration::parse(s)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SimCommand {
+    /// Injects a fault into a running simulator through its admin API.
+    Fault(super::sim_fault::FaultArgs),
+}
+
+pub fn run(args: SimArgs) -> ExitCode {
+    if let Some(SimCommand::Fault(f)) = args.command {
+        return super::sim_fault::run(&f);
+    }
+    let catalogue = match &args.catalogue {
+        Some(p) => match std::fs::read_to_string(p)
+            .map_err(|e| e.to_string())
+            .and_then(|t| Catalogue::from_yaml(&t).map_err(|e| e.to_string()))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{}: {e}", p.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Catalogue::default(),
+    };
+    let config = SimConfig {
+        clusters: args.clusters,
+        out: args.out,
+        listen: args.listen,
+        ready_after: args.ready_after,
+        seed: args.seed,
+        name_prefix: args.name_prefix,
+        event_window: args.event_window,
+        catalogue,
+        audit_log: args.audit_log,
+        ..SimConfig::default()
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let handle = match sim::start(config).await {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("psql-fleet sim: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!(
+            "psql-fleet sim: {} clusters at {}/clusters/<name>",
+            handle.cluster_names.len(),
+            handle.base_url
+        );
+        println!("  kubeconfigs:   {}/<name>.yaml", handle.dir.display());
+        println!(
+            "  Cluster files: {}/clusters/ (use --credentials-dir {})",
+            handle.dir.display(),
+            handle.dir.display()
+        );
+        println!(
+            "  admin API:     {} (token in {}/admin-token)",
+            handle.admin_url(),
+            handle.dir.display()
+        );
+        if let Some(first) = handle.cluster_names.first() {
+            println!(
+                "  try:           kubectl --kubeconfig {} get ns",
+                handle.kubeconfig_path(first).display()
+            );
+        }
+        wait_for_signal().await;
+        println!("psql-fleet sim: stopping");
+        handle.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,156 @@
+//! The admin API (`/admin/...`, its own bearer token in `<out>/admin-token`): list clusters,
+//! inject faults, expire watches, rotate a cluster's token (rewriting its kubeconfig), make
+//! a hand edit as another field manager, and read the audit log.
+
+use std::sync::Arc;
+
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+
+use super::router::{error_response, json_response, query, token_eq, Body};
+use super::status::ApiError;
+use super::verbs::{self, PatchKind, Target, Validation, WriteOpts};
+use super::{kubeconfig, objects, Faults, Sim};
+
+pub async fn handle(
+    sim: &Arc<Sim>,
+    req: http::Request<hyper::body::Incoming>,
+    path: String,
+) -> http::Response<Body> {
+    let authorized = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| token_eq(t, &sim.admin_token));
+    if !authorized {
+        return error_response(&ApiError::unauthorized());
+    }
+    let method = req.method().clone();
+    let q = query(req.uri().query());
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return error_response(&ApiError::bad_request("cannot read the request body")),
+    };
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let result = match (method.as_str(), segs.as_slice()) {
+        ("GET", ["clusters"]) => Ok(clusters(sim)),
+        ("GET", ["audit"]) => {
+            Ok(json!({"entries": sim.audit.entries(q.get("cluster").map(String::as_str))}))
+        }
+        ("POST" | "PUT", ["clusters", name, "faults"]) => set_faults(sim, name, &body),
+        ("POST", ["clusters", name, "expire-watches"]) => expire(sim, name),
+        ("POST", ["clusters", name, "rotate-token"]) => rotate(sim, name),
+        ("POST", ["clusters", name, "edit"]) => edit(sim, name, &body),
+        _ => Err(ApiError::path_not_found()),
+    };
+    match result {
+        Ok(v) => json_response(200, &v, &[]),
+        Err(e) => error_response(&e),
+    }
+}
+
+fn clusters(sim: &Sim) -> Value {
+    let list: Vec<Value> = sim
+        .clusters
+        .iter()
+        .map(|c| {
+            let labels: serde_json::Map<String, Value> = c.labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            json!({"name": c.name, "labels": labels, "faults": c.faults(), "active": sim.existing_state(c).is_some()})
+        })
+        .collect();
+    json!({"clusters": list})
+}
+
+fn unknown(name: &str) -> ApiError {
+    ApiError::new(404, "NotFound", format!("cluster \"{name}\" not found"))
+}
+
+fn set_faults(sim: &Sim, name: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let slot = sim.slot(name).ok_or_else(|| unknown(name))?;
+    let faults: Faults = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid faults: {e}")))?;
+    if !(0.0..=1.0).contains(&faults.error_rate) {
+        return Err(ApiError::bad_request("errorRate must be between 0 and 1"));
+    }
+    *slot.faults.write().unwrap_or_else(|e| e.into_inner()) = faults.clone();
+    tracing::info!(cluster = name, ?faults, "faults set");
+    Ok(json!({"cluster": name, "faults": faults}))
+}
+
+fn expire(sim: &Sim, name: &str) -> Result<Value, ApiError> {
+    let slot = sim.slot(name).ok_or_else(|| unknown(name))?;
+    let state = sim.state(slot);
+    let mut store = state.store();
+    store.expire();
+    store.close_watchers();
+    Ok(json!({"cluster": name, "expiredThrough": store.resource_version().to_string()}))
+}
+
+fn rotate(sim: &Sim, name: &str) -> Result<Value, ApiError> {
+    let slot = sim.slot(name).ok_or_else(|| unknown(name))?;
+    let token = objects::token().map_err(|_| ApiError::internal("cannot generate a token"))?;
+    let _guard = sim.files.lock().unwrap_or_else(|e| e.into_inner());
+    *slot.token.write().unwrap_or_else(|e| e.into_inner()) = token.clone();
+    let base = sim.base_url.get().cloned().unwrap_or_default();
+    let server = format!("{base}/clusters/{name}");
+    let path = sim.shared.config.out.join(format!("{name}.yaml"));
+    kubeconfig::write_atomic(
+        &path,
+        &kubeconfig::kubeconfig(name, &server, &sim.ca_pem, &token),
+    )
+    .map_err(|e| {
+        ApiError::internal(format!(
+            "token rotated but the kubeconfig was not rewritten: {e}"
+        ))
+    })?;
+    tracing::info!(cluster = name, "token rotated");
+    Ok(json!({"cluster": name, "rotated": true, "kubeconfig": path.display().to_string()}))
+}
+
+/// A hand edit: a JSON merge patch applied as `manager` (default `kubectl-edit`), the way
+/// `kubectl edit` changes an object someone else manages.
+fn edit(sim: &Sim, name: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let slot = sim.slot(name).ok_or_else(|| unknown(name))?;
+    let req: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid edit: {e}")))?;
+    let s = |k: &str, d: &str| req[k].as_str().unwrap_or(d).to_string();
+    let (group, version, plural) = (
+        s("group", "helm.m.crossplane.io"),
+        s("version", "v1beta1"),
+        s("resource", "releases"),
+    );
+    let sh = &sim.shared;
+    let res = sh
+        .find(&group, &version, &plural)
+        .ok_or_else(ApiError::path_not_found)?;
+    let (ns, obj_name) = (s("namespace", "default"), s("name", ""));
+    let patch =
+        serde_json::to_vec(&req["patch"]).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let t = Target {
+        res,
+        namespace: sh.registry[res].namespaced.then_some(ns.as_str()),
+        name: &obj_name,
+        subresource: None,
+    };
+    let o = WriteOpts {
+        dry_run: false,
+        manager: s("manager", "kubectl-edit"),
+        validation: Validation::Strict,
+        force: false,
+    };
+    let state = sim.state(slot);
+    let reply = verbs::patch(sh, &state, &t, PatchKind::Merge, &patch, &o)?;
+    sim.audit.record(super::audit::AuditEntry {
+        time: objects::now(),
+        cluster: name.to_string(),
+        verb: "patch".into(),
+        resource: format!("{plural}.{group}"),
+        namespace: t.namespace.map(String::from),
+        name: Some(obj_name.clone()),
+        subresource: None,
+        field_manager: Some(o.manager.clone()),
+        code: reply.code,
+    });
+    Ok(reply.body)
+}

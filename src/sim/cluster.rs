@@ -1,0 +1,136 @@
+//! One simulated cluster's state, created on first use so that a thousand idle clusters
+//! cost a name and a token each, plus what all clusters share (resource types, schemas,
+//! configuration).
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use serde_json::{json, Value};
+
+use super::crds::ResourceType;
+use super::objects;
+use super::ssa;
+use super::store::{Key, Store};
+use super::SimConfig;
+
+/// Read-only state every cluster uses.
+pub struct Shared {
+    pub registry: Vec<ResourceType>,
+    pub schemas: Vec<ssa::Schema>,
+    pub config: SimConfig,
+}
+
+impl Shared {
+    pub fn new(config: SimConfig) -> Self {
+        let registry = super::crds::registry();
+        let schemas = registry
+            .iter()
+            .map(|r| match &r.schema {
+                Some(s) => ssa::Schema::from_openapi_v3(s),
+                None => ssa::Schema::deduced(),
+            })
+            .collect();
+        Self {
+            registry,
+            schemas,
+            config,
+        }
+    }
+
+    /// Resource index by group, version and plural.
+    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<usize> {
+        self.registry
+            .iter()
+            .position(|r| r.group == group && r.version == version && r.plural == plural)
+    }
+
+    /// Resource index by apiVersion and kind, for object references.
+    pub fn find_kind(&self, api_version: &str, kind: &str) -> Option<usize> {
+        self.registry
+            .iter()
+            .position(|r| r.api_version() == api_version && r.kind == kind)
+    }
+}
+
+/// A refused deletion that Crossplane replays once the blocking Usage is gone.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub target: Key,
+    pub propagation: String,
+}
+
+pub struct ClusterState {
+    pub name: String,
+    store: Mutex<Store>,
+    /// Usage key -> the deletion it refused, for `replayDeletion: true`.
+    pub replays: Mutex<BTreeMap<Key, Replay>>,
+}
+
+impl ClusterState {
+    /// A fresh cluster holding the namespaces and CRDs every cluster starts with.
+    pub fn new(name: &str, shared: &Shared) -> Self {
+        let mut store = Store::new(shared.config.event_window);
+        let ns_res = shared.find("", "v1", "namespaces");
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            if let Some(res) = ns_res {
+                store.put(key(res, "", ns), namespace_object(ns));
+            }
+        }
+        if let Some(res) = shared.find("apiextensions.k8s.io", "v1", "customresourcedefinitions") {
+            for r in &shared.registry {
+                if let Some(crd) = &r.crd {
+                    let mut crd = crd.clone();
+                    objects::init_metadata(&mut crd, None, true);
+                    crd["status"] = json!({
+                        "acceptedNames": crd["spec"]["names"],
+                        "storedVersions": [r.version],
+                        "conditions": [
+                            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": objects::now()},
+                            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": objects::now()}
+                        ]
+                    });
+                    let name = crd["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    store.put(key(res, "", &name), crd);
+                }
+            }
+        }
+        Self {
+            name: name.to_string(),
+            store: Mutex::new(store),
+            replays: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The store; a poisoned lock still holds consistent data (every write is one `put`),
+    /// so it is recovered rather than propagated.
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn replays(&self) -> MutexGuard<'_, BTreeMap<Key, Replay>> {
+        self.replays.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub fn key(res: usize, namespace: &str, name: &str) -> Key {
+    Key {
+        res,
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    }
+}
+
+pub fn namespace_object(name: &str) -> Value {
+    let mut ns = json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"}
+    });
+    objects::init_metadata(&mut ns, None, false);
+    ns
+}

@@ -1,0 +1,125 @@
+//! OpenAPI v3 documents: the index at `/openapi/v3` and one document per group-version,
+//! enough for kubectl to learn each kind's schema and that PATCH takes `fieldValidation`
+//! (it decides between server-side and client-side validation from them).
+
+use serde_json::{json, Map, Value};
+
+use super::cluster::Shared;
+use super::crds::ResourceType;
+
+fn gv_path(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+/// A stable content hash so clients cache documents the way they cache the real ones.
+fn hash(doc: &Value) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, doc.to_string().as_bytes());
+    d.as_ref()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02X}"))
+        .collect()
+}
+
+/// The index; `prefix` is the cluster's path prefix, so the URLs resolve as given.
+pub fn index(sh: &Shared, prefix: &str) -> Value {
+    let mut paths = Map::new();
+    let mut seen = Vec::new();
+    for r in &sh.registry {
+        let p = gv_path(&r.group, &r.version);
+        if seen.contains(&p) {
+            continue;
+        }
+        let doc = document(sh, &r.group, &r.version).unwrap_or_default();
+        paths.insert(
+            p.clone(),
+            json!({"serverRelativeURL": format!("{prefix}/openapi/v3/{p}?hash={}", hash(&doc))}),
+        );
+        seen.push(p);
+    }
+    json!({"paths": paths})
+}
+
+fn schema_name(r: &ResourceType) -> String {
+    let group = if r.group.is_empty() {
+        "core".to_string()
+    } else {
+        r.group.split('.').rev().collect::<Vec<_>>().join(".")
+    };
+    format!("{group}.{}.{}", r.version, r.kind)
+}
+
+fn operation(r: &ResourceType, params: &[&str], schema_ref: &Value) -> Value {
+    let parameters: Vec<Value> = params
+        .iter()
+        .map(|p| json!({"name": p, "in": "query", "schema": {"type": "string", "uniqueItems": true}}))
+        .collect();
+    json!({
+        "x-kubernetes-group-version-kind": {"group": r.group, "version": r.version, "kind": r.kind},
+        "parameters": parameters,
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": schema_ref}}}}
+    })
+}
+
+pub fn document(sh: &Shared, group: &str, version: &str) -> Option<Value> {
+    let mut paths = Map::new();
+    let mut schemas = Map::new();
+    for r in sh
+        .registry
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
+        let name = schema_name(r);
+        let mut schema = r.schema.clone().unwrap_or_else(
+            || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+        );
+        schema["x-kubernetes-group-version-kind"] =
+            json!([{"group": r.group, "version": r.version, "kind": r.kind}]);
+        schemas.insert(name.clone(), schema);
+        let schema_ref = json!({"$ref": format!("#/components/schemas/{name}")});
+        let base = format!("/{}", gv_path(group, version));
+        let item = if r.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
+        } else {
+            format!("{base}/{}/{{name}}", r.plural)
+        };
+        let write = [
+            "dryRun",
+            "fieldManager",
+            "fieldValidation",
+            "force",
+            "pretty",
+        ];
+        paths.insert(
+            item.clone(),
+            json!({
+                "get": operation(r, &["pretty"], &schema_ref),
+                "put": operation(r, &write[..3], &schema_ref),
+                "patch": operation(r, &write, &schema_ref),
+                "delete": operation(r, &["dryRun", "propagationPolicy"], &schema_ref),
+            }),
+        );
+        if r.status_subresource {
+            paths.insert(
+                format!("{item}/status"),
+                json!({
+                    "get": operation(r, &["pretty"], &schema_ref),
+                    "patch": operation(r, &write, &schema_ref),
+                }),
+            );
+        }
+    }
+    if schemas.is_empty() {
+        return None;
+    }
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": "v1.32.0"},
+        "paths": paths,
+        "components": {"schemas": schemas}
+    }))
+}

@@ -1,0 +1,244 @@
+//! One cluster's objects, its resourceVersion counter and a bounded window of change
+//! events that watches resume from; older resourceVersions answer 410 Gone.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+/// Where an object lives: resource type (index into the registry), namespace, name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    pub res: usize,
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "ADDED",
+            Self::Modified => "MODIFIED",
+            Self::Deleted => "DELETED",
+        }
+    }
+}
+
+/// A committed change; `old` lets a selector-filtered watch turn a change that leaves
+/// the selection into DELETED, as the API server does.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub rv: u64,
+    pub key: Key,
+    pub kind: EventType,
+    pub object: Arc<Value>,
+    pub old: Option<Arc<Value>>,
+}
+
+/// Objects plus the event window; callers hold the cluster's lock around every use.
+pub struct Store {
+    rv: u64,
+    objects: BTreeMap<Key, Arc<Value>>,
+    events: VecDeque<Arc<Event>>,
+    window: usize,
+    /// Highest resourceVersion dropped from the window (or expired by fault injection);
+    /// a watch from at or below it cannot be served.
+    compacted: u64,
+    tx: broadcast::Sender<Arc<Event>>,
+}
+
+impl Store {
+    pub fn new(window: usize) -> Self {
+        let (tx, _) = broadcast::channel(window.max(16));
+        Self {
+            rv: 1,
+            objects: BTreeMap::new(),
+            events: VecDeque::new(),
+            window: window.max(1),
+            compacted: 0,
+            tx,
+        }
+    }
+
+    pub fn resource_version(&self) -> u64 {
+        self.rv
+    }
+
+    pub fn get(&self, key: &Key) -> Option<Arc<Value>> {
+        self.objects.get(key).cloned()
+    }
+
+    /// Objects of one resource type, optionally in one namespace, in key order, starting
+    /// after `after` (a continue token's last name).
+    pub fn list<'a>(
+        &'a self,
+        res: usize,
+        namespace: Option<&'a str>,
+        after: Option<&'a Key>,
+    ) -> impl Iterator<Item = (&'a Key, &'a Arc<Value>)> + 'a {
+        let start = Key {
+            res,
+            namespace: namespace.unwrap_or_default().to_string(),
+            name: String::new(),
+        };
+        self.objects
+            .range(start..)
+            .take_while(move |(k, _)| k.res == res && namespace.is_none_or(|ns| k.namespace == ns))
+            .filter(move |(k, _)| after.is_none_or(|a| *k > a))
+    }
+
+    /// Every object, for cross-type lookups (namespace contents, owner references).
+    pub fn all(&self) -> impl Iterator<Item = (&Key, &Arc<Value>)> {
+        self.objects.iter()
+    }
+
+    /// Stores `object` under a fresh resourceVersion and records the event.
+    pub fn put(&mut self, key: Key, mut object: Value) -> Arc<Value> {
+        self.rv += 1;
+        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("resourceVersion".into(), Value::String(self.rv.to_string()));
+        }
+        let object = Arc::new(object);
+        let old = self.objects.insert(key.clone(), object.clone());
+        let kind = if old.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
+        self.record(key, kind, object.clone(), old);
+        object
+    }
+
+    /// Removes an object; the DELETED event carries a fresh resourceVersion as it does
+    /// on a real server.
+    pub fn remove(&mut self, key: &Key) -> Option<Arc<Value>> {
+        let old = self.objects.remove(key)?;
+        self.rv += 1;
+        let mut last = (*old).clone();
+        if let Some(meta) = last.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("resourceVersion".into(), Value::String(self.rv.to_string()));
+        }
+        let last = Arc::new(last);
+        self.record(key.clone(), EventType::Deleted, last.clone(), Some(old));
+        Some(last)
+    }
+
+    fn record(&mut self, key: Key, kind: EventType, object: Arc<Value>, old: Option<Arc<Value>>) {
+        let event = Arc::new(Event {
+            rv: self.rv,
+            key,
+            kind,
+            object,
+            old,
+        });
+        self.events.push_back(event.clone());
+        while self.events.len() > self.window {
+            if let Some(e) = self.events.pop_front() {
+                self.compacted = self.compacted.max(e.rv);
+            }
+        }
+        // No receivers is normal: nobody watches this cluster right now.
+        let _ = self.tx.send(event);
+    }
+
+    /// Events after `rv` still in the window, or `Err(oldest servable)` when `rv` is too old.
+    pub fn events_since(&self, rv: u64) -> Result<Vec<Arc<Event>>, u64> {
+        if rv < self.compacted {
+            return Err(self.compacted + 1);
+        }
+        Ok(self.events.iter().filter(|e| e.rv > rv).cloned().collect())
+    }
+
+    /// Marks everything up to now as compacted: the next watch from an older
+    /// resourceVersion gets 410 (fault injection "expire watches").
+    pub fn expire(&mut self) {
+        self.compacted = self.rv;
+        self.events.clear();
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.tx.subscribe()
+    }
+
+    /// Drops live watch streams by replacing the channel (expire watches).
+    pub fn close_watchers(&mut self) {
+        let (tx, _) = broadcast::channel(self.window.max(16));
+        self.tx = tx;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key(name: &str) -> Key {
+        Key {
+            res: 0,
+            namespace: "ns".into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn resource_versions_increase_and_events_resume_from_a_version() {
+        let mut s = Store::new(10);
+        let a = s.put(key("a"), json!({"metadata": {"name": "a"}}));
+        let rv_a: u64 = a["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        s.put(key("b"), json!({"metadata": {"name": "b"}}));
+        s.remove(&key("a"));
+        let since = s.events_since(rv_a).unwrap();
+        let kinds: Vec<_> = since.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, vec![EventType::Added, EventType::Deleted]);
+        assert!(s.resource_version() > rv_a);
+    }
+
+    #[test]
+    fn a_version_older_than_the_window_is_gone() {
+        let mut s = Store::new(2);
+        for n in ["a", "b", "c", "d"] {
+            s.put(key(n), json!({"metadata": {"name": n}}));
+        }
+        assert!(s.events_since(1).is_err());
+        assert!(s.events_since(s.resource_version()).unwrap().is_empty());
+        s.expire();
+        assert!(s.events_since(s.resource_version() - 1).is_err());
+    }
+
+    #[test]
+    fn list_is_scoped_by_resource_and_namespace() {
+        let mut s = Store::new(10);
+        s.put(key("a"), json!({}));
+        s.put(
+            Key {
+                res: 0,
+                namespace: "other".into(),
+                name: "z".into(),
+            },
+            json!({}),
+        );
+        s.put(
+            Key {
+                res: 1,
+                namespace: "ns".into(),
+                name: "b".into(),
+            },
+            json!({}),
+        );
+        assert_eq!(s.list(0, Some("ns"), None).count(), 1);
+        assert_eq!(s.list(0, None, None).count(), 2);
+        assert_eq!(s.list(0, None, Some(&key("a"))).count(), 1);
+    }
+}

@@ -1,0 +1,178 @@
+//! Watch streams: newline-delimited JSON events from a resourceVersion, with synthetic
+//! ADDED events for the current state when no version is given (or `sendInitialEvents`),
+//! BOOKMARK events, `timeoutSeconds`, and an ERROR event carrying 410 Expired when the
+//! version is older than the kept event window (what kube-rs and client-go relist on).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, mpsc};
+
+use super::cluster::{ClusterState, Shared};
+use super::selector::{FieldSelector, LabelSelector};
+use super::status::ApiError;
+use super::store::{Event, EventType};
+
+#[derive(Debug, Default)]
+pub struct WatchOpts {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+    pub resource_version: Option<String>,
+    pub bookmarks: bool,
+    pub send_initial_events: bool,
+    pub timeout: Option<Duration>,
+}
+
+struct Filter {
+    res: usize,
+    namespace: Option<String>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Filter {
+    fn selects(&self, obj: &Value) -> bool {
+        self.labels.matches(obj) && self.fields.matches(obj)
+    }
+
+    /// The event type a watcher sees for `e`, or none when it is outside the selection.
+    fn view(&self, e: &Event) -> Option<&'static str> {
+        if e.key.res != self.res
+            || self
+                .namespace
+                .as_ref()
+                .is_some_and(|ns| *ns != e.key.namespace)
+        {
+            return None;
+        }
+        let now = self.selects(&e.object);
+        let before = e.old.as_ref().is_some_and(|o| self.selects(o));
+        match (e.kind, before, now) {
+            (EventType::Deleted, true, _) => Some("DELETED"),
+            (EventType::Deleted, false, _) => None,
+            (_, false, true) => Some("ADDED"),
+            (EventType::Modified, true, true) => Some("MODIFIED"),
+            (EventType::Modified, true, false) => Some("DELETED"),
+            _ => None,
+        }
+    }
+}
+
+fn line(kind: &str, object: &Value) -> Bytes {
+    let mut s = json!({"type": kind, "object": object}).to_string();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+fn bookmark(sh: &Shared, res: usize, rv: u64, initial_end: bool) -> Bytes {
+    let r = &sh.registry[res];
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if initial_end {
+        meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    line(
+        "BOOKMARK",
+        &json!({"apiVersion": r.api_version(), "kind": r.kind, "metadata": meta}),
+    )
+}
+
+/// Starts a watch; the receiver yields the response body's chunks until the watch ends.
+pub fn start(
+    sh: Arc<Shared>,
+    cl: Arc<ClusterState>,
+    res: usize,
+    namespace: Option<String>,
+    o: WatchOpts,
+) -> Result<mpsc::Receiver<Bytes>, ApiError> {
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let filter = Filter {
+        res,
+        namespace,
+        labels: o.labels,
+        fields: o.fields,
+    };
+    let since = match o.resource_version.as_deref() {
+        None | Some("") | Some("0") => None,
+        Some(v) => Some(
+            v.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {v:?}")))?,
+        ),
+    };
+    let mut backlog = Vec::new();
+    let (events, mut last_rv) = {
+        let store = cl.store();
+        let rx_events = store.subscribe();
+        let current = store.resource_version();
+        match since {
+            Some(v) if !o.send_initial_events => match store.events_since(v) {
+                Ok(evs) => {
+                    for e in &evs {
+                        if let Some(kind) = filter.view(e) {
+                            backlog.push(line(kind, &e.object));
+                        }
+                    }
+                    (Some(rx_events), current.max(v))
+                }
+                Err(oldest) => {
+                    let status =
+                        ApiError::expired(format!("too old resource version: {v} ({oldest})"))
+                            .to_status();
+                    backlog.push(line("ERROR", &status));
+                    (None, current)
+                }
+            },
+            _ => {
+                for (_, obj) in store.list(res, filter.namespace.as_deref(), None) {
+                    if filter.selects(obj) {
+                        backlog.push(line("ADDED", obj));
+                    }
+                }
+                if o.send_initial_events {
+                    backlog.push(bookmark(&sh, res, current, true));
+                }
+                (Some(rx_events), current)
+            }
+        }
+    };
+    let bookmarks = o.bookmarks;
+    let interval = sh.config.bookmark_interval;
+    let timeout = o.timeout;
+    tokio::spawn(async move {
+        for chunk in backlog {
+            if tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
+        let Some(mut events) = events else { return };
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut tick = tokio::time::interval(interval);
+        tick.tick().await;
+        loop {
+            let sleep_until = deadline
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
+            tokio::select! {
+                e = events.recv() => match e {
+                    Ok(e) if e.rv > last_rv => {
+                        last_rv = e.rv;
+                        if let Some(kind) = filter.view(&e) {
+                            if tx.send(line(kind, &e.object)).await.is_err() { return; }
+                        }
+                    }
+                    Ok(_) => {}
+                    // A watcher that fell behind the channel is closed, as the API server
+                    // closes slow watchers; the client resumes from its last version.
+                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tick.tick(), if bookmarks => {
+                    let rv = last_rv;
+                    if tx.send(bookmark(&sh, res, rv, false)).await.is_err() { return; }
+                }
+                _ = tokio::time::sleep_until(sleep_until) => return,
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    Ok(rx)
+}
