@@ -2,9 +2,9 @@
 
 pub mod render;
 pub mod run;
-pub mod status;
 pub mod sim;
 pub mod sim_fault;
+pub mod status;
 pub mod validate;
 
 use std::path::Path;

@@ -229,7 +229,7 @@ async fn session(
             continue;
         }
         let accepted = fleet.borrow().clone();
-        let errors = pass(name, shared, &client, &accepted, &view, state).await;
+        let errors = pass(name, shared, &client, &accepted, &mut view, state).await;
         if errors == 0 {
             attempt = 0;
             retry_at = None;
@@ -280,7 +280,7 @@ async fn pass(
     shared: &Shared,
     client: &kube::Client,
     accepted: &Accepted,
-    view: &LiveView,
+    view: &mut LiveView,
     state: &mut WorkerState,
 ) -> usize {
     let Some(cluster) = accepted.fleet.clusters.get(name) else {
@@ -312,10 +312,22 @@ async fn pass(
         None
     };
     for action in &plan.actions {
-        if let Err(e) = carry_out(shared, &writer, action, state).await {
-            shared.metrics.count_error(name, e.reason());
-            tracing::warn!(cluster = %name, error = %e, "action failed");
-            errors.push(e.to_string());
+        match carry_out(shared, &writer, action, state).await {
+            // What the server answered stands until the watch says otherwise, so a pass
+            // woken by the next event does not apply the same object again.
+            Ok(Some(served)) => {
+                view.live.insert(served.object_ref.clone(), served);
+            }
+            Ok(None) => {
+                if matches!(action, Action::Delete { .. }) && !shared.dry_run {
+                    view.live.remove(&action.object_ref());
+                }
+            }
+            Err(e) => {
+                shared.metrics.count_error(name, e.reason());
+                tracing::warn!(cluster = %name, error = %e, "action failed");
+                errors.push(e.to_string());
+            }
         }
     }
     if let Some(refused) = &plan.prune_refused {
@@ -344,7 +356,7 @@ async fn carry_out(
     writer: &Writer,
     action: &Action,
     state: &mut WorkerState,
-) -> Result<(), apply::Error> {
+) -> Result<Option<crate::reconcile::LiveObject>, apply::Error> {
     let at = action.object_ref();
     let cluster = writer.cluster.as_str();
     match action {
@@ -364,15 +376,15 @@ async fn carry_out(
                 }
                 state.reported.insert(at, drift.clone());
             }
-            Ok(())
+            Ok(None)
         }
         Action::Apply { object, reason } => {
             tracing::info!(cluster, object = %at, ?reason, dry_run = shared.dry_run, "apply");
             if shared.dry_run {
-                return Ok(());
+                return Ok(None);
             }
             match writer.apply(object).await {
-                Ok(_) => {
+                Ok(served) => {
                     shared.metrics.count_apply(cluster);
                     if let ApplyReason::CorrectDrift(drift) = reason {
                         shared.metrics.count_drift_correction(cluster);
@@ -387,7 +399,7 @@ async fn carry_out(
                             .await;
                     }
                     state.reported.remove(&at);
-                    Ok(())
+                    Ok(served)
                 }
                 Err(e) => {
                     let (reason, warning) = match e {
@@ -404,7 +416,7 @@ async fn carry_out(
         Action::Delete { .. } => {
             tracing::info!(cluster, object = %at, dry_run = shared.dry_run, "prune");
             if shared.dry_run {
-                return Ok(());
+                return Ok(None);
             }
             writer.delete(&at).await?;
             state.seen.remove(&at);
@@ -418,7 +430,7 @@ async fn carry_out(
                     &format!("{at} is no longer rendered by any claim of the fleet"),
                 )
                 .await;
-            Ok(())
+            Ok(None)
         }
     }
 }
