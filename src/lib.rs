@@ -9,9 +9,15 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod agent;
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod fleetdir;
+pub mod metrics;
 pub mod model;
+pub mod reconcile;
 pub mod render;
 pub mod sim;
+pub mod source;
+pub mod status;

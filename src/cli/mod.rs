@@ -1,8 +1,10 @@
 //! The `psql-fleet` command line (SPEC 2.7).
 
 pub mod render;
+pub mod run;
 pub mod sim;
 pub mod sim_fault;
+pub mod status;
 pub mod validate;
 
 use std::path::Path;
@@ -28,6 +30,8 @@ pub struct Cli {
 pub enum Command {
     Validate(validate::ValidateArgs),
     Render(render::RenderArgs),
+    Run(run::RunArgs),
+    Status(status::StatusArgs),
     /// Serves simulated Kubernetes clusters on loopback (see `psql-fleet sim --help`).
     Sim(Box<sim::SimArgs>),
 }
@@ -37,6 +41,8 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Render(args) => render::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Status(args) => status::run(&args),
         Command::Sim(args) => sim::run(*args),
     }
 }

@@ -147,7 +147,7 @@ impl Default for FleetSettings {
 }
 
 /// The chart versions that apply to one cluster.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ChartVersions {
     pub stackgres: String,
     pub atlas: String,

@@ -1,0 +1,121 @@
+//! Whether a new revision is served: it must validate as a whole, and it must not remove
+//! more of the fleet's claims than the mass-prune guard allows. A refused revision changes
+//! nothing: the last good one keeps being served, so bad input never deletes anything.
+
+use crate::cluster::Accepted;
+use crate::fleetdir::load;
+use crate::model::Diagnostic;
+use crate::reconcile::{check_mass_prune, fleet_claims, MassPrune};
+use crate::source::Revision;
+
+/// Why a revision is not served.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum Rejected {
+    #[error("revision {revision} does not validate ({} errors)", .diagnostics.iter().filter(|d| d.is_error()).count())]
+    Invalid {
+        revision: String,
+        diagnostics: Vec<Diagnostic>,
+    },
+    #[error("revision {revision} refused by the mass-prune guard: {guard}")]
+    MassPrune { revision: String, guard: MassPrune },
+}
+
+impl Rejected {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejected::Invalid { .. } => "invalid",
+            Rejected::MassPrune { .. } => "mass_prune",
+        }
+    }
+}
+
+/// Validates `revision` and checks it against the revision served now, if any.
+pub fn accept(
+    current: Option<&Accepted>,
+    revision: &Revision,
+    allow_mass_prune: bool,
+) -> Result<Accepted, Rejected> {
+    let outcome = load(&revision.tree);
+    let id = revision.short_id().to_string();
+    let Some(fleet) = outcome.fleet else {
+        return Err(Rejected::Invalid {
+            revision: id,
+            diagnostics: outcome.diagnostics,
+        });
+    };
+    if let Some(current) = current {
+        let allowed = allow_mass_prune || fleet.settings.allow_mass_prune();
+        check_mass_prune(
+            &fleet_claims(&current.fleet),
+            &fleet_claims(&fleet),
+            fleet.settings.max_prune_fraction(),
+            allowed,
+        )
+        .map_err(|guard| Rejected::MassPrune {
+            revision: id,
+            guard,
+        })?;
+    }
+    Ok(Accepted {
+        revision: revision.id.clone(),
+        fleet,
+        has_baseline: current.is_some(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleetdir::FileTree;
+    use crate::reconcile::tests::{claim_yaml, cluster_yaml};
+    use crate::source::content_hash;
+
+    fn revision(claims: &[&str], extra: &[(&str, &str)]) -> Revision {
+        let mut tree = FileTree::default();
+        tree.insert("clusters/c1.yaml", cluster_yaml("c1", ""));
+        for c in claims {
+            tree.insert(format!("claims/{c}.yaml"), claim_yaml(c, "c1", ""));
+        }
+        for (path, text) in extra {
+            tree.insert(*path, *text);
+        }
+        Revision {
+            id: content_hash(&tree),
+            tree,
+        }
+    }
+
+    #[test]
+    fn the_first_valid_revision_is_served_without_a_baseline() {
+        let a = accept(None, &revision(&["a", "b"], &[]), false).unwrap();
+        assert!(!a.has_baseline);
+        assert_eq!(a.fleet.claims.len(), 2);
+    }
+
+    #[test]
+    fn an_invalid_revision_is_rejected_with_its_diagnostics() {
+        let current = accept(None, &revision(&["a"], &[]), false).unwrap();
+        let bad = revision(&["a"], &[("claims/bad.yaml", "apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nspec: {clusterName: nowhere}\n")]);
+        match accept(Some(&current), &bad, false) {
+            Err(Rejected::Invalid { diagnostics, .. }) => {
+                assert!(diagnostics.iter().any(|d| d.file == "claims/bad.yaml"
+                    && d.field.as_deref() == Some("spec.clusterName")));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn removing_most_claims_at_once_is_refused_unless_allowed() {
+        let current = accept(None, &revision(&["a", "b", "c", "d"], &[]), false).unwrap();
+        let wipe = revision(&["a"], &[]);
+        assert!(matches!(
+            accept(Some(&current), &wipe, false),
+            Err(Rejected::MassPrune { .. })
+        ));
+        assert!(accept(Some(&current), &wipe, true).unwrap().has_baseline);
+        let allow_in_fleet = revision(&["a"], &[("fleet.yaml", "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nspec: {prune: {allowMassPrune: true}}\n")]);
+        assert!(accept(Some(&current), &allow_in_fleet, false).is_ok());
+        assert!(accept(Some(&current), &revision(&["a", "b", "c"], &[]), false).is_ok());
+    }
+}

@@ -1,0 +1,237 @@
+//! `psql-fleet run`: the long-running agent. It reads revisions from the source, serves the
+//! last good one to one worker per cluster, and exposes health, metrics and status over
+//! HTTP. SIGTERM or Ctrl-C stop the workers between actions, so an apply in flight
+//! completes and no prune step is left half done.
+
+pub mod accept;
+pub mod http;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::cluster::{worker, Accepted, Shared};
+use crate::metrics::Metrics;
+use crate::source::git::{GitRef, GitSource};
+use crate::source::{local, Revision, SourceSpec};
+use crate::status::StatusReport;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::Error),
+}
+
+/// Everything `run` is told on the command line.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub source: SourceSpec,
+    pub reference: GitRef,
+    pub credentials: crate::source::git::Credentials,
+    pub cache_dir: PathBuf,
+    pub credentials_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub dry_run: bool,
+    pub allow_mass_prune: bool,
+    pub interval: Duration,
+    pub max_concurrency: usize,
+}
+
+/// Reads revisions from the source into `out` until the receiver goes away.
+fn spawn_source(config: &Config, out: mpsc::Sender<Result<Revision, String>>) -> JoinHandle<()> {
+    match &config.source {
+        SourceSpec::Dir(dir) => {
+            let (tx, mut rx) = mpsc::channel(4);
+            tokio::spawn(local::watch(dir.clone(), local::SETTLE, tx));
+            tokio::spawn(async move {
+                while let Some(r) = rx.recv().await {
+                    if out.send(r.map_err(|e| e.to_string())).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        }
+        SourceSpec::Git(url) => {
+            let source = GitSource {
+                url: url.clone(),
+                cache_dir: config.cache_dir.clone(),
+                reference: config.reference.clone(),
+                credentials: config.credentials.clone(),
+            };
+            let interval = config.interval;
+            tokio::spawn(async move {
+                let mut last: Option<String> = None;
+                loop {
+                    let s = source.clone();
+                    let result = tokio::task::spawn_blocking(move || s.sync())
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()));
+                    let fresh = match &result {
+                        Ok(r) => last.as_deref() != Some(r.id.as_str()),
+                        Err(_) => true,
+                    };
+                    if let Ok(r) = &result {
+                        last = Some(r.id.clone());
+                    }
+                    if fresh && out.send(result).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(interval).await;
+                }
+            })
+        }
+    }
+}
+
+fn now_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+fn now_rfc3339() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+/// Runs the agent until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
+    let metrics = Arc::new(Metrics::new()?);
+    let status = Arc::new(RwLock::new(StatusReport {
+        dry_run: config.dry_run,
+        ..StatusReport::default()
+    }));
+    if let Ok(mut s) = status.write() {
+        s.source.source = match &config.source {
+            SourceSpec::Dir(d) => d.display().to_string(),
+            SourceSpec::Git(u) => crate::source::git::redact_url(u),
+        };
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    tracing::info!(listen = %config.listen, "serving /livez /readyz /metrics /api/v1/status");
+    let endpoints = Arc::new(http::Endpoints {
+        metrics: metrics.clone(),
+        status: status.clone(),
+    });
+    let server = tokio::spawn(endpoints.serve(listener));
+
+    let shared = Arc::new(Shared {
+        metrics: metrics.clone(),
+        status: status.clone(),
+        semaphore: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
+        credentials_dir: config.credentials_dir.clone(),
+        dry_run: config.dry_run,
+        allow_mass_prune: config.allow_mass_prune,
+        resync: config.interval,
+        call_timeout: Duration::from_secs(15),
+    });
+    let (revisions_tx, mut revisions) = mpsc::channel(4);
+    let source_task = spawn_source(&config, revisions_tx);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut fleet_tx: Option<watch::Sender<Arc<Accepted>>> = None;
+    let mut workers: BTreeMap<String, JoinHandle<()>> = BTreeMap::new();
+    let mut ready_tick = tokio::time::interval(Duration::from_millis(500));
+    tokio::pin!(shutdown);
+
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = ready_tick.tick() => {
+                let clusters = fleet_tx.as_ref().map_or(0, |tx| tx.borrow().fleet.clusters.len());
+                if let Ok(mut s) = status.write() {
+                    s.ready = http::is_ready(&s, clusters);
+                }
+            }
+            revision = revisions.recv() => {
+                let Some(revision) = revision else { break };
+                let revision = match revision {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the fleet source");
+                        if let Ok(mut s) = status.write() { s.source.last_error = Some(e); }
+                        continue;
+                    }
+                };
+                let current = fleet_tx.as_ref().map(|tx| tx.borrow().clone());
+                match accept::accept(current.as_deref(), &revision, config.allow_mass_prune) {
+                    Err(rejected) => {
+                        tracing::error!(%rejected, "revision not served; keeping the last good one");
+                        let mut diagnostics = Vec::new();
+                        if let accept::Rejected::Invalid { diagnostics: d, .. } = &rejected {
+                            for diagnostic in d.iter().filter(|d| d.is_error()) {
+                                tracing::error!(file = %diagnostic.file, field = ?diagnostic.field, "{diagnostic}");
+                                diagnostics.push(diagnostic.to_string());
+                            }
+                        }
+                        let served = current.as_ref().map(|c| c.revision.clone()).unwrap_or_default();
+                        metrics.set_source(&served, false, now_seconds());
+                        if let Ok(mut s) = status.write() {
+                            s.source.rejected = Some(rejected.to_string());
+                            s.source.diagnostics = diagnostics;
+                            s.source.last_sync = Some(now_rfc3339());
+                            s.source.last_error = None;
+                        }
+                    }
+                    Ok(accepted) => {
+                        tracing::info!(revision = %revision.short_id(), claims = accepted.fleet.claims.len(), clusters = accepted.fleet.clusters.len(), "serving revision");
+                        metrics.set_source(&accepted.revision, true, now_seconds());
+                        let clusters: Vec<String> = accepted.fleet.clusters.keys().cloned().collect();
+                        if let Ok(mut s) = status.write() {
+                            s.source.revision = Some(accepted.revision.clone());
+                            s.source.rejected = None;
+                            s.source.diagnostics.clear();
+                            s.source.last_sync = Some(now_rfc3339());
+                            s.source.last_error = None;
+                            s.clusters.retain(|name, _| clusters.contains(name));
+                        }
+                        let accepted = Arc::new(accepted);
+                        let tx = match &fleet_tx {
+                            Some(tx) => { tx.send_replace(accepted); tx.clone() }
+                            None => { let (tx, _) = watch::channel(accepted); fleet_tx = Some(tx.clone()); tx }
+                        };
+                        // Workers of clusters that left the fleet end on their own.
+                        workers.retain(|name, _| {
+                            let keep = clusters.contains(name);
+                            if !keep { metrics.forget_cluster(name); }
+                            keep
+                        });
+                        for name in clusters {
+                            if workers.get(&name).is_none_or(|h| h.is_finished()) {
+                                let task = worker::run(name.clone(), shared.clone(), tx.subscribe(), stop_rx.clone());
+                                workers.insert(name, tokio::spawn(task));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    tracing::info!("stopping: letting in-flight actions finish");
+    let _ = stop_tx.send(true);
+    source_task.abort();
+    for (_, handle) in workers {
+        let _ = tokio::time::timeout(Duration::from_secs(30), handle).await;
+    }
+    server.abort();
+    Ok(())
+}

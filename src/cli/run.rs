@@ -1,0 +1,135 @@
+//! `psql-fleet run`: starts the agent (see [`crate::agent`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::agent::{self, Config};
+use crate::source::git::{Credentials, GitRef};
+use crate::source::SourceSpec;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Run the agent: watch the fleet source and keep every cluster reconciled.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Fleet directory, or a Git URL (git://, http(s)://, ssh://, file://).
+    #[arg(long)]
+    pub source: String,
+    /// Directory holding the kubeconfig files the Cluster documents name.
+    #[arg(long)]
+    pub credentials_dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub listen: SocketAddr,
+    /// Compute and report everything, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Let a revision remove more than the allowed share of the fleet's claims.
+    #[arg(long)]
+    pub allow_mass_prune: bool,
+    /// Git fetch interval, and how often clusters re-check their kubeconfig (e.g. 30s, 2m).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub interval: Duration,
+    #[arg(long, conflicts_with_all = ["tag", "commit"])]
+    pub branch: Option<String>,
+    #[arg(long, conflicts_with = "commit")]
+    pub tag: Option<String>,
+    #[arg(long)]
+    pub commit: Option<String>,
+    /// Clusters written to at once.
+    #[arg(long, default_value_t = 8)]
+    pub max_concurrency: usize,
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Where Git sources are cloned.
+    #[arg(long, default_value = ".psql-fleet-cache")]
+    pub cache_dir: PathBuf,
+    /// File holding an HTTPS token for the Git source (else $PSQL_FLEET_GIT_TOKEN).
+    #[arg(long)]
+    pub git_token_file: Option<PathBuf>,
+    /// SSH private key for the Git source.
+    #[arg(long)]
+    pub git_ssh_key: Option<PathBuf>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::model::duration::parse(s)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+pub fn run(args: &RunArgs) -> ExitCode {
+    init_logging(args.log_format);
+    let credentials =
+        match Credentials::load(args.git_token_file.as_deref(), args.git_ssh_key.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    let reference = match (&args.branch, &args.tag, &args.commit) {
+        (Some(b), _, _) => GitRef::Branch(b.clone()),
+        (_, Some(t), _) => GitRef::Tag(t.clone()),
+        (_, _, Some(c)) => GitRef::Commit(c.clone()),
+        _ => GitRef::Head,
+    };
+    let config = Config {
+        source: SourceSpec::parse(&args.source),
+        reference,
+        credentials,
+        cache_dir: args.cache_dir.clone(),
+        credentials_dir: args.credentials_dir.clone(),
+        listen: args.listen,
+        dry_run: args.dry_run,
+        allow_mass_prune: args.allow_mass_prune,
+        interval: args.interval,
+        max_concurrency: args.max_concurrency,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(agent::run(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

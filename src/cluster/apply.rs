@@ -1,0 +1,197 @@
+//! Writes to one cluster: server-side apply with field manager `psql-fleet`, deletes, and
+//! `events.k8s.io/v1` Events. Every call has a timeout; errors are typed so that the worker
+//! counts them by a fixed reason and never quotes anything but codes and names.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams,
+};
+use kube::Client;
+
+use crate::api::{Release, Usage};
+use crate::metrics::ErrorReason;
+use crate::reconcile::diff::apply_body;
+use crate::reconcile::LiveObject;
+use crate::render::{DesiredObject, ObjectKind, ObjectRef};
+
+/// Field manager of every apply (SPEC 2.2).
+pub const FIELD_MANAGER: &str = "psql-fleet";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cluster {cluster}: {object}: conflict with another field manager ({message})")]
+    Conflict {
+        cluster: String,
+        object: String,
+        message: String,
+    },
+    #[error("cluster {cluster}: {object}: API server answered {code} {reason}")]
+    Api {
+        cluster: String,
+        object: String,
+        code: u16,
+        reason: String,
+    },
+    #[error("cluster {cluster}: {object}: no answer within {seconds}s")]
+    Timeout {
+        cluster: String,
+        object: String,
+        seconds: u64,
+    },
+    #[error("cluster {cluster}: {object}: cannot reach the API server")]
+    Unreachable { cluster: String, object: String },
+}
+
+impl Error {
+    pub fn reason(&self) -> ErrorReason {
+        match self {
+            Error::Conflict { .. } => ErrorReason::Conflict,
+            Error::Api {
+                code: 401 | 403, ..
+            } => ErrorReason::Forbidden,
+            Error::Api {
+                code: 400 | 422, ..
+            } => ErrorReason::Invalid,
+            Error::Api { .. } => ErrorReason::ApiError,
+            Error::Timeout { .. } => ErrorReason::Timeout,
+            Error::Unreachable { .. } => ErrorReason::Unreachable,
+        }
+    }
+}
+
+pub fn resource(kind: ObjectKind) -> ApiResource {
+    match kind {
+        ObjectKind::Release => ApiResource::erase::<Release>(&()),
+        ObjectKind::Usage => ApiResource::erase::<Usage>(&()),
+    }
+}
+
+/// A dynamic object as served, made into a [`LiveObject`]; list items may lack their kind.
+pub fn to_live(kind: ObjectKind, object: &DynamicObject) -> Option<LiveObject> {
+    let mut json = serde_json::to_value(object).ok()?;
+    let map = json.as_object_mut()?;
+    map.insert("kind".into(), kind.as_str().into());
+    map.insert("apiVersion".into(), kind.api_version().into());
+    LiveObject::from_json(json)
+}
+
+/// Writes to one cluster.
+pub struct Writer {
+    pub client: Client,
+    pub cluster: String,
+    pub force: bool,
+    pub timeout: Duration,
+}
+
+impl Writer {
+    fn api(&self, at: &ObjectRef) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &at.namespace, &resource(at.kind))
+    }
+
+    fn error(&self, at: &ObjectRef, e: kube::Error) -> Error {
+        let (cluster, object) = (self.cluster.clone(), at.to_string());
+        match e {
+            kube::Error::Api(status) if status.code == 409 => Error::Conflict {
+                cluster,
+                object,
+                message: status.message.chars().take(300).collect(),
+            },
+            kube::Error::Api(status) => Error::Api {
+                cluster,
+                object,
+                code: status.code,
+                reason: status.reason,
+            },
+            _ => Error::Unreachable { cluster, object },
+        }
+    }
+
+    async fn bounded<T>(
+        &self,
+        at: &ObjectRef,
+        call: impl std::future::Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, Error> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result.map_err(|e| self.error(at, e)),
+            Err(_) => Err(Error::Timeout {
+                cluster: self.cluster.clone(),
+                object: at.to_string(),
+                seconds: self.timeout.as_secs(),
+            }),
+        }
+    }
+
+    /// Server-side apply; `force` only when the fleet says so, so that a conflict with
+    /// another manager is reported instead of overridden.
+    pub async fn apply(&self, object: &DesiredObject) -> Result<Option<LiveObject>, Error> {
+        let at = object.object_ref();
+        let mut params = PatchParams::apply(FIELD_MANAGER);
+        if self.force {
+            params = params.force();
+        }
+        let body = apply_body(object);
+        let api = self.api(&at);
+        let served = self
+            .bounded(&at, api.patch(&at.name, &params, &Patch::Apply(&body)))
+            .await?;
+        Ok(to_live(at.kind, &served))
+    }
+
+    /// Deletes; an object already gone counts as deleted.
+    pub async fn delete(&self, at: &ObjectRef) -> Result<(), Error> {
+        let api = self.api(at);
+        match self
+            .bounded(at, api.delete(&at.name, &DeleteParams::default()))
+            .await
+        {
+            Ok(_) | Err(Error::Api { code: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records an Event about `at`. Best effort: a cluster that refuses Events still gets
+    /// reconciled, so the failure is only logged.
+    pub async fn event(
+        &self,
+        at: &ObjectRef,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: &str,
+    ) {
+        let suffix = format!("{:016x}", fastrand::u64(..));
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(format!("{}.{suffix}", at.name)),
+                namespace: Some(at.namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+            action: Some(action.to_string()),
+            reason: Some(reason.to_string()),
+            note: Some(note.chars().take(1000).collect()),
+            type_: Some(if warning { "Warning" } else { "Normal" }.to_string()),
+            reporting_controller: Some("ops.com.ai/psql-fleet".to_string()),
+            reporting_instance: Some(FIELD_MANAGER.to_string()),
+            regarding: Some(ObjectReference {
+                api_version: Some(at.kind.api_version().to_string()),
+                kind: Some(at.kind.as_str().to_string()),
+                name: Some(at.name.clone()),
+                namespace: Some(at.namespace.clone()),
+                ..ObjectReference::default()
+            }),
+            ..Event::default()
+        };
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &at.namespace);
+        if let Err(e) = self
+            .bounded(at, api.create(&PostParams::default(), &event))
+            .await
+        {
+            tracing::debug!(cluster = %self.cluster, object = %at, error = %e, "event not recorded");
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! A cluster's client, built from its kubeconfig in the credentials directory. The file is
+//! fingerprinted so that a rotated token is picked up, and a path that resolves (after
+//! symbolic links) outside the credentials directory is refused. Nothing read from the
+//! file ever reaches a message: errors name the cluster and the path only.
+
+use std::path::{Path, PathBuf};
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use sha2::{Digest, Sha256};
+
+use crate::model::Cluster;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cluster {cluster}: kubeconfig {}: {reason}", path.display())]
+    Unreadable {
+        cluster: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("cluster {cluster}: kubeconfig {} resolves outside the credentials directory; refusing it", path.display())]
+    Escapes { cluster: String, path: PathBuf },
+    #[error("cluster {cluster}: kubeconfig {} is not usable (context {context}): {kind}", path.display())]
+    Invalid {
+        cluster: String,
+        path: PathBuf,
+        context: String,
+        /// The kind of problem only; kube's own message may quote the file.
+        kind: &'static str,
+    },
+}
+
+/// The resolved kubeconfig path, checked to stay inside `credentials_dir`.
+pub fn resolve(credentials_dir: &Path, cluster: &Cluster) -> Result<PathBuf, Error> {
+    let path = credentials_dir.join(&cluster.spec.kubeconfig);
+    let unreadable = |e: std::io::Error| Error::Unreadable {
+        cluster: cluster.name.clone(),
+        path: path.clone(),
+        reason: e.kind().to_string(),
+    };
+    let root = std::fs::canonicalize(credentials_dir).map_err(unreadable)?;
+    let real = std::fs::canonicalize(&path).map_err(unreadable)?;
+    if !real.starts_with(&root) {
+        return Err(Error::Escapes {
+            cluster: cluster.name.clone(),
+            path,
+        });
+    }
+    Ok(real)
+}
+
+/// A fingerprint of the file's bytes, to notice rotation.
+pub fn fingerprint(path: &Path) -> Option<[u8; 32]> {
+    std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
+}
+
+/// Builds a client for the cluster from its kubeconfig and context.
+pub async fn client(path: &Path, cluster: &Cluster) -> Result<kube::Client, Error> {
+    let context = cluster.spec.context.clone();
+    let shown_context = context.clone().unwrap_or_else(|| "current".into());
+    let invalid = |kind| Error::Invalid {
+        cluster: cluster.name.clone(),
+        path: path.to_path_buf(),
+        context: shown_context.clone(),
+        kind,
+    };
+    let kubeconfig =
+        Kubeconfig::read_from(path).map_err(|_| invalid("does not parse as a kubeconfig"))?;
+    let options = KubeConfigOptions {
+        context,
+        ..KubeConfigOptions::default()
+    };
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|_| invalid("context, cluster or user missing or malformed"))?;
+    // Every call is bounded, so a slow cluster never holds its worker for long.
+    config.connect_timeout = Some(std::time::Duration::from_secs(5));
+    config.read_timeout = Some(std::time::Duration::from_secs(30));
+    config.write_timeout = Some(std::time::Duration::from_secs(15));
+    kube::Client::try_from(config).map_err(|_| invalid("client cannot be built (TLS material?)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(kubeconfig: &str) -> Cluster {
+        Cluster {
+            origin: crate::model::Origin {
+                file: "clusters/c1.yaml".into(),
+                document: 0,
+            },
+            name: "c1".into(),
+            labels: Default::default(),
+            spec: serde_yaml::from_str(&format!("kubeconfig: {kubeconfig}")).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_kubeconfig_linked_outside_the_credentials_directory_is_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("real.yaml"), "apiVersion: v1\n").unwrap();
+        let creds = tempfile::tempdir().unwrap();
+        std::fs::write(creds.path().join("ok.yaml"), "apiVersion: v1\n").unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("real.yaml"),
+            creds.path().join("evil.yaml"),
+        )
+        .unwrap();
+        assert!(resolve(creds.path(), &cluster("ok.yaml")).is_ok());
+        assert!(matches!(
+            resolve(creds.path(), &cluster("evil.yaml")),
+            Err(Error::Escapes { .. })
+        ));
+        assert!(matches!(
+            resolve(creds.path(), &cluster("missing.yaml")),
+            Err(Error::Unreadable { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn errors_never_quote_the_kubeconfig() {
+        let creds = tempfile::tempdir().unwrap();
+        let path = creds.path().join("c1.yaml");
+        std::fs::write(
+            &path,
+            "users: [{name: u, user: {token: s3cr3t-token}}]\nthis is: [not valid",
+        )
+        .unwrap();
+        let Err(e) = client(&path, &cluster("c1.yaml")).await else {
+            panic!("a broken kubeconfig built a client")
+        };
+        let e = e.to_string();
+        assert!(!e.contains("s3cr3t"), "{e}");
+        assert!(e.contains("cluster c1"), "{e}");
+    }
+}

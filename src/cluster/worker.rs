@@ -1,0 +1,480 @@
+//! One cluster's task: connect from the kubeconfig, watch the Releases and Usages carrying
+//! the fleet's inventory label, and run a reconcile pass whenever the fleet or the cluster
+//! changes. Failures back off exponentially with jitter; passes take a permit from the
+//! fleet-wide semaphore, so only a bounded number of clusters are written at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{FutureExt, StreamExt};
+use kube::api::{Api, DynamicObject};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use tokio::sync::watch;
+
+use super::apply::{self, Writer};
+use super::{kubeconfig, Accepted, Shared};
+use crate::api::LABEL_FLEET;
+use crate::metrics::ErrorReason;
+use crate::reconcile::{
+    plan_cluster, Action, ApplyReason, Backoff, ClusterInput, ClusterPlan, Drift, LiveState,
+};
+use crate::render::{ObjectKind, ObjectRef};
+use crate::status::{ClaimStatus, ClusterStatus};
+
+/// Why a watch session ended.
+enum End {
+    Stop,
+    /// The kubeconfig changed or the cluster's entry did: connect again at once.
+    Reconnect,
+}
+
+/// Runs until `stop` turns true or the cluster leaves the fleet.
+pub async fn run(
+    name: String,
+    shared: Arc<Shared>,
+    mut fleet: watch::Receiver<Arc<Accepted>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let backoff = Backoff::default();
+    let mut attempt = 0u32;
+    let mut state = WorkerState::default();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let accepted = fleet.borrow().clone();
+        let Some(cluster) = accepted.fleet.clusters.get(&name).cloned() else {
+            return;
+        };
+        let connected = match kubeconfig::resolve(&shared.credentials_dir, &cluster) {
+            Ok(path) => {
+                let print = kubeconfig::fingerprint(&path);
+                kubeconfig::client(&path, &cluster)
+                    .await
+                    .map(|c| (c, path, print))
+            }
+            Err(e) => Err(e),
+        };
+        let end = match connected {
+            Ok((client, path, print)) => {
+                session(
+                    &name, &shared, client, &mut fleet, &mut stop, &mut state, &path, print,
+                )
+                .await
+            }
+            Err(e) => {
+                tracing::warn!(cluster = %name, error = %e, "cannot build client");
+                shared.metrics.count_error(&name, ErrorReason::Kubeconfig);
+                shared.metrics.set_reachable(&name, false);
+                update_status(&shared, &name, |s| {
+                    s.reachable = false;
+                    s.last_error = Some(e.to_string());
+                });
+                Err(())
+            }
+        };
+        match end {
+            Ok(End::Stop) => return,
+            Ok(End::Reconnect) => attempt = 0,
+            Err(()) => {
+                let delay = backoff.delay(attempt, fastrand::f64());
+                attempt = attempt.saturating_add(1);
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.changed() => return,
+                    _ = fleet.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+/// What a worker remembers across sessions.
+#[derive(Default)]
+struct WorkerState {
+    /// Objects seen on the cluster, so that their absence is a deletion by hand.
+    seen: BTreeSet<ObjectRef>,
+    /// Drift already reported, so a report is an Event once, not on every pass.
+    reported: BTreeMap<ObjectRef, Drift>,
+}
+
+/// A live view built from watch events; synced once both initial lists are in.
+#[derive(Default)]
+struct LiveView {
+    live: LiveState,
+    init: BTreeMap<ObjectKind, LiveState>,
+    synced: BTreeSet<ObjectKind>,
+}
+
+impl LiveView {
+    fn handle(
+        &mut self,
+        kind: ObjectKind,
+        event: Event<DynamicObject>,
+        seen: &mut BTreeSet<ObjectRef>,
+    ) {
+        let live = |o: &DynamicObject| apply::to_live(kind, o);
+        match event {
+            Event::Init => {
+                self.init.insert(kind, LiveState::new());
+            }
+            Event::InitApply(o) => {
+                if let Some(l) = live(&o) {
+                    self.init
+                        .entry(kind)
+                        .or_default()
+                        .insert(l.object_ref.clone(), l);
+                }
+            }
+            Event::InitDone => {
+                let fresh = self.init.remove(&kind).unwrap_or_default();
+                self.live.retain(|at, _| at.kind != kind);
+                seen.extend(fresh.keys().cloned());
+                self.live.extend(fresh);
+                self.synced.insert(kind);
+            }
+            Event::Apply(o) => {
+                if let Some(l) = live(&o) {
+                    seen.insert(l.object_ref.clone());
+                    self.live.insert(l.object_ref.clone(), l);
+                }
+            }
+            Event::Delete(o) => {
+                if let Some(l) = live(&o) {
+                    self.live.remove(&l.object_ref);
+                }
+            }
+        }
+    }
+
+    fn synced(&self) -> bool {
+        self.synced.len() == 2
+    }
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename them"
+)]
+async fn session(
+    name: &str,
+    shared: &Arc<Shared>,
+    client: kube::Client,
+    fleet: &mut watch::Receiver<Arc<Accepted>>,
+    stop: &mut watch::Receiver<bool>,
+    state: &mut WorkerState,
+    kubeconfig_path: &std::path::Path,
+    print: Option<[u8; 32]>,
+) -> Result<End, ()> {
+    let accepted = fleet.borrow().clone();
+    let selector = format!("{LABEL_FLEET}={}", accepted.fleet.settings.name);
+    let stream_of = |kind: ObjectKind| {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &apply::resource(kind));
+        watcher::watcher(api, watcher::Config::default().labels(&selector))
+            .default_backoff()
+            .map(move |e| (kind, e))
+            .boxed()
+    };
+    let mut events =
+        futures::stream::select(stream_of(ObjectKind::Release), stream_of(ObjectKind::Usage));
+    let mut view = LiveView::default();
+    let mut resync = tokio::time::interval(shared.resync);
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut attempt = 0u32;
+    let backoff = crate::reconcile::Backoff::default();
+    let mut reachable = None;
+    loop {
+        let mut due = false;
+        tokio::select! {
+            _ = stop.changed() => return Ok(End::Stop),
+            changed = fleet.changed() => {
+                if changed.is_err() { return Ok(End::Stop); }
+                let now = fleet.borrow().clone();
+                if now.fleet.settings.name != accepted.fleet.settings.name
+                    || now.fleet.clusters.get(name) != accepted.fleet.clusters.get(name) {
+                    return Ok(End::Reconnect);
+                }
+                due = true;
+            }
+            event = events.next() => match event {
+                Some((kind, Ok(e))) => {
+                    view.handle(kind, e, &mut state.seen);
+                    // Take every event already waiting, then plan once.
+                    while let Some(Some((kind, Ok(e)))) = events.next().now_or_never() {
+                        view.handle(kind, e, &mut state.seen);
+                    }
+                    set_reachable(shared, name, &mut reachable, true, None);
+                    due = true;
+                }
+                Some((_, Err(e))) => {
+                    set_reachable(shared, name, &mut reachable, false, Some(format!("cluster {name}: watch failed: {}", watch_error(&e))));
+                }
+                None => return Err(()),
+            },
+            _ = resync.tick() => {
+                if kubeconfig::fingerprint(kubeconfig_path) != print {
+                    tracing::info!(cluster = %name, "kubeconfig changed; reconnecting");
+                    return Ok(End::Reconnect);
+                }
+                due = true;
+            }
+            _ = async { if let Some(at) = retry_at { tokio::time::sleep_until(at).await } else { std::future::pending::<()>().await } } => {
+                retry_at = None;
+                due = true;
+            }
+        }
+        if !due || !view.synced() {
+            continue;
+        }
+        let accepted = fleet.borrow().clone();
+        let errors = pass(name, shared, &client, &accepted, &mut view, state).await;
+        if errors == 0 {
+            attempt = 0;
+            retry_at = None;
+        } else {
+            retry_at = Some(tokio::time::Instant::now() + backoff.delay(attempt, fastrand::f64()));
+            attempt = attempt.saturating_add(1);
+        }
+    }
+}
+
+fn watch_error(e: &watcher::Error) -> &'static str {
+    match e {
+        watcher::Error::InitialListFailed(_) => "initial list failed",
+        watcher::Error::WatchStartFailed(_) => "watch could not start",
+        watcher::Error::WatchError(_) => "API server returned an error",
+        watcher::Error::WatchFailed(_) => "watch connection failed",
+        _ => "watch failed",
+    }
+}
+
+fn set_reachable(
+    shared: &Shared,
+    name: &str,
+    current: &mut Option<bool>,
+    now: bool,
+    error: Option<String>,
+) {
+    if *current == Some(now) {
+        return;
+    }
+    *current = Some(now);
+    shared.metrics.set_reachable(name, now);
+    if !now {
+        shared.metrics.count_error(name, ErrorReason::Unreachable);
+        tracing::warn!(cluster = %name, "cluster unreachable");
+    }
+    update_status(shared, name, |s| {
+        s.reachable = now;
+        if error.is_some() {
+            s.last_error = error;
+        }
+    });
+}
+
+/// One reconcile pass; returns how many actions failed.
+async fn pass(
+    name: &str,
+    shared: &Shared,
+    client: &kube::Client,
+    accepted: &Accepted,
+    view: &mut LiveView,
+    state: &mut WorkerState,
+) -> usize {
+    let Some(cluster) = accepted.fleet.clusters.get(name) else {
+        return 0;
+    };
+    let seen = state.seen.clone();
+    let is_seen = move |at: &ObjectRef| seen.contains(at);
+    let plan = plan_cluster(&ClusterInput {
+        fleet: &accepted.fleet,
+        cluster,
+        live: &view.live,
+        seen: &is_seen,
+        guard_prune: !accepted.has_baseline,
+        allow_mass_prune: shared.allow_mass_prune,
+    });
+    let writes = plan.actions.iter().any(Action::writes);
+    let started = Instant::now();
+    let writer = Writer {
+        client: client.clone(),
+        cluster: name.to_string(),
+        force: accepted.fleet.settings.force(),
+        timeout: shared.call_timeout,
+    };
+    let mut errors: Vec<String> = Vec::new();
+    // Only passes that write hold a permit: reading the plan is free.
+    let _permit = if writes && !shared.dry_run {
+        shared.semaphore.acquire().await.ok()
+    } else {
+        None
+    };
+    for action in &plan.actions {
+        match carry_out(shared, &writer, action, state).await {
+            // What the server answered stands until the watch says otherwise, so a pass
+            // woken by the next event does not apply the same object again.
+            Ok(Some(served)) => {
+                view.live.insert(served.object_ref.clone(), served);
+            }
+            Ok(None) => {
+                if matches!(action, Action::Delete { .. }) && !shared.dry_run {
+                    view.live.remove(&action.object_ref());
+                }
+            }
+            Err(e) => {
+                shared.metrics.count_error(name, e.reason());
+                tracing::warn!(cluster = %name, error = %e, "action failed");
+                errors.push(e.to_string());
+            }
+        }
+    }
+    if let Some(refused) = &plan.prune_refused {
+        shared.metrics.count_error(name, ErrorReason::MassPrune);
+        tracing::warn!(cluster = %name, %refused, "prune held back");
+    }
+    // Drift that is gone (corrected, or undone by hand) may be reported again later.
+    let still_reported: BTreeSet<ObjectRef> = plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::ReportDrift { .. }))
+        .map(Action::object_ref)
+        .collect();
+    state.reported.retain(|at, _| still_reported.contains(at));
+    shared
+        .metrics
+        .observe_duration(name, started.elapsed().as_secs_f64());
+    shared.metrics.record_plan(name, &plan);
+    let failed = errors.len();
+    record_status(shared, name, &accepted.revision, &plan, errors);
+    failed
+}
+
+async fn carry_out(
+    shared: &Shared,
+    writer: &Writer,
+    action: &Action,
+    state: &mut WorkerState,
+) -> Result<Option<crate::reconcile::LiveObject>, apply::Error> {
+    let at = action.object_ref();
+    let cluster = writer.cluster.as_str();
+    match action {
+        Action::ReportDrift { drift, .. } => {
+            if state.reported.get(&at) != Some(drift) {
+                tracing::warn!(cluster, object = %at, drift = %drift.describe(), "drift reported");
+                if !shared.dry_run {
+                    writer
+                        .event(
+                            &at,
+                            true,
+                            "DriftReported",
+                            "Report",
+                            &format!("{at} drifted ({}); policy is report", drift.describe()),
+                        )
+                        .await;
+                }
+                state.reported.insert(at, drift.clone());
+            }
+            Ok(None)
+        }
+        Action::Apply { object, reason } => {
+            tracing::info!(cluster, object = %at, ?reason, dry_run = shared.dry_run, "apply");
+            if shared.dry_run {
+                return Ok(None);
+            }
+            match writer.apply(object).await {
+                Ok(served) => {
+                    shared.metrics.count_apply(cluster);
+                    if let ApplyReason::CorrectDrift(drift) = reason {
+                        shared.metrics.count_drift_correction(cluster);
+                        writer
+                            .event(
+                                &at,
+                                false,
+                                "DriftCorrected",
+                                "Apply",
+                                &format!("{at} drifted ({}); re-applied", drift.describe()),
+                            )
+                            .await;
+                    }
+                    state.reported.remove(&at);
+                    Ok(served)
+                }
+                Err(e) => {
+                    let (reason, warning) = match e {
+                        apply::Error::Conflict { .. } => ("ApplyConflict", true),
+                        _ => ("ApplyFailed", true),
+                    };
+                    writer
+                        .event(&at, warning, reason, "Apply", &e.to_string())
+                        .await;
+                    Err(e)
+                }
+            }
+        }
+        Action::Delete { .. } => {
+            tracing::info!(cluster, object = %at, dry_run = shared.dry_run, "prune");
+            if shared.dry_run {
+                return Ok(None);
+            }
+            writer.delete(&at).await?;
+            state.seen.remove(&at);
+            shared.metrics.count_prune(cluster);
+            writer
+                .event(
+                    &at,
+                    false,
+                    "Pruned",
+                    "Delete",
+                    &format!("{at} is no longer rendered by any claim of the fleet"),
+                )
+                .await;
+            Ok(None)
+        }
+    }
+}
+
+fn update_status(shared: &Shared, name: &str, f: impl FnOnce(&mut ClusterStatus)) {
+    if let Ok(mut status) = shared.status.write() {
+        f(status.clusters.entry(name.to_string()).or_default());
+    }
+}
+
+fn record_status(
+    shared: &Shared,
+    name: &str,
+    revision: &str,
+    plan: &ClusterPlan,
+    errors: Vec<String>,
+) {
+    update_status(shared, name, |s| {
+        s.reachable = true;
+        s.reconciled = true;
+        s.applied_revision = Some(revision.to_string());
+        s.suspended = plan.suspended.map(|r| format!("{r:?}").to_lowercase());
+        s.drift_policy = format!("{:?}", plan.drift_policy).to_lowercase();
+        s.prune_refused = plan.prune_refused.as_ref().map(ToString::to_string);
+        s.last_error = if errors.is_empty() {
+            None
+        } else {
+            Some(errors.join("; "))
+        };
+        s.claims = plan
+            .claims
+            .iter()
+            .map(|c| ClaimStatus {
+                claim: c.key.to_string(),
+                ready: c.readiness.ready,
+                reason: c.readiness.reason.clone(),
+                usage_present: c.usage_present,
+                suspended: c.suspended,
+                drift: c
+                    .drift
+                    .iter()
+                    .map(|(comp, d)| format!("{}: {}", comp.as_str(), d.describe()))
+                    .collect(),
+            })
+            .collect();
+    });
+}

@@ -1,0 +1,359 @@
+//! Desired against live, object by object (SPEC 2.4). Only the fields psql-fleet sets are
+//! compared, so what the API server or a controller adds (uid, status, managedFields,
+//! defaults) never looks like drift, and a cluster in steady state yields no action.
+//!
+//! A live object that differs is either an update (the fleet changed since the last apply)
+//! or drift (someone changed the object). The two are told apart by a hash of the desired
+//! object that every apply writes as an annotation: the live hash equal to the desired one
+//! means the fleet has not changed since, so the difference was made on the cluster. It
+//! lives on the object, so the verdict survives an agent restart.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::model::fleet::DriftPolicy;
+use crate::render::{DesiredObject, ObjectRef};
+
+use super::live::LiveObject;
+
+/// Annotation holding [`desired_hash`] of what psql-fleet last applied.
+pub const ANNOTATION_DESIRED_HASH: &str = "fleet.hops.ops.com.ai/desired-hash";
+
+/// How a live object departs from the desired state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Drift {
+    /// Fields set by psql-fleet hold other values (their paths, as `spec.rollbackLimit`).
+    Modified { fields: Vec<String> },
+    /// The object was seen on the cluster and is gone.
+    Deleted,
+}
+
+impl Drift {
+    pub fn describe(&self) -> String {
+        match self {
+            Drift::Modified { fields } => format!("modified: {}", fields.join(", ")),
+            Drift::Deleted => "deleted".to_string(),
+        }
+    }
+}
+
+/// The verdict on one desired object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ObjectDiff {
+    InSync,
+    /// Not on the cluster, and never seen there: created for the first time.
+    Create,
+    /// The fleet asks for something else than what was last applied.
+    Update,
+    Drift(Drift),
+    /// Being deleted by the API server; nothing to do until it is gone.
+    Terminating,
+}
+
+/// Why an object is applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ApplyReason {
+    Create,
+    Update,
+    CorrectDrift(Drift),
+}
+
+/// Why an object is deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DeleteReason {
+    /// No claim of the fleet renders it any more.
+    Prune,
+}
+
+/// One thing to do on a cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Apply {
+        object: Box<DesiredObject>,
+        reason: ApplyReason,
+    },
+    ReportDrift {
+        object: ObjectRef,
+        drift: Drift,
+    },
+    Delete {
+        object: ObjectRef,
+        reason: DeleteReason,
+    },
+}
+
+impl Action {
+    pub fn object_ref(&self) -> ObjectRef {
+        match self {
+            Action::Apply { object, .. } => object.object_ref(),
+            Action::ReportDrift { object, .. } | Action::Delete { object, .. } => object.clone(),
+        }
+    }
+
+    /// Whether the action writes to the cluster.
+    pub fn writes(&self) -> bool {
+        !matches!(self, Action::ReportDrift { .. })
+    }
+}
+
+/// Hex SHA-256 of the object's canonical JSON, cut to 32 characters (enough to tell
+/// revisions apart, short enough to read in `kubectl get -o yaml`).
+pub fn desired_hash(object: &DesiredObject) -> String {
+    let bytes = serde_json::to_vec(&object.to_json()).unwrap_or_default();
+    let digest = Sha256::digest(&bytes);
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The server-side-apply body: the desired object plus its hash annotation.
+pub fn apply_body(object: &DesiredObject) -> Value {
+    let hash = desired_hash(object);
+    let mut json = object.to_json();
+    if let Some(meta) = json.get_mut("metadata").and_then(Value::as_object_mut) {
+        let annotations = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(a) = annotations.as_object_mut() {
+            a.insert(ANNOTATION_DESIRED_HASH.to_string(), Value::String(hash));
+        }
+    }
+    json
+}
+
+/// The verdict on one desired object. `seen_before`: the object was observed on the cluster
+/// earlier, so its absence now is a deletion by hand rather than a first creation.
+pub fn diff_object(
+    desired: &DesiredObject,
+    live: Option<&LiveObject>,
+    seen_before: bool,
+) -> ObjectDiff {
+    let Some(live) = live else {
+        return if seen_before {
+            ObjectDiff::Drift(Drift::Deleted)
+        } else {
+            ObjectDiff::Create
+        };
+    };
+    if live.terminating() {
+        return ObjectDiff::Terminating;
+    }
+    let fields = differing_fields(&desired.to_json(), &live.json);
+    if fields.is_empty() {
+        return ObjectDiff::InSync;
+    }
+    match live.annotation(ANNOTATION_DESIRED_HASH) {
+        Some(hash) if hash == desired_hash(desired) => {
+            ObjectDiff::Drift(Drift::Modified { fields })
+        }
+        _ => ObjectDiff::Update,
+    }
+}
+
+/// Actions for a set of desired objects under a drift policy.
+pub fn diff(
+    desired: &[DesiredObject],
+    live: &super::live::LiveState,
+    seen_before: impl Fn(&ObjectRef) -> bool,
+    policy: DriftPolicy,
+) -> Vec<Action> {
+    desired
+        .iter()
+        .filter_map(|object| {
+            let at = object.object_ref();
+            let verdict = diff_object(object, live.get(&at), seen_before(&at));
+            action_for(object, verdict, policy)
+        })
+        .collect()
+}
+
+/// What the drift policy makes of a verdict.
+pub fn action_for(
+    object: &DesiredObject,
+    verdict: ObjectDiff,
+    policy: DriftPolicy,
+) -> Option<Action> {
+    let apply = |reason| Action::Apply {
+        object: Box::new(object.clone()),
+        reason,
+    };
+    match verdict {
+        ObjectDiff::InSync | ObjectDiff::Terminating => None,
+        ObjectDiff::Create => Some(apply(ApplyReason::Create)),
+        ObjectDiff::Update => Some(apply(ApplyReason::Update)),
+        ObjectDiff::Drift(drift) => Some(match policy {
+            DriftPolicy::Correct => apply(ApplyReason::CorrectDrift(drift)),
+            DriftPolicy::Report => Action::ReportDrift {
+                object: object.object_ref(),
+                drift,
+            },
+        }),
+    }
+}
+
+/// Paths (dotted, `[i]` for list items) where `live` does not hold what `desired` sets.
+/// Maps are compared key by key over the desired keys only; lists must match item by item
+/// and in length, since psql-fleet owns its lists whole.
+pub fn differing_fields(desired: &Value, live: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    walk(desired, Some(live), "", &mut out);
+    out.sort();
+    out
+}
+
+fn walk(desired: &Value, live: Option<&Value>, path: &str, out: &mut Vec<String>) {
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match (desired, live) {
+        (Value::Object(want), Some(Value::Object(have))) => {
+            for (key, value) in want {
+                walk(value, have.get(key), &join(key), out);
+            }
+        }
+        (Value::Array(want), Some(Value::Array(have))) if want.len() == have.len() => {
+            for (i, (w, h)) in want.iter().zip(have).enumerate() {
+                walk(w, Some(h), &format!("{path}[{i}]"), out);
+            }
+        }
+        (Value::Number(want), Some(Value::Number(have))) => {
+            if want != have && want.as_f64() != have.as_f64() {
+                out.push(path.to_string());
+            }
+        }
+        (want, Some(have)) if want == have => {}
+        _ => out.push(path.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::reconcile::live::fixtures::{live, served, state};
+    use crate::reconcile::tests::{claim, rendered};
+
+    fn applied(object: &DesiredObject, ready: Option<bool>) -> LiveObject {
+        served(apply_body(object), ready)
+    }
+
+    #[test]
+    fn an_object_as_the_server_returns_it_is_in_sync() {
+        let objects = rendered(&claim("a", "c1"), true);
+        for object in &objects {
+            assert_eq!(
+                diff_object(object, Some(&applied(object, Some(true))), true),
+                ObjectDiff::InSync
+            );
+        }
+    }
+
+    #[test]
+    fn steady_state_yields_no_action_under_either_policy() {
+        let objects = rendered(&claim("a", "c1"), true);
+        let live = state(objects.iter().map(|o| applied(o, Some(true))));
+        for policy in [DriftPolicy::Correct, DriftPolicy::Report] {
+            assert!(diff(&objects, &live, |_| true, policy).is_empty());
+        }
+    }
+
+    #[test]
+    fn verdicts_tell_creation_update_drift_and_deletion_apart() {
+        let objects = rendered(&claim("a", "c1"), false);
+        let sg = &objects[0];
+        let mut edited = applied(sg, Some(true));
+        edited.json["spec"]["rollbackLimit"] = json!(7);
+        edited.json["metadata"]["labels"]["extra"] = json!("added by someone");
+        let mut stale_hash = edited.clone();
+        stale_hash.json["metadata"]["annotations"][ANNOTATION_DESIRED_HASH] = json!("old");
+        let mut terminating = applied(sg, None);
+        terminating.json["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        let cases = [
+            ("never seen and absent", None, false, ObjectDiff::Create),
+            (
+                "seen and now absent",
+                None,
+                true,
+                ObjectDiff::Drift(Drift::Deleted),
+            ),
+            (
+                "edited by hand",
+                Some(edited),
+                true,
+                ObjectDiff::Drift(Drift::Modified {
+                    fields: vec!["spec.rollbackLimit".into()],
+                }),
+            ),
+            (
+                "applied from an older revision",
+                Some(stale_hash),
+                true,
+                ObjectDiff::Update,
+            ),
+            (
+                "created by hand without our annotation",
+                Some(live(sg.to_json())),
+                false,
+                ObjectDiff::InSync,
+            ),
+            (
+                "being deleted",
+                Some(terminating),
+                true,
+                ObjectDiff::Terminating,
+            ),
+        ];
+        for (name, live_object, seen, want) in cases {
+            assert_eq!(diff_object(sg, live_object.as_ref(), seen), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn drift_is_corrected_or_only_reported_according_to_the_policy() {
+        let sg = rendered(&claim("a", "c1"), false).remove(0);
+        let drift = ObjectDiff::Drift(Drift::Deleted);
+        assert_eq!(
+            action_for(&sg, drift.clone(), DriftPolicy::Correct),
+            Some(Action::Apply {
+                object: Box::new(sg.clone()),
+                reason: ApplyReason::CorrectDrift(Drift::Deleted)
+            })
+        );
+        assert_eq!(
+            action_for(&sg, drift, DriftPolicy::Report),
+            Some(Action::ReportDrift {
+                object: sg.object_ref(),
+                drift: Drift::Deleted
+            })
+        );
+    }
+
+    #[test]
+    fn lists_and_nested_values_are_compared_by_path() {
+        let want = json!({"spec": {"managementPolicies": ["*"], "forProvider": {"values": {"a": {"b": true}}}}});
+        let have = json!({"spec": {"managementPolicies": ["Observe", "Create"], "forProvider": {"values": {"a": {"b": false, "c": 1}}}}});
+        assert_eq!(
+            differing_fields(&want, &have),
+            vec!["spec.forProvider.values.a.b", "spec.managementPolicies"]
+        );
+        assert!(differing_fields(&json!({"n": 3}), &json!({"n": 3.0})).is_empty());
+    }
+
+    #[test]
+    fn the_apply_body_carries_the_hash_of_the_desired_object() {
+        let sg = rendered(&claim("a", "c1"), false).remove(0);
+        let body = apply_body(&sg);
+        assert_eq!(
+            body["metadata"]["annotations"][ANNOTATION_DESIRED_HASH],
+            json!(desired_hash(&sg))
+        );
+        assert_eq!(desired_hash(&sg).len(), 32);
+    }
+}

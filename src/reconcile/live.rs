@@ -1,0 +1,180 @@
+//! What a cluster holds, as plain data: the objects carrying this fleet's inventory label,
+//! as the API server served them. The cluster workers fill it from their watches; the
+//! decisions read it without knowing where it came from.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::api::release::{Readiness, ReleaseStatus};
+use crate::api::{LABEL_FLEET, LABEL_PSQL};
+use crate::model::Chart;
+use crate::render::{ObjectKind, ObjectRef};
+
+/// One live object, whole, as JSON.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveObject {
+    pub object_ref: ObjectRef,
+    pub json: Value,
+}
+
+/// The live objects of one cluster, by where they live.
+pub type LiveState = BTreeMap<ObjectRef, LiveObject>;
+
+impl LiveObject {
+    /// Reads kind, name and namespace from the object itself; `None` for other kinds.
+    pub fn from_json(json: Value) -> Option<LiveObject> {
+        let kind = match json.get("kind").and_then(Value::as_str)? {
+            k if k == ObjectKind::Release.as_str() => ObjectKind::Release,
+            k if k == ObjectKind::Usage.as_str() => ObjectKind::Usage,
+            _ => return None,
+        };
+        let meta = json.get("metadata")?;
+        let name = meta.get("name").and_then(Value::as_str)?.to_string();
+        let namespace = meta
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        Some(LiveObject {
+            object_ref: ObjectRef {
+                kind,
+                name,
+                namespace,
+            },
+            json,
+        })
+    }
+
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.json
+            .pointer("/metadata/labels")
+            .and_then(|l| l.get(key))
+            .and_then(Value::as_str)
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.json
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_str)
+    }
+
+    /// The fleet whose inventory label the object carries.
+    pub fn fleet(&self) -> Option<&str> {
+        self.label(LABEL_FLEET)
+    }
+
+    /// The claim name the object was rendered from (SPEC 1.2 label).
+    pub fn claim_name(&self) -> Option<&str> {
+        self.label(LABEL_PSQL)
+    }
+
+    /// Being deleted: the API server set `deletionTimestamp` and finalizers still hold it.
+    pub fn terminating(&self) -> bool {
+        self.json
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null())
+    }
+
+    /// Readiness of a Release from its `status.conditions` (SPEC 1.6); a status that does
+    /// not parse counts as not ready.
+    pub fn release_readiness(&self) -> Readiness {
+        let status = self
+            .json
+            .get("status")
+            .and_then(|s| serde_json::from_value::<ReleaseStatus>(s.clone()).ok());
+        ReleaseStatus::readiness(status.as_ref())
+    }
+
+    /// Which chart a Release installs; names are configurable, the chart is not.
+    pub fn chart(&self) -> Option<Chart> {
+        self.json
+            .pointer("/spec/forProvider/chart/name")
+            .and_then(Value::as_str)
+            .and_then(Chart::from_name)
+    }
+
+    /// Name of the Release a Usage protects (`spec.of`).
+    pub fn usage_of(&self) -> Option<&str> {
+        self.json
+            .pointer("/spec/of/resourceRef/name")
+            .and_then(Value::as_str)
+    }
+
+    /// Name of the Release that must go first (`spec.by`).
+    pub fn usage_by(&self) -> Option<&str> {
+        self.json
+            .pointer("/spec/by/resourceRef/name")
+            .and_then(Value::as_str)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    //! Live objects for tests, shaped as an API server returns them.
+
+    use serde_json::json;
+
+    use super::*;
+
+    pub fn live(json: Value) -> LiveObject {
+        LiveObject::from_json(json).unwrap()
+    }
+
+    pub fn state(objects: impl IntoIterator<Item = LiveObject>) -> LiveState {
+        objects
+            .into_iter()
+            .map(|o| (o.object_ref.clone(), o))
+            .collect()
+    }
+
+    /// Adds what an API server adds: uid, resourceVersion, managedFields, status.
+    pub fn served(mut desired: Value, ready: Option<bool>) -> LiveObject {
+        let meta = desired["metadata"].as_object_mut().unwrap();
+        meta.insert("uid".into(), json!("0f6c1d3e"));
+        meta.insert("resourceVersion".into(), json!("42"));
+        meta.insert("generation".into(), json!(1));
+        meta.insert(
+            "managedFields".into(),
+            json!([{"manager": "psql-fleet", "operation": "Apply"}]),
+        );
+        if let Some(ready) = ready {
+            desired["status"] = json!({"conditions": [
+                {"type": "Synced", "status": "True", "reason": "ReconcileSuccess", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+                {"type": "Ready", "status": if ready {"True"} else {"False"}, "reason": if ready {"Available"} else {"Creating"}, "lastTransitionTime": "2026-01-01T00:00:00Z"}
+            ]});
+        }
+        live(desired)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::fixtures::*;
+    use super::*;
+
+    #[test]
+    fn a_release_without_status_is_not_ready_and_says_why() {
+        let r = live(json!({"kind": "Release", "metadata": {"name": "a", "namespace": "default"}}));
+        assert!(!r.release_readiness().is_ready());
+    }
+
+    #[test]
+    fn objects_of_other_kinds_are_not_live_objects() {
+        assert!(
+            LiveObject::from_json(json!({"kind": "ConfigMap", "metadata": {"name": "a"}}))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_deletion_timestamp_marks_the_object_terminating() {
+        let r = live(
+            json!({"kind": "Usage", "metadata": {"name": "a", "namespace": "n", "deletionTimestamp": "2026-01-01T00:00:00Z"}}),
+        );
+        assert!(r.terminating());
+    }
+}

@@ -1,0 +1,315 @@
+//! The reconcile decisions, pure: from a loaded fleet and what a cluster holds to the
+//! actions that bring the cluster to the desired state, and the report of where each claim
+//! stands. No client, no I/O: the cluster workers ([`crate::cluster`]) feed live state in
+//! and carry actions out.
+
+pub mod backoff;
+pub mod diff;
+pub mod live;
+pub mod prune;
+pub mod readiness;
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+pub use backoff::Backoff;
+pub use diff::{Action, ApplyReason, DeleteReason, Drift};
+pub use live::{LiveObject, LiveState};
+pub use prune::{check_mass_prune, MassPrune};
+pub use readiness::{ClaimReadiness, ReadinessReport};
+
+use crate::fleetdir::LoadedFleet;
+use crate::model::fleet::{ChartVersions, DriftPolicy};
+use crate::model::{Claim, ClaimKey, Cluster};
+use crate::render::{claim_object_refs, render_claim, ObjectKind, ObjectRef, RenderContext};
+
+/// Which of a claim's objects; the `component` metric label (SPEC 2.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Component {
+    Stackgres,
+    Atlas,
+    Usage,
+}
+
+impl Component {
+    pub const ALL: [Component; 3] = [Component::Stackgres, Component::Atlas, Component::Usage];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Component::Stackgres => "stackgres",
+            Component::Atlas => "atlas",
+            Component::Usage => "usage",
+        }
+    }
+
+    /// Which component of `claim` lives at `at`, if any.
+    pub fn of(claim: &Claim, at: &ObjectRef) -> Option<Component> {
+        let [sg, atlas, usage] = claim_object_refs(claim);
+        [
+            (sg, Self::Stackgres),
+            (atlas, Self::Atlas),
+            (usage, Self::Usage),
+        ]
+        .into_iter()
+        .find(|(r, _)| r == at)
+        .map(|(_, c)| c)
+    }
+}
+
+/// Why nothing is written to a cluster or a claim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Suspension {
+    Fleet,
+    Cluster,
+    Claim,
+}
+
+/// What one pass decides for one cluster.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClusterPlan {
+    /// Set when the fleet or the cluster is suspended: `actions` is then empty.
+    pub suspended: Option<Suspension>,
+    pub drift_policy: DriftPolicy,
+    /// In order: applies and drift reports claim by claim, then deletions.
+    pub actions: Vec<Action>,
+    pub claims: Vec<ClaimPlan>,
+    /// Set when the per-cluster guard held pruning back this pass.
+    pub prune_refused: Option<MassPrune>,
+}
+
+/// Where one claim stands on its cluster.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimPlan {
+    pub key: ClaimKey,
+    pub readiness: ReadinessReport,
+    /// Readiness of each Release, for the `release_ready` series.
+    pub releases_ready: [(Component, bool); 2],
+    pub usage_present: bool,
+    pub suspended: bool,
+    pub drift: Vec<(Component, Drift)>,
+    pub versions: ChartVersions,
+}
+
+/// What a pass over one cluster needs.
+pub struct ClusterInput<'a> {
+    pub fleet: &'a LoadedFleet,
+    pub cluster: &'a Cluster,
+    pub live: &'a LiveState,
+    /// Whether an object was seen on the cluster before (so its absence is a deletion).
+    pub seen: &'a dyn Fn(&ObjectRef) -> bool,
+    /// Apply the per-cluster mass-prune guard: set while the agent has not yet accepted a
+    /// revision to compare with (after a start), so that a first revision cannot wipe a
+    /// cluster the fleet-wide guard never saw.
+    pub guard_prune: bool,
+    pub allow_mass_prune: bool,
+}
+
+/// The drift policy of a cluster: its own, else the fleet's.
+pub fn drift_policy(fleet: &LoadedFleet, cluster: &Cluster) -> DriftPolicy {
+    cluster
+        .spec
+        .drift
+        .as_ref()
+        .map(|d| d.policy)
+        .unwrap_or_else(|| fleet.settings.drift_policy())
+}
+
+/// One pass over one cluster.
+pub fn plan_cluster(input: &ClusterInput<'_>) -> ClusterPlan {
+    let ClusterInput {
+        fleet,
+        cluster,
+        live,
+        ..
+    } = input;
+    let ctx = RenderContext::for_cluster(&fleet.settings, cluster);
+    let policy = drift_policy(fleet, cluster);
+    let mut plan = ClusterPlan {
+        drift_policy: policy,
+        ..ClusterPlan::default()
+    };
+    let mut desired_refs: BTreeSet<ObjectRef> = BTreeSet::new();
+    let mut suspended_claims: BTreeSet<ClaimKey> = BTreeSet::new();
+    for claim in fleet.claims_of(&cluster.name) {
+        let readiness = ClaimReadiness::observe(claim, live);
+        let objects = render_claim(claim, &ctx, readiness.observed()).into_objects();
+        let mut drift = Vec::new();
+        for object in &objects {
+            let at = object.object_ref();
+            let verdict = diff::diff_object(object, live.get(&at), (input.seen)(&at));
+            if let diff::ObjectDiff::Drift(d) = &verdict {
+                if let Some(component) = Component::of(claim, &at) {
+                    drift.push((component, d.clone()));
+                }
+            }
+            if let Some(action) = diff::action_for(object, verdict, policy) {
+                if !claim.suspended {
+                    plan.actions.push(action);
+                }
+            }
+            desired_refs.insert(at);
+        }
+        if claim.suspended {
+            suspended_claims.insert(claim.key());
+            // A suspended claim's objects stay as they are, the Usage included.
+            desired_refs.extend(claim_object_refs(claim));
+        }
+        let usage_ref = &claim_object_refs(claim)[2];
+        plan.claims.push(ClaimPlan {
+            key: claim.key(),
+            readiness: readiness.report(claim),
+            releases_ready: [
+                (Component::Stackgres, readiness.stackgres.is_ready()),
+                (Component::Atlas, readiness.atlas.is_ready()),
+            ],
+            usage_present: live.get(usage_ref).is_some_and(|u| !u.terminating()),
+            suspended: claim.suspended,
+            drift,
+            versions: ctx.versions.clone(),
+        });
+    }
+
+    let groups = prune::stale_groups(live, &fleet.settings.name, &desired_refs);
+    let kept: BTreeSet<ClaimKey> = fleet.claims_of(&cluster.name).map(Claim::key).collect();
+    if input.guard_prune {
+        let live_claims: BTreeSet<ClaimKey> = live
+            .values()
+            .filter(|o| o.fleet() == Some(fleet.settings.name.as_str()))
+            .map(prune::owner)
+            .collect();
+        let after: BTreeSet<ClaimKey> = live_claims.intersection(&kept).cloned().collect();
+        let allowed = input.allow_mass_prune || fleet.settings.allow_mass_prune();
+        if let Err(refused) = check_mass_prune(
+            &live_claims,
+            &after,
+            fleet.settings.max_prune_fraction(),
+            allowed,
+        ) {
+            plan.prune_refused = Some(refused);
+        }
+    }
+    for (owner, group) in &groups {
+        let removed = !kept.contains(owner);
+        if suspended_claims.contains(owner) || (removed && plan.prune_refused.is_some()) {
+            continue;
+        }
+        plan.actions.extend(prune::next_deletions(group, live));
+    }
+
+    if fleet.settings.suspended() {
+        plan.suspended = Some(Suspension::Fleet);
+    } else if cluster.suspended() {
+        plan.suspended = Some(Suspension::Cluster);
+    }
+    if plan.suspended.is_some() {
+        plan.actions.clear();
+    }
+    plan
+}
+
+/// Every claim of a fleet with its cluster: what the fleet-wide mass-prune guard compares
+/// between two revisions.
+pub fn fleet_claims(fleet: &LoadedFleet) -> BTreeSet<(String, ClaimKey)> {
+    fleet
+        .claims
+        .iter()
+        .map(|c| (c.cluster().to_string(), c.key()))
+        .collect()
+}
+
+/// Whether an object is one this kind of plan writes; used to filter watch events.
+pub fn is_owned_kind(kind: ObjectKind) -> bool {
+    matches!(kind, ObjectKind::Release | ObjectKind::Usage)
+}
+
+#[cfg(test)]
+mod plan_tests;
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! Fleets and claims for the tests of this module, built through the real loader.
+
+    use serde_json::Value;
+
+    use crate::fleetdir::{load, FileTree, LoadedFleet};
+    use crate::model::Claim;
+    use crate::render::{render_claim, DesiredObject, Observed, RenderContext};
+
+    pub fn cluster_yaml(name: &str, extra: &str) -> String {
+        format!("apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Cluster\nmetadata: {{name: {name}}}\nspec:\n  kubeconfig: {name}.yaml\n{extra}")
+    }
+
+    pub fn claim_yaml(name: &str, cluster: &str, annotations: &str) -> String {
+        format!("apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nmetadata:\n  name: {name}\n  namespace: {name}\n{annotations}spec:\n  clusterName: {cluster}\n")
+    }
+
+    /// A fleet from `fleet.yaml` text (may be empty), clusters and `(claim, cluster)` pairs.
+    pub fn fleet(fleet_yaml: &str, clusters: &[&str], claims: &[(&str, &str)]) -> LoadedFleet {
+        let mut tree = FileTree::default();
+        if !fleet_yaml.is_empty() {
+            tree.insert("fleet.yaml", fleet_yaml);
+        }
+        for c in clusters {
+            tree.insert(format!("clusters/{c}.yaml"), cluster_yaml(c, ""));
+        }
+        for (name, cluster) in claims {
+            tree.insert(format!("claims/{name}.yaml"), claim_yaml(name, cluster, ""));
+        }
+        let outcome = load(&tree);
+        outcome
+            .fleet
+            .unwrap_or_else(|| panic!("{:?}", outcome.diagnostics))
+    }
+
+    /// One claim named `name` in the `default` namespace.
+    pub fn claim(name: &str, cluster: &str) -> Claim {
+        let mut tree = FileTree::default();
+        tree.insert(
+            format!("clusters/{cluster}.yaml"),
+            cluster_yaml(cluster, ""),
+        );
+        tree.insert(
+            "claims/c.yaml",
+            format!("apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nmetadata: {{name: {name}}}\nspec: {{clusterName: {cluster}}}\n"),
+        );
+        load(&tree).fleet.unwrap().claims.remove(0)
+    }
+
+    pub fn ctx() -> RenderContext {
+        RenderContext::for_cluster(
+            &crate::model::FleetSettings::default(),
+            &crate::model::Cluster {
+                origin: crate::model::Origin {
+                    file: "clusters/c.yaml".into(),
+                    document: 0,
+                },
+                name: "c1".into(),
+                labels: Default::default(),
+                spec: serde_yaml::from_str("kubeconfig: c.yaml").unwrap(),
+            },
+        )
+    }
+
+    /// The claim's objects: StackGres, Atlas and, when `usage`, the Usage.
+    pub fn rendered(claim: &Claim, usage: bool) -> Vec<DesiredObject> {
+        let observed = if usage {
+            Observed::BOTH_READY
+        } else {
+            Observed::default()
+        };
+        render_claim(claim, &ctx(), observed).into_objects()
+    }
+
+    /// The rendered Release `release` of `claim` as JSON.
+    pub fn desired_json(claim: &Claim, release: &str) -> Value {
+        rendered(claim, false)
+            .into_iter()
+            .map(|o| o.to_json())
+            .find(|j| j["metadata"]["name"] == release)
+            .unwrap()
+    }
+}

@@ -1,0 +1,271 @@
+//! Passes over one cluster, played out against an in-memory cluster.
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+
+use super::diff::apply_body;
+use super::live::fixtures::served;
+use super::tests::{claim_yaml, cluster_yaml, fleet};
+use super::*;
+use crate::fleetdir::{load, FileTree};
+
+/// A cluster that stores what is applied and marks Releases Ready or not.
+struct FakeCluster {
+    live: LiveState,
+    seen: BTreeSet<ObjectRef>,
+    releases_ready: bool,
+}
+
+impl FakeCluster {
+    fn new() -> Self {
+        Self {
+            live: LiveState::new(),
+            seen: BTreeSet::new(),
+            releases_ready: true,
+        }
+    }
+
+    fn plan(&self, fleet: &LoadedFleet, cluster: &str) -> ClusterPlan {
+        self.plan_with(fleet, cluster, false)
+    }
+
+    fn plan_with(&self, fleet: &LoadedFleet, cluster: &str, guard: bool) -> ClusterPlan {
+        let seen = |at: &ObjectRef| self.seen.contains(at);
+        plan_cluster(&ClusterInput {
+            fleet,
+            cluster: &fleet.clusters[cluster],
+            live: &self.live,
+            seen: &seen,
+            guard_prune: guard,
+            allow_mass_prune: false,
+        })
+    }
+
+    fn carry_out(&mut self, actions: &[Action]) {
+        for action in actions {
+            match action {
+                Action::Apply { object, .. } => {
+                    let ready =
+                        (object.kind() == ObjectKind::Release).then_some(self.releases_ready);
+                    let live = served(apply_body(object), ready);
+                    self.seen.insert(live.object_ref.clone());
+                    self.live.insert(live.object_ref.clone(), live);
+                }
+                Action::Delete { object, .. } => {
+                    // The worker forgets what it deletes itself, so a later re-creation
+                    // (the Usage gate opening again) is not mistaken for drift.
+                    self.seen.remove(object);
+                    self.live.remove(object);
+                }
+                Action::ReportDrift { .. } => {}
+            }
+        }
+    }
+
+    /// Passes until nothing is left to write; returns every action taken.
+    fn converge(&mut self, fleet: &LoadedFleet, cluster: &str) -> Vec<Action> {
+        let mut all = Vec::new();
+        for _ in 0..10 {
+            let actions: Vec<Action> = self
+                .plan(fleet, cluster)
+                .actions
+                .into_iter()
+                .filter(Action::writes)
+                .collect();
+            if actions.is_empty() {
+                return all;
+            }
+            self.carry_out(&actions);
+            all.extend(actions);
+        }
+        panic!("did not converge: {all:?}");
+    }
+}
+
+fn names(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .map(|a| {
+            let verb = match a {
+                Action::Apply { .. } => "apply",
+                Action::Delete { .. } => "delete",
+                Action::ReportDrift { .. } => "report",
+            };
+            format!("{verb} {}", a.object_ref())
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_claim_gets_its_releases_first_and_its_usage_once_both_are_ready() {
+    let f = fleet("", &["c1"], &[("app", "c1")]);
+    let mut cluster = FakeCluster::new();
+    cluster.releases_ready = false;
+    let first = cluster.plan(&f, "c1");
+    assert_eq!(
+        names(&first.actions),
+        vec![
+            "apply Release app/stackgres-operator",
+            "apply Release app/atlas-operator"
+        ]
+    );
+    cluster.carry_out(&first.actions);
+    let waiting = cluster.plan(&f, "c1");
+    assert!(waiting.actions.is_empty(), "{:?}", waiting.actions);
+    assert!(!waiting.claims[0].readiness.ready);
+    assert!(!waiting.claims[0].usage_present);
+
+    for r in cluster.live.values_mut() {
+        r.json["status"]["conditions"][1]["status"] = json!("True");
+    }
+    let gate_open = cluster.plan(&f, "c1");
+    assert_eq!(
+        names(&gate_open.actions),
+        vec!["apply Usage app/app-delete-atlas-operator-before-stackgres-operator"]
+    );
+    cluster.carry_out(&gate_open.actions);
+    let steady = cluster.plan(&f, "c1");
+    assert!(steady.actions.is_empty());
+    assert!(steady.claims[0].readiness.ready && steady.claims[0].usage_present);
+}
+
+#[test]
+fn the_usage_leaves_when_a_release_stops_being_ready() {
+    let f = fleet("", &["c1"], &[("app", "c1")]);
+    let mut cluster = FakeCluster::new();
+    cluster.converge(&f, "c1");
+    let atlas = ObjectRef {
+        kind: ObjectKind::Release,
+        name: "atlas-operator".into(),
+        namespace: "app".into(),
+    };
+    cluster.live.get_mut(&atlas).unwrap().json["status"]["conditions"][1]["status"] =
+        json!("False");
+    assert_eq!(
+        names(&cluster.plan(&f, "c1").actions),
+        vec!["delete Usage app/app-delete-atlas-operator-before-stackgres-operator"]
+    );
+}
+
+#[test]
+fn a_hand_edit_is_corrected_or_reported_by_the_cluster_policy() {
+    for (policy, verb) in [("", "apply"), ("  drift: {policy: report}\n", "report")] {
+        let mut tree = FileTree::default();
+        tree.insert("clusters/c1.yaml", cluster_yaml("c1", policy));
+        tree.insert("claims/app.yaml", claim_yaml("app", "c1", ""));
+        let f = load(&tree).fleet.unwrap();
+        let mut cluster = FakeCluster::new();
+        cluster.converge(&f, "c1");
+        let sg = ObjectRef {
+            kind: ObjectKind::Release,
+            name: "stackgres-operator".into(),
+            namespace: "app".into(),
+        };
+        cluster.live.get_mut(&sg).unwrap().json["spec"]["forProvider"]["chart"]["version"] =
+            json!("9.9.9");
+        let plan = cluster.plan(&f, "c1");
+        assert_eq!(
+            names(&plan.actions),
+            vec![format!("{verb} Release app/stackgres-operator")]
+        );
+        assert_eq!(
+            plan.claims[0].drift,
+            vec![(
+                Component::Stackgres,
+                Drift::Modified {
+                    fields: vec!["spec.forProvider.chart.version".into()]
+                }
+            )]
+        );
+    }
+}
+
+#[test]
+fn a_removed_claim_is_pruned_in_the_safe_order_while_others_stay() {
+    let before = fleet("", &["c1"], &[("app", "c1"), ("keep", "c1")]);
+    let after = fleet("", &["c1"], &[("keep", "c1")]);
+    let mut cluster = FakeCluster::new();
+    cluster.converge(&before, "c1");
+    let taken = cluster.converge(&after, "c1");
+    assert_eq!(
+        names(&taken),
+        vec![
+            "delete Release app/atlas-operator",
+            "delete Usage app/app-delete-atlas-operator-before-stackgres-operator",
+            "delete Release app/stackgres-operator",
+        ]
+    );
+    assert_eq!(cluster.live.len(), 3);
+}
+
+#[test]
+fn suspension_of_fleet_cluster_or_claim_stops_writes_but_not_readiness() {
+    let suspended_fleet =
+        "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nspec: {suspend: true}\n";
+    let f = fleet(suspended_fleet, &["c1"], &[("app", "c1")]);
+    let plan = FakeCluster::new().plan(&f, "c1");
+    assert_eq!(plan.suspended, Some(Suspension::Fleet));
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.claims.len(), 1);
+
+    let mut tree = FileTree::default();
+    tree.insert("clusters/c1.yaml", cluster_yaml("c1", "  suspend: true\n"));
+    tree.insert("claims/app.yaml", claim_yaml("app", "c1", ""));
+    let f = load(&tree).fleet.unwrap();
+    let plan = FakeCluster::new().plan(&f, "c1");
+    assert_eq!(plan.suspended, Some(Suspension::Cluster));
+    assert!(plan.actions.is_empty());
+
+    let mut tree = FileTree::default();
+    tree.insert("clusters/c1.yaml", cluster_yaml("c1", ""));
+    tree.insert(
+        "claims/app.yaml",
+        claim_yaml(
+            "app",
+            "c1",
+            "  annotations: {fleet.hops.ops.com.ai/suspend: \"true\"}\n",
+        ),
+    );
+    tree.insert("claims/other.yaml", claim_yaml("other", "c1", ""));
+    let f = load(&tree).fleet.unwrap();
+    let plan = FakeCluster::new().plan(&f, "c1");
+    assert!(plan.claims.iter().any(|c| c.suspended));
+    assert!(
+        names(&plan.actions).iter().all(|a| a.contains(" other/")),
+        "{:?}",
+        plan.actions
+    );
+}
+
+#[test]
+fn the_first_pass_after_a_start_refuses_to_prune_most_of_a_cluster() {
+    let before = fleet("", &["c1"], &[("a", "c1"), ("b", "c1"), ("c", "c1")]);
+    let after = fleet("", &["c1"], &[("a", "c1")]);
+    let mut cluster = FakeCluster::new();
+    cluster.converge(&before, "c1");
+    let guarded = cluster.plan_with(&after, "c1", true);
+    assert_eq!(
+        guarded.prune_refused.as_ref().map(|r| (r.removed, r.total)),
+        Some((2, 3))
+    );
+    assert!(guarded.actions.is_empty());
+    assert!(!cluster.plan_with(&after, "c1", false).actions.is_empty());
+}
+
+#[test]
+fn objects_deleted_by_hand_are_drift_and_recreated() {
+    let f = fleet("", &["c1"], &[("app", "c1")]);
+    let mut cluster = FakeCluster::new();
+    cluster.converge(&f, "c1");
+    cluster.live.retain(|at, _| at.kind != ObjectKind::Usage);
+    let plan = cluster.plan(&f, "c1");
+    assert_eq!(
+        plan.claims[0].drift,
+        vec![(Component::Usage, Drift::Deleted)]
+    );
+    assert_eq!(
+        names(&plan.actions),
+        vec!["apply Usage app/app-delete-atlas-operator-before-stackgres-operator"]
+    );
+}

@@ -1,0 +1,298 @@
+//! A fleet directory in a remote Git repository, through `git2`: cloned once into a bare
+//! repository in the cache directory, fetched on each sync, following a branch, a tag or
+//! a pinned commit. A revision's files are read straight from the Git objects, never
+//! checked out, so nothing in the repository (links, hooks, attributes) touches the disk.
+//!
+//! Credentials (an HTTPS token or an SSH key) come from a file or the environment and are
+//! handed to libgit2 only when the server asks; they never appear in a log or an error,
+//! and user information in the URL is cut from every message.
+
+use std::path::{Path, PathBuf};
+
+use git2::{Cred, CredentialType, FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository};
+use sha2::{Digest, Sha256};
+
+use crate::fleetdir::tree::MAX_FILES;
+use crate::fleetdir::FileTree;
+use crate::model::Diagnostic;
+
+use super::Revision;
+
+/// Environment variable holding an HTTPS token, when no token file is given.
+pub const TOKEN_ENV: &str = "PSQL_FLEET_GIT_TOKEN";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("git source {url}: cannot prepare cache {}: {source}", cache.display())]
+    Cache {
+        url: String,
+        cache: PathBuf,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("git source {url}: fetch failed: {message}")]
+    Fetch { url: String, message: String },
+    #[error("git source {url}: {reference} not found after fetch")]
+    NotFound { url: String, reference: String },
+    #[error("git source {url}: cannot read commit {commit}: {source}")]
+    Read {
+        url: String,
+        commit: String,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("cannot read git credentials from {}: {source}", path.display())]
+    Credentials {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What to follow in the repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GitRef {
+    /// The remote's default branch.
+    Head,
+    Branch(String),
+    Tag(String),
+    Commit(String),
+}
+
+impl std::fmt::Display for GitRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GitRef::Head => write!(f, "HEAD"),
+            GitRef::Branch(b) => write!(f, "branch {b}"),
+            GitRef::Tag(t) => write!(f, "tag {t}"),
+            GitRef::Commit(c) => write!(f, "commit {c}"),
+        }
+    }
+}
+
+/// Secrets for the remote. Its `Debug` never shows them.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    pub username: Option<String>,
+    token: Option<String>,
+    pub ssh_key: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ssh_key", &self.ssh_key)
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// A token from `token_file`, else from [`TOKEN_ENV`]; an SSH key by path.
+    pub fn load(token_file: Option<&Path>, ssh_key: Option<PathBuf>) -> Result<Self, Error> {
+        let token = match token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|source| Error::Credentials {
+                        path: path.to_path_buf(),
+                        source,
+                    })?
+                    .trim()
+                    .to_string(),
+            ),
+            None => std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty()),
+        };
+        Ok(Self {
+            username: None,
+            token,
+            ssh_key,
+        })
+    }
+}
+
+/// A remote repository and what to follow in it.
+#[derive(Clone, Debug)]
+pub struct GitSource {
+    pub url: String,
+    pub cache_dir: PathBuf,
+    pub reference: GitRef,
+    pub credentials: Credentials,
+}
+
+/// The URL without user information, for messages.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((_, host)) = rest.split_once('@') {
+            return format!("{scheme}://{host}");
+        }
+    }
+    url.to_string()
+}
+
+impl GitSource {
+    fn shown_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// The bare repository for this URL in the cache directory.
+    fn repository(&self) -> Result<Repository, Error> {
+        let digest = Sha256::digest(self.url.as_bytes());
+        let name: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        let path = self.cache_dir.join(format!("{name}.git"));
+        let cache_error = |source| Error::Cache {
+            url: self.shown_url(),
+            cache: path.clone(),
+            source,
+        };
+        match Repository::open_bare(&path) {
+            Ok(repo) => Ok(repo),
+            Err(_) => {
+                std::fs::create_dir_all(&self.cache_dir)
+                    .map_err(|e| cache_error(git2::Error::from_str(&e.to_string())))?;
+                Repository::init_bare(&path).map_err(cache_error)
+            }
+        }
+    }
+
+    /// Fetches and reads the revision the reference points at. Blocking: run it on a
+    /// blocking thread.
+    pub fn sync(&self) -> Result<Revision, Error> {
+        let repo = self.repository()?;
+        let refspecs: Vec<String> = match &self.reference {
+            GitRef::Head => vec!["+HEAD:refs/remotes/origin/HEAD".into()],
+            GitRef::Branch(b) => vec![format!("+refs/heads/{b}:refs/remotes/origin/{b}")],
+            GitRef::Tag(t) => vec![format!("+refs/tags/{t}:refs/tags/{t}")],
+            // Servers need not serve a bare commit id; fetch everything and look it up.
+            GitRef::Commit(_) => vec![
+                "+refs/heads/*:refs/remotes/origin/*".into(),
+                "+refs/tags/*:refs/tags/*".into(),
+            ],
+        };
+        let pinned = match &self.reference {
+            GitRef::Commit(c) => Oid::from_str(c)
+                .ok()
+                .filter(|oid| repo.find_commit(*oid).is_ok()),
+            _ => None,
+        };
+        if pinned.is_none() {
+            self.fetch(&repo, &refspecs)?;
+        }
+        let not_found = || Error::NotFound {
+            url: self.shown_url(),
+            reference: self.reference.to_string(),
+        };
+        let target = match &self.reference {
+            GitRef::Head => repo.revparse_single("refs/remotes/origin/HEAD"),
+            GitRef::Branch(b) => repo.revparse_single(&format!("refs/remotes/origin/{b}")),
+            GitRef::Tag(t) => repo.revparse_single(&format!("refs/tags/{t}")),
+            GitRef::Commit(c) => repo.revparse_single(c),
+        }
+        .map_err(|_| not_found())?;
+        let commit = target.peel_to_commit().map_err(|_| not_found())?;
+        let id = commit.id().to_string();
+        let tree = read_tree(&repo, commit.id()).map_err(|source| Error::Read {
+            url: self.shown_url(),
+            commit: id.clone(),
+            source,
+        })?;
+        Ok(Revision { id, tree })
+    }
+
+    fn fetch(&self, repo: &Repository, refspecs: &[String]) -> Result<(), Error> {
+        let mut callbacks = RemoteCallbacks::new();
+        let credentials = self.credentials.clone();
+        let mut attempts = 0;
+        callbacks.credentials(move |_url, username_from_url, allowed| {
+            // libgit2 asks again after a refusal; stop instead of looping.
+            attempts += 1;
+            if attempts > 3 {
+                return Err(git2::Error::from_str("credentials refused"));
+            }
+            let user = credentials
+                .username
+                .as_deref()
+                .or(username_from_url)
+                .unwrap_or("git");
+            if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+                if let Some(token) = &credentials.token {
+                    let user = credentials.username.as_deref().unwrap_or("x-access-token");
+                    return Cred::userpass_plaintext(user, token);
+                }
+            }
+            if allowed.contains(CredentialType::SSH_KEY) {
+                if let Some(key) = &credentials.ssh_key {
+                    return Cred::ssh_key(user, None, key, None);
+                }
+            }
+            Err(git2::Error::from_str(
+                "no credentials configured for this source",
+            ))
+        });
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(callbacks);
+        let mut remote = repo
+            .remote_anonymous(&self.url)
+            .map_err(|e| self.fetch_error(&e))?;
+        remote
+            .fetch(refspecs, Some(&mut options), None)
+            .map_err(|e| self.fetch_error(&e))
+    }
+
+    fn fetch_error(&self, e: &git2::Error) -> Error {
+        // libgit2 may echo the URL it was given; keep any user information out.
+        let message = e.message().replace(&self.url, &self.shown_url());
+        Error::Fetch {
+            url: self.shown_url(),
+            message,
+        }
+    }
+}
+
+/// The fleet files of a commit, read from the object database.
+pub fn read_tree(repo: &Repository, commit: Oid) -> Result<FileTree, git2::Error> {
+    let tree = repo.find_commit(commit)?.tree()?;
+    let mut files = FileTree::default();
+    let mut walk_error = None;
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        if entry.kind() != Some(ObjectType::Blob) {
+            return git2::TreeWalkResult::Ok;
+        }
+        let Some(name) = entry.name() else {
+            return git2::TreeWalkResult::Ok;
+        };
+        let path = format!("{dir}{name}");
+        if !FileTree::is_fleet_path(&path) {
+            return git2::TreeWalkResult::Ok;
+        }
+        if entry.filemode() == 0o120000 {
+            files.problems.push(Diagnostic::file(
+                path,
+                "symbolic link in the repository; fleet files must be regular files",
+            ));
+            return git2::TreeWalkResult::Ok;
+        }
+        if files.files.len() >= MAX_FILES {
+            files.problems.push(Diagnostic::file(
+                ".",
+                format!("more than {MAX_FILES} fleet files"),
+            ));
+            return git2::TreeWalkResult::Abort;
+        }
+        match repo.find_blob(entry.id()) {
+            Ok(blob) => files.insert(path, blob.content()),
+            Err(e) => {
+                walk_error = Some(e);
+                return git2::TreeWalkResult::Abort;
+            }
+        }
+        git2::TreeWalkResult::Ok
+    })?;
+    match walk_error {
+        Some(e) => Err(e),
+        None => Ok(files),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,105 @@
+//! Where revisions of the fleet directory come from: a local directory watched for changes
+//! ([`local`]) or a Git repository fetched on an interval ([`git`]). Both hand over a
+//! [`Revision`]: the files of one revision in memory, named by an id, ready for
+//! [`crate::fleetdir::load`] to validate as a whole.
+
+pub mod git;
+pub mod local;
+
+use sha2::{Digest, Sha256};
+
+use crate::fleetdir::FileTree;
+
+/// One revision of the fleet directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revision {
+    /// A commit id for Git, a content hash for a directory.
+    pub id: String,
+    pub tree: FileTree,
+}
+
+impl Revision {
+    /// The short form shown in logs, status and the `source_info` series.
+    pub fn short_id(&self) -> &str {
+        self.id.get(..12).unwrap_or(&self.id)
+    }
+}
+
+/// Hex SHA-256 over the paths and contents of the fleet files, so that the same files make
+/// the same id whatever their timestamps, and a changed byte anywhere makes a new one.
+pub fn content_hash(tree: &FileTree) -> String {
+    let mut hasher = Sha256::new();
+    for (path, bytes) in &tree.files {
+        hasher.update((path.len() as u64).to_le_bytes());
+        hasher.update(path.as_bytes());
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    }
+    for problem in &tree.problems {
+        hasher.update(problem.to_string().as_bytes());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What `--source` names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceSpec {
+    Dir(std::path::PathBuf),
+    Git(String),
+}
+
+impl SourceSpec {
+    /// A URL with a scheme (or `user@host:path`) is Git; anything else a directory.
+    pub fn parse(source: &str) -> SourceSpec {
+        let is_url = ["git://", "http://", "https://", "ssh://", "file://"]
+            .iter()
+            .any(|s| source.starts_with(s))
+            || (source.contains('@') && source.contains(':') && !source.starts_with('/'));
+        if is_url {
+            SourceSpec::Git(source.to_string())
+        } else {
+            SourceSpec::Dir(source.into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_content_hash_follows_the_bytes_and_paths() {
+        let mut a = FileTree::default();
+        a.insert("claims/a.yaml", "x");
+        let mut b = a.clone();
+        assert_eq!(content_hash(&a), content_hash(&b));
+        b.insert("claims/a.yaml", "y");
+        assert_ne!(content_hash(&a), content_hash(&b));
+        let mut c = FileTree::default();
+        c.insert("claims/b.yaml", "x");
+        assert_ne!(content_hash(&a), content_hash(&c));
+    }
+
+    #[test]
+    fn sources_are_git_urls_or_directories() {
+        let cases = [
+            ("git://127.0.0.1:9418/fleet", true),
+            ("https://example.invalid/fleet.git", true),
+            ("git@example.invalid:org/fleet.git", true),
+            ("file:///srv/fleet", true),
+            ("./fleet", false),
+            ("/srv/fleet", false),
+        ];
+        for (s, git) in cases {
+            assert_eq!(
+                matches!(SourceSpec::parse(s), SourceSpec::Git(_)),
+                git,
+                "{s}"
+            );
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! What `/api/v1/status` serves and `psql-fleet status` prints: the source, and per cluster
+//! and per claim whether it is ready (with the reason), drift, the applied revision and
+//! the last error. Never a secret: errors are built from cluster names, paths and API
+//! status codes only.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    pub ready: bool,
+    pub dry_run: bool,
+    pub source: SourceStatus,
+    pub clusters: BTreeMap<String, ClusterStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceStatus {
+    pub source: String,
+    /// The revision being served (the last good one).
+    pub revision: Option<String>,
+    pub last_sync: Option<String>,
+    /// Why the newest revision is not served, when it is not.
+    pub rejected: Option<String>,
+    #[serde(default)]
+    pub diagnostics: Vec<String>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    pub reachable: bool,
+    /// At least one pass completed since the agent started.
+    pub reconciled: bool,
+    pub applied_revision: Option<String>,
+    pub suspended: Option<String>,
+    pub drift_policy: String,
+    pub last_error: Option<String>,
+    pub prune_refused: Option<String>,
+    #[serde(default)]
+    pub claims: Vec<ClaimStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimStatus {
+    pub claim: String,
+    pub ready: bool,
+    pub reason: Option<String>,
+    pub usage_present: bool,
+    pub suspended: bool,
+    #[serde(default)]
+    pub drift: Vec<String>,
+}
+
+fn short(revision: Option<&str>) -> &str {
+    revision.map_or("-", |r| r.get(..12).unwrap_or(r))
+}
+
+impl StatusReport {
+    /// A table a person reads at a glance: one line per claim, grouped by cluster.
+    pub fn to_table(&self) -> String {
+        let mut out = String::new();
+        let s = &self.source;
+        let _ = writeln!(
+            out,
+            "source {}  revision {}  last sync {}{}",
+            s.source,
+            short(s.revision.as_deref()),
+            s.last_sync.as_deref().unwrap_or("never"),
+            if self.dry_run { "  (dry run)" } else { "" }
+        );
+        if let Some(rejected) = &s.rejected {
+            let _ = writeln!(out, "newest revision rejected: {rejected}");
+            for d in s.diagnostics.iter().take(10) {
+                let _ = writeln!(out, "  {d}");
+            }
+        }
+        if let Some(e) = &s.last_error {
+            let _ = writeln!(out, "source error: {e}");
+        }
+        let ready_claims = self
+            .clusters
+            .values()
+            .flat_map(|c| &c.claims)
+            .filter(|c| c.ready)
+            .count();
+        let all_claims: usize = self.clusters.values().map(|c| c.claims.len()).sum();
+        let _ = writeln!(
+            out,
+            "{} clusters, {ready_claims}/{all_claims} claims ready{}\n",
+            self.clusters.len(),
+            if self.ready {
+                ""
+            } else {
+                " (agent not ready yet)"
+            }
+        );
+        let rows: Vec<[String; 6]> = self
+            .clusters
+            .iter()
+            .flat_map(|(name, c)| {
+                let cluster_state = if !c.reachable {
+                    "unreachable".to_string()
+                } else if let Some(s) = &c.suspended {
+                    format!("suspended ({s})")
+                } else {
+                    "ok".to_string()
+                };
+                let mut rows: Vec<[String; 6]> = c
+                    .claims
+                    .iter()
+                    .map(|claim| {
+                        let ready = if claim.suspended {
+                            "suspended".to_string()
+                        } else if claim.ready {
+                            "yes".to_string()
+                        } else {
+                            "no".to_string()
+                        };
+                        let drift = if claim.drift.is_empty() {
+                            "-".to_string()
+                        } else {
+                            claim.drift.join("; ")
+                        };
+                        [
+                            name.clone(),
+                            cluster_state.clone(),
+                            claim.claim.clone(),
+                            ready,
+                            drift,
+                            claim.reason.clone().unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect();
+                if rows.is_empty() {
+                    rows.push([
+                        name.clone(),
+                        cluster_state,
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "no claims".into(),
+                    ]);
+                }
+                if let Some(e) = c.last_error.as_ref().or(c.prune_refused.as_ref()) {
+                    rows.push([
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        format!("error: {e}"),
+                    ]);
+                }
+                rows
+            })
+            .collect();
+        let header = ["CLUSTER", "STATE", "CLAIM", "READY", "DRIFT", "REASON"].map(String::from);
+        let mut widths = header.clone().map(|h| h.len());
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row).take(5) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        for row in std::iter::once(&header).chain(&rows) {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                if i < 5 {
+                    let _ = write!(line, "{cell:<width$}  ", width = widths[i]);
+                } else {
+                    line.push_str(cell);
+                }
+            }
+            let _ = writeln!(out, "{}", line.trim_end());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_shows_every_claim_with_its_reason_and_the_clusters_state() {
+        let mut report = StatusReport::default();
+        report.source.source = "fleet/".into();
+        report.source.revision = Some("0123456789abcdef".into());
+        report.clusters.insert(
+            "prod-1".into(),
+            ClusterStatus {
+                reachable: true,
+                reconciled: true,
+                claims: vec![
+                    ClaimStatus {
+                        claim: "default/a".into(),
+                        ready: true,
+                        ..Default::default()
+                    },
+                    ClaimStatus {
+                        claim: "default/b".into(),
+                        reason: Some("Release default/atlas-operator: does not exist".into()),
+                        drift: vec!["stackgres: modified: spec.rollbackLimit".into()],
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            },
+        );
+        report.clusters.insert(
+            "down-1".into(),
+            ClusterStatus {
+                last_error: Some("cluster down-1: connection refused".into()),
+                ..Default::default()
+            },
+        );
+        let table = report.to_table();
+        assert!(table.contains("revision 0123456789ab "), "{table}");
+        assert!(table.contains("1/2 claims ready"), "{table}");
+        assert!(
+            table.lines().any(|l| l.starts_with("prod-1")
+                && l.contains("default/b")
+                && l.contains("no")
+                && l.ends_with("does not exist")),
+            "{table}"
+        );
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("down-1") && l.contains("unreachable")),
+            "{table}"
+        );
+        assert!(
+            table.contains("error: cluster down-1: connection refused"),
+            "{table}"
+        );
+        let json = serde_json::to_string(&report).unwrap();
+        assert_eq!(serde_json::from_str::<StatusReport>(&json).unwrap(), report);
+    }
+}
