@@ -45,6 +45,9 @@ print(serve_metrics.render(open(sys.argv[1]).read(), 1, 1.7e9), end="")
 PY
 echo "clean"
 
+step "promtool check config examples/prometheus/prometheus.yml"
+promtool check config "$root/examples/prometheus/prometheus.yml"
+
 step "check_dashboards.py (static)"
 python3 check_dashboards.py
 
