@@ -23,4 +23,12 @@ python3 -c 'import helm_python as h; print("Helm engine: helm-python-sdk", h.__v
 
 # Helm's Go logger warns on stderr about `required` values during lint; the tests assert
 # on lint reports themselves.
-python3 -m unittest -v charts/tests/test_chart.py 2> >(grep -v ' WARN missing required values' >&2)
+python3 - 2> >(grep -v ' WARN missing required values' >&2) <<'PY'
+import sys, unittest
+suite = unittest.defaultTestLoader.loadTestsFromName("charts.tests.test_chart")
+result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
+failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+skipped = len(result.skipped)
+print(f"charts: {result.testsRun - failed - skipped} passed, {failed} failed, {skipped} skipped")
+sys.exit(0 if result.wasSuccessful() else 1)
+PY

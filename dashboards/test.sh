@@ -28,7 +28,8 @@ if ((${#missing[@]})); then
   exit 0
 fi
 
-step() { printf '\n== %s\n' "$*"; }
+passed=0
+step() { [[ -n "${current:-}" ]] && passed=$((passed + 1)); current="$*"; printf '\n== %s\n' "$*"; }
 
 step "promtool check rules alerts.yaml"
 promtool check rules alerts.yaml
@@ -120,5 +121,7 @@ else
   echo "no chart at $chart"
 fi
 
+passed=$((passed + 1))
 echo
 echo "PASS dashboards/test.sh"
+echo "dashboards: $passed passed, 0 failed"
