@@ -1,0 +1,317 @@
+//! End-to-end setup: an in-process simulator, a fleet directory pointing at its clusters,
+//! and the agent (`agent::run`) started and stopped in-process, with the ways the tests
+//! look at the result: the agent's status and metrics, the simulator's audit log and a
+//! kube-rs client per simulated cluster.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use psql_fleet::agent::{self, Config};
+use psql_fleet::sim::audit::AuditEntry;
+use psql_fleet::sim::{self, SimConfig, SimHandle};
+use psql_fleet::source::git::{Credentials, GitRef};
+use psql_fleet::source::SourceSpec;
+use psql_fleet::status::StatusReport;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long "eventually" may take; generous, since six builds may share two cores.
+pub const CONVERGE: Duration = Duration::from_secs(45);
+
+/// A claim document: `name` in namespace `name` (two claims on a cluster need two
+/// namespaces, since the Release names are fixed), with optional metadata annotations.
+pub fn claim(name: &str, cluster: &str, annotations: &[(&str, &str)]) -> String {
+    let mut meta = format!("  name: {name}\n  namespace: {name}\n");
+    if !annotations.is_empty() {
+        meta.push_str("  annotations:\n");
+        for (k, v) in annotations {
+            meta.push_str(&format!("    {k}: {v:?}\n"));
+        }
+    }
+    format!("apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nmetadata:\n{meta}spec:\n  clusterName: {cluster}\n")
+}
+
+/// Where [`E2e::add_claim`] writes a claim.
+pub fn claim_file(name: &str, cluster: &str) -> String {
+    format!("claims/{cluster}/{name}.yaml")
+}
+
+/// A `Cluster` document for a simulated cluster, with extra `spec` lines (two-space indent).
+pub fn cluster(name: &str, spec_extra: &str) -> String {
+    format!("apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Cluster\nmetadata: {{name: {name}}}\nspec:\n  kubeconfig: {name}.yaml\n{spec_extra}")
+}
+
+/// A `Fleet` document named `e2e` with the given `spec` lines (two-space indent).
+pub fn fleet_yaml(spec: &str) -> String {
+    format!("apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nmetadata: {{name: e2e}}\nspec:\n{spec}")
+}
+
+/// What differs between agent runs.
+#[derive(Clone, Debug, Default)]
+pub struct AgentOptions {
+    pub dry_run: bool,
+    pub allow_mass_prune: bool,
+    /// A Git URL instead of the fleet directory.
+    pub git: Option<String>,
+}
+
+struct RunningAgent {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), agent::Error>>,
+}
+
+/// A simulator, a fleet directory for its clusters, and (when started) the agent.
+pub struct E2e {
+    pub sim: SimHandle,
+    pub names: Vec<String>,
+    sim_dir: tempfile::TempDir,
+    fleet_dir: tempfile::TempDir,
+    server: String,
+    port: u16,
+    agent: Option<RunningAgent>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl E2e {
+    /// `clusters` simulated clusters, each with a plain `Cluster` file in the fleet
+    /// directory, and a `fleet.yaml` naming the fleet `e2e`.
+    pub async fn start(clusters: usize, ready_after: Duration) -> E2e {
+        let sim_dir = tempfile::tempdir().unwrap();
+        let sim = sim::start(SimConfig {
+            clusters,
+            out: sim_dir.path().to_path_buf(),
+            ready_after,
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let fleet_dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let e2e = E2e {
+            names: sim.cluster_names.clone(),
+            sim,
+            sim_dir,
+            fleet_dir,
+            server: format!("http://127.0.0.1:{port}"),
+            port,
+            agent: None,
+        };
+        for name in &e2e.names {
+            e2e.write(&format!("clusters/{name}.yaml"), &cluster(name, ""));
+        }
+        e2e.write("fleet.yaml", &fleet_yaml("  drift: {policy: correct}\n"));
+        e2e
+    }
+
+    pub fn fleet_dir(&self) -> &Path {
+        self.fleet_dir.path()
+    }
+
+    /// Writes a fleet file whole (temporary file, then rename), so the agent never reads
+    /// half of it.
+    pub fn write(&self, rel: &str, text: &str) {
+        write_atomic(&self.fleet_dir.path().join(rel), text);
+    }
+
+    /// Writes `claims/<cluster>/<name>.yaml` with [`claim`], creating its namespace on the cluster
+    /// first if needed (the agent writes into a claim's namespace; it does not create it).
+    pub async fn add_claim(&self, name: &str, cluster: &str, annotations: &[(&str, &str)]) {
+        let namespaces: kube::Api<Namespace> = kube::Api::all(self.client(cluster).await);
+        let ns = Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_string()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        match namespaces.create(&Default::default(), &ns).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => panic!("cannot create namespace {name} on {cluster}: {e}"),
+        }
+        self.write(
+            &claim_file(name, cluster),
+            &claim(name, cluster, annotations),
+        );
+    }
+
+    pub fn remove(&self, rel: &str) {
+        std::fs::remove_file(self.fleet_dir.path().join(rel)).unwrap();
+    }
+
+    pub async fn start_agent(&mut self, options: AgentOptions) {
+        assert!(self.agent.is_none(), "the agent is already running");
+        let source = match &options.git {
+            Some(url) => SourceSpec::Git(url.clone()),
+            None => SourceSpec::Dir(self.fleet_dir.path().to_path_buf()),
+        };
+        let config = Config {
+            source,
+            reference: GitRef::Head,
+            credentials: Credentials::default(),
+            cache_dir: self.sim_dir.path().join("git-cache"),
+            credentials_dir: self.sim_dir.path().to_path_buf(),
+            listen: format!("127.0.0.1:{}", self.port).parse().unwrap(),
+            dry_run: options.dry_run,
+            allow_mass_prune: options.allow_mass_prune,
+            interval: Duration::from_secs(1),
+            max_concurrency: 4,
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(agent::run(config, async move {
+            let _ = stopped.await;
+        }));
+        self.agent = Some(RunningAgent { stop, task });
+        // The listener is bound before anything else happens; wait for it.
+        self.wait_for("the agent to serve its status", |_| true)
+            .await;
+    }
+
+    /// Stops the agent the way SIGTERM does, and waits for it to finish.
+    pub async fn stop_agent(&mut self) {
+        let agent = self.agent.take().expect("the agent is not running");
+        let _ = agent.stop.send(());
+        agent.task.await.unwrap().unwrap();
+    }
+
+    pub async fn shutdown(mut self) {
+        if self.agent.is_some() {
+            self.stop_agent().await;
+        }
+        self.sim.shutdown().await;
+    }
+
+    async fn get(&self, path: &'static str) -> Result<String, String> {
+        let server = self.server.clone();
+        tokio::task::spawn_blocking(move || psql_fleet::cli::status::fetch(&server, path))
+            .await
+            .unwrap()
+    }
+
+    pub async fn status(&self) -> Option<StatusReport> {
+        let body = self.get("/api/v1/status").await.ok()?;
+        Some(serde_json::from_str(&body).unwrap())
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.unwrap()
+    }
+
+    /// The value of the series `name{labels}` (labels as exposed, sorted by name), if any.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// Polls the status until `done` holds, failing the test after [`CONVERGE`].
+    pub async fn wait_for(&self, what: &str, done: impl Fn(&StatusReport) -> bool) -> StatusReport {
+        let deadline = Instant::now() + CONVERGE;
+        let mut last = None;
+        loop {
+            if let Some(report) = self.status().await {
+                if done(&report) {
+                    return report;
+                }
+                last = Some(report);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; last status: {}",
+                serde_json::to_string(&last).unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Polls `check` (anything async, such as a read through a cluster client) until it
+    /// holds, failing the test after [`CONVERGE`].
+    pub async fn eventually<F, Fut>(&self, what: &str, check: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + CONVERGE;
+        while !check().await {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until every claim of every cluster listed is ready with its Usage, as the
+    /// agent reports it; `claims` is the number of claims each cluster must show.
+    pub async fn wait_ready(&self, clusters: &[(&str, usize)]) -> StatusReport {
+        self.wait_for("claims to be ready", |r| {
+            clusters.iter().all(|(name, n)| {
+                r.clusters.get(*name).is_some_and(|c| {
+                    c.claims.len() == *n
+                        && c.claims
+                            .iter()
+                            .all(|c| c.ready && c.usage_present && c.drift.is_empty())
+                })
+            })
+        })
+        .await
+    }
+
+    /// Every mutating request the simulator served for `cluster`, oldest first.
+    pub fn audit(&self, cluster: &str) -> Vec<AuditEntry> {
+        self.sim.sim.audit.entries(Some(cluster))
+    }
+
+    /// A kube-rs client for a simulated cluster, as anyone holding its kubeconfig.
+    pub async fn client(&self, cluster: &str) -> kube::Client {
+        let kc = Kubeconfig::read_from(self.sim.kubeconfig_path(cluster)).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .unwrap();
+        kube::Client::try_from(config).unwrap()
+    }
+}
+
+pub fn write_atomic(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    // A dot file, which the fleet loader skips.
+    let file = path.file_name().unwrap().to_string_lossy();
+    let tmp: PathBuf = path.with_file_name(format!(".{file}.tmp"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+pub const RELEASES: &str = "releases.helm.m.crossplane.io";
+pub const USAGES: &str = "usages.protection.crossplane.io";
+pub const EVENTS: &str = "events.events.k8s.io";
+
+/// Audit entries that write Releases or Usages (what psql-fleet owns), leaving out
+/// Events and the tests' own namespaces.
+pub fn object_writes(entries: &[AuditEntry]) -> Vec<&AuditEntry> {
+    entries
+        .iter()
+        .filter(|e| e.resource == RELEASES || e.resource == USAGES)
+        .collect()
+}
+
+/// `verb resource namespace/name` for each entry: what the order assertions compare.
+pub fn describe(entries: &[&AuditEntry]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {}/{}",
+                e.verb,
+                e.resource,
+                e.namespace.as_deref().unwrap_or(""),
+                e.name.as_deref().unwrap_or("")
+            )
+        })
+        .collect()
+}
