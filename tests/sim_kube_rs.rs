@@ -206,3 +206,53 @@ async fn a_wrong_token_is_unauthorized_with_a_status_body() {
     }
     handle.shutdown().await;
 }
+
+/// As the server-side apply docs hand `spec.replicas` over with a config holding nothing
+/// else: required fields are checked in the merged object, not in the apply configuration.
+#[tokio::test]
+async fn a_partial_apply_configuration_is_validated_once_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let handle = sim::start(SimConfig {
+        clusters: 1,
+        out: dir.path().into(),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let c = client(&handle, &handle.cluster_names[0]).await;
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(c, "default", &ApiResource::erase::<Release>(&()));
+    api.patch(
+        "a",
+        &PatchParams::apply("psql-fleet"),
+        &Patch::Apply(release("a", "0.7.23")),
+    )
+    .await
+    .unwrap();
+    let partial = |name: &str| {
+        json!({"apiVersion": "helm.m.crossplane.io/v1beta1", "kind": "Release",
+            "metadata": {"name": name, "namespace": "default"}, "spec": {"rollbackLimit": 7}})
+    };
+    let pp = PatchParams::apply("someone-else");
+    let merged = api
+        .patch("a", &pp, &Patch::Apply(partial("a")))
+        .await
+        .unwrap();
+    assert_eq!(merged.data["spec"]["rollbackLimit"], 7);
+    assert_eq!(
+        merged.data["spec"]["forProvider"]["chart"]["version"],
+        "0.7.23"
+    );
+    match api.patch("new", &pp, &Patch::Apply(partial("new"))).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422);
+            assert!(
+                s.message.contains("spec.forProvider: Required value"),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    handle.shutdown().await;
+}

@@ -200,11 +200,36 @@ fn validate(
     obj: &mut Value,
     v: Validation,
 ) -> Result<Vec<String>, ApiError> {
+    checked(sh, res, name, obj, v, false)
+}
+
+/// [`validate`] for an apply configuration, where a required field may be left out.
+fn validate_partial(
+    sh: &Shared,
+    res: usize,
+    name: &str,
+    obj: &mut Value,
+    v: Validation,
+) -> Result<Vec<String>, ApiError> {
+    checked(sh, res, name, obj, v, true)
+}
+
+fn checked(
+    sh: &Shared,
+    res: usize,
+    name: &str,
+    obj: &mut Value,
+    v: Validation,
+    partial: bool,
+) -> Result<Vec<String>, ApiError> {
     let r = &sh.registry[res];
     let Some(schema) = &r.schema else {
         return Ok(Vec::new());
     };
-    let found = validation::check(schema, obj);
+    let mut found = validation::check(schema, obj);
+    if partial {
+        found.causes.retain(|c| c["reason"] != "FieldValueRequired");
+    }
     if !found.unknown.is_empty() && v == Validation::Strict {
         return Err(ApiError::bad_request(validation::strict_message(
             &r.kind,
@@ -513,7 +538,11 @@ fn apply(
             "the name of the object does not match the name on the URL",
         ));
     }
-    let warnings = validate(sh, t.res, t.name, &mut config, o.validation)?;
+    // An apply configuration is partial: it holds only the fields its manager cares about
+    // (the SSA docs hand `spec.replicas` of a Deployment over with a config holding nothing
+    // else). Unknown fields, types and enums are checked in it; required fields only in
+    // the merged object, below.
+    let warnings = validate_partial(sh, t.res, t.name, &mut config, o.validation)?;
     let mut store = cl.store();
     let old = store.get(&target_key(t));
     if old.is_none() {
@@ -551,6 +580,7 @@ fn apply(
             }
         }
     }
+    validate(sh, t.res, t.name, &mut new, Validation::Ignore)?;
     commit(sh, &mut store, t, old, new, o, true, warnings)
 }
 
