@@ -83,7 +83,6 @@ pub fn to_live(kind: ObjectKind, object: &DynamicObject) -> Option<LiveObject> {
 pub struct Writer {
     pub client: Client,
     pub cluster: String,
-    pub force: bool,
     pub timeout: Duration,
 }
 
@@ -125,12 +124,17 @@ impl Writer {
         }
     }
 
-    /// Server-side apply; `force` only when the fleet says so, so that a conflict with
-    /// another manager is reported instead of overridden.
-    pub async fn apply(&self, object: &DesiredObject) -> Result<Option<LiveObject>, Error> {
+    /// Server-side apply; `force` as the plan decided ([`crate::reconcile::diff::forces`]),
+    /// so that a conflict with another manager over a new revision is reported instead of
+    /// overridden.
+    pub async fn apply(
+        &self,
+        object: &DesiredObject,
+        force: bool,
+    ) -> Result<Option<LiveObject>, Error> {
         let at = object.object_ref();
         let mut params = PatchParams::apply(FIELD_MANAGER);
-        if self.force {
+        if force {
             params = params.force();
         }
         let body = apply_body(object);

@@ -131,13 +131,23 @@ impl LiveView {
             Event::InitDone => {
                 let fresh = self.init.remove(&kind).unwrap_or_default();
                 self.live.retain(|at, _| at.kind != kind);
-                seen.extend(fresh.keys().cloned());
+                seen.extend(
+                    fresh
+                        .values()
+                        .filter(|l| !l.terminating())
+                        .map(|l| l.object_ref.clone()),
+                );
                 self.live.extend(fresh);
                 self.synced.insert(kind);
             }
             Event::Apply(o) => {
                 if let Some(l) = live(&o) {
-                    seen.insert(l.object_ref.clone());
+                    // Only a live object counts as seen: the updates of one being deleted
+                    // (finalizers going) must not mark an object the agent pruned itself,
+                    // or its return (a Usage whose gate opens again) would look like drift.
+                    if !l.terminating() {
+                        seen.insert(l.object_ref.clone());
+                    }
                     self.live.insert(l.object_ref.clone(), l);
                 }
             }
@@ -301,7 +311,6 @@ async fn pass(
     let writer = Writer {
         client: client.clone(),
         cluster: name.to_string(),
-        force: accepted.fleet.settings.force(),
         timeout: shared.call_timeout,
     };
     let mut errors: Vec<String> = Vec::new();
@@ -378,12 +387,16 @@ async fn carry_out(
             }
             Ok(None)
         }
-        Action::Apply { object, reason } => {
+        Action::Apply {
+            object,
+            reason,
+            force,
+        } => {
             tracing::info!(cluster, object = %at, ?reason, dry_run = shared.dry_run, "apply");
             if shared.dry_run {
                 return Ok(None);
             }
-            match writer.apply(object).await {
+            match writer.apply(object, *force).await {
                 Ok(served) => {
                     shared.metrics.count_apply(cluster);
                     if let ApplyReason::CorrectDrift(drift) = reason {

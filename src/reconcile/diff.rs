@@ -75,6 +75,8 @@ pub enum Action {
     Apply {
         object: Box<DesiredObject>,
         reason: ApplyReason,
+        /// Take the fields over from any other field manager ([`forces`]).
+        force: bool,
     },
     ReportDrift {
         object: ObjectRef,
@@ -152,21 +154,31 @@ pub fn diff_object(
     }
 }
 
-/// Actions for a set of desired objects under a drift policy.
+/// Actions for a set of desired objects under a drift policy; `fleet_force` is the
+/// fleet's `force` setting.
 pub fn diff(
     desired: &[DesiredObject],
     live: &super::live::LiveState,
     seen_before: impl Fn(&ObjectRef) -> bool,
     policy: DriftPolicy,
+    fleet_force: bool,
 ) -> Vec<Action> {
     desired
         .iter()
         .filter_map(|object| {
             let at = object.object_ref();
             let verdict = diff_object(object, live.get(&at), seen_before(&at));
-            action_for(object, verdict, policy)
+            action_for(object, verdict, policy, fleet_force)
         })
         .collect()
+}
+
+/// Whether an apply for `reason` takes fields over from other field managers. Correcting
+/// drift always does: another manager's edit moved the fields to it, and undoing that edit
+/// is what the policy `correct` asks for. Creating or updating for a new revision does
+/// only when the fleet says `force: true`; otherwise a conflict is reported, not overridden.
+pub fn forces(reason: &ApplyReason, fleet_force: bool) -> bool {
+    matches!(reason, ApplyReason::CorrectDrift(_)) || fleet_force
 }
 
 /// What the drift policy makes of a verdict.
@@ -174,9 +186,11 @@ pub fn action_for(
     object: &DesiredObject,
     verdict: ObjectDiff,
     policy: DriftPolicy,
+    fleet_force: bool,
 ) -> Option<Action> {
-    let apply = |reason| Action::Apply {
+    let apply = |reason: ApplyReason| Action::Apply {
         object: Box::new(object.clone()),
+        force: forces(&reason, fleet_force),
         reason,
     };
     match verdict {
@@ -260,7 +274,7 @@ mod tests {
         let objects = rendered(&claim("a", "c1"), true);
         let live = state(objects.iter().map(|o| applied(o, Some(true))));
         for policy in [DriftPolicy::Correct, DriftPolicy::Report] {
-            assert!(diff(&objects, &live, |_| true, policy).is_empty());
+            assert!(diff(&objects, &live, |_| true, policy, false).is_empty());
         }
     }
 
@@ -320,19 +334,47 @@ mod tests {
         let sg = rendered(&claim("a", "c1"), false).remove(0);
         let drift = ObjectDiff::Drift(Drift::Deleted);
         assert_eq!(
-            action_for(&sg, drift.clone(), DriftPolicy::Correct),
+            action_for(&sg, drift.clone(), DriftPolicy::Correct, false),
             Some(Action::Apply {
                 object: Box::new(sg.clone()),
-                reason: ApplyReason::CorrectDrift(Drift::Deleted)
+                reason: ApplyReason::CorrectDrift(Drift::Deleted),
+                force: true,
             })
         );
         assert_eq!(
-            action_for(&sg, drift, DriftPolicy::Report),
+            action_for(&sg, drift, DriftPolicy::Report, true),
             Some(Action::ReportDrift {
                 object: sg.object_ref(),
                 drift: Drift::Deleted
             })
         );
+    }
+
+    #[test]
+    fn only_drift_correction_or_the_fleets_force_setting_takes_fields_over() {
+        let sg = rendered(&claim("a", "c1"), false).remove(0);
+        let modified = Drift::Modified {
+            fields: vec!["spec.rollbackLimit".into()],
+        };
+        let cases = [
+            ("create", ObjectDiff::Create, false, false),
+            ("create, fleet force", ObjectDiff::Create, true, true),
+            ("update", ObjectDiff::Update, false, false),
+            ("update, fleet force", ObjectDiff::Update, true, true),
+            ("correct an edit", ObjectDiff::Drift(modified), false, true),
+            (
+                "recreate a deleted object",
+                ObjectDiff::Drift(Drift::Deleted),
+                false,
+                true,
+            ),
+        ];
+        for (name, verdict, fleet_force, want) in cases {
+            match action_for(&sg, verdict, DriftPolicy::Correct, fleet_force) {
+                Some(Action::Apply { force, .. }) => assert_eq!(force, want, "{name}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
     }
 
     #[test]

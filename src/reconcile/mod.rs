@@ -146,7 +146,8 @@ pub fn plan_cluster(input: &ClusterInput<'_>) -> ClusterPlan {
                     drift.push((component, d.clone()));
                 }
             }
-            if let Some(action) = diff::action_for(object, verdict, policy) {
+            if let Some(action) = diff::action_for(object, verdict, policy, fleet.settings.force())
+            {
                 if !claim.suspended {
                     plan.actions.push(action);
                 }
@@ -159,6 +160,11 @@ pub fn plan_cluster(input: &ClusterInput<'_>) -> ClusterPlan {
             desired_refs.extend(claim_object_refs(claim));
         }
         let usage_ref = &claim_object_refs(claim)[2];
+        // A Usage that exists stays while its claim does, even when a Release stops being
+        // Ready (an upgrade): Crossplane holds a Usage's deletion until its `by` Release is
+        // gone, so deleting it here would leave it terminating for good, never re-created,
+        // and StackGres unprotected meanwhile. Only pruning the claim removes it, Atlas first.
+        desired_refs.insert(usage_ref.clone());
         plan.claims.push(ClaimPlan {
             key: claim.key(),
             readiness: readiness.report(claim),

@@ -131,7 +131,7 @@ fn a_new_claim_gets_its_releases_first_and_its_usage_once_both_are_ready() {
 }
 
 #[test]
-fn the_usage_leaves_when_a_release_stops_being_ready() {
+fn a_usage_stays_when_a_release_stops_being_ready() {
     let f = fleet("", &["c1"], &[("app", "c1")]);
     let mut cluster = FakeCluster::new();
     cluster.converge(&f, "c1");
@@ -142,9 +142,33 @@ fn the_usage_leaves_when_a_release_stops_being_ready() {
     };
     cluster.live.get_mut(&atlas).unwrap().json["status"]["conditions"][1]["status"] =
         json!("False");
+    let upgrading = cluster.plan(&f, "c1");
+    assert!(upgrading.actions.is_empty(), "{:?}", upgrading.actions);
+    assert!(!upgrading.claims[0].readiness.ready);
+    assert!(upgrading.claims[0].usage_present);
+}
+
+#[test]
+fn a_usage_deleted_while_a_release_is_not_ready_waits_for_the_gate() {
+    let f = fleet("", &["c1"], &[("app", "c1")]);
+    let mut cluster = FakeCluster::new();
+    cluster.converge(&f, "c1");
+    let usage = ObjectRef {
+        kind: ObjectKind::Usage,
+        name: "app-delete-atlas-operator-before-stackgres-operator".into(),
+        namespace: "app".into(),
+    };
+    cluster.live.remove(&usage);
+    for r in cluster.live.values_mut() {
+        r.json["status"]["conditions"][1]["status"] = json!("False");
+    }
+    assert!(cluster.plan(&f, "c1").actions.is_empty());
+    for r in cluster.live.values_mut() {
+        r.json["status"]["conditions"][1]["status"] = json!("True");
+    }
     assert_eq!(
         names(&cluster.plan(&f, "c1").actions),
-        vec!["delete Usage app/app-delete-atlas-operator-before-stackgres-operator"]
+        vec![format!("apply {usage}")]
     );
 }
 
@@ -268,4 +292,43 @@ fn objects_deleted_by_hand_are_drift_and_recreated() {
         names(&plan.actions),
         vec!["apply Usage app/app-delete-atlas-operator-before-stackgres-operator"]
     );
+}
+
+/// `(verb object, force)` of every apply.
+fn forced(actions: &[Action]) -> Vec<(String, bool)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Apply { force, .. } => Some((a.object_ref().to_string(), *force)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_revision_forces_only_under_fleet_force_and_a_drift_correction_always() {
+    let fleet_yaml = |force: bool| {
+        format!(
+            "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nspec: {{force: {force}}}\n"
+        )
+    };
+    for fleet_force in [false, true] {
+        let f = fleet(&fleet_yaml(fleet_force), &["c1"], &[("app", "c1")]);
+        let mut cluster = FakeCluster::new();
+        let created = cluster.converge(&f, "c1");
+        assert!(
+            forced(&created).iter().all(|(_, f)| *f == fleet_force),
+            "{created:?}"
+        );
+        let sg = ObjectRef {
+            kind: ObjectKind::Release,
+            name: "stackgres-operator".into(),
+            namespace: "app".into(),
+        };
+        cluster.live.get_mut(&sg).unwrap().json["spec"]["rollbackLimit"] = json!(9);
+        assert_eq!(
+            forced(&cluster.plan(&f, "c1").actions),
+            vec![("Release app/stackgres-operator".to_string(), true)]
+        );
+    }
 }
