@@ -6,7 +6,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::e2e::{describe, object_writes, AgentOptions, E2e, RELEASES, USAGES};
+use common::e2e::{
+    cluster, describe, fleet_yaml, object_writes, AgentOptions, E2e, RELEASES, USAGES,
+};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use psql_fleet::api::Release;
 use serde_json::Value;
 
 fn ready(object: &Value) -> bool {
@@ -146,5 +151,253 @@ async fn dry_run_computes_and_reports_and_writes_nothing() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let audit = e2e.audit(&name);
     assert_eq!(audit.len(), before, "dry run wrote: {:?}", &audit[before..]);
+    e2e.shutdown().await;
+}
+
+fn releases(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &ApiResource::erase::<Release>(&()),
+    )
+}
+
+/// The reasons of the Events written in `namespace`.
+async fn event_reasons(client: &kube::Client, namespace: &str) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+async fn rollback_limit(client: &kube::Client, namespace: &str) -> Option<i64> {
+    releases(client, namespace)
+        .get("stackgres-operator")
+        .await
+        .ok()?
+        .data["spec"]["rollbackLimit"]
+        .as_i64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_edit_is_corrected_and_counted_and_a_deleted_release_recreated() {
+    let mut e2e = E2e::start(1, Duration::from_millis(300)).await;
+    let name = e2e.names[0].clone();
+    e2e.add_claim("edited", &name, &[]).await;
+    e2e.start_agent(AgentOptions::default()).await;
+    e2e.wait_ready(&[(&name, 1)]).await;
+    let client = e2e.client(&name).await;
+    let corrections = format!("psql_fleet_drift_corrections_total{{cluster=\"{name}\"}}");
+    assert_eq!(e2e.metric(&corrections).await.unwrap_or(0.0), 0.0);
+
+    // Someone takes rollbackLimit over with server-side apply, as `kubectl apply
+    // --server-side --force-conflicts` would: the field now belongs to them.
+    let mark = e2e.audit(&name).len();
+    let edit = serde_json::json!({
+        "apiVersion": "helm.m.crossplane.io/v1beta1", "kind": "Release",
+        "metadata": {"name": "stackgres-operator", "namespace": "edited"},
+        "spec": {"rollbackLimit": 7}
+    });
+    releases(&client, "edited")
+        .patch(
+            "stackgres-operator",
+            &PatchParams::apply("kubectl").force(),
+            &Patch::Apply(&edit),
+        )
+        .await
+        .unwrap();
+    e2e.eventually("the edit to be undone", || async {
+        rollback_limit(&client, "edited").await == Some(3)
+    })
+    .await;
+    e2e.eventually("the correction to be counted", || async {
+        e2e.metric(&corrections).await.unwrap_or(0.0) >= 1.0
+    })
+    .await;
+    let after: Vec<String> = describe(&object_writes(&e2e.audit(&name)[mark..]));
+    assert!(
+        after.contains(&format!("apply {RELEASES} edited/stackgres-operator")),
+        "{after:?}"
+    );
+    assert!(e2e.audit(&name)[mark..].iter().all(|e| e.code < 300));
+    assert!(event_reasons(&client, "edited")
+        .await
+        .contains(&"DriftCorrected".to_string()));
+
+    // A deleted Release comes back.
+    let atlas = releases(&client, "edited")
+        .get("atlas-operator")
+        .await
+        .unwrap();
+    releases(&client, "edited")
+        .delete("atlas-operator", &DeleteParams::default())
+        .await
+        .unwrap();
+    e2e.eventually("the deleted Release to come back", || async {
+        releases(&client, "edited")
+            .get("atlas-operator")
+            .await
+            .is_ok_and(|r| {
+                r.metadata.uid != atlas.metadata.uid && r.metadata.deletion_timestamp.is_none()
+            })
+    })
+    .await;
+    e2e.wait_ready(&[(&name, 1)]).await;
+    assert!(e2e.metric(&corrections).await.unwrap() >= 2.0);
+    e2e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_policy_report_a_hand_edit_is_reported_and_left_alone() {
+    let mut e2e = E2e::start(1, Duration::from_millis(300)).await;
+    let name = e2e.names[0].clone();
+    e2e.write(
+        &format!("clusters/{name}.yaml"),
+        &cluster(&name, "  drift: {policy: report}\n"),
+    );
+    e2e.add_claim("watched", &name, &[]).await;
+    e2e.start_agent(AgentOptions::default()).await;
+    e2e.wait_ready(&[(&name, 1)]).await;
+    let client = e2e.client(&name).await;
+    let mark = e2e.audit(&name).len();
+    // `kubectl edit`: a merge patch as another field manager.
+    e2e.admin(
+        "POST",
+        &format!("/clusters/{name}/edit"),
+        serde_json::json!({"name": "stackgres-operator", "namespace": "watched",
+            "patch": {"spec": {"rollbackLimit": 7}}}),
+    )
+    .await;
+    let report = e2e
+        .wait_for("the drift to be reported", |r| {
+            r.clusters[&name].claims[0].drift
+                == vec!["stackgres: modified: spec.rollbackLimit".to_string()]
+        })
+        .await;
+    assert_eq!(report.clusters[&name].drift_policy, "report");
+    let detected = format!(
+        "psql_fleet_drift_detected{{claim=\"watched/watched\",cluster=\"{name}\",component=\"stackgres\"}}"
+    );
+    assert_eq!(e2e.metric(&detected).await, Some(1.0));
+    e2e.eventually("a DriftReported Event", || async {
+        event_reasons(&client, "watched")
+            .await
+            .contains(&"DriftReported".to_string())
+    })
+    .await;
+    // The edit upgrades the Release (Ready again after a while, the Usage kept
+    // throughout); passes go on (a resync each second), and the edit stays.
+    e2e.wait_for("the upgraded Release to be ready", |r| {
+        let c = &r.clusters[&name].claims[0];
+        c.ready && c.usage_present && !c.drift.is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(rollback_limit(&client, "watched").await, Some(7));
+    let audit = e2e.audit(&name);
+    assert_eq!(
+        describe(&object_writes(&audit[mark..])),
+        vec![format!("patch {RELEASES} watched/stackgres-operator")],
+        "only the hand edit"
+    );
+    let corrections = format!("psql_fleet_drift_corrections_total{{cluster=\"{name}\"}}");
+    assert_eq!(e2e.metric(&corrections).await.unwrap_or(0.0), 0.0);
+    // Reported once, not on every pass.
+    let reported = event_reasons(&client, "watched")
+        .await
+        .iter()
+        .filter(|r| *r == "DriftReported")
+        .count();
+    assert_eq!(reported, 1);
+    e2e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_over_a_new_revision_is_reported_and_forced_only_under_fleet_force() {
+    let mut e2e = E2e::start(1, Duration::from_millis(300)).await;
+    let name = e2e.names[0].clone();
+    e2e.write(
+        &format!("clusters/{name}.yaml"),
+        &cluster(&name, "  drift: {policy: report}\n"),
+    );
+    e2e.add_claim("shared", &name, &[]).await;
+    e2e.start_agent(AgentOptions::default()).await;
+    e2e.wait_ready(&[(&name, 1)]).await;
+    let client = e2e.client(&name).await;
+    let version = |c: kube::Client| async move {
+        releases(&c, "shared")
+            .get("stackgres-operator")
+            .await
+            .unwrap()
+            .data["spec"]["forProvider"]["chart"]["version"]
+            .as_str()
+            .map(String::from)
+    };
+    // Another manager takes the chart version over (left alone: policy report).
+    let edit = serde_json::json!({
+        "apiVersion": "helm.m.crossplane.io/v1beta1", "kind": "Release",
+        "metadata": {"name": "stackgres-operator", "namespace": "shared"},
+        "spec": {"forProvider": {"chart": {"version": "1.17.4"}}}
+    });
+    releases(&client, "shared")
+        .patch(
+            "stackgres-operator",
+            &PatchParams::apply("platform-team").force(),
+            &Patch::Apply(&edit),
+        )
+        .await
+        .unwrap();
+    // Then the fleet pins another version: applying it conflicts with that manager.
+    e2e.write(
+        "fleet.yaml",
+        &fleet_yaml("  pins: {stackgres-operator: 1.19.0}\n"),
+    );
+    let conflicts =
+        format!("psql_fleet_reconcile_errors_total{{cluster=\"{name}\",reason=\"conflict\"}}");
+    let report = e2e
+        .wait_for("the conflict to be reported", |r| {
+            r.clusters[&name]
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("conflict with another field manager"))
+        })
+        .await;
+    assert!(
+        report.clusters[&name]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("stackgres-operator"),
+        "{report:?}"
+    );
+    assert!(e2e.metric(&conflicts).await.unwrap() >= 1.0);
+    assert!(event_reasons(&client, "shared")
+        .await
+        .contains(&"ApplyConflict".to_string()));
+    assert_eq!(version(client.clone()).await.as_deref(), Some("1.17.4"));
+    let refused = e2e
+        .audit(&name)
+        .into_iter()
+        .filter(|e| {
+            e.verb == "apply" && e.name.as_deref() == Some("stackgres-operator") && e.code == 409
+        })
+        .count();
+    assert!(refused >= 1, "no refused apply in the audit log");
+
+    // `force: true` in the fleet takes the field over.
+    e2e.write(
+        "fleet.yaml",
+        &fleet_yaml("  pins: {stackgres-operator: 1.19.0}\n  force: true\n"),
+    );
+    e2e.eventually("the forced apply", || async {
+        version(client.clone()).await.as_deref() == Some("1.19.0")
+    })
+    .await;
+    e2e.wait_ready(&[(&name, 1)]).await;
     e2e.shutdown().await;
 }

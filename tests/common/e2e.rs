@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use psql_fleet::agent::{self, Config};
+use psql_fleet::cli::sim_fault::{self, FaultAction, FaultArgs};
 use psql_fleet::sim::audit::AuditEntry;
 use psql_fleet::sim::{self, SimConfig, SimHandle};
 use psql_fleet::source::git::{Credentials, GitRef};
@@ -266,6 +267,18 @@ impl E2e {
     /// Every mutating request the simulator served for `cluster`, oldest first.
     pub fn audit(&self, cluster: &str) -> Vec<AuditEntry> {
         self.sim.sim.audit.entries(Some(cluster))
+    }
+
+    /// A request to the simulator's admin API, as `psql-fleet sim fault` makes it.
+    pub async fn admin(&self, method: &str, path: &str, body: serde_json::Value) -> String {
+        let args = FaultArgs {
+            admin: self.sim.admin_url(),
+            dir: self.sim.dir.clone(),
+            action: FaultAction::Audit { cluster: None },
+        };
+        let (code, text) = sim_fault::call(&args, method, path, &body).await.unwrap();
+        assert!(code < 300, "{method} {path}: {code} {text}");
+        text
     }
 
     /// A kube-rs client for a simulated cluster, as anyone holding its kubeconfig.
