@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::e2e::{
-    cluster, describe, fleet_yaml, object_writes, AgentOptions, E2e, RELEASES, USAGES,
+    claim, claim_file, cluster, describe, fleet_yaml, object_writes, AgentOptions, E2e, RELEASES,
+    USAGES,
 };
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
@@ -399,5 +400,240 @@ async fn a_conflict_over_a_new_revision_is_reported_and_forced_only_under_fleet_
     })
     .await;
     e2e.wait_ready(&[(&name, 1)]).await;
+    e2e.shutdown().await;
+}
+
+fn deletes(entries: &[psql_fleet::sim::audit::AuditEntry]) -> Vec<String> {
+    let writes = object_writes(entries);
+    describe(&writes)
+        .into_iter()
+        .filter(|w| w.starts_with("delete "))
+        .collect()
+}
+
+fn safe_order(ns: &str) -> Vec<String> {
+    vec![
+        format!("delete {RELEASES} {ns}/atlas-operator"),
+        format!("delete {USAGES} {ns}/{ns}-delete-atlas-operator-before-stackgres-operator"),
+        format!("delete {RELEASES} {ns}/stackgres-operator"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_claim_is_deleted_in_the_safe_order_even_a_clusters_only_one() {
+    let mut e2e = E2e::start(2, Duration::from_millis(300)).await;
+    let (a, b) = (e2e.names[0].clone(), e2e.names[1].clone());
+    e2e.add_claim("gone", &a, &[]).await;
+    e2e.add_claim("kept", &a, &[]).await;
+    e2e.add_claim("only", &b, &[]).await;
+    e2e.start_agent(AgentOptions::default()).await;
+    e2e.wait_ready(&[(&a, 2), (&b, 1)]).await;
+    let client = e2e.client(&a).await;
+
+    let mark = e2e.audit(&a).len();
+    e2e.remove(&claim_file("gone", &a));
+    e2e.wait_for("the claim to leave the status", |r| {
+        r.clusters[&a].claims.len() == 1
+    })
+    .await;
+    e2e.eventually("its objects to be gone", || async {
+        releases(&client, "gone")
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    })
+    .await;
+    e2e.wait_ready(&[(&a, 1)]).await;
+    let audit = e2e.audit(&a);
+    // Every delete answered with success: StackGres was not refused by its Usage, so it
+    // was deleted only once the Usage had gone.
+    assert!(
+        audit[mark..].iter().all(|e| e.code < 300),
+        "{:?}",
+        &audit[mark..]
+    );
+    assert_eq!(deletes(&audit[mark..]), safe_order("gone"));
+    assert_eq!(
+        object_writes(&audit[mark..]).len(),
+        3,
+        "nothing written to the kept claim"
+    );
+
+    let mark = e2e.audit(&b).len();
+    e2e.remove(&claim_file("only", &b));
+    e2e.wait_for("the cluster's only claim to go", |r| {
+        r.clusters[&b].claims.is_empty()
+    })
+    .await;
+    e2e.eventually("its three deletes", || async {
+        deletes(&e2e.audit(&b)[mark..]).len() == 3
+    })
+    .await;
+    let audit = e2e.audit(&b);
+    assert!(
+        audit[mark..].iter().all(|e| e.code < 300),
+        "{:?}",
+        &audit[mark..]
+    );
+    assert_eq!(deletes(&audit[mark..]), safe_order("only"));
+    e2e.shutdown().await;
+}
+
+/// Three claims on one cluster in one file; rewriting the file changes them at once.
+async fn three_claims(e2e: &E2e, cluster: &str) {
+    for n in ["a", "b", "c"] {
+        e2e.namespace(cluster, n).await;
+    }
+    claims_file(e2e, cluster, &["a", "b", "c"]);
+}
+
+fn claims_file(e2e: &E2e, cluster: &str, names: &[&str]) {
+    let docs: Vec<String> = names.iter().map(|n| claim(n, cluster, &[])).collect();
+    e2e.write(&format!("claims/{cluster}/all.yaml"), &docs.join("---\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mass_prune_guard_refuses_until_allowed() {
+    let mut e2e = E2e::start(1, Duration::from_millis(300)).await;
+    let name = e2e.names[0].clone();
+    three_claims(&e2e, &name).await;
+    e2e.start_agent(AgentOptions::default()).await;
+    let served = e2e.wait_ready(&[(&name, 3)]).await.source.revision;
+    let mark = e2e.audit(&name).len();
+
+    // Two of three claims at once: the revision is refused.
+    claims_file(&e2e, &name, &["c"]);
+    let report = e2e
+        .wait_for("the revision to be refused", |r| {
+            r.source.rejected.is_some()
+        })
+        .await;
+    let rejected = report.source.rejected.unwrap();
+    assert!(rejected.contains("mass-prune"), "{rejected}");
+    assert!(
+        rejected.contains("would remove 2 of 3 claims"),
+        "{rejected}"
+    );
+    assert_eq!(report.source.revision, served);
+    let refusals =
+        format!("psql_fleet_reconcile_errors_total{{cluster=\"{name}\",reason=\"mass_prune\"}}");
+    assert!(e2e.metric(&refusals).await.unwrap_or(0.0) >= 1.0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(e2e.status().await.unwrap().clusters[&name].claims.len(), 3);
+
+    // A restarted agent has no earlier revision to compare with: the cluster's own guard
+    // holds the prune back.
+    e2e.stop_agent().await;
+    e2e.start_agent(AgentOptions::default()).await;
+    let report = e2e
+        .wait_for("the prune to be held back", |r| {
+            r.clusters
+                .get(&name)
+                .is_some_and(|c| c.prune_refused.is_some())
+        })
+        .await;
+    let held = report.clusters[&name].prune_refused.clone().unwrap();
+    assert!(held.contains("--allow-mass-prune"), "{held}");
+    assert!(e2e.metric(&refusals).await.unwrap_or(0.0) >= 1.0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(deletes(&e2e.audit(&name)[mark..]).is_empty());
+
+    // --allow-mass-prune lets it through.
+    e2e.stop_agent().await;
+    e2e.start_agent(AgentOptions {
+        allow_mass_prune: true,
+        ..AgentOptions::default()
+    })
+    .await;
+    e2e.eventually("both claims to be pruned", || async {
+        deletes(&e2e.audit(&name)[mark..]).len() == 6
+    })
+    .await;
+    let report = e2e.wait_ready(&[(&name, 1)]).await;
+    assert!(report.clusters[&name].prune_refused.is_none());
+    let audit = e2e.audit(&name);
+    assert!(audit[mark..].iter().all(|e| e.code < 300));
+    let done = deletes(&audit[mark..]);
+    for ns in ["a", "b"] {
+        let mine: Vec<String> = done
+            .iter()
+            .filter(|d| d.contains(&format!(" {ns}/")))
+            .cloned()
+            .collect();
+        assert_eq!(mine, safe_order(ns));
+    }
+    e2e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_revision_is_reported_and_the_last_good_one_served_without_deletions() {
+    let mut e2e = E2e::start(1, Duration::from_millis(300)).await;
+    let name = e2e.names[0].clone();
+    e2e.add_claim("good", &name, &[]).await;
+    e2e.namespace(&name, "next").await;
+    e2e.start_agent(AgentOptions::default()).await;
+    let served = e2e.wait_ready(&[(&name, 1)]).await.source.revision;
+    let mark = e2e.audit(&name).len();
+
+    // The file now holds another claim that does not validate: served, it would remove
+    // "good".
+    let file = claim_file("good", &name);
+    let bad = claim("next", &name, &[]) + "  helmProviderConfigRef: {name: x, kind: Foo}\n";
+    e2e.write(&file, &bad);
+    let report = e2e
+        .wait_for("the revision to be rejected", |r| {
+            r.source.rejected.is_some()
+        })
+        .await;
+    assert!(
+        report
+            .source
+            .rejected
+            .as_deref()
+            .unwrap()
+            .contains("does not validate"),
+        "{report:?}"
+    );
+    assert!(
+        report
+            .source
+            .diagnostics
+            .iter()
+            .any(|d| d.contains(&file) && d.contains("spec.helmProviderConfigRef.kind")),
+        "{:?}",
+        report.source.diagnostics
+    );
+    assert_eq!(report.source.revision, served);
+    assert_eq!(
+        e2e.metric("psql_fleet_source_revision_valid").await,
+        Some(0.0)
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(object_writes(&e2e.audit(&name)[mark..]).is_empty());
+    e2e.wait_ready(&[(&name, 1)]).await;
+
+    // The fix is served: "good" pruned, "next" created.
+    e2e.write(&file, &claim("next", &name, &[]));
+    let report = e2e
+        .wait_for("the fixed revision to be ready", |r| {
+            r.source.rejected.is_none()
+                && r.clusters[&name].claims.len() == 1
+                && r.clusters[&name].claims[0].claim == "next/next"
+                && r.clusters[&name].claims[0].ready
+                && r.clusters[&name].claims[0].usage_present
+        })
+        .await;
+    assert_ne!(report.source.revision, served);
+    assert_eq!(
+        e2e.metric("psql_fleet_source_revision_valid").await,
+        Some(1.0)
+    );
+    e2e.eventually("the old claim to be pruned", || async {
+        deletes(&e2e.audit(&name)[mark..]).len() == 3
+    })
+    .await;
+    assert_eq!(deletes(&e2e.audit(&name)[mark..]), safe_order("good"));
     e2e.shutdown().await;
 }

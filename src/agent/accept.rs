@@ -2,6 +2,8 @@
 //! more of the fleet's claims than the mass-prune guard allows. A refused revision changes
 //! nothing: the last good one keeps being served, so bad input never deletes anything.
 
+use std::collections::BTreeSet;
+
 use crate::cluster::Accepted;
 use crate::fleetdir::load;
 use crate::model::Diagnostic;
@@ -17,7 +19,12 @@ pub enum Rejected {
         diagnostics: Vec<Diagnostic>,
     },
     #[error("revision {revision} refused by the mass-prune guard: {guard}")]
-    MassPrune { revision: String, guard: MassPrune },
+    MassPrune {
+        revision: String,
+        guard: MassPrune,
+        /// The clusters that would have lost claims.
+        clusters: Vec<String>,
+    },
 }
 
 impl Rejected {
@@ -45,15 +52,21 @@ pub fn accept(
     };
     if let Some(current) = current {
         let allowed = allow_mass_prune || fleet.settings.allow_mass_prune();
+        let (before, after) = (fleet_claims(&current.fleet), fleet_claims(&fleet));
         check_mass_prune(
-            &fleet_claims(&current.fleet),
-            &fleet_claims(&fleet),
+            &before,
+            &after,
             fleet.settings.max_prune_fraction(),
             allowed,
         )
-        .map_err(|guard| Rejected::MassPrune {
-            revision: id,
-            guard,
+        .map_err(|guard| {
+            let clusters: BTreeSet<String> =
+                before.difference(&after).map(|(c, _)| c.clone()).collect();
+            Rejected::MassPrune {
+                revision: id,
+                guard,
+                clusters: clusters.into_iter().collect(),
+            }
         })?;
     }
     Ok(Accepted {
@@ -109,10 +122,10 @@ mod tests {
     fn removing_most_claims_at_once_is_refused_unless_allowed() {
         let current = accept(None, &revision(&["a", "b", "c", "d"], &[]), false).unwrap();
         let wipe = revision(&["a"], &[]);
-        assert!(matches!(
-            accept(Some(&current), &wipe, false),
-            Err(Rejected::MassPrune { .. })
-        ));
+        match accept(Some(&current), &wipe, false) {
+            Err(Rejected::MassPrune { clusters, .. }) => assert_eq!(clusters, vec!["c1"]),
+            other => panic!("{other:?}"),
+        }
         assert!(accept(Some(&current), &wipe, true).unwrap().has_baseline);
         let allow_in_fleet = revision(&["a"], &[("fleet.yaml", "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nspec: {prune: {allowMassPrune: true}}\n")]);
         assert!(accept(Some(&current), &allow_in_fleet, false).is_ok());

@@ -183,8 +183,14 @@ pub async fn run(
                                 diagnostics.push(diagnostic.to_string());
                             }
                         }
+                        if let accept::Rejected::MassPrune { clusters, .. } = &rejected {
+                            for cluster in clusters {
+                                metrics.count_error(cluster, crate::metrics::ErrorReason::MassPrune);
+                            }
+                        }
+                        let valid = !matches!(rejected, accept::Rejected::Invalid { .. });
                         let served = current.as_ref().map(|c| c.revision.clone()).unwrap_or_default();
-                        metrics.set_source(&served, false, now_seconds());
+                        metrics.set_source(&served, valid, now_seconds());
                         if let Ok(mut s) = status.write() {
                             s.source.rejected = Some(rejected.to_string());
                             s.source.diagnostics = diagnostics;
@@ -233,5 +239,7 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(30), handle).await;
     }
     server.abort();
+    // Wait for the abort, so the listener is closed (and its port free) once `run` returns.
+    let _ = server.await;
     Ok(())
 }

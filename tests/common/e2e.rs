@@ -126,6 +126,15 @@ impl E2e {
     /// Writes `claims/<cluster>/<name>.yaml` with [`claim`], creating its namespace on the cluster
     /// first if needed (the agent writes into a claim's namespace; it does not create it).
     pub async fn add_claim(&self, name: &str, cluster: &str, annotations: &[(&str, &str)]) {
+        self.namespace(cluster, name).await;
+        self.write(
+            &claim_file(name, cluster),
+            &claim(name, cluster, annotations),
+        );
+    }
+
+    /// Creates namespace `name` on `cluster` unless it exists.
+    pub async fn namespace(&self, cluster: &str, name: &str) {
         let namespaces: kube::Api<Namespace> = kube::Api::all(self.client(cluster).await);
         let ns = Namespace {
             metadata: kube::api::ObjectMeta {
@@ -139,10 +148,6 @@ impl E2e {
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => panic!("cannot create namespace {name} on {cluster}: {e}"),
         }
-        self.write(
-            &claim_file(name, cluster),
-            &claim(name, cluster, annotations),
-        );
     }
 
     pub fn remove(&self, rel: &str) {
@@ -171,10 +176,19 @@ impl E2e {
         let task = tokio::spawn(agent::run(config, async move {
             let _ = stopped.await;
         }));
-        self.agent = Some(RunningAgent { stop, task });
         // The listener is bound before anything else happens; wait for it.
-        self.wait_for("the agent to serve its status", |_| true)
-            .await;
+        let deadline = Instant::now() + CONVERGE;
+        while self.status().await.is_none() {
+            if task.is_finished() {
+                panic!("the agent ended: {:?}", task.await);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent does not serve its status"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.agent = Some(RunningAgent { stop, task });
     }
 
     /// Stops the agent the way SIGTERM does, and waits for it to finish.
