@@ -10,6 +10,7 @@ use common::e2e::{
     claim, claim_file, cluster, describe, fleet_yaml, object_writes, AgentOptions, E2e, RELEASES,
     USAGES,
 };
+use common::git::{git, Daemon};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use psql_fleet::api::Release;
@@ -635,5 +636,142 @@ async fn a_bad_revision_is_reported_and_the_last_good_one_served_without_deletio
     })
     .await;
     assert_eq!(deletes(&e2e.audit(&name)[mark..]), safe_order("good"));
+    e2e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_pushed_to_a_git_daemon_is_applied() {
+    let mut e2e = E2e::start(1, Duration::from_millis(300)).await;
+    let name = e2e.names[0].clone();
+    e2e.add_claim("first", &name, &[]).await;
+    // The fleet directory becomes the working copy; a bare repository is served.
+    let base = tempfile::tempdir().unwrap();
+    git(
+        base.path(),
+        &["init", "-q", "--bare", "-b", "main", "fleet.git"],
+    );
+    let bare = base.path().join("fleet.git").display().to_string();
+    let work = e2e.fleet_dir().to_path_buf();
+    git(&work, &["init", "-q", "-b", "main"]);
+    let commit = |message: &str| {
+        git(&work, &["add", "."]);
+        git(&work, &["commit", "-q", "-m", message]);
+        git(&work, &["push", "-q", &bare, "main"]);
+        git(&work, &["rev-parse", "HEAD"])
+    };
+    let first = commit("first");
+    let daemon = Daemon::start(base.path());
+    e2e.start_agent(AgentOptions {
+        git: Some(format!("git://127.0.0.1:{}/fleet.git", daemon.port)),
+        ..AgentOptions::default()
+    })
+    .await;
+    let report = e2e.wait_ready(&[(&name, 1)]).await;
+    assert_eq!(report.source.revision.as_deref(), Some(first.as_str()));
+    assert!(report.source.source.starts_with("git://127.0.0.1:"));
+    let mark = e2e.audit(&name).len();
+
+    e2e.add_claim("second", &name, &[]).await;
+    let pushed = commit("second");
+    let report = e2e.wait_ready(&[(&name, 2)]).await;
+    assert_eq!(report.source.revision.as_deref(), Some(pushed.as_str()));
+    assert_eq!(
+        report.clusters[&name].applied_revision.as_deref(),
+        Some(pushed.as_str())
+    );
+    let writes = describe(&object_writes(&e2e.audit(&name)[mark..]));
+    assert_eq!(writes.len(), 3, "{writes:?}");
+    assert!(writes.iter().all(|w| w.contains(" second/")), "{writes:?}");
+    e2e.shutdown().await;
+    drop(daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspended_fleet_cluster_and_claim_get_nothing_written() {
+    let mut e2e = E2e::start(3, Duration::from_millis(300)).await;
+    let (held, mixed, open) = (
+        e2e.names[0].clone(),
+        e2e.names[1].clone(),
+        e2e.names[2].clone(),
+    );
+    e2e.write(
+        &format!("clusters/{held}.yaml"),
+        &cluster(&held, "  suspend: true\n"),
+    );
+    e2e.add_claim("held", &held, &[]).await;
+    e2e.add_claim(
+        "paused",
+        &mixed,
+        &[("fleet.hops.ops.com.ai/suspend", "true")],
+    )
+    .await;
+    e2e.add_claim("running", &mixed, &[]).await;
+    e2e.add_claim("open", &open, &[]).await;
+    let marks: Vec<usize> = e2e.names.iter().map(|n| e2e.audit(n).len()).collect();
+    e2e.start_agent(AgentOptions::default()).await;
+    let report = e2e
+        .wait_for("the unsuspended claims to be ready", |r| {
+            let ready = |cluster: &str, claim: &str| {
+                r.clusters.get(cluster).is_some_and(|c| {
+                    c.claims
+                        .iter()
+                        .any(|c| c.claim == claim && c.ready && c.usage_present)
+                })
+            };
+            ready(&open, "open/open")
+                && ready(&mixed, "running/running")
+                && r.clusters.get(&held).is_some_and(|c| c.reconciled)
+        })
+        .await;
+    assert_eq!(report.clusters[&held].suspended.as_deref(), Some("cluster"));
+    let paused = report.clusters[&mixed]
+        .claims
+        .iter()
+        .find(|c| c.claim == "paused/paused")
+        .unwrap();
+    assert!(paused.suspended && !paused.ready);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(object_writes(&e2e.audit(&held)[marks[0]..]).is_empty());
+    let mixed_writes = describe(&object_writes(&e2e.audit(&mixed)[marks[1]..]));
+    assert_eq!(mixed_writes.len(), 3, "{mixed_writes:?}");
+    assert!(mixed_writes.iter().all(|w| w.contains(" running/")));
+
+    // Fleet-wide: a new claim and a removed one change nothing while the fleet is held.
+    e2e.namespace(&open, "later").await;
+    let marks: Vec<usize> = e2e.names.iter().map(|n| e2e.audit(n).len()).collect();
+    e2e.write(
+        "fleet.yaml",
+        &fleet_yaml("  drift: {policy: correct}\n  suspend: true\n"),
+    );
+    e2e.wait_for("the fleet to be suspended", |r| {
+        r.clusters
+            .values()
+            .all(|c| c.suspended.as_deref() == Some("fleet"))
+    })
+    .await;
+    e2e.write(&claim_file("later", &open), &claim("later", &open, &[]));
+    e2e.remove(&claim_file("running", &mixed));
+    e2e.wait_for("the revision with the changes", |r| {
+        r.clusters[&open].claims.len() == 2 && r.clusters[&mixed].claims.len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (n, mark) in e2e.names.iter().zip(marks) {
+        let audit = e2e.audit(n);
+        assert!(
+            audit[mark..].is_empty(),
+            "{n}: written while suspended: {:?}",
+            &audit[mark..]
+        );
+    }
+
+    // Lifting it applies the backlog.
+    e2e.write("fleet.yaml", &fleet_yaml("  drift: {policy: correct}\n"));
+    e2e.wait_ready(&[(&open, 2)]).await;
+    e2e.eventually("the removed claim to be pruned", || async {
+        deletes(&e2e.audit(&mixed)).len() == 3
+    })
+    .await;
+    assert!(object_writes(&e2e.audit(&held)).is_empty());
     e2e.shutdown().await;
 }

@@ -45,3 +45,4 @@ pub fn binary() -> PathBuf {
 }
 
 pub mod e2e;
+pub mod git;
