@@ -1,15 +1,19 @@
 # psql-fleet: the two commands a newcomer needs are `make demo` and `make test`.
 CARGO ?= cargo
 
-.PHONY: all build demo test lint unit bench clean
+.PHONY: all build demo render-demo test lint unit bench clean
 
 all: build
 
 build:
 	$(CARGO) build --release
 
-# The main job on an embedded default: validate and render the example fleet in fleet/.
+# The agent on a simulated fleet of 20 clusters carrying fleet/'s claims, until Ctrl-C.
 demo: build
+	./target/release/psql-fleet demo
+
+# Offline: validate and render the example fleet in fleet/.
+render-demo: build
 	./target/release/psql-fleet validate fleet
 	./target/release/psql-fleet render fleet --assume-ready -o summary
 
