@@ -1,20 +1,24 @@
 # psql-fleet: the two commands a newcomer needs are `make demo` and `make test`.
 CARGO ?= cargo
 
-.PHONY: all build demo test lint unit bench clean
+.PHONY: all build demo render-demo test lint unit scripts bench clean
 
 all: build
 
 build:
 	$(CARGO) build --release
 
-# The main job on an embedded default: validate and render the example fleet in fleet/.
+# The agent on a simulated fleet of 20 clusters carrying fleet/'s claims, until Ctrl-C.
 demo: build
+	./target/release/psql-fleet demo
+
+# Offline: validate and render the example fleet in fleet/.
+render-demo: build
 	./target/release/psql-fleet validate fleet
 	./target/release/psql-fleet render fleet --assume-ready -o summary
 
 # Formatting, lints and every test; what CI runs.
-test: lint unit
+test: lint unit scripts
 
 lint:
 	$(CARGO) fmt --all --check
@@ -22,6 +26,15 @@ lint:
 
 unit:
 	$(CARGO) test --all-targets
+
+# The tests with the real tools: promtool and Prometheus (alerts, dashboards, and a real
+# Prometheus scraping the agent on a simulated fleet: dashboards/e2e.sh, which uses the
+# binary `unit` built), and the Helm chart through Helm's own library. Each says SKIP when
+# its tool is missing, unless $$CI is set.
+scripts:
+	bash dashboards/test.sh
+	bash dashboards/e2e.sh
+	bash charts/test.sh
 
 # Speed figures (not part of `make test`): see README "Performance".
 bench:

@@ -13,6 +13,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod cluster;
+pub mod demo;
 pub mod fleetdir;
 pub mod metrics;
 pub mod model;

@@ -2,7 +2,7 @@
 //! bounded: cluster and claim names come from the fleet directory, components and error
 //! reasons from fixed sets; series of a claim or cluster that leaves the fleet are deleted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use prometheus::{
@@ -10,6 +10,7 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::api::release::NotReadyCause;
 use crate::model::ClaimKey;
 use crate::reconcile::{ClusterPlan, Component};
 
@@ -48,9 +49,22 @@ impl ErrorReason {
     }
 }
 
+/// `reason` of `psql_fleet_release_not_ready_reason` for a cluster never read.
+const UNOBSERVED: &str = "unobserved";
+
+/// Every `reason` value of `psql_fleet_release_not_ready_reason`.
+const NOT_READY_REASONS: [&str; 5] = [
+    NotReadyCause::ALL[0].as_str(),
+    NotReadyCause::ALL[1].as_str(),
+    NotReadyCause::ALL[2].as_str(),
+    NotReadyCause::ALL[3].as_str(),
+    UNOBSERVED,
+];
+
 pub struct Metrics {
     registry: Registry,
     release_ready: IntGaugeVec,
+    release_not_ready: IntGaugeVec,
     claim_ready: IntGaugeVec,
     usage_present: IntGaugeVec,
     drift_detected: IntGaugeVec,
@@ -94,7 +108,7 @@ impl Metrics {
         let reconcile_duration = HistogramVec::new(
             HistogramOpts::new(
                 "psql_fleet_reconcile_duration_seconds",
-                "Duration of one reconcile pass over a cluster",
+                "Seconds one reconcile pass over a cluster took (plan, applies, deletes)",
             )
             .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             &["cluster"],
@@ -102,82 +116,88 @@ impl Metrics {
         r.register(Box::new(reconcile_duration.clone()))?;
         let source_last_sync = Gauge::new(
             "psql_fleet_source_last_sync_timestamp_seconds",
-            "Unix time of the last successful read of the fleet source",
+            "Unix time at which the agent last read the fleet source successfully",
         )?;
         r.register(Box::new(source_last_sync.clone()))?;
         Ok(Metrics {
             release_ready: gauge(
                 &r,
                 "psql_fleet_release_ready",
-                "1 when the Release reports Ready=True",
+                "1 when the claim's Release (component stackgres or atlas) reports Ready=True on the cluster, else 0",
                 ccc,
+            )?,
+            release_not_ready: gauge(
+                &r,
+                "psql_fleet_release_not_ready_reason",
+                "1 for each of the claim's Releases that is not ready, with why: missing, no_condition, ready_false, ready_unknown, or unobserved (the cluster was never read); no series for a ready Release",
+                &["cluster", "claim", "component", "reason"],
             )?,
             claim_ready: gauge(
                 &r,
                 "psql_fleet_claim_ready",
-                "1 when both Releases of the claim are Ready",
+                "1 when both Releases of the claim are Ready on the cluster, else 0",
                 cc,
             )?,
             usage_present: gauge(
                 &r,
                 "psql_fleet_usage_present",
-                "1 when the claim's Usage exists",
+                "1 when the claim's Usage (Atlas deleted before StackGres) exists on the cluster, else 0",
                 cc,
             )?,
             drift_detected: gauge(
                 &r,
                 "psql_fleet_drift_detected",
-                "1 while the object differs from the desired state",
+                "1 while the claim's object (stackgres, atlas or usage) differs from what the fleet directory says, else 0",
                 ccc,
             )?,
             drift_corrections: counter(
                 &r,
                 "psql_fleet_drift_corrections_total",
-                "Drifted objects re-applied",
+                "Objects changed or deleted by hand that the agent re-applied (drift policy correct)",
                 &["cluster"],
             )?,
             cluster_reachable: gauge(
                 &r,
                 "psql_fleet_cluster_reachable",
-                "1 when the cluster's API server answers",
+                "1 when the cluster's API server answered the agent's last request, else 0",
                 &["cluster"],
             )?,
             reconcile_duration,
             reconcile_errors: counter(
                 &r,
                 "psql_fleet_reconcile_errors_total",
-                "Reconcile errors by reason",
+                "Failed reconcile steps on a cluster, by reason (unreachable, timeout, conflict, forbidden, invalid, api_error, kubeconfig, mass_prune)",
                 &["cluster", "reason"],
             )?,
             chart_version_info: gauge(
                 &r,
                 "psql_fleet_chart_version_info",
-                "Chart version desired for the claim's component",
+                "Always 1; the version label is the chart version the fleet pins for the claim's component on the cluster",
                 &["cluster", "claim", "component", "version"],
             )?,
             source_info: gauge(
                 &r,
                 "psql_fleet_source_info",
-                "The revision being served",
+                "Always 1; the revision label is the fleet revision the agent serves (the last one that validated)",
                 &["revision"],
             )?,
             source_last_sync,
             source_valid: gauge(
                 &r,
                 "psql_fleet_source_revision_valid",
-                "1 when the newest revision of the source validated",
+                "1 when the newest revision of the fleet source validated, 0 when it did not (the last good one is still served)",
                 &[],
             )?,
             prunes: counter(
                 &r,
                 "psql_fleet_prune_deletions_total",
-                "Objects deleted because no claim renders them",
+                "Objects the agent deleted from a cluster because no claim in the fleet directory renders them any more",
                 &["cluster"],
             )?,
             applies: counter(
                 &r,
                 "psql_fleet_applies_total",
-                "Server-side applies sent",
+                "Server-side apply requests the agent sent to a cluster",
                 &["cluster"],
             )?,
             registry: r,
@@ -202,6 +222,9 @@ impl Metrics {
                 self.release_ready
                     .with_label_values(&[cluster, &key, component.as_str()])
                     .set(i64::from(ready));
+            }
+            for (component, cause) in claim.not_ready {
+                self.set_not_ready(cluster, &key, component, cause.map(NotReadyCause::as_str));
             }
             for component in Component::ALL {
                 let drifted = claim.drift.iter().any(|(c, _)| *c == component);
@@ -243,6 +266,57 @@ impl Metrics {
         }
     }
 
+    /// The one `release_not_ready_reason` series of a Release (none when it is ready).
+    fn set_not_ready(&self, cluster: &str, key: &str, component: Component, reason: Option<&str>) {
+        let c = component.as_str();
+        for other in NOT_READY_REASONS {
+            if Some(other) != reason {
+                let _ = self
+                    .release_not_ready
+                    .remove_label_values(&[cluster, key, c, other]);
+            }
+        }
+        if let Some(reason) = reason {
+            self.release_not_ready
+                .with_label_values(&[cluster, key, c, reason])
+                .set(1);
+        }
+    }
+
+    /// The claims of a cluster the agent has not been able to read since it started: not
+    /// ready, for reason `unobserved`. A later pass replaces these series; those of claims
+    /// no longer on the cluster are deleted.
+    pub fn record_unobserved(&self, cluster: &str, claims: impl IntoIterator<Item = ClaimKey>) {
+        let claims: BTreeSet<ClaimKey> = claims.into_iter().collect();
+        let Ok(mut known) = self.known.lock() else {
+            return;
+        };
+        let entry = known.claims.entry(cluster.to_string()).or_default();
+        let gone: Vec<(ClaimKey, (String, String))> = entry
+            .iter()
+            .filter(|(k, _)| !claims.contains(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (claim, versions) in gone {
+            entry.remove(&claim);
+            self.remove_claim(cluster, &claim, &versions);
+        }
+        for claim in claims {
+            if entry.contains_key(&claim) {
+                continue;
+            }
+            let key = claim.to_string();
+            self.claim_ready.with_label_values(&[cluster, &key]).set(0);
+            for component in [Component::Stackgres, Component::Atlas] {
+                self.release_ready
+                    .with_label_values(&[cluster, &key, component.as_str()])
+                    .set(0);
+                self.set_not_ready(cluster, &key, component, Some(UNOBSERVED));
+            }
+            entry.insert(claim, (String::new(), String::new()));
+        }
+    }
+
     fn remove_versions(&self, cluster: &str, key: &ClaimKey, (sg, atlas): &(String, String)) {
         let k = key.to_string();
         let _ = self
@@ -258,6 +332,7 @@ impl Metrics {
         let _ = self.claim_ready.remove_label_values(&[cluster, &k]);
         let _ = self.usage_present.remove_label_values(&[cluster, &k]);
         for c in Component::ALL {
+            self.set_not_ready(cluster, &k, c, None);
             let _ = self
                 .release_ready
                 .remove_label_values(&[cluster, &k, c.as_str()]);
@@ -375,6 +450,7 @@ mod tests {
                         reason: None,
                     },
                     releases_ready: [(Component::Stackgres, true), (Component::Atlas, true)],
+                    not_ready: [(Component::Stackgres, None), (Component::Atlas, None)],
                     usage_present: true,
                     suspended: false,
                     drift: vec![],
@@ -406,6 +482,91 @@ mod tests {
         m.forget_cluster("c1");
         let text = m.encode();
         assert!(!text.contains(r#"cluster="c1""#), "{text}");
+    }
+
+    fn key(name: &str) -> ClaimKey {
+        ClaimKey {
+            namespace: "default".into(),
+            name: name.into(),
+        }
+    }
+
+    fn not_ready_series(text: &str) -> Vec<&str> {
+        text.lines()
+            .filter(|l| l.starts_with("psql_fleet_release_not_ready_reason{"))
+            .collect()
+    }
+
+    #[test]
+    fn a_release_has_one_not_ready_reason_series_until_it_is_ready_or_gone() {
+        let m = Metrics::new().unwrap();
+        m.record_unobserved("c1", [key("a"), key("b")]);
+        let text = m.encode();
+        assert_eq!(not_ready_series(&text).len(), 4, "{text}");
+        assert!(text.contains(r#"psql_fleet_release_not_ready_reason{claim="default/a",cluster="c1",component="atlas",reason="unobserved"} 1"#), "{text}");
+        assert!(text.contains(r#"psql_fleet_claim_ready{claim="default/b",cluster="c1"} 0"#));
+
+        // The first pass: a's StackGres Release has no condition yet, its Atlas one is
+        // missing; b is gone from the fleet.
+        let mut p = plan(&["a"], "1.18.4");
+        p.claims[0].not_ready = [
+            (Component::Stackgres, Some(NotReadyCause::NoCondition)),
+            (Component::Atlas, Some(NotReadyCause::Missing)),
+        ];
+        m.record_plan("c1", &p);
+        let text = m.encode();
+        assert_eq!(
+            not_ready_series(&text),
+            [
+                r#"psql_fleet_release_not_ready_reason{claim="default/a",cluster="c1",component="atlas",reason="missing"} 1"#,
+                r#"psql_fleet_release_not_ready_reason{claim="default/a",cluster="c1",component="stackgres",reason="no_condition"} 1"#,
+            ],
+            "{text}"
+        );
+        assert!(!text.contains("default/b"), "{text}");
+
+        p.claims[0].not_ready[0].1 = Some(NotReadyCause::ReadyFalse);
+        p.claims[0].not_ready[1].1 = None;
+        m.record_plan("c1", &p);
+        let text = m.encode();
+        assert_eq!(
+            not_ready_series(&text),
+            [
+                r#"psql_fleet_release_not_ready_reason{claim="default/a",cluster="c1",component="stackgres",reason="ready_false"} 1"#
+            ],
+        );
+        // A claim gone from the fleet while the cluster is unreachable loses its series too.
+        m.record_unobserved("c1", []);
+        assert!(!m.encode().contains("default/a"));
+        m.record_plan("c1", &p);
+        m.forget_cluster("c1");
+        assert!(not_ready_series(&m.encode()).is_empty());
+    }
+
+    #[test]
+    fn every_metric_has_a_help_text_a_person_can_read() {
+        let m = Metrics::new().unwrap();
+        let mut p = plan(&["a"], "1.18.4");
+        p.claims[0].not_ready[0].1 = Some(NotReadyCause::Missing);
+        m.record_plan("c1", &p);
+        m.set_reachable("c1", true);
+        m.count_error("c1", ErrorReason::Timeout);
+        m.count_drift_correction("c1");
+        m.count_prune("c1");
+        m.count_apply("c1");
+        m.observe_duration("c1", 0.2);
+        m.set_source("abc", true, 1.0);
+        let families = m.registry.gather();
+        assert_eq!(families.len(), 15);
+        for family in families {
+            assert!(family.name().starts_with("psql_fleet_"));
+            assert!(
+                family.help().split_whitespace().count() >= 8,
+                "{}: {}",
+                family.name(),
+                family.help()
+            );
+        }
     }
 
     #[test]

@@ -214,16 +214,58 @@ pub struct ReleaseObservation {
     pub version: Option<String>,
 }
 
-/// Whether a Release is ready, and if not, why (SPEC 1.6).
+/// Whether a Release is ready, and if not, why (SPEC 1.6): `reason` for people, `cause`
+/// from a fixed set for the `psql_fleet_release_not_ready_reason` series.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Readiness {
     Ready,
-    NotReady { reason: String },
+    NotReady {
+        reason: String,
+        cause: NotReadyCause,
+    },
 }
 
 impl Readiness {
     pub fn is_ready(&self) -> bool {
         matches!(self, Self::Ready)
+    }
+
+    pub fn cause(&self) -> Option<NotReadyCause> {
+        match self {
+            Self::Ready => None,
+            Self::NotReady { cause, .. } => Some(*cause),
+        }
+    }
+}
+
+/// Why a Release is not ready, as a bounded label value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotReadyCause {
+    /// The Release does not exist on the cluster.
+    Missing,
+    /// It exists but reports no `Ready` condition yet.
+    NoCondition,
+    ReadyFalse,
+    /// `Ready=Unknown`, or any status other than `True` or `False`.
+    ReadyUnknown,
+}
+
+impl NotReadyCause {
+    pub const ALL: [NotReadyCause; 4] = [
+        Self::Missing,
+        Self::NoCondition,
+        Self::ReadyFalse,
+        Self::ReadyUnknown,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::NoCondition => "no_condition",
+            Self::ReadyFalse => "ready_false",
+            Self::ReadyUnknown => "ready_unknown",
+        }
     }
 }
 
@@ -239,10 +281,16 @@ impl ReleaseStatus {
                     reason.push_str(": ");
                     reason.push_str(message);
                 }
-                Readiness::NotReady { reason }
+                let cause = if c.status == "False" {
+                    NotReadyCause::ReadyFalse
+                } else {
+                    NotReadyCause::ReadyUnknown
+                };
+                Readiness::NotReady { reason, cause }
             }
             None => Readiness::NotReady {
                 reason: "no Ready condition reported yet".to_string(),
+                cause: NotReadyCause::NoCondition,
             },
         }
     }

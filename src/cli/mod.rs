@@ -1,5 +1,6 @@
 //! The `psql-fleet` command line (SPEC 2.7).
 
+pub mod demo;
 pub mod render;
 pub mod run;
 pub mod sim;
@@ -29,6 +30,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     Validate(validate::ValidateArgs),
+    Demo(demo::DemoArgs),
     Render(render::RenderArgs),
     Run(run::RunArgs),
     Status(status::StatusArgs),
@@ -40,6 +42,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Demo(args) => demo::run(&args),
         Command::Render(args) => render::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Status(args) => status::run(&args),

@@ -59,13 +59,18 @@ pub struct RunArgs {
     pub git_ssh_key: Option<PathBuf>,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::model::duration::parse(s)
 }
 
 fn init_logging(format: LogFormat) {
+    init_logging_at(format, "info");
+}
+
+/// Logs to stderr, filtered by `RUST_LOG`, else at `default_level`.
+pub(crate) fn init_logging_at(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

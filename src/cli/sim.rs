@@ -43,7 +43,7 @@ pub struct SimArgs {
     pub event_window: usize,
 }
 
-fn parse_ready_after(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_ready_after(s: &str) -> Result<Duration, String> {
     if let Some(ms) = s.strip_suffix("ms") {
         return ms
             .parse()
@@ -132,7 +132,7 @@ pub fn run(args: SimArgs) -> ExitCode {
     })
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

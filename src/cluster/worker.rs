@@ -68,6 +68,8 @@ pub async fn run(
                 tracing::warn!(cluster = %name, error = %e, "cannot build client");
                 shared.metrics.count_error(&name, ErrorReason::Kubeconfig);
                 shared.metrics.set_reachable(&name, false);
+                let claims = accepted.fleet.claims_of(&name).map(|c| c.key());
+                shared.metrics.record_unobserved(&name, claims);
                 update_status(&shared, &name, |s| {
                     s.reachable = false;
                     s.last_error = Some(e.to_string());
@@ -219,6 +221,10 @@ async fn session(
                     due = true;
                 }
                 Some((_, Err(e))) => {
+                    if !view.synced() {
+                        let claims = accepted.fleet.claims_of(name).map(|c| c.key());
+                        shared.metrics.record_unobserved(name, claims);
+                    }
                     set_reachable(shared, name, &mut reachable, false, Some(format!("cluster {name}: watch failed: {}", watch_error(&e))));
                 }
                 None => return Err(()),

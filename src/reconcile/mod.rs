@@ -19,6 +19,7 @@ pub use live::{LiveObject, LiveState};
 pub use prune::{check_mass_prune, MassPrune};
 pub use readiness::{ClaimReadiness, ReadinessReport};
 
+use crate::api::release::NotReadyCause;
 use crate::fleetdir::LoadedFleet;
 use crate::model::fleet::{ChartVersions, DriftPolicy};
 use crate::model::{Claim, ClaimKey, Cluster};
@@ -88,6 +89,9 @@ pub struct ClaimPlan {
     pub readiness: ReadinessReport,
     /// Readiness of each Release, for the `release_ready` series.
     pub releases_ready: [(Component, bool); 2],
+    /// Why each Release that is not ready is not (`None` when ready), for the
+    /// `release_not_ready_reason` series.
+    pub not_ready: [(Component, Option<NotReadyCause>); 2],
     pub usage_present: bool,
     pub suspended: bool,
     pub drift: Vec<(Component, Drift)>,
@@ -171,6 +175,10 @@ pub fn plan_cluster(input: &ClusterInput<'_>) -> ClusterPlan {
             releases_ready: [
                 (Component::Stackgres, readiness.stackgres.is_ready()),
                 (Component::Atlas, readiness.atlas.is_ready()),
+            ],
+            not_ready: [
+                (Component::Stackgres, readiness.stackgres.cause()),
+                (Component::Atlas, readiness.atlas.cause()),
             ],
             usage_present: live.get(usage_ref).is_some_and(|u| !u.terminating()),
             suspended: claim.suspended,

@@ -38,6 +38,7 @@ impl ClaimReadiness {
                 Some(object) => object.release_readiness(),
                 None => Readiness::NotReady {
                     reason: "does not exist".to_string(),
+                    cause: crate::api::release::NotReadyCause::Missing,
                 },
             }
         };
@@ -68,7 +69,7 @@ impl ClaimReadiness {
         .into_iter()
         .filter_map(|(name, readiness)| match readiness {
             Readiness::Ready => None,
-            Readiness::NotReady { reason } => {
+            Readiness::NotReady { reason, .. } => {
                 Some(format!("Release {}/{name}: {reason}", claim.namespace()))
             }
         })

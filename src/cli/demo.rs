@@ -1,0 +1,300 @@
+//! `psql-fleet demo`: the README's main command. One process runs a simulated fleet, lays
+//! the example fleet over it (see [`crate::demo`]), runs the agent on that copy and prints
+//! a line each time the fleet moves, until Ctrl-C.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use crate::agent::{self, Config};
+use crate::demo::{self, Progress, SimCluster};
+use crate::fleetdir::FileTree;
+use crate::sim::{self, SimConfig};
+use crate::source::git::{Credentials, GitRef};
+use crate::source::SourceSpec;
+
+/// Run the agent on a simulated fleet: the example fleet's claims on N simulated clusters.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Number of simulated clusters.
+    #[arg(long, default_value_t = 20)]
+    pub clusters: usize,
+    /// The example fleet whose claims, pins and waves the simulated clusters get.
+    #[arg(long, default_value = "fleet")]
+    pub fleet: PathBuf,
+    /// Where the agent serves /metrics, /api/v1/status, /livez and /readyz.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub listen: SocketAddr,
+    /// Working directory for the simulator's kubeconfigs and the generated fleet (default:
+    /// a new directory under the system temp dir, removed on exit).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// How long the simulated provider-helm takes to install a Release (e.g. 2s, 500ms).
+    #[arg(long, default_value = "2s", value_parser = super::sim::parse_ready_after)]
+    pub ready_after: Duration,
+    /// Longest rollout bake time kept from the example fleet; longer ones are shortened.
+    #[arg(long, default_value = "10s", value_parser = super::run::parse_duration)]
+    pub max_bake: Duration,
+    /// Seed for the simulated clusters' env and region labels.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// The working directory, removed on exit when the demo made it.
+struct WorkDir {
+    path: PathBuf,
+    remove: bool,
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if self.remove {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn work_dir(dir: Option<&Path>) -> std::io::Result<WorkDir> {
+    if let Some(d) = dir {
+        std::fs::create_dir_all(d)?;
+        return Ok(WorkDir {
+            path: d.to_path_buf(),
+            remove: false,
+        });
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let path = std::env::temp_dir().join(format!("psql-fleet-demo-{}-{stamp}", std::process::id()));
+    std::fs::create_dir_all(&path)?;
+    Ok(WorkDir { path, remove: true })
+}
+
+fn write_fleet(dir: &Path, files: &demo::Files) -> std::io::Result<()> {
+    for (path, text) in files {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, text)?;
+    }
+    Ok(())
+}
+
+pub fn run(args: &DemoArgs) -> ExitCode {
+    super::run::init_logging_at(super::run::LogFormat::Text, "warn");
+    let example = match FileTree::from_dir(&args.fleet) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e} (run the demo from the repository root, or pass --fleet)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let work = match work_dir(args.dir.as_deref()) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: cannot create the working directory: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(demo_main(args, &example, &work.path)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn demo_main(args: &DemoArgs, example: &FileTree, work: &Path) -> Result<(), String> {
+    let sim_dir = work.join("sim");
+    let fleet_dir = work.join("fleet");
+    let handle = sim::start(SimConfig {
+        clusters: args.clusters,
+        out: sim_dir.clone(),
+        ready_after: args.ready_after,
+        seed: args.seed,
+        ..SimConfig::default()
+    })
+    .await
+    .map_err(|e| format!("simulator: {e}"))?;
+    let sims: Vec<SimCluster> = handle
+        .sim
+        .clusters
+        .iter()
+        .map(|slot| {
+            let path = sim_dir.join("clusters").join(format!("{}.yaml", slot.name));
+            Ok(SimCluster {
+                name: slot.name.clone(),
+                labels: slot.labels.iter().cloned().collect(),
+                cluster_file: std::fs::read_to_string(&path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    let files = demo::generate(example, &sims, args.max_bake)?;
+    write_fleet(&fleet_dir, &files).map_err(|e| format!("{}: {e}", fleet_dir.display()))?;
+    let claims = files.keys().filter(|p| p.starts_with("claims/")).count();
+    let (waves, wave_of) = create_namespaces(&fleet_dir, &sim_dir).await?;
+
+    let server = format!("http://{}", args.listen);
+    println!(
+        "psql-fleet demo: {} simulated clusters at {}/clusters/<name>",
+        handle.cluster_names.len(),
+        handle.base_url
+    );
+    println!(
+        "  fleet:    {} ({claims} clusters, each with the claims of the cluster in {} with the same env and region labels)",
+        fleet_dir.display(),
+        args.fleet.display()
+    );
+    println!("  status:   psql-fleet status --server {server}");
+    println!("  metrics:  {server}/metrics");
+    println!(
+        "  faults:   psql-fleet sim fault --admin {} --dir {} edit {}",
+        handle.admin_url(),
+        sim_dir.display(),
+        handle
+            .cluster_names
+            .first()
+            .map_or("<cluster>", String::as_str)
+    );
+    println!("  Ctrl-C stops the agent and the simulator.\n");
+
+    let config = Config {
+        source: SourceSpec::Dir(fleet_dir.clone()),
+        reference: GitRef::Head,
+        credentials: Credentials::default(),
+        cache_dir: work.join("cache"),
+        credentials_dir: sim_dir.clone(),
+        listen: args.listen,
+        dry_run: false,
+        allow_mass_prune: false,
+        interval: Duration::from_secs(30),
+        max_concurrency: 8,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut agent = tokio::spawn(agent::run(config, async move {
+        let _ = stop_rx.await;
+    }));
+    let started = Instant::now();
+    let mut last: Option<Progress> = None;
+    let mut converged = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let interrupted = super::sim::wait_for_signal();
+    tokio::pin!(interrupted);
+    let outcome = loop {
+        tokio::select! {
+            _ = &mut interrupted => break Ok(()),
+            result = &mut agent => {
+                break Err(match result {
+                    Ok(Ok(())) => "the agent stopped".to_string(),
+                    Ok(Err(e)) => format!("agent: {e}"),
+                    Err(e) => format!("agent: {e}"),
+                });
+            }
+            _ = tick.tick() => {
+                let Some(progress) = poll(&server, &waves, &wave_of).await else { continue };
+                if progress.clusters > 0 && last.as_ref() != Some(&progress) {
+                    println!("[{:>6.1}s] {progress}", started.elapsed().as_secs_f64());
+                    last = Some(progress.clone());
+                }
+                if progress.all_ready() && !converged {
+                    converged = true;
+                    println!(
+                        "all {} clusters ready in {:.1}s. Try: psql-fleet status --server {server}",
+                        progress.clusters,
+                        started.elapsed().as_secs_f64()
+                    );
+                } else if !progress.all_ready() {
+                    converged = false;
+                }
+            }
+        }
+    };
+    println!("psql-fleet demo: stopping");
+    let _ = stop_tx.send(());
+    if !agent.is_finished() {
+        let _ = tokio::time::timeout(Duration::from_secs(30), &mut agent).await;
+    }
+    handle.shutdown().await;
+    if outcome.is_ok() {
+        println!("psql-fleet demo: stopped");
+    }
+    outcome
+}
+
+/// The fleet's rollout waves in order and the wave of each cluster; and the claims' namespaces, created on each cluster as `kubectl create namespace` would: on
+/// a real cluster they exist before anything is applied into them (an apply into a missing
+/// namespace is 404 NotFound, here as on Kubernetes).
+async fn create_namespaces(fleet_dir: &Path, sim_dir: &Path) -> Result<Waves, String> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, PostParams};
+
+    let tree = FileTree::from_dir(fleet_dir)?;
+    let fleet = crate::fleetdir::load(&tree)
+        .fleet
+        .ok_or("the generated fleet does not validate")?;
+    let waves = fleet
+        .settings
+        .waves
+        .iter()
+        .map(|w| w.name.clone())
+        .collect();
+    let mut wave_of = BTreeMap::new();
+    for (name, cluster) in &fleet.clusters {
+        if let Some(w) = fleet.settings.wave_of(&cluster.labels) {
+            wave_of.insert(name.clone(), w.name.clone());
+        }
+        let namespaces: std::collections::BTreeSet<String> = fleet
+            .claims_of(name)
+            .map(|c| c.key().namespace.clone())
+            .collect();
+        let path =
+            crate::cluster::kubeconfig::resolve(sim_dir, cluster).map_err(|e| e.to_string())?;
+        let client = crate::cluster::kubeconfig::client(&path, cluster)
+            .await
+            .map_err(|e| e.to_string())?;
+        let api: Api<Namespace> = Api::all(client);
+        for ns in namespaces {
+            let object: Namespace = serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}
+            }))
+            .map_err(|e| e.to_string())?;
+            match api.create(&PostParams::default(), &object).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => return Err(format!("cluster {name}: cannot create namespace {ns}: {e}")),
+            }
+        }
+    }
+    Ok((waves, wave_of))
+}
+
+type Waves = (Vec<String>, BTreeMap<String, String>);
+
+async fn poll(
+    server: &str,
+    waves: &[String],
+    wave_of: &BTreeMap<String, String>,
+) -> Option<Progress> {
+    let s = server.to_string();
+    let body = tokio::task::spawn_blocking(move || super::status::fetch(&s, "/api/v1/status"))
+        .await
+        .ok()?
+        .ok()?;
+    let report = serde_json::from_str(&body).ok()?;
+    Some(Progress::of(&report, waves, wave_of))
+}

@@ -1,0 +1,359 @@
+//! `psql-fleet demo`: the pure parts. A copy of an example fleet (normally `fleet/`) laid
+//! over the clusters of a simulator, and the one-line progress summary of a status report.
+//!
+//! Each simulated cluster gets the claims of the example cluster most like it (same `env`
+//! and `region` labels, else the same `env`, else any), so the demo shows the example's
+//! claims, pins, overrides and rollout waves on a fleet of any size.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_yaml::Value;
+
+use crate::fleetdir::{self, FileTree};
+use crate::status::StatusReport;
+
+/// A simulated cluster the generated fleet points at.
+#[derive(Clone, Debug)]
+pub struct SimCluster {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// The `clusters/<name>.yaml` document the simulator wrote.
+    pub cluster_file: String,
+}
+
+/// The generated fleet: relative path to contents.
+pub type Files = BTreeMap<String, String>;
+
+/// Builds the demo fleet from the example fleet's files. Bake times longer than
+/// `max_bake` are shortened to it, so that every wave finishes while someone watches.
+pub fn generate(
+    example: &FileTree,
+    sims: &[SimCluster],
+    max_bake: Duration,
+) -> Result<Files, String> {
+    let outcome = fleetdir::load(example);
+    let Some(fleet) = outcome.fleet else {
+        let errors: Vec<String> = outcome.errors().map(ToString::to_string).collect();
+        return Err(format!(
+            "the example fleet does not validate:\n{}",
+            errors.join("\n")
+        ));
+    };
+    let mut files = Files::new();
+    for (path, bytes) in &example.files {
+        if path == "fleet.yaml" || path == "fleet.yml" {
+            let text = String::from_utf8_lossy(bytes);
+            let mut doc: Value = serde_yaml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+            shorten_bake_times(&mut doc, max_bake);
+            files.insert("fleet.yaml".into(), to_yaml(&doc)?);
+        }
+    }
+    // The example's claim documents, by the example cluster they target.
+    let mut claims_of: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for (path, bytes) in example
+        .files
+        .iter()
+        .filter(|(p, _)| p.starts_with("claims/"))
+    {
+        let text = String::from_utf8_lossy(bytes);
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let doc = Value::deserialize(doc).map_err(|e| format!("{path}: {e}"))?;
+            if doc.is_null() {
+                continue;
+            }
+            let target = doc
+                .get("spec")
+                .and_then(|s| s.get("clusterName"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("{path}: a claim without spec.clusterName"))?
+                .to_string();
+            claims_of.entry(target).or_default().push(doc);
+        }
+    }
+    let templates: Vec<(&String, &BTreeMap<String, String>)> = fleet
+        .clusters
+        .iter()
+        .filter(|(name, _)| claims_of.contains_key(*name))
+        .map(|(name, c)| (name, &c.labels))
+        .collect();
+    if templates.is_empty() {
+        return Err("the example fleet has no claims".into());
+    }
+    let mut next_of_kind: BTreeMap<Vec<String>, usize> = BTreeMap::new();
+    for sim in sims {
+        files.insert(
+            format!("clusters/{}.yaml", sim.name),
+            sim.cluster_file.clone(),
+        );
+        let template = pick_template(&templates, &sim.labels, &mut next_of_kind);
+        let mut out = Vec::new();
+        for claim in &claims_of[template] {
+            let mut claim = claim.clone();
+            retarget(&mut claim, template, &sim.name);
+            out.push(to_yaml(&claim)?);
+        }
+        files.insert(
+            format!("claims/{}.yaml", sim.name),
+            format!(
+                "# The claims of {template} in the example fleet.\n{}",
+                out.join("---\n")
+            ),
+        );
+    }
+    Ok(files)
+}
+
+/// The example cluster whose labels match best; ties are taken in turn, so that a
+/// simulated prod fleet spreads over every prod example.
+fn pick_template<'a>(
+    templates: &[(&'a String, &BTreeMap<String, String>)],
+    labels: &BTreeMap<String, String>,
+    next: &mut BTreeMap<Vec<String>, usize>,
+) -> &'a String {
+    let score = |l: &BTreeMap<String, String>| {
+        let same = |k: &str| l.get(k).is_some() && l.get(k) == labels.get(k);
+        u8::from(same("env")) * 2 + u8::from(same("region"))
+    };
+    let best = templates.iter().map(|(_, l)| score(l)).max().unwrap_or(0);
+    let candidates: Vec<&'a String> = templates
+        .iter()
+        .filter(|(_, l)| score(l) == best)
+        .map(|(n, _)| *n)
+        .collect();
+    let key: Vec<String> = candidates.iter().map(|s| s.to_string()).collect();
+    let turn = next.entry(key).or_default();
+    let pick = candidates[*turn % candidates.len()];
+    *turn += 1;
+    pick
+}
+
+/// Points a claim at another cluster: its `clusterName`, and a provider config that was
+/// named after the old cluster.
+fn retarget(claim: &mut Value, from: &str, to: &str) {
+    let Some(spec) = claim.get_mut("spec") else {
+        return;
+    };
+    spec["clusterName"] = Value::from(to);
+    if let Some(name) = spec
+        .get_mut("helmProviderConfigRef")
+        .and_then(|r| r.get_mut("name"))
+    {
+        if name.as_str() == Some(from) {
+            *name = Value::from(to);
+        }
+    }
+}
+
+fn shorten_bake_times(doc: &mut Value, max: Duration) {
+    let Some(waves) = doc
+        .get_mut("spec")
+        .and_then(|s| s.get_mut("rollout"))
+        .and_then(|r| r.get_mut("waves"))
+        .and_then(Value::as_sequence_mut)
+    else {
+        return;
+    };
+    for wave in waves {
+        let Some(bake) = wave.get_mut("bakeTime") else {
+            continue;
+        };
+        let too_long = bake
+            .as_str()
+            .and_then(|s| crate::model::duration::parse(s).ok())
+            .is_some_and(|d| d > max);
+        if too_long {
+            *bake = Value::from(format!("{}s", max.as_secs()));
+        }
+    }
+}
+
+fn to_yaml(v: &Value) -> Result<String, String> {
+    serde_yaml::to_string(v).map_err(|e| e.to_string())
+}
+
+/// How far the fleet is: what the demo prints, one line per change.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub clusters: usize,
+    pub ready_clusters: usize,
+    pub unreachable: usize,
+    pub claims: usize,
+    pub ready_claims: usize,
+    pub usages: usize,
+    /// Per rollout wave, in wave order: name, ready clusters, clusters.
+    pub waves: Vec<(String, usize, usize)>,
+}
+
+impl Progress {
+    /// A cluster is ready when it was reached and reconciled and every claim on it is ready.
+    /// `waves` lists the wave names in order and `wave_of` the wave of each cluster.
+    pub fn of(
+        report: &StatusReport,
+        waves: &[String],
+        wave_of: &BTreeMap<String, String>,
+    ) -> Progress {
+        let mut p = Progress {
+            clusters: report.clusters.len(),
+            waves: waves.iter().map(|w| (w.clone(), 0, 0)).collect(),
+            ..Progress::default()
+        };
+        for (name, c) in &report.clusters {
+            p.claims += c.claims.len();
+            p.ready_claims += c.claims.iter().filter(|c| c.ready).count();
+            p.usages += c.claims.iter().filter(|c| c.usage_present).count();
+            let ready = c.reachable && c.reconciled && c.claims.iter().all(|c| c.ready);
+            if !c.reachable {
+                p.unreachable += 1;
+            } else if ready {
+                p.ready_clusters += 1;
+            }
+            let wave = wave_of.get(name);
+            if let Some(w) = p.waves.iter_mut().find(|w| Some(&w.0) == wave) {
+                w.1 += usize::from(ready);
+                w.2 += 1;
+            }
+        }
+        p
+    }
+
+    pub fn all_ready(&self) -> bool {
+        self.clusters > 0 && self.ready_clusters == self.clusters && self.usages == self.claims
+    }
+}
+
+impl fmt::Display for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{} clusters ready, {}/{} claims ready, {}/{} Usages",
+            self.ready_clusters,
+            self.clusters,
+            self.ready_claims,
+            self.claims,
+            self.usages,
+            self.claims
+        )?;
+        if self.unreachable > 0 {
+            write!(f, ", {} unreachable", self.unreachable)?;
+        }
+        let waves: Vec<String> = self
+            .waves
+            .iter()
+            .filter(|w| w.2 > 0)
+            .map(|(name, ready, all)| format!("{name} {ready}/{all}"))
+            .collect();
+        if !waves.is_empty() {
+            write!(f, "  (waves: {})", waves.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{ClaimStatus, ClusterStatus};
+
+    fn example() -> FileTree {
+        FileTree::from_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet")).unwrap()
+    }
+
+    fn sim(name: &str, env: &str, region: &str) -> SimCluster {
+        let labels: BTreeMap<String, String> = [("env", env), ("region", region)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        SimCluster {
+            name: name.into(),
+            cluster_file: crate::sim::kubeconfig::cluster_file(
+                name,
+                &labels.clone().into_iter().collect::<Vec<_>>(),
+            ),
+            labels,
+        }
+    }
+
+    #[test]
+    fn every_simulated_cluster_gets_the_claims_of_the_example_cluster_like_it() {
+        let sims = [
+            sim("sim-000", "dev", "us"),
+            sim("sim-001", "staging", "eu"),
+            sim("sim-002", "prod", "us"),
+            sim("sim-003", "prod", "eu"),
+            sim("sim-004", "prod", "us"),
+        ];
+        let files = generate(&example(), &sims, Duration::from_secs(10)).unwrap();
+        let mut tree = FileTree::default();
+        for (path, text) in &files {
+            tree.insert(path.clone(), text.clone());
+        }
+        let outcome = fleetdir::load(&tree);
+        let errors: Vec<String> = outcome.errors().map(ToString::to_string).collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        let fleet = outcome.fleet.unwrap();
+        let claims =
+            |c: &str| -> Vec<String> { fleet.claims_of(c).map(|c| c.key().to_string()).collect() };
+        assert_eq!(claims("sim-000"), ["default/psql"]);
+        assert_eq!(claims("sim-001"), ["data/analytics"]);
+        assert_eq!(claims("sim-002"), ["orders/orders", "reporting/reporting"]);
+        assert_eq!(claims("sim-003"), ["payments/payments"]);
+        assert_eq!(claims("sim-004"), ["orders/orders", "reporting/reporting"]);
+        // The rollout stays, with bake times a person can wait for; the dev override
+        // still pins the dev cluster.
+        let waves = &fleet.settings.waves;
+        assert_eq!(waves.len(), 3);
+        assert!(waves.iter().all(|w| w.bake_time <= Duration::from_secs(10)));
+        assert_eq!(
+            fleet
+                .settings
+                .wave_of(&fleet.clusters["sim-002"].labels)
+                .unwrap()
+                .name,
+            "prod"
+        );
+    }
+
+    #[test]
+    fn a_cluster_is_ready_when_reached_reconciled_and_every_claim_is_ready() {
+        let claim = |ready| ClaimStatus {
+            claim: "default/psql".into(),
+            ready,
+            usage_present: ready,
+            ..ClaimStatus::default()
+        };
+        let mut report = StatusReport::default();
+        report.clusters.insert(
+            "a".into(),
+            ClusterStatus {
+                reachable: true,
+                reconciled: true,
+                claims: vec![claim(true), claim(true)],
+                ..ClusterStatus::default()
+            },
+        );
+        report.clusters.insert(
+            "b".into(),
+            ClusterStatus {
+                reachable: true,
+                reconciled: true,
+                claims: vec![claim(true), claim(false)],
+                ..ClusterStatus::default()
+            },
+        );
+        report.clusters.insert("c".into(), ClusterStatus::default());
+        let waves = ["dev".to_string(), "prod".to_string(), "none".to_string()];
+        let wave_of: BTreeMap<String, String> = [("a", "dev"), ("b", "prod"), ("c", "prod")]
+            .into_iter()
+            .map(|(c, w)| (c.to_string(), w.to_string()))
+            .collect();
+        let p = Progress::of(&report, &waves, &wave_of);
+        assert_eq!(
+            p.to_string(),
+            "1/3 clusters ready, 3/4 claims ready, 3/4 Usages, 1 unreachable  (waves: dev 1/1, prod 0/2)"
+        );
+        assert!(!p.all_ready());
+    }
+}
