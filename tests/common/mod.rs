@@ -43,3 +43,5 @@ pub fn load_fleet(dir: &Path) -> LoadedFleet {
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_psql-fleet"))
 }
+
+pub mod harness;
