@@ -111,6 +111,22 @@ pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    run_on(config, listener, shutdown).await
+}
+
+/// [`run`] on a listener bound by the caller (`config.listen` is then not used), so that a
+/// caller binding port 0 knows the port without racing anyone for it.
+pub async fn run_on(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new()?);
     let status = Arc::new(RwLock::new(StatusReport {
         dry_run: config.dry_run,
@@ -122,13 +138,8 @@ pub async fn run(
             SourceSpec::Git(u) => crate::source::git::redact_url(u),
         };
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| Error::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    tracing::info!(listen = %config.listen, "serving /livez /readyz /metrics /api/v1/status");
+    let listen = listener.local_addr().unwrap_or(config.listen);
+    tracing::info!(%listen, "serving /livez /readyz /metrics /api/v1/status");
     let endpoints = Arc::new(http::Endpoints {
         metrics: metrics.clone(),
         status: status.clone(),

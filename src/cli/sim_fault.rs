@@ -34,7 +34,13 @@ pub enum FaultAction {
     /// The next watch from an older resourceVersion gets 410 Gone; open watches close.
     ExpireWatches { cluster: String },
     /// New bearer token; the kubeconfig on disk is rewritten with it.
-    RotateToken { cluster: String },
+    RotateToken {
+        cluster: String,
+        /// Leave the kubeconfig as it is and print the new token: clients get 401 until
+        /// the file is rewritten.
+        #[arg(long)]
+        no_write: bool,
+    },
     /// Merge-patch an object as another field manager (default: a Release in `default`).
     Edit {
         cluster: String,
@@ -75,10 +81,10 @@ pub fn run(args: &FaultArgs) -> ExitCode {
             format!("/clusters/{cluster}/expire-watches"),
             Value::Null,
         ),
-        FaultAction::RotateToken { cluster } => (
+        FaultAction::RotateToken { cluster, no_write } => (
             "POST",
             format!("/clusters/{cluster}/rotate-token"),
-            Value::Null,
+            json!({"writeKubeconfig": !no_write}),
         ),
         FaultAction::Edit {
             cluster,

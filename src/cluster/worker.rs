@@ -217,7 +217,7 @@ async fn session(
                     while let Some(Some((kind, Ok(e)))) = events.next().now_or_never() {
                         view.handle(kind, e, &mut state.seen);
                     }
-                    set_reachable(shared, name, &mut reachable, true, None);
+                    set_reachable(shared, name, &mut reachable, true, ErrorReason::Unreachable, None);
                     due = true;
                 }
                 Some((_, Err(e))) => {
@@ -225,7 +225,8 @@ async fn session(
                         let claims = accepted.fleet.claims_of(name).map(|c| c.key());
                         shared.metrics.record_unobserved(name, claims);
                     }
-                    set_reachable(shared, name, &mut reachable, false, Some(format!("cluster {name}: watch failed: {}", watch_error(&e))));
+                    let (what, reason) = watch_error(&e);
+                    set_reachable(shared, name, &mut reachable, false, reason, Some(format!("cluster {name}: watch failed: {what}")));
                 }
                 None => return Err(()),
             },
@@ -256,13 +257,34 @@ async fn session(
     }
 }
 
-fn watch_error(e: &watcher::Error) -> &'static str {
+/// What failed, with the API server's code and reason when it answered (never its
+/// message, which may quote a request), and the metric reason it counts under.
+fn watch_error(e: &watcher::Error) -> (String, ErrorReason) {
+    let (what, answer) = match e {
+        watcher::Error::InitialListFailed(e) => ("initial list failed", api_answer(e)),
+        watcher::Error::WatchStartFailed(e) => ("watch could not start", api_answer(e)),
+        watcher::Error::WatchError(s) => {
+            ("API server returned an error", Some((s.code, &s.reason)))
+        }
+        watcher::Error::WatchFailed(e) => ("watch connection failed", api_answer(e)),
+        _ => ("watch failed", None),
+    };
+    match answer {
+        Some((code, reason)) => (
+            format!("{what}: API server answered {code} {reason}"),
+            match code {
+                401 | 403 => ErrorReason::Forbidden,
+                _ => ErrorReason::ApiError,
+            },
+        ),
+        None => (what.to_string(), ErrorReason::Unreachable),
+    }
+}
+
+fn api_answer(e: &kube::Error) -> Option<(u16, &String)> {
     match e {
-        watcher::Error::InitialListFailed(_) => "initial list failed",
-        watcher::Error::WatchStartFailed(_) => "watch could not start",
-        watcher::Error::WatchError(_) => "API server returned an error",
-        watcher::Error::WatchFailed(_) => "watch connection failed",
-        _ => "watch failed",
+        kube::Error::Api(s) => Some((s.code, &s.reason)),
+        _ => None,
     }
 }
 
@@ -271,16 +293,22 @@ fn set_reachable(
     name: &str,
     current: &mut Option<bool>,
     now: bool,
+    reason: ErrorReason,
     error: Option<String>,
 ) {
     if *current == Some(now) {
+        // Still unreachable, maybe for another reason now (refused, then 401): say the
+        // latest one.
+        if let (false, Some(error)) = (now, error) {
+            update_status(shared, name, |s| s.last_error = Some(error));
+        }
         return;
     }
     *current = Some(now);
     shared.metrics.set_reachable(name, now);
     if !now {
-        shared.metrics.count_error(name, ErrorReason::Unreachable);
-        tracing::warn!(cluster = %name, "cluster unreachable");
+        shared.metrics.count_error(name, reason);
+        tracing::warn!(cluster = %name, error = ?error, "cluster unreachable");
     }
     update_status(shared, name, |s| {
         s.reachable = now;

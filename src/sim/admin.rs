@@ -40,7 +40,7 @@ pub async fn handle(
         }
         ("POST" | "PUT", ["clusters", name, "faults"]) => set_faults(sim, name, &body),
         ("POST", ["clusters", name, "expire-watches"]) => expire(sim, name),
-        ("POST", ["clusters", name, "rotate-token"]) => rotate(sim, name),
+        ("POST", ["clusters", name, "rotate-token"]) => rotate(sim, name, &body),
         ("POST", ["clusters", name, "edit"]) => edit(sim, name, &body),
         _ => Err(ApiError::path_not_found()),
     };
@@ -87,11 +87,26 @@ fn expire(sim: &Sim, name: &str) -> Result<Value, ApiError> {
     Ok(json!({"cluster": name, "expiredThrough": store.resource_version().to_string()}))
 }
 
-fn rotate(sim: &Sim, name: &str) -> Result<Value, ApiError> {
+/// A new token for the cluster; the old one is refused from now on. By default the
+/// kubeconfig on disk is rewritten at once; with `{"writeKubeconfig": false}` the new
+/// token is only returned, so that clients keep failing with 401 until someone writes
+/// it (the way a credential rotated out of band reaches a kubeconfig late).
+fn rotate(sim: &Sim, name: &str, body: &[u8]) -> Result<Value, ApiError> {
     let slot = sim.slot(name).ok_or_else(|| unknown(name))?;
+    let write = if body.is_empty() {
+        true
+    } else {
+        let req: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid rotation: {e}")))?;
+        req["writeKubeconfig"].as_bool().unwrap_or(true)
+    };
     let token = objects::token().map_err(|_| ApiError::internal("cannot generate a token"))?;
     let _guard = sim.files.lock().unwrap_or_else(|e| e.into_inner());
     *slot.token.write().unwrap_or_else(|e| e.into_inner()) = token.clone();
+    if !write {
+        tracing::info!(cluster = name, "token rotated; kubeconfig left as it was");
+        return Ok(json!({"cluster": name, "rotated": true, "token": token}));
+    }
     let base = sim.base_url.get().cloned().unwrap_or_default();
     let server = format!("{base}/clusters/{name}");
     let path = sim.shared.config.out.join(format!("{name}.yaml"));

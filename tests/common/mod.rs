@@ -46,3 +46,4 @@ pub fn binary() -> PathBuf {
 
 pub mod e2e;
 pub mod git;
+pub mod harness;
