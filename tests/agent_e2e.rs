@@ -461,6 +461,12 @@ async fn a_removed_claim_is_deleted_in_the_safe_order_even_a_clusters_only_one()
         3,
         "nothing written to the kept claim"
     );
+    let pruned = event_reasons(&client, "gone")
+        .await
+        .iter()
+        .filter(|r| *r == "Pruned")
+        .count();
+    assert_eq!(pruned, 3, "one Pruned Event per object");
 
     let mark = e2e.audit(&b).len();
     e2e.remove(&claim_file("only", &b));
@@ -773,5 +779,49 @@ async fn suspended_fleet_cluster_and_claim_get_nothing_written() {
     })
     .await;
     assert!(object_writes(&e2e.audit(&held)).is_empty());
+    e2e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prune_stopped_midway_is_completed_in_order_after_a_restart() {
+    // Uninstalling takes a second, so the prune is stopped between its steps.
+    let mut e2e = E2e::start(1, Duration::from_secs(2)).await;
+    let name = e2e.names[0].clone();
+    e2e.add_claim("gone", &name, &[]).await;
+    e2e.add_claim("kept", &name, &[]).await;
+    e2e.start_agent(AgentOptions::default()).await;
+    e2e.wait_ready(&[(&name, 2)]).await;
+    let mark = e2e.audit(&name).len();
+    e2e.remove(&claim_file("gone", &name));
+    e2e.eventually("the first prune step", || async {
+        !deletes(&e2e.audit(&name)[mark..]).is_empty()
+    })
+    .await;
+    e2e.stop_agent().await;
+    let stopped = deletes(&e2e.audit(&name)[mark..]);
+    assert!(
+        stopped.len() < 3 && safe_order("gone").starts_with(&stopped),
+        "{stopped:?}"
+    );
+
+    e2e.start_agent(AgentOptions::default()).await;
+    e2e.eventually("the prune to complete", || async {
+        deletes(&e2e.audit(&name)[mark..]).len() == 3
+    })
+    .await;
+    let report = e2e.wait_ready(&[(&name, 1)]).await;
+    assert_eq!(report.clusters[&name].claims[0].claim, "kept/kept");
+    let audit = e2e.audit(&name);
+    assert!(
+        audit[mark..].iter().all(|e| e.code < 300),
+        "{:?}",
+        &audit[mark..]
+    );
+    assert_eq!(deletes(&audit[mark..]), safe_order("gone"));
+    assert_eq!(
+        object_writes(&audit[mark..]).len(),
+        3,
+        "the kept claim untouched"
+    );
     e2e.shutdown().await;
 }
