@@ -825,3 +825,37 @@ async fn a_prune_stopped_midway_is_completed_in_order_after_a_restart() {
     );
     e2e.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pin_change_upgrades_the_releases_and_keeps_the_usage() {
+    let mut e2e = E2e::start(1, Duration::from_millis(500)).await;
+    let name = e2e.names[0].clone();
+    e2e.add_claim("up", &name, &[]).await;
+    e2e.start_agent(AgentOptions::default()).await;
+    e2e.wait_ready(&[(&name, 1)]).await;
+    let client = e2e.client(&name).await;
+    let mark = e2e.audit(&name).len();
+    e2e.write(
+        "fleet.yaml",
+        &fleet_yaml("  drift: {policy: correct}\n  pins: {stackgres-operator: 1.19.0}\n"),
+    );
+    e2e.eventually("the upgrade to be installed", || async {
+        releases(&client, "up")
+            .get("stackgres-operator")
+            .await
+            .is_ok_and(|r| r.data["status"]["atProvider"]["version"] == "1.19.0" && ready(&r.data))
+    })
+    .await;
+    e2e.wait_ready(&[(&name, 1)]).await;
+    let writes = describe(&object_writes(&e2e.audit(&name)[mark..]));
+    assert_eq!(
+        writes,
+        vec![format!("apply {RELEASES} up/stackgres-operator")],
+        "one update, the Usage kept throughout"
+    );
+    let info = format!(
+        "psql_fleet_chart_version_info{{claim=\"up/up\",cluster=\"{name}\",component=\"stackgres\",version=\"1.19.0\"}}"
+    );
+    assert_eq!(e2e.metric(&info).await, Some(1.0));
+    e2e.shutdown().await;
+}
