@@ -405,9 +405,17 @@ async fn a_conflict_over_a_new_revision_is_reported_and_forced_only_under_fleet_
         "{report:?}"
     );
     assert!(e2e.metric(&conflicts).await.unwrap() >= 1.0);
-    assert!(event_reasons(&client, "shared")
+    // Retried (a resync each second), counted each time, an Event once.
+    e2e.eventually("the apply to be retried", || async {
+        e2e.metric(&conflicts).await.unwrap_or(0.0) >= 3.0
+    })
+    .await;
+    let conflict_events = event_reasons(&client, "shared")
         .await
-        .contains(&"ApplyConflict".to_string()));
+        .iter()
+        .filter(|r| *r == "ApplyConflict")
+        .count();
+    assert_eq!(conflict_events, 1);
     assert_eq!(version(client.clone()).await.as_deref(), Some("1.17.4"));
     let refused = e2e
         .audit(&name)
