@@ -23,6 +23,26 @@ fn ready(object: &Value) -> bool {
     })
 }
 
+/// One simulated cluster with `spec_extra` in its `Cluster` file and one claim, brought to
+/// ready by a running agent; returns the harness, the cluster's name and a client for it.
+async fn converged(
+    claim_name: &str,
+    spec_extra: &str,
+    ready_after: Duration,
+) -> (E2e, String, kube::Client) {
+    let mut e2e = E2e::start(1, ready_after).await;
+    let name = e2e.names[0].clone();
+    e2e.write(
+        &format!("clusters/{name}.yaml"),
+        &cluster(&name, spec_extra),
+    );
+    e2e.add_claim(claim_name, &name, &[]).await;
+    e2e.start_agent(AgentOptions::default()).await;
+    e2e.wait_ready(&[(&name, 1)]).await;
+    let client = e2e.client(&name).await;
+    (e2e, name, client)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_usage_is_created_only_after_both_releases_are_ready() {
     let ready_after = Duration::from_millis(800);
@@ -178,22 +198,20 @@ async fn event_reasons(client: &kube::Client, namespace: &str) -> Vec<String> {
 }
 
 async fn rollback_limit(client: &kube::Client, namespace: &str) -> Option<i64> {
-    releases(client, namespace)
-        .get("stackgres-operator")
-        .await
-        .ok()?
-        .data["spec"]["rollbackLimit"]
-        .as_i64()
+    release_rollback_limit(client, namespace, "stackgres-operator").await
+}
+
+async fn release_rollback_limit(
+    client: &kube::Client,
+    namespace: &str,
+    release: &str,
+) -> Option<i64> {
+    releases(client, namespace).get(release).await.ok()?.data["spec"]["rollbackLimit"].as_i64()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hand_edit_is_corrected_and_counted_and_a_deleted_release_recreated() {
-    let mut e2e = E2e::start(1, Duration::from_millis(300)).await;
-    let name = e2e.names[0].clone();
-    e2e.add_claim("edited", &name, &[]).await;
-    e2e.start_agent(AgentOptions::default()).await;
-    e2e.wait_ready(&[(&name, 1)]).await;
-    let client = e2e.client(&name).await;
+    let (e2e, name, client) = converged("edited", "", Duration::from_millis(300)).await;
     let corrections = format!("psql_fleet_drift_corrections_total{{cluster=\"{name}\"}}");
     assert_eq!(e2e.metric(&corrections).await.unwrap_or(0.0), 0.0);
 
@@ -231,6 +249,23 @@ async fn a_hand_edit_is_corrected_and_counted_and_a_deleted_release_recreated() 
         .await
         .contains(&"DriftCorrected".to_string()));
 
+    // `kubectl edit` (an update, not an apply) moves the field to its manager too.
+    e2e.admin(
+        "POST",
+        &format!("/clusters/{name}/edit"),
+        serde_json::json!({"name": "atlas-operator", "namespace": "edited",
+            "patch": {"spec": {"rollbackLimit": 5}}}),
+    )
+    .await;
+    e2e.eventually("the second edit to be undone", || async {
+        release_rollback_limit(&client, "edited", "atlas-operator").await == Some(3)
+    })
+    .await;
+    e2e.eventually("the second correction to be counted", || async {
+        e2e.metric(&corrections).await.unwrap_or(0.0) >= 2.0
+    })
+    .await;
+
     // A deleted Release comes back.
     let atlas = releases(&client, "edited")
         .get("atlas-operator")
@@ -250,22 +285,18 @@ async fn a_hand_edit_is_corrected_and_counted_and_a_deleted_release_recreated() 
     })
     .await;
     e2e.wait_ready(&[(&name, 1)]).await;
-    assert!(e2e.metric(&corrections).await.unwrap() >= 2.0);
+    assert!(e2e.metric(&corrections).await.unwrap() >= 3.0);
     e2e.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_policy_report_a_hand_edit_is_reported_and_left_alone() {
-    let mut e2e = E2e::start(1, Duration::from_millis(300)).await;
-    let name = e2e.names[0].clone();
-    e2e.write(
-        &format!("clusters/{name}.yaml"),
-        &cluster(&name, "  drift: {policy: report}\n"),
-    );
-    e2e.add_claim("watched", &name, &[]).await;
-    e2e.start_agent(AgentOptions::default()).await;
-    e2e.wait_ready(&[(&name, 1)]).await;
-    let client = e2e.client(&name).await;
+    let (e2e, name, client) = converged(
+        "watched",
+        "  drift: {policy: report}\n",
+        Duration::from_millis(300),
+    )
+    .await;
     let mark = e2e.audit(&name).len();
     // `kubectl edit`: a merge patch as another field manager.
     e2e.admin(
@@ -321,16 +352,12 @@ async fn under_policy_report_a_hand_edit_is_reported_and_left_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conflict_over_a_new_revision_is_reported_and_forced_only_under_fleet_force() {
-    let mut e2e = E2e::start(1, Duration::from_millis(300)).await;
-    let name = e2e.names[0].clone();
-    e2e.write(
-        &format!("clusters/{name}.yaml"),
-        &cluster(&name, "  drift: {policy: report}\n"),
-    );
-    e2e.add_claim("shared", &name, &[]).await;
-    e2e.start_agent(AgentOptions::default()).await;
-    e2e.wait_ready(&[(&name, 1)]).await;
-    let client = e2e.client(&name).await;
+    let (e2e, name, client) = converged(
+        "shared",
+        "  drift: {policy: report}\n",
+        Duration::from_millis(300),
+    )
+    .await;
     let version = |c: kube::Client| async move {
         releases(&c, "shared")
             .get("stackgres-operator")
@@ -378,9 +405,17 @@ async fn a_conflict_over_a_new_revision_is_reported_and_forced_only_under_fleet_
         "{report:?}"
     );
     assert!(e2e.metric(&conflicts).await.unwrap() >= 1.0);
-    assert!(event_reasons(&client, "shared")
+    // Retried (a resync each second), counted each time, an Event once.
+    e2e.eventually("the apply to be retried", || async {
+        e2e.metric(&conflicts).await.unwrap_or(0.0) >= 3.0
+    })
+    .await;
+    let conflict_events = event_reasons(&client, "shared")
         .await
-        .contains(&"ApplyConflict".to_string()));
+        .iter()
+        .filter(|r| *r == "ApplyConflict")
+        .count();
+    assert_eq!(conflict_events, 1);
     assert_eq!(version(client.clone()).await.as_deref(), Some("1.17.4"));
     let refused = e2e
         .audit(&name)
@@ -461,6 +496,12 @@ async fn a_removed_claim_is_deleted_in_the_safe_order_even_a_clusters_only_one()
         3,
         "nothing written to the kept claim"
     );
+    let pruned = event_reasons(&client, "gone")
+        .await
+        .iter()
+        .filter(|r| *r == "Pruned")
+        .count();
+    assert_eq!(pruned, 3, "one Pruned Event per object");
 
     let mark = e2e.audit(&b).len();
     e2e.remove(&claim_file("only", &b));
@@ -773,5 +814,78 @@ async fn suspended_fleet_cluster_and_claim_get_nothing_written() {
     })
     .await;
     assert!(object_writes(&e2e.audit(&held)).is_empty());
+    e2e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prune_stopped_midway_is_completed_in_order_after_a_restart() {
+    // Uninstalling takes a second, so the prune is stopped between its steps.
+    let mut e2e = E2e::start(1, Duration::from_secs(2)).await;
+    let name = e2e.names[0].clone();
+    e2e.add_claim("gone", &name, &[]).await;
+    e2e.add_claim("kept", &name, &[]).await;
+    e2e.start_agent(AgentOptions::default()).await;
+    e2e.wait_ready(&[(&name, 2)]).await;
+    let mark = e2e.audit(&name).len();
+    e2e.remove(&claim_file("gone", &name));
+    e2e.eventually("the first prune step", || async {
+        !deletes(&e2e.audit(&name)[mark..]).is_empty()
+    })
+    .await;
+    e2e.stop_agent().await;
+    let stopped = deletes(&e2e.audit(&name)[mark..]);
+    assert!(
+        stopped.len() < 3 && safe_order("gone").starts_with(&stopped),
+        "{stopped:?}"
+    );
+
+    e2e.start_agent(AgentOptions::default()).await;
+    e2e.eventually("the prune to complete", || async {
+        deletes(&e2e.audit(&name)[mark..]).len() == 3
+    })
+    .await;
+    let report = e2e.wait_ready(&[(&name, 1)]).await;
+    assert_eq!(report.clusters[&name].claims[0].claim, "kept/kept");
+    let audit = e2e.audit(&name);
+    assert!(
+        audit[mark..].iter().all(|e| e.code < 300),
+        "{:?}",
+        &audit[mark..]
+    );
+    assert_eq!(deletes(&audit[mark..]), safe_order("gone"));
+    assert_eq!(
+        object_writes(&audit[mark..]).len(),
+        3,
+        "the kept claim untouched"
+    );
+    e2e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pin_change_upgrades_the_releases_and_keeps_the_usage() {
+    let (e2e, name, client) = converged("up", "", Duration::from_millis(500)).await;
+    let mark = e2e.audit(&name).len();
+    e2e.write(
+        "fleet.yaml",
+        &fleet_yaml("  drift: {policy: correct}\n  pins: {stackgres-operator: 1.19.0}\n"),
+    );
+    e2e.eventually("the upgrade to be installed", || async {
+        releases(&client, "up")
+            .get("stackgres-operator")
+            .await
+            .is_ok_and(|r| r.data["status"]["atProvider"]["version"] == "1.19.0" && ready(&r.data))
+    })
+    .await;
+    e2e.wait_ready(&[(&name, 1)]).await;
+    let writes = describe(&object_writes(&e2e.audit(&name)[mark..]));
+    assert_eq!(
+        writes,
+        vec![format!("apply {RELEASES} up/stackgres-operator")],
+        "one update, the Usage kept throughout"
+    );
+    let info = format!(
+        "psql_fleet_chart_version_info{{claim=\"up/up\",cluster=\"{name}\",component=\"stackgres\",version=\"1.19.0\"}}"
+    );
+    assert_eq!(e2e.metric(&info).await, Some(1.0));
     e2e.shutdown().await;
 }

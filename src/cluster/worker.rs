@@ -100,6 +100,9 @@ struct WorkerState {
     seen: BTreeSet<ObjectRef>,
     /// Drift already reported, so a report is an Event once, not on every pass.
     reported: BTreeMap<ObjectRef, Drift>,
+    /// The last failed apply per object, so a conflict that persists across retries is an
+    /// Event once (the error metric counts every attempt), until an apply succeeds.
+    failed: BTreeMap<ObjectRef, String>,
 }
 
 /// A live view built from watch events; synced once both initial lists are in.
@@ -446,16 +449,19 @@ async fn carry_out(
                             .await;
                     }
                     state.reported.remove(&at);
+                    state.failed.remove(&at);
                     Ok(served)
                 }
                 Err(e) => {
-                    let (reason, warning) = match e {
-                        apply::Error::Conflict { .. } => ("ApplyConflict", true),
-                        _ => ("ApplyFailed", true),
+                    let reason = match e {
+                        apply::Error::Conflict { .. } => "ApplyConflict",
+                        _ => "ApplyFailed",
                     };
-                    writer
-                        .event(&at, warning, reason, "Apply", &e.to_string())
-                        .await;
+                    let message = e.to_string();
+                    if state.failed.get(&at) != Some(&message) {
+                        writer.event(&at, true, reason, "Apply", &message).await;
+                        state.failed.insert(at, message);
+                    }
                     Err(e)
                 }
             }

@@ -200,21 +200,12 @@ fn validate(
     obj: &mut Value,
     v: Validation,
 ) -> Result<Vec<String>, ApiError> {
-    checked(sh, res, name, obj, v, false)
+    validate_as(sh, res, name, obj, v, false)
 }
 
-/// [`validate`] for an apply configuration, where a required field may be left out.
-fn validate_partial(
-    sh: &Shared,
-    res: usize,
-    name: &str,
-    obj: &mut Value,
-    v: Validation,
-) -> Result<Vec<String>, ApiError> {
-    checked(sh, res, name, obj, v, true)
-}
-
-fn checked(
+/// [`validate`]; `partial` for an apply configuration, where a required field may be left
+/// out.
+fn validate_as(
     sh: &Shared,
     res: usize,
     name: &str,
@@ -542,7 +533,7 @@ fn apply(
     // (the SSA docs hand `spec.replicas` of a Deployment over with a config holding nothing
     // else). Unknown fields, types and enums are checked in it; required fields only in
     // the merged object, below.
-    let warnings = validate_partial(sh, t.res, t.name, &mut config, o.validation)?;
+    let warnings = validate_as(sh, t.res, t.name, &mut config, o.validation, true)?;
     let mut store = cl.store();
     let old = store.get(&target_key(t));
     if old.is_none() {
