@@ -63,6 +63,18 @@ fn all_ready(server: &str) -> bool {
             .all(|c| !c.claims.is_empty() && c.claims.iter().all(|c| c.ready && c.usage_present))
 }
 
+/// A child process stopped (SIGTERM, then SIGKILL) when dropped, so a failing test leaves no
+/// simulator or agent behind.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.take() {
+            stop(child);
+        }
+    }
+}
+
 fn stop(mut child: Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -81,20 +93,22 @@ fn stop(mut child: Child) {
 /// Runs sim and agent, edits and rotates, and returns the agent's whole log and the tokens.
 fn run_agent(format: &str) -> (String, Vec<String>) {
     let sim_dir = tempfile::tempdir().unwrap();
-    let sim = Command::new(common::binary())
-        .args([
-            "sim",
-            "--clusters",
-            &CLUSTERS.to_string(),
-            "--ready-after",
-            "200ms",
-        ])
-        .arg("--out")
-        .arg(sim_dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let sim = Running(Some(
+        Command::new(common::binary())
+            .args([
+                "sim",
+                "--clusters",
+                &CLUSTERS.to_string(),
+                "--ready-after",
+                "200ms",
+            ])
+            .arg("--out")
+            .arg(sim_dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
     wait_until("the simulator", || sim_dir.path().join("ca.crt").is_file());
     let fleet = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(fleet.path().join("claims")).unwrap();
@@ -116,25 +130,27 @@ fn run_agent(format: &str) -> (String, Vec<String>) {
     let port = free_port();
     let server = format!("http://127.0.0.1:{port}");
     STATUS_URL.with(|u| *u.borrow_mut() = server.clone());
-    let agent = Command::new(common::binary())
-        .args([
-            "run",
-            "--interval",
-            "1s",
-            "--log-format",
-            format,
-            "--source",
-        ])
-        .arg(fleet.path())
-        .arg("--credentials-dir")
-        .arg(sim_dir.path())
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "debug")
-        .stdout(std::fs::File::create(fleet.path().join(".log.out")).unwrap())
-        .stderr(std::fs::File::create(fleet.path().join(".log.err")).unwrap())
-        .spawn()
-        .unwrap();
+    let agent = Running(Some(
+        Command::new(common::binary())
+            .args([
+                "run",
+                "--interval",
+                "1s",
+                "--log-format",
+                format,
+                "--source",
+            ])
+            .arg(fleet.path())
+            .arg("--credentials-dir")
+            .arg(sim_dir.path())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "debug")
+            .stdout(std::fs::File::create(fleet.path().join(".log.out")).unwrap())
+            .stderr(std::fs::File::create(fleet.path().join(".log.err")).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
     wait_until("every claim ready", || all_ready(&server));
 
     // The admin API is beside the clusters: https://HOST:PORT/admin.
@@ -167,8 +183,8 @@ fn run_agent(format: &str) -> (String, Vec<String>) {
         "{}",
         fetch(&server, "/api/v1/status").unwrap_or_default()
     );
-    stop(agent);
-    stop(sim);
+    drop(agent);
+    drop(sim);
     let log = std::fs::read_to_string(fleet.path().join(".log.out")).unwrap()
         + &std::fs::read_to_string(fleet.path().join(".log.err")).unwrap();
     tokens.sort();
