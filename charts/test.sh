@@ -2,7 +2,9 @@
 # Tests of charts/psql-fleet through a real Helm engine (Helm v4's Go library, in-process):
 # strict lint with default, required and example values, `helm install --dry-run=client` with
 # assertions on the objects, values.schema.json rejecting bad values, and the chart's copies of
-# dashboards/alerts.yaml and dashboards/*.json being identical to the originals.
+# dashboards/alerts.yaml and dashboards/*.json being identical to the originals; and the
+# manifests applied to `psql-fleet sim` with kubectl apply --server-side --dry-run=server for
+# the kinds the simulator serves (tests/test_chart_sim.py; needs kubectl and a built binary).
 # Needs: python3 (3.11) and PyPI helm-python-sdk; PyPI helm-sdkpy (optional) lints as a second engine.
 #   pip install helm-python-sdk && pip install --ignore-requires-python helm-sdkpy
 # Without helm-python-sdk: prints SKIP and exits 0, unless $CI is set (then it fails).
@@ -25,7 +27,7 @@ python3 -c 'import helm_python as h; print("Helm engine: helm-python-sdk", h.__v
 # on lint reports themselves.
 python3 - 2> >(grep -v ' WARN missing required values' >&2) <<'PY'
 import sys, unittest
-suite = unittest.defaultTestLoader.loadTestsFromName("charts.tests.test_chart")
+suite = unittest.defaultTestLoader.loadTestsFromNames(["charts.tests.test_chart", "charts.tests.test_chart_sim"])
 result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
 failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
 skipped = len(result.skipped)

@@ -4,9 +4,19 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// The demo process, killed if the test fails before it stops it.
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 #[test]
 fn the_demo_converges_shows_status_and_metrics_and_stops_on_ctrl_c() {
@@ -16,21 +26,24 @@ fn the_demo_converges_shows_status_and_metrics_and_stops_on_ctrl_c() {
         .unwrap()
         .port();
     let server = format!("http://127.0.0.1:{port}");
-    let mut child = Command::new(common::binary())
-        .args([
-            "demo",
-            "--clusters",
-            "6",
-            "--ready-after",
-            "300ms",
-            "--listen",
-        ])
-        .arg(format!("127.0.0.1:{port}"))
-        .current_dir(common::root())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut demo = Demo(
+        Command::new(common::binary())
+            .args([
+                "demo",
+                "--clusters",
+                "6",
+                "--ready-after",
+                "300ms",
+                "--listen",
+            ])
+            .arg(format!("127.0.0.1:{port}"))
+            .current_dir(common::root())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut demo.0;
     let (tx, lines) = mpsc::channel();
     let stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
@@ -48,10 +61,7 @@ fn the_demo_converges_shows_status_and_metrics_and_stops_on_ctrl_c() {
         let left = deadline.saturating_duration_since(Instant::now());
         match lines.recv_timeout(left) {
             Ok(line) => seen.push(line),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the demo did not converge:\n{}", seen.join("\n"));
-            }
+            Err(_) => panic!("the demo did not converge:\n{}", seen.join("\n")),
         }
     }
     let text = seen.join("\n");
@@ -116,10 +126,7 @@ fn the_demo_converges_shows_status_and_metrics_and_stops_on_ctrl_c() {
         if let Some(code) = child.try_wait().unwrap() {
             break code;
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the demo did not stop on SIGINT");
-        }
+        assert!(Instant::now() < deadline, "the demo did not stop on SIGINT");
         std::thread::sleep(Duration::from_millis(100));
     };
     reader.join().unwrap();

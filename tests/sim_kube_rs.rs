@@ -256,3 +256,100 @@ async fn a_partial_apply_configuration_is_validated_once_merged() {
     }
     handle.shutdown().await;
 }
+
+/// `dryRun=All` on server-side apply, as the Kubernetes API server does it: the same
+/// validation and response as a real apply (the object as it would be, with its managed
+/// fields), nothing stored, nothing in the log of mutating requests.
+#[tokio::test]
+async fn a_dry_run_apply_answers_like_an_apply_and_changes_nothing() {
+    use k8s_openapi::api::apps::v1::Deployment;
+
+    let dir = tempfile::tempdir().unwrap();
+    let handle = sim::start(SimConfig {
+        clusters: 1,
+        out: dir.path().into(),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let cluster = handle.cluster_names[0].clone();
+    let c = client(&handle, &cluster).await;
+    let api: Api<Deployment> = Api::namespaced(c.clone(), "default");
+    let deployment = |replicas: serde_json::Value| {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "agent", "namespace": "default"},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": "agent"}},
+                "template": {"metadata": {"labels": {"app": "agent"}},
+                             "spec": {"containers": [{"name": "agent", "image": "psql-fleet:1"}]}}
+            }
+        })
+    };
+    let dry = PatchParams::apply("helm").dry_run();
+    let audited = || handle.sim.audit.entries(Some(&cluster)).len();
+
+    let answer = api
+        .patch("agent", &dry, &Patch::Apply(deployment(json!(2))))
+        .await
+        .unwrap();
+    assert_eq!(answer.spec.as_ref().unwrap().replicas, Some(2));
+    assert!(answer.metadata.uid.is_some() && answer.metadata.creation_timestamp.is_some());
+    let managers: Vec<String> = answer
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert_eq!(managers, ["helm"]);
+    assert!(
+        api.get_opt("agent").await.unwrap().is_none(),
+        "a dry run stored the object"
+    );
+    assert_eq!(audited(), 0, "a dry run is in the audit log");
+
+    // The same validation as a real apply: a field of the wrong type in a Release (the
+    // CRD's schema) is refused either way, with the same answer.
+    let releases: Api<DynamicObject> =
+        Api::namespaced_with(c.clone(), "default", &ApiResource::erase::<Release>(&()));
+    let mut bad = release("bad", "0.7.23");
+    bad["spec"]["forProvider"]["chart"]["version"] = json!(["0.7.23"]);
+    let bad: DynamicObject = serde_json::from_value(bad).unwrap();
+    let refused = |r: Result<DynamicObject, kube::Error>| match r {
+        Err(kube::Error::Api(s)) => (s.code, s.reason),
+        other => panic!("not refused: {other:?}"),
+    };
+    let dry_answer = refused(releases.patch("bad", &dry, &Patch::Apply(&bad)).await);
+    let real_answer = refused(
+        releases
+            .patch("bad", &PatchParams::apply("helm"), &Patch::Apply(&bad))
+            .await,
+    );
+    assert_eq!(dry_answer, real_answer);
+    assert!((400..500).contains(&dry_answer.0), "{dry_answer:?}");
+
+    // Over an existing object: the merged result comes back, the stored one stays.
+    api.patch(
+        "agent",
+        &PatchParams::apply("helm"),
+        &Patch::Apply(deployment(json!(1))),
+    )
+    .await
+    .unwrap();
+    let before = audited();
+    let answer = api
+        .patch("agent", &dry, &Patch::Apply(deployment(json!(3))))
+        .await
+        .unwrap();
+    assert_eq!(answer.spec.unwrap().replicas, Some(3));
+    let stored = api.get("agent").await.unwrap();
+    assert_eq!(stored.spec.unwrap().replicas, Some(1));
+    assert_eq!(
+        answer.metadata.resource_version, stored.metadata.resource_version,
+        "a dry run bumped the resourceVersion"
+    );
+    assert_eq!(audited(), before);
+    handle.shutdown().await;
+}

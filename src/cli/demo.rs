@@ -163,7 +163,7 @@ async fn demo_main(args: &DemoArgs, example: &FileTree, work: &Path) -> Result<(
     println!("  status:   psql-fleet status --server {server}");
     println!("  metrics:  {server}/metrics");
     println!(
-        "  faults:   psql-fleet sim fault --admin {} --dir {} edit {}",
+        "  faults:   psql-fleet sim fault --admin {} --dir {} down|up|errors {} ...",
         handle.admin_url(),
         sim_dir.display(),
         handle

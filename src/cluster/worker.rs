@@ -12,10 +12,11 @@ use kube::api::{Api, DynamicObject};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::apply::{self, Writer};
 use super::{kubeconfig, Accepted, Shared};
-use crate::api::LABEL_FLEET;
+use crate::api::{LABEL_FLEET, LABEL_PSQL};
 use crate::metrics::ErrorReason;
 use crate::reconcile::{
     plan_cluster, Action, ApplyReason, Backoff, ClusterInput, ClusterPlan, Drift, LiveState,
@@ -249,7 +250,10 @@ async fn session(
             continue;
         }
         let accepted = fleet.borrow().clone();
-        let errors = pass(name, shared, &client, &accepted, &mut view, state).await;
+        let span = tracing::info_span!("reconcile", cluster = %name, revision = %short(&accepted.revision));
+        let errors = pass(name, shared, &client, &accepted, &mut view, state)
+            .instrument(span)
+            .await;
         if errors == 0 {
             attempt = 0;
             retry_at = None;
@@ -358,7 +362,11 @@ async fn pass(
         None
     };
     for action in &plan.actions {
-        match carry_out(shared, &writer, action, state).await {
+        let span = tracing::info_span!("action", claim = %claim_of(action, &view.live), object = %action.object_ref());
+        match carry_out(shared, &writer, action, state)
+            .instrument(span)
+            .await
+        {
             // What the server answered stands until the watch says otherwise, so a pass
             // woken by the next event does not apply the same object again.
             Ok(Some(served)) => {
@@ -393,8 +401,36 @@ async fn pass(
         .observe_duration(name, started.elapsed().as_secs_f64());
     shared.metrics.record_plan(name, &plan);
     let failed = errors.len();
+    for claim in &plan.claims {
+        tracing::debug!(claim = %claim.key, ready = claim.readiness.ready, reason = claim.readiness.reason.as_deref().unwrap_or(""), "claim");
+    }
+    tracing::debug!(actions = plan.actions.len(), failed, "pass done");
     record_status(shared, name, &accepted.revision, &plan, errors);
     failed
+}
+
+fn short(revision: &str) -> &str {
+    revision.get(..12).unwrap_or(revision)
+}
+
+/// `<namespace>/<name>` of the claim an action is for, from the object's `hops.ops.com.ai/psql`
+/// label (the desired object's, else the live one's).
+fn claim_of(action: &Action, live: &LiveState) -> String {
+    let at = action.object_ref();
+    let name = match action {
+        Action::Apply { object, .. } => {
+            let labels = match object.as_ref() {
+                crate::render::DesiredObject::Release(r) => r.metadata.labels.as_ref(),
+                crate::render::DesiredObject::Usage(u) => u.metadata.labels.as_ref(),
+            };
+            labels.and_then(|l| l.get(LABEL_PSQL)).cloned()
+        }
+        _ => live
+            .get(&at)
+            .and_then(|o| o.claim_name())
+            .map(str::to_string),
+    };
+    format!("{}/{}", at.namespace, name.as_deref().unwrap_or("?"))
 }
 
 async fn carry_out(

@@ -285,10 +285,15 @@ async fn route(
             "the server does not allow this method on the requested resource",
         )),
     };
-    if matches!(
-        method,
-        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    ) {
+    // A dry run changes nothing, so it is not in the log of mutating requests.
+    let dry_run = write.dry_run
+        || (method == Method::DELETE && delete_opts(&q, &body).is_ok_and(|o| o.dry_run));
+    if !dry_run
+        && matches!(
+            method,
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        )
+    {
         let verb = match (&method, target.is_some()) {
             (&Method::POST, _) => "create",
             (&Method::PUT, _) => "update",
