@@ -85,7 +85,7 @@ fn the_base_fleet_is_valid() {
 fn every_bad_input_gives_its_documented_error_and_exit_code_1() {
     let cases = cases();
     assert!(
-        cases.len() >= 30,
+        cases.len() >= 60,
         "the corpus has only {} cases",
         cases.len()
     );
@@ -140,4 +140,260 @@ fn a_bad_fleet_renders_nothing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty(), "rendered despite errors");
+}
+
+/// Sets up one generated case at the path it is given.
+type Prepare = Box<dyn FnOnce(&Path)>;
+
+/// Runs `psql-fleet validate` on `fleet`; the exit code and stderr.
+fn validate(fleet: &Path) -> (Option<i32>, String) {
+    let out = Command::new(common::binary())
+        .arg("validate")
+        .arg(fleet)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A copy of the base fleet with `prepare` applied to it.
+fn base_with(prepare: impl FnOnce(&Path)) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let fleet = tmp.path().join("fleet");
+    copy_dir(&common::root().join("tests/bad-input/base"), &fleet);
+    prepare(&fleet);
+    (tmp, fleet)
+}
+
+/// Inputs too big, too deep or too odd to commit as files: generated here, each must give
+/// exit 1 and a line naming the file (and the field where there is one), never a panic.
+#[test]
+fn generated_bad_inputs_are_refused_with_an_error_naming_the_file() {
+    const CLAIM_HEAD: &str = "apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nmetadata: {name: gen}\nspec:\n  clusterName: a\n";
+    fn huge(fleet: &Path, path: &str, head: &str) {
+        // Valid YAML all the way, so only the size can be the problem.
+        let mut text = head.to_string();
+        text.push_str(
+            &"# padding padding padding padding padding padding padding\n".repeat(20_000),
+        );
+        fs::write(fleet.join(path), text).unwrap();
+    }
+    let cases: Vec<(&str, Prepare, &str)> = vec![
+        (
+            "a claim file over the size limit",
+            Box::new(move |f| huge(f, "claims/huge.yaml", CLAIM_HEAD)),
+            "claims/huge.yaml: file is ",
+        ),
+        (
+            "a cluster file over the size limit",
+            Box::new(|f| huge(f, "clusters/big.yaml", "kind: Cluster\n")),
+            "clusters/big.yaml: file is ",
+        ),
+        (
+            "fleet.yaml over the size limit",
+            Box::new(|f| huge(f, "fleet.yaml", "kind: Fleet\n")),
+            "fleet.yaml: file is ",
+        ),
+        (
+            "values nested 100,000 levels deep",
+            Box::new(move |f| {
+                let deep = format!(
+                    "{CLAIM_HEAD}  atlasOperator:\n    values: {{x: {}{}}}\n",
+                    "[".repeat(100_000),
+                    "]".repeat(100_000)
+                );
+                fs::write(f.join("claims/deep.yaml"), deep).unwrap();
+            }),
+            "claims/deep.yaml:7:",
+        ),
+        (
+            "a twelve-level billion-laughs alias bomb in values",
+            Box::new(move |f| {
+                let mut bomb = format!("{CLAIM_HEAD}  atlasOperator:\n    values:\n      l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+                for i in 1..12 {
+                    bomb.push_str(&format!(
+                        "      l{i}: &l{i} [{}]\n",
+                        vec![format!("*l{}", i - 1); 10].join(", ")
+                    ));
+                }
+                fs::write(f.join("claims/bomb.yaml"), bomb).unwrap();
+            }),
+            "repetition limit exceeded",
+        ),
+        (
+            "a claim file that is a link out of the tree",
+            Box::new(|f| {
+                let outside = f.parent().unwrap().join("outside.yaml");
+                fs::write(&outside, CLAIM_HEAD).unwrap();
+                std::os::unix::fs::symlink(&outside, f.join("claims/linked.yaml")).unwrap();
+            }),
+            "claims/linked.yaml: symbolic link points outside the fleet directory; refusing to follow it",
+        ),
+        (
+            "a claims directory that is a link out of the tree",
+            Box::new(|f| {
+                let outside = f.parent().unwrap().join("elsewhere");
+                fs::create_dir_all(&outside).unwrap();
+                fs::write(outside.join("x.yaml"), CLAIM_HEAD).unwrap();
+                std::os::unix::fs::symlink(&outside, f.join("claims/team")).unwrap();
+            }),
+            "claims/team: symbolic link points outside the fleet directory; refusing to follow it",
+        ),
+        (
+            "a cluster file that is a link to /etc/passwd",
+            Box::new(|f| {
+                std::os::unix::fs::symlink("/etc/passwd", f.join("clusters/passwd.yaml")).unwrap();
+            }),
+            "clusters/passwd.yaml: symbolic link points outside the fleet directory; refusing to follow it",
+        ),
+        (
+            "a dangling link",
+            Box::new(|f| {
+                std::os::unix::fs::symlink(f.join("nowhere.yaml"), f.join("claims/dangling.yaml"))
+                    .unwrap();
+            }),
+            "claims/dangling.yaml: broken symbolic link",
+        ),
+        (
+            "UTF-16 text (not UTF-8)",
+            Box::new(move |f| {
+                let mut bytes = vec![0xFF, 0xFE];
+                bytes.extend(CLAIM_HEAD.encode_utf16().flat_map(u16::to_le_bytes));
+                fs::write(f.join("claims/utf16.yaml"), bytes).unwrap();
+            }),
+            "claims/utf16.yaml:1:1: not valid UTF-8; fleet files must be UTF-8 encoded",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, prepare, expected) in cases {
+        let (_tmp, fleet) = base_with(prepare);
+        let (code, stderr) = validate(&fleet);
+        if code != Some(1) || stderr.contains("panicked") || !stderr.contains(expected) {
+            failures.push(format!(
+                "{what}: exit {code:?}, expected 1 and a line with {expected:?}\n{stderr}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Kubeconfigs are read by the agent, not by `validate` (they are never in Git): each bad
+/// one gives an error naming the cluster and the file, never a panic and never the file's
+/// contents (the token below must not appear).
+#[tokio::test]
+async fn bad_kubeconfigs_give_an_error_naming_cluster_and_file_and_never_their_contents() {
+    use psql_fleet::cluster::kubeconfig::{client, resolve};
+    const TOKEN: &str = "tok-6f1d2c9e-do-not-print";
+    let good = format!(
+        "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:1'}}}}]\nusers: [{{name: u, user: {{token: {TOKEN}}}}}]\ncontexts: [{{name: ctx, context: {{cluster: c, user: u}}}}]\ncurrent-context: ctx\n"
+    );
+    let creds = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    fs::write(outside.path().join("real.yaml"), &good).unwrap();
+    let cases: Vec<(&str, Prepare, Option<&str>)> = vec![
+        ("missing", Box::new(|_| {}), None),
+        (
+            "a directory",
+            Box::new(|p| fs::create_dir(p).unwrap()),
+            None,
+        ),
+        (
+            "malformed YAML",
+            Box::new(|p| {
+                fs::write(
+                    p,
+                    format!("users: [{{name: u, user: {{token: {TOKEN}}}}}]\nthis: [is: not"),
+                )
+                .unwrap()
+            }),
+            None,
+        ),
+        (
+            "not a kubeconfig",
+            Box::new(|p| fs::write(p, format!("- {TOKEN}\n- two\n")).unwrap()),
+            None,
+        ),
+        ("empty", Box::new(|p| fs::write(p, "").unwrap()), None),
+        (
+            "not UTF-8",
+            Box::new(|p| fs::write(p, [0xff, 0xfe, 0x00, 0x80, b':', b' ', 0xc3]).unwrap()),
+            None,
+        ),
+        (
+            "a context the file lacks",
+            Box::new({
+                let good = good.clone();
+                move |p| fs::write(p, good).unwrap()
+            }),
+            Some("admin@elsewhere"),
+        ),
+        (
+            "certificate-authority-data that is not base64",
+            Box::new(|p| {
+                fs::write(
+                    p,
+                    format!("apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:1', certificate-authority-data: '!!{TOKEN}!!'}}}}]\nusers: [{{name: u, user: {{token: {TOKEN}}}}}]\ncontexts: [{{name: ctx, context: {{cluster: c, user: u}}}}]\ncurrent-context: ctx\n"),
+                )
+                .unwrap()
+            }),
+            None,
+        ),
+        (
+            "UTF-16 of odd length (kube-client 5 panics reading it)",
+            Box::new(|p| fs::write(p, [0xff, 0xfe, b'a', 0, b'b']).unwrap()),
+            None,
+        ),
+        (
+            "larger than 1 MiB",
+            Box::new({
+                let good = good.clone();
+                move |p| fs::write(p, format!("{good}{}", "#\n".repeat(600_000))).unwrap()
+            }),
+            None,
+        ),
+        (
+            "a link out of the credentials directory",
+            Box::new({
+                let target = outside.path().join("real.yaml");
+                move |p| std::os::unix::fs::symlink(target, p).unwrap()
+            }),
+            None,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (i, (what, prepare, context)) in cases.into_iter().enumerate() {
+        let file = format!("k{i}.yaml");
+        prepare(&creds.path().join(&file));
+        let spec = format!(
+            "kubeconfig: {file}\n{}",
+            context
+                .map(|c| format!("context: {c}\n"))
+                .unwrap_or_default()
+        );
+        let cluster = psql_fleet::model::Cluster {
+            origin: psql_fleet::model::Origin {
+                file: "clusters/c1.yaml".into(),
+                document: 1,
+            },
+            name: "c1".into(),
+            labels: Default::default(),
+            spec: serde_yaml::from_str(&spec).unwrap(),
+        };
+        let result = match resolve(creds.path(), &cluster) {
+            Ok(path) => client(&path, &cluster).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => failures.push(format!("{what}: a client was built")),
+            Err(e) => {
+                let e = e.to_string();
+                if !e.contains("cluster c1") || !e.contains(&file) || e.contains(TOKEN) {
+                    failures.push(format!("{what}: {e}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -30,6 +30,9 @@ pub enum Error {
     },
 }
 
+/// A kubeconfig is a few kilobytes; a bigger file is a mistake, not read into memory.
+pub const MAX_KUBECONFIG_BYTES: usize = 1024 * 1024;
+
 /// The resolved kubeconfig path, checked to stay inside `credentials_dir`.
 pub fn resolve(credentials_dir: &Path, cluster: &Cluster) -> Result<PathBuf, Error> {
     let path = credentials_dir.join(&cluster.spec.kubeconfig);
@@ -64,6 +67,23 @@ pub async fn client(path: &Path, cluster: &Cluster) -> Result<kube::Client, Erro
         context: shown_context.clone(),
         kind,
     };
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(
+            std::fs::File::open(path).map_err(|_| invalid("cannot be read"))?,
+            MAX_KUBECONFIG_BYTES as u64 + 1,
+        ),
+        &mut bytes,
+    )
+    .map_err(|_| invalid("cannot be read"))?;
+    if bytes.len() > MAX_KUBECONFIG_BYTES {
+        return Err(invalid("larger than 1 MiB"));
+    }
+    // kube-client 5 indexes past the end of a UTF-16 file of odd length (a panic, which
+    // would end this cluster's worker); such a file is not a kubeconfig anyway.
+    if matches!(bytes.as_slice(), [0xFF, 0xFE, ..] | [0xFE, 0xFF, ..]) && bytes.len() % 2 == 1 {
+        return Err(invalid("does not parse as a kubeconfig"));
+    }
     let kubeconfig =
         Kubeconfig::read_from(path).map_err(|_| invalid("does not parse as a kubeconfig"))?;
     let options = KubeConfigOptions {

@@ -87,6 +87,62 @@ fn slices(text: &str) -> Vec<Slice<'_>> {
     out
 }
 
+/// Deeper flow nesting (`[[[...` or `{{{...`) is refused before libyaml sees it: its scanner
+/// takes time quadratic in the depth (a 200 KB file of brackets took minutes), long before
+/// serde_yaml's own recursion limit (128) is reached.
+pub const MAX_FLOW_DEPTH: usize = 128;
+
+/// The line and column of the first flow indicator that opens a collection deeper than
+/// [`MAX_FLOW_DEPTH`], found lexically: brackets inside quotes and comments, or in the
+/// middle of a plain scalar (`a[b`), do not count. Deliberately simple: a false count needs
+/// more than a hundred unclosed brackets at token starts, which no fleet file has.
+fn too_deep_flow(text: &str) -> Option<(usize, usize)> {
+    let (mut depth, mut line, mut column) = (0usize, 1usize, 0usize);
+    let (mut single, mut double, mut comment, mut escaped) = (false, false, false, false);
+    // Whether the next character starts a token: after whitespace or an indicator, not in
+    // the middle of a plain scalar.
+    let mut token_start = true;
+    for c in text.chars() {
+        column += 1;
+        if c == '\n' {
+            line += 1;
+            column = 0;
+            comment = false;
+        }
+        let at_start = token_start;
+        token_start = c.is_whitespace();
+        if comment {
+        } else if double {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                double = false;
+            }
+        } else if single {
+            single = c != '\'';
+        } else {
+            match c {
+                '#' if at_start => comment = true,
+                '"' if at_start => double = true,
+                '\'' if at_start => single = true,
+                '[' | '{' if at_start => {
+                    depth += 1;
+                    token_start = true;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Some((line, column));
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                ',' | '-' if at_start || depth > 0 => token_start = true,
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
 /// Decodes a file and splits it into its non-empty documents. A file that is not UTF-8,
 /// too large, or not YAML gives one diagnostic and no documents.
 #[allow(
@@ -110,13 +166,25 @@ pub fn split<'a>(file: &str, bytes: &'a [u8]) -> Result<Vec<RawDocument<'a>>, Di
         Diagnostic::file(file, "not valid UTF-8; fleet files must be UTF-8 encoded")
             .at(line, column)
     })?;
+    if let Some((line, column)) = too_deep_flow(text) {
+        return Err(Diagnostic::file(
+            file,
+            format!("flow collections nest deeper than {MAX_FLOW_DEPTH} levels; refusing to parse (the document nests too deeply)"),
+        )
+        .at(line, column));
+    }
     let mut documents = Vec::new();
     let mut number = 0;
     for slice in slices(text) {
         for (index, doc) in serde_yaml::Deserializer::from_str(slice.text).enumerate() {
             number += 1;
-            let head = Option::<Head>::deserialize(doc)
-                .map_err(|e| yaml_diagnostic(file, Some(number), slice.line_offset, &e))?;
+            let head = Option::<Head>::deserialize(doc).map_err(|e| {
+                at_reader_position(
+                    yaml_diagnostic(file, Some(number), slice.line_offset, &e),
+                    slice.text,
+                    slice.line_offset,
+                )
+            })?;
             if let Some(head) = head {
                 documents.push(RawDocument {
                     origin: Origin {
@@ -132,6 +200,22 @@ pub fn split<'a>(file: &str, bytes: &'a [u8]) -> Result<Vec<RawDocument<'a>>, Di
         }
     }
     Ok(documents)
+}
+
+/// libyaml's reader errors (control characters, for one) carry a character offset into
+/// the text instead of a line and column; turn it into the position a reader can find.
+fn at_reader_position(mut diagnostic: Diagnostic, text: &str, line_offset: usize) -> Diagnostic {
+    let Some((message, offset)) = diagnostic.message.rsplit_once(" at position ") else {
+        return diagnostic;
+    };
+    let Ok(offset) = offset.parse::<usize>() else {
+        return diagnostic;
+    };
+    let before: String = text.chars().take(offset).collect();
+    let line = before.matches('\n').count() + 1;
+    let column = before.chars().rev().take_while(|c| *c != '\n').count() + 1;
+    diagnostic.message = message.to_string();
+    diagnostic.at(line + line_offset, column)
 }
 
 /// Turns a serde_yaml error into a diagnostic, moving the field path that serde_yaml puts
@@ -150,6 +234,25 @@ pub fn yaml_diagnostic(
         // libyaml's own messages carry the position mid-sentence; say it once, up front.
         message = message.replacen(&suffix, "", 1);
         diagnostic = diagnostic.at(location.line() + line_offset, location.column());
+    }
+    // `Head` is this module's name for a document's apiVersion and kind; say what the
+    // reader wrote instead.
+    if let Some(got) = message
+        .strip_prefix("invalid type: ")
+        .and_then(|m| m.strip_suffix(", expected struct Head"))
+    {
+        message = format!("expected a mapping with apiVersion and kind, got {got}");
+    }
+    // serde names Rust types; the reader wrote YAML.
+    for (rust, yaml) in [
+        ("expected f64", "expected a number"),
+        ("expected u32", "expected a whole number"),
+        ("expected u64", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+    ] {
+        if let Some(stem) = message.strip_suffix(rust) {
+            message = format!("{stem}{yaml}");
+        }
     }
     if message == "repetition limit exceeded" {
         message
@@ -225,6 +328,32 @@ mod tests {
         docs.iter()
             .find_map(|d| d.parse::<Doc>().err())
             .expect("an error")
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_refused_before_parsing_and_brackets_in_text_do_not_count() {
+        let deep = format!(
+            "kind: A\nspec: {{x: {}{}}}\n",
+            "[".repeat(500_000),
+            "]".repeat(500_000)
+        );
+        let started = std::time::Instant::now();
+        let err = split("f.yaml", deep.as_bytes()).unwrap_err();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(err.message.contains("nest deeper than 128"), "{err}");
+        // The 129th opening: the `{` at column 7 is the first, "spec: {x: " is 10
+        // characters, and 128 brackets follow it.
+        assert_eq!((err.line, err.column), (Some(2), Some(10 + 128)));
+        let text =
+            "kind: A\nspec:\n  a: \"[[[[\"\n  b: '{{{{'\n  c: x[[[[\n  # [[[[\n  d: [[[1]]]\n";
+        let brackets = text
+            .replace("[[[[", &"[".repeat(200))
+            .replace("{{{{", &"{".repeat(200));
+        assert!(split("f.yaml", brackets.as_bytes()).is_ok());
     }
 
     #[test]
