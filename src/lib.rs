@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod model;
 pub mod reconcile;
 pub mod render;
+pub mod rollout;
 pub mod sim;
 pub mod source;
 pub mod status;
