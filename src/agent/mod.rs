@@ -5,6 +5,7 @@
 
 pub mod accept;
 pub mod http;
+pub mod rollout;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -31,6 +32,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Metrics(#[from] crate::metrics::Error),
+    #[error("rollout state: {0}")]
+    State(#[from] crate::rollout::store::Error),
 }
 
 /// Everything `run` is told on the command line.
@@ -46,6 +49,8 @@ pub struct Config {
     pub allow_mass_prune: bool,
     pub interval: Duration,
     pub max_concurrency: usize,
+    /// Where the rollout state is kept (default `<cache_dir>/state`).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Reads revisions from the source into `out` until the receiver goes away.
@@ -111,6 +116,15 @@ pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
+    run_with_observers(config, Vec::new(), shutdown).await
+}
+
+/// [`run`], telling `observers` of every rollout wave transition.
+pub async fn run_with_observers(
+    config: Config,
+    observers: Vec<Arc<dyn rollout::WaveObserver>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new()?);
     let status = Arc::new(RwLock::new(StatusReport {
         dry_run: config.dry_run,
@@ -122,6 +136,22 @@ pub async fn run(
             SourceSpec::Git(u) => crate::source::git::redact_url(u),
         };
     }
+    // A dry run must not move the real agent's rollout: its state stays in memory.
+    let store = if config.dry_run {
+        None
+    } else {
+        let dir = config
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| config.cache_dir.join("state"));
+        Some(crate::rollout::store::Store::open(&dir)?)
+    };
+    let rollouts = Arc::new(rollout::Rollouts::open(
+        store,
+        metrics.clone(),
+        status.clone(),
+        observers,
+    )?);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen {
@@ -132,6 +162,7 @@ pub async fn run(
     let endpoints = Arc::new(http::Endpoints {
         metrics: metrics.clone(),
         status: status.clone(),
+        rollouts: rollouts.clone(),
     });
     let server = tokio::spawn(endpoints.serve(listener));
 
@@ -144,6 +175,7 @@ pub async fn run(
         allow_mass_prune: config.allow_mass_prune,
         resync: config.interval,
         call_timeout: Duration::from_secs(15),
+        rollouts: rollouts.clone(),
     });
     let (revisions_tx, mut revisions) = mpsc::channel(4);
     let source_task = spawn_source(&config, revisions_tx);
@@ -151,11 +183,13 @@ pub async fn run(
     let mut fleet_tx: Option<watch::Sender<Arc<Accepted>>> = None;
     let mut workers: BTreeMap<String, JoinHandle<()>> = BTreeMap::new();
     let mut ready_tick = tokio::time::interval(Duration::from_millis(500));
+    let mut rollout_tick = tokio::time::interval(Duration::from_millis(250));
     tokio::pin!(shutdown);
 
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            _ = rollout_tick.tick() => rollouts.tick(),
             _ = ready_tick.tick() => {
                 let clusters = fleet_tx.as_ref().map_or(0, |tx| tx.borrow().fleet.clusters.len());
                 if let Ok(mut s) = status.write() {
@@ -205,6 +239,7 @@ pub async fn run(
                             s.clusters.retain(|name, _| clusters.contains(name));
                         }
                         let accepted = Arc::new(accepted);
+                        rollouts.accept(&accepted, &revision.tree);
                         let tx = match &fleet_tx {
                             Some(tx) => { tx.send_replace(accepted); tx.clone() }
                             None => { let (tx, _) = watch::channel(accepted); fleet_tx = Some(tx.clone()); tx }

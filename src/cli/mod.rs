@@ -1,6 +1,7 @@
 //! The `psql-fleet` command line (SPEC 2.7).
 
 pub mod render;
+pub mod rollout;
 pub mod run;
 pub mod sim;
 pub mod sim_fault;
@@ -30,8 +31,9 @@ pub struct Cli {
 pub enum Command {
     Validate(validate::ValidateArgs),
     Render(render::RenderArgs),
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     Status(status::StatusArgs),
+    Rollout(rollout::RolloutArgs),
     /// Serves simulated Kubernetes clusters on loopback (see `psql-fleet sim --help`).
     Sim(Box<sim::SimArgs>),
 }
@@ -43,6 +45,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Render(args) => render::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Rollout(args) => rollout::run(&args),
         Command::Sim(args) => sim::run(*args),
     }
 }

@@ -51,6 +51,10 @@ pub struct RunArgs {
     /// Where Git sources are cloned.
     #[arg(long, default_value = ".psql-fleet-cache")]
     pub cache_dir: PathBuf,
+    /// Where the rollout state is kept: which revision each cluster was given and where
+    /// each wave stands, so a restart skips no gate (default `<cache-dir>/state`).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
     /// File holding an HTTPS token for the Git source (else $PSQL_FLEET_GIT_TOKEN).
     #[arg(long)]
     pub git_token_file: Option<PathBuf>,
@@ -117,6 +121,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         allow_mass_prune: args.allow_mass_prune,
         interval: args.interval,
         max_concurrency: args.max_concurrency,
+        state_dir: args.state_dir.clone(),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

@@ -41,4 +41,6 @@ pub struct Shared {
     pub resync: Duration,
     /// Bound on every API call.
     pub call_timeout: Duration,
+    /// Which revision each cluster is reconciled to, by rollout wave.
+    pub rollouts: Arc<crate::agent::rollout::Rollouts>,
 }
