@@ -119,8 +119,13 @@ impl Rollouts {
             status,
             observers,
         };
-        if let Ok(inner) = this.inner.lock() {
-            this.publish(&inner);
+        if let Ok(mut inner) = this.inner.lock() {
+            let transitions = inner.state.restarted(now_ms());
+            if transitions.is_empty() {
+                this.publish(&inner);
+            } else {
+                this.finish(&mut inner, transitions);
+            }
         }
         Ok(this)
     }
@@ -232,6 +237,9 @@ impl Rollouts {
     pub fn resume(&self) -> Result<RolloutStatus, String> {
         let mut inner = self.inner.lock().map_err(|_| "rollout state unavailable")?;
         let transitions = inner.state.resume(now_ms())?;
+        // The reports that failed the wave must not fail it again: it is judged on passes
+        // made after the resume.
+        inner.health.clear();
         self.finish(&mut inner, transitions);
         self.current(&inner)
     }

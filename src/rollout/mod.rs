@@ -171,6 +171,9 @@ pub struct WaveProgress {
     pub clusters: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_ms: Option<u64>,
+    /// Since when the wave waits for readiness; its timeout counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progressing_since_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_since_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -317,6 +320,7 @@ impl State {
                 timeout_ms: ms(def.timeout),
                 clusters: changed,
                 started_ms: None,
+                progressing_since_ms: None,
                 ready_since_ms: None,
                 finished_ms: None,
                 reason: None,
@@ -385,6 +389,7 @@ impl State {
                 WaveState::Pending => {
                     w.state = WaveState::Progressing;
                     w.started_ms = Some(now);
+                    w.progressing_since_ms = Some(now);
                     w.reason = None;
                     for (cluster, fp) in &w.clusters {
                         clusters.insert(
@@ -409,7 +414,6 @@ impl State {
                 }
                 WaveState::Progressing | WaveState::Baking => {
                     let verdict = judge(w, &revision, health);
-                    let started = w.started_ms.unwrap_or(now);
                     match verdict {
                         Verdict::Errors(reason) => {
                             fail(r, i, reason, now, &mut out);
@@ -436,10 +440,12 @@ impl State {
                             w.ready_since_ms = None;
                             if w.state == WaveState::Baking {
                                 w.state = WaveState::Progressing;
+                                w.progressing_since_ms = Some(now);
                                 note(&mut out, w, format!("not ready while baking: {reason}"));
                             }
                             w.reason = Some(reason.clone());
-                            if now.saturating_sub(started) >= w.timeout_ms {
+                            let since = w.progressing_since_ms.or(w.started_ms).unwrap_or(now);
+                            if now.saturating_sub(since) >= w.timeout_ms {
                                 let reason = format!(
                                     "not ready within the wave's timeout of {}: {reason}",
                                     human(w.timeout_ms)
@@ -454,6 +460,34 @@ impl State {
             }
         }
         out
+    }
+
+    /// The agent started again with this state: the wave in progress is judged afresh
+    /// (the health seen before the restart is gone), with a fresh timeout and a full bake,
+    /// so the restart neither skips its gate nor fails it for want of reports.
+    pub fn restarted(&mut self, now: u64) -> Vec<Transition> {
+        let Some(r) = self.rollout.as_mut() else {
+            return Vec::new();
+        };
+        if r.halted.is_some() {
+            return Vec::new();
+        }
+        let revision = r.revision.clone();
+        let Some(w) = r.waves.iter_mut().find(|w| w.state != WaveState::Complete) else {
+            return Vec::new();
+        };
+        if !matches!(w.state, WaveState::Progressing | WaveState::Baking) {
+            return Vec::new();
+        }
+        w.state = WaveState::Progressing;
+        w.progressing_since_ms = Some(now);
+        w.ready_since_ms = None;
+        vec![Transition {
+            revision,
+            wave: w.name.clone(),
+            state: WaveState::Progressing,
+            description: "agent restarted: readiness is judged again".into(),
+        }]
     }
 
     /// `psql-fleet rollout halt`: no further wave starts until resumed; clusters already
@@ -522,6 +556,7 @@ impl State {
         {
             w.state = WaveState::Pending;
             w.started_ms = None;
+            w.progressing_since_ms = None;
             w.ready_since_ms = None;
             w.reason = None;
             out.push(Transition {
@@ -550,7 +585,11 @@ fn judge(w: &WaveProgress, revision: &str, health: &BTreeMap<String, Health>) ->
         match health.get(cluster).filter(|h| h.revision == revision) {
             Some(h) if h.errors.is_some() => {
                 let errors = h.errors.as_deref().unwrap_or_default();
-                return Verdict::Errors(format!("cluster {cluster}: {errors}"));
+                return Verdict::Errors(if errors.starts_with(&format!("cluster {cluster}:")) {
+                    errors.to_string()
+                } else {
+                    format!("cluster {cluster}: {errors}")
+                });
             }
             Some(h) if h.ready => {}
             Some(h) => not_ready.push(format!(

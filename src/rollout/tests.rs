@@ -332,10 +332,39 @@ fn a_restart_with_the_saved_state_skips_no_gate_and_re_rolls_nothing() {
         .begin(&target("b", 10 * S, "fb", &[]), 5 * S)
         .is_empty());
     assert_eq!(states(&back)[0], ("dev", Baking));
-    // No health yet after the restart: the bake does not complete on a missing report.
-    back.advance(&BTreeMap::new(), 12 * S);
+    // The wave is judged afresh: no bake completes on reports from before the restart,
+    // and the timeout counts from the restart.
+    let t = back.restarted(100 * S);
+    assert_eq!((t.len(), states(&back)[0]), (1, ("dev", Progressing)));
+    back.advance(&BTreeMap::new(), 150 * S);
     assert_eq!(states(&back)[0], ("dev", Progressing));
     assert_eq!(back.given("stg-1"), Some("a"));
+    back.advance(&ready("b", &["dev-1"]), 151 * S);
+    back.advance(&ready("b", &["dev-1"]), 160 * S);
+    assert_eq!(states(&back)[0], ("dev", Baking));
+    back.advance(&ready("b", &["dev-1"]), 161 * S);
+    assert_eq!(back.given("stg-1"), Some("b"));
+    // Nothing to judge again when halted or done.
+    let mut done = settled("a");
+    assert!(done.restarted(0).is_empty());
+}
+
+#[test]
+fn the_timeout_counts_from_when_the_wave_last_became_not_ready() {
+    let mut s = settled("a");
+    // Bake longer than the timeout: a claim that flaps late gets a fresh timeout.
+    let mut t = target("b", 100 * S, "fb", &[]);
+    t.waves[0].timeout = Duration::from_secs(10);
+    s.begin(&t, 0);
+    s.advance(&ready("b", &["dev-1"]), S);
+    let mut down = ready("b", &["dev-1"]);
+    down.get_mut("dev-1").unwrap().ready = false;
+    s.advance(&down, 50 * S);
+    assert_eq!(states(&s)[0], ("dev", Progressing));
+    s.advance(&down, 59 * S);
+    assert_eq!(states(&s)[0], ("dev", Progressing));
+    s.advance(&down, 60 * S);
+    assert_eq!(states(&s)[0], ("dev", Failed));
 }
 
 #[test]
