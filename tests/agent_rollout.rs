@@ -356,14 +356,48 @@ async fn a_failure_in_staging_halts_the_rollout_before_prod_until_resumed() {
         s.clusters.get(&staging).is_some_and(|c| c.reachable)
     })
     .await;
+    // Through the command line, as an operator does.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_psql-fleet"))
+            .args(args)
+            .args(["--server", &a.server])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, text) = cli(&["rollout", "status"]);
+    assert!(ok && text.contains("halted at wave staging"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("staging") && l.contains("failed")),
+        "{text}"
+    );
+    let (ok, text) = cli(&["rollout", "halt", "--reason", "again"]);
+    assert!(!ok && text.contains("already halted"), "{text}");
+    // The control endpoints take small JSON POSTs only.
     let server = a.server.clone();
-    let (code, _, body) = tokio::task::spawn_blocking(move || {
-        request(&server, "POST", "/api/v1/rollout/resume", Some("{}"))
+    let codes = tokio::task::spawn_blocking(move || {
+        let big = format!("{{\"reason\": \"{}\"}}", "x".repeat(5000));
+        [
+            request(&server, "GET", "/api/v1/rollout/resume", None),
+            request(&server, "POST", "/api/v1/rollout/resume", None),
+            request(&server, "POST", "/api/v1/rollout/halt", Some(&big)),
+            request(
+                &server,
+                "POST",
+                "/api/v1/rollout/halt",
+                Some("{\"bogus\": 1}"),
+            ),
+        ]
+        .map(|r| r.unwrap().0)
     })
     .await
-    .unwrap()
     .unwrap();
-    assert_eq!(code, 200, "{body}");
+    assert_eq!(codes, [405, 415, 413, 400]);
+    let (ok, text) = cli(&["rollout", "resume"]);
+    assert!(ok && text.contains("progressing"), "{text}");
     until(&a.server, "the resumed rollout to complete", |s| {
         rollout_complete(s, Some(&first_revision))
     })
