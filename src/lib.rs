@@ -14,6 +14,7 @@ pub mod api;
 pub mod cli;
 pub mod cluster;
 pub mod fleetdir;
+pub mod github;
 pub mod metrics;
 pub mod model;
 pub mod reconcile;
