@@ -17,6 +17,7 @@ pub mod fleetdir;
 pub mod github;
 pub mod metrics;
 pub mod model;
+pub mod plan;
 pub mod reconcile;
 pub mod render;
 pub mod sim;

@@ -1,5 +1,6 @@
 //! The `psql-fleet` command line (SPEC 2.7).
 
+pub mod plan;
 pub mod render;
 pub mod run;
 pub mod sim;
@@ -30,6 +31,7 @@ pub struct Cli {
 pub enum Command {
     Validate(validate::ValidateArgs),
     Render(render::RenderArgs),
+    Plan(Box<plan::PlanArgs>),
     Run(run::RunArgs),
     Status(status::StatusArgs),
     /// Serves simulated Kubernetes clusters on loopback (see `psql-fleet sim --help`).
@@ -41,6 +43,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Render(args) => render::run(&args),
+        Command::Plan(args) => plan::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Sim(args) => sim::run(*args),
