@@ -23,3 +23,4 @@ pub mod render;
 pub mod sim;
 pub mod source;
 pub mod status;
+pub mod webhook;

@@ -49,6 +49,7 @@ async fn every_claim_becomes_ready_on_five_simulated_clusters() {
         allow_mass_prune: false,
         interval: Duration::from_secs(5),
         max_concurrency: 4,
+        webhook: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent = tokio::spawn(agent::run(config, async move {

@@ -113,7 +113,11 @@ async fn the_live_plan_shows_what_applying_the_head_would_change_on_each_cluster
     // On the first cluster, someone else wrote the StackGres Release at another version
     // and left a stray Release with the fleet's label; the third cluster is down.
     let c0 = client(&handle.kubeconfig_path(&names[0])).await;
-    apply(&c0, release("default", "stackgres-operator", "main", "1.17.0")).await;
+    apply(
+        &c0,
+        release("default", "stackgres-operator", "main", "1.17.0"),
+    )
+    .await;
     apply(&c0, release("default", "stray", "main", "1.0.0")).await;
     apply(&c0, release("default", "not-ours", "other-fleet", "1.0.0")).await;
     handle

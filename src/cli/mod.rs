@@ -32,7 +32,7 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     Render(render::RenderArgs),
     Plan(Box<plan::PlanArgs>),
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     Status(status::StatusArgs),
     /// Serves simulated Kubernetes clusters on loopback (see `psql-fleet sim --help`).
     Sim(Box<sim::SimArgs>),

@@ -57,6 +57,12 @@ pub struct RunArgs {
     /// SSH private key for the Git source.
     #[arg(long)]
     pub git_ssh_key: Option<PathBuf>,
+    /// Receive GitHub push webhooks (POST /webhook) here, so a push is fetched at once.
+    #[arg(long, requires = "webhook_secret_file")]
+    pub webhook_listen: Option<SocketAddr>,
+    /// File holding the webhook's shared secret (the HMAC key of X-Hub-Signature-256).
+    #[arg(long, requires = "webhook_listen")]
+    pub webhook_secret_file: Option<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -106,6 +112,19 @@ pub fn run(args: &RunArgs) -> ExitCode {
         (_, _, Some(c)) => GitRef::Commit(c.clone()),
         _ => GitRef::Head,
     };
+    let webhook = match (&args.webhook_listen, &args.webhook_secret_file) {
+        (Some(listen), Some(file)) => match crate::webhook::Secret::from_file(file) {
+            Ok(secret) => Some(agent::WebhookConfig {
+                listen: *listen,
+                secret,
+            }),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
     let config = Config {
         source: SourceSpec::parse(&args.source),
         reference,
@@ -117,6 +136,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         allow_mass_prune: args.allow_mass_prune,
         interval: args.interval,
         max_concurrency: args.max_concurrency,
+        webhook,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

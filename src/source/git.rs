@@ -309,4 +309,4 @@ pub fn read_tree_at(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
