@@ -244,3 +244,91 @@ fn list_error(e: &kube::Error) -> String {
         _ => "the cluster cannot be reached".to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::github::tests::{reply, FakeGitHub};
+    use crate::plan::markdown::MARKER;
+    use crate::source::git::tests::git;
+
+    const CLUSTER: &str = "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Cluster\nmetadata: {name: c1}\nspec: {kubeconfig: c1.yaml}\n";
+    const CLAIM: &str =
+        "apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nspec: {clusterName: c1}\n";
+
+    fn args(repo: &Path, api: &str, token_file: &Path) -> PlanArgs {
+        PlanArgs {
+            base: Some("HEAD~1".into()),
+            head: "HEAD".into(),
+            repo: repo.to_path_buf(),
+            fleet_path: ".".into(),
+            output: Format::Json,
+            live: false,
+            credentials_dir: None,
+            github_repo: Some("acme/fleet".into()),
+            pr: Some(7),
+            github_api_url: api.to_string(),
+            github_token_file: Some(token_file.to_path_buf()),
+        }
+    }
+
+    #[test]
+    fn the_plan_is_posted_once_then_the_same_comment_is_edited() {
+        let repo = tempfile::tempdir().unwrap();
+        let dir = repo.path();
+        git(dir, &["init", "-q", "-b", "main"]);
+        std::fs::create_dir_all(dir.join("clusters")).unwrap();
+        std::fs::write(dir.join("clusters/c1.yaml"), CLUSTER).unwrap();
+        git(dir, &["add", "."]);
+        git(dir, &["commit", "-q", "-m", "cluster"]);
+        std::fs::create_dir_all(dir.join("claims")).unwrap();
+        std::fs::write(dir.join("claims/a.yaml"), CLAIM).unwrap();
+        git(dir, &["add", "."]);
+        git(dir, &["commit", "-q", "-m", "claim"]);
+        let token = dir.join("token");
+        std::fs::write(&token, "ghs_planner\n").unwrap();
+
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let gh = runtime.block_on(FakeGitHub::start(vec![
+            reply(200, json!([{"id": 1, "body": "nice"}])),
+            reply(201, json!({"id": 42})),
+            reply(
+                200,
+                json!([{"id": 1, "body": "nice"}, {"id": 42, "body": format!("{MARKER}\nold")}]),
+            ),
+            reply(200, json!({"id": 42})),
+        ]));
+        for _ in 0..2 {
+            let plan = plan(&args(dir, &gh.url, &token)).unwrap();
+            assert_eq!(plan.summary.creates, 3);
+        }
+        let seen = gh.seen();
+        let calls: Vec<_> = seen
+            .iter()
+            .map(|s| format!("{} {}", s.method, s.path_and_query))
+            .collect();
+        assert_eq!(
+            calls,
+            vec![
+                "GET /api/v3/repos/acme/fleet/issues/7/comments?per_page=100&page=1",
+                "POST /api/v3/repos/acme/fleet/issues/7/comments",
+                "GET /api/v3/repos/acme/fleet/issues/7/comments?per_page=100&page=1",
+                "PATCH /api/v3/repos/acme/fleet/issues/comments/42",
+            ]
+        );
+        for posted in [&seen[1], &seen[3]] {
+            let body = posted.body["body"].as_str().unwrap();
+            assert!(body.starts_with(MARKER), "{body}");
+            assert!(
+                body.contains("**1 of 1 cluster change**: 3 creates"),
+                "{body}"
+            );
+            assert_eq!(
+                posted.headers["authorization"].to_str().unwrap(),
+                "Bearer ghs_planner"
+            );
+        }
+    }
+}

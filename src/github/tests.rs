@@ -1,6 +1,7 @@
 //! The client against a local HTTP server that plays GitHub: it records every request and
 //! answers from a script, so each test checks method, path, headers and JSON body as the
-//! REST documentation specifies, and how 502s and rate limits are retried.
+//! REST documentation specifies, and how 502s and rate limits are retried. The fake is
+//! shared with the tests of `plan --github-repo`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -16,20 +17,20 @@ use serde_json::{json, Value};
 use super::*;
 
 #[derive(Clone, Debug)]
-struct Seen {
-    method: String,
-    path_and_query: String,
-    headers: http::HeaderMap,
-    body: Value,
+pub(crate) struct Seen {
+    pub method: String,
+    pub path_and_query: String,
+    pub headers: http::HeaderMap,
+    pub body: Value,
 }
 
-struct Reply {
+pub(crate) struct Reply {
     status: u16,
     headers: Vec<(&'static str, String)>,
     body: Value,
 }
 
-fn reply(status: u16, body: Value) -> Reply {
+pub(crate) fn reply(status: u16, body: Value) -> Reply {
     Reply {
         status,
         headers: vec![],
@@ -43,8 +44,8 @@ struct Script {
     seen: Vec<Seen>,
 }
 
-struct FakeGitHub {
-    url: String,
+pub(crate) struct FakeGitHub {
+    pub url: String,
     script: Arc<Mutex<Script>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -56,7 +57,7 @@ impl Drop for FakeGitHub {
 }
 
 impl FakeGitHub {
-    async fn start(replies: Vec<Reply>) -> Self {
+    pub async fn start(replies: Vec<Reply>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/api/v3", listener.local_addr().unwrap());
         let script = Arc::new(Mutex::new(Script {
@@ -112,7 +113,7 @@ impl FakeGitHub {
         Self { url, script, task }
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub fn seen(&self) -> Vec<Seen> {
         self.script.lock().unwrap().seen.clone()
     }
 
