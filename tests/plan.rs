@@ -214,3 +214,29 @@ fn an_unknown_revision_is_an_error_naming_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no-such-tag"), "{stderr}");
 }
+
+#[test]
+fn the_github_actions_example_uses_only_flags_plan_has() {
+    let workflow =
+        fs::read_to_string(common::root().join("examples/github-actions/psql-fleet-plan.yml"))
+            .unwrap();
+    let help = Command::new(common::binary())
+        .args(["plan", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let (_, invocation) = workflow.split_once("psql-fleet plan \\\n").unwrap();
+    let flags: Vec<&str> = invocation
+        .split_whitespace()
+        .take_while(|w| *w != "|")
+        .filter(|w| w.starts_with("--"))
+        .collect();
+    assert!(flags.len() >= 6, "{flags:?}");
+    for flag in flags {
+        assert!(help.contains(flag), "{flag} is not a plan flag:\n{help}");
+    }
+    assert!(
+        help.contains("GITHUB_API_URL"),
+        "the API URL is read from Actions' env"
+    );
+}

@@ -34,7 +34,7 @@ pub const MAX_BODY: usize = 1024 * 1024;
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more wait in the accept queue.
 pub const MAX_CONNECTIONS: usize = 64;
-/// Where deliveries are posted.
+/// Where deliveries are posted (`/` is accepted too, for a hook URL without a path).
 pub const PATH: &str = "/webhook";
 
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +147,7 @@ async fn handle(
     secret: &Secret,
     trigger: &Trigger,
 ) -> Response<Full<Bytes>> {
-    if req.uri().path() != PATH {
+    if req.uri().path() != PATH && req.uri().path() != "/" {
         return reply(StatusCode::NOT_FOUND, "not found\n");
     }
     if req.method() != Method::POST {
