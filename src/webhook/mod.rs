@@ -214,7 +214,10 @@ pub async fn serve(listener: TcpListener, secret: Secret, trigger: Trigger) {
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(handle(req, &shared.0, &shared.1).await) }
             });
+            // One delivery per connection (GitHub opens one each): an idle kept-alive
+            // connection would hold a slot.
             let connection = http1::Builder::new()
+                .keep_alive(false)
                 .timer(TokioTimer::new())
                 .header_read_timeout(READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
