@@ -50,6 +50,7 @@ async fn every_claim_becomes_ready_on_five_simulated_clusters() {
         interval: Duration::from_secs(5),
         max_concurrency: 4,
         state_dir: None,
+        webhook: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent = tokio::spawn(agent::run(config, async move {

@@ -96,6 +96,7 @@ fn start_agent(f: &Fleet, state_dir: &Path) -> Agent {
         interval: Duration::from_secs(5),
         max_concurrency: 4,
         state_dir: Some(state_dir.to_path_buf()),
+        webhook: None,
     };
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(agent::run(config, async move {

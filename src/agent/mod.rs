@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::source::git::{GitRef, GitSource};
 use crate::source::{local, Revision, SourceSpec};
 use crate::status::StatusReport;
+use crate::webhook::Trigger;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -51,10 +52,24 @@ pub struct Config {
     pub max_concurrency: usize,
     /// Where the rollout state is kept (default `<cache_dir>/state`).
     pub state_dir: Option<PathBuf>,
+    /// GitHub push webhooks that make the Git source fetch at once.
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// Where webhook deliveries are received, and the secret that signs them.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    pub listen: SocketAddr,
+    pub secret: crate::webhook::Secret,
 }
 
 /// Reads revisions from the source into `out` until the receiver goes away.
-fn spawn_source(config: &Config, out: mpsc::Sender<Result<Revision, String>>) -> JoinHandle<()> {
+/// A Git source also fetches as soon as `trigger` fires (a webhook delivery).
+fn spawn_source(
+    config: &Config,
+    out: mpsc::Sender<Result<Revision, String>>,
+    trigger: Trigger,
+) -> JoinHandle<()> {
     match &config.source {
         SourceSpec::Dir(dir) => {
             let (tx, mut rx) = mpsc::channel(4);
@@ -93,7 +108,10 @@ fn spawn_source(config: &Config, out: mpsc::Sender<Result<Revision, String>>) ->
                     if fresh && out.send(result).await.is_err() {
                         return;
                     }
-                    tokio::time::sleep(interval).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(interval) => {}
+                        _ = trigger.fired() => tracing::info!("webhook: fetching the source now"),
+                    }
                 }
             })
         }
@@ -177,8 +195,26 @@ pub async fn run_with_observers(
         call_timeout: Duration::from_secs(15),
         rollouts: rollouts.clone(),
     });
+    let trigger = Trigger::new();
+    let webhook_task = match &config.webhook {
+        Some(webhook) => {
+            let listener = tokio::net::TcpListener::bind(webhook.listen)
+                .await
+                .map_err(|source| Error::Listen {
+                    addr: webhook.listen,
+                    source,
+                })?;
+            tracing::info!(listen = %webhook.listen, path = crate::webhook::PATH, "receiving GitHub webhooks");
+            Some(tokio::spawn(crate::webhook::serve(
+                listener,
+                webhook.secret.clone(),
+                trigger.clone(),
+            )))
+        }
+        None => None,
+    };
     let (revisions_tx, mut revisions) = mpsc::channel(4);
-    let source_task = spawn_source(&config, revisions_tx);
+    let source_task = spawn_source(&config, revisions_tx, trigger);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut fleet_tx: Option<watch::Sender<Arc<Accepted>>> = None;
     let mut workers: BTreeMap<String, JoinHandle<()>> = BTreeMap::new();
@@ -264,6 +300,9 @@ pub async fn run_with_observers(
     tracing::info!("stopping: letting in-flight actions finish");
     let _ = stop_tx.send(true);
     source_task.abort();
+    if let Some(task) = webhook_task {
+        task.abort();
+    }
     for (_, handle) in workers {
         let _ = tokio::time::timeout(Duration::from_secs(30), handle).await;
     }

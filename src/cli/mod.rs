@@ -1,5 +1,6 @@
 //! The `psql-fleet` command line (SPEC 2.7).
 
+pub mod plan;
 pub mod render;
 pub mod rollout;
 pub mod run;
@@ -31,6 +32,7 @@ pub struct Cli {
 pub enum Command {
     Validate(validate::ValidateArgs),
     Render(render::RenderArgs),
+    Plan(Box<plan::PlanArgs>),
     Run(Box<run::RunArgs>),
     Status(status::StatusArgs),
     Rollout(rollout::RolloutArgs),
@@ -43,6 +45,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Render(args) => render::run(&args),
+        Command::Plan(args) => plan::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Rollout(args) => rollout::run(&args),

@@ -61,6 +61,12 @@ pub struct RunArgs {
     /// SSH private key for the Git source.
     #[arg(long)]
     pub git_ssh_key: Option<PathBuf>,
+    /// Receive GitHub push webhooks (POST /webhook) here, so a push is fetched at once.
+    #[arg(long, requires = "webhook_secret_file")]
+    pub webhook_listen: Option<SocketAddr>,
+    /// File holding the webhook's shared secret (the HMAC key of X-Hub-Signature-256).
+    #[arg(long, requires = "webhook_listen")]
+    pub webhook_secret_file: Option<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -110,6 +116,19 @@ pub fn run(args: &RunArgs) -> ExitCode {
         (_, _, Some(c)) => GitRef::Commit(c.clone()),
         _ => GitRef::Head,
     };
+    let webhook = match (&args.webhook_listen, &args.webhook_secret_file) {
+        (Some(listen), Some(file)) => match crate::webhook::Secret::from_file(file) {
+            Ok(secret) => Some(agent::WebhookConfig {
+                listen: *listen,
+                secret,
+            }),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
     let config = Config {
         source: SourceSpec::parse(&args.source),
         reference,
@@ -122,6 +141,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         interval: args.interval,
         max_concurrency: args.max_concurrency,
         state_dir: args.state_dir.clone(),
+        webhook,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

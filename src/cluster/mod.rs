@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod kubeconfig;
+pub mod list;
 pub mod worker;
 
 use std::path::PathBuf;
