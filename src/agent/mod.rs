@@ -4,6 +4,7 @@
 //! completes and no prune step is left half done.
 
 pub mod accept;
+pub mod commit_status;
 pub mod http;
 pub mod rollout;
 
