@@ -13,6 +13,7 @@ use prometheus::{
 use crate::api::release::NotReadyCause;
 use crate::model::ClaimKey;
 use crate::reconcile::{ClusterPlan, Component};
+use crate::rollout::WaveState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -78,6 +79,8 @@ pub struct Metrics {
     source_valid: IntGaugeVec,
     prunes: IntCounterVec,
     applies: IntCounterVec,
+    rollout_wave: IntGaugeVec,
+    cluster_wave_info: IntGaugeVec,
     /// What series exist, so that those of removed claims and clusters can be deleted.
     known: Mutex<Known>,
 }
@@ -86,6 +89,9 @@ pub struct Metrics {
 struct Known {
     claims: BTreeMap<String, BTreeMap<ClaimKey, (String, String)>>,
     revision: Option<String>,
+    /// Waves with `rollout_wave` series, and each cluster's `cluster_wave_info` wave.
+    waves: Vec<String>,
+    cluster_waves: BTreeMap<String, String>,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, Error> {
@@ -199,6 +205,18 @@ impl Metrics {
                 "psql_fleet_applies_total",
                 "Server-side apply requests the agent sent to a cluster",
                 &["cluster"],
+            )?,
+            rollout_wave: gauge(
+                &r,
+                "psql_fleet_rollout_wave",
+                "1 for the current state of each rollout wave",
+                &["wave", "state"],
+            )?,
+            cluster_wave_info: gauge(
+                &r,
+                "psql_fleet_cluster_wave_info",
+                "The rollout wave a cluster belongs to",
+                &["cluster", "wave"],
             )?,
             registry: r,
             known: Mutex::new(Known::default()),
@@ -355,6 +373,16 @@ impl Metrics {
             self.remove_claim(cluster, &key, &versions);
         }
         let _ = self.cluster_reachable.remove_label_values(&[cluster]);
+        let wave = self
+            .known
+            .lock()
+            .ok()
+            .and_then(|mut k| k.cluster_waves.remove(cluster));
+        if let Some(wave) = wave {
+            let _ = self
+                .cluster_wave_info
+                .remove_label_values(&[cluster, &wave]);
+        }
         let _ = self.drift_corrections.remove_label_values(&[cluster]);
         let _ = self.reconcile_duration.remove_label_values(&[cluster]);
         let _ = self.prunes.remove_label_values(&[cluster]);
@@ -420,6 +448,46 @@ impl Metrics {
             }
             self.source_info.with_label_values(&[revision]).set(1);
         }
+    }
+
+    /// The state of each wave of the current rollout: 1 for its state, 0 for the others;
+    /// the series of waves that are no longer in the rollout are deleted.
+    pub fn set_rollout_waves(&self, waves: &[(&str, WaveState)]) {
+        for (wave, state) in waves {
+            for s in WaveState::ALL {
+                self.rollout_wave
+                    .with_label_values(&[wave, s.as_str()])
+                    .set(i64::from(s == *state));
+            }
+        }
+        let Ok(mut known) = self.known.lock() else {
+            return;
+        };
+        let now: Vec<String> = waves.iter().map(|(w, _)| w.to_string()).collect();
+        for old in known.waves.iter().filter(|w| !now.contains(w)) {
+            for s in WaveState::ALL {
+                let _ = self.rollout_wave.remove_label_values(&[old, s.as_str()]);
+            }
+        }
+        known.waves = now;
+    }
+
+    /// The wave a cluster belongs to (`none` for the implicit last wave).
+    pub fn set_cluster_wave(&self, cluster: &str, wave: &str) {
+        let Ok(mut known) = self.known.lock() else {
+            return;
+        };
+        if let Some(old) = known
+            .cluster_waves
+            .insert(cluster.to_string(), wave.to_string())
+        {
+            if old != wave {
+                let _ = self.cluster_wave_info.remove_label_values(&[cluster, &old]);
+            }
+        }
+        self.cluster_wave_info
+            .with_label_values(&[cluster, wave])
+            .set(1);
     }
 
     /// The Prometheus text exposition.
@@ -567,6 +635,25 @@ mod tests {
                 family.help()
             );
         }
+    }
+
+    #[test]
+    fn wave_series_follow_the_rollout_and_the_clusters() {
+        let m = Metrics::new().unwrap();
+        m.set_rollout_waves(&[("dev", WaveState::Complete), ("prod", WaveState::Halted)]);
+        m.set_cluster_wave("c1", "dev");
+        let text = m.encode();
+        assert!(text.contains(r#"psql_fleet_rollout_wave{state="halted",wave="prod"} 1"#));
+        assert!(text.contains(r#"psql_fleet_rollout_wave{state="pending",wave="prod"} 0"#));
+        assert!(text.contains(r#"psql_fleet_cluster_wave_info{cluster="c1",wave="dev"} 1"#));
+        m.set_rollout_waves(&[("dev", WaveState::Progressing)]);
+        m.set_cluster_wave("c1", "none");
+        let text = m.encode();
+        assert!(!text.contains(r#"wave="prod""#), "{text}");
+        assert!(text.contains(r#"psql_fleet_rollout_wave{state="progressing",wave="dev"} 1"#));
+        assert!(!text.contains(r#"cluster="c1",wave="dev""#));
+        m.forget_cluster("c1");
+        assert!(!m.encode().contains("psql_fleet_cluster_wave_info{"));
     }
 
     #[test]

@@ -8,6 +8,8 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
+use crate::rollout::{human, Halt, Rollout};
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusReport {
@@ -15,6 +17,135 @@ pub struct StatusReport {
     pub dry_run: bool,
     pub source: SourceStatus,
     pub clusters: BTreeMap<String, ClusterStatus>,
+    /// The rollout of the newest revision through the waves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+}
+
+/// Where the rollout of the newest revision stands (SPEC 2.3).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    pub revision: String,
+    /// `progressing`, `complete` or `halted`.
+    pub phase: String,
+    /// The first wave that is not complete.
+    pub current_wave: Option<String>,
+    pub halted: Option<Halt>,
+    pub waves: Vec<WaveStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveStatus {
+    pub name: String,
+    /// As in `psql_fleet_rollout_wave{state}`.
+    pub state: String,
+    /// The wave's clusters whose desired objects this revision changes.
+    pub clusters: Vec<String>,
+    pub bake_time: String,
+    pub timeout: String,
+    pub started_at: Option<String>,
+    pub ready_since: Option<String>,
+    pub finished_at: Option<String>,
+    /// Why it failed, or what it waits for.
+    pub reason: Option<String>,
+}
+
+fn rfc3339(ms: Option<u64>) -> Option<String> {
+    let ms = i64::try_from(ms?).ok()?;
+    jiff::Timestamp::from_millisecond(ms)
+        .ok()
+        .map(|t| t.to_string())
+}
+
+impl RolloutStatus {
+    pub fn of(r: &Rollout) -> RolloutStatus {
+        let phase = if r.halted.is_some() {
+            "halted"
+        } else if r.complete() {
+            "complete"
+        } else {
+            "progressing"
+        };
+        RolloutStatus {
+            revision: r.revision.clone(),
+            phase: phase.into(),
+            current_wave: r.current().map(|w| w.name.clone()),
+            halted: r.halted.clone(),
+            waves: r
+                .waves
+                .iter()
+                .map(|w| WaveStatus {
+                    name: w.name.clone(),
+                    state: w.state.as_str().into(),
+                    clusters: w.clusters.keys().cloned().collect(),
+                    bake_time: human(w.bake_ms),
+                    timeout: human(w.timeout_ms),
+                    started_at: rfc3339(w.started_ms),
+                    ready_since: rfc3339(w.ready_since_ms),
+                    finished_at: rfc3339(w.finished_ms),
+                    reason: w.reason.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The rollout block of `psql-fleet status` and `psql-fleet rollout status`.
+    pub fn to_table(&self) -> String {
+        let mut out = String::new();
+        let _ = write!(
+            out,
+            "rollout of revision {}: {}",
+            short(Some(&self.revision)),
+            self.phase
+        );
+        match (&self.halted, &self.current_wave) {
+            (Some(h), _) => {
+                let _ = writeln!(out, " at wave {}: {}", h.wave, h.reason);
+            }
+            (None, Some(w)) => {
+                let _ = writeln!(out, " (wave {w})");
+            }
+            (None, None) => out.push('\n'),
+        }
+        let header = ["WAVE", "STATE", "CLUSTERS", "BAKE", "REASON"].map(String::from);
+        let rows: Vec<[String; 5]> = self
+            .waves
+            .iter()
+            .map(|w| {
+                [
+                    w.name.clone(),
+                    w.state.clone(),
+                    if w.clusters.is_empty() {
+                        "-".into()
+                    } else {
+                        w.clusters.join(",")
+                    },
+                    w.bake_time.clone(),
+                    w.reason.clone().unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        let mut widths = header.clone().map(|h| h.len());
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row).take(4) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        for row in std::iter::once(&header).chain(&rows) {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                if i < 4 {
+                    let _ = write!(line, "{cell:<width$}  ", width = widths[i]);
+                } else {
+                    line.push_str(cell);
+                }
+            }
+            let _ = writeln!(out, "{}", line.trim_end());
+        }
+        out
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -42,6 +173,12 @@ pub struct ClusterStatus {
     pub drift_policy: String,
     pub last_error: Option<String>,
     pub prune_refused: Option<String>,
+    /// The rollout wave the cluster belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<String>,
+    /// A newer revision that changes the cluster's objects and waits for its wave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_revision: Option<String>,
     #[serde(default)]
     pub claims: Vec<ClaimStatus>,
 }
@@ -101,6 +238,9 @@ impl StatusReport {
                 " (agent not ready yet)"
             }
         );
+        if let Some(r) = &self.rollout {
+            let _ = writeln!(out, "{}", r.to_table());
+        }
         let rows: Vec<[String; 6]> = self
             .clusters
             .iter()
@@ -109,6 +249,8 @@ impl StatusReport {
                     "unreachable".to_string()
                 } else if let Some(s) = &c.suspended {
                     format!("suspended ({s})")
+                } else if c.pending_revision.is_some() {
+                    format!("waits for wave {}", c.wave.as_deref().unwrap_or("-"))
                 } else {
                     "ok".to_string()
                 };

@@ -4,7 +4,9 @@
 //! completes and no prune step is left half done.
 
 pub mod accept;
+pub mod commit_status;
 pub mod http;
+pub mod rollout;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::source::git::{GitRef, GitSource};
 use crate::source::{local, Revision, SourceSpec};
 use crate::status::StatusReport;
+use crate::webhook::Trigger;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -31,6 +34,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Metrics(#[from] crate::metrics::Error),
+    #[error("rollout state: {0}")]
+    State(#[from] crate::rollout::store::Error),
 }
 
 /// Everything `run` is told on the command line.
@@ -46,10 +51,26 @@ pub struct Config {
     pub allow_mass_prune: bool,
     pub interval: Duration,
     pub max_concurrency: usize,
+    /// Where the rollout state is kept (default `<cache_dir>/state`).
+    pub state_dir: Option<PathBuf>,
+    /// GitHub push webhooks that make the Git source fetch at once.
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// Where webhook deliveries are received, and the secret that signs them.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    pub listen: SocketAddr,
+    pub secret: crate::webhook::Secret,
 }
 
 /// Reads revisions from the source into `out` until the receiver goes away.
-fn spawn_source(config: &Config, out: mpsc::Sender<Result<Revision, String>>) -> JoinHandle<()> {
+/// A Git source also fetches as soon as `trigger` fires (a webhook delivery).
+fn spawn_source(
+    config: &Config,
+    out: mpsc::Sender<Result<Revision, String>>,
+    trigger: Trigger,
+) -> JoinHandle<()> {
     match &config.source {
         SourceSpec::Dir(dir) => {
             let (tx, mut rx) = mpsc::channel(4);
@@ -88,7 +109,10 @@ fn spawn_source(config: &Config, out: mpsc::Sender<Result<Revision, String>>) ->
                     if fresh && out.send(result).await.is_err() {
                         return;
                     }
-                    tokio::time::sleep(interval).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(interval) => {}
+                        _ = trigger.fired() => tracing::info!("webhook: fetching the source now"),
+                    }
                 }
             })
         }
@@ -111,13 +135,8 @@ pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| Error::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    run_on(config, listener, shutdown).await
+    let listener = bind(config.listen).await?;
+    serve(config, listener, Vec::new(), shutdown).await
 }
 
 /// [`run`] on a listener bound by the caller (`config.listen` is then not used), so that a
@@ -125,6 +144,31 @@ pub async fn run(
 pub async fn run_on(
     config: Config,
     listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
+    serve(config, listener, Vec::new(), shutdown).await
+}
+
+/// [`run`], telling `observers` of every rollout wave transition.
+pub async fn run_with_observers(
+    config: Config,
+    observers: Vec<Arc<dyn rollout::WaveObserver>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
+    let listener = bind(config.listen).await?;
+    serve(config, listener, observers, shutdown).await
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Listen { addr, source })
+}
+
+async fn serve(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    observers: Vec<Arc<dyn rollout::WaveObserver>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new()?);
@@ -138,11 +182,28 @@ pub async fn run_on(
             SourceSpec::Git(u) => crate::source::git::redact_url(u),
         };
     }
+    // A dry run must not move the real agent's rollout: its state stays in memory.
+    let store = if config.dry_run {
+        None
+    } else {
+        let dir = config
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| config.cache_dir.join("state"));
+        Some(crate::rollout::store::Store::open(&dir)?)
+    };
+    let rollouts = Arc::new(rollout::Rollouts::open(
+        store,
+        metrics.clone(),
+        status.clone(),
+        observers,
+    )?);
     let listen = listener.local_addr().unwrap_or(config.listen);
     tracing::info!(%listen, "serving /livez /readyz /metrics /api/v1/status");
     let endpoints = Arc::new(http::Endpoints {
         metrics: metrics.clone(),
         status: status.clone(),
+        rollouts: rollouts.clone(),
     });
     let server = tokio::spawn(endpoints.serve(listener));
 
@@ -155,18 +216,39 @@ pub async fn run_on(
         allow_mass_prune: config.allow_mass_prune,
         resync: config.interval,
         call_timeout: Duration::from_secs(15),
+        rollouts: rollouts.clone(),
     });
+    let trigger = Trigger::new();
+    let webhook_task = match &config.webhook {
+        Some(webhook) => {
+            let listener = tokio::net::TcpListener::bind(webhook.listen)
+                .await
+                .map_err(|source| Error::Listen {
+                    addr: webhook.listen,
+                    source,
+                })?;
+            tracing::info!(listen = %webhook.listen, path = crate::webhook::PATH, "receiving GitHub webhooks");
+            Some(tokio::spawn(crate::webhook::serve(
+                listener,
+                webhook.secret.clone(),
+                trigger.clone(),
+            )))
+        }
+        None => None,
+    };
     let (revisions_tx, mut revisions) = mpsc::channel(4);
-    let source_task = spawn_source(&config, revisions_tx);
+    let source_task = spawn_source(&config, revisions_tx, trigger);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut fleet_tx: Option<watch::Sender<Arc<Accepted>>> = None;
     let mut workers: BTreeMap<String, JoinHandle<()>> = BTreeMap::new();
     let mut ready_tick = tokio::time::interval(Duration::from_millis(500));
+    let mut rollout_tick = tokio::time::interval(Duration::from_millis(250));
     tokio::pin!(shutdown);
 
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            _ = rollout_tick.tick() => rollouts.tick(),
             _ = ready_tick.tick() => {
                 let clusters = fleet_tx.as_ref().map_or(0, |tx| tx.borrow().fleet.clusters.len());
                 if let Ok(mut s) = status.write() {
@@ -222,6 +304,7 @@ pub async fn run_on(
                             s.clusters.retain(|name, _| clusters.contains(name));
                         }
                         let accepted = Arc::new(accepted);
+                        rollouts.accept(&accepted, &revision.tree);
                         let tx = match &fleet_tx {
                             Some(tx) => { tx.send_replace(accepted); tx.clone() }
                             None => { let (tx, _) = watch::channel(accepted); fleet_tx = Some(tx.clone()); tx }
@@ -246,6 +329,9 @@ pub async fn run_on(
     tracing::info!("stopping: letting in-flight actions finish");
     let _ = stop_tx.send(true);
     source_task.abort();
+    if let Some(task) = webhook_task {
+        task.abort();
+    }
     for (_, handle) in workers {
         let _ = tokio::time::timeout(Duration::from_secs(30), handle).await;
     }

@@ -184,6 +184,8 @@ async fn demo_main(args: &DemoArgs, example: &FileTree, work: &Path) -> Result<(
         allow_mass_prune: false,
         interval: Duration::from_secs(30),
         max_concurrency: 8,
+        state_dir: None,
+        webhook: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut agent = tokio::spawn(agent::run(config, async move {

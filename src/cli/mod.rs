@@ -1,7 +1,9 @@
 //! The `psql-fleet` command line (SPEC 2.7).
 
 pub mod demo;
+pub mod plan;
 pub mod render;
+pub mod rollout;
 pub mod run;
 pub mod sim;
 pub mod sim_fault;
@@ -32,8 +34,10 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     Demo(demo::DemoArgs),
     Render(render::RenderArgs),
-    Run(run::RunArgs),
+    Plan(Box<plan::PlanArgs>),
+    Run(Box<run::RunArgs>),
     Status(status::StatusArgs),
+    Rollout(rollout::RolloutArgs),
     /// Serves simulated Kubernetes clusters on loopback (see `psql-fleet sim --help`).
     Sim(Box<sim::SimArgs>),
 }
@@ -44,8 +48,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Render(args) => render::run(&args),
+        Command::Plan(args) => plan::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Rollout(args) => rollout::run(&args),
         Command::Sim(args) => sim::run(*args),
     }
 }

@@ -3,10 +3,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::agent::commit_status::CommitStatuses;
+use crate::agent::rollout::WaveObserver;
 use crate::agent::{self, Config};
 use crate::source::git::{Credentials, GitRef};
 use crate::source::SourceSpec;
@@ -51,12 +54,32 @@ pub struct RunArgs {
     /// Where Git sources are cloned.
     #[arg(long, default_value = ".psql-fleet-cache")]
     pub cache_dir: PathBuf,
+    /// Where the rollout state is kept: which revision each cluster was given and where
+    /// each wave stands, so a restart skips no gate (default `<cache-dir>/state`).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
     /// File holding an HTTPS token for the Git source (else $PSQL_FLEET_GIT_TOKEN).
     #[arg(long)]
     pub git_token_file: Option<PathBuf>,
     /// SSH private key for the Git source.
     #[arg(long)]
     pub git_ssh_key: Option<PathBuf>,
+    /// Set a GitHub commit status per rollout wave (`psql-fleet/<wave>`) on the commit
+    /// being rolled out (needs a Git source; token in $GITHUB_TOKEN or --github-token-file).
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub github_repo: Option<String>,
+    /// GitHub API base URL (`https://HOST/api/v3` for GitHub Enterprise).
+    #[arg(long, env = "GITHUB_API_URL", default_value = crate::github::DEFAULT_API_URL)]
+    pub github_api_url: String,
+    /// File holding the GitHub token (else $GITHUB_TOKEN).
+    #[arg(long, requires = "github_repo")]
+    pub github_token_file: Option<PathBuf>,
+    /// Receive GitHub push webhooks (POST /webhook) here, so a push is fetched at once.
+    #[arg(long, requires = "webhook_secret_file")]
+    pub webhook_listen: Option<SocketAddr>,
+    /// File holding the webhook's shared secret (the HMAC key of X-Hub-Signature-256).
+    #[arg(long, requires = "webhook_listen")]
+    pub webhook_secret_file: Option<PathBuf>,
 }
 
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -113,6 +136,37 @@ pub fn run(args: &RunArgs) -> ExitCode {
         (_, _, Some(c)) => GitRef::Commit(c.clone()),
         _ => GitRef::Head,
     };
+    let webhook = match (&args.webhook_listen, &args.webhook_secret_file) {
+        (Some(listen), Some(file)) => match crate::webhook::Secret::from_file(file) {
+            Ok(secret) => Some(agent::WebhookConfig {
+                listen: *listen,
+                secret,
+            }),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
+    let github = match &args.github_repo {
+        None => None,
+        Some(_) if !matches!(SourceSpec::parse(&args.source), SourceSpec::Git(_)) => {
+            eprintln!("error: --github-repo needs a Git --source: statuses are set on the commit being rolled out");
+            return ExitCode::FAILURE;
+        }
+        Some(repo) => {
+            let client = crate::github::Token::from_env_or_file(args.github_token_file.as_deref())
+                .and_then(|token| crate::github::Client::new(&args.github_api_url, repo, token));
+            match client {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
     let config = Config {
         source: SourceSpec::parse(&args.source),
         reference,
@@ -124,6 +178,8 @@ pub fn run(args: &RunArgs) -> ExitCode {
         allow_mass_prune: args.allow_mass_prune,
         interval: args.interval,
         max_concurrency: args.max_concurrency,
+        state_dir: args.state_dir.clone(),
+        webhook,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -132,7 +188,14 @@ pub fn run(args: &RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(agent::run(config, shutdown_signal())) {
+    let running = async move {
+        let mut observers: Vec<Arc<dyn WaveObserver>> = Vec::new();
+        if let Some(client) = github {
+            observers.push(Arc::new(CommitStatuses::start(client)));
+        }
+        agent::run_with_observers(config, observers, shutdown_signal()).await
+    };
+    match runtime.block_on(running) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

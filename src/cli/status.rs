@@ -28,6 +28,21 @@ pub struct StatusArgs {
 /// A plain HTTP/1.0 GET: the agent serves loopback HTTP only, so no client library is
 /// needed.
 pub fn fetch(server: &str, path: &str) -> Result<String, String> {
+    let (code, head, body) = request(server, "GET", path, None)?;
+    if code != 200 {
+        return Err(format!("{server}{path}: {head}"));
+    }
+    Ok(body)
+}
+
+/// One HTTP/1.0 request with an optional JSON body; the status code, the status line and
+/// the body.
+pub fn request(
+    server: &str,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> Result<(u16, String, String), String> {
     let authority = server
         .strip_prefix("http://")
         .ok_or_else(|| format!("{server}: only http:// servers are supported"))?;
@@ -35,8 +50,15 @@ pub fn fetch(server: &str, path: &str) -> Result<String, String> {
     let mut stream =
         TcpStream::connect(authority).map_err(|e| format!("cannot reach {server}: {e}"))?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n")
-        .map_err(|e| format!("{server}: {e}"))?;
+    let sent = match json {
+        Some(body) => write!(
+            stream,
+            "{method} {path} HTTP/1.0\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+        None => write!(stream, "{method} {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n"),
+    };
+    sent.map_err(|e| format!("{server}: {e}"))?;
     let mut response = String::new();
     stream
         .read_to_string(&mut response)
@@ -44,13 +66,13 @@ pub fn fetch(server: &str, path: &str) -> Result<String, String> {
     let (head, body) = response
         .split_once("\r\n\r\n")
         .ok_or_else(|| format!("{server}: malformed response"))?;
-    if !head.lines().next().is_some_and(|l| l.contains(" 200 ")) {
-        return Err(format!(
-            "{server}{path}: {}",
-            head.lines().next().unwrap_or_default()
-        ));
-    }
-    Ok(body.to_string())
+    let status_line = head.lines().next().unwrap_or_default().to_string();
+    let code = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("{server}: malformed status line {status_line:?}"))?;
+    Ok((code, status_line, body.to_string()))
 }
 
 pub fn run(args: &StatusArgs) -> ExitCode {

@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod kubeconfig;
+pub mod list;
 pub mod worker;
 
 use std::path::PathBuf;
@@ -41,4 +42,6 @@ pub struct Shared {
     pub resync: Duration,
     /// Bound on every API call.
     pub call_timeout: Duration,
+    /// Which revision each cluster is reconciled to, by rollout wave.
+    pub rollouts: Arc<crate::agent::rollout::Rollouts>,
 }

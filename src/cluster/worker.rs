@@ -16,12 +16,14 @@ use tracing::Instrument;
 
 use super::apply::{self, Writer};
 use super::{kubeconfig, Accepted, Shared};
+use crate::agent::rollout::Assignment;
 use crate::api::{LABEL_FLEET, LABEL_PSQL};
 use crate::metrics::ErrorReason;
 use crate::reconcile::{
     plan_cluster, Action, ApplyReason, Backoff, ClusterInput, ClusterPlan, Drift, LiveState,
 };
-use crate::render::{ObjectKind, ObjectRef};
+use crate::render::{claim_object_refs, ObjectKind, ObjectRef};
+use crate::rollout::Health;
 use crate::status::{ClaimStatus, ClusterStatus};
 
 /// Why a watch session ended.
@@ -201,10 +203,15 @@ async fn session(
     let mut attempt = 0u32;
     let backoff = crate::reconcile::Backoff::default();
     let mut reachable = None;
+    let mut assigned = shared.rollouts.subscribe();
     loop {
         let mut due = false;
         tokio::select! {
             _ = stop.changed() => return Ok(End::Stop),
+            changed = assigned.changed() => {
+                if changed.is_err() { return Ok(End::Stop); }
+                due = true;
+            }
             changed = fleet.changed() => {
                 if changed.is_err() { return Ok(End::Stop); }
                 let now = fleet.borrow().clone();
@@ -334,13 +341,36 @@ async fn pass(
     view: &mut LiveView,
     state: &mut WorkerState,
 ) -> usize {
-    let Some(cluster) = accepted.fleet.clusters.get(name) else {
+    // The rollout decides which revision this cluster is reconciled to: a later wave keeps
+    // the previous one (drift correction included) until its turn.
+    let given = match shared.rollouts.assignment(name) {
+        Assignment::Revision(given) => given,
+        Assignment::Waiting => {
+            let wave = shared.rollouts.waiting_for(name).map(|(w, _)| w);
+            update_status(shared, name, |s| {
+                s.reachable = true;
+                s.reconciled = true;
+                s.last_error = None;
+                s.wave = wave;
+            });
+            return 0;
+        }
+        Assignment::Missing(e) => {
+            update_status(shared, name, |s| {
+                s.reachable = true;
+                s.reconciled = true;
+                s.last_error = Some(format!("not reconciled: {e}"));
+            });
+            return 0;
+        }
+    };
+    let Some(cluster) = given.fleet.clusters.get(name) else {
         return 0;
     };
     let seen = state.seen.clone();
     let is_seen = move |at: &ObjectRef| seen.contains(at);
     let plan = plan_cluster(&ClusterInput {
-        fleet: &accepted.fleet,
+        fleet: &given.fleet,
         cluster,
         live: &view.live,
         seen: &is_seen,
@@ -405,7 +435,9 @@ async fn pass(
         tracing::debug!(claim = %claim.key, ready = claim.readiness.ready, reason = claim.readiness.reason.as_deref().unwrap_or(""), "claim");
     }
     tracing::debug!(actions = plan.actions.len(), failed, "pass done");
-    record_status(shared, name, &accepted.revision, &plan, errors);
+    let health = rollout_health(&given, name, &plan, &view.live, &errors);
+    record_status(shared, name, &given.revision, &plan, errors);
+    shared.rollouts.report(name, health);
     failed
 }
 
@@ -431,6 +463,44 @@ fn claim_of(action: &Action, live: &LiveState) -> String {
             .map(str::to_string),
     };
     format!("{}/{}", at.namespace, name.as_deref().unwrap_or("?"))
+}
+
+/// How the pass went, for the rollout gate: ready only when nothing was left to write,
+/// every claim is ready, and each Release's readiness was reported for its current spec
+/// (a `Ready=True` from before the update does not count).
+fn rollout_health(
+    given: &Accepted,
+    name: &str,
+    plan: &ClusterPlan,
+    live: &LiveState,
+    errors: &[String],
+) -> Health {
+    let mut waiting: Vec<String> = Vec::new();
+    if let Some(s) = plan.suspended {
+        waiting.push(format!("suspended ({s:?})").to_lowercase());
+    }
+    if plan.actions.iter().any(Action::writes) {
+        waiting.push("changes still being applied".into());
+    }
+    for claim in plan.claims.iter().filter(|c| !c.readiness.ready) {
+        let reason = claim.readiness.reason.as_deref().unwrap_or("not ready");
+        waiting.push(format!("claim {}: {reason}", claim.key));
+    }
+    for claim in given.fleet.claims_of(name) {
+        for at in claim_object_refs(claim).iter().take(2) {
+            if live.get(at).is_some_and(|o| !o.ready_condition_current()) {
+                waiting.push(format!(
+                    "{at}: readiness not yet reported for the current spec"
+                ));
+            }
+        }
+    }
+    Health {
+        revision: given.revision.clone(),
+        ready: waiting.is_empty(),
+        reason: (!waiting.is_empty()).then(|| waiting.join("; ")),
+        errors: (!errors.is_empty()).then(|| errors.join("; ")),
+    }
 }
 
 async fn carry_out(

@@ -87,6 +87,28 @@ impl LiveObject {
         ReleaseStatus::readiness(status.as_ref())
     }
 
+    /// Whether the Release's `Ready` condition was set for its current spec: Crossplane
+    /// stamps each condition with the `metadata.generation` it observed, so a `Ready=True`
+    /// left over from before an update is not taken for the new spec's readiness. A
+    /// condition without the stamp counts as current.
+    pub fn ready_condition_current(&self) -> bool {
+        let generation = self
+            .json
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64);
+        let observed = self
+            .json
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+            .and_then(|c| c.get("observedGeneration"))
+            .and_then(Value::as_i64);
+        match (generation, observed) {
+            (Some(g), Some(o)) => o >= g,
+            _ => true,
+        }
+    }
+
     /// Which chart a Release installs; names are configurable, the chart is not.
     pub fn chart(&self) -> Option<Chart> {
         self.json
@@ -155,6 +177,20 @@ mod tests {
 
     use super::fixtures::*;
     use super::*;
+
+    #[test]
+    fn a_ready_condition_from_an_older_generation_is_not_current() {
+        let mut r = served(
+            json!({"kind": "Release", "metadata": {"name": "x", "namespace": "d"}}),
+            Some(true),
+        );
+        assert!(r.ready_condition_current(), "no stamp: current");
+        r.json["metadata"]["generation"] = json!(3);
+        r.json["status"]["conditions"][1]["observedGeneration"] = json!(2);
+        assert!(!r.ready_condition_current());
+        r.json["status"]["conditions"][1]["observedGeneration"] = json!(3);
+        assert!(r.ready_condition_current());
+    }
 
     #[test]
     fn a_release_without_status_is_not_ready_and_says_why() {

@@ -251,7 +251,21 @@ impl GitSource {
 
 /// The fleet files of a commit, read from the object database.
 pub fn read_tree(repo: &Repository, commit: Oid) -> Result<FileTree, git2::Error> {
-    let tree = repo.find_commit(commit)?.tree()?;
+    read_tree_at(repo, commit, None)
+}
+
+/// The fleet files under `subdir` of a commit (the whole tree when `None`), with paths
+/// relative to it, read from the object database.
+pub fn read_tree_at(
+    repo: &Repository,
+    commit: Oid,
+    subdir: Option<&Path>,
+) -> Result<FileTree, git2::Error> {
+    let root = repo.find_commit(commit)?.tree()?;
+    let tree = match subdir.filter(|d| !d.as_os_str().is_empty() && *d != Path::new(".")) {
+        Some(dir) => repo.find_tree(root.get_path(dir)?.id())?,
+        None => root,
+    };
     let mut files = FileTree::default();
     let mut walk_error = None;
     tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
@@ -295,4 +309,4 @@ pub fn read_tree(repo: &Repository, commit: Oid) -> Result<FileTree, git2::Error
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

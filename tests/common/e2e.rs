@@ -171,6 +171,8 @@ impl E2e {
             allow_mass_prune: options.allow_mass_prune,
             interval: Duration::from_secs(1),
             max_concurrency: 4,
+            state_dir: None,
+            webhook: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(agent::run(config, async move {

@@ -148,6 +148,8 @@ pub fn config(source: SourceSpec, credentials_dir: &Path, cache_dir: PathBuf) ->
         allow_mass_prune: false,
         interval: Duration::from_secs(1),
         max_concurrency: 4,
+        state_dir: None,
+        webhook: None,
     }
 }
 

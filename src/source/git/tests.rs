@@ -9,7 +9,7 @@ use super::*;
 #[path = "../../../tests/common/git.rs"]
 mod git_repo;
 
-use git_repo::{git, Daemon};
+pub(crate) use git_repo::{git, Daemon};
 
 const CLUSTER: &str = "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Cluster\nmetadata: {name: c1}\nspec: {kubeconfig: c1.yaml}\n";
 

@@ -1,0 +1,311 @@
+//! The agent's side of rollout waves: it holds the [`State`] the pure
+//! [`crate::rollout`] decides on, tells each worker which revision to reconcile its
+//! cluster to, takes the workers' health reports, moves the rollout on with the clock,
+//! and publishes every wave transition to the log, the metrics, the status report, the
+//! saved state and any [`WaveObserver`] (commit statuses).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+
+use crate::cluster::Accepted;
+use crate::fleetdir::{load, FileTree};
+use crate::metrics::Metrics;
+use crate::rollout::store::{self, Store};
+use crate::rollout::{Health, State, Target, Transition, WaveState};
+use crate::status::{RolloutStatus, StatusReport};
+
+/// Told of every wave transition, in order. Must not block: an observer that talks to
+/// the network hands the work to a task of its own.
+pub trait WaveObserver: Send + Sync {
+    fn transition(&self, transition: &Transition);
+}
+
+/// What a worker is to do with its cluster.
+pub enum Assignment {
+    /// Reconcile to this revision.
+    Revision(Arc<Accepted>),
+    /// Nothing yet: the cluster waits for its wave (no write, no prune).
+    Waiting,
+    /// The revision the cluster was given cannot be read back (after a restart).
+    Missing(String),
+}
+
+struct Inner {
+    state: State,
+    /// The revisions some cluster is given, loaded.
+    fleets: BTreeMap<String, Arc<Accepted>>,
+    /// Revisions kept on disk that no longer load, with why.
+    broken: BTreeMap<String, String>,
+    health: BTreeMap<String, Health>,
+    /// Each cluster's wave in the newest revision.
+    wave_of: BTreeMap<String, String>,
+}
+
+pub struct Rollouts {
+    inner: Mutex<Inner>,
+    store: Option<Store>,
+    wake: watch::Sender<u64>,
+    metrics: Arc<Metrics>,
+    status: Arc<RwLock<StatusReport>>,
+    observers: Vec<Arc<dyn WaveObserver>>,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
+}
+
+impl Rollouts {
+    /// Loads the saved state and the revisions it names; without a store (dry run) the
+    /// state lives in memory only.
+    pub fn open(
+        store: Option<Store>,
+        metrics: Arc<Metrics>,
+        status: Arc<RwLock<StatusReport>>,
+        observers: Vec<Arc<dyn WaveObserver>>,
+    ) -> Result<Rollouts, store::Error> {
+        let state = match &store {
+            Some(s) => s.load()?,
+            None => State::default(),
+        };
+        let mut fleets = BTreeMap::new();
+        let mut broken = BTreeMap::new();
+        if let Some(s) = &store {
+            for revision in state.revisions() {
+                let loaded = s
+                    .load_revision(&revision)
+                    .map_err(|e| e.to_string())
+                    .and_then(|tree| {
+                        load(&tree)
+                            .fleet
+                            .ok_or_else(|| format!("kept revision {revision} no longer validates"))
+                    });
+                match loaded {
+                    Ok(fleet) => {
+                        fleets.insert(
+                            revision.clone(),
+                            Arc::new(Accepted {
+                                revision,
+                                fleet,
+                                has_baseline: false,
+                            }),
+                        );
+                    }
+                    Err(e) => {
+                        tracing::error!(%revision, error = %e, "cannot read back a revision clusters are given; they are not reconciled until the rollout moves on");
+                        broken.insert(revision, e);
+                    }
+                }
+            }
+            tracing::info!(dir = %s.dir().display(), revisions = fleets.len(), rollout = ?state.rollout.as_ref().map(|r| &r.revision), "rollout state loaded");
+        }
+        let (wake, _) = watch::channel(0);
+        let this = Rollouts {
+            inner: Mutex::new(Inner {
+                state,
+                fleets,
+                broken,
+                health: BTreeMap::new(),
+                wave_of: BTreeMap::new(),
+            }),
+            store,
+            wake,
+            metrics,
+            status,
+            observers,
+        };
+        if let Ok(mut inner) = this.inner.lock() {
+            let transitions = inner.state.restarted(now_ms());
+            if transitions.is_empty() {
+                this.publish(&inner);
+            } else {
+                this.finish(&mut inner, transitions);
+            }
+        }
+        Ok(this)
+    }
+
+    /// Changes whenever what some cluster is given may have changed.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.wake.subscribe()
+    }
+
+    /// A new revision is served: keep its files, and roll it out.
+    pub fn accept(&self, accepted: &Arc<Accepted>, tree: &FileTree) {
+        if let Some(store) = &self.store {
+            if let Err(e) = store.save_revision(&accepted.revision, tree) {
+                tracing::error!(error = %e, "cannot keep the revision's files for the rollout");
+            }
+        }
+        let target = Target::of(&accepted.revision, &accepted.fleet);
+        for wave in &target.waves {
+            for cluster in &wave.clusters {
+                self.metrics.set_cluster_wave(cluster, &wave.name);
+            }
+        }
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        inner
+            .fleets
+            .insert(accepted.revision.clone(), accepted.clone());
+        inner.broken.remove(&accepted.revision);
+        let transitions = inner.state.begin(&target, now_ms());
+        inner.wave_of = target
+            .waves
+            .iter()
+            .flat_map(|w| w.clusters.iter().map(|c| (c.clone(), w.name.clone())))
+            .collect();
+        self.finish(&mut inner, transitions);
+    }
+
+    /// The revision `cluster` is to be reconciled to now.
+    pub fn assignment(&self, cluster: &str) -> Assignment {
+        let Ok(inner) = self.inner.lock() else {
+            return Assignment::Missing("rollout state unavailable".into());
+        };
+        match inner.state.given(cluster) {
+            None => Assignment::Waiting,
+            Some(revision) => match inner.fleets.get(revision) {
+                Some(a) => Assignment::Revision(a.clone()),
+                None => Assignment::Missing(
+                    inner
+                        .broken
+                        .get(revision)
+                        .cloned()
+                        .unwrap_or_else(|| format!("revision {revision} is not known")),
+                ),
+            },
+        }
+    }
+
+    /// The wave a waiting cluster waits for, and the revision it waits for.
+    pub fn waiting_for(&self, cluster: &str) -> Option<(String, String)> {
+        let inner = self.inner.lock().ok()?;
+        let r = inner.state.rollout.as_ref()?;
+        if inner.state.given(cluster) == Some(r.revision.as_str()) {
+            return None;
+        }
+        let wave = r.waves.iter().find(|w| w.clusters.contains_key(cluster))?;
+        Some((wave.name.clone(), r.revision.clone()))
+    }
+
+    /// A worker's pass at some revision ended.
+    pub fn report(&self, cluster: &str, health: Health) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if inner.health.get(cluster) == Some(&health) {
+            return;
+        }
+        inner.health.insert(cluster.to_string(), health);
+        self.advance(&mut inner);
+    }
+
+    /// Moves the rollout on with the clock (bake times and timeouts).
+    pub fn tick(&self) {
+        if let Ok(mut inner) = self.inner.lock() {
+            self.advance(&mut inner);
+        }
+    }
+
+    fn advance(&self, inner: &mut Inner) {
+        let Inner { state, health, .. } = inner;
+        let transitions = state.advance(health, now_ms());
+        if transitions.is_empty() {
+            // The reason a wave waits may have changed.
+            self.publish_status(inner);
+        } else {
+            self.finish(inner, transitions);
+        }
+    }
+
+    /// `psql-fleet rollout halt`.
+    pub fn halt(&self, reason: &str) -> Result<RolloutStatus, String> {
+        let mut inner = self.inner.lock().map_err(|_| "rollout state unavailable")?;
+        let transitions = inner.state.halt(reason, now_ms())?;
+        self.finish(&mut inner, transitions);
+        self.current(&inner)
+    }
+
+    /// `psql-fleet rollout resume`.
+    pub fn resume(&self) -> Result<RolloutStatus, String> {
+        let mut inner = self.inner.lock().map_err(|_| "rollout state unavailable")?;
+        let transitions = inner.state.resume(now_ms())?;
+        // The reports that failed the wave must not fail it again: it is judged on passes
+        // made after the resume.
+        inner.health.clear();
+        self.finish(&mut inner, transitions);
+        self.current(&inner)
+    }
+
+    pub fn status(&self) -> Option<RolloutStatus> {
+        let inner = self.inner.lock().ok()?;
+        self.current(&inner).ok()
+    }
+
+    fn current(&self, inner: &Inner) -> Result<RolloutStatus, String> {
+        inner
+            .state
+            .rollout
+            .as_ref()
+            .map(RolloutStatus::of)
+            .ok_or_else(|| "no rollout: no revision served yet".to_string())
+    }
+
+    /// Logs, notifies, forgets revisions no cluster needs, saves, publishes, wakes.
+    fn finish(&self, inner: &mut Inner, transitions: Vec<Transition>) {
+        for t in &transitions {
+            let revision = t.revision.get(..12).unwrap_or(&t.revision);
+            match t.state {
+                WaveState::Failed | WaveState::Halted => {
+                    tracing::warn!(%revision, wave = %t.wave, state = t.state.as_str(), "rollout: {}", t.description)
+                }
+                _ => {
+                    tracing::info!(%revision, wave = %t.wave, state = t.state.as_str(), "rollout: {}", t.description)
+                }
+            }
+            for o in &self.observers {
+                o.transition(t);
+            }
+        }
+        let keep = inner.state.revisions();
+        inner.fleets.retain(|r, _| keep.contains(r));
+        if let Some(store) = &self.store {
+            if let Err(e) = store.save(&inner.state) {
+                tracing::error!(error = %e, "cannot save the rollout state");
+            }
+            store.retain_revisions(&keep);
+        }
+        self.publish(inner);
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn publish(&self, inner: &Inner) {
+        if let Some(r) = &inner.state.rollout {
+            let waves: Vec<(&str, WaveState)> =
+                r.waves.iter().map(|w| (w.name.as_str(), w.state)).collect();
+            self.metrics.set_rollout_waves(&waves);
+        }
+        self.publish_status(inner);
+    }
+
+    fn publish_status(&self, inner: &Inner) {
+        let rollout = inner.state.rollout.as_ref();
+        if let Ok(mut s) = self.status.write() {
+            s.rollout = rollout.map(RolloutStatus::of);
+            for (name, c) in s.clusters.iter_mut() {
+                c.wave = inner.wave_of.get(name).cloned();
+                c.pending_revision = rollout
+                    .filter(|r| inner.state.given(name) != Some(r.revision.as_str()))
+                    .filter(|r| r.waves.iter().any(|w| w.clusters.contains_key(name)))
+                    .map(|r| r.revision.clone());
+            }
+        }
+    }
+}

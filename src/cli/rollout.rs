@@ -1,0 +1,76 @@
+//! `psql-fleet rollout status|halt|resume`: the operator's hand on a running agent's
+//! rollout, through its HTTP API.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::status::{request, Output};
+use crate::status::RolloutStatus;
+
+/// Show, halt or resume the rollout of a running agent.
+#[derive(Args, Debug)]
+pub struct RolloutArgs {
+    #[command(subcommand)]
+    pub action: Action,
+    /// The agent's `--listen` address.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:9464")]
+    pub server: String,
+    #[arg(short = 'o', long, global = true, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Action {
+    /// The revision being rolled out, each wave's state, and why it is halted.
+    Status,
+    /// Start no further wave; clusters that already have the revision keep it.
+    Halt {
+        /// Recorded in the status and the logs.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Start the halted or failed wave over (fresh timeout, full bake).
+    Resume,
+}
+
+pub fn run(args: &RolloutArgs) -> ExitCode {
+    let outcome = match &args.action {
+        Action::Status => request(&args.server, "GET", "/api/v1/rollout", None),
+        Action::Halt { reason } => {
+            let body = serde_json::json!({ "reason": reason }).to_string();
+            request(&args.server, "POST", "/api/v1/rollout/halt", Some(&body))
+        }
+        Action::Resume => request(&args.server, "POST", "/api/v1/rollout/resume", Some("{}")),
+    };
+    let (code, status_line, body) = match outcome {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if code != 200 {
+        let message = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(String::from))
+            .unwrap_or(status_line);
+        eprintln!("error: {message}");
+        return ExitCode::FAILURE;
+    }
+    let status: RolloutStatus = match serde_json::from_str(&body) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {}: not a rollout status: {e}", args.server);
+            return ExitCode::FAILURE;
+        }
+    };
+    match args.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&status).unwrap_or_default()
+        ),
+        Output::Table => print!("{}", status.to_table()),
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,279 @@
+//! Plans between fleets built in memory through the real loader; no Git.
+
+use serde_json::json;
+
+use super::*;
+use crate::fleetdir::{load, FileTree};
+use crate::reconcile::live::LiveObject;
+use crate::render::ObjectKind;
+
+const FLEET: &str = "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nmetadata: {name: main}\nspec:\n  pins: {stackgres-operator: 1.18.4}\n  rollout:\n    waves:\n    - {name: dev, selector: {matchLabels: {env: dev}}}\n    - {name: prod, selector: {matchLabels: {env: prod}}}\n";
+
+fn tree(fleet: &str, clusters: &[(&str, &str)], claims: &[(&str, &str, &str)]) -> FileTree {
+    let mut t = FileTree::default();
+    t.insert("fleet.yaml", fleet);
+    for (name, env) in clusters {
+        t.insert(
+            format!("clusters/{name}.yaml"),
+            format!("apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Cluster\nmetadata: {{name: {name}, labels: {{env: {env}}}}}\nspec: {{kubeconfig: {name}.yaml}}\n"),
+        );
+    }
+    for (name, cluster, spec) in claims {
+        t.insert(
+            format!("claims/{name}.yaml"),
+            format!("apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nmetadata: {{name: {name}, namespace: {name}}}\nspec:\n  clusterName: {cluster}\n{spec}"),
+        );
+    }
+    t
+}
+
+fn snapshot(t: &FileTree) -> Snapshot {
+    let outcome = load(t);
+    Snapshot::of_fleet(
+        outcome
+            .fleet
+            .as_ref()
+            .unwrap_or_else(|| panic!("{:?}", outcome.diagnostics)),
+    )
+}
+
+fn labels() -> Labels {
+    Labels {
+        base: "aaaa".into(),
+        head: "bbbb".into(),
+    }
+}
+
+const CLUSTERS: &[(&str, &str)] = &[("dev-1", "dev"), ("prod-1", "prod"), ("qa-1", "qa")];
+
+fn claims() -> Vec<(&'static str, &'static str, &'static str)> {
+    vec![("a", "dev-1", ""), ("b", "prod-1", ""), ("c", "qa-1", "")]
+}
+
+#[test]
+fn a_fleet_wide_pin_bump_updates_every_stackgres_release_in_wave_order() {
+    let base = snapshot(&tree(FLEET, CLUSTERS, &claims()));
+    let head = snapshot(&tree(
+        &FLEET.replace("1.18.4", "1.19.0"),
+        CLUSTERS,
+        &claims(),
+    ));
+    let p = plan(&labels(), Against::Revision, &base, &head, vec![]);
+    assert!(p.valid);
+    let order: Vec<_> = p
+        .clusters
+        .iter()
+        .map(|c| (c.name.as_str(), c.wave.as_deref(), c.wave_index))
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            ("dev-1", Some("dev"), 1),
+            ("prod-1", Some("prod"), 2),
+            ("qa-1", None, 3)
+        ]
+    );
+    for c in &p.clusters {
+        assert_eq!(c.change, ClusterChange::Changed);
+        assert_eq!(c.updates.len(), 1, "{c:?}");
+        assert_eq!(c.updates[0].object.name, "stackgres-operator");
+        assert_eq!(
+            c.updates[0].fields,
+            vec![FieldChange {
+                path: "spec.forProvider.chart.version".into(),
+                base: Some(json!("1.18.4")),
+                head: Some(json!("1.19.0")),
+            }]
+        );
+    }
+    assert_eq!(
+        p.summary,
+        Summary {
+            clusters: 3,
+            changed: 3,
+            unchanged: 0,
+            creates: 0,
+            updates: 3,
+            deletes: 0
+        }
+    );
+}
+
+#[test]
+fn an_override_changes_only_the_clusters_it_selects() {
+    let base = snapshot(&tree(FLEET, CLUSTERS, &claims()));
+    let with_override = FLEET.replace(
+        "  rollout:",
+        "  overrides:\n  - selector: {matchLabels: {env: dev}}\n    pins: {atlas-operator: 0.8.0}\n  rollout:",
+    );
+    let head = snapshot(&tree(&with_override, CLUSTERS, &claims()));
+    let p = plan(&labels(), Against::Revision, &base, &head, vec![]);
+    assert_eq!(p.clusters.len(), 1);
+    assert_eq!(p.clusters[0].name, "dev-1");
+    assert_eq!(p.clusters[0].updates[0].object.name, "atlas-operator");
+    assert_eq!(p.unchanged, vec!["prod-1", "qa-1"]);
+}
+
+#[test]
+fn a_removed_claim_deletes_its_three_objects_and_a_new_cluster_creates_them() {
+    let base = snapshot(&tree(FLEET, CLUSTERS, &claims()));
+    let mut clusters = CLUSTERS.to_vec();
+    clusters.push(("dev-2", "dev"));
+    let head_claims = vec![("a", "dev-1", ""), ("c", "qa-1", ""), ("d", "dev-2", "")];
+    let head = snapshot(&tree(FLEET, &clusters, &head_claims));
+    let p = plan(&labels(), Against::Revision, &base, &head, vec![]);
+    let dev2 = p.clusters.iter().find(|c| c.name == "dev-2").unwrap();
+    assert_eq!(dev2.change, ClusterChange::Added);
+    assert_eq!(dev2.creates.len(), 3);
+    let prod = p.clusters.iter().find(|c| c.name == "prod-1").unwrap();
+    let deleted: Vec<_> = prod
+        .deletes
+        .iter()
+        .map(|r| (r.kind, r.name.as_str()))
+        .collect();
+    assert_eq!(
+        deleted,
+        vec![
+            (ObjectKind::Release, "atlas-operator"),
+            (ObjectKind::Release, "stackgres-operator"),
+            (
+                ObjectKind::Usage,
+                "b-delete-atlas-operator-before-stackgres-operator"
+            ),
+        ]
+    );
+    assert_eq!(p.summary.creates, 3);
+    assert_eq!(p.summary.deletes, 3);
+}
+
+#[test]
+fn a_cluster_that_leaves_lists_its_objects_as_left_in_place() {
+    let base = snapshot(&tree(FLEET, CLUSTERS, &claims()));
+    let head = snapshot(&tree(FLEET, &CLUSTERS[..2], &claims()[..2]));
+    let p = plan(&labels(), Against::Revision, &base, &head, vec![]);
+    assert_eq!(p.clusters.len(), 1);
+    assert_eq!(p.clusters[0].change, ClusterChange::Removed);
+    assert_eq!(p.clusters[0].unmanaged.len(), 3);
+    assert_eq!(p.summary.deletes, 0);
+}
+
+#[test]
+fn a_values_change_is_one_field_per_leaf() {
+    let base = snapshot(&tree(FLEET, CLUSTERS, &claims()));
+    let mut head_claims = claims();
+    head_claims[1].2 = "  stackgresOperator:\n    values: {deploy: {restapi: false}, adminui: {service: {type: LoadBalancer}}}\n";
+    let head = snapshot(&tree(FLEET, CLUSTERS, &head_claims));
+    let p = plan(&labels(), Against::Revision, &base, &head, vec![]);
+    assert_eq!(p.clusters.len(), 1);
+    let fields: Vec<_> = p.clusters[0].updates[0]
+        .fields
+        .iter()
+        .map(|f| f.path.as_str())
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            "spec.forProvider.values.adminui",
+            "spec.forProvider.values.deploy.restapi"
+        ]
+    );
+}
+
+#[test]
+fn the_same_fleet_gives_no_change() {
+    let base = snapshot(&tree(FLEET, CLUSTERS, &claims()));
+    let p = plan(&labels(), Against::Revision, &base, &base.clone(), vec![]);
+    assert!(p.clusters.is_empty());
+    assert_eq!(p.unchanged.len(), 3);
+    assert!(markdown::render(&p).contains("**no change** to any of the 3 clusters"));
+}
+
+#[test]
+fn against_live_server_additions_are_ignored_and_strays_are_deleted() {
+    let head = snapshot(&tree(FLEET, &CLUSTERS[..1], &claims()[..1]));
+    let mut state = LiveState::new();
+    for (at, json) in head.clusters["dev-1"].objects.as_ref().unwrap() {
+        let mut json = json.clone();
+        json["status"] = json!({"conditions": []});
+        json["metadata"]["uid"] = json!("1234");
+        if at.name == "stackgres-operator" {
+            json["spec"]["forProvider"]["chart"]["version"] = json!("1.17.0");
+        }
+        state.insert(
+            at.clone(),
+            LiveObject {
+                object_ref: at.clone(),
+                json,
+            },
+        );
+    }
+    let stray = json!({"apiVersion": "helm.m.crossplane.io/v1beta1", "kind": "Release", "metadata": {"name": "old", "namespace": "x"}});
+    let stray = LiveObject::from_json(stray).unwrap();
+    state.insert(stray.object_ref.clone(), stray);
+    let live = Snapshot::of_live(&head, [("dev-1".to_string(), Ok(state))].into());
+    let p = plan(&labels(), Against::Live, &live, &head, vec![]);
+    let c = &p.clusters[0];
+    assert_eq!(c.updates.len(), 1);
+    assert_eq!(
+        c.updates[0].fields[0].path,
+        "spec.forProvider.chart.version"
+    );
+    assert_eq!(c.deletes.len(), 1);
+    assert_eq!(c.deletes[0].name, "old");
+}
+
+#[test]
+fn an_unreachable_cluster_is_reported_not_planned() {
+    let head = snapshot(&tree(FLEET, &CLUSTERS[..1], &claims()[..1]));
+    let live = Snapshot::of_live(
+        &head,
+        [("dev-1".to_string(), Err("connection refused".into()))].into(),
+    );
+    let p = plan(&labels(), Against::Live, &live, &head, vec![]);
+    assert_eq!(p.clusters[0].change, ClusterChange::Unreachable);
+    assert_eq!(p.clusters[0].error.as_deref(), Some("connection refused"));
+}
+
+#[test]
+fn an_invalid_head_lists_every_error_and_plans_nothing() {
+    let outcome = load(&tree(
+        FLEET,
+        CLUSTERS,
+        &[("a", "nowhere", ""), ("b", "prod-1", "  bogus: 1\n")],
+    ));
+    let p = invalid(&labels(), Against::Revision, &outcome.diagnostics);
+    assert!(!p.valid);
+    assert_eq!(p.errors.len(), 2, "{:?}", p.errors);
+    let md = markdown::render(&p);
+    assert!(md.contains("the head does not validate"));
+    for e in &p.errors {
+        assert!(md.contains(&e.to_string()), "{md}");
+    }
+}
+
+#[test]
+fn a_large_plan_folds_its_sections_and_fits_the_size_limit() {
+    let clusters: Vec<(String, &str)> = (0..200).map(|i| (format!("c{i:03}"), "prod")).collect();
+    let cl: Vec<(&str, &str)> = clusters.iter().map(|(n, e)| (n.as_str(), *e)).collect();
+    let cm: Vec<(String, String)> = clusters
+        .iter()
+        .map(|(n, _)| (format!("x{n}"), n.clone()))
+        .collect();
+    let claims: Vec<(&str, &str, &str)> = cm
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str(), ""))
+        .collect();
+    let base = snapshot(&tree(FLEET, &cl, &claims));
+    let head = snapshot(&tree(&FLEET.replace("1.18.4", "1.19.0"), &cl, &claims));
+    let p = plan(&labels(), Against::Revision, &base, &head, vec![]);
+    let md = markdown::render_with_limit(&p, 20_000);
+    assert!(md.len() <= 20_000, "{}", md.len());
+    assert!(md.starts_with(markdown::MARKER));
+    assert!(md.contains("<details><summary><b>c000</b>"));
+    assert!(!md.contains("<details open>"));
+    assert!(md.contains("more cluster sections left out to fit a comment"));
+    assert!(
+        md.contains("| 2 prod | c199 | changed | 0 | 1 | 0 |"),
+        "the table lists every cluster"
+    );
+}

@@ -1,0 +1,639 @@
+//! Rollout waves (SPEC 2.3), pure: which revision each cluster is given, and when a wave
+//! starts, bakes, completes or fails. A revision that changes a cluster's desired objects
+//! reaches it only when its wave starts; a wave starts once the one before it is complete
+//! (every changed cluster ready at the new revision for the wave's `bakeTime`); a wave that
+//! is not ready within its `timeout`, or whose applies fail, halts the rollout. The agent
+//! ([`crate::agent`]) feeds in health and the clock, carries out the assignments and
+//! persists [`State`], so a restart skips no gate and re-rolls nothing.
+
+pub mod store;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::fleetdir::LoadedFleet;
+use crate::reconcile::diff::desired_hash;
+use crate::render::{render_cluster, Observed};
+
+/// Name of the implicit last wave of the clusters no wave selector matches (the
+/// `wave="none"` of `psql_fleet_cluster_wave_info`).
+pub const IMPLICIT_WAVE: &str = "none";
+
+/// A wave's state, the `state` label of `psql_fleet_rollout_wave`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WaveState {
+    Pending,
+    Progressing,
+    Baking,
+    Complete,
+    Failed,
+    Halted,
+}
+
+impl WaveState {
+    pub const ALL: [WaveState; 6] = [
+        WaveState::Pending,
+        WaveState::Progressing,
+        WaveState::Baking,
+        WaveState::Complete,
+        WaveState::Failed,
+        WaveState::Halted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaveState::Pending => "pending",
+            WaveState::Progressing => "progressing",
+            WaveState::Baking => "baking",
+            WaveState::Complete => "complete",
+            WaveState::Failed => "failed",
+            WaveState::Halted => "halted",
+        }
+    }
+}
+
+/// One wave of a revision: its clusters in the order the fleet lists waves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WaveDef {
+    pub name: String,
+    pub bake_time: Duration,
+    pub timeout: Duration,
+    pub clusters: Vec<String>,
+}
+
+/// What a revision asks of the fleet: its waves and, per cluster, a fingerprint of its
+/// desired objects (equal fingerprints, same objects).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    pub revision: String,
+    pub waves: Vec<WaveDef>,
+    pub fingerprints: BTreeMap<String, String>,
+}
+
+impl Target {
+    /// The waves of `fleet` (configured ones in order, then the implicit one when some
+    /// cluster matches none) and the fingerprint of every cluster.
+    pub fn of(revision: &str, fleet: &LoadedFleet) -> Target {
+        let settings = &fleet.settings;
+        let mut waves: Vec<WaveDef> = settings
+            .waves
+            .iter()
+            .map(|w| WaveDef {
+                name: w.name.clone(),
+                bake_time: w.bake_time,
+                timeout: w.timeout,
+                clusters: Vec::new(),
+            })
+            .collect();
+        let mut implicit = WaveDef {
+            name: IMPLICIT_WAVE.to_string(),
+            bake_time: Duration::ZERO,
+            timeout: crate::model::fleet::DEFAULT_WAVE_TIMEOUT,
+            clusters: Vec::new(),
+        };
+        let mut fingerprints = BTreeMap::new();
+        for (name, cluster) in &fleet.clusters {
+            let wave = settings
+                .waves
+                .iter()
+                .position(|w| w.selector.matches(&cluster.labels));
+            match wave {
+                Some(i) => waves[i].clusters.push(name.clone()),
+                None => implicit.clusters.push(name.clone()),
+            }
+            fingerprints.insert(name.clone(), fingerprint(fleet, name));
+        }
+        if !implicit.clusters.is_empty() {
+            waves.push(implicit);
+        }
+        Target {
+            revision: revision.to_string(),
+            waves,
+            fingerprints,
+        }
+    }
+}
+
+/// A digest of every object the fleet renders for `cluster`, Usages included, so that two
+/// revisions that give a cluster the same objects have the same fingerprint.
+pub fn fingerprint(fleet: &LoadedFleet, cluster: &str) -> String {
+    let mut hasher = Sha256::new();
+    if let Some(c) = fleet.clusters.get(cluster) {
+        for object in render_cluster(&fleet.settings, c, fleet.claims_of(cluster), |_| {
+            Observed::BOTH_READY
+        }) {
+            hasher.update(object.object_ref().to_string().as_bytes());
+            hasher.update(desired_hash(&object).as_bytes());
+        }
+    }
+    hasher
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What a cluster was last given: the revision it is reconciled to and its fingerprint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Given {
+    pub revision: String,
+    pub fingerprint: String,
+}
+
+/// How a cluster's last pass at some revision went, as the agent reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    pub revision: String,
+    /// Every claim ready, with a readiness the controller reported for the current spec.
+    pub ready: bool,
+    /// Why not ready, naming the claims.
+    pub reason: Option<String>,
+    /// Applies or deletions that failed in the pass.
+    pub errors: Option<String>,
+}
+
+/// Where one wave of a rollout stands; times are Unix milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveProgress {
+    pub name: String,
+    pub state: WaveState,
+    pub bake_ms: u64,
+    pub timeout_ms: u64,
+    /// The wave's clusters whose desired objects change, with their new fingerprint; the
+    /// others got the revision at once.
+    pub clusters: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
+    /// Since when the wave waits for readiness; its timeout counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progressing_since_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_since_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<u64>,
+    /// Why the wave failed or waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Why a rollout stopped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Halt {
+    pub wave: String,
+    pub reason: String,
+    /// Halted with `psql-fleet rollout halt`, not by a failure.
+    pub by_operator: bool,
+    pub at_ms: u64,
+}
+
+/// The rollout of one revision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    pub revision: String,
+    pub started_ms: u64,
+    pub waves: Vec<WaveProgress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halted: Option<Halt>,
+}
+
+impl Rollout {
+    /// The first wave that is not complete; `None` once the rollout is done.
+    pub fn current(&self) -> Option<&WaveProgress> {
+        self.waves.iter().find(|w| w.state != WaveState::Complete)
+    }
+
+    pub fn complete(&self) -> bool {
+        self.current().is_none()
+    }
+}
+
+/// A wave changing state: what logs, metrics and commit statuses report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub revision: String,
+    pub wave: String,
+    pub state: WaveState,
+    pub description: String,
+}
+
+/// Everything the agent persists: per cluster what it was given, and the rollout.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    pub clusters: BTreeMap<String, Given>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A duration in milliseconds the way fleet.yaml writes it (`90s`, `5m`, `1h`).
+pub fn human(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0 => format!("{ms}ms"),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+fn short(revision: &str) -> &str {
+    revision.get(..12).unwrap_or(revision)
+}
+
+impl State {
+    /// The revision `cluster` is to be reconciled to; `None` while the cluster waits for
+    /// its first wave (nothing is written to it then).
+    pub fn given(&self, cluster: &str) -> Option<&str> {
+        self.clusters.get(cluster).map(|g| g.revision.as_str())
+    }
+
+    /// Every revision some cluster is given, or the rollout is about.
+    pub fn revisions(&self) -> BTreeSet<String> {
+        self.clusters
+            .values()
+            .map(|g| g.revision.clone())
+            .chain(self.rollout.iter().map(|r| r.revision.clone()))
+            .collect()
+    }
+
+    /// A revision was accepted. The same revision as the rollout's changes nothing (an
+    /// agent restart); a new one supersedes the rollout from the first wave. Clusters whose
+    /// objects do not change get it at once; the changed ones wait for their wave. An
+    /// operator's halt carries over to the new rollout; a failure does not.
+    pub fn begin(&mut self, target: &Target, now: u64) -> Vec<Transition> {
+        if self
+            .rollout
+            .as_ref()
+            .is_some_and(|r| r.revision == target.revision)
+        {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let old = self.rollout.take();
+        let mut carried_halt = None;
+        if let Some(old) = old {
+            for w in old.waves.iter().filter(|w| w.state != WaveState::Complete) {
+                out.push(Transition {
+                    revision: old.revision.clone(),
+                    wave: w.name.clone(),
+                    state: WaveState::Halted,
+                    description: format!("superseded by revision {}", short(&target.revision)),
+                });
+            }
+            carried_halt = old.halted.filter(|h| h.by_operator);
+        }
+        self.clusters
+            .retain(|name, _| target.fingerprints.contains_key(name));
+        let mut waves = Vec::new();
+        for def in &target.waves {
+            let mut changed = BTreeMap::new();
+            for cluster in &def.clusters {
+                let Some(fp) = target.fingerprints.get(cluster) else {
+                    continue;
+                };
+                match self.clusters.get_mut(cluster) {
+                    Some(given) if given.fingerprint == *fp => {
+                        given.revision = target.revision.clone();
+                    }
+                    _ => {
+                        changed.insert(cluster.clone(), fp.clone());
+                    }
+                }
+            }
+            waves.push(WaveProgress {
+                name: def.name.clone(),
+                state: WaveState::Pending,
+                bake_ms: ms(def.bake_time),
+                timeout_ms: ms(def.timeout),
+                clusters: changed,
+                started_ms: None,
+                progressing_since_ms: None,
+                ready_since_ms: None,
+                finished_ms: None,
+                reason: None,
+            });
+        }
+        let mut rollout = Rollout {
+            revision: target.revision.clone(),
+            started_ms: now,
+            waves,
+            halted: None,
+        };
+        if let Some(h) = carried_halt {
+            if let Some(first) = rollout.current().map(|w| w.name.clone()) {
+                rollout.halted = Some(Halt {
+                    wave: first,
+                    at_ms: now,
+                    ..h
+                });
+                for w in &mut rollout.waves {
+                    if w.state != WaveState::Complete {
+                        w.state = WaveState::Halted;
+                    }
+                }
+            }
+        }
+        for w in &rollout.waves {
+            out.push(Transition {
+                revision: rollout.revision.clone(),
+                wave: w.name.clone(),
+                state: w.state,
+                description: match w.state {
+                    WaveState::Halted => "halted by an operator".to_string(),
+                    _ => format!("{} clusters to update", w.clusters.len()),
+                },
+            });
+        }
+        self.rollout = Some(rollout);
+        out.extend(self.advance(&BTreeMap::new(), now));
+        out
+    }
+
+    /// Moves the rollout on with the clusters' latest health: starts the next wave once
+    /// the current one is complete, and fails it on apply errors or when its timeout
+    /// passes before every changed cluster is ready at the rollout's revision.
+    pub fn advance(&mut self, health: &BTreeMap<String, Health>, now: u64) -> Vec<Transition> {
+        let mut out = Vec::new();
+        let State { clusters, rollout } = self;
+        let Some(r) = rollout.as_mut() else {
+            return out;
+        };
+        if r.halted.is_some() {
+            return out;
+        }
+        let revision = r.revision.clone();
+        let note = |out: &mut Vec<Transition>, w: &WaveProgress, description: String| {
+            out.push(Transition {
+                revision: revision.clone(),
+                wave: w.name.clone(),
+                state: w.state,
+                description,
+            });
+        };
+        while let Some(i) = r.waves.iter().position(|w| w.state != WaveState::Complete) {
+            let w = &mut r.waves[i];
+            match w.state {
+                WaveState::Pending => {
+                    w.state = WaveState::Progressing;
+                    w.started_ms = Some(now);
+                    w.progressing_since_ms = Some(now);
+                    w.reason = None;
+                    for (cluster, fp) in &w.clusters {
+                        clusters.insert(
+                            cluster.clone(),
+                            Given {
+                                revision: revision.clone(),
+                                fingerprint: fp.clone(),
+                            },
+                        );
+                    }
+                    if w.clusters.is_empty() {
+                        w.state = WaveState::Complete;
+                        w.finished_ms = Some(now);
+                        note(&mut out, w, "no cluster of this wave changes".into());
+                        continue;
+                    }
+                    let names: Vec<&str> = w.clusters.keys().map(String::as_str).collect();
+                    let description = format!("applying to {}", names.join(", "));
+                    note(&mut out, w, description);
+                    // The new revision has only just been given: no health to judge yet.
+                    break;
+                }
+                WaveState::Progressing | WaveState::Baking => {
+                    let verdict = judge(w, &revision, health);
+                    match verdict {
+                        Verdict::Errors(reason) => {
+                            fail(r, i, reason, now, &mut out);
+                            break;
+                        }
+                        Verdict::Ready => {
+                            let since = *w.ready_since_ms.get_or_insert(now);
+                            if w.state == WaveState::Progressing {
+                                w.state = WaveState::Baking;
+                                w.reason = None;
+                                let description =
+                                    format!("every claim ready; baking for {}", human(w.bake_ms));
+                                note(&mut out, w, description);
+                            }
+                            if now.saturating_sub(since) < w.bake_ms {
+                                break;
+                            }
+                            w.state = WaveState::Complete;
+                            w.finished_ms = Some(now);
+                            let description = format!("ready and baked for {}", human(w.bake_ms));
+                            note(&mut out, w, description);
+                        }
+                        Verdict::NotReady(reason) => {
+                            w.ready_since_ms = None;
+                            if w.state == WaveState::Baking {
+                                w.state = WaveState::Progressing;
+                                w.progressing_since_ms = Some(now);
+                                note(&mut out, w, format!("not ready while baking: {reason}"));
+                            }
+                            w.reason = Some(reason.clone());
+                            let since = w.progressing_since_ms.or(w.started_ms).unwrap_or(now);
+                            if now.saturating_sub(since) >= w.timeout_ms {
+                                let reason = format!(
+                                    "not ready within the wave's timeout of {}: {reason}",
+                                    human(w.timeout_ms)
+                                );
+                                fail(r, i, reason, now, &mut out);
+                            }
+                            break;
+                        }
+                    }
+                }
+                WaveState::Failed | WaveState::Halted | WaveState::Complete => break,
+            }
+        }
+        out
+    }
+
+    /// The agent started again with this state: the wave in progress is judged afresh
+    /// (the health seen before the restart is gone), with a fresh timeout and a full bake,
+    /// so the restart neither skips its gate nor fails it for want of reports.
+    pub fn restarted(&mut self, now: u64) -> Vec<Transition> {
+        let Some(r) = self.rollout.as_mut() else {
+            return Vec::new();
+        };
+        if r.halted.is_some() {
+            return Vec::new();
+        }
+        let revision = r.revision.clone();
+        let Some(w) = r.waves.iter_mut().find(|w| w.state != WaveState::Complete) else {
+            return Vec::new();
+        };
+        if !matches!(w.state, WaveState::Progressing | WaveState::Baking) {
+            return Vec::new();
+        }
+        w.state = WaveState::Progressing;
+        w.progressing_since_ms = Some(now);
+        w.ready_since_ms = None;
+        vec![Transition {
+            revision,
+            wave: w.name.clone(),
+            state: WaveState::Progressing,
+            description: "agent restarted: readiness is judged again".into(),
+        }]
+    }
+
+    /// `psql-fleet rollout halt`: no further wave starts until resumed; clusters already
+    /// given the revision keep it.
+    pub fn halt(&mut self, reason: &str, now: u64) -> Result<Vec<Transition>, String> {
+        let r = self
+            .rollout
+            .as_mut()
+            .ok_or("no rollout to halt: no revision served yet")?;
+        if let Some(h) = &r.halted {
+            return Err(format!("already halted at wave {}: {}", h.wave, h.reason));
+        }
+        let Some(wave) = r.current().map(|w| w.name.clone()) else {
+            return Err(format!(
+                "nothing to halt: the rollout of revision {} is complete",
+                short(&r.revision)
+            ));
+        };
+        let reason = if reason.trim().is_empty() {
+            "halted by an operator".to_string()
+        } else {
+            format!("halted by an operator: {}", reason.trim())
+        };
+        r.halted = Some(Halt {
+            wave,
+            reason: reason.clone(),
+            by_operator: true,
+            at_ms: now,
+        });
+        let mut out = Vec::new();
+        for w in r
+            .waves
+            .iter_mut()
+            .filter(|w| w.state != WaveState::Complete)
+        {
+            w.state = WaveState::Halted;
+            w.ready_since_ms = None;
+            out.push(Transition {
+                revision: r.revision.clone(),
+                wave: w.name.clone(),
+                state: WaveState::Halted,
+                description: reason.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// `psql-fleet rollout resume`: the halted or failed wave starts over (a fresh timeout
+    /// and a full bake), the later ones wait for it again.
+    pub fn resume(&mut self, now: u64) -> Result<Vec<Transition>, String> {
+        let r = self
+            .rollout
+            .as_mut()
+            .ok_or("no rollout to resume: no revision served yet")?;
+        if r.halted.take().is_none() {
+            return Err(format!(
+                "the rollout of revision {} is not halted",
+                short(&r.revision)
+            ));
+        }
+        let mut out = Vec::new();
+        for w in r
+            .waves
+            .iter_mut()
+            .filter(|w| w.state != WaveState::Complete)
+        {
+            w.state = WaveState::Pending;
+            w.started_ms = None;
+            w.progressing_since_ms = None;
+            w.ready_since_ms = None;
+            w.reason = None;
+            out.push(Transition {
+                revision: r.revision.clone(),
+                wave: w.name.clone(),
+                state: WaveState::Pending,
+                description: "resumed by an operator".into(),
+            });
+        }
+        out.extend(self.advance(&BTreeMap::new(), now));
+        Ok(out)
+    }
+}
+
+enum Verdict {
+    Ready,
+    NotReady(String),
+    Errors(String),
+}
+
+/// The wave's changed clusters, judged at `revision`: apply errors first, then the first
+/// cluster not ready (or not yet reported), else ready.
+fn judge(w: &WaveProgress, revision: &str, health: &BTreeMap<String, Health>) -> Verdict {
+    let mut not_ready = Vec::new();
+    for cluster in w.clusters.keys() {
+        match health.get(cluster).filter(|h| h.revision == revision) {
+            Some(h) if h.errors.is_some() => {
+                let errors = h.errors.as_deref().unwrap_or_default();
+                return Verdict::Errors(if errors.starts_with(&format!("cluster {cluster}:")) {
+                    errors.to_string()
+                } else {
+                    format!("cluster {cluster}: {errors}")
+                });
+            }
+            Some(h) if h.ready => {}
+            Some(h) => not_ready.push(format!(
+                "cluster {cluster}: {}",
+                h.reason.as_deref().unwrap_or("not ready")
+            )),
+            None => not_ready.push(format!(
+                "cluster {cluster}: no reconcile pass at this revision yet"
+            )),
+        }
+    }
+    if not_ready.is_empty() {
+        Verdict::Ready
+    } else {
+        Verdict::NotReady(not_ready.join("; "))
+    }
+}
+
+fn fail(r: &mut Rollout, i: usize, reason: String, now: u64, out: &mut Vec<Transition>) {
+    let failed = r.waves[i].name.clone();
+    r.halted = Some(Halt {
+        wave: failed.clone(),
+        reason: reason.clone(),
+        by_operator: false,
+        at_ms: now,
+    });
+    for (j, w) in r.waves.iter_mut().enumerate().skip(i) {
+        let (state, description) = if j == i {
+            w.finished_ms = Some(now);
+            (WaveState::Failed, reason.clone())
+        } else {
+            (WaveState::Halted, format!("wave {failed} failed"))
+        };
+        w.state = state;
+        w.ready_since_ms = None;
+        w.reason = Some(description.clone());
+        out.push(Transition {
+            revision: r.revision.clone(),
+            wave: w.name.clone(),
+            state,
+            description,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,471 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+
+const S: u64 = 1000;
+
+/// Waves dev (dev-1), staging (stg-1, stg-2), prod (prod-1), each with the given bake time
+/// and a 60 s timeout; every cluster's fingerprint is `fp` unless overridden.
+fn target(revision: &str, bake: u64, fp: &str, overrides: &[(&str, &str)]) -> Target {
+    let wave = |name: &str, clusters: &[&str]| WaveDef {
+        name: name.into(),
+        bake_time: Duration::from_millis(bake),
+        timeout: Duration::from_secs(60),
+        clusters: clusters.iter().map(|c| c.to_string()).collect(),
+    };
+    let mut fingerprints: BTreeMap<String, String> = ["dev-1", "stg-1", "stg-2", "prod-1"]
+        .iter()
+        .map(|c| (c.to_string(), fp.to_string()))
+        .collect();
+    for (c, f) in overrides {
+        fingerprints.insert(c.to_string(), f.to_string());
+    }
+    Target {
+        revision: revision.into(),
+        waves: vec![
+            wave("dev", &["dev-1"]),
+            wave("staging", &["stg-1", "stg-2"]),
+            wave("prod", &["prod-1"]),
+        ],
+        fingerprints,
+    }
+}
+
+fn ready(revision: &str, clusters: &[&str]) -> BTreeMap<String, Health> {
+    clusters
+        .iter()
+        .map(|c| {
+            (
+                c.to_string(),
+                Health {
+                    revision: revision.into(),
+                    ready: true,
+                    ..Health::default()
+                },
+            )
+        })
+        .collect()
+}
+
+fn states(state: &State) -> Vec<(&str, WaveState)> {
+    state
+        .rollout
+        .as_ref()
+        .unwrap()
+        .waves
+        .iter()
+        .map(|w| (w.name.as_str(), w.state))
+        .collect()
+}
+
+/// A state where revision `a` is given to every cluster and fully rolled out.
+fn settled(a: &str) -> State {
+    let mut s = State::default();
+    s.begin(&target(a, 0, "fa", &[]), 0);
+    let all = ["dev-1", "stg-1", "stg-2", "prod-1"];
+    for _ in 0..3 {
+        s.advance(&ready(a, &all), 0);
+    }
+    assert!(s.rollout.as_ref().unwrap().complete(), "{s:?}");
+    s
+}
+
+use WaveState::*;
+
+#[test]
+fn a_first_revision_starts_with_the_first_wave_only() {
+    let mut s = State::default();
+    let t = s.begin(&target("a", 0, "fa", &[]), 0);
+    assert_eq!(
+        states(&s),
+        vec![
+            ("dev", Progressing),
+            ("staging", Pending),
+            ("prod", Pending)
+        ]
+    );
+    assert_eq!(s.given("dev-1"), Some("a"));
+    assert_eq!(s.given("stg-1"), None);
+    assert_eq!(s.given("prod-1"), None);
+    assert!(t
+        .iter()
+        .any(|t| t.wave == "dev" && t.state == Progressing && t.description.contains("dev-1")));
+}
+
+#[test]
+fn the_next_wave_starts_only_after_the_previous_is_ready_and_baked() {
+    let mut s = settled("a");
+    s.begin(&target("b", 5 * S, "fb", &[]), 100 * S);
+    assert_eq!(s.given("dev-1"), Some("b"));
+    assert_eq!(s.given("stg-1"), Some("a"));
+    // Ready: baking, staging still waits.
+    let t = s.advance(&ready("b", &["dev-1"]), 101 * S);
+    assert_eq!(t.len(), 1);
+    assert_eq!((t[0].wave.as_str(), t[0].state), ("dev", Baking));
+    s.advance(&ready("b", &["dev-1"]), 105 * S);
+    assert_eq!(states(&s)[0], ("dev", Baking));
+    assert_eq!(s.given("stg-1"), Some("a"));
+    // Baked: dev completes and staging starts in the same step.
+    let t = s.advance(&ready("b", &["dev-1"]), 106 * S);
+    let got: Vec<_> = t.iter().map(|t| (t.wave.as_str(), t.state)).collect();
+    assert_eq!(got, vec![("dev", Complete), ("staging", Progressing)]);
+    assert_eq!(s.given("stg-1"), Some("b"));
+    assert_eq!(s.given("stg-2"), Some("b"));
+    assert_eq!(s.given("prod-1"), Some("a"));
+    // One staging cluster ready is not enough.
+    s.advance(&ready("b", &["dev-1", "stg-1"]), 107 * S);
+    assert_eq!(states(&s)[1], ("staging", Progressing));
+    assert_eq!(
+        s.rollout.as_ref().unwrap().waves[1].reason.as_deref(),
+        Some("cluster stg-2: no reconcile pass at this revision yet")
+    );
+    let all = ["dev-1", "stg-1", "stg-2", "prod-1"];
+    s.advance(&ready("b", &all), 108 * S);
+    s.advance(&ready("b", &all), 113 * S);
+    assert_eq!(s.given("prod-1"), Some("b"));
+    s.advance(&ready("b", &all), 114 * S);
+    s.advance(&ready("b", &all), 119 * S);
+    assert!(s.rollout.as_ref().unwrap().complete());
+}
+
+#[test]
+fn health_reported_at_another_revision_does_not_count() {
+    let mut s = settled("a");
+    s.begin(&target("b", 0, "fb", &[]), 10 * S);
+    s.advance(&ready("a", &["dev-1"]), 11 * S);
+    assert_eq!(states(&s)[0], ("dev", Progressing));
+    assert_eq!(s.given("stg-1"), Some("a"));
+}
+
+#[test]
+fn only_clusters_whose_objects_change_are_gated() {
+    let mut s = settled("a");
+    // Only prod's objects change: dev and staging get the revision at once and their
+    // waves complete without baking; prod starts right away.
+    let t = s.begin(&target("b", 60 * S, "fa", &[("prod-1", "fb")]), 10 * S);
+    assert_eq!(
+        states(&s),
+        vec![
+            ("dev", Complete),
+            ("staging", Complete),
+            ("prod", Progressing)
+        ]
+    );
+    assert!(["dev-1", "stg-1", "stg-2", "prod-1"]
+        .iter()
+        .all(|c| s.given(c) == Some("b")));
+    assert!(t
+        .iter()
+        .any(|t| t.wave == "dev" && t.description == "no cluster of this wave changes"));
+    // A revision that changes no cluster completes at once.
+    let mut s = settled("a");
+    s.begin(&target("c", 60 * S, "fa", &[]), 10 * S);
+    assert!(s.rollout.as_ref().unwrap().complete());
+    assert!(s.given("prod-1") == Some("c"));
+}
+
+#[test]
+fn a_wave_not_ready_within_its_timeout_fails_and_halts_the_later_ones() {
+    let mut s = settled("a");
+    s.begin(&target("b", 0, "fb", &[]), 0);
+    s.advance(&ready("b", &["dev-1"]), S);
+    assert_eq!(s.given("stg-1"), Some("b"));
+    let mut health = ready("b", &["stg-1"]);
+    health.insert(
+        "stg-2".into(),
+        Health {
+            revision: "b".into(),
+            ready: false,
+            reason: Some("data/analytics: Release data/stackgres-operator: Ready=False".into()),
+            errors: None,
+        },
+    );
+    s.advance(&health, 30 * S);
+    assert_eq!(states(&s)[1], ("staging", Progressing));
+    let t = s.advance(&health, 61 * S);
+    assert_eq!(
+        states(&s),
+        vec![("dev", Complete), ("staging", Failed), ("prod", Halted)]
+    );
+    let halt = s.rollout.as_ref().unwrap().halted.clone().unwrap();
+    assert_eq!(halt.wave, "staging");
+    assert!(!halt.by_operator);
+    assert_eq!(
+        halt.reason,
+        "not ready within the wave's timeout of 1m: cluster stg-2: data/analytics: Release data/stackgres-operator: Ready=False"
+    );
+    assert_eq!(t.len(), 2);
+    assert_eq!(t[1].description, "wave staging failed");
+    // Halted: nothing moves any more, prod keeps the previous revision.
+    s.advance(&ready("b", &["dev-1", "stg-1", "stg-2"]), 100 * S);
+    assert_eq!(s.given("prod-1"), Some("a"));
+    assert_eq!(states(&s)[2], ("prod", Halted));
+}
+
+#[test]
+fn apply_errors_fail_the_wave_at_once() {
+    let mut s = settled("a");
+    s.begin(&target("b", 0, "fb", &[]), 0);
+    let mut health = BTreeMap::new();
+    health.insert(
+        "dev-1".to_string(),
+        Health {
+            revision: "b".into(),
+            ready: true,
+            reason: None,
+            errors: Some("apply Release default/x: 500 InternalError".into()),
+        },
+    );
+    s.advance(&health, S);
+    assert_eq!(states(&s)[0], ("dev", Failed));
+    assert_eq!(
+        s.rollout.as_ref().unwrap().halted.as_ref().unwrap().reason,
+        "cluster dev-1: apply Release default/x: 500 InternalError"
+    );
+    assert_eq!(s.given("stg-1"), Some("a"));
+}
+
+#[test]
+fn a_claim_that_stops_being_ready_while_baking_restarts_the_bake() {
+    let mut s = settled("a");
+    s.begin(&target("b", 10 * S, "fb", &[]), 0);
+    s.advance(&ready("b", &["dev-1"]), S);
+    let mut down = ready("b", &["dev-1"]);
+    down.get_mut("dev-1").unwrap().ready = false;
+    let t = s.advance(&down, 5 * S);
+    assert_eq!((t[0].state, states(&s)[0].1), (Progressing, Progressing));
+    s.advance(&ready("b", &["dev-1"]), 6 * S);
+    s.advance(&ready("b", &["dev-1"]), 12 * S);
+    assert_eq!(states(&s)[0], ("dev", Baking), "bake restarted at 6 s");
+    s.advance(&ready("b", &["dev-1"]), 16 * S);
+    assert_eq!(states(&s)[0], ("dev", Complete));
+}
+
+#[test]
+fn a_newer_revision_supersedes_the_rollout_from_the_first_wave() {
+    let mut s = settled("a");
+    s.begin(&target("b", 0, "fb", &[]), 0);
+    s.advance(&ready("b", &["dev-1"]), S);
+    assert_eq!(s.given("stg-1"), Some("b"));
+    // c reverts staging's objects to a's but changes dev and prod.
+    let t = s.begin(
+        &target("c", 0, "fc", &[("stg-1", "fa"), ("stg-2", "fa")]),
+        2 * S,
+    );
+    assert!(t
+        .iter()
+        .any(|t| t.revision == "b" && t.wave == "staging" && t.state == Halted));
+    assert_eq!(
+        states(&s),
+        vec![
+            ("dev", Progressing),
+            ("staging", Pending),
+            ("prod", Pending)
+        ]
+    );
+    // Staging holds b's objects (it was given b), which c changes back: gated again.
+    assert_eq!(s.given("stg-1"), Some("b"));
+    assert_eq!(s.given("dev-1"), Some("c"));
+    assert_eq!(s.given("prod-1"), Some("a"));
+    assert_eq!(
+        s.revisions(),
+        ["a", "b", "c"].iter().map(|r| r.to_string()).collect()
+    );
+}
+
+#[test]
+fn an_operator_halt_stops_the_rollout_until_resumed_and_carries_to_a_new_revision() {
+    let mut s = settled("a");
+    s.begin(&target("b", 0, "fb", &[]), 0);
+    let t = s.halt("investigating", S).unwrap();
+    assert_eq!(t.len(), 3);
+    assert!(s.halt("again", S).is_err());
+    s.advance(&ready("b", &["dev-1"]), 2 * S);
+    assert_eq!(s.given("stg-1"), Some("a"));
+    assert_eq!(
+        s.rollout.as_ref().unwrap().halted.as_ref().unwrap().reason,
+        "halted by an operator: investigating"
+    );
+    // A new revision stays halted.
+    s.begin(&target("c", 0, "fc", &[]), 3 * S);
+    let h = s.rollout.as_ref().unwrap().halted.clone().unwrap();
+    assert!(h.by_operator);
+    assert_eq!(s.given("dev-1"), Some("b"));
+    s.resume(4 * S).unwrap();
+    assert!(s.resume(4 * S).is_err());
+    assert_eq!(s.given("dev-1"), Some("c"));
+    assert_eq!(states(&s)[0], ("dev", Progressing));
+    s.advance(&ready("c", &["dev-1"]), 5 * S);
+    assert_eq!(s.given("stg-1"), Some("c"));
+}
+
+#[test]
+fn resuming_a_failed_wave_retries_it_with_a_fresh_timeout_and_a_failure_does_not_carry() {
+    let mut s = settled("a");
+    s.begin(&target("b", 0, "fb", &[]), 0);
+    s.advance(&BTreeMap::new(), 61 * S);
+    assert_eq!(states(&s)[0], ("dev", Failed));
+    s.resume(100 * S).unwrap();
+    s.advance(&BTreeMap::new(), 150 * S);
+    assert_eq!(states(&s)[0], ("dev", Progressing));
+    s.advance(&BTreeMap::new(), 161 * S);
+    assert_eq!(states(&s)[0], ("dev", Failed));
+    s.begin(&target("c", 0, "fc", &[]), 200 * S);
+    assert!(s.rollout.as_ref().unwrap().halted.is_none());
+    assert_eq!(states(&s)[0], ("dev", Progressing));
+}
+
+#[test]
+fn a_restart_with_the_saved_state_skips_no_gate_and_re_rolls_nothing() {
+    let mut s = settled("a");
+    s.begin(&target("b", 10 * S, "fb", &[]), 0);
+    s.advance(&ready("b", &["dev-1"]), S);
+    // The agent stops while dev bakes; the saved state comes back as it was.
+    let json = serde_json::to_string(&s).unwrap();
+    let mut back: State = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, s);
+    // The same revision is served again after the restart: nothing starts over.
+    assert!(back
+        .begin(&target("b", 10 * S, "fb", &[]), 5 * S)
+        .is_empty());
+    assert_eq!(states(&back)[0], ("dev", Baking));
+    // The wave is judged afresh: no bake completes on reports from before the restart,
+    // and the timeout counts from the restart.
+    let t = back.restarted(100 * S);
+    assert_eq!((t.len(), states(&back)[0]), (1, ("dev", Progressing)));
+    back.advance(&BTreeMap::new(), 150 * S);
+    assert_eq!(states(&back)[0], ("dev", Progressing));
+    assert_eq!(back.given("stg-1"), Some("a"));
+    back.advance(&ready("b", &["dev-1"]), 151 * S);
+    back.advance(&ready("b", &["dev-1"]), 160 * S);
+    assert_eq!(states(&back)[0], ("dev", Baking));
+    back.advance(&ready("b", &["dev-1"]), 161 * S);
+    assert_eq!(back.given("stg-1"), Some("b"));
+    // Nothing to judge again when halted or done.
+    let mut done = settled("a");
+    assert!(done.restarted(0).is_empty());
+}
+
+#[test]
+fn the_timeout_counts_from_when_the_wave_last_became_not_ready() {
+    let mut s = settled("a");
+    // Bake longer than the timeout: a claim that flaps late gets a fresh timeout.
+    let mut t = target("b", 100 * S, "fb", &[]);
+    t.waves[0].timeout = Duration::from_secs(10);
+    s.begin(&t, 0);
+    s.advance(&ready("b", &["dev-1"]), S);
+    let mut down = ready("b", &["dev-1"]);
+    down.get_mut("dev-1").unwrap().ready = false;
+    s.advance(&down, 50 * S);
+    assert_eq!(states(&s)[0], ("dev", Progressing));
+    s.advance(&down, 59 * S);
+    assert_eq!(states(&s)[0], ("dev", Progressing));
+    s.advance(&down, 60 * S);
+    assert_eq!(states(&s)[0], ("dev", Failed));
+}
+
+#[test]
+fn halt_and_resume_explain_why_they_cannot() {
+    let mut s = State::default();
+    assert!(s.halt("", 0).unwrap_err().contains("no revision"));
+    let mut s = settled("a");
+    assert!(s.halt("", 0).unwrap_err().contains("complete"));
+    assert!(s.resume(0).unwrap_err().contains("not halted"));
+}
+
+#[test]
+fn targets_come_from_the_fleet_with_an_implicit_last_wave() {
+    use crate::reconcile::tests::fleet;
+    let yaml = |pin: &str| {
+        format!("apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nspec:\n  overrides:\n  - selector: {{matchLabels: {{env: dev}}}}\n    pins: {{stackgres-operator: {pin}}}\n  rollout:\n    waves:\n    - {{name: dev, selector: {{matchLabels: {{env: dev}}}}, bakeTime: 2s, timeout: 30s}}\n")
+    };
+    let mut a = fleet(&yaml("1.18.4"), &["c1", "c2"], &[("x", "c1"), ("y", "c2")]);
+    a.clusters
+        .get_mut("c1")
+        .unwrap()
+        .labels
+        .insert("env".into(), "dev".into());
+    let mut b = fleet(&yaml("1.19.0"), &["c1", "c2"], &[("x", "c1"), ("y", "c2")]);
+    b.clusters.clone_from(&a.clusters);
+    let (ta, tb) = (Target::of("a", &a), Target::of("b", &b));
+    let names: Vec<_> = ta
+        .waves
+        .iter()
+        .map(|w| (w.name.as_str(), w.clusters.clone()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("dev", vec!["c1".to_string()]),
+            (IMPLICIT_WAVE, vec!["c2".to_string()])
+        ]
+    );
+    assert_eq!(ta.waves[0].bake_time, Duration::from_secs(2));
+    assert_eq!(ta.waves[0].timeout, Duration::from_secs(30));
+    assert_ne!(ta.fingerprints["c1"], tb.fingerprints["c1"]);
+    assert_eq!(ta.fingerprints["c2"], tb.fingerprints["c2"]);
+}
+
+proptest! {
+    /// Whatever the health reports, the clock and operator actions, a cluster of a wave
+    /// is given the rollout's revision only once every earlier wave is complete, and a
+    /// complete wave had every changed cluster ready at that revision.
+    #[test]
+    fn no_cluster_gets_the_revision_before_the_earlier_waves_complete(
+        steps in proptest::collection::vec((0u64..20_000, proptest::bits::u8::ANY, 0u8..10), 1..40),
+        changed in proptest::bits::u8::between(0, 4),
+    ) {
+        let clusters = ["dev-1", "stg-1", "stg-2", "prod-1"];
+        let mut s = settled("a");
+        let overrides: Vec<(&str, &str)> = clusters
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| changed & (1 << i) == 0)
+            .map(|(_, c)| (*c, "fa"))
+            .collect();
+        let t = target("b", 3 * S, "fb", &overrides);
+        let mut now = 0;
+        s.begin(&t, now);
+        for (dt, ready_bits, action) in steps {
+            now += dt;
+            match action {
+                0 => { let _ = s.halt("x", now); }
+                1 => { let _ = s.resume(now); }
+                _ => {
+                    let health: BTreeMap<String, Health> = clusters
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| (c.to_string(), Health {
+                            revision: if ready_bits & (1 << (i + 4)) == 0 { "b".into() } else { "a".into() },
+                            ready: ready_bits & (1 << i) != 0,
+                            reason: None,
+                            errors: (action == 9).then(|| "boom".to_string()),
+                        }))
+                        .collect();
+                    s.advance(&health, now);
+                }
+            }
+            let r = s.rollout.as_ref().unwrap();
+            for (k, def) in t.waves.iter().enumerate() {
+                let earlier_complete = r.waves[..k].iter().all(|w| w.state == Complete);
+                for c in &def.clusters {
+                    let unchanged = t.fingerprints[c] == "fa";
+                    if s.given(c) == Some("b") && !unchanged {
+                        prop_assert!(earlier_complete, "{c} got b before the waves before {} completed: {r:?}", def.name);
+                    }
+                    if unchanged {
+                        prop_assert_eq!(s.given(c), Some("b"));
+                    }
+                }
+                if r.waves[k].state == Complete && !r.waves[k].clusters.is_empty() {
+                    prop_assert!(r.waves[k].ready_since_ms.is_some());
+                    let since = r.waves[k].ready_since_ms.unwrap();
+                    prop_assert!(r.waves[k].finished_ms.unwrap() - since >= 3 * S);
+                }
+            }
+        }
+    }
+}
