@@ -889,3 +889,53 @@ async fn a_pin_change_upgrades_the_releases_and_keeps_the_usage() {
     assert_eq!(e2e.metric(&info).await, Some(1.0));
     e2e.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_for_a_missing_namespace_reports_the_servers_message_then_applies() {
+    let mut e2e = E2e::start(1, Duration::from_millis(300)).await;
+    let name = e2e.names[0].clone();
+    // As Kubernetes does, the simulator refuses a namespaced create or apply into a
+    // namespace that does not exist with 404 and a Status naming the namespace.
+    let api = releases(&e2e.client(&name).await, "payments");
+    let body: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "helm.m.crossplane.io/v1beta1",
+        "kind": "Release",
+        "metadata": {"name": "probe", "namespace": "payments"},
+    }))
+    .unwrap();
+    let answers = [
+        api.create(&Default::default(), &body).await.map(|_| ()),
+        api.patch("probe", &PatchParams::apply("probe"), &Patch::Apply(&body))
+            .await
+            .map(|_| ()),
+    ];
+    for answer in answers {
+        match answer {
+            Err(kube::Error::Api(s)) => assert_eq!(
+                (s.code, s.reason.as_str(), s.message.as_str()),
+                (404, "NotFound", r#"namespaces "payments" not found"#)
+            ),
+            other => panic!("expected 404 NotFound, got {other:?}"),
+        }
+    }
+
+    e2e.write(
+        &claim_file("payments", &name),
+        &claim("payments", &name, &[]),
+    );
+    e2e.start_agent(AgentOptions::default()).await;
+    e2e.wait_for("the missing namespace in the cluster's last error", |r| {
+        r.clusters
+            .get(&name)
+            .and_then(|c| c.last_error.as_deref())
+            .is_some_and(|e| e.contains(r#"404 NotFound: namespaces "payments" not found"#))
+    })
+    .await;
+    let writes = object_writes(&e2e.audit(&name)).len();
+    assert!(writes >= 1, "no apply was attempted");
+    // Once the namespace is there, a retry applies the claim.
+    e2e.namespace(&name, "payments").await;
+    let report = e2e.wait_ready(&[(&name, 1)]).await;
+    assert_eq!(report.clusters[&name].last_error, None);
+    e2e.shutdown().await;
+}
