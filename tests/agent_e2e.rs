@@ -931,8 +931,15 @@ async fn a_claim_for_a_missing_namespace_reports_the_servers_message_then_applie
             .is_some_and(|e| e.contains(r#"404 NotFound: namespaces "payments" not found"#))
     })
     .await;
-    let writes = object_writes(&e2e.audit(&name)).len();
-    assert!(writes >= 1, "no apply was attempted");
+    assert!(!object_writes(&e2e.audit(&name)).is_empty());
+    // The failure persists: retries follow the backoff (0.5 s doubling), not the 1 s
+    // resync. From 3 s to 9 s after the first failure that is at most three passes of two
+    // applies each; on every resync it would be six passes or more.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mark = e2e.audit(&name).len();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let retries = object_writes(&e2e.audit(&name)[mark..]).len();
+    assert!(retries <= 6, "{retries} applies in 6 s");
     // Once the namespace is there, a retry applies the claim.
     e2e.namespace(&name, "payments").await;
     let report = e2e.wait_ready(&[(&name, 1)]).await;
