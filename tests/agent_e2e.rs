@@ -889,3 +889,134 @@ async fn a_pin_change_upgrades_the_releases_and_keeps_the_usage() {
     assert_eq!(e2e.metric(&info).await, Some(1.0));
     e2e.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_for_a_missing_namespace_reports_the_servers_message_then_applies() {
+    let mut e2e = E2e::start(1, Duration::from_millis(300)).await;
+    let name = e2e.names[0].clone();
+    // As Kubernetes does, the simulator refuses a namespaced create or apply into a
+    // namespace that does not exist with 404 and a Status naming the namespace.
+    let api = releases(&e2e.client(&name).await, "payments");
+    let body: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "helm.m.crossplane.io/v1beta1",
+        "kind": "Release",
+        "metadata": {"name": "probe", "namespace": "payments"},
+    }))
+    .unwrap();
+    let answers = [
+        api.create(&Default::default(), &body).await.map(|_| ()),
+        api.patch("probe", &PatchParams::apply("probe"), &Patch::Apply(&body))
+            .await
+            .map(|_| ()),
+    ];
+    for answer in answers {
+        match answer {
+            Err(kube::Error::Api(s)) => assert_eq!(
+                (s.code, s.reason.as_str(), s.message.as_str()),
+                (404, "NotFound", r#"namespaces "payments" not found"#)
+            ),
+            other => panic!("expected 404 NotFound, got {other:?}"),
+        }
+    }
+
+    e2e.write(
+        &claim_file("payments", &name),
+        &claim("payments", &name, &[]),
+    );
+    e2e.start_agent(AgentOptions::default()).await;
+    e2e.wait_for("the missing namespace in the cluster's last error", |r| {
+        r.clusters
+            .get(&name)
+            .and_then(|c| c.last_error.as_deref())
+            .is_some_and(|e| e.contains(r#"404 NotFound: namespaces "payments" not found"#))
+    })
+    .await;
+    assert!(!object_writes(&e2e.audit(&name)).is_empty());
+    // The failure persists: retries follow the backoff (0.5 s doubling), not the 1 s
+    // resync. From 3 s to 9 s after the first failure that is at most three passes of two
+    // applies each; on every resync it would be six passes or more.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mark = e2e.audit(&name).len();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let retries = object_writes(&e2e.audit(&name)[mark..]).len();
+    assert!(retries <= 6, "{retries} applies in 6 s");
+    // Once the namespace is there, a retry applies the claim.
+    e2e.namespace(&name, "payments").await;
+    let report = e2e.wait_ready(&[(&name, 1)]).await;
+    assert_eq!(report.clusters[&name].last_error, None);
+    e2e.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_prune_exits_zero_and_a_restart_completes_in_the_safe_order() {
+    // Uninstalling takes a second, so SIGTERM lands while the prune is under way, and the
+    // new claim's Usage waits for its Releases, so applies are under way too.
+    let e2e = E2e::start(1, Duration::from_secs(2)).await;
+    let name = e2e.names[0].clone();
+    e2e.add_claim("gone", &name, &[]).await;
+    e2e.add_claim("kept", &name, &[]).await;
+    let mut agent = e2e.spawn_agent_process().await;
+    e2e.wait_ready(&[(&name, 2)]).await;
+    let mark = e2e.audit(&name).len();
+    e2e.namespace(&name, "fresh").await;
+    e2e.remove(&claim_file("gone", &name));
+    e2e.write(&claim_file("fresh", &name), &claim("fresh", &name, &[]));
+    e2e.eventually("the first prune step", || async {
+        !deletes(&e2e.audit(&name)[mark..]).is_empty()
+    })
+    .await;
+    agent.terminate();
+    let exit = agent.wait(Duration::from_secs(60)).await;
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "after SIGTERM: {exit:?}\n{}",
+        agent.log()
+    );
+    assert!(agent.log().contains("stopping"), "{}", agent.log());
+    let stopped = deletes(&e2e.audit(&name)[mark..]);
+    assert!(
+        stopped.len() < 3 && safe_order("gone").starts_with(&stopped),
+        "{stopped:?}"
+    );
+
+    let mut agent = e2e.spawn_agent_process().await;
+    e2e.eventually("the prune to complete", || async {
+        deletes(&e2e.audit(&name)[mark..]).len() == 3
+    })
+    .await;
+    let report = e2e.wait_ready(&[(&name, 2)]).await;
+    let claims: Vec<&str> = report.clusters[&name]
+        .claims
+        .iter()
+        .map(|c| c.claim.as_str())
+        .collect();
+    assert_eq!(claims, ["fresh/fresh", "kept/kept"]);
+    let audit = e2e.audit(&name);
+    let after = &audit[mark..];
+    assert!(after.iter().all(|e| e.code < 300), "{after:?}");
+    // The only deletions are the removed claim's, in the safe order; the kept claim is
+    // never written and the new one is applied whole.
+    assert_eq!(deletes(after), safe_order("gone"));
+    let writes = describe(&object_writes(after));
+    assert!(!writes.iter().any(|w| w.contains(" kept/")), "{writes:?}");
+    assert_eq!(
+        writes.iter().filter(|w| w.contains(" fresh/")).count(),
+        3,
+        "{writes:?}"
+    );
+    agent.terminate();
+    let exit = agent.wait(Duration::from_secs(60)).await;
+    assert!(exit.is_some_and(|s| s.success()), "{exit:?}");
+    let kubeconfig = std::fs::read_to_string(e2e.sim.kubeconfig_path(&name)).unwrap();
+    let token = kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token:"))
+        .map(|t| t.trim().trim_matches('"').to_string())
+        .unwrap();
+    assert!(
+        token.len() > 8 && !agent.log().contains(&token),
+        "the token was logged"
+    );
+    drop(agent);
+    e2e.shutdown().await;
+}

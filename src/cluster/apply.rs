@@ -29,12 +29,15 @@ pub enum Error {
         object: String,
         message: String,
     },
-    #[error("cluster {cluster}: {object}: API server answered {code} {reason}")]
+    #[error("cluster {cluster}: {object}: API server answered {code} {reason}{}", said(.message))]
     Api {
         cluster: String,
         object: String,
         code: u16,
         reason: String,
+        /// The Status message, such as `namespaces "payments" not found`, as far as it
+        /// may be quoted (`server_message`).
+        message: String,
     },
     #[error("cluster {cluster}: {object}: no answer within {seconds}s")]
     Timeout {
@@ -63,6 +66,41 @@ impl Error {
     }
 }
 
+fn said(message: &str) -> String {
+    if message.is_empty() {
+        String::new()
+    } else {
+        format!(": {message}")
+    }
+}
+
+/// kube-rs's reason for an error body that is not a Kubernetes Status.
+const NOT_A_STATUS: &str = "Failed to parse error data";
+
+/// What of an error answer may be quoted in status, Events and logs. A Status message is
+/// written by the API server about the object (no credentials in it), but an error body
+/// that is not a Status comes from whatever answered (a proxy page may echo the request
+/// and its Authorization header), so only a Status is quoted, on one bounded line, and
+/// never one that mentions credentials.
+fn server_message(status: &kube::core::Status) -> String {
+    if status.reason == NOT_A_STATUS {
+        return String::new();
+    }
+    let lower = status.message.to_lowercase();
+    if ["bearer", "authorization", "token", "client-key", "password"]
+        .iter()
+        .any(|word| lower.contains(word))
+    {
+        return "(message withheld: it mentions credentials)".to_string();
+    }
+    status
+        .message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect()
+}
+
 pub fn resource(kind: ObjectKind) -> ApiResource {
     match kind {
         ObjectKind::Release => ApiResource::erase::<Release>(&()),
@@ -79,6 +117,26 @@ pub fn to_live(kind: ObjectKind, object: &DynamicObject) -> Option<LiveObject> {
     LiveObject::from_json(json)
 }
 
+/// A failed call on `at`, typed by what the server answered.
+fn error(cluster: &str, at: &ObjectRef, e: kube::Error) -> Error {
+    let (cluster, object) = (cluster.to_string(), at.to_string());
+    match e {
+        kube::Error::Api(status) if status.code == 409 => Error::Conflict {
+            cluster,
+            object,
+            message: server_message(&status),
+        },
+        kube::Error::Api(status) => Error::Api {
+            cluster,
+            object,
+            code: status.code,
+            message: server_message(&status),
+            reason: status.reason,
+        },
+        _ => Error::Unreachable { cluster, object },
+    }
+}
+
 /// Writes to one cluster.
 pub struct Writer {
     pub client: Client,
@@ -92,21 +150,7 @@ impl Writer {
     }
 
     fn error(&self, at: &ObjectRef, e: kube::Error) -> Error {
-        let (cluster, object) = (self.cluster.clone(), at.to_string());
-        match e {
-            kube::Error::Api(status) if status.code == 409 => Error::Conflict {
-                cluster,
-                object,
-                message: status.message.chars().take(300).collect(),
-            },
-            kube::Error::Api(status) => Error::Api {
-                cluster,
-                object,
-                code: status.code,
-                reason: status.reason,
-            },
-            _ => Error::Unreachable { cluster, object },
-        }
+        error(&self.cluster, at, e)
     }
 
     async fn bounded<T>(
@@ -197,5 +241,58 @@ impl Writer {
         {
             tracing::debug!(cluster = %self.cluster, object = %at, error = %e, "event not recorded");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    fn at() -> ObjectRef {
+        ObjectRef {
+            kind: ObjectKind::Release,
+            name: "stackgres-operator".into(),
+            namespace: "payments".into(),
+        }
+    }
+
+    fn answered(status: Status) -> String {
+        error("prod-eu-1", &at(), kube::Error::Api(status.boxed())).to_string()
+    }
+
+    #[test]
+    fn an_api_error_quotes_the_status_message() {
+        let status =
+            Status::failure(r#"namespaces "payments" not found"#, "NotFound").with_code(404);
+        assert_eq!(
+            answered(status),
+            r#"cluster prod-eu-1: Release payments/stackgres-operator: API server answered 404 NotFound: namespaces "payments" not found"#
+        );
+        let bare = Status::failure("", "InternalError").with_code(500);
+        assert!(answered(bare).ends_with("answered 500 InternalError"));
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_status_or_that_mentions_credentials_is_not_quoted() {
+        // What kube-rs makes of a proxy's page that echoes the request.
+        let echo = "GET /apis HTTP/1.1\nAuthorization: Bearer s3cret";
+        let proxy = Status::failure(echo, NOT_A_STATUS).with_code(502);
+        let said = answered(proxy);
+        assert!(
+            !said.contains("s3cret") && !said.contains("Bearer"),
+            "{said}"
+        );
+        for message in ["invalid bearer s3cret", "token s3cret expired"] {
+            let status = Status::failure(message, "BadRequest").with_code(400);
+            let said = answered(status);
+            assert!(!said.contains("s3cret"), "{said}");
+            assert!(said.contains("withheld"), "{said}");
+            let conflict = Status::failure(message, "Conflict").with_code(409);
+            assert!(!answered(conflict).contains("s3cret"));
+        }
+        let long = Status::failure(&"x\n".repeat(400), "Invalid").with_code(422);
+        let said = answered(long);
+        assert!(!said.contains('\n') && said.len() < 500, "{said}");
     }
 }

@@ -19,6 +19,7 @@ use super::{kubeconfig, Accepted, Shared};
 use crate::agent::rollout::Assignment;
 use crate::api::{LABEL_FLEET, LABEL_PSQL};
 use crate::metrics::ErrorReason;
+use crate::reconcile::backoff::{pass_due, Wake};
 use crate::reconcile::{
     plan_cluster, Action, ApplyReason, Backoff, ClusterInput, ClusterPlan, Drift, LiveState,
 };
@@ -246,7 +247,7 @@ async fn session(
                     tracing::info!(cluster = %name, "kubeconfig changed; reconnecting");
                     return Ok(End::Reconnect);
                 }
-                due = true;
+                due = pass_due(Wake::Resync, retry_at.is_some());
             }
             _ = async { if let Some(at) = retry_at { tokio::time::sleep_until(at).await } else { std::future::pending::<()>().await } } => {
                 retry_at = None;

@@ -30,9 +30,43 @@ impl Backoff {
     }
 }
 
+/// What woke a cluster's worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// Something changed: a watch event or a new revision.
+    Change,
+    /// The periodic resync.
+    Resync,
+    /// The backoff after a failed pass ran out.
+    Retry,
+}
+
+/// Whether a wake runs a pass now, given whether the last pass failed and its retry is
+/// still pending. A resync waits for the retry, so a failure that persists is retried at
+/// the backoff's pace and not on every resync; a change may be what cures the failure, so
+/// it runs a pass at once.
+pub fn pass_due(wake: Wake, retry_pending: bool) -> bool {
+    !(wake == Wake::Resync && retry_pending)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resync_waits_for_a_pending_retry_and_a_change_does_not() {
+        let cases = [
+            (Wake::Resync, true, false),
+            (Wake::Resync, false, true),
+            (Wake::Change, true, true),
+            (Wake::Change, false, true),
+            (Wake::Retry, true, true),
+            (Wake::Retry, false, true),
+        ];
+        for (wake, pending, due) in cases {
+            assert_eq!(pass_due(wake, pending), due, "{wake:?} pending {pending}");
+        }
+    }
 
     #[test]
     fn delays_double_per_attempt_until_the_cap() {

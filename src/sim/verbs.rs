@@ -373,9 +373,11 @@ pub fn create(
         ));
     };
     let t = Target { name: &name, ..*t };
+    // The namespace is checked by admission (NamespaceLifecycle), which the API server
+    // runs before it validates the object against its schema.
+    check_namespace(sh, &cl.store(), &t)?;
     let warnings = validate(sh, t.res, &name, &mut body, o.validation)?;
     let mut store = cl.store();
-    check_namespace(sh, &store, &t)?;
     if store.get(&target_key(&t)).is_some() {
         return Err(ApiError::already_exists(subject(sh, t.res, &name)));
     }

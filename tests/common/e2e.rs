@@ -193,6 +193,49 @@ impl E2e {
         self.agent = Some(RunningAgent { stop, task });
     }
 
+    /// Starts the agent as the `psql-fleet run` binary in a child process, configured as
+    /// [`E2e::start_agent`] configures it in-process (status, metrics and the waits work
+    /// the same), and waits until it serves its status.
+    pub async fn spawn_agent_process(&self) -> AgentProcess {
+        assert!(self.agent.is_none(), "the agent is already running");
+        let log = self.sim_dir.path().join("agent.log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = std::process::Command::new(super::binary())
+            .arg("run")
+            .arg("--source")
+            .arg(self.fleet_dir.path())
+            .arg("--credentials-dir")
+            .arg(self.sim_dir.path())
+            .arg("--cache-dir")
+            .arg(self.sim_dir.path().join("git-cache"))
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--interval", "1s", "--max-concurrency", "4"])
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .unwrap();
+        let mut agent = AgentProcess { child, log };
+        let deadline = Instant::now() + CONVERGE;
+        while self.status().await.is_none() {
+            if let Ok(Some(exit)) = agent.child.try_wait() {
+                panic!("the agent ended ({exit}):\n{}", agent.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent does not serve its status:\n{}",
+                agent.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        agent
+    }
+
     /// Stops the agent the way SIGTERM does, and waits for it to finish.
     pub async fn stop_agent(&mut self) {
         let agent = self.agent.take().expect("the agent is not running");
@@ -304,6 +347,49 @@ impl E2e {
             .await
             .unwrap();
         kube::Client::try_from(config).unwrap()
+    }
+}
+
+/// `psql-fleet run` as a child process; killed (SIGKILL) if still running when dropped.
+pub struct AgentProcess {
+    pub child: std::process::Child,
+    log: PathBuf,
+}
+
+impl AgentProcess {
+    /// What it logged so far (every agent process of the test, appended).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM, as a service manager stopping it does.
+    pub fn terminate(&self) {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM failed");
+    }
+
+    /// Its exit status once it ends, or `None` if it still runs after `deadline`.
+    pub async fn wait(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                return Some(exit);
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
