@@ -26,6 +26,7 @@ unit:
 # Speed figures (not part of `make test`): see README "Performance".
 bench:
 	$(CARGO) bench --bench render
+	$(CARGO) bench --bench webhook
 
 clean:
 	$(CARGO) clean
