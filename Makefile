@@ -39,6 +39,7 @@ scripts:
 # Speed figures (not part of `make test`): see README "Performance".
 bench:
 	$(CARGO) bench --bench render
+	$(CARGO) bench --bench webhook
 
 clean:
 	$(CARGO) clean

@@ -240,3 +240,30 @@ fn the_github_actions_example_uses_only_flags_plan_has() {
         "the API URL is read from Actions' env"
     );
 }
+
+#[test]
+fn a_base_from_before_the_fleet_existed_shows_every_object_as_created() {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    fs::write(dir.path().join("README.md"), "no fleet yet\n").unwrap();
+    git(dir.path(), &["add", "."]);
+    git(dir.path(), &["commit", "-q", "-m", "empty"]);
+    git(dir.path(), &["tag", "empty"]);
+    copy_dir(
+        &common::root().join("tests/golden/plan/fleet"),
+        &dir.path().join("fleet"),
+    );
+    git(dir.path(), &["add", "."]);
+    git(dir.path(), &["commit", "-q", "-m", "fleet"]);
+    let (ok, out) = plan(dir.path(), "empty", "HEAD", "json");
+    assert!(ok, "{out}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["baseInvalid"], "1 error");
+    assert_eq!(plan["summary"]["creates"], 15, "{out}");
+    assert_eq!(plan["summary"]["changed"], 4);
+    assert!(plan["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["change"] == "added"));
+}

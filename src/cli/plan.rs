@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use git2::Repository;
 
-use crate::fleetdir::{self, LoadOutcome, LoadedFleet};
+use crate::fleetdir::{self, FileTree, LoadOutcome, LoadedFleet};
 use crate::github;
 use crate::plan::{self, markdown, Against, Labels, Plan, Snapshot};
 use crate::reconcile::live::LiveState;
@@ -78,6 +78,8 @@ enum Error {
     GitHub(#[from] github::Error),
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("--base REV or --live is required")]
+    NoBase,
 }
 
 pub fn run(args: &PlanArgs) -> ExitCode {
@@ -138,7 +140,9 @@ fn plan(args: &PlanArgs) -> Result<Plan, Error> {
                     let mut p =
                         plan::plan(&labels, against, &base_snapshot, &head_snapshot, warnings);
                     if base.fleet.is_none() {
-                        p.base_invalid = Some(format!("{} errors", base.errors().count()));
+                        let n = base.errors().count();
+                        let s = if n == 1 { "" } else { "s" };
+                        p.base_invalid = Some(format!("{n} error{s}"));
                     }
                     p
                 }
@@ -147,7 +151,7 @@ fn plan(args: &PlanArgs) -> Result<Plan, Error> {
                     let live_snapshot = Snapshot::of_live(&head_snapshot, live);
                     plan::plan(&labels, against, &live_snapshot, &head_snapshot, warnings)
                 }
-                (None, None) => plan::invalid(&labels, against, &head.diagnostics),
+                (None, None) => return Err(Error::NoBase),
             }
         }
     };
@@ -189,14 +193,18 @@ fn load_revision(
         .revparse_single(rev)
         .and_then(|o| o.peel_to_commit())
         .map_err(revision_error)?;
-    let tree =
-        crate::source::git::read_tree_at(repo, commit.id(), Some(subdir)).map_err(|source| {
-            Error::Tree {
+    let tree = match crate::source::git::read_tree_at(repo, commit.id(), Some(subdir)) {
+        Ok(tree) => tree,
+        // A revision from before the fleet directory existed holds an empty fleet.
+        Err(e) if e.code() == git2::ErrorCode::NotFound => FileTree::default(),
+        Err(source) => {
+            return Err(Error::Tree {
                 rev: rev.to_string(),
                 path: subdir.to_path_buf(),
                 source,
-            }
-        })?;
+            })
+        }
+    };
     Ok((commit.id().to_string(), fleetdir::load(&tree)))
 }
 

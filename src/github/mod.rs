@@ -8,8 +8,8 @@
 //!   `https://HOST/api/v3` for GitHub Enterprise), `OWNER/NAME` and the token.
 //! - [`Client::upsert_comment`] creates or edits the one comment carrying a marker.
 //! - [`Client::set_commit_status`] sets a status (`pending|success|failure|error`) under a
-//!   context; GitHub keeps one status per context, so one context per wave never
-//!   overwrites another.
+//!   context; GitHub keeps one status per context, so one context per wave
+//!   ([`wave_context`]: `psql-fleet/<wave>`) never overwrites another.
 //!
 //! 5xx answers, transport errors and rate limits (403/429 with `x-ratelimit-remaining: 0`
 //! or `retry-after`) are retried with exponential backoff per [`RetryPolicy`].
@@ -119,6 +119,11 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(60),
         }
     }
+}
+
+/// The status context of a rollout wave: `psql-fleet/<wave>`.
+pub fn wave_context(wave: &str) -> String {
+    format!("psql-fleet/{wave}")
 }
 
 /// The state of a commit status, as GitHub names it.

@@ -341,6 +341,12 @@ fn the_client_and_token_debug_output_redact_the_token() {
 }
 
 #[test]
+fn each_wave_has_a_context_of_its_own() {
+    assert_eq!(wave_context("dev"), "psql-fleet/dev");
+    assert_ne!(wave_context("dev"), wave_context("prod"));
+}
+
+#[test]
 fn repositories_must_be_owner_slash_name() {
     for bad in ["acme", "acme/", "/fleet", "acme/fleet/x", "acme/fl eet"] {
         assert!(
