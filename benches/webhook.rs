@@ -32,10 +32,10 @@ fn commit(work: &Path, bare: &Path, cluster: &str, team: usize) -> String {
         format!("apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nmetadata: {{name: a}}\nspec: {{clusterName: {cluster}, labels: {{team: t{team}}}}}\n"),
     )
     .expect("claim written");
-    common::git(work, &["add", "-A"]);
-    common::git(work, &["commit", "-q", "-m", &format!("team {team}")]);
-    common::git(work, &["push", "-q", &bare.display().to_string(), "main"]);
-    common::git(work, &["rev-parse", "HEAD"])
+    common::git::git(work, &["add", "-A"]);
+    common::git::git(work, &["commit", "-q", "-m", &format!("team {team}")]);
+    common::git::git(work, &["push", "-q", &bare.display().to_string(), "main"]);
+    common::git::git(work, &["rev-parse", "HEAD"])
 }
 
 async fn applied_revision(server: &str) -> Option<String> {
@@ -90,12 +90,12 @@ async fn main() {
         tempfile::tempdir().expect("tempdir"),
         tempfile::tempdir().expect("tempdir"),
     );
-    common::git(
+    common::git::git(
         base.path(),
         &["init", "-q", "--bare", "-b", "main", "fleet.git"],
     );
     let bare = base.path().join("fleet.git");
-    common::git(work.path(), &["init", "-q", "-b", "main"]);
+    common::git::git(work.path(), &["init", "-q", "-b", "main"]);
     std::fs::create_dir_all(work.path().join("clusters")).expect("dir");
     std::fs::create_dir_all(work.path().join("claims")).expect("dir");
     std::fs::copy(
@@ -117,6 +117,7 @@ async fn main() {
         allow_mass_prune: false,
         interval: Duration::from_secs(3600),
         max_concurrency: 2,
+        state_dir: None,
         webhook: Some(WebhookConfig {
             listen: format!("127.0.0.1:{hook_port}").parse().expect("addr"),
             secret: Secret::new(SECRET),
