@@ -189,14 +189,22 @@ impl Writer {
         Ok(to_live(at.kind, &served))
     }
 
-    /// Deletes; an object already gone counts as deleted.
-    pub async fn delete(&self, at: &ObjectRef) -> Result<(), Error> {
+    /// Deletes; an object already gone counts as deleted. When finalizers hold the object,
+    /// the server answers with it, now terminating, and so does this: it still protects or
+    /// blocks what comes after it in the prune order until the watch reports it gone.
+    pub async fn delete(&self, at: &ObjectRef) -> Result<Option<LiveObject>, Error> {
         let api = self.api(at);
         match self
             .bounded(at, api.delete(&at.name, &DeleteParams::default()))
             .await
         {
-            Ok(_) | Err(Error::Api { code: 404, .. }) => Ok(()),
+            // A custom resource deleted at once comes back too (as it was), without a
+            // deletion timestamp: only a terminating answer is still there.
+            Ok(answer) => Ok(answer
+                .left()
+                .and_then(|held| to_live(at.kind, &held))
+                .filter(LiveObject::terminating)),
+            Err(Error::Api { code: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -578,7 +578,7 @@ async fn carry_out(
             if shared.dry_run {
                 return Ok(None);
             }
-            writer.delete(&at).await?;
+            let held = writer.delete(&at).await?;
             state.seen.remove(&at);
             shared.metrics.count_prune(cluster);
             writer
@@ -590,7 +590,7 @@ async fn carry_out(
                     &format!("{at} is no longer rendered by any claim of the fleet"),
                 )
                 .await;
-            Ok(None)
+            Ok(held)
         }
     }
 }
