@@ -163,6 +163,18 @@ async fn kubectl_applies_waits_describes_watches_and_is_refused_like_a_real_clus
         "describe: {}",
         text(&o)
     );
+    // kubectl finds the Release's Events by an involvedObject.* field selector.
+    let described = text(&o);
+    let events = described
+        .split("\nEvents:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Events section: {described}"));
+    assert!(
+        events.contains("CreatedExternalResource")
+            && events.contains("managed/release.helm.m.crossplane.io")
+            && events.contains("Successfully requested creation of external resource"),
+        "describe events: {described}"
+    );
 
     let o = step(vec!["get", "deployments", "-n", "stackgres"], None).await;
     assert!(text(&o).contains("stackgres-operator"), "{}", text(&o));

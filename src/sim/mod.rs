@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod controllers;
 pub mod crds;
 pub mod discovery;
+pub mod events;
 pub mod kubeconfig;
 pub mod objects;
 pub mod openapi;
