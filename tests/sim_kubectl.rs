@@ -292,3 +292,44 @@ async fn a_second_field_manager_applying_another_chart_version_gets_a_409_confli
     );
     handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_sends_protobuf_which_is_decoded_or_refused_with_415() {
+    if !kubectl_available() {
+        eprintln!("SKIP: kubectl is not on PATH");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let handle = sim::start(SimConfig {
+        clusters: 1,
+        out: dir.path().to_path_buf(),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let kc = handle.kubeconfig_path(&handle.cluster_names[0]);
+    let o = tokio::task::spawn_blocking(move || {
+        let created = kubectl(&kc, &["create", "namespace", "made-by-kubectl"], None);
+        let got = kubectl(&kc, &["get", "ns", "made-by-kubectl", "-o", "json"], None);
+        let deployment = kubectl(&kc, &["create", "deployment", "web", "--image=nginx"], None);
+        (created, got, deployment)
+    })
+    .await
+    .unwrap();
+    let (created, got, deployment) = o;
+    assert!(created.status.success(), "create ns: {}", text(&created));
+    assert!(got.status.success(), "get ns: {}", text(&got));
+    let ns: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    assert_eq!(ns["metadata"]["name"], "made-by-kubectl");
+    assert_eq!(ns["status"]["phase"], "Active", "{ns}");
+    assert!(ns["metadata"]["uid"].is_string());
+    // A Deployment is not decoded from protobuf (yet): refused as a real server refuses a
+    // type it cannot read, never half-stored.
+    assert!(!deployment.status.success());
+    assert!(
+        text(&deployment).contains("unknown format"),
+        "{}",
+        text(&deployment)
+    );
+    handle.shutdown().await;
+}

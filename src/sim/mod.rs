@@ -16,6 +16,7 @@ pub mod events;
 pub mod kubeconfig;
 pub mod objects;
 pub mod openapi;
+pub mod protobuf;
 pub mod router;
 pub mod selector;
 pub mod server;

@@ -264,6 +264,11 @@ fn commit(
     }
     let k = target_key(t);
     let created = old.is_none();
+    // The namespace strategy sets the phase on create, after the main endpoint's write
+    // lost any client-sent status.
+    if created && r.kind == "Namespace" && r.group.is_empty() && t.subresource.is_none() {
+        new["status"] = json!({"phase": "Active"});
+    }
     if let Some(old) = &old {
         if strip_managed(old) == strip_managed(&new) {
             return Ok(Reply {
