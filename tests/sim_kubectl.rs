@@ -333,3 +333,57 @@ async fn kubectl_create_sends_protobuf_which_is_decoded_or_refused_with_415() {
     );
     handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_with_a_wrongly_typed_field_is_refused_as_a_real_server_refuses_it() {
+    if !kubectl_available() {
+        eprintln!("SKIP: kubectl is not on PATH");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let handle = sim::start(SimConfig {
+        clusters: 1,
+        out: dir.path().to_path_buf(),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let kc = handle.kubeconfig_path(&handle.cluster_names[0]);
+    let bad = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: default}\nspec:\n  replicas: two\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: nginx}]}\n";
+    let (created, applied, listed) = tokio::task::spawn_blocking(move || {
+        (
+            kubectl(&kc, &["create", "-f", "-"], Some(bad)),
+            kubectl(&kc, &["apply", "--server-side", "-f", "-"], Some(bad)),
+            kubectl(
+                &kc,
+                &["get", "deployments", "-n", "default", "-o", "name"],
+                None,
+            ),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!created.status.success(), "create: {}", text(&created));
+    assert!(
+        text(&created).contains("(BadRequest)")
+            && text(&created).contains(
+                "cannot unmarshal string into Go struct field spec.replicas of type int32"
+            ),
+        "create: {}",
+        text(&created)
+    );
+    assert!(!applied.status.success(), "apply: {}", text(&applied));
+    assert!(
+        text(&applied).contains("failed to create typed patch object")
+            && text(&applied)
+                .contains(".spec.replicas: expected numeric (int or float), got string"),
+        "apply: {}",
+        text(&applied)
+    );
+    assert!(
+        listed.status.success() && !text(&listed).contains("web"),
+        "nothing stored: {}",
+        text(&listed)
+    );
+    handle.shutdown().await;
+}

@@ -25,6 +25,7 @@ pub mod status;
 pub mod store;
 pub mod table;
 pub mod tls;
+pub mod typed;
 pub mod usage;
 pub mod validation;
 pub mod verbs;

@@ -11,6 +11,7 @@ use super::selector::{FieldSelector, LabelSelector};
 use super::ssa::{self, WriteContext};
 use super::status::{ApiError, Subject};
 use super::store::{Key, Store};
+use super::typed;
 use super::usage;
 use super::validation;
 
@@ -362,6 +363,13 @@ pub fn create(
         ));
     };
     let t = Target { name: &name, ..*t };
+    typed::check(
+        &sh.registry[t.res],
+        &body,
+        typed::Path::Decode,
+        t.namespace,
+        &name,
+    )?;
     let warnings = validate(sh, t.res, &name, &mut body, o.validation)?;
     let mut store = cl.store();
     check_namespace(sh, &store, &t)?;
@@ -391,6 +399,13 @@ pub fn update(
             "the name of the object does not match the name on the URL",
         ));
     }
+    typed::check(
+        &sh.registry[t.res],
+        &body,
+        typed::Path::Decode,
+        t.namespace,
+        t.name,
+    )?;
     let warnings = validate(sh, t.res, t.name, &mut body, o.validation)?;
     let mut store = cl.store();
     let old = store
@@ -474,6 +489,7 @@ pub fn patch(
             "the name of the object does not match the name on the URL",
         ));
     }
+    typed::check(r, &new, typed::Path::Decode, t.namespace, t.name)?;
     let warnings = validate(sh, t.res, t.name, &mut new, o.validation)?;
     objects::carry_over(&old, &mut new, t.subresource, r.status_subresource);
     commit(sh, &mut store, t, Some(old), new, o, false, warnings)
@@ -518,6 +534,7 @@ fn apply(
             "the name of the object does not match the name on the URL",
         ));
     }
+    typed::check(r, &config, typed::Path::Apply, t.namespace, t.name)?;
     let warnings = validate(sh, t.res, t.name, &mut config, o.validation)?;
     let mut store = cl.store();
     let old = store.get(&target_key(t));
