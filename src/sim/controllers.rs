@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::cluster::{key, ClusterState, Shared};
 use super::crds;
+use super::events::{self, Note};
 use super::objects::{self, meta_str};
 use super::store::{Event, EventType, Key};
 use super::usage;
@@ -19,6 +20,10 @@ pub const HELM_FINALIZER: &str = "finalizer.managedresource.crossplane.io";
 pub const USAGE_FINALIZER: &str = "usage.apiextensions.crossplane.io";
 const HELM_MANAGER: &str = "provider-helm";
 const CROSSPLANE_MANAGER: &str = "crossplane";
+/// Event sources: the recorder names crossplane-runtime's managed reconciler and
+/// Crossplane's Usage controller pass to `GetEventRecorderFor`.
+const RELEASE_RECORDER: &str = "managed/release.helm.m.crossplane.io";
+const USAGE_RECORDER: &str = "usage/usage.protection.crossplane.io";
 
 pub fn spawn(sh: Arc<Shared>, cl: Arc<ClusterState>) {
     let mut rx = cl.store().subscribe();
@@ -308,6 +313,18 @@ fn install(sh: &Shared, cl: &ClusterState, k: &Key, generation_wanted: i64) {
                 o["status"]["synced"] = json!(true);
                 true
             });
+            let (reason, message) = if prev == 0 {
+                (
+                    "CreatedExternalResource",
+                    "Successfully requested creation of external resource",
+                )
+            } else {
+                (
+                    "UpdatedExternalResource",
+                    "Successfully requested update of external resource",
+                )
+            };
+            release_event(sh, cl, k, events::Type::Normal, reason, message);
         }
         Err(message) => {
             let message = format!("cannot install release: {message}");
@@ -335,6 +352,20 @@ fn install(sh: &Shared, cl: &ClusterState, k: &Key, generation_wanted: i64) {
                 o["status"]["failed"] = json!(o["status"]["failed"].as_i64().unwrap_or(0) + 1);
                 true
             });
+            // crossplane-runtime wraps the provider's error as "create failed" before the
+            // Release exists in Helm, "update failed" after.
+            let (reason, message) = if obj.pointer("/status/atProvider/revision").is_some() {
+                (
+                    "CannotUpdateExternalResource",
+                    format!("update failed: {message}"),
+                )
+            } else {
+                (
+                    "CannotCreateExternalResource",
+                    format!("create failed: {message}"),
+                )
+            };
+            release_event(sh, cl, k, events::Type::Warning, reason, &message);
         }
     }
 }
@@ -428,9 +459,36 @@ fn uninstall(sh: &Shared, cl: &ClusterState, k: &Key) {
             let _ = verbs::delete(sh, cl, &t, &DeleteOpts::default());
         }
     }
+    release_event(
+        sh,
+        cl,
+        k,
+        events::Type::Normal,
+        "DeletedExternalResource",
+        "Successfully requested deletion of external resource",
+    );
     mutate(sh, cl, k, None, HELM_MANAGER, |o| {
         remove_finalizer(o, HELM_FINALIZER)
     });
+}
+
+/// An event about the Release as it is now (its current uid and resourceVersion).
+fn release_event(
+    sh: &Shared,
+    cl: &ClusterState,
+    k: &Key,
+    type_: events::Type,
+    reason: &str,
+    message: &str,
+) {
+    let Some(obj) = cl.store().get(k) else { return };
+    let note = Note {
+        type_,
+        reason,
+        message,
+        component: RELEASE_RECORDER,
+    };
+    events::record(sh, cl, &obj, &note);
 }
 
 fn usage_changed(sh: &Shared, cl: &ClusterState, k: &Key, obj: &Value) {
@@ -461,6 +519,17 @@ fn usage_changed(sh: &Shared, cl: &ClusterState, k: &Key, obj: &Value) {
             set_conditions(o, vec![condition("Ready", "True", "Available", None, g)]);
             true
         });
+        // Bound first: the store guard must be released before recording writes.
+        let live = cl.store().get(k);
+        if let Some(u) = live {
+            let note = Note {
+                type_: events::Type::Normal,
+                reason: "UsageConfigured",
+                message: "Usage configured successfully.",
+                component: USAGE_RECORDER,
+            };
+            events::record(sh, cl, &u, &note);
+        }
     }
 }
 

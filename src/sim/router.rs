@@ -247,7 +247,7 @@ async fn route(
                 .map(|_| ())
                 .or(if r.namespaced { None } else { Some(()) })
             {
-                Some(()) => parse_json(&body).and_then(|b| {
+                Some(()) => parse_body(&content_type, &body).and_then(|b| {
                     let name = b["metadata"]["name"]
                         .as_str()
                         .unwrap_or_default()
@@ -271,7 +271,7 @@ async fn route(
             }
         }
         (&Method::PUT, Some(t)) => {
-            parse_json(&body).and_then(|b| verbs::update(sh, cl, t, b, &write))
+            parse_body(&content_type, &body).and_then(|b| verbs::update(sh, cl, t, b, &write))
         }
         (&Method::PATCH, Some(t)) => match PatchKind::from_content_type(&content_type) {
             Some(kind) => verbs::patch(sh, cl, t, kind, &body, &write),
@@ -354,6 +354,14 @@ async fn route(
 
 fn is_true(v: Option<&String>) -> bool {
     v.is_some_and(|v| v == "1" || v == "true")
+}
+
+/// A create or update body: JSON or YAML, or protobuf from kubectl's typed clients.
+fn parse_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
+    if super::protobuf::is_protobuf(content_type) {
+        return super::protobuf::decode(body);
+    }
+    parse_json(body)
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {

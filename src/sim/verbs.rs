@@ -11,6 +11,7 @@ use super::selector::{FieldSelector, LabelSelector};
 use super::ssa::{self, WriteContext};
 use super::status::{ApiError, Subject};
 use super::store::{Key, Store};
+use super::typed;
 use super::usage;
 use super::validation;
 
@@ -280,6 +281,11 @@ fn commit(
     }
     let k = target_key(t);
     let created = old.is_none();
+    // The namespace strategy sets the phase on create, after the main endpoint's write
+    // lost any client-sent status.
+    if created && r.kind == "Namespace" && r.group.is_empty() && t.subresource.is_none() {
+        new["status"] = json!({"phase": "Active"});
+    }
     if let Some(old) = &old {
         if strip_managed(old) == strip_managed(&new) {
             return Ok(Reply {
@@ -373,8 +379,15 @@ pub fn create(
         ));
     };
     let t = Target { name: &name, ..*t };
-    // The namespace is checked by admission (NamespaceLifecycle), which the API server
-    // runs before it validates the object against its schema.
+    // The body is decoded first; then admission (NamespaceLifecycle) checks the
+    // namespace, before the object is validated against its schema.
+    typed::check(
+        &sh.registry[t.res],
+        &body,
+        typed::Path::Decode,
+        t.namespace,
+        &name,
+    )?;
     check_namespace(sh, &cl.store(), &t)?;
     let warnings = validate(sh, t.res, &name, &mut body, o.validation)?;
     let mut store = cl.store();
@@ -404,6 +417,13 @@ pub fn update(
             "the name of the object does not match the name on the URL",
         ));
     }
+    typed::check(
+        &sh.registry[t.res],
+        &body,
+        typed::Path::Decode,
+        t.namespace,
+        t.name,
+    )?;
     let warnings = validate(sh, t.res, t.name, &mut body, o.validation)?;
     let mut store = cl.store();
     let old = store
@@ -487,6 +507,7 @@ pub fn patch(
             "the name of the object does not match the name on the URL",
         ));
     }
+    typed::check(r, &new, typed::Path::Decode, t.namespace, t.name)?;
     let warnings = validate(sh, t.res, t.name, &mut new, o.validation)?;
     objects::carry_over(&old, &mut new, t.subresource, r.status_subresource);
     commit(sh, &mut store, t, Some(old), new, o, false, warnings)
@@ -531,6 +552,7 @@ fn apply(
             "the name of the object does not match the name on the URL",
         ));
     }
+    typed::check(r, &config, typed::Path::Apply, t.namespace, t.name)?;
     // An apply configuration is partial: it holds only the fields its manager cares about
     // (the SSA docs hand `spec.replicas` of a Deployment over with a config holding nothing
     // else). Unknown fields, types and enums are checked in it; required fields only in
