@@ -188,7 +188,8 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// A cluster is ready when it was reached and reconciled and every claim on it is ready.
+    /// A cluster is ready when it was reached and reconciled at the revision the source
+    /// serves (not waiting for its wave), and every claim on it is ready.
     /// `waves` lists the wave names in order and `wave_of` the wave of each cluster.
     pub fn of(
         report: &StatusReport,
@@ -204,7 +205,12 @@ impl Progress {
             p.claims += c.claims.len();
             p.ready_claims += c.claims.iter().filter(|c| c.ready).count();
             p.usages += c.claims.iter().filter(|c| c.usage_present).count();
-            let ready = c.reachable && c.reconciled && c.claims.iter().all(|c| c.ready);
+            let ready = c.reachable
+                && c.reconciled
+                && c.pending_revision.is_none()
+                && c.applied_revision.is_some()
+                && c.applied_revision == report.source.revision
+                && c.claims.iter().all(|c| c.ready);
             if !c.reachable {
                 p.unreachable += 1;
             } else if ready {
@@ -325,11 +331,13 @@ mod tests {
             ..ClaimStatus::default()
         };
         let mut report = StatusReport::default();
+        report.source.revision = Some("r1".into());
         report.clusters.insert(
             "a".into(),
             ClusterStatus {
                 reachable: true,
                 reconciled: true,
+                applied_revision: Some("r1".into()),
                 claims: vec![claim(true), claim(true)],
                 ..ClusterStatus::default()
             },
@@ -339,6 +347,7 @@ mod tests {
             ClusterStatus {
                 reachable: true,
                 reconciled: true,
+                applied_revision: Some("r1".into()),
                 claims: vec![claim(true), claim(false)],
                 ..ClusterStatus::default()
             },
@@ -354,6 +363,34 @@ mod tests {
             p.to_string(),
             "1/3 clusters ready, 3/4 claims ready, 3/4 Usages, 1 unreachable  (waves: dev 1/1, prod 0/2)"
         );
+        assert!(!p.all_ready());
+    }
+
+    #[test]
+    fn a_cluster_waiting_for_its_wave_or_not_yet_at_the_revision_is_not_ready() {
+        let mut report = StatusReport::default();
+        report.clusters.insert(
+            "prod".into(),
+            ClusterStatus {
+                reachable: true,
+                reconciled: true,
+                pending_revision: Some("0123abcd".into()),
+                ..ClusterStatus::default()
+            },
+        );
+        // Given the revision, but not yet reconciled at it.
+        report.source.revision = Some("r1".into());
+        report.clusters.insert(
+            "given".into(),
+            ClusterStatus {
+                reachable: true,
+                reconciled: true,
+                applied_revision: Some("r0".into()),
+                ..ClusterStatus::default()
+            },
+        );
+        let p = Progress::of(&report, &[], &BTreeMap::new());
+        assert_eq!(p.ready_clusters, 0);
         assert!(!p.all_ready());
     }
 }

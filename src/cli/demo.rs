@@ -37,7 +37,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "2s", value_parser = super::sim::parse_ready_after)]
     pub ready_after: Duration,
     /// Longest rollout bake time kept from the example fleet; longer ones are shortened.
-    #[arg(long, default_value = "10s", value_parser = super::run::parse_duration)]
+    #[arg(long, default_value = "3s", value_parser = super::run::parse_duration)]
     pub max_bake: Duration,
     /// Seed for the simulated clusters' env and region labels.
     #[arg(long, default_value_t = 0)]
