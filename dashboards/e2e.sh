@@ -23,7 +23,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 cd "$root"
 
-PENDING=(psql_fleet_rollout_wave psql_fleet_cluster_wave_info)
+PENDING=()
 
 missing=()
 for tool in promtool prometheus python3 curl; do
