@@ -51,7 +51,7 @@ pub async fn run(
         let connected = match kubeconfig::resolve(&shared.credentials_dir, &cluster) {
             Ok(path) => {
                 let print = kubeconfig::fingerprint(&path);
-                kubeconfig::client(&path, &cluster)
+                kubeconfig::client(&path, &cluster, kubeconfig::insecure_allowed())
                     .await
                     .map(|c| (c, path, print))
             }
