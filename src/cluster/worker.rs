@@ -333,6 +333,8 @@ async fn pass(
         timeout: shared.call_timeout,
     };
     let mut errors: Vec<String> = Vec::new();
+    // A pass whose calls could not reach the server says so, whatever the watch said last.
+    let mut unreachable = false;
     // Only passes that write hold a permit: reading the plan is free.
     let _permit = if writes && !shared.dry_run {
         shared.semaphore.acquire().await.ok()
@@ -352,6 +354,8 @@ async fn pass(
                 }
             }
             Err(e) => {
+                unreachable |=
+                    matches!(e.reason(), ErrorReason::Unreachable | ErrorReason::Timeout);
                 shared.metrics.count_error(name, e.reason());
                 tracing::warn!(cluster = %name, error = %e, "action failed");
                 errors.push(e.to_string());
@@ -375,7 +379,11 @@ async fn pass(
         .observe_duration(name, started.elapsed().as_secs_f64());
     shared.metrics.record_plan(name, &plan);
     let failed = errors.len();
+    shared.metrics.set_reachable(name, !unreachable);
     record_status(shared, name, &accepted.revision, &plan, errors);
+    if unreachable {
+        update_status(shared, name, |s| s.reachable = false);
+    }
     failed
 }
 
