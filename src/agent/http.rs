@@ -65,6 +65,37 @@ fn reply(code: StatusCode, content_type: &str, body: String) -> Response<Full<By
     response
 }
 
+/// How long a client may take to send its request line and headers.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Buffer for a request's head; more is refused (every endpoint is a bare GET).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Every endpoint is read-only and takes no body: anything else is answered at once,
+/// without reading what the client sends, and the connection is closed.
+fn refused(req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+    use hyper::body::Body;
+    // The rollout controls take a small JSON body by POST and check it themselves.
+    if matches!(
+        req.uri().path(),
+        "/api/v1/rollout/halt" | "/api/v1/rollout/resume"
+    ) {
+        return None;
+    }
+    let (code, text) = if !matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD) {
+        (StatusCode::METHOD_NOT_ALLOWED, "only GET\n")
+    } else if req.body().size_hint().lower() > 0 || !req.body().is_end_stream() {
+        (StatusCode::PAYLOAD_TOO_LARGE, "requests take no body\n")
+    } else {
+        return None;
+    };
+    let mut response = reply(code, "text/plain", text.into());
+    response.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    Some(response)
+}
+
 impl Endpoints {
     fn route(&self, path: &str) -> Response<Full<Bytes>> {
         let status = self.status.read().map(|s| s.clone()).unwrap_or_default();
@@ -164,9 +195,20 @@ impl Endpoints {
             tokio::spawn(async move {
                 let service = service_fn(move |req: Request<Incoming>| {
                     let this = this.clone();
-                    async move { Ok::<_, Infallible>(this.handle(req).await) }
+                    async move {
+                        let response = match refused(&req) {
+                            Some(response) => response,
+                            None => this.handle(req).await,
+                        };
+                        Ok::<_, Infallible>(response)
+                    }
                 });
+                // A client that trickles its headers (slowloris) or sends more than a
+                // request line and a few headers is cut off instead of holding a task.
                 let _ = http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .max_buf_size(MAX_HEADER_BYTES)
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             });

@@ -230,9 +230,13 @@ async fn read_live(
         let read = async {
             let path = crate::cluster::kubeconfig::resolve(credentials, cluster)
                 .map_err(|e| e.to_string())?;
-            let client = crate::cluster::kubeconfig::client(&path, cluster)
-                .await
-                .map_err(|e| e.to_string())?;
+            let client = crate::cluster::kubeconfig::client(
+                &path,
+                cluster,
+                crate::cluster::kubeconfig::insecure_allowed(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             crate::cluster::list::owned_objects(&client, &fleet.settings.name)
                 .await
                 .map_err(|e| format!("cannot list its objects: {}", list_error(&e)))

@@ -57,8 +57,22 @@ pub fn fingerprint(path: &Path) -> Option<[u8; 32]> {
     std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
 }
 
-/// Builds a client for the cluster from its kubeconfig and context.
-pub async fn client(path: &Path, cluster: &Cluster) -> Result<kube::Client, Error> {
+/// Set to `1` to let a kubeconfig turn TLS verification off (`insecure-skip-tls-verify:
+/// true`); without it such a kubeconfig is refused, since kube would silently honour it.
+pub const INSECURE_ENV: &str = "PSQL_FLEET_ALLOW_INSECURE_TLS";
+
+/// Whether the operator allowed kubeconfigs without TLS verification.
+pub fn insecure_allowed() -> bool {
+    std::env::var(INSECURE_ENV).is_ok_and(|v| v == "1")
+}
+
+/// Builds a client for the cluster from its kubeconfig and context; TLS verification can
+/// only be switched off by the kubeconfig when `allow_insecure` (see [`INSECURE_ENV`]).
+pub async fn client(
+    path: &Path,
+    cluster: &Cluster,
+    allow_insecure: bool,
+) -> Result<kube::Client, Error> {
     let context = cluster.spec.context.clone();
     let shown_context = context.clone().unwrap_or_else(|| "current".into());
     let invalid = |kind| Error::Invalid {
@@ -93,6 +107,14 @@ pub async fn client(path: &Path, cluster: &Cluster) -> Result<kube::Client, Erro
     let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .map_err(|_| invalid("context, cluster or user missing or malformed"))?;
+    if config.accept_invalid_certs {
+        if !allow_insecure {
+            return Err(invalid(
+                "sets insecure-skip-tls-verify; refused unless PSQL_FLEET_ALLOW_INSECURE_TLS=1",
+            ));
+        }
+        tracing::warn!(cluster = %cluster.name, path = %path.display(), "insecure-skip-tls-verify: the API server's certificate is not verified ({INSECURE_ENV} is set)");
+    }
     // Every call is bounded, so a slow cluster never holds its worker for long.
     config.connect_timeout = Some(std::time::Duration::from_secs(5));
     config.read_timeout = Some(std::time::Duration::from_secs(30));
@@ -147,11 +169,28 @@ mod tests {
             "users: [{name: u, user: {token: s3cr3t-token}}]\nthis is: [not valid",
         )
         .unwrap();
-        let Err(e) = client(&path, &cluster("c1.yaml")).await else {
+        let Err(e) = client(&path, &cluster("c1.yaml"), false).await else {
             panic!("a broken kubeconfig built a client")
         };
         let e = e.to_string();
         assert!(!e.contains("s3cr3t"), "{e}");
         assert!(e.contains("cluster c1"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_kubeconfig_without_tls_verification_is_refused_unless_allowed() {
+        let creds = tempfile::tempdir().unwrap();
+        let path = creds.path().join("c1.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1', insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
+        )
+        .unwrap();
+        let Err(e) = client(&path, &cluster("c1.yaml"), false).await else {
+            panic!("TLS verification switched off without the operator's consent")
+        };
+        assert!(e.to_string().contains("insecure-skip-tls-verify"), "{e}");
+        assert!(e.to_string().contains(INSECURE_ENV), "{e}");
+        assert!(client(&path, &cluster("c1.yaml"), true).await.is_ok());
     }
 }

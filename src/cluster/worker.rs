@@ -55,7 +55,7 @@ pub async fn run(
         let connected = match kubeconfig::resolve(&shared.credentials_dir, &cluster) {
             Ok(path) => {
                 let print = kubeconfig::fingerprint(&path);
-                kubeconfig::client(&path, &cluster)
+                kubeconfig::client(&path, &cluster, kubeconfig::insecure_allowed())
                     .await
                     .map(|c| (c, path, print))
             }
@@ -386,6 +386,8 @@ async fn pass(
         timeout: shared.call_timeout,
     };
     let mut errors: Vec<String> = Vec::new();
+    // A pass whose calls could not reach the server says so, whatever the watch said last.
+    let mut unreachable = false;
     // Only passes that write hold a permit: reading the plan is free.
     let _permit = if writes && !shared.dry_run {
         shared.semaphore.acquire().await.ok()
@@ -409,6 +411,8 @@ async fn pass(
                 }
             }
             Err(e) => {
+                unreachable |=
+                    matches!(e.reason(), ErrorReason::Unreachable | ErrorReason::Timeout);
                 shared.metrics.count_error(name, e.reason());
                 tracing::warn!(cluster = %name, error = %e, "action failed");
                 errors.push(e.to_string());
@@ -437,7 +441,11 @@ async fn pass(
     }
     tracing::debug!(actions = plan.actions.len(), failed, "pass done");
     let health = rollout_health(&given, name, &plan, &view.live, &errors);
+    shared.metrics.set_reachable(name, !unreachable);
     record_status(shared, name, &given.revision, &plan, errors);
+    if unreachable {
+        update_status(shared, name, |s| s.reachable = false);
+    }
     shared.rollouts.report(name, health);
     failed
 }

@@ -2,6 +2,7 @@
 //! rule checked, every problem reported. A fleet either loads completely or not at all, so
 //! that a bad revision can never be half-applied.
 
+pub mod fuzz;
 pub mod load;
 pub mod tree;
 

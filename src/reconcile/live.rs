@@ -84,7 +84,26 @@ impl LiveObject {
             .json
             .get("status")
             .and_then(|s| serde_json::from_value::<ReleaseStatus>(s.clone()).ok());
-        ReleaseStatus::readiness(status.as_ref())
+        let readiness = ReleaseStatus::readiness(status.as_ref());
+        // Ready=True said of an older generation is stale: the spec just changed (a forced
+        // takeover, an upgrade) and the controller has not looked at it yet.
+        let generation = self
+            .json
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64);
+        let observed = status
+            .as_ref()
+            .and_then(|s| crate::api::condition::find(s.conditions.as_deref(), "Ready"))
+            .and_then(|c| c.observed_generation);
+        match (readiness, generation, observed) {
+            (Readiness::Ready, Some(g), Some(o)) if o < g => Readiness::NotReady {
+                cause: crate::api::release::NotReadyCause::ReadyUnknown,
+                reason: format!(
+                    "Ready=True is for generation {o}; generation {g} not yet observed"
+                ),
+            },
+            (readiness, ..) => readiness,
+        }
     }
 
     /// Whether the Release's `Ready` condition was set for its current spec: Crossplane
@@ -196,6 +215,23 @@ mod tests {
     fn a_release_without_status_is_not_ready_and_says_why() {
         let r = live(json!({"kind": "Release", "metadata": {"name": "a", "namespace": "default"}}));
         assert!(!r.release_readiness().is_ready());
+    }
+
+    #[test]
+    fn ready_true_of_an_older_generation_is_not_ready() {
+        let release = |generation: i64, observed: i64| {
+            live(
+                json!({"kind": "Release", "metadata": {"name": "a", "namespace": "default", "generation": generation},
+                "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Available", "observedGeneration": observed, "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}),
+            )
+        };
+        assert!(release(2, 2).release_readiness().is_ready());
+        let stale = release(3, 2).release_readiness();
+        assert!(!stale.is_ready());
+        assert!(
+            format!("{stale:?}").contains("generation 3 not yet observed"),
+            "{stale:?}"
+        );
     }
 
     #[test]

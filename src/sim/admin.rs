@@ -74,6 +74,12 @@ fn set_faults(sim: &Sim, name: &str, body: &[u8]) -> Result<Value, ApiError> {
         return Err(ApiError::bad_request("errorRate must be between 0 and 1"));
     }
     *slot.faults.write().unwrap_or_else(|e| e.into_inner()) = faults.clone();
+    // A server that goes down drops its open watches too, not only new requests.
+    if faults.down {
+        if let Some(state) = sim.existing_state(slot) {
+            state.store().close_watchers();
+        }
+    }
     tracing::info!(cluster = name, ?faults, "faults set");
     Ok(json!({"cluster": name, "faults": faults}))
 }

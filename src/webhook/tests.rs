@@ -315,6 +315,7 @@ mod end_to_end {
                 .fleet
                 .unwrap()
                 .clusters[&cluster],
+            false,
         )
         .await
         .unwrap();

@@ -127,6 +127,28 @@ impl SimFleet {
         serde_json::from_str(&text).unwrap()
     }
 
+    /// A kube-rs client of one simulated cluster, from its kubeconfig as written now.
+    pub async fn client(&self, cluster: &str) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(self.sim.kubeconfig_path(cluster)).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        kube::Client::try_from(config).unwrap()
+    }
+
+    /// Server-side applies by psql-fleet the simulator accepted, per cluster.
+    pub fn applies(&self, cluster: &str) -> usize {
+        self.audit()
+            .iter()
+            .filter(|e| {
+                e.cluster == cluster
+                    && e.verb == "apply"
+                    && e.code < 300
+                    && e.field_manager.as_deref() == Some("psql-fleet")
+            })
+            .count()
+    }
+
     /// Replaces the cluster's injected faults (`{}` clears them).
     pub async fn faults(&self, cluster: &str, faults: Value) {
         self.admin("POST", &format!("/clusters/{cluster}/faults"), faults)
@@ -249,15 +271,22 @@ pub fn converged(report: &StatusReport, clusters: &[String], claims: usize) -> b
 /// Waits until the agent at `server` reports every named cluster converged with `claims`
 /// claims.
 pub async fn wait_converged(server: &str, clusters: &[String], claims: usize, timeout: Duration) {
-    eventually(
-        &format!("{clusters:?} converged with {claims} claim(s) each"),
-        timeout,
-        || async {
-            let report = status(server).await?;
-            converged(&report, clusters, claims).then_some(())
-        },
-    )
-    .await;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let report = status(server).await;
+        if report
+            .as_ref()
+            .is_some_and(|r| converged(r, clusters, claims))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {clusters:?} converged with {claims} claim(s) each; last status:\n{}",
+            report.map(|r| format!("{}{}", r.to_table(), serde_json::to_string(&r.clusters).unwrap())).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The value of one series in a Prometheus text exposition, matched by name and labels.
