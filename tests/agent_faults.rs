@@ -469,3 +469,145 @@ async fn a_cluster_going_down_during_apply_is_reported_and_converges_when_back()
     agent.stop().await;
     f.sim.shutdown().await;
 }
+
+/// A `git daemon` serving one bare repository on loopback; killed when dropped.
+struct GitDaemon {
+    child: Option<std::process::Child>,
+    base: std::path::PathBuf,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn start(base: &std::path::Path, port: u16) -> GitDaemon {
+        // The daemon binary itself: `git daemon` may be a wrapper whose death leaves the
+        // daemon serving.
+        let exec_path = std::process::Command::new("git")
+            .arg("--exec-path")
+            .output()
+            .unwrap();
+        let exec_path = String::from_utf8(exec_path.stdout).unwrap();
+        let child =
+            std::process::Command::new(std::path::Path::new(exec_path.trim()).join("git-daemon"))
+                .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
+                .arg(format!("--port={port}"))
+                .arg(format!("--base-path={}", base.display()))
+                .arg(base)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+        GitDaemon {
+            child: Some(child),
+            base: base.to_path_buf(),
+            port,
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_git_remote_keeps_the_last_good_revision_and_a_force_push_is_served() {
+    let f = SimFleet::start(2, ms(200)).await;
+    let names = f.names();
+    f.add_claim(&names[0]);
+    let repos = tempfile::tempdir().unwrap();
+    let work = f.fleet();
+    git(work, &["init", "-q", "-b", "main"]);
+    git(work, &["add", "-A"]);
+    git(work, &["commit", "-q", "-m", "one claim"]);
+    git(
+        repos.path(),
+        &["clone", "-q", "--bare", work.to_str().unwrap(), "fleet.git"],
+    );
+    git(
+        work,
+        &[
+            "remote",
+            "add",
+            "origin",
+            repos.path().join("fleet.git").to_str().unwrap(),
+        ],
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut daemon = GitDaemon::start(repos.path(), port);
+    let config = common::harness::config(
+        psql_fleet::source::SourceSpec::Git(format!("git://127.0.0.1:{port}/fleet.git")),
+        f.sim_dir.path(),
+        repos.path().join("cache"),
+    );
+    let agent = Agent::start(config);
+    wait_converged(&agent.server, &names[..1], 1, CONVERGE).await;
+    let first = agent.status().await.unwrap().source.revision.unwrap();
+
+    daemon.stop();
+    let report = eventually("the unreachable remote reported", CONVERGE, || async {
+        let r = agent.status().await?;
+        r.source.last_error.is_some().then_some(r)
+    })
+    .await;
+    assert_eq!(report.source.revision.as_deref(), Some(first.as_str()));
+    assert!(report
+        .source
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("127.0.0.1"));
+    let applies = f.applies(&names[0]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        f.applies(&names[0]),
+        applies,
+        "rewritten while the remote was away"
+    );
+    assert!(common::harness::converged(
+        &agent.status().await.unwrap(),
+        &names[..1],
+        1
+    ));
+
+    // History rewritten: the one commit replaced by one with a claim on both clusters.
+    let mut daemon = GitDaemon::start(&daemon.base.clone(), daemon.port);
+    f.add_claim(&names[1]);
+    git(work, &["add", "-A"]);
+    git(work, &["commit", "-q", "--amend", "-m", "two claims"]);
+    git(work, &["push", "-q", "--force", "origin", "main"]);
+    wait_converged(&agent.server, &names, 1, CONVERGE).await;
+    let report = agent.status().await.unwrap();
+    assert_ne!(report.source.revision.as_deref(), Some(first.as_str()));
+    assert_eq!(report.source.last_error, None, "the remote is back");
+    assert!(f.deletions().is_empty(), "{:?}", f.deletions());
+    agent.stop().await;
+    daemon.stop();
+    f.sim.shutdown().await;
+}
