@@ -50,6 +50,8 @@ pub enum FaultAction {
     },
     /// Print the audit log (optionally of one cluster).
     Audit { cluster: Option<String> },
+    /// Print the requests served so far, by verb, reads included.
+    Requests,
 }
 
 pub fn run(args: &FaultArgs) -> ExitCode {
@@ -97,6 +99,7 @@ pub fn run(args: &FaultArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
+        FaultAction::Requests => ("GET", "/requests".to_string(), Value::Null),
         FaultAction::Audit { cluster } => (
             "GET",
             format!(
