@@ -133,7 +133,7 @@ async fn run(plan: Plan) -> Result<Report> {
         validate: time_command(&["validate", &d], runs)?,
         render: time_command(&["render", &d, "-o", "json", "--assume-ready"], runs)?,
     });
-    report.plan = plan_figure(&bin, &dir)?;
+    report.plan = plan_figure(root.path(), n, runs)?;
     eprintln!("render: done");
 
     // The simulator alone: start, idle memory, many watchers.
@@ -205,18 +205,53 @@ async fn run(plan: Plan) -> Result<Report> {
     Ok(report)
 }
 
-/// `psql-fleet plan` for a one-line pin change, if this build has the command.
-fn plan_figure(bin: &Path, _fleet: &Path) -> Result<Option<Duration>> {
-    let has_plan = Command::new(bin)
+/// `psql-fleet plan` between two commits of a 1,000-cluster fleet that differ in one pin
+/// line, if this build has the command.
+fn plan_figure(root: &Path, clusters: usize, runs: usize) -> Result<report::PlanFigure> {
+    let has_plan = Command::new(bin())
         .args(["plan", "--help"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()?
         .success();
     if !has_plan {
-        return Ok(None);
+        return Ok(report::PlanFigure::Pending);
     }
-    bail!("psql-fleet plan exists now: teach the benchmark how to call it")
+    let repo = work_dir(root, "plan")?;
+    fleet::offline(&repo, clusters, 1)?;
+    let pins = |v: &str| {
+        format!("apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nmetadata: {{name: bench}}\nspec:\n  pins:\n    stackgres-operator: {v}\n    atlas-operator: 0.7.23\n")
+    };
+    let git = |args: &[&str]| -> Result<()> {
+        let ok = Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["-c", "user.name=bench", "-c", "user.email=bench@localhost"])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()?
+            .success();
+        if !ok {
+            bail!("git {}", args.join(" "));
+        }
+        Ok(())
+    };
+    std::fs::write(repo.join("fleet.yaml"), pins("1.18.4"))?;
+    git(&["init", "-q"])?;
+    git(&["add", "."])?;
+    git(&["commit", "-q", "-m", "base"])?;
+    std::fs::write(repo.join("fleet.yaml"), pins("1.19.0"))?;
+    git(&["commit", "-q", "-am", "one pin"])?;
+    let r = repo.to_string_lossy();
+    match time_command(
+        &[
+            "plan", "--repo", &r, "--base", "HEAD~1", "--head", "HEAD", "-o", "json",
+        ],
+        runs,
+    ) {
+        Ok(d) => Ok(report::PlanFigure::Measured(d)),
+        Err(e) => Ok(report::PlanFigure::Failed(e.to_string())),
+    }
 }
 
 fn main() -> Result<()> {
