@@ -36,9 +36,14 @@ scripts:
 	bash dashboards/e2e.sh
 	bash charts/test.sh
 
-# Speed figures (not part of `make test`): see README "Performance".
+# Speed figures (not part of `make test`; about 10 minutes): see README "Performance".
+# The fleet benchmark runs the release binary as separate simulator and agent processes
+# and writes BENCHMARKS.md.
 bench:
-	$(CARGO) bench --bench render
+	mkdir -p target
+	$(CARGO) bench --bench render > target/bench-render.md
+	cat target/bench-render.md
+	$(CARGO) bench --bench fleet
 	$(CARGO) bench --bench webhook
 
 clean:

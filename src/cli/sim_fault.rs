@@ -56,6 +56,8 @@ pub enum FaultAction {
     },
     /// Print the audit log (optionally of one cluster).
     Audit { cluster: Option<String> },
+    /// Print the requests served so far, by verb, reads included.
+    Requests,
 }
 
 pub fn run(args: &FaultArgs) -> ExitCode {
@@ -103,6 +105,7 @@ pub fn run(args: &FaultArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
+        FaultAction::Requests => ("GET", "/requests".to_string(), Value::Null),
         FaultAction::Audit { cluster } => (
             "GET",
             format!(

@@ -1,6 +1,6 @@
 //! The admin API (`/admin/...`, its own bearer token in `<out>/admin-token`): list clusters,
 //! inject faults, expire watches, rotate a cluster's token (rewriting its kubeconfig), make
-//! a hand edit as another field manager, and read the audit log.
+//! a hand edit as another field manager, and read the audit log and the request counts.
 
 use std::sync::Arc;
 
@@ -38,6 +38,7 @@ pub async fn handle(
         ("GET", ["audit"]) => {
             Ok(json!({"entries": sim.audit.entries(q.get("cluster").map(String::as_str))}))
         }
+        ("GET", ["requests"]) => Ok(json!({"requests": sim.requests.snapshot()})),
         ("POST" | "PUT", ["clusters", name, "faults"]) => set_faults(sim, name, &body),
         ("POST", ["clusters", name, "expire-watches"]) => expire(sim, name),
         ("POST", ["clusters", name, "rotate-token"]) => rotate(sim, name, &body),

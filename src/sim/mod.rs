@@ -17,6 +17,7 @@ pub mod kubeconfig;
 pub mod objects;
 pub mod openapi;
 pub mod protobuf;
+pub mod requests;
 pub mod router;
 pub mod selector;
 pub mod server;
@@ -118,6 +119,8 @@ pub struct Sim {
     pub admin_token: String,
     pub ca_pem: String,
     pub audit: audit::AuditLog,
+    /// Requests served by verb, reads included (the audit log has only the writes).
+    pub requests: requests::RequestCounts,
     /// The URL clients use, known once the listener is bound.
     pub base_url: OnceLock<String>,
     /// Serialises kubeconfig rewrites (token rotation).

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::audit::AuditEntry;
 use super::cluster::ClusterState;
+use super::requests::Counted;
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::ApiError;
 use super::verbs::{self, DeleteOpts, ListOpts, PatchKind, Reply, Target, Validation, WriteOpts};
@@ -138,6 +139,7 @@ async fn route(
 ) -> Response<Body> {
     let sh = &sim.shared;
     let get = req.method() == Method::GET;
+    let mut counted = Counted::new(&sim.requests, if get { "discovery" } else { "other" });
     let path = path.trim_end_matches('/');
     match path {
         "/version" if get => return json_response(200, &discovery::version(), &[]),
@@ -234,6 +236,22 @@ async fn route(
         subresource,
     });
     let write = write_opts(&q, &user_agent);
+    counted.verb = match (&method, target.is_some()) {
+        (&Method::GET, false) if is_true(q.get("watch")) => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::GET, true) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _)
+            if PatchKind::from_content_type(&content_type) == Some(PatchKind::Apply) =>
+        {
+            "apply"
+        }
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => "other",
+    };
     let result: Result<Reply, ApiError> = match (&method, target.as_ref()) {
         (&Method::GET, None) if is_true(q.get("watch")) => {
             return watch_response(sim, cl, res, namespace, &q, &accept);
@@ -294,18 +312,6 @@ async fn route(
             Method::POST | Method::PUT | Method::PATCH | Method::DELETE
         )
     {
-        let verb = match (&method, target.is_some()) {
-            (&Method::POST, _) => "create",
-            (&Method::PUT, _) => "update",
-            (&Method::PATCH, _)
-                if PatchKind::from_content_type(&content_type) == Some(PatchKind::Apply) =>
-            {
-                "apply"
-            }
-            (&Method::PATCH, _) => "patch",
-            (_, true) => "delete",
-            _ => "deletecollection",
-        };
         let name = name.map(String::from).or_else(|| {
             result
                 .as_ref()
@@ -315,7 +321,7 @@ async fn route(
         sim.audit.record(AuditEntry {
             time: objects::now(),
             cluster: cl.name.clone(),
-            verb: verb.into(),
+            verb: counted.verb.into(),
             resource: if r.group.is_empty() {
                 r.plural.clone()
             } else {

@@ -133,6 +133,7 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         admin_token: admin_token.clone(),
         ca_pem: tls.ca_pem.clone(),
         audit,
+        requests: Default::default(),
         base_url: OnceLock::new(),
         files: Mutex::new(()),
     });
