@@ -135,6 +135,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
             }
         };
     if let SourceSpec::Git(url) = SourceSpec::parse(&args.source) {
+        crate::source::git::init();
         if let Err(e) = crate::source::git::check_transport(&url) {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;

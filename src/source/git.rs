@@ -146,6 +146,15 @@ pub fn redact_url(url: &str) -> String {
     url.to_string()
 }
 
+/// Starts libgit2. With HTTPS, git2's first use also writes the system's certificate
+/// paths into the environment (`SSL_CERT_FILE`, `SSL_CERT_DIR`) for OpenSSL; changing the
+/// environment while another thread reads it is undefined behaviour, so call this at
+/// startup, before other threads exist.
+pub fn init() {
+    // Any git2 constructor runs its one-time initialisation; a configuration is the cheapest.
+    let _ = git2::Config::new();
+}
+
 /// Refuses URLs whose transport this build lacks, before libgit2 gives a vaguer error.
 pub fn check_transport(url: &str) -> Result<(), Error> {
     let scheme = match url.split_once("://") {
