@@ -23,7 +23,8 @@ pub enum LogFormat {
 /// Run the agent: watch the fleet source and keep every cluster reconciled.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Fleet directory, or a Git URL (git://, http(s)://, ssh://, file://).
+    /// Fleet directory, or a Git URL (https://, http://, git://, file://; this build has no
+    /// SSH transport).
     #[arg(long)]
     pub source: String,
     /// Directory holding the kubeconfig files the Cluster documents name.
@@ -61,9 +62,12 @@ pub struct RunArgs {
     /// File holding an HTTPS token for the Git source (else $PSQL_FLEET_GIT_TOKEN).
     #[arg(long)]
     pub git_token_file: Option<PathBuf>,
-    /// SSH private key for the Git source.
+    /// SSH private key for the Git source (unused: this build has no SSH transport).
     #[arg(long)]
     pub git_ssh_key: Option<PathBuf>,
+    /// PEM bundle of CAs trusted, besides the system roots, for the Git remote's TLS.
+    #[arg(long, value_name = "PATH")]
+    pub git_ca_file: Option<PathBuf>,
     /// Set a GitHub commit status per rollout wave (`psql-fleet/<wave>`) on the commit
     /// being rolled out (needs a Git source; token in $GITHUB_TOKEN or --github-token-file).
     #[arg(long, value_name = "OWNER/NAME")]
@@ -130,6 +134,21 @@ pub fn run(args: &RunArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+    if let SourceSpec::Git(url) = SourceSpec::parse(&args.source) {
+        crate::source::git::init();
+        if let Err(e) = crate::source::git::check_transport(&url) {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Some(ca_file) = &args.git_ca_file {
+        // SAFETY: this runs before the runtime and its threads exist, so nothing else is
+        // using libgit2 yet; every later fetch sees the setting.
+        if let Err(e) = unsafe { crate::source::git::trust_ca_file(ca_file) } {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let reference = match (&args.branch, &args.tag, &args.commit) {
         (Some(b), _, _) => GitRef::Branch(b.clone()),
         (_, Some(t), _) => GitRef::Tag(t.clone()),

@@ -3,9 +3,14 @@
 //! a pinned commit. A revision's files are read straight from the Git objects, never
 //! checked out, so nothing in the repository (links, hooks, attributes) touches the disk.
 //!
-//! Credentials (an HTTPS token or an SSH key) come from a file or the environment and are
-//! handed to libgit2 only when the server asks; they never appear in a log or an error,
-//! and user information in the URL is cut from every message.
+//! Transports: `file://`, `git://`, `http://` and `https://` (TLS through the system
+//! OpenSSL, verified against the system roots plus `--git-ca-file`). This build has no SSH
+//! transport (it would bring libssh2); an `ssh://` or `user@host:path` URL is refused with
+//! an error saying so.
+//!
+//! Credentials (an HTTPS token) come from a file or the environment and are handed to
+//! libgit2 only when the server asks; they never appear in a log or an error, and user
+//! information in the URL is cut from every message.
 
 use std::path::{Path, PathBuf};
 
@@ -41,6 +46,10 @@ pub enum Error {
         #[source]
         source: git2::Error,
     },
+    #[error("git source {url}: {scheme} URLs are not supported: this build has no SSH transport (use an https:// URL with a token)")]
+    Unsupported { url: String, scheme: &'static str },
+    #[error("cannot use {} as the Git CA file: {message}", path.display())]
+    CaFile { path: PathBuf, message: String },
     #[error("cannot read git credentials from {}: {source}", path.display())]
     Credentials {
         path: PathBuf,
@@ -126,8 +135,60 @@ pub fn redact_url(url: &str) -> String {
         if let Some((_, host)) = rest.split_once('@') {
             return format!("{scheme}://{host}");
         }
+        return url.to_string();
+    }
+    // The scp-like `user@host:path`.
+    if let Some((user_host, path)) = url.split_once(':') {
+        if let Some((_, host)) = user_host.rsplit_once('@') {
+            return format!("{host}:{path}");
+        }
     }
     url.to_string()
+}
+
+/// Starts libgit2. With HTTPS, git2's first use also writes the system's certificate
+/// paths into the environment (`SSL_CERT_FILE`, `SSL_CERT_DIR`) for OpenSSL; changing the
+/// environment while another thread reads it is undefined behaviour, so call this at
+/// startup, before other threads exist.
+pub fn init() {
+    // Any git2 constructor runs its one-time initialisation; a configuration is the cheapest.
+    let _ = git2::Config::new();
+}
+
+/// Refuses URLs whose transport this build lacks, before libgit2 gives a vaguer error.
+pub fn check_transport(url: &str) -> Result<(), Error> {
+    let scheme = match url.split_once("://") {
+        Some((scheme, _)) if scheme.split('+').any(|part| part == "ssh") => "ssh://",
+        Some(_) => return Ok(()),
+        // `user@host:path`, the scp-like form, is SSH too.
+        None if url.contains('@') && url.contains(':') => "scp-like (user@host:path)",
+        None => return Ok(()),
+    };
+    Err(Error::Unsupported {
+        url: redact_url(url),
+        scheme,
+    })
+}
+
+/// Trusts the PEM certificates in `path` (in addition to the system roots) for the TLS of
+/// every Git remote this process fetches from.
+///
+/// # Safety
+/// libgit2 keeps this in process-wide state without a lock: call it before any other
+/// thread can be using libgit2 (at startup, before the first fetch).
+pub unsafe fn trust_ca_file(path: &Path) -> Result<(), Error> {
+    let ca_error = |message: String| Error::CaFile {
+        path: path.to_path_buf(),
+        message,
+    };
+    // libgit2 would accept a missing or empty file and fail later, at the first fetch,
+    // with no word about this file.
+    let pem = std::fs::read_to_string(path).map_err(|e| ca_error(e.to_string()))?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(ca_error("no PEM certificate in it".into()));
+    }
+    // SAFETY: the caller guarantees no other thread is using libgit2.
+    unsafe { git2::opts::set_ssl_cert_file(path) }.map_err(|e| ca_error(e.message().into()))
 }
 
 impl GitSource {
@@ -158,6 +219,7 @@ impl GitSource {
     /// Fetches and reads the revision the reference points at. Blocking: run it on a
     /// blocking thread.
     pub fn sync(&self) -> Result<Revision, Error> {
+        check_transport(&self.url)?;
         let repo = self.repository()?;
         let refspecs: Vec<String> = match &self.reference {
             GitRef::Head => vec!["+HEAD:refs/remotes/origin/HEAD".into()],
@@ -207,7 +269,9 @@ impl GitSource {
             // libgit2 asks again after a refusal; stop instead of looping.
             attempts += 1;
             if attempts > 3 {
-                return Err(git2::Error::from_str("credentials refused"));
+                return Err(git2::Error::from_str(
+                    "the remote refused the credentials (the token from --git-token-file or $PSQL_FLEET_GIT_TOKEN)",
+                ));
             }
             let user = credentials
                 .username
@@ -241,7 +305,12 @@ impl GitSource {
 
     fn fetch_error(&self, e: &git2::Error) -> Error {
         // libgit2 may echo the URL it was given; keep any user information out.
-        let message = e.message().replace(&self.url, &self.shown_url());
+        let mut message = e.message().replace(&self.url, &self.shown_url());
+        if e.code() == git2::ErrorCode::Certificate {
+            message.push_str(
+                " (the remote's TLS certificate is not trusted: pass the CA that signed it with --git-ca-file)",
+            );
+        }
         Error::Fetch {
             url: self.shown_url(),
             message,

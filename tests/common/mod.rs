@@ -46,4 +46,5 @@ pub fn binary() -> PathBuf {
 
 pub mod e2e;
 pub mod git;
+pub mod git_https;
 pub mod harness;

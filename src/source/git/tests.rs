@@ -104,6 +104,31 @@ fn user_information_never_appears_in_messages() {
 }
 
 #[test]
+fn ssh_urls_are_refused_naming_the_transport() {
+    for url in [
+        "ssh://git@example.invalid/fleet.git",
+        "git+ssh://example.invalid/fleet.git",
+        "git@example.invalid:org/fleet.git",
+    ] {
+        let cache = tempfile::tempdir().unwrap();
+        let err = source(url.into(), cache.path(), GitRef::Head)
+            .sync()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no SSH transport"), "{err}");
+        assert!(err.contains("example.invalid"), "{err}");
+        assert!(!err.contains("git@"), "user information shown: {err}");
+    }
+    for url in [
+        "https://example.invalid/f.git",
+        "git://example.invalid/f.git",
+        "file:///f",
+    ] {
+        assert!(check_transport(url).is_ok(), "{url}");
+    }
+}
+
+#[test]
 fn a_commit_pushed_to_a_git_daemon_is_fetched() {
     let base = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
