@@ -145,6 +145,8 @@ fn run_agent(format: &str) -> (String, Vec<String>) {
             .arg(sim_dir.path())
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .arg("--cache-dir")
+            .arg(sim_dir.path().join("agent-cache"))
             .env("RUST_LOG", "debug")
             .stdout(std::fs::File::create(fleet.path().join(".log.out")).unwrap())
             .stderr(std::fs::File::create(fleet.path().join(".log.err")).unwrap())

@@ -362,6 +362,9 @@ impl ChildAgent {
             .arg("127.0.0.1:0")
             .arg("--interval")
             .arg("1s")
+            // Kept across a kill and restart, like the rollout state of a real agent.
+            .arg("--cache-dir")
+            .arg(fleet.sim_dir.path().join("agent-cache"))
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::null())
