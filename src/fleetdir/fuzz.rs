@@ -40,7 +40,9 @@ pub fn check(tree: &FileTree) -> Result<(), String> {
         return Err(format!("loaded despite {} errors", errors.len()));
     }
     for d in &outcome.diagnostics {
-        let named = tree.files.contains_key(&d.file)
+        // "." is the fleet directory itself, named when it holds no fleet file at all.
+        let named = d.file == "."
+            || tree.files.contains_key(&d.file)
             || tree
                 .files
                 .keys()
@@ -114,6 +116,13 @@ mod tests {
             let tree = tree_from_bytes(&data);
             prop_assert!(check(&tree).is_ok(), "{}", check(&tree).unwrap_err());
         }
+    }
+
+    #[test]
+    fn an_empty_tree_is_refused_naming_the_directory() {
+        let tree = tree_from_bytes(&[]);
+        assert!(load(&tree).fleet.is_none());
+        assert_eq!(check(&tree), Ok(()));
     }
 
     #[test]
