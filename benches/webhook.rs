@@ -13,7 +13,6 @@ use psql_fleet::agent::{self, Config, WebhookConfig};
 use psql_fleet::sim::{self, SimConfig};
 use psql_fleet::source::git::{Credentials, GitRef};
 use psql_fleet::source::SourceSpec;
-use psql_fleet::status::StatusReport;
 use psql_fleet::webhook::{Secret, PATH};
 
 const SECRET: &[u8] = b"bench-secret";
@@ -39,13 +38,7 @@ fn commit(work: &Path, bare: &Path, cluster: &str, team: usize) -> String {
 }
 
 async fn applied_revision(server: &str) -> Option<String> {
-    let s = server.to_string();
-    let body =
-        tokio::task::spawn_blocking(move || psql_fleet::cli::status::fetch(&s, "/api/v1/status"))
-            .await
-            .ok()?
-            .ok()?;
-    let report: StatusReport = serde_json::from_str(&body).ok()?;
+    let report = psql_fleet::cli::status::report(server).await?;
     report
         .clusters
         .values()

@@ -296,11 +296,6 @@ async fn poll(
     waves: &[String],
     wave_of: &BTreeMap<String, String>,
 ) -> Option<Progress> {
-    let s = server.to_string();
-    let body = tokio::task::spawn_blocking(move || super::status::fetch(&s, "/api/v1/status"))
-        .await
-        .ok()?
-        .ok()?;
-    let report = serde_json::from_str(&body).ok()?;
+    let report = super::status::report(server).await?;
     Some(Progress::of(&report, waves, wave_of))
 }

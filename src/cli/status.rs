@@ -35,6 +35,17 @@ pub fn fetch(server: &str, path: &str) -> Result<String, String> {
     Ok(body)
 }
 
+/// The status report of the agent at `server`, fetched off the async runtime (the client
+/// above blocks); `None` while the agent does not serve one.
+pub async fn report(server: &str) -> Option<StatusReport> {
+    let s = server.to_string();
+    let body = tokio::task::spawn_blocking(move || fetch(&s, "/api/v1/status"))
+        .await
+        .ok()?
+        .ok()?;
+    serde_json::from_str(&body).ok()
+}
+
 /// One HTTP/1.0 request with an optional JSON body; the status code, the status line and
 /// the body.
 pub fn request(

@@ -198,13 +198,7 @@ mod end_to_end {
     }
 
     async fn status(server: &str) -> Option<StatusReport> {
-        let s = server.to_string();
-        let body =
-            tokio::task::spawn_blocking(move || crate::cli::status::fetch(&s, "/api/v1/status"))
-                .await
-                .ok()?
-                .ok()?;
-        serde_json::from_str(&body).ok()
+        crate::cli::status::report(server).await
     }
 
     /// Waits until the one cluster has applied `revision`; the time it took.
