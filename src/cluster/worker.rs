@@ -204,6 +204,7 @@ async fn session(
     let mut attempt = 0u32;
     let backoff = crate::reconcile::Backoff::default();
     let mut reachable = None;
+    let mut watch_failure: Option<String> = None;
     let mut assigned = shared.rollouts.subscribe();
     loop {
         let mut due = false;
@@ -229,7 +230,7 @@ async fn session(
                     while let Some(Some((kind, Ok(e)))) = events.next().now_or_never() {
                         view.handle(kind, e, &mut state.seen);
                     }
-                    set_reachable(shared, name, &mut reachable, true, ErrorReason::Unreachable, None);
+                    set_reachable(shared, name, &mut reachable, true, None, None);
                     due = true;
                 }
                 Some((_, Err(e))) => {
@@ -238,7 +239,8 @@ async fn session(
                         shared.metrics.record_unobserved(name, claims);
                     }
                     let (what, reason) = watch_error(&e);
-                    set_reachable(shared, name, &mut reachable, false, reason, Some(format!("cluster {name}: watch failed: {what}")));
+                    watch_failure = Some(format!("cluster {name}: watch failed: {what}"));
+                    set_reachable(shared, name, &mut reachable, false, Some(reason), watch_failure.clone());
                 }
                 None => return Err(()),
             },
@@ -259,10 +261,27 @@ async fn session(
         }
         let accepted = fleet.borrow().clone();
         let span = tracing::info_span!("reconcile", cluster = %name, revision = %short(&accepted.revision));
-        let errors = pass(name, shared, &client, &accepted, &mut view, state)
+        let outcome = pass(name, shared, &client, &accepted, &mut view, state)
             .instrument(span)
             .await;
-        if errors == 0 {
+        match outcome.reached {
+            // The pass's own calls are the latest word on the server.
+            Some(reached) => {
+                let error =
+                    (!reached).then(|| format!("cluster {name}: unreachable while applying"));
+                set_reachable(shared, name, &mut reachable, reached, None, error);
+            }
+            // A pass that called nothing knows nothing new: what the watch said stands.
+            None if reachable == Some(false) => {
+                let error = watch_failure.clone();
+                update_status(shared, name, |s| {
+                    s.reachable = false;
+                    s.last_error = error.or(s.last_error.take());
+                });
+            }
+            None => {}
+        }
+        if outcome.failed == 0 {
             attempt = 0;
             retry_at = None;
         } else {
@@ -303,12 +322,15 @@ fn api_answer(e: &kube::Error) -> Option<(u16, &String)> {
     }
 }
 
+/// Reachability has one owner, the session: the watch and the passes that made calls both
+/// report here. `counted_as` is the error reason to count on the change to unreachable
+/// (`None` when the failed call has been counted already).
 fn set_reachable(
     shared: &Shared,
     name: &str,
     current: &mut Option<bool>,
     now: bool,
-    reason: ErrorReason,
+    counted_as: Option<ErrorReason>,
     error: Option<String>,
 ) {
     if *current == Some(now) {
@@ -322,7 +344,9 @@ fn set_reachable(
     *current = Some(now);
     shared.metrics.set_reachable(name, now);
     if !now {
-        shared.metrics.count_error(name, reason);
+        if let Some(reason) = counted_as {
+            shared.metrics.count_error(name, reason);
+        }
         tracing::warn!(cluster = %name, error = ?error, "cluster unreachable");
     }
     update_status(shared, name, |s| {
@@ -333,7 +357,14 @@ fn set_reachable(
     });
 }
 
-/// One reconcile pass; returns how many actions failed.
+/// What one reconcile pass found.
+struct PassOutcome {
+    failed: usize,
+    /// Whether the pass's calls reached the server; `None` when it made none.
+    reached: Option<bool>,
+}
+
+/// One reconcile pass.
 async fn pass(
     name: &str,
     shared: &Shared,
@@ -341,7 +372,11 @@ async fn pass(
     accepted: &Accepted,
     view: &mut LiveView,
     state: &mut WorkerState,
-) -> usize {
+) -> PassOutcome {
+    let nothing = PassOutcome {
+        failed: 0,
+        reached: None,
+    };
     // The rollout decides which revision this cluster is reconciled to: a later wave keeps
     // the previous one (drift correction included) until its turn.
     let given = match shared.rollouts.assignment(name) {
@@ -349,24 +384,22 @@ async fn pass(
         Assignment::Waiting => {
             let wave = shared.rollouts.waiting_for(name).map(|(w, _)| w);
             update_status(shared, name, |s| {
-                s.reachable = true;
                 s.reconciled = true;
                 s.last_error = None;
                 s.wave = wave;
             });
-            return 0;
+            return nothing;
         }
         Assignment::Missing(e) => {
             update_status(shared, name, |s| {
-                s.reachable = true;
                 s.reconciled = true;
                 s.last_error = Some(format!("not reconciled: {e}"));
             });
-            return 0;
+            return nothing;
         }
     };
     let Some(cluster) = given.fleet.clusters.get(name) else {
-        return 0;
+        return nothing;
     };
     let seen = state.seen.clone();
     let is_seen = move |at: &ObjectRef| seen.contains(at);
@@ -388,6 +421,7 @@ async fn pass(
     let mut errors: Vec<String> = Vec::new();
     // A pass whose calls could not reach the server says so, whatever the watch said last.
     let mut unreachable = false;
+    let mut answered = false;
     // Only passes that write hold a permit: reading the plan is free.
     let _permit = if writes && !shared.dry_run {
         shared.semaphore.acquire().await.ok()
@@ -403,9 +437,11 @@ async fn pass(
             // What the server answered stands until the watch says otherwise, so a pass
             // woken by the next event does not apply the same object again.
             Ok(Some(served)) => {
+                answered |= action.writes() && !shared.dry_run;
                 view.live.insert(served.object_ref.clone(), served);
             }
             Ok(None) => {
+                answered |= action.writes() && !shared.dry_run;
                 if matches!(action, Action::Delete { .. }) && !shared.dry_run {
                     view.live.remove(&action.object_ref());
                 }
@@ -441,13 +477,16 @@ async fn pass(
     }
     tracing::debug!(actions = plan.actions.len(), failed, "pass done");
     let health = rollout_health(&given, name, &plan, &view.live, &errors);
-    shared.metrics.set_reachable(name, !unreachable);
     record_status(shared, name, &given.revision, &plan, errors);
-    if unreachable {
-        update_status(shared, name, |s| s.reachable = false);
-    }
     shared.rollouts.report(name, health);
-    failed
+    PassOutcome {
+        failed,
+        reached: if unreachable {
+            Some(false)
+        } else {
+            answered.then_some(true)
+        },
+    }
 }
 
 fn short(revision: &str) -> &str {
@@ -617,7 +656,6 @@ fn record_status(
     errors: Vec<String>,
 ) {
     update_status(shared, name, |s| {
-        s.reachable = true;
         s.reconciled = true;
         s.applied_revision = Some(revision.to_string());
         s.suspended = plan.suspended.map(|r| format!("{r:?}").to_lowercase());
