@@ -16,12 +16,15 @@ use crate::sim::{self, catalogue::Catalogue, SimConfig};
 pub struct SimArgs {
     #[command(subcommand)]
     pub command: Option<SimCommand>,
-    /// Number of clusters to serve.
+    /// Number of clusters to serve (an existing --state-file brings its own clusters,
+    /// names and labels instead).
     #[arg(long, default_value_t = 3)]
     pub clusters: usize,
     /// Directory for kubeconfigs, clusters/*.yaml, admin-token and ca.crt.
     #[arg(long, default_value = "sim-out")]
     pub out: PathBuf,
+    /// Address to serve on; port 0 (the default) takes the address saved in --state-file
+    /// when there is one, so the kubeconfigs' server URLs stay valid.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
     /// How long the simulated provider-helm takes to install or upgrade (e.g. 2s, 500ms).
@@ -41,6 +44,15 @@ pub struct SimArgs {
     /// Change events kept per cluster; older watch resourceVersions get 410 Gone.
     #[arg(long, default_value_t = 1000)]
     pub event_window: usize,
+    /// Keep the clusters in this JSON file, as a real API server keeps them in etcd: every
+    /// object (uid, resourceVersion, managedFields, finalizers), each cluster's
+    /// resourceVersion counter, the tokens, the CA and serving certificate, the listen
+    /// address. Restored at start when the file exists (an unreadable file is an error,
+    /// never an empty fleet); written within a second of every change and at shutdown.
+    /// Not kept: open watches (a watch from before the restart gets 410 Gone), injected
+    /// faults, the audit log and the request counters (they belong to one process).
+    #[arg(long)]
+    pub state_file: Option<PathBuf>,
 }
 
 pub(crate) fn parse_ready_after(s: &str) -> Result<Duration, String> {
@@ -86,6 +98,7 @@ pub fn run(args: SimArgs) -> ExitCode {
         event_window: args.event_window,
         catalogue,
         audit_log: args.audit_log,
+        state_file: args.state_file,
         ..SimConfig::default()
     };
     let runtime = match tokio::runtime::Runtime::new() {

@@ -108,6 +108,15 @@ impl ClusterState {
         }
     }
 
+    /// A cluster restored from a state file (`sim::persist`).
+    pub fn restored(name: &str, store: Store, replays: BTreeMap<Key, Replay>) -> Self {
+        Self {
+            name: name.to_string(),
+            store: Mutex::new(store),
+            replays: Mutex::new(replays),
+        }
+    }
+
     /// The store; a poisoned lock still holds consistent data (every write is one `put`),
     /// so it is recovered rather than propagated.
     pub fn store(&self) -> MutexGuard<'_, Store> {

@@ -26,9 +26,27 @@ const RELEASE_RECORDER: &str = "managed/release.helm.m.crossplane.io";
 const USAGE_RECORDER: &str = "usage/usage.protection.crossplane.io";
 
 pub fn spawn(sh: Arc<Shared>, cl: Arc<ClusterState>) {
+    run(sh, cl, false);
+}
+
+/// The controllers of a cluster restored from a state file: like controllers restarted
+/// after an outage, they first reconcile everything there is (a Release that was still
+/// installing, a Usage or a namespace mid-deletion), then follow the change events.
+pub fn resume(sh: Arc<Shared>, cl: Arc<ClusterState>) {
+    run(sh, cl, true);
+}
+
+fn run(sh: Arc<Shared>, cl: Arc<ClusterState>, resuming: bool) {
     let mut rx = cl.store().subscribe();
     tokio::spawn(async move {
         let mut scheduled: HashMap<Key, i64> = HashMap::new();
+        if resuming {
+            resync(&sh, &cl, &mut scheduled);
+            reconcile_usages(&sh, &cl);
+            collect_orphans(&sh, &cl);
+            finish_foreground(&sh, &cl);
+            terminate_namespaces(&sh, &cl);
+        }
         loop {
             match rx.recv().await {
                 Ok(e) => handle(&sh, &cl, &e, &mut scheduled),
@@ -535,16 +553,25 @@ fn usage_changed(sh: &Shared, cl: &ClusterState, k: &Key, obj: &Value) {
 
 /// Usages being deleted wait for their `by` object; finish those whose `by` is gone.
 fn release_usages(sh: &Shared, cl: &ClusterState) {
+    for_each_usage(sh, cl, objects::is_deleting);
+}
+
+/// Every Usage, as the controller sees them when it starts.
+fn reconcile_usages(sh: &Shared, cl: &ClusterState) {
+    for_each_usage(sh, cl, |_| true);
+}
+
+fn for_each_usage(sh: &Shared, cl: &ClusterState, select: impl Fn(&Value) -> bool) {
     let Some(res) = sh.find("protection.crossplane.io", "v1beta1", "usages") else {
         return;
     };
-    let waiting: Vec<(Key, Value)> = cl
+    let selected: Vec<(Key, Value)> = cl
         .store()
         .list(res, None, None)
-        .filter(|(_, u)| objects::is_deleting(u))
+        .filter(|(_, u)| select(u))
         .map(|(k, u)| (k.clone(), (**u).clone()))
         .collect();
-    for (k, u) in waiting {
+    for (k, u) in selected {
         usage_changed(sh, cl, &k, &u);
     }
 }
@@ -588,8 +615,41 @@ fn collect_garbage(sh: &Shared, cl: &ClusterState, deleted: &Value) {
     for k in dependents {
         let _ = verbs::delete(sh, cl, &target(sh, &k, None), &DeleteOpts::default());
     }
-    // Foreground deletion: an owner waiting on `foregroundDeletion` finishes once no
-    // dependents remain; it is checked whenever something goes away.
+    finish_foreground(sh, cl);
+}
+
+/// Dependents none of whose owners exist any more, as the garbage collector finds them
+/// when it starts (an owner that went while it was not running).
+fn collect_orphans(sh: &Shared, cl: &ClusterState) {
+    let orphans: Vec<Key> = {
+        let store = cl.store();
+        let uids: std::collections::HashSet<&str> = store
+            .all()
+            .filter_map(|(_, o)| meta_str(o, "uid"))
+            .collect();
+        store
+            .all()
+            .filter(|(_, o)| {
+                o.pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .is_some_and(|refs| {
+                        !refs.is_empty()
+                            && refs
+                                .iter()
+                                .all(|r| r["uid"].as_str().is_none_or(|u| !uids.contains(u)))
+                    })
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    for k in orphans {
+        let _ = verbs::delete(sh, cl, &target(sh, &k, None), &DeleteOpts::default());
+    }
+}
+
+/// Foreground deletion: an owner waiting on `foregroundDeletion` finishes once no
+/// dependents remain; it is checked whenever something goes away.
+fn finish_foreground(sh: &Shared, cl: &ClusterState) {
     let waiting: Vec<Key> = cl
         .store()
         .all()

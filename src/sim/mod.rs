@@ -16,6 +16,7 @@ pub mod events;
 pub mod kubeconfig;
 pub mod objects;
 pub mod openapi;
+pub mod persist;
 pub mod protobuf;
 pub mod requests;
 pub mod router;
@@ -57,6 +58,9 @@ pub struct SimConfig {
     pub bookmark_interval: Duration,
     pub catalogue: catalogue::Catalogue,
     pub audit_log: Option<PathBuf>,
+    /// Where the state a restarted API server keeps is saved and restored from
+    /// ([`persist`]); `None` keeps everything in memory only.
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -72,6 +76,7 @@ impl Default for SimConfig {
             bookmark_interval: Duration::from_secs(15),
             catalogue: catalogue::Catalogue::default(),
             audit_log: None,
+            state_file: None,
         }
     }
 }

@@ -12,7 +12,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::cluster::Shared;
-use super::{audit, kubeconfig, objects, router, tls, ClusterSlot, Faults, Sim, SimConfig};
+use super::persist::{self, StateError, StateFile};
+use super::{
+    audit, controllers, kubeconfig, objects, router, tls, ClusterSlot, Faults, Sim, SimConfig,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -32,6 +35,8 @@ pub enum SimError {
     },
     #[error("cannot generate a token")]
     Token,
+    #[error("cannot restore the simulator state from {0}")]
+    State(#[from] StateError),
 }
 
 /// A running simulator; dropping it does not stop it, [`SimHandle::shutdown`] does.
@@ -44,6 +49,7 @@ pub struct SimHandle {
     pub sim: Arc<Sim>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    persisting: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl SimHandle {
@@ -59,9 +65,13 @@ impl SimHandle {
         format!("{}/admin", self.base_url)
     }
 
+    /// Stops serving and, with a state file, writes it a last time.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        if let Some(p) = self.persisting {
+            let _ = p.await;
+        }
     }
 }
 
@@ -69,17 +79,31 @@ fn write(path: PathBuf, contents: &str) -> Result<(), SimError> {
     kubeconfig::write_atomic(&path, contents).map_err(|source| SimError::Write { path, source })
 }
 
-/// Starts the simulator on `config.listen` and writes its files into `config.out`.
+/// Starts the simulator on `config.listen` and writes its files into `config.out`. With
+/// `config.state_file`, a saved state is restored first (see [`persist`]): the clusters,
+/// their objects and tokens, the certificates, and the address when `config.listen` asks
+/// for any port.
 pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
-    let tls = tls::generate()?;
-    let listener = TcpListener::bind(config.listen)
+    let saved = match &config.state_file {
+        Some(path) => persist::read(path)?,
+        None => None,
+    };
+    let tls = match &saved {
+        Some(s) => tls::load(s.tls.clone()).map_err(|e| state_error(&config, e))?,
+        None => tls::generate()?,
+    };
+    let listen = match saved.as_ref().and_then(|s| s.address) {
+        Some(addr) if config.listen.port() == 0 => addr,
+        _ => config.listen,
+    };
+    let listener = TcpListener::bind(listen)
         .await
         .map_err(|source| SimError::Listen {
-            addr: config.listen,
+            addr: listen,
             source,
         })?;
     let addr = listener.local_addr().map_err(|source| SimError::Listen {
-        addr: config.listen,
+        addr: listen,
         source,
     })?;
     let base_url = format!("https://{addr}");
@@ -89,21 +113,27 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         source,
     })?;
 
-    let mut clusters = Vec::with_capacity(config.clusters);
-    let mut index = HashMap::with_capacity(config.clusters);
-    for i in 0..config.clusters {
-        let name = kubeconfig::cluster_name(&config.name_prefix, i, config.clusters);
-        let token = objects::token().map_err(|_| SimError::Token)?;
-        let labels = kubeconfig::labels(config.seed, i);
-        write(
-            dir.join(format!("{name}.yaml")),
-            &kubeconfig::kubeconfig(
-                &name,
-                &format!("{base_url}/clusters/{name}"),
-                &tls.ca_pem,
-                &token,
-            ),
-        )?;
+    let identities = match &saved {
+        Some(s) => restored_identities(s),
+        None => new_identities(&config)?,
+    };
+    let mut clusters = Vec::with_capacity(identities.len());
+    let mut index = HashMap::with_capacity(identities.len());
+    for (i, (name, labels, token)) in identities.into_iter().enumerate() {
+        let kubeconfig_path = dir.join(format!("{name}.yaml"));
+        // A restart leaves the kubeconfigs clients hold as they are (one whose token was
+        // rotated without rewriting it stays stale); only missing files are written.
+        if saved.is_none() || !kubeconfig_path.exists() {
+            write(
+                kubeconfig_path,
+                &kubeconfig::kubeconfig(
+                    &name,
+                    &format!("{base_url}/clusters/{name}"),
+                    &tls.ca_pem,
+                    &token,
+                ),
+            )?;
+        }
         write(
             dir.join("clusters").join(format!("{name}.yaml")),
             &kubeconfig::cluster_file(&name, &labels),
@@ -117,7 +147,10 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
             state: OnceLock::new(),
         });
     }
-    let admin_token = objects::token().map_err(|_| SimError::Token)?;
+    let admin_token = match &saved {
+        Some(s) => s.admin_token.clone(),
+        None => objects::token().map_err(|_| SimError::Token)?,
+    };
     write(dir.join("admin-token"), &admin_token)?;
     write(dir.join("ca.crt"), &tls.ca_pem)?;
     let audit =
@@ -125,9 +158,25 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
             path: config.audit_log.clone().unwrap_or_default(),
             source,
         })?;
+    let shared = Arc::new(Shared::new(config));
+    let mut resumed = Vec::new();
+    if let Some(s) = &saved {
+        for (slot, saved) in clusters.iter().zip(&s.clusters) {
+            if let Some(store) = &saved.store {
+                let state = persist::restore_cluster(&shared, &slot.name, store)
+                    .map_err(|e| state_error(&shared.config, e))?;
+                let state = Arc::new(state);
+                let _ = slot.state.set(state.clone());
+                resumed.push(state);
+            }
+        }
+    }
+    for state in resumed {
+        controllers::resume(shared.clone(), state);
+    }
     let cluster_names = clusters.iter().map(|c| c.name.clone()).collect();
     let sim = Arc::new(Sim {
-        shared: Arc::new(Shared::new(config)),
+        shared,
         clusters,
         index,
         admin_token: admin_token.clone(),
@@ -139,6 +188,22 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
     });
     let _ = sim.base_url.set(base_url.clone());
     let (stop, mut stopped) = watch::channel(false);
+    let persisting = match sim.shared.config.state_file.clone() {
+        Some(path) => {
+            let writer = persist::Writer {
+                path,
+                address: addr,
+                certs: tls.certs.clone(),
+            };
+            // At once, so that the kubeconfigs just written and the file always agree.
+            writer.write(&sim).map_err(|source| SimError::Write {
+                path: writer.path.clone(),
+                source,
+            })?;
+            Some(tokio::spawn(writer.run(sim.clone(), stopped.clone())))
+        }
+        None => None,
+    };
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.config);
     let serving = sim.clone();
     let task = tokio::spawn(async move {
@@ -180,5 +245,43 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
         sim,
         stop,
         task,
+        persisting,
+    })
+}
+
+/// Names, labels and tokens of a first start.
+fn new_identities(config: &SimConfig) -> Result<Vec<Identity>, SimError> {
+    (0..config.clusters)
+        .map(|i| {
+            Ok((
+                kubeconfig::cluster_name(&config.name_prefix, i, config.clusters),
+                kubeconfig::labels(config.seed, i),
+                objects::token().map_err(|_| SimError::Token)?,
+            ))
+        })
+        .collect()
+}
+
+fn restored_identities(saved: &StateFile) -> Vec<Identity> {
+    saved
+        .clusters
+        .iter()
+        .map(|c| {
+            let labels = c
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            (c.name.clone(), labels, c.token.clone())
+        })
+        .collect()
+}
+
+type Identity = (String, Vec<(String, String)>, String);
+
+fn state_error(config: &SimConfig, e: impl std::fmt::Display) -> SimError {
+    SimError::State(StateError {
+        path: config.state_file.clone().unwrap_or_default(),
+        message: e.to_string(),
     })
 }

@@ -68,6 +68,17 @@ impl Store {
         }
     }
 
+    /// A store holding `objects` as they were saved at `rv`, as an API server finds etcd
+    /// after a restart: its event window starts empty there, so a watch from an older
+    /// resourceVersion gets 410 and relists.
+    pub fn restore(window: usize, rv: u64, objects: BTreeMap<Key, Value>) -> Self {
+        let mut store = Self::new(window);
+        store.rv = rv;
+        store.compacted = rv;
+        store.objects = objects.into_iter().map(|(k, o)| (k, Arc::new(o))).collect();
+        store
+    }
+
     pub fn resource_version(&self) -> u64 {
         self.rv
     }
@@ -215,6 +226,19 @@ mod tests {
         assert!(s.events_since(s.resource_version()).unwrap().is_empty());
         s.expire();
         assert!(s.events_since(s.resource_version() - 1).is_err());
+    }
+
+    #[test]
+    fn a_restored_store_continues_its_versions_and_serves_watches_only_from_there() {
+        let saved = json!({"metadata": {"name": "a", "resourceVersion": "41"}});
+        let mut s = Store::restore(10, 42, BTreeMap::from([(key("a"), saved.clone())]));
+        assert_eq!(*s.get(&key("a")).unwrap(), saved);
+        assert_eq!(s.resource_version(), 42);
+        assert!(s.events_since(41).is_err());
+        assert!(s.events_since(42).unwrap().is_empty());
+        s.put(key("b"), json!({"metadata": {"name": "b"}}));
+        assert_eq!(s.resource_version(), 43);
+        assert_eq!(s.events_since(42).unwrap().len(), 1);
     }
 
     #[test]

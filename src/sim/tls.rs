@@ -1,10 +1,13 @@
 //! A CA generated at start and a server certificate for 127.0.0.1 and localhost signed by
-//! it; kubeconfigs carry the CA so clients verify the server as they would a real one.
+//! it; kubeconfigs carry the CA so clients verify the server as they would a real one. A
+//! restarted simulator (`--state-file`) serves the certificate it saved, so the kubeconfigs
+//! clients hold keep verifying.
 
 use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -12,11 +15,34 @@ pub enum TlsError {
     Generate(#[from] rcgen::Error),
     #[error("cannot build the TLS configuration: {0}")]
     Config(#[from] rustls::Error),
+    #[error("cannot read the saved {what}: {source}")]
+    Pem {
+        what: &'static str,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+}
+
+/// The PEM documents a server is started from: what a restart keeps.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Certs {
+    pub ca_pem: String,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+}
+
+impl std::fmt::Debug for Certs {
+    // The key is a secret: never in a log line or an error.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certs").finish_non_exhaustive()
+    }
 }
 
 /// The CA certificate (PEM, for kubeconfigs) and the server's TLS configuration.
 pub struct Tls {
     pub ca_pem: String,
+    pub certs: Certs,
     pub config: Arc<rustls::ServerConfig>,
 }
 
@@ -46,21 +72,32 @@ pub fn generate() -> Result<Tls, TlsError> {
         .distinguished_name
         .push(DnType::CommonName, "psql-fleet-sim");
     let server_cert = params.signed_by(&server_key, &issuer)?;
+    load(Certs {
+        ca_pem: ca_cert.pem(),
+        server_cert_pem: server_cert.pem(),
+        server_key_pem: server_key.serialize_pem(),
+    })
+}
 
+/// The TLS configuration serving `certs` (freshly generated or restored).
+pub fn load(certs: Certs) -> Result<Tls, TlsError> {
+    let pem = |what| move |source| TlsError::Pem { what, source };
+    let chain = vec![
+        CertificateDer::from_pem_slice(certs.server_cert_pem.as_bytes())
+            .map_err(pem("server certificate"))?,
+        CertificateDer::from_pem_slice(certs.ca_pem.as_bytes()).map_err(pem("CA certificate"))?,
+    ];
+    let key = PrivateKeyDer::from_pem_slice(certs.server_key_pem.as_bytes())
+        .map_err(pem("server key"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(
-            vec![
-                CertificateDer::from(server_cert.der().to_vec()),
-                CertificateDer::from(ca_cert.der().to_vec()),
-            ],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
-        )?;
+        .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Tls {
-        ca_pem: ca_cert.pem(),
+        ca_pem: certs.ca_pem.clone(),
+        certs,
         config: Arc::new(config),
     })
 }
