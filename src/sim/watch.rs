@@ -1,7 +1,8 @@
 //! Watch streams: newline-delimited JSON events from a resourceVersion, with synthetic
 //! ADDED events for the current state when no version is given (or `sendInitialEvents`),
 //! BOOKMARK events, `timeoutSeconds`, and an ERROR event carrying 410 Expired when the
-//! version is older than the kept event window (what kube-rs and client-go relist on).
+//! version is older than the kept event window (what kube-rs and client-go relist on); a
+//! version the cluster never reached is refused with 504 "Too large resource version".
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,6 +106,9 @@ pub fn start(
         let store = cl.store();
         let rx_events = store.subscribe();
         let current = store.resource_version();
+        if let Some(v) = since.filter(|v| *v > current) {
+            return Err(ApiError::too_large_resource_version(v, current));
+        }
         match since {
             Some(v) if !o.send_initial_events => match store.events_since(v) {
                 Ok(evs) => {
