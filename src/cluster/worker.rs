@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::{FutureExt, StreamExt};
-use kube::api::{Api, DynamicObject};
+use kube::api::{Api, DynamicObject, ListParams};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use tokio::sync::watch;
@@ -205,6 +205,8 @@ async fn session(
     let backoff = crate::reconcile::Backoff::default();
     let mut reachable = None;
     let mut watch_failure: Option<String> = None;
+    // Whether the watch last failed to reach the server at all (not an answer from it).
+    let mut watch_unreached = false;
     let mut assigned = shared.rollouts.subscribe();
     loop {
         let mut due = false;
@@ -240,6 +242,7 @@ async fn session(
                     }
                     let (what, reason) = watch_error(&e);
                     watch_failure = Some(format!("cluster {name}: watch failed: {what}"));
+                    watch_unreached = reason == ErrorReason::Unreachable;
                     set_reachable(shared, name, &mut reachable, false, Some(reason), watch_failure.clone());
                 }
                 None => return Err(()),
@@ -271,13 +274,23 @@ async fn session(
                     (!reached).then(|| format!("cluster {name}: unreachable while applying"));
                 set_reachable(shared, name, &mut reachable, reached, None, error);
             }
-            // A pass that called nothing knows nothing new: what the watch said stands.
+            // A pass that called nothing knows nothing new, and a watch that reconnected
+            // where it was says nothing either (no event when nothing changed, as on an
+            // idle cluster whose API server restarted): ask the server with a call the
+            // watch needs anyway. Until it answers, what the watch said stands.
             None if reachable == Some(false) => {
-                let error = watch_failure.clone();
-                update_status(shared, name, |s| {
-                    s.reachable = false;
-                    s.last_error = error.or(s.last_error.take());
-                });
+                let api: Api<DynamicObject> =
+                    Api::all_with(client.clone(), &apply::resource(ObjectKind::Release));
+                let probe = ListParams::default().labels(&selector).limit(1);
+                if watch_unreached && api.list_metadata(&probe).await.is_ok() {
+                    set_reachable(shared, name, &mut reachable, true, None, None);
+                } else {
+                    let error = watch_failure.clone();
+                    update_status(shared, name, |s| {
+                        s.reachable = false;
+                        s.last_error = error.or(s.last_error.take());
+                    });
+                }
             }
             None => {}
         }
