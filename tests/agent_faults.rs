@@ -8,8 +8,10 @@ mod common;
 use std::time::Duration;
 
 use common::harness::{
-    eventually, live_objects, metric, status, wait_converged, Agent, ChildAgent, SimFleet,
+    accepted_deletions, eventually, live_objects, metric, status, wait_converged, Agent,
+    ChildAgent, SimFleet,
 };
+use psql_fleet::sim::SimConfig;
 use serde_json::json;
 
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -461,6 +463,92 @@ async fn a_cluster_going_down_during_apply_is_reported_and_converges_when_back()
     assert_reported_down(&agent, &flaky).await;
     f.faults(&flaky, json!({})).await;
     wait_converged(&agent.server, &names, 1, CONVERGE).await;
+    assert!(f.deletions().is_empty(), "{:?}", f.deletions());
+    agent.stop().await;
+    f.sim.shutdown().await;
+}
+
+/// The simulator shut down and started again from its state file on the same address, as
+/// an API server restarts on the same etcd: while it is down every cluster is reported
+/// unreachable; once it is back the agent finds its objects as it left them and writes
+/// nothing (no apply, no deletion), then serves a change as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulator_restarted_with_its_state_kept_is_found_converged_and_nothing_is_rewritten() {
+    let f = SimFleet::start_persistent(SimConfig {
+        clusters: 3,
+        ready_after: ms(200),
+        bookmark_interval: ms(200),
+        ..SimConfig::default()
+    })
+    .await;
+    let names = f.names();
+    for name in &names[..2] {
+        f.add_claim(name);
+    }
+    let agent = Agent::start(f.config());
+    wait_converged(&agent.server, &names[..2], 1, CONVERGE).await;
+    let address = f.sim.addr;
+    let live = |f: &SimFleet| -> Vec<Vec<String>> {
+        names.iter().map(|n| live_objects(&f.sim, n)).collect()
+    };
+    let kept = live(&f);
+    assert!(
+        kept[..2].iter().all(|objects| objects.len() == 3),
+        "{kept:?}"
+    );
+    let (f, before) = f
+        .restart(async {
+            for name in &names {
+                eventually("the outage reported", CONVERGE, || async {
+                    let r = agent.status().await?;
+                    (!r.clusters.get(name)?.reachable).then_some(())
+                })
+                .await;
+                assert_reported_down(&agent, name).await;
+            }
+        })
+        .await;
+    assert_eq!(f.sim.addr, address);
+    assert_eq!(live(&f), kept);
+    assert!(
+        accepted_deletions(before.audit.entries(None)).is_empty(),
+        "{:?}",
+        before.audit.entries(None)
+    );
+    eventually("every cluster reachable again", CONVERGE, || async {
+        let r = agent.status().await?;
+        names
+            .iter()
+            .all(|n| r.clusters.get(n).is_some_and(|c| c.reachable))
+            .then_some(())
+    })
+    .await;
+    wait_converged(&agent.server, &names[..2], 1, CONVERGE).await;
+    // A few resync passes, so that a rewrite would have happened.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let requests = f.sim.sim.requests.snapshot();
+    assert!(
+        requests["list"] + requests["watch"] + requests["get"] > 0,
+        "the agent never read the restarted simulator: {requests:?}"
+    );
+    let writes = [
+        "create",
+        "update",
+        "patch",
+        "apply",
+        "delete",
+        "deletecollection",
+    ];
+    assert!(
+        writes.iter().all(|v| requests[v] == 0),
+        "writes after the restart: {requests:?}\n{:?}",
+        f.audit()
+    );
+    assert!(f.audit().is_empty(), "{:?}", f.audit());
+    // The restarted simulator serves new work as before.
+    f.add_claim(&names[2]);
+    wait_converged(&agent.server, &names, 1, CONVERGE).await;
+    assert_eq!(f.applies(&names[0]), 0);
     assert!(f.deletions().is_empty(), "{:?}", f.deletions());
     agent.stop().await;
     f.sim.shutdown().await;

@@ -5,12 +5,13 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use psql_fleet::agent::{self, Config};
 use psql_fleet::cli::sim_fault::{self, FaultAction, FaultArgs};
 use psql_fleet::sim::audit::AuditEntry;
-use psql_fleet::sim::{self, SimConfig, SimHandle};
+use psql_fleet::sim::{self, Sim, SimConfig, SimHandle};
 use psql_fleet::source::git::{Credentials, GitRef};
 use psql_fleet::source::SourceSpec;
 use psql_fleet::status::StatusReport;
@@ -37,7 +38,25 @@ impl SimFleet {
     /// As [`SimFleet::start`], with the simulator configured by the caller (`out` is set
     /// here).
     pub async fn start_with(config: SimConfig) -> SimFleet {
+        Self::start_in(tempfile::tempdir().unwrap(), config).await
+    }
+
+    /// As [`SimFleet::start_with`], the simulator keeping its state in
+    /// `<sim dir>/state.json`, so that [`SimFleet::restart`] brings the same fleet back.
+    pub async fn start_persistent(config: SimConfig) -> SimFleet {
         let sim_dir = tempfile::tempdir().unwrap();
+        let state_file = Some(sim_dir.path().join("state.json"));
+        Self::start_in(
+            sim_dir,
+            SimConfig {
+                state_file,
+                ..config
+            },
+        )
+        .await
+    }
+
+    async fn start_in(sim_dir: tempfile::TempDir, config: SimConfig) -> SimFleet {
         let sim = sim::start(SimConfig {
             out: sim_dir.path().to_path_buf(),
             ..config
@@ -59,6 +78,32 @@ impl SimFleet {
             sim_dir,
             fleet_dir,
         }
+    }
+
+    /// Shuts the simulator down, awaits `while_down`, and starts it again with the same
+    /// configuration: from its state file, on the address saved there. Returns the stopped
+    /// simulator too, whose audit log and counters tell what happened before the restart.
+    pub async fn restart(self, while_down: impl Future<Output = ()>) -> (SimFleet, Arc<Sim>) {
+        let SimFleet {
+            sim,
+            sim_dir,
+            fleet_dir,
+        } = self;
+        let config = sim.sim.shared.config.clone();
+        assert!(
+            config.state_file.is_some(),
+            "restart needs start_persistent"
+        );
+        let stopped = sim.sim.clone();
+        sim.shutdown().await;
+        while_down.await;
+        let sim = sim::start(config).await.unwrap();
+        let restarted = SimFleet {
+            sim,
+            sim_dir,
+            fleet_dir,
+        };
+        (restarted, stopped)
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -104,10 +149,7 @@ impl SimFleet {
 
     /// Deletions the simulator accepted (2xx), the ones that took something away.
     pub fn deletions(&self) -> Vec<AuditEntry> {
-        self.audit()
-            .into_iter()
-            .filter(|e| e.verb.starts_with("delete") && e.code < 300)
-            .collect()
+        accepted_deletions(self.audit())
     }
 
     fn fault_args(&self) -> FaultArgs {
@@ -154,6 +196,14 @@ impl SimFleet {
         self.admin("POST", &format!("/clusters/{cluster}/faults"), faults)
             .await;
     }
+}
+
+/// The deletions among `entries` that the simulator accepted (2xx).
+pub fn accepted_deletions(entries: Vec<AuditEntry>) -> Vec<AuditEntry> {
+    entries
+        .into_iter()
+        .filter(|e| e.verb.starts_with("delete") && e.code < 300)
+        .collect()
 }
 
 /// The agent's configuration for `source`: quick resyncs, nothing dry.
