@@ -180,3 +180,29 @@ pub fn start(
     });
     Ok(rx)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::SimConfig;
+
+    #[test]
+    fn a_version_the_cluster_never_reached_is_refused_with_504() {
+        let sh = Arc::new(Shared::new(SimConfig::default()));
+        let cl = Arc::new(ClusterState::new("c", &sh));
+        let res = sh.find("", "v1", "namespaces").unwrap();
+        let current = cl.store().resource_version();
+        let from = |rv: u64| WatchOpts {
+            resource_version: Some(rv.to_string()),
+            ..WatchOpts::default()
+        };
+        let e = start(sh.clone(), cl.clone(), res, None, from(current + 1)).unwrap_err();
+        assert_eq!((e.code, e.reason.as_str()), (504, "Timeout"));
+        assert!(e.message.contains("Too large resource version"), "{e:?}");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async { assert!(start(sh, cl, res, None, from(current)).is_ok()) });
+    }
+}
