@@ -1,51 +1,13 @@
 //! The real `kubectl` (on PATH) against the simulator started in-process: what the fleet
 //! agent's users do by hand must work unchanged. Skips with a message when kubectl is absent.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Command;
 use std::time::Duration;
 
+use common::kubectl::{kubectl, kubectl_available, text};
 use psql_fleet::sim::{self, SimConfig};
-
-fn kubectl_available() -> bool {
-    Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut cmd = Command::new("timeout");
-    cmd.arg("30")
-        .arg("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args);
-    cmd.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn kubectl");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().expect("kubectl output")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn rendered(kind: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_psql-fleet"))

@@ -48,3 +48,4 @@ pub mod e2e;
 pub mod git;
 pub mod git_https;
 pub mod harness;
+pub mod kubectl;
