@@ -11,6 +11,7 @@ use common::harness::{
     accepted_deletions, eventually, live_objects, metric, status, wait_converged, Agent,
     ChildAgent, SimFleet,
 };
+use psql_fleet::sim::requests::WRITE_VERBS;
 use psql_fleet::sim::SimConfig;
 use serde_json::json;
 
@@ -531,16 +532,8 @@ async fn a_simulator_restarted_with_its_state_kept_is_found_converged_and_nothin
         requests["list"] + requests["watch"] + requests["get"] > 0,
         "the agent never read the restarted simulator: {requests:?}"
     );
-    let writes = [
-        "create",
-        "update",
-        "patch",
-        "apply",
-        "delete",
-        "deletecollection",
-    ];
     assert!(
-        writes.iter().all(|v| requests[v] == 0),
+        WRITE_VERBS.iter().all(|v| requests[v] == 0),
         "writes after the restart: {requests:?}\n{:?}",
         f.audit()
     );

@@ -12,14 +12,7 @@ use serde_json::Value;
 
 use crate::procs::Sim;
 
-pub const WRITE_VERBS: [&str; 6] = [
-    "create",
-    "update",
-    "patch",
-    "apply",
-    "delete",
-    "deletecollection",
-];
+pub use psql_fleet::sim::requests::WRITE_VERBS;
 
 pub async fn admin(sim: &Sim, method: &str, path: &str, body: &Value) -> Result<Value> {
     let args = FaultArgs {

@@ -20,6 +20,9 @@ pub const VERBS: [&str; 11] = [
     "other",
 ];
 
+/// The verbs that change something: `create` to `deletecollection` in [`VERBS`].
+pub const WRITE_VERBS: &[&str] = VERBS.split_at(3).1.split_at(6).0;
+
 /// One counter per verb, shared by every cluster.
 #[derive(Default)]
 pub struct RequestCounts {
@@ -81,5 +84,7 @@ mod tests {
         assert_eq!(s["discovery"], 1);
         assert_eq!(s["other"], 1);
         assert_eq!(s.values().sum::<u64>(), 3);
+        assert_eq!(WRITE_VERBS.first(), Some(&"create"));
+        assert_eq!(WRITE_VERBS.last(), Some(&"deletecollection"));
     }
 }
