@@ -275,22 +275,25 @@ async fn session(
                 set_reachable(shared, name, &mut reachable, reached, None, error);
             }
             // A pass that called nothing knows nothing new, and a watch that reconnected
-            // where it was says nothing either (no event when nothing changed, as on an
-            // idle cluster whose API server restarted): ask the server with a call the
-            // watch needs anyway. Until it answers, what the watch said stands.
+            // where it left off says nothing either: no event when nothing changed (an
+            // idle cluster whose API server restarted), no relist when the server lost
+            // what the view holds (a store restored from an older backup answers 504 to
+            // every watch from there). Once the server answers a call the watch needs
+            // anyway, start over: the relist is the latest word. Until then, what the
+            // watch said stands.
             None if reachable == Some(false) => {
                 let api: Api<DynamicObject> =
                     Api::all_with(client.clone(), &apply::resource(ObjectKind::Release));
                 let probe = ListParams::default().labels(&selector).limit(1);
                 if watch_unreached && api.list_metadata(&probe).await.is_ok() {
-                    set_reachable(shared, name, &mut reachable, true, None, None);
-                } else {
-                    let error = watch_failure.clone();
-                    update_status(shared, name, |s| {
-                        s.reachable = false;
-                        s.last_error = error.or(s.last_error.take());
-                    });
+                    tracing::info!(cluster = %name, "the API server answers again; relisting");
+                    return Ok(End::Reconnect);
                 }
+                let error = watch_failure.clone();
+                update_status(shared, name, |s| {
+                    s.reachable = false;
+                    s.last_error = error.or(s.last_error.take());
+                });
             }
             None => {}
         }
