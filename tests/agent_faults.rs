@@ -475,13 +475,7 @@ async fn a_cluster_going_down_during_apply_is_reported_and_converges_when_back()
 /// nothing (no apply, no deletion), then serves a change as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_simulator_restarted_with_its_state_kept_is_found_converged_and_nothing_is_rewritten() {
-    let f = SimFleet::start_persistent(SimConfig {
-        clusters: 3,
-        ready_after: ms(200),
-        bookmark_interval: ms(200),
-        ..SimConfig::default()
-    })
-    .await;
+    let f = persistent_fleet(3).await;
     let names = f.names();
     for name in &names[..2] {
         f.add_claim(name);
@@ -545,6 +539,56 @@ async fn a_simulator_restarted_with_its_state_kept_is_found_converged_and_nothin
     assert!(f.deletions().is_empty(), "{:?}", f.deletions());
     agent.stop().await;
     f.sim.shutdown().await;
+}
+
+/// The simulator restarted from an older copy of its state, as an API server on an etcd
+/// restored from a backup taken before the claims: the agent's watches are ahead of the
+/// store (504 Too large resource version), so it has to relist to see that its objects
+/// are gone, and apply them again. Nothing is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulator_restored_from_an_older_backup_gets_its_objects_applied_again() {
+    let f = persistent_fleet(2).await;
+    let state = f.sim_dir.path().join("state.json");
+    let backup = f.sim_dir.path().join("backup.json");
+    std::fs::copy(&state, &backup).unwrap();
+    f.claim_everywhere();
+    let names = f.names();
+    let agent = Agent::start(f.config());
+    wait_converged(&agent.server, &names, 1, CONVERGE).await;
+    let (f, before) = f
+        .restart(async {
+            std::fs::copy(&backup, &state).unwrap();
+        })
+        .await;
+    assert!(names.iter().all(|n| live_objects(&f.sim, n).is_empty()));
+    eventually("the objects applied again", CONVERGE, || async {
+        names
+            .iter()
+            .all(|n| live_objects(&f.sim, n).len() == 3)
+            .then_some(())
+    })
+    .await;
+    wait_converged(&agent.server, &names, 1, CONVERGE).await;
+    assert!(names.iter().all(|n| f.applies(n) >= 3));
+    let deleted = [
+        accepted_deletions(before.audit.entries(None)),
+        f.deletions(),
+    ];
+    assert!(deleted.iter().all(Vec::is_empty), "{deleted:?}");
+    agent.stop().await;
+    f.sim.shutdown().await;
+}
+
+/// A simulated fleet keeping its state file, with bookmarks frequent enough that the
+/// agent's watches stand at the latest resourceVersion when the simulator stops.
+async fn persistent_fleet(clusters: usize) -> SimFleet {
+    SimFleet::start_persistent(SimConfig {
+        clusters,
+        ready_after: ms(200),
+        bookmark_interval: ms(200),
+        ..SimConfig::default()
+    })
+    .await
 }
 
 async fn assert_reported_down(agent: &Agent, cluster: &str) {
