@@ -98,9 +98,10 @@ pub fn run(args: SimArgs) -> ExitCode {
         event_window: args.event_window,
         catalogue,
         audit_log: args.audit_log,
-        state_file: args.state_file,
+        state_file: args.state_file.clone(),
         ..SimConfig::default()
     };
+    let state_file = args.state_file;
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -132,6 +133,12 @@ pub fn run(args: SimArgs) -> ExitCode {
             handle.admin_url(),
             handle.dir.display()
         );
+        if let Some(state) = &state_file {
+            println!(
+                "  state file:    {} (kept across restarts)",
+                state.display()
+            );
+        }
         if let Some(first) = handle.cluster_names.first() {
             println!(
                 "  try:           kubectl --kubeconfig {} get ns",
