@@ -285,7 +285,11 @@ async fn session(
                 let api: Api<DynamicObject> =
                     Api::all_with(client.clone(), &apply::resource(ObjectKind::Release));
                 let probe = ListParams::default().labels(&selector).limit(1);
-                if watch_unreached && api.list_metadata(&probe).await.is_ok() {
+                let answered = watch_unreached
+                    && tokio::time::timeout(shared.call_timeout, api.list_metadata(&probe))
+                        .await
+                        .is_ok_and(|r| r.is_ok());
+                if answered {
                     tracing::info!(cluster = %name, "the API server answers again; relisting");
                     return Ok(End::Reconnect);
                 }
