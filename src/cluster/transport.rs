@@ -55,6 +55,9 @@ pub fn client(config: &kube::Config) -> Result<kube::Client, Error> {
     };
     let mut http = HttpConnector::new();
     http.enforce_http(false);
+    // HTTP/2 writes a request as several frames; without this, Nagle's algorithm holds the
+    // later ones back until the server's delayed ACK (client-go's Go sockets set it too).
+    http.set_nodelay(true);
     let https = https.enable_http1().enable_http2().wrap_connector(http);
     let mut connector = hyper_timeout::TimeoutConnector::new(https);
     connector.set_connect_timeout(config.connect_timeout);
