@@ -322,8 +322,9 @@ async fn drift(sim: &Sim, server: &str, sc: Scenario) -> Result<Drift> {
 }
 
 /// Only the convergence, for timing the whole process from outside: a fresh simulator,
-/// the agent until every claim is ready, then both stopped.
-pub async fn once(bin: &Path, work: &Path, clusters: usize) -> Result<Duration> {
+/// the agent until every claim is ready, then both stopped. The agent's usage is the one
+/// at ready (its peak RSS so far and CPU).
+pub async fn once(bin: &Path, work: &Path, clusters: usize) -> Result<(Duration, Usage)> {
     let o = run(
         bin,
         work,
@@ -337,5 +338,5 @@ pub async fn once(bin: &Path, work: &Path, clusters: usize) -> Result<Duration> 
         },
     )
     .await?;
-    Ok(o.cold)
+    Ok((o.cold, o.at_ready))
 }

@@ -268,14 +268,24 @@ fn main() -> Result<()> {
         if once == "once" {
             let n: usize = n.parse().context("a number of clusters")?;
             let root = tempfile::tempdir()?;
-            let elapsed = runtime.block_on(async {
+            let (elapsed, usage) = runtime.block_on(async {
                 match what.as_str() {
-                    "agent" => agent::once(&bin(), root.path(), n).await,
-                    "kubectl" => Ok(baseline::run(&bin(), root.path(), n).await?.elapsed),
+                    "agent" => agent::once(&bin(), root.path(), n)
+                        .await
+                        .map(|(d, u)| (d, Some(u))),
+                    "kubectl" => Ok((baseline::run(&bin(), root.path(), n).await?.elapsed, None)),
                     _ => bail!("once agent|kubectl N"),
                 }
             })?;
-            println!("{what} {n} clusters: {:.2} s", elapsed.as_secs_f64());
+            match usage {
+                Some(u) => println!(
+                    "{what} {n} clusters: {:.2} s, peak RSS {:.0} MiB, CPU {:.2} s",
+                    elapsed.as_secs_f64(),
+                    u.peak_mib(),
+                    u.cpu_secs
+                ),
+                None => println!("{what} {n} clusters: {:.2} s", elapsed.as_secs_f64()),
+            }
             return Ok(());
         }
     }

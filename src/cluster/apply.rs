@@ -109,7 +109,11 @@ pub fn resource(kind: ObjectKind) -> ApiResource {
 }
 
 /// A dynamic object as served, made into a [`LiveObject`]; list items may lack their kind.
-pub fn to_live(kind: ObjectKind, object: &DynamicObject) -> Option<LiveObject> {
+/// `metadata.managedFields` is left out: it is most of a served object (every field path
+/// of every manager, as nested maps), no decision reads it (the server judges ownership on
+/// apply), and a live view holds every object of every cluster.
+pub fn to_live(kind: ObjectKind, mut object: DynamicObject) -> Option<LiveObject> {
+    object.metadata.managed_fields = None;
     let mut json = serde_json::to_value(object).ok()?;
     let map = json.as_object_mut()?;
     map.insert("kind".into(), kind.as_str().into());
@@ -186,7 +190,7 @@ impl Writer {
         let served = self
             .bounded(&at, api.patch(&at.name, &params, &Patch::Apply(&body)))
             .await?;
-        Ok(to_live(at.kind, &served))
+        Ok(to_live(at.kind, served))
     }
 
     /// Deletes; an object already gone counts as deleted. When finalizers hold the object,
@@ -202,7 +206,7 @@ impl Writer {
             // deletion timestamp: only a terminating answer is still there.
             Ok(answer) => Ok(answer
                 .left()
-                .and_then(|held| to_live(at.kind, &held))
+                .and_then(|held| to_live(at.kind, held))
                 .filter(LiveObject::terminating)),
             Err(Error::Api { code: 404, .. }) => Ok(None),
             Err(e) => Err(e),

@@ -119,7 +119,7 @@ pub async fn client(
     config.connect_timeout = Some(std::time::Duration::from_secs(5));
     config.read_timeout = Some(std::time::Duration::from_secs(30));
     config.write_timeout = Some(std::time::Duration::from_secs(15));
-    kube::Client::try_from(config).map_err(|_| invalid("client cannot be built (TLS material?)"))
+    super::transport::client(&config).map_err(|_| invalid("client cannot be built (TLS material?)"))
 }
 
 #[cfg(test)]

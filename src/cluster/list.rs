@@ -17,7 +17,7 @@ pub async fn owned_objects(client: &Client, fleet: &str) -> Result<LiveState, ku
     for kind in [ObjectKind::Release, ObjectKind::Usage] {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource(kind));
         for object in api.list(&params).await?.items {
-            if let Some(live) = to_live(kind, &object) {
+            if let Some(live) = to_live(kind, object) {
                 state.insert(live.object_ref.clone(), live);
             }
         }

@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod kubeconfig;
 pub mod list;
+pub mod transport;
 pub mod worker;
 
 use std::path::PathBuf;

@@ -124,13 +124,13 @@ impl LiveView {
         event: Event<DynamicObject>,
         seen: &mut BTreeSet<ObjectRef>,
     ) {
-        let live = |o: &DynamicObject| apply::to_live(kind, o);
+        let live = |o: DynamicObject| apply::to_live(kind, o);
         match event {
             Event::Init => {
                 self.init.insert(kind, LiveState::new());
             }
             Event::InitApply(o) => {
-                if let Some(l) = live(&o) {
+                if let Some(l) = live(o) {
                     self.init
                         .entry(kind)
                         .or_default()
@@ -150,7 +150,7 @@ impl LiveView {
                 self.synced.insert(kind);
             }
             Event::Apply(o) => {
-                if let Some(l) = live(&o) {
+                if let Some(l) = live(o) {
                     // Only a live object counts as seen: the updates of one being deleted
                     // (finalizers going) must not mark an object the agent pruned itself,
                     // or its return (a Usage whose gate opens again) would look like drift.
@@ -161,7 +161,7 @@ impl LiveView {
                 }
             }
             Event::Delete(o) => {
-                if let Some(l) = live(&o) {
+                if let Some(l) = live(o) {
                     self.live.remove(&l.object_ref);
                 }
             }

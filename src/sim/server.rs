@@ -218,6 +218,9 @@ pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
                 },
                 _ = stopped.changed() => return,
             };
+            // Go's net package sets TCP_NODELAY on every connection, so a real API server
+            // never holds a small write (an HTTP/2 frame) back for the client's delayed ACK.
+            let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let sim = serving.clone();
             let mut stop_conn = stopped.clone();

@@ -1,0 +1,85 @@
+//! The HTTP stack under a cluster's kube client. kube's default stack speaks HTTP/1.1 only,
+//! so each watch holds a TLS connection of its own: two watches and the applies made three
+//! connections per cluster, each with its own read and write buffers, TLS state and
+//! dispatch channel, most of the agent's memory at a thousand clusters. This stack offers
+//! HTTP/2 by ALPN (as kubectl and client-go do), so both watches and the applies of a
+//! cluster share one connection, and falls back to HTTP/1.1 for a server that does not
+//! choose h2. Everything else is kube's own: TLS from the kubeconfig (CA, client
+//! certificate, the insecure switch), the auth layer (token, token file, exec), headers,
+//! the retry of 429/503/504 and the timeouts.
+
+use std::time::Duration;
+
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use kube::client::{ClientBuilder, ConfigExt};
+use tower::{BoxError, ServiceBuilder};
+
+/// With HTTP/2 a connection outlives any one request, so a silent peer is found by PING
+/// (as client-go's health check does) instead of by one request's read timeout; the
+/// interval stays below the read timeout, so the answers keep a healthy connection's
+/// reads alive.
+const PING_INTERVAL: Duration = Duration::from_secs(15);
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    /// kube is built without its proxy features, so its own stack refuses proxies too.
+    #[error("proxy-url is not supported")]
+    Proxy,
+    #[error("tls-server-name is not a valid server name")]
+    ServerName,
+}
+
+/// A client for the cluster `config` describes.
+pub fn client(config: &kube::Config) -> Result<kube::Client, Error> {
+    if config.proxy_url.is_some() {
+        return Err(Error::Proxy);
+    }
+    let mut tls = config.rustls_client_config()?;
+    // A client talks to one API server, so one entry of TLS sessions to resume is enough
+    // (rustls' default reserves room for 256 servers in every client).
+    tls.resumption = rustls::client::Resumption::in_memory_sessions(1);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    let https = match &config.tls_server_name {
+        Some(name) => {
+            let name = rustls::pki_types::ServerName::try_from(name.clone())
+                .map_err(|_| Error::ServerName)?;
+            https.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+        }
+        None => https,
+    };
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    // HTTP/2 writes a request as several frames; without this, Nagle's algorithm holds the
+    // later ones back until the server's delayed ACK (client-go's Go sockets set it too).
+    http.set_nodelay(true);
+    let https = https.enable_http1().enable_http2().wrap_connector(http);
+    let mut connector = hyper_timeout::TimeoutConnector::new(https);
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    connector.set_reset_reader_on_write(config.reset_reader_on_write);
+    let http_client: hyper_util::client::legacy::Client<_, kube::client::Body> =
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .http2_keep_alive_interval(PING_INTERVAL)
+            .http2_keep_alive_timeout(PING_TIMEOUT)
+            .http2_keep_alive_while_idle(true)
+            .build(connector);
+    let service = ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.default_retry.then(|| {
+            tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry())
+        }))
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(BoxError::from)
+        .service(http_client);
+    Ok(ClientBuilder::new(service, config.default_namespace.clone()).build())
+}
