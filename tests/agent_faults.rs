@@ -434,17 +434,19 @@ async fn a_cluster_with_two_seconds_of_latency_does_not_hold_the_others_back() {
     f.sim.shutdown().await;
 }
 
-/// Down for a few seconds in the middle of applying (the behaviour does not change with
-/// the length of the outage: the watch backs off up to kube's 30 s, which a minute-long
-/// test would only wait out).
+/// Down in the middle of applying, and for a whole minute: reported unreachable all along
+/// (a resync pass with nothing to write does not take it back), the other clusters keep
+/// converging meanwhile, and it converges once it is back (after kube's watch backoff of up
+/// to 30 s, or the agent's probe on its next resync).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cluster_going_down_during_apply_is_reported_and_converges_when_back() {
-    let f = SimFleet::start(2, ms(200)).await;
+async fn a_cluster_down_during_apply_for_a_minute_is_reported_and_converges_when_back() {
+    const OUTAGE: Duration = Duration::from_secs(60);
+    let f = SimFleet::start(3, ms(200)).await;
     let names = f.names();
     let flaky = names[0].clone();
     f.add_claim(&names[1]);
     let agent = Agent::start(f.config());
-    wait_converged(&agent.server, &names[1..], 1, CONVERGE).await;
+    wait_converged(&agent.server, &names[1..2], 1, CONVERGE).await;
     // Slow the cluster so that the outage lands among the applies of the new claim.
     f.faults(&flaky, json!({"latencyMs": 300})).await;
     f.add_claim(&flaky);
@@ -453,14 +455,17 @@ async fn a_cluster_going_down_during_apply_is_reported_and_converges_when_back()
     })
     .await;
     f.faults(&flaky, json!({"down": true})).await;
+    let down_since = std::time::Instant::now();
     eventually("the outage reported", CONVERGE, || async {
         let r = agent.status().await?;
         (!r.clusters.get(&flaky)?.reachable).then_some(())
     })
     .await;
     assert_reported_down(&agent, &flaky).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    // Resync passes that had nothing to write did not take the outage back.
+    f.add_claim(&names[2]);
+    wait_converged(&agent.server, &names[1..], 1, CONVERGE).await;
+    assert_reported_down(&agent, &flaky).await;
+    tokio::time::sleep(OUTAGE.saturating_sub(down_since.elapsed())).await;
     assert_reported_down(&agent, &flaky).await;
     f.faults(&flaky, json!({})).await;
     wait_converged(&agent.server, &names, 1, CONVERGE).await;
