@@ -455,6 +455,14 @@ fn safe_order(ns: &str) -> Vec<String> {
     ]
 }
 
+/// Every write since the mark succeeded (StackGres was not refused by its Usage, so it was
+/// deleted only once the Usage had gone), and the only deletions are `ns`'s claim's, in
+/// the safe order.
+fn assert_pruned_in_safe_order(after: &[psql_fleet::sim::audit::AuditEntry], ns: &str) {
+    assert!(after.iter().all(|e| e.code < 300), "{after:?}");
+    assert_eq!(deletes(after), safe_order(ns));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_claim_is_deleted_in_the_safe_order_even_a_clusters_only_one() {
     let mut e2e = E2e::start(2, Duration::from_millis(300)).await;
@@ -483,14 +491,7 @@ async fn a_removed_claim_is_deleted_in_the_safe_order_even_a_clusters_only_one()
     .await;
     e2e.wait_ready(&[(&a, 1)]).await;
     let audit = e2e.audit(&a);
-    // Every delete answered with success: StackGres was not refused by its Usage, so it
-    // was deleted only once the Usage had gone.
-    assert!(
-        audit[mark..].iter().all(|e| e.code < 300),
-        "{:?}",
-        &audit[mark..]
-    );
-    assert_eq!(deletes(&audit[mark..]), safe_order("gone"));
+    assert_pruned_in_safe_order(&audit[mark..], "gone");
     assert_eq!(
         object_writes(&audit[mark..]).len(),
         3,
@@ -514,12 +515,7 @@ async fn a_removed_claim_is_deleted_in_the_safe_order_even_a_clusters_only_one()
     })
     .await;
     let audit = e2e.audit(&b);
-    assert!(
-        audit[mark..].iter().all(|e| e.code < 300),
-        "{:?}",
-        &audit[mark..]
-    );
-    assert_eq!(deletes(&audit[mark..]), safe_order("only"));
+    assert_pruned_in_safe_order(&audit[mark..], "only");
     e2e.shutdown().await;
 }
 
@@ -847,12 +843,7 @@ async fn a_prune_stopped_midway_is_completed_in_order_after_a_restart() {
     let report = e2e.wait_ready(&[(&name, 1)]).await;
     assert_eq!(report.clusters[&name].claims[0].claim, "kept/kept");
     let audit = e2e.audit(&name);
-    assert!(
-        audit[mark..].iter().all(|e| e.code < 300),
-        "{:?}",
-        &audit[mark..]
-    );
-    assert_eq!(deletes(&audit[mark..]), safe_order("gone"));
+    assert_pruned_in_safe_order(&audit[mark..], "gone");
     assert_eq!(
         object_writes(&audit[mark..]).len(),
         3,
@@ -993,10 +984,9 @@ async fn sigterm_mid_prune_exits_zero_and_a_restart_completes_in_the_safe_order(
     assert_eq!(claims, ["fresh/fresh", "kept/kept"]);
     let audit = e2e.audit(&name);
     let after = &audit[mark..];
-    assert!(after.iter().all(|e| e.code < 300), "{after:?}");
     // The only deletions are the removed claim's, in the safe order; the kept claim is
     // never written and the new one is applied whole.
-    assert_eq!(deletes(after), safe_order("gone"));
+    assert_pruned_in_safe_order(after, "gone");
     let writes = describe(&object_writes(after));
     assert!(!writes.iter().any(|w| w.contains(" kept/")), "{writes:?}");
     assert_eq!(

@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::git::{git, Daemon};
 use common::harness::{
     accepted_deletions, eventually, live_objects, metric, status, wait_converged, Agent,
     ChildAgent, SimFleet,
@@ -610,68 +611,6 @@ async fn assert_reported_down(agent: &Agent, cluster: &str) {
     );
 }
 
-/// A `git daemon` serving one bare repository on loopback; killed when dropped.
-struct GitDaemon {
-    child: Option<std::process::Child>,
-    base: std::path::PathBuf,
-    port: u16,
-}
-
-impl GitDaemon {
-    fn start(base: &std::path::Path, port: u16) -> GitDaemon {
-        // The daemon binary itself: `git daemon` may be a wrapper whose death leaves the
-        // daemon serving.
-        let exec_path = std::process::Command::new("git")
-            .arg("--exec-path")
-            .output()
-            .unwrap();
-        let exec_path = String::from_utf8(exec_path.stdout).unwrap();
-        let child =
-            std::process::Command::new(std::path::Path::new(exec_path.trim()).join("git-daemon"))
-                .args(["--export-all", "--reuseaddr", "--listen=127.0.0.1"])
-                .arg(format!("--port={port}"))
-                .arg(format!("--base-path={}", base.display()))
-                .arg(base)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-        GitDaemon {
-            child: Some(child),
-            base: base.to_path_buf(),
-            port,
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for GitDaemon {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_git_remote_keeps_the_last_good_revision_and_a_force_push_is_served() {
     let f = SimFleet::start(2, ms(200)).await;
@@ -695,12 +634,8 @@ async fn an_unreachable_git_remote_keeps_the_last_good_revision_and_a_force_push
             repos.path().join("fleet.git").to_str().unwrap(),
         ],
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut daemon = GitDaemon::start(repos.path(), port);
+    let daemon = Daemon::start(repos.path());
+    let port = daemon.port;
     let config = common::harness::config(
         psql_fleet::source::SourceSpec::Git(format!("git://127.0.0.1:{port}/fleet.git")),
         f.sim_dir.path(),
@@ -710,7 +645,7 @@ async fn an_unreachable_git_remote_keeps_the_last_good_revision_and_a_force_push
     wait_converged(&agent.server, &names[..1], 1, CONVERGE).await;
     let first = agent.status().await.unwrap().source.revision.unwrap();
 
-    daemon.stop();
+    drop(daemon);
     let report = eventually("the unreachable remote reported", CONVERGE, || async {
         let r = agent.status().await?;
         r.source.last_error.is_some().then_some(r)
@@ -737,7 +672,7 @@ async fn an_unreachable_git_remote_keeps_the_last_good_revision_and_a_force_push
     ));
 
     // History rewritten: the one commit replaced by one with a claim on both clusters.
-    let mut daemon = GitDaemon::start(&daemon.base.clone(), daemon.port);
+    let daemon = Daemon::start_on(repos.path(), port);
     f.add_claim(&names[1]);
     git(work, &["add", "-A"]);
     git(work, &["commit", "-q", "--amend", "-m", "two claims"]);
@@ -748,6 +683,6 @@ async fn an_unreachable_git_remote_keeps_the_last_good_revision_and_a_force_push
     assert_eq!(report.source.last_error, None, "the remote is back");
     assert!(f.deletions().is_empty(), "{:?}", f.deletions());
     agent.stop().await;
-    daemon.stop();
+    drop(daemon);
     f.sim.shutdown().await;
 }

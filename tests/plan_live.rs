@@ -7,20 +7,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use psql_fleet::cluster::apply::resource;
 use psql_fleet::render::ObjectKind;
 use psql_fleet::sim::{self, SimConfig};
 use serde_json::{json, Value};
 
 async fn client(kubeconfig: &Path) -> kube::Client {
-    let config = kube::Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(kubeconfig).unwrap(),
-        &KubeConfigOptions::default(),
-    )
-    .await
-    .unwrap();
-    kube::Client::try_from(config).unwrap()
+    kube::Client::try_from(common::sim::config(kubeconfig).await).unwrap()
 }
 
 async fn apply(client: &kube::Client, object: Value) {

@@ -9,16 +9,12 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use psql_fleet::api::Release;
 use psql_fleet::sim::{self, SimConfig, SimHandle};
 use serde_json::json;
 
 async fn client(handle: &SimHandle, cluster: &str) -> kube::Client {
-    let kc = Kubeconfig::read_from(handle.kubeconfig_path(cluster)).unwrap();
-    let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
+    let mut config = common::sim::config(&handle.kubeconfig_path(cluster)).await;
     config.read_timeout = Some(Duration::from_secs(10));
     kube::Client::try_from(config).unwrap()
 }

@@ -2,23 +2,16 @@
 //! apply with `Patch::Apply`, and a `kube::runtime::watcher` that relists after an
 //! injected watch expiry (410 Gone).
 
+mod common;
+
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
 use psql_fleet::api::Release;
-use psql_fleet::sim::{self, SimConfig, SimHandle};
+use psql_fleet::sim::SimConfig;
 use serde_json::json;
-
-async fn client(handle: &SimHandle, cluster: &str) -> kube::Client {
-    let kc = Kubeconfig::read_from(handle.kubeconfig_path(cluster)).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
 
 fn release(name: &str, version: &str) -> serde_json::Value {
     json!({
@@ -31,16 +24,13 @@ fn release(name: &str, version: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn typed_and_dynamic_clients_list_and_server_side_apply() {
-    let dir = tempfile::tempdir().unwrap();
-    let handle = sim::start(SimConfig {
+    let (_dir, handle) = common::sim::start(SimConfig {
         clusters: 2,
-        out: dir.path().into(),
         ready_after: Duration::from_millis(200),
         ..SimConfig::default()
     })
-    .await
-    .unwrap();
-    let c = client(&handle, &handle.cluster_names[1]).await;
+    .await;
+    let c = common::sim::client(&handle, &handle.cluster_names[1]).await;
     let api: Api<Release> = Api::namespaced(c.clone(), "default");
     let pp = PatchParams::apply("psql-fleet");
     for n in ["a", "b", "c"] {
@@ -125,16 +115,13 @@ async fn typed_and_dynamic_clients_list_and_server_side_apply() {
 
 #[tokio::test]
 async fn a_watcher_relists_after_its_watch_expires() {
-    let dir = tempfile::tempdir().unwrap();
-    let handle = sim::start(SimConfig {
+    let (_dir, handle) = common::sim::start(SimConfig {
         clusters: 1,
-        out: dir.path().into(),
         ..SimConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     let name = handle.cluster_names[0].clone();
-    let c = client(&handle, &name).await;
+    let c = common::sim::client(&handle, &name).await;
     let api: Api<Release> = Api::namespaced(c.clone(), "default");
     let pp = PatchParams::apply("psql-fleet");
     api.patch("first", &pp, &Patch::Apply(release("first", "0.7.23")))
@@ -182,18 +169,12 @@ async fn a_watcher_relists_after_its_watch_expires() {
 
 #[tokio::test]
 async fn a_wrong_token_is_unauthorized_with_a_status_body() {
-    let dir = tempfile::tempdir().unwrap();
-    let handle = sim::start(SimConfig {
+    let (_dir, handle) = common::sim::start(SimConfig {
         clusters: 1,
-        out: dir.path().into(),
         ..SimConfig::default()
     })
-    .await
-    .unwrap();
-    let kc = Kubeconfig::read_from(handle.kubeconfig_path(&handle.cluster_names[0])).unwrap();
-    let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
+    .await;
+    let mut config = common::sim::config(&handle.kubeconfig_path(&handle.cluster_names[0])).await;
     config.auth_info.token = Some("wrong".to_string().into());
     let c = kube::Client::try_from(config).unwrap();
     let api: Api<Release> = Api::namespaced(c, "default");
@@ -211,15 +192,12 @@ async fn a_wrong_token_is_unauthorized_with_a_status_body() {
 /// else: required fields are checked in the merged object, not in the apply configuration.
 #[tokio::test]
 async fn a_partial_apply_configuration_is_validated_once_merged() {
-    let dir = tempfile::tempdir().unwrap();
-    let handle = sim::start(SimConfig {
+    let (_dir, handle) = common::sim::start(SimConfig {
         clusters: 1,
-        out: dir.path().into(),
         ..SimConfig::default()
     })
-    .await
-    .unwrap();
-    let c = client(&handle, &handle.cluster_names[0]).await;
+    .await;
+    let c = common::sim::client(&handle, &handle.cluster_names[0]).await;
     let api: Api<DynamicObject> =
         Api::namespaced_with(c, "default", &ApiResource::erase::<Release>(&()));
     api.patch(
@@ -264,16 +242,13 @@ async fn a_partial_apply_configuration_is_validated_once_merged() {
 async fn a_dry_run_apply_answers_like_an_apply_and_changes_nothing() {
     use k8s_openapi::api::apps::v1::Deployment;
 
-    let dir = tempfile::tempdir().unwrap();
-    let handle = sim::start(SimConfig {
+    let (_dir, handle) = common::sim::start(SimConfig {
         clusters: 1,
-        out: dir.path().into(),
         ..SimConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     let cluster = handle.cluster_names[0].clone();
-    let c = client(&handle, &cluster).await;
+    let c = common::sim::client(&handle, &cluster).await;
     let api: Api<Deployment> = Api::namespaced(c.clone(), "default");
     let deployment = |replicas: serde_json::Value| {
         json!({

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::kubectl::{kubectl, kubectl_available, text};
-use psql_fleet::sim::{self, SimConfig};
+use psql_fleet::sim::SimConfig;
 
 fn rendered(kind: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_psql-fleet"))
@@ -34,15 +34,12 @@ async fn kubectl_applies_waits_describes_watches_and_is_refused_like_a_real_clus
         eprintln!("SKIP: kubectl is not on PATH");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let handle = sim::start(SimConfig {
+    let (_dir, handle) = common::sim::start(SimConfig {
         clusters: 2,
-        out: dir.path().to_path_buf(),
         ready_after: Duration::from_millis(500),
         ..SimConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     let kc = handle.kubeconfig_path(&handle.cluster_names[0]);
     let kc2 = kc.clone();
     let run = move |args: &[&str], stdin: Option<&str>| kubectl(&kc2, args, stdin);
@@ -199,14 +196,11 @@ async fn a_second_field_manager_applying_another_chart_version_gets_a_409_confli
         eprintln!("SKIP: kubectl is not on PATH");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let handle = sim::start(SimConfig {
+    let (_dir, handle) = common::sim::start(SimConfig {
         clusters: 1,
-        out: dir.path().to_path_buf(),
         ..SimConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     let kc = handle.kubeconfig_path(&handle.cluster_names[0]);
     let releases = rendered("Release");
     let first = {
@@ -261,14 +255,11 @@ async fn kubectl_create_sends_protobuf_which_is_decoded_or_refused_with_415() {
         eprintln!("SKIP: kubectl is not on PATH");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let handle = sim::start(SimConfig {
+    let (_dir, handle) = common::sim::start(SimConfig {
         clusters: 1,
-        out: dir.path().to_path_buf(),
         ..SimConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     let kc = handle.kubeconfig_path(&handle.cluster_names[0]);
     let o = tokio::task::spawn_blocking(move || {
         let created = kubectl(&kc, &["create", "namespace", "made-by-kubectl"], None);
@@ -302,14 +293,11 @@ async fn a_deployment_with_a_wrongly_typed_field_is_refused_as_a_real_server_ref
         eprintln!("SKIP: kubectl is not on PATH");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let handle = sim::start(SimConfig {
+    let (_dir, handle) = common::sim::start(SimConfig {
         clusters: 1,
-        out: dir.path().to_path_buf(),
         ..SimConfig::default()
     })
-    .await
-    .unwrap();
+    .await;
     let kc = handle.kubeconfig_path(&handle.cluster_names[0]);
     let bad = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: default}\nspec:\n  replicas: two\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: nginx}]}\n";
     let (created, applied, listed) = tokio::task::spawn_blocking(move || {

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use psql_fleet::agent::{self, Config};
 use psql_fleet::cli::sim_fault::{self, FaultAction, FaultArgs};
 use psql_fleet::sim::audit::AuditEntry;
@@ -342,11 +341,7 @@ impl E2e {
 
     /// A kube-rs client for a simulated cluster, as anyone holding its kubeconfig.
     pub async fn client(&self, cluster: &str) -> kube::Client {
-        let kc = Kubeconfig::read_from(self.sim.kubeconfig_path(cluster)).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-            .await
-            .unwrap();
-        kube::Client::try_from(config).unwrap()
+        super::sim::client(&self.sim, cluster).await
     }
 }
 

@@ -53,6 +53,11 @@ impl Daemon {
             .local_addr()
             .unwrap()
             .port();
+        Daemon::start_on(base, port)
+    }
+
+    /// On a given port: a remote that went away comes back where clients left it.
+    pub fn start_on(base: &Path, port: u16) -> Daemon {
         // `git daemon` runs `git-daemon` as a child of its own, which killing `git` would
         // leave behind; start the daemon itself so that drop ends it.
         let exec_path = git(base, &["--exec-path"]);

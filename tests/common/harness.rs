@@ -171,11 +171,7 @@ impl SimFleet {
 
     /// A kube-rs client of one simulated cluster, from its kubeconfig as written now.
     pub async fn client(&self, cluster: &str) -> kube::Client {
-        let kc = kube::config::Kubeconfig::read_from(self.sim.kubeconfig_path(cluster)).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-            .await
-            .unwrap();
-        kube::Client::try_from(config).unwrap()
+        super::sim::client(&self.sim, cluster).await
     }
 
     /// Server-side applies by psql-fleet the simulator accepted, per cluster.

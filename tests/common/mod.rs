@@ -49,3 +49,4 @@ pub mod git;
 pub mod git_https;
 pub mod harness;
 pub mod kubectl;
+pub mod sim;
