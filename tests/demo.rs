@@ -20,11 +20,7 @@ impl Drop for Demo {
 
 #[test]
 fn the_demo_converges_shows_status_and_metrics_and_stops_on_ctrl_c() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let server = format!("http://127.0.0.1:{port}");
     let mut demo = Demo(
         Command::new(common::binary())

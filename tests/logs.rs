@@ -16,14 +16,6 @@ thread_local! {
     static STATUS_URL: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The bearer tokens of every kubeconfig the simulator wrote, and its admin token.
 fn tokens(dir: &std::path::Path) -> Vec<String> {
     let mut out = vec![std::fs::read_to_string(dir.join("admin-token")).unwrap()];
@@ -127,7 +119,7 @@ fn run_agent(format: &str) -> (String, Vec<String>) {
         .unwrap();
     }
     let mut tokens = tokens(sim_dir.path());
-    let port = free_port();
+    let port = common::free_port();
     let server = format!("http://127.0.0.1:{port}");
     STATUS_URL.with(|u| *u.borrow_mut() = server.clone());
     let agent = Running(Some(

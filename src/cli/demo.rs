@@ -264,15 +264,9 @@ async fn create_namespaces(fleet_dir: &Path, sim_dir: &Path) -> Result<Waves, St
             .claims_of(name)
             .map(|c| c.key().namespace.clone())
             .collect();
-        let path =
-            crate::cluster::kubeconfig::resolve(sim_dir, cluster).map_err(|e| e.to_string())?;
-        let client = crate::cluster::kubeconfig::client(
-            &path,
-            cluster,
-            crate::cluster::kubeconfig::insecure_allowed(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let client = crate::cluster::kubeconfig::client_in(sim_dir, cluster)
+            .await
+            .map_err(|e| e.to_string())?;
         let api: Api<Namespace> = Api::all(client);
         for ns in namespaces {
             let object: Namespace = serde_json::from_value(serde_json::json!({

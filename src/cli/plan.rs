@@ -228,15 +228,9 @@ async fn read_live(
     const CLUSTER_TIMEOUT: Duration = Duration::from_secs(20);
     let reads = fleet.clusters.values().map(|cluster| async move {
         let read = async {
-            let path = crate::cluster::kubeconfig::resolve(credentials, cluster)
+            let client = crate::cluster::kubeconfig::client_in(credentials, cluster)
+                .await
                 .map_err(|e| e.to_string())?;
-            let client = crate::cluster::kubeconfig::client(
-                &path,
-                cluster,
-                crate::cluster::kubeconfig::insecure_allowed(),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
             crate::cluster::list::owned_objects(&client, &fleet.settings.name)
                 .await
                 .map_err(|e| format!("cannot list its objects: {}", list_error(&e)))

@@ -66,6 +66,17 @@ pub fn insecure_allowed() -> bool {
     std::env::var(INSECURE_ENV).is_ok_and(|v| v == "1")
 }
 
+/// A client for the cluster from its kubeconfig in `credentials_dir`, for one-off readers
+/// (plan, demo) that do not watch the file; the insecure switch as the operator set it.
+pub async fn client_in(credentials_dir: &Path, cluster: &Cluster) -> Result<kube::Client, Error> {
+    client(
+        &resolve(credentials_dir, cluster)?,
+        cluster,
+        insecure_allowed(),
+    )
+    .await
+}
+
 /// Builds a client for the cluster from its kubeconfig and context; TLS verification can
 /// only be switched off by the kubeconfig when `allow_insecure` (see [`INSECURE_ENV`]).
 pub async fn client(

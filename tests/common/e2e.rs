@@ -73,14 +73,6 @@ pub struct E2e {
     agent: Option<RunningAgent>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl E2e {
     /// `clusters` simulated clusters, each with a plain `Cluster` file in the fleet
     /// directory, and a `fleet.yaml` naming the fleet `e2e`.
@@ -95,7 +87,7 @@ impl E2e {
         .await
         .unwrap();
         let fleet_dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = super::free_port();
         let e2e = E2e {
             names: sim.cluster_names.clone(),
             sim,

@@ -39,6 +39,16 @@ pub fn load_fleet(dir: &Path) -> LoadedFleet {
         .unwrap_or_else(|| panic!("{} does not load:\n{}", dir.display(), report.join("\n")))
 }
 
+/// A loopback port free at the time of asking, for a server a test starts (tests run in
+/// parallel, so never a fixed one).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The psql-fleet binary built for this test run.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_psql-fleet"))
