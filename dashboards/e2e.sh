@@ -164,22 +164,7 @@ python3 "$here/check_dashboards.py" --prometheus "$prom" --wait 90 "${skips[@]}"
   || fail "dashboard queries against the agent"
 
 step "the alert rules evaluate without error on the agent's series"
-python3 - "$prom" <<'PY' || fail "alert rules"
-import json, sys, time, urllib.request
-url = sys.argv[1]
-deadline = time.monotonic() + 30
-while True:
-    groups = json.load(urllib.request.urlopen(url + "/api/v1/rules"))["data"]["groups"]
-    rules = [r for g in groups for r in g["rules"]]
-    bad = [r for r in rules if r.get("health") != "ok"]
-    if rules and not bad:
-        break
-    if time.monotonic() > deadline:
-        sys.exit(f"rules not healthy: {[(r['name'], r.get('health'), r.get('lastError')) for r in bad] or 'none loaded'}")
-    time.sleep(1)
-active = sorted({a["labels"]["alertname"] for r in rules for a in r.get("alerts", [])})
-print(f"{len(rules)} rules healthy; pending or firing: {', '.join(active) or 'none'}")
-PY
+python3 "$here/check_rules.py" "$prom" || fail "alert rules"
 
 passed=$((passed + 1))
 echo

@@ -89,22 +89,7 @@ python3 check_dashboards.py --prometheus "$url" --wait 60 || {
 }
 
 step "the alert rules evaluate cleanly on the sample series"
-python3 - "$url" <<'PY'
-import json, sys, time, urllib.request
-url = sys.argv[1]
-deadline = time.monotonic() + 30
-while True:
-    groups = json.load(urllib.request.urlopen(url + "/api/v1/rules"))["data"]["groups"]
-    rules = [r for g in groups for r in g["rules"]]
-    bad = [r for r in rules if r.get("health") != "ok"]
-    if rules and not bad:
-        break
-    if time.monotonic() > deadline:
-        sys.exit(f"rules not healthy: {[(r['name'], r.get('health'), r.get('lastError')) for r in bad] or 'none loaded'}")
-    time.sleep(1)
-firing = sorted({a["labels"]["alertname"] for r in rules for a in r.get("alerts", [])})
-print(f"{len(rules)} rules healthy; pending or firing on the sample: {', '.join(firing) or 'none'}")
-PY
+python3 check_rules.py "$url"
 
 step "check_dashboards.py catches what it must (static and live)"
 PROMETHEUS_URL="$url" python3 -m unittest tests/test_check_dashboards.py
