@@ -83,3 +83,37 @@ pub fn client(config: &kube::Config) -> Result<kube::Client, Error> {
         .service(http_client);
     Ok(ClientBuilder::new(service, config.default_namespace.clone()).build())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::sim::{self, SimConfig};
+
+    /// The point of this stack: a server that offers h2 by ALPN (as the API server and the
+    /// simulator do) is spoken to in HTTP/2, so a cluster's watches and applies share one
+    /// connection; kube's default stack would answer HTTP/1.1 here.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_offering_h2_is_spoken_to_in_http2() {
+        let out = tempfile::tempdir().unwrap();
+        let handle = sim::start(SimConfig {
+            clusters: 1,
+            out: out.path().into(),
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let kubeconfig =
+            kube::config::Kubeconfig::read_from(handle.kubeconfig_path(&handle.cluster_names[0]))
+                .unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
+        let client = super::client(&config).unwrap();
+        let request = http::Request::get("/version")
+            .body(kube::client::Body::empty())
+            .unwrap();
+        let response = client.send(request).await.unwrap();
+        assert_eq!(response.status(), http::StatusCode::OK);
+        assert_eq!(response.version(), http::Version::HTTP_2);
+        handle.shutdown().await;
+    }
+}
