@@ -22,10 +22,10 @@ test: lint unit scripts
 
 lint:
 	$(CARGO) fmt --all --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 unit:
-	$(CARGO) test --all-targets
+	$(CARGO) test --workspace --all-targets
 
 # The tests with the real tools: promtool and Prometheus (alerts, dashboards, and a real
 # Prometheus scraping the agent on a simulated fleet: dashboards/e2e.sh, which uses the

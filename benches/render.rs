@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use fleet_core::fleetdir::{load, FileTree};
 use psql_fleet::cli::render::render_fleet;
-use psql_fleet::fleetdir::{load, FileTree};
 
 const CLUSTERS: usize = 1_000;
 const CLAIMS_PER_CLUSTER: usize = 10;

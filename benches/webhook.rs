@@ -3,14 +3,13 @@
 //! only the webhook can bring the commit in. Run with `cargo bench --bench webhook` (or
 //! `make bench`); prints min, median, p95 and max over the deliveries.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use test_support as common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use kube_sim::{self as sim, SimConfig};
 use psql_fleet::agent::{self, Config, WebhookConfig};
-use psql_fleet::sim::{self, SimConfig};
 use psql_fleet::source::git::{Credentials, GitRef};
 use psql_fleet::source::SourceSpec;
 use psql_fleet::webhook::{Secret, PATH};

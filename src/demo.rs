@@ -12,8 +12,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use crate::fleetdir::{self, FileTree};
 use crate::status::StatusReport;
+use fleet_core::fleetdir::{self, FileTree};
 
 /// A simulated cluster the generated fleet points at.
 #[derive(Clone, Debug)]
@@ -162,7 +162,7 @@ fn shorten_bake_times(doc: &mut Value, max: Duration) {
         };
         let too_long = bake
             .as_str()
-            .and_then(|s| crate::model::duration::parse(s).ok())
+            .and_then(|s| fleet_core::model::duration::parse(s).ok())
             .is_some_and(|d| d > max);
         if too_long {
             *bake = Value::from(format!("{}s", max.as_secs()));
@@ -274,7 +274,7 @@ mod tests {
             .collect();
         SimCluster {
             name: name.into(),
-            cluster_file: crate::sim::kubeconfig::cluster_file(
+            cluster_file: kube_sim::kubeconfig::cluster_file(
                 name,
                 &labels.clone().into_iter().collect::<Vec<_>>(),
             ),

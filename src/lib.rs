@@ -2,27 +2,29 @@
 //! (as Crossplane provider-helm Releases, guarded by a Usage) right on every cluster of a
 //! fleet, from `Psql` claims kept in Git.
 //!
-//! The pipeline reads top to bottom: [`fleetdir`] loads a fleet directory into validated
-//! [`model`] documents, [`render`] turns each claim into the [`api`] objects a cluster
-//! should hold, and [`cli`] exposes it.
+//! This crate is the agent's I/O edge and the command line; the decisions live in
+//! `fleet-core` and the simulated clusters in `kube-sim`. The agent's pipeline: [`source`]
+//! yields revisions of the fleet directory, [`agent`] accepts them and gives each cluster
+//! its assignment, [`cluster`] runs one session per cluster (connect, watch, pass, apply),
+//! and what they learn is published through [`metrics`] and [`status`] over HTTP.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        reason = "a failed test panics"
+    )
+)]
 
 pub mod agent;
-pub mod api;
 pub mod cli;
 pub mod cluster;
 pub mod demo;
-pub mod fleetdir;
 pub mod github;
 pub mod metrics;
-pub mod model;
-pub mod plan;
-pub mod reconcile;
-pub mod render;
-pub mod rollout;
-pub mod sim;
 pub mod source;
 pub mod status;
 pub mod webhook;

@@ -10,10 +10,10 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::api::release::NotReadyCause;
-use crate::model::ClaimKey;
-use crate::reconcile::{ClusterPlan, Component};
-use crate::rollout::WaveState;
+use fleet_core::api::release::NotReadyCause;
+use fleet_core::model::ClaimKey;
+use fleet_core::reconcile::{ClusterPlan, Component};
+use fleet_core::rollout::WaveState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -501,8 +501,8 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fleet::ChartVersions;
-    use crate::reconcile::{ClaimPlan, ReadinessReport};
+    use fleet_core::model::fleet::ChartVersions;
+    use fleet_core::reconcile::{ClaimPlan, ReadinessReport};
 
     fn plan(claims: &[&str], version: &str) -> ClusterPlan {
         ClusterPlan {

@@ -1,6 +1,6 @@
 //! End to end: the agent against `psql-fleet sim`, all claims ready on 5 simulated clusters.
 
-mod common;
+use test_support as common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! End to end: the agent (`agent::run`, in-process) against the simulator, each test
 //! asserting the end state and the simulator's audit log of mutating requests.
 
-mod common;
+use test_support as common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,9 +11,9 @@ use common::e2e::{
     USAGES,
 };
 use common::git::{git, Daemon};
+use fleet_core::api::Release;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
-use psql_fleet::api::Release;
 use serde_json::Value;
 
 fn ready(object: &Value) -> bool {
@@ -439,7 +439,7 @@ async fn a_conflict_over_a_new_revision_is_reported_and_forced_only_under_fleet_
     e2e.shutdown().await;
 }
 
-fn deletes(entries: &[psql_fleet::sim::audit::AuditEntry]) -> Vec<String> {
+fn deletes(entries: &[kube_sim::audit::AuditEntry]) -> Vec<String> {
     let writes = object_writes(entries);
     describe(&writes)
         .into_iter()
@@ -458,7 +458,7 @@ fn safe_order(ns: &str) -> Vec<String> {
 /// Every write since the mark succeeded (StackGres was not refused by its Usage, so it was
 /// deleted only once the Usage had gone), and the only deletions are `ns`'s claim's, in
 /// the safe order.
-fn assert_pruned_in_safe_order(after: &[psql_fleet::sim::audit::AuditEntry], ns: &str) {
+fn assert_pruned_in_safe_order(after: &[kube_sim::audit::AuditEntry], ns: &str) {
     assert!(after.iter().all(|e| e.code < 300), "{after:?}");
     assert_eq!(deletes(after), safe_order(ns));
 }

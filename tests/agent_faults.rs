@@ -3,7 +3,7 @@
 //! right, nothing is deleted that should not be (the simulator's audit log), and status
 //! and metrics say what happened while it happened.
 
-mod common;
+use test_support as common;
 
 use std::time::Duration;
 
@@ -12,8 +12,8 @@ use common::harness::{
     accepted_deletions, eventually, live_objects, metric, status, wait_converged, Agent,
     ChildAgent, SimFleet,
 };
-use psql_fleet::sim::requests::WRITE_VERBS;
-use psql_fleet::sim::SimConfig;
+use kube_sim::requests::WRITE_VERBS;
+use kube_sim::SimConfig;
 use serde_json::json;
 
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -216,9 +216,9 @@ async fn a_rotated_token_is_refused_until_the_kubeconfig_on_disk_changes() {
         "written with a rotated token"
     );
 
-    psql_fleet::sim::kubeconfig::write_atomic(
+    kube_sim::kubeconfig::write_atomic(
         &f.sim.kubeconfig_path(&rotated),
-        &psql_fleet::sim::kubeconfig::kubeconfig(
+        &kube_sim::kubeconfig::kubeconfig(
             &rotated,
             &f.sim.server_url(&rotated),
             &f.sim.sim.ca_pem,
@@ -249,7 +249,7 @@ async fn an_agent_killed_between_the_atlas_and_stackgres_deletions_completes_the
     wait_converged(&first.server, &names, 1, CONVERGE).await;
 
     f.remove_claim(&pruned);
-    let is_atlas_delete = |e: &psql_fleet::sim::audit::AuditEntry| {
+    let is_atlas_delete = |e: &kube_sim::audit::AuditEntry| {
         e.cluster == pruned
             && e.verb == "delete"
             && e.name.as_deref() == Some("atlas-operator")
@@ -313,9 +313,9 @@ async fn a_conflict_with_another_manager_is_reported_not_forced_unless_the_fleet
     let names = f.names();
     let contested = names[0].clone();
     // Another team owns the Atlas chart version on this cluster before psql-fleet comes.
-    let api: kube::Api<psql_fleet::api::Release> =
+    let api: kube::Api<fleet_core::api::Release> =
         kube::Api::namespaced(f.client(&contested).await, "default");
-    let theirs: psql_fleet::api::Release = serde_json::from_value(json!({
+    let theirs: fleet_core::api::Release = serde_json::from_value(json!({
         "apiVersion": "helm.m.crossplane.io/v1beta1",
         "kind": "Release",
         "metadata": {"name": "atlas-operator", "namespace": "default"},

@@ -2,7 +2,7 @@
 //! failures involving clusters whose tokens are known; and its HTTP endpoints refuse
 //! bodies and cut off clients that trickle their headers.
 
-mod common;
+use test_support as common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -2,7 +2,7 @@
 //! valid fleet in `tests/bad-input/base/` at the path its `# target:` line names; then
 //! `psql-fleet validate` must exit 1, without a panic, printing every `# expect:` line.
 
-mod common;
+use test_support as common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -372,8 +372,8 @@ async fn bad_kubeconfigs_give_an_error_naming_cluster_and_file_and_never_their_c
                 .map(|c| format!("context: {c}\n"))
                 .unwrap_or_default()
         );
-        let cluster = psql_fleet::model::Cluster {
-            origin: psql_fleet::model::Origin {
+        let cluster = fleet_core::model::Cluster {
+            origin: fleet_core::model::Origin {
                 file: "clusters/c1.yaml".into(),
                 document: 1,
             },

@@ -1,7 +1,7 @@
 //! `psql-fleet demo` (what `make demo` runs): a simulated fleet converges, `psql-fleet
 //! status` and `/metrics` show it, and SIGINT stops it cleanly and removes its files.
 
-mod common;
+use test_support as common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

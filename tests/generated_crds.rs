@@ -121,7 +121,7 @@ fn generated_crds_match_upstream_field_by_field() {
         return;
     }
     let mut diffs = Vec::new();
-    for ours in psql_fleet::sim::crds::generated_crds() {
+    for ours in kube_sim::crds::generated_crds() {
         let name = ours["metadata"]["name"].as_str().unwrap().to_string();
         let group = ours["spec"]["group"].as_str().unwrap();
         let plural = ours["spec"]["names"]["plural"].as_str().unwrap();

@@ -5,7 +5,7 @@
 //! One test: the CA file is process-wide libgit2 state, so the untrusted case must run
 //! before it is set, and nothing else in this binary may use libgit2 meanwhile.
 
-mod common;
+use test_support as common;
 
 use std::path::Path;
 
@@ -37,6 +37,10 @@ fn push(work: &Path, bare: &Path, path: &str, contents: &str) -> String {
 }
 
 #[test]
+#[allow(
+    unsafe_code,
+    reason = "trust_ca_file sets libgit2's process-wide CA; this test is alone in its binary"
+)]
 fn a_fleet_is_fetched_over_https_with_a_token_and_a_ca_file() {
     let root = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();

@@ -2,7 +2,7 @@
 //! objects in `tests/golden/`, object by object. Regenerate deliberately with
 //! `UPDATE_GOLDEN=1 cargo test --test golden` and review the diff against SPEC part 1.
 
-mod common;
+use test_support as common;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -2,7 +2,7 @@
 //! `--log-format`s, and never a bearer token, at debug level for every crate (kube, hyper,
 //! rustls included), through a convergence and a token rotation.
 
-mod common;
+use test_support as common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

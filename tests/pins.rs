@@ -2,7 +2,7 @@
 //! default per chart, and `validate` warns (exit 0) on a pin outside `knownVersions`, and
 //! errors on a pin that is not a version.
 
-mod common;
+use test_support as common;
 
 use std::path::Path;
 use std::process::{Command, Output};

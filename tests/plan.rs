@@ -5,7 +5,7 @@
 //! Markdown and JSON in `tests/golden/plan/`. Regenerate deliberately with
 //! `UPDATE_GOLDEN=1 cargo test --test plan` and review the diff.
 
-mod common;
+use test_support as common;
 
 use std::fs;
 use std::path::Path;

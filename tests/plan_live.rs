@@ -1,15 +1,15 @@
 //! `psql-fleet plan --live` against the simulator: the head compared with what the
 //! clusters hold, objects written by another client and a cluster that is down included.
 
-mod common;
+use test_support as common;
 
 use std::path::Path;
 use std::time::Duration;
 
+use fleet_core::render::ObjectKind;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube_sim::{self as sim, SimConfig};
 use psql_fleet::cluster::apply::resource;
-use psql_fleet::render::ObjectKind;
-use psql_fleet::sim::{self, SimConfig};
 use serde_json::{json, Value};
 
 async fn client(kubeconfig: &Path) -> kube::Client {

@@ -3,14 +3,14 @@
 //! rotate-token (401 with a Status body); and the patch verbs and strict field validation
 //! the fault-free paths of the other suites do not reach.
 
-mod common;
+use test_support as common;
 
 use std::time::{Duration, Instant};
 
+use fleet_core::api::Release;
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use psql_fleet::api::Release;
-use psql_fleet::sim::{self, SimConfig, SimHandle};
+use kube_sim::{self as sim, SimConfig, SimHandle};
 use serde_json::json;
 
 async fn client(handle: &SimHandle, cluster: &str) -> kube::Client {

@@ -2,15 +2,15 @@
 //! apply with `Patch::Apply`, and a `kube::runtime::watcher` that relists after an
 //! injected watch expiry (410 Gone).
 
-mod common;
+use test_support as common;
 
 use std::time::Duration;
 
+use fleet_core::api::Release;
 use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::watcher;
-use psql_fleet::api::Release;
-use psql_fleet::sim::SimConfig;
+use kube_sim::SimConfig;
 use serde_json::json;
 
 fn release(name: &str, version: &str) -> serde_json::Value {
@@ -102,7 +102,7 @@ async fn typed_and_dynamic_clients_list_and_server_side_apply() {
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let r = api.get("b").await.unwrap();
-            if psql_fleet::api::ReleaseStatus::readiness(r.status.as_ref()).is_ready() {
+            if fleet_core::api::ReleaseStatus::readiness(r.status.as_ref()).is_ready() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -1,13 +1,13 @@
 //! The real `kubectl` (on PATH) against the simulator started in-process: what the fleet
 //! agent's users do by hand must work unchanged. Skips with a message when kubectl is absent.
 
-mod common;
+use test_support as common;
 
 use std::process::Command;
 use std::time::Duration;
 
 use common::kubectl::{kubectl, kubectl_available, text};
-use psql_fleet::sim::SimConfig;
+use kube_sim::SimConfig;
 
 fn rendered(kind: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_psql-fleet"))

@@ -3,17 +3,17 @@
 //! resourceVersions only grow, tokens (rotated ones too), the CA and the address stay, so
 //! the kubeconfigs clients hold keep working; watches from before the restart get 410.
 
-mod common;
+use test_support as common;
 
 use std::time::Duration;
 
 use common::harness::{eventually, SimFleet};
 use common::kubectl::{kubectl, kubectl_available, text};
+use fleet_core::api::Release;
 use futures::TryStreamExt;
 use kube::api::WatchParams;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, WatchEvent};
-use psql_fleet::api::Release;
-use psql_fleet::sim::{self, SimConfig};
+use kube_sim::{self as sim, SimConfig};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);

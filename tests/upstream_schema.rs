@@ -2,7 +2,7 @@
 //! `../shared/crds`, read at test time. Unknown fields are rejected as the API server's
 //! structural pruning would drop them.
 
-mod common;
+use test_support as common;
 
 use std::fs;
 use std::path::Path;

@@ -58,7 +58,7 @@ pub fn for_sim(dir: &Path, sim: &Sim, per: usize) -> Result<()> {
 
 /// A fleet of `n` clusters that need no simulator (for render and plan).
 pub fn offline(dir: &Path, n: usize, per: usize) -> Result<()> {
-    use psql_fleet::sim::kubeconfig::{cluster_file, cluster_name, labels};
+    use kube_sim::kubeconfig::{cluster_file, cluster_name, labels};
     let clusters: Vec<(String, String)> = (0..n)
         .map(|i| {
             let name = cluster_name("c-", i, n);

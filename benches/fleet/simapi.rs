@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::procs::Sim;
 
-pub use psql_fleet::sim::requests::WRITE_VERBS;
+pub use kube_sim::requests::WRITE_VERBS;
 
 pub async fn admin(sim: &Sim, method: &str, path: &str, body: &Value) -> Result<Value> {
     let args = FaultArgs {
@@ -62,7 +62,7 @@ pub fn total(counts: &BTreeMap<String, u64>) -> u64 {
 
 /// "get 12, list 4, ..." in the order the API server names verbs.
 pub fn by_verb(counts: &BTreeMap<String, u64>) -> String {
-    let order = psql_fleet::sim::requests::VERBS;
+    let order = kube_sim::requests::VERBS;
     let mut parts: Vec<String> = order
         .iter()
         .filter_map(|v| counts.get(*v).map(|n| format!("{v} {n}")))

@@ -5,10 +5,10 @@
 use std::collections::BTreeSet;
 
 use crate::cluster::Accepted;
-use crate::fleetdir::load;
-use crate::model::Diagnostic;
-use crate::reconcile::{check_mass_prune, fleet_claims, MassPrune};
 use crate::source::Revision;
+use fleet_core::fleetdir::load;
+use fleet_core::model::Diagnostic;
+use fleet_core::reconcile::{check_mass_prune, fleet_claims, MassPrune};
 
 /// Why a revision is not served.
 #[derive(Debug, PartialEq, thiserror::Error)]
@@ -79,9 +79,9 @@ pub fn accept(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fleetdir::FileTree;
-    use crate::reconcile::tests::{claim_yaml, cluster_yaml};
     use crate::source::content_hash;
+    use fleet_core::fleetdir::FileTree;
+    use fleet_core::testing::{claim_yaml, cluster_yaml};
 
     fn revision(claims: &[&str], extra: &[(&str, &str)]) -> Revision {
         let mut tree = FileTree::default();

@@ -5,9 +5,9 @@
 
 use tokio::sync::mpsc;
 
-use super::rollout::WaveObserver;
+use super::driver::WaveObserver;
 use crate::github::{Client, StatusState};
-use crate::rollout::{Transition, WaveState};
+use fleet_core::rollout::{Transition, WaveState};
 
 /// The commit status context of a wave.
 pub fn context(wave: &str) -> String {
@@ -112,10 +112,10 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_agent_sets_a_status_per_wave_on_each_commit_it_rolls_out() {
         use crate::agent::{run_with_observers, Config};
-        use crate::sim::{self, SimConfig};
         use crate::source::git::tests::git;
         use crate::source::git::{Credentials, GitRef};
         use crate::source::SourceSpec;
+        use kube_sim::{self as sim, SimConfig};
         use std::sync::Arc;
 
         let out = tempfile::tempdir().unwrap();

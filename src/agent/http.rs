@@ -15,7 +15,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use super::rollout::Rollouts;
+use super::driver::RolloutDriver;
 use crate::metrics::Metrics;
 use crate::status::StatusReport;
 
@@ -33,7 +33,7 @@ pub fn is_ready(status: &StatusReport, clusters: usize) -> bool {
 pub struct Endpoints {
     pub metrics: Arc<Metrics>,
     pub status: Arc<RwLock<StatusReport>>,
-    pub rollouts: Arc<Rollouts>,
+    pub rollouts: Arc<RolloutDriver>,
 }
 
 /// Largest body a rollout POST may carry.

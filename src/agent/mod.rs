@@ -5,8 +5,8 @@
 
 pub mod accept;
 pub mod commit_status;
+pub mod driver;
 pub mod http;
-pub mod rollout;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::cluster::{worker, Accepted, Shared};
+use crate::cluster::{worker, Accepted, Assignment, Report, Shared};
 use crate::metrics::Metrics;
 use crate::source::git::{GitRef, GitSource};
 use crate::source::{local, Revision, SourceSpec};
@@ -35,7 +35,7 @@ pub enum Error {
     #[error(transparent)]
     Metrics(#[from] crate::metrics::Error),
     #[error("rollout state: {0}")]
-    State(#[from] crate::rollout::store::Error),
+    State(#[from] fleet_core::rollout::store::Error),
 }
 
 /// Everything `run` is told on the command line.
@@ -152,7 +152,7 @@ pub async fn run_on(
 /// [`run`], telling `observers` of every rollout wave transition.
 pub async fn run_with_observers(
     config: Config,
-    observers: Vec<Arc<dyn rollout::WaveObserver>>,
+    observers: Vec<Arc<dyn driver::WaveObserver>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
     let listener = bind(config.listen).await?;
@@ -165,10 +165,37 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
         .map_err(|source| Error::Listen { addr, source })
 }
 
+/// A cluster's worker: its task, and where its assignment is sent.
+struct Worker {
+    assignment: watch::Sender<Assignment>,
+    task: JoinHandle<()>,
+}
+
+/// Sends each worker its assignment, where it changed.
+fn assign(
+    workers: &BTreeMap<String, Worker>,
+    newest: &Arc<Accepted>,
+    rollouts: &driver::RolloutDriver,
+) {
+    for (name, worker) in workers {
+        let assignment = Assignment {
+            newest: newest.clone(),
+            given: rollouts.given(name),
+        };
+        worker.assignment.send_if_modified(|current| {
+            let changed = *current != assignment;
+            if changed {
+                *current = assignment;
+            }
+            changed
+        });
+    }
+}
+
 async fn serve(
     config: Config,
     listener: tokio::net::TcpListener,
-    observers: Vec<Arc<dyn rollout::WaveObserver>>,
+    observers: Vec<Arc<dyn driver::WaveObserver>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new()?);
@@ -190,9 +217,9 @@ async fn serve(
             .state_dir
             .clone()
             .unwrap_or_else(|| config.cache_dir.join("state"));
-        Some(crate::rollout::store::Store::open(&dir)?)
+        Some(fleet_core::rollout::store::Store::open(&dir)?)
     };
-    let rollouts = Arc::new(rollout::Rollouts::open(
+    let rollouts = Arc::new(driver::RolloutDriver::open(
         store,
         metrics.clone(),
         status.clone(),
@@ -207,6 +234,8 @@ async fn serve(
     });
     let server = tokio::spawn(endpoints.serve(listener));
 
+    let (reports_tx, mut reports) = mpsc::channel::<Report>(1024);
+    let mut given_changed = rollouts.subscribe();
     let shared = Arc::new(Shared {
         metrics: metrics.clone(),
         status: status.clone(),
@@ -216,7 +245,7 @@ async fn serve(
         allow_mass_prune: config.allow_mass_prune,
         resync: config.interval,
         call_timeout: Duration::from_secs(15),
-        rollouts: rollouts.clone(),
+        reports: reports_tx,
     });
     let trigger = Trigger::new();
     let webhook_task = match &config.webhook {
@@ -239,8 +268,8 @@ async fn serve(
     let (revisions_tx, mut revisions) = mpsc::channel(4);
     let source_task = spawn_source(&config, revisions_tx, trigger);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut fleet_tx: Option<watch::Sender<Arc<Accepted>>> = None;
-    let mut workers: BTreeMap<String, JoinHandle<()>> = BTreeMap::new();
+    let mut newest: Option<Arc<Accepted>> = None;
+    let mut workers: BTreeMap<String, Worker> = BTreeMap::new();
     let mut ready_tick = tokio::time::interval(Duration::from_millis(500));
     let mut rollout_tick = tokio::time::interval(Duration::from_millis(250));
     tokio::pin!(shutdown);
@@ -249,8 +278,16 @@ async fn serve(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = rollout_tick.tick() => rollouts.tick(),
+            Some(report) = reports.recv() => rollouts.report(&report.cluster, report.health),
+            changed = given_changed.changed() => {
+                if changed.is_ok() {
+                    if let Some(newest) = &newest {
+                        assign(&workers, newest, &rollouts);
+                    }
+                }
+            }
             _ = ready_tick.tick() => {
-                let clusters = fleet_tx.as_ref().map_or(0, |tx| tx.borrow().fleet.clusters.len());
+                let clusters = newest.as_ref().map_or(0, |a| a.fleet.clusters.len());
                 if let Ok(mut s) = status.write() {
                     s.ready = http::is_ready(&s, clusters);
                 }
@@ -265,7 +302,7 @@ async fn serve(
                         continue;
                     }
                 };
-                let current = fleet_tx.as_ref().map(|tx| tx.borrow().clone());
+                let current = newest.clone();
                 match accept::accept(current.as_deref(), &revision, config.allow_mass_prune) {
                     Err(rejected) => {
                         tracing::error!(%rejected, "revision not served; keeping the last good one");
@@ -305,22 +342,24 @@ async fn serve(
                         }
                         let accepted = Arc::new(accepted);
                         rollouts.accept(&accepted, &revision.tree);
-                        let tx = match &fleet_tx {
-                            Some(tx) => { tx.send_replace(accepted); tx.clone() }
-                            None => { let (tx, _) = watch::channel(accepted); fleet_tx = Some(tx.clone()); tx }
-                        };
-                        // Workers of clusters that left the fleet end on their own.
+                        newest = Some(accepted.clone());
+                        // A cluster that left the fleet: dropping its assignment ends its worker.
                         workers.retain(|name, _| {
                             let keep = clusters.contains(name);
                             if !keep { metrics.forget_cluster(name); }
                             keep
                         });
                         for name in clusters {
-                            if workers.get(&name).is_none_or(|h| h.is_finished()) {
-                                let task = worker::run(name.clone(), shared.clone(), tx.subscribe(), stop_rx.clone());
-                                workers.insert(name, tokio::spawn(task));
+                            if workers.get(&name).is_none_or(|w| w.task.is_finished()) {
+                                let (tx, rx) = watch::channel(Assignment {
+                                    newest: accepted.clone(),
+                                    given: rollouts.given(&name),
+                                });
+                                let task = worker::run(name.clone(), shared.clone(), rx, stop_rx.clone());
+                                workers.insert(name, Worker { assignment: tx, task: tokio::spawn(task) });
                             }
                         }
+                        assign(&workers, &accepted, &rollouts);
                     }
                 }
             }
@@ -332,8 +371,10 @@ async fn serve(
     if let Some(task) = webhook_task {
         task.abort();
     }
-    for (_, handle) in workers {
-        let _ = tokio::time::timeout(Duration::from_secs(30), handle).await;
+    // Reports are not read any more: a worker's last one must not wait for room.
+    drop(reports);
+    for (_, worker) in workers {
+        let _ = tokio::time::timeout(Duration::from_secs(30), worker.task).await;
     }
     server.abort();
     // Wait for the abort, so the listener is closed (and its port free) once `run` returns.

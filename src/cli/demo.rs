@@ -12,10 +12,10 @@ use clap::Args;
 
 use crate::agent::{self, Config};
 use crate::demo::{self, Progress, SimCluster};
-use crate::fleetdir::FileTree;
-use crate::sim::{self, SimConfig};
 use crate::source::git::{Credentials, GitRef};
 use crate::source::SourceSpec;
+use fleet_core::fleetdir::FileTree;
+use kube_sim::{self as sim, SimConfig};
 
 /// Run the agent on a simulated fleet: the example fleet's claims on N simulated clusters.
 #[derive(Args, Debug)]
@@ -246,7 +246,7 @@ async fn create_namespaces(fleet_dir: &Path, sim_dir: &Path) -> Result<Waves, St
     use kube::api::{Api, PostParams};
 
     let tree = FileTree::from_dir(fleet_dir)?;
-    let fleet = crate::fleetdir::load(&tree)
+    let fleet = fleet_core::fleetdir::load(&tree)
         .fleet
         .ok_or("the generated fleet does not validate")?;
     let waves = fleet

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::fleetdir::{self, FileTree, LoadOutcome};
+use fleet_core::fleetdir::{self, FileTree, LoadOutcome};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -62,7 +62,7 @@ pub fn load_dir(dir: &Path) -> LoadOutcome {
         Ok(tree) => fleetdir::load(&tree),
         Err(message) => LoadOutcome {
             fleet: None,
-            diagnostics: vec![crate::model::Diagnostic::file(
+            diagnostics: vec![fleet_core::model::Diagnostic::file(
                 dir.display().to_string(),
                 message,
             )],

@@ -1,4 +1,4 @@
-//! `psql-fleet plan`: the I/O around [`crate::plan`]. Reads both revisions straight from
+//! `psql-fleet plan`: the I/O around [`fleet_core::plan`]. Reads both revisions straight from
 //! the Git object database (nothing is checked out), or the head and the live clusters,
 //! prints the plan, and optionally keeps it as one comment on a GitHub pull request.
 
@@ -10,10 +10,10 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use git2::Repository;
 
-use crate::fleetdir::{self, FileTree, LoadOutcome, LoadedFleet};
 use crate::github;
-use crate::plan::{self, markdown, Against, Labels, Plan, Snapshot};
-use crate::reconcile::live::LiveState;
+use fleet_core::fleetdir::{self, FileTree, LoadOutcome, LoadedFleet};
+use fleet_core::plan::{self, markdown, Against, Labels, Plan, Snapshot};
+use fleet_core::reconcile::live::LiveState;
 
 /// Show what a change does to each cluster: creates, updates (field by field) and deletes,
 /// and the rollout wave each cluster lands in.
@@ -257,8 +257,8 @@ mod tests {
 
     use super::*;
     use crate::github::tests::{reply, FakeGitHub};
-    use crate::plan::markdown::MARKER;
     use crate::source::git::tests::git;
+    use fleet_core::plan::markdown::MARKER;
 
     const CLUSTER: &str = "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Cluster\nmetadata: {name: c1}\nspec: {kubeconfig: c1.yaml}\n";
     const CLAIM: &str =

@@ -9,8 +9,8 @@ use clap::{Args, ValueEnum};
 use serde_json::Value;
 
 use super::{load_dir, print_diagnostics};
-use crate::fleetdir::LoadedFleet;
-use crate::render::{render_cluster, Observed};
+use fleet_core::fleetdir::LoadedFleet;
+use fleet_core::render::{render_cluster, Observed};
 
 /// Print the objects each cluster should hold: its Releases, and with --assume-ready the
 /// Usages that appear once both Releases of a claim are Ready.

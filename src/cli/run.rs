@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use crate::agent::commit_status::CommitStatuses;
-use crate::agent::rollout::WaveObserver;
+use crate::agent::driver::WaveObserver;
 use crate::agent::{self, Config};
 use crate::source::git::{Credentials, GitRef};
 use crate::source::SourceSpec;
@@ -87,7 +87,7 @@ pub struct RunArgs {
 }
 
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::model::duration::parse(s)
+    fleet_core::model::duration::parse(s)
 }
 
 fn init_logging(format: LogFormat) {
@@ -144,7 +144,9 @@ pub fn run(args: &RunArgs) -> ExitCode {
     if let Some(ca_file) = &args.git_ca_file {
         // SAFETY: this runs before the runtime and its threads exist, so nothing else is
         // using libgit2 yet; every later fetch sees the setting.
-        if let Err(e) = unsafe { crate::source::git::trust_ca_file(ca_file) } {
+        #[allow(unsafe_code, reason = "see trust_ca_file's safety section")]
+        let trusted = unsafe { crate::source::git::trust_ca_file(ca_file) };
+        if let Err(e) = trusted {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::model::duration;
-use crate::sim::{self, catalogue::Catalogue, SimConfig};
+use fleet_core::model::duration;
+use kube_sim::{self as sim, catalogue::Catalogue, SimConfig};
 
 #[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]

@@ -12,11 +12,11 @@ use kube::api::{
 };
 use kube::Client;
 
-use crate::api::{Release, Usage};
 use crate::metrics::ErrorReason;
-use crate::reconcile::diff::apply_body;
-use crate::reconcile::LiveObject;
-use crate::render::{DesiredObject, ObjectKind, ObjectRef};
+use fleet_core::api::{Release, Usage};
+use fleet_core::reconcile::diff::apply_body;
+use fleet_core::reconcile::LiveObject;
+use fleet_core::render::{DesiredObject, ObjectKind, ObjectRef};
 
 /// Field manager of every apply (SPEC 2.2).
 pub const FIELD_MANAGER: &str = "psql-fleet";
@@ -172,7 +172,7 @@ impl Writer {
         }
     }
 
-    /// Server-side apply; `force` as the plan decided ([`crate::reconcile::diff::forces`]),
+    /// Server-side apply; `force` as the plan decided ([`fleet_core::reconcile::diff::forces`]),
     /// so that a conflict with another manager over a new revision is reported instead of
     /// overridden.
     pub async fn apply(

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use sha2::{Digest, Sha256};
 
-use crate::model::Cluster;
+use fleet_core::model::Cluster;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -139,7 +139,7 @@ mod tests {
 
     fn cluster(kubeconfig: &str) -> Cluster {
         Cluster {
-            origin: crate::model::Origin {
+            origin: fleet_core::model::Origin {
                 file: "clusters/c1.yaml".into(),
                 document: 0,
             },

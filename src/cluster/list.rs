@@ -4,9 +4,9 @@
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::Client;
 
-use crate::api::LABEL_FLEET;
-use crate::reconcile::live::LiveState;
-use crate::render::ObjectKind;
+use fleet_core::api::LABEL_FLEET;
+use fleet_core::reconcile::live::LiveState;
+use fleet_core::render::ObjectKind;
 
 use super::apply::{resource, to_live};
 

@@ -1,11 +1,24 @@
 //! The I/O edge towards the clusters: one worker task per `Cluster` file, each with its own
 //! client, watches and backoff, so a down or slow cluster never delays the others. The
-//! decisions are [`crate::reconcile`]'s; a worker only feeds it live state and carries out
-//! the actions it returns.
+//! decisions are `fleet_core::reconcile`'s; a worker only feeds it live state and carries
+//! out the actions it returns.
+//!
+//! A worker has one input, its [`Assignment`] (replaced whole through a watch channel by the
+//! agent), and one output upwards, its rollout [`Health`] after each pass (sent on a
+//! channel); what it learns about its cluster it also publishes to the metrics and the
+//! status report.
+//!
+//! - [`worker`]: connect from the kubeconfig, reconnect with backoff;
+//! - [`session`]: one connection's life: watches, resync, retries, reachability;
+//! - [`live_view`]: the cluster's objects as the watch events say they are;
+//! - [`pass`]: one reconcile pass: plan, carry out the actions, report.
 
 pub mod apply;
 pub mod kubeconfig;
 pub mod list;
+pub mod live_view;
+pub mod pass;
+pub mod session;
 pub mod transport;
 pub mod worker;
 
@@ -13,11 +26,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 
-use crate::fleetdir::LoadedFleet;
 use crate::metrics::Metrics;
-use crate::status::StatusReport;
+use crate::status::{ClusterStatus, StatusReport};
+use fleet_core::fleetdir::LoadedFleet;
+use fleet_core::model::Cluster;
+use fleet_core::rollout::Health;
 
 /// A revision that passed validation and the fleet-wide mass-prune guard.
 #[derive(Debug)]
@@ -27,6 +42,69 @@ pub struct Accepted {
     /// Whether an earlier revision was accepted in this process, so the fleet-wide guard
     /// compared against it; when not, each cluster guards its first prune itself.
     pub has_baseline: bool,
+}
+
+/// Everything one worker is told, replaced whole whenever any part of it changes.
+#[derive(Clone, Debug)]
+pub struct Assignment {
+    /// The newest served revision: how to reach the cluster (its entry), which inventory
+    /// to watch (the fleet's name), and which claims it should hold once its wave comes.
+    pub newest: Arc<Accepted>,
+    /// What the rollout gives this cluster now.
+    pub given: Given,
+}
+
+/// The revision a cluster is reconciled to, as the rollout decides it.
+#[derive(Clone, Debug)]
+pub enum Given {
+    /// Reconcile to this revision: a later wave keeps the previous one (drift correction
+    /// included) until its turn.
+    Revision(Arc<Accepted>),
+    /// Nothing yet: the cluster waits for its wave (no write, no prune).
+    Waiting { wave: Option<String> },
+    /// The revision the cluster was given cannot be read back (after a restart).
+    Missing(String),
+}
+
+impl PartialEq for Given {
+    fn eq(&self, other: &Given) -> bool {
+        match (self, other) {
+            (Given::Revision(a), Given::Revision(b)) => Arc::ptr_eq(a, b),
+            (Given::Waiting { wave: a }, Given::Waiting { wave: b }) => a == b,
+            (Given::Missing(a), Given::Missing(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl PartialEq for Assignment {
+    fn eq(&self, other: &Assignment) -> bool {
+        Arc::ptr_eq(&self.newest, &other.newest) && self.given == other.given
+    }
+}
+
+impl Assignment {
+    /// The cluster's entry in the newest revision; `None` once it left the fleet.
+    pub fn cluster(&self, name: &str) -> Option<&Cluster> {
+        self.newest.fleet.clusters.get(name)
+    }
+
+    pub fn fleet_name(&self) -> &str {
+        &self.newest.fleet.settings.name
+    }
+
+    /// Whether `other` reaches cluster `name` differently, or watches another inventory:
+    /// a session must start over.
+    pub fn reconnects(&self, other: &Assignment, name: &str) -> bool {
+        self.cluster(name) != other.cluster(name) || self.fleet_name() != other.fleet_name()
+    }
+}
+
+/// A worker's report after a pass, for the rollout gate.
+#[derive(Debug)]
+pub struct Report {
+    pub cluster: String,
+    pub health: Health,
 }
 
 /// What every worker shares.
@@ -43,6 +121,14 @@ pub struct Shared {
     pub resync: Duration,
     /// Bound on every API call.
     pub call_timeout: Duration,
-    /// Which revision each cluster is reconciled to, by rollout wave.
-    pub rollouts: Arc<crate::agent::rollout::Rollouts>,
+    /// Where the workers' health reports go.
+    pub reports: mpsc::Sender<Report>,
+}
+
+impl Shared {
+    pub fn update_status(&self, cluster: &str, f: impl FnOnce(&mut ClusterStatus)) {
+        if let Ok(mut status) = self.status.write() {
+            f(status.clusters.entry(cluster.to_string()).or_default());
+        }
+    }
 }

@@ -86,7 +86,7 @@ pub fn client(config: &kube::Config) -> Result<kube::Client, Error> {
 
 #[cfg(test)]
 mod tests {
-    use crate::sim::{self, SimConfig};
+    use kube_sim::{self as sim, SimConfig};
 
     /// The point of this stack: a server that offers h2 by ALPN (as the API server and the
     /// simulator do) is spoken to in HTTP/2, so a cluster's watches and applies share one

@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use git2::{Cred, CredentialType, FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository};
 use sha2::{Digest, Sha256};
 
-use crate::fleetdir::tree::MAX_FILES;
-use crate::fleetdir::FileTree;
-use crate::model::Diagnostic;
+use fleet_core::fleetdir::tree::MAX_FILES;
+use fleet_core::fleetdir::FileTree;
+use fleet_core::model::Diagnostic;
 
 use super::Revision;
 
@@ -176,6 +176,10 @@ pub fn check_transport(url: &str) -> Result<(), Error> {
 /// # Safety
 /// libgit2 keeps this in process-wide state without a lock: call it before any other
 /// thread can be using libgit2 (at startup, before the first fetch).
+#[allow(
+    unsafe_code,
+    reason = "libgit2 keeps its CA setting in process-wide state"
+)]
 pub unsafe fn trust_ca_file(path: &Path) -> Result<(), Error> {
     let ca_error = |message: String| Error::CaFile {
         path: path.to_path_buf(),

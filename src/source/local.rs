@@ -8,7 +8,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::fleetdir::FileTree;
+use fleet_core::fleetdir::FileTree;
 
 use super::{content_hash, Revision};
 
@@ -118,7 +118,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_ne!(second.id, first.id);
-        assert!(crate::fleetdir::load(&second.tree).fleet.is_some());
+        assert!(fleet_core::fleetdir::load(&second.tree).fleet.is_some());
         // No third revision: the partial file was never read on its own.
         assert!(tokio::time::timeout(Duration::from_millis(800), rx.recv())
             .await

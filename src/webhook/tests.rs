@@ -172,11 +172,11 @@ mod end_to_end {
 
     use super::*;
     use crate::agent::{self, Config, WebhookConfig};
-    use crate::sim::{self, SimConfig};
     use crate::source::git::tests::{git, Daemon};
     use crate::source::git::{Credentials, GitRef};
     use crate::source::SourceSpec;
     use crate::status::StatusReport;
+    use kube_sim::{self as sim, SimConfig};
 
     fn free_port() -> u16 {
         std::net::TcpListener::bind("127.0.0.1:0")
@@ -305,10 +305,12 @@ mod end_to_end {
         eprintln!("signed push to applied revision: {} ms", took.as_millis());
         let live = crate::cluster::kubeconfig::client(
             &handle.kubeconfig_path(&cluster),
-            &crate::fleetdir::load(&crate::fleetdir::FileTree::from_dir(work.path()).unwrap())
-                .fleet
-                .unwrap()
-                .clusters[&cluster],
+            &fleet_core::fleetdir::load(
+                &fleet_core::fleetdir::FileTree::from_dir(work.path()).unwrap(),
+            )
+            .fleet
+            .unwrap()
+            .clusters[&cluster],
             false,
         )
         .await

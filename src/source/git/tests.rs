@@ -6,7 +6,7 @@ use std::path::Path;
 use super::*;
 
 // Shared with the end-to-end tests, which serve a fleet repository the same way.
-#[path = "../../../tests/common/git.rs"]
+#[path = "../../../crates/test-support/src/git.rs"]
 mod git_repo;
 
 pub(crate) use git_repo::{git, Daemon};

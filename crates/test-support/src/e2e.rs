@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
+use kube_sim::audit::AuditEntry;
+use kube_sim::{self as sim, SimConfig, SimHandle};
 use psql_fleet::agent::{self, Config};
 use psql_fleet::cli::sim_fault::{self, FaultAction, FaultArgs};
-use psql_fleet::sim::audit::AuditEntry;
-use psql_fleet::sim::{self, SimConfig, SimHandle};
 use psql_fleet::source::git::{Credentials, GitRef};
 use psql_fleet::source::SourceSpec;
 use psql_fleet::status::StatusReport;

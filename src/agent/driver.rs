@@ -1,8 +1,8 @@
-//! The agent's side of rollout waves: it holds the [`State`] the pure
-//! [`crate::rollout`] decides on, tells each worker which revision to reconcile its
-//! cluster to, takes the workers' health reports, moves the rollout on with the clock,
-//! and publishes every wave transition to the log, the metrics, the status report, the
-//! saved state and any [`WaveObserver`] (commit statuses).
+//! The rollout driver: it holds the [`State`] the pure `fleet_core::rollout` decides on,
+//! says which revision each cluster is given (the agent passes it on in the worker's
+//! assignment), takes the workers' health reports, moves the rollout on with the clock, and
+//! publishes every wave transition to the log, the metrics, the status report, the saved
+//! state and any [`WaveObserver`] (commit statuses).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -10,27 +10,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
-use crate::cluster::Accepted;
-use crate::fleetdir::{load, FileTree};
+use crate::cluster::{Accepted, Given};
 use crate::metrics::Metrics;
-use crate::rollout::store::{self, Store};
-use crate::rollout::{Health, State, Target, Transition, WaveState};
 use crate::status::{RolloutStatus, StatusReport};
+use fleet_core::fleetdir::{load, FileTree};
+use fleet_core::rollout::store::{self, Store};
+use fleet_core::rollout::{Health, State, Target, Transition, WaveState};
 
 /// Told of every wave transition, in order. Must not block: an observer that talks to
 /// the network hands the work to a task of its own.
 pub trait WaveObserver: Send + Sync {
     fn transition(&self, transition: &Transition);
-}
-
-/// What a worker is to do with its cluster.
-pub enum Assignment {
-    /// Reconcile to this revision.
-    Revision(Arc<Accepted>),
-    /// Nothing yet: the cluster waits for its wave (no write, no prune).
-    Waiting,
-    /// The revision the cluster was given cannot be read back (after a restart).
-    Missing(String),
 }
 
 struct Inner {
@@ -44,7 +34,7 @@ struct Inner {
     wave_of: BTreeMap<String, String>,
 }
 
-pub struct Rollouts {
+pub struct RolloutDriver {
     inner: Mutex<Inner>,
     store: Option<Store>,
     wake: watch::Sender<u64>,
@@ -60,7 +50,7 @@ pub fn now_ms() -> u64 {
         .unwrap_or_default()
 }
 
-impl Rollouts {
+impl RolloutDriver {
     /// Loads the saved state and the revisions it names; without a store (dry run) the
     /// state lives in memory only.
     pub fn open(
@@ -68,7 +58,7 @@ impl Rollouts {
         metrics: Arc<Metrics>,
         status: Arc<RwLock<StatusReport>>,
         observers: Vec<Arc<dyn WaveObserver>>,
-    ) -> Result<Rollouts, store::Error> {
+    ) -> Result<RolloutDriver, store::Error> {
         let state = match &store {
             Some(s) => s.load()?,
             None => State::default(),
@@ -105,7 +95,7 @@ impl Rollouts {
             tracing::info!(dir = %s.dir().display(), revisions = fleets.len(), rollout = ?state.rollout.as_ref().map(|r| &r.revision), "rollout state loaded");
         }
         let (wake, _) = watch::channel(0);
-        let this = Rollouts {
+        let this = RolloutDriver {
             inner: Mutex::new(Inner {
                 state,
                 fleets,
@@ -130,7 +120,8 @@ impl Rollouts {
         Ok(this)
     }
 
-    /// Changes whenever what some cluster is given may have changed.
+    /// Changes whenever what some cluster is given may have changed: the agent then sends
+    /// the workers their assignments again.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.wake.subscribe()
     }
@@ -164,42 +155,43 @@ impl Rollouts {
         self.finish(&mut inner, transitions);
     }
 
-    /// The revision `cluster` is to be reconciled to now.
-    pub fn assignment(&self, cluster: &str) -> Assignment {
+    /// What `cluster` is given now.
+    pub fn given(&self, cluster: &str) -> Given {
         let Ok(inner) = self.inner.lock() else {
-            return Assignment::Missing("rollout state unavailable".into());
+            return Given::Missing("rollout state unavailable".into());
         };
-        match inner.state.given(cluster) {
-            None => Assignment::Waiting,
-            Some(revision) => match inner.fleets.get(revision) {
-                Some(a) => Assignment::Revision(a.clone()),
-                None => Assignment::Missing(
-                    inner
-                        .broken
-                        .get(revision)
-                        .cloned()
-                        .unwrap_or_else(|| format!("revision {revision} is not known")),
-                ),
-            },
+        let Some(revision) = inner.state.given(cluster) else {
+            return Given::Waiting {
+                wave: Self::waiting_for(&inner, cluster),
+            };
+        };
+        match inner.fleets.get(revision) {
+            Some(a) => Given::Revision(a.clone()),
+            None => Given::Missing(
+                inner
+                    .broken
+                    .get(revision)
+                    .cloned()
+                    .unwrap_or_else(|| format!("revision {revision} is not known")),
+            ),
         }
     }
 
-    /// The wave a waiting cluster waits for, and the revision it waits for.
-    pub fn waiting_for(&self, cluster: &str) -> Option<(String, String)> {
-        let inner = self.inner.lock().ok()?;
+    /// The wave a waiting cluster waits for.
+    fn waiting_for(inner: &Inner, cluster: &str) -> Option<String> {
         let r = inner.state.rollout.as_ref()?;
         if inner.state.given(cluster) == Some(r.revision.as_str()) {
             return None;
         }
         let wave = r.waves.iter().find(|w| w.clusters.contains_key(cluster))?;
-        Some((wave.name.clone(), r.revision.clone()))
+        Some(wave.name.clone())
     }
 
     /// A worker's pass at some revision ended. The rollout moves on at the next [`tick`]:
     /// judging the waves and publishing their status is linear in the fleet, so doing it
     /// on every report made a cold start of 1,000 clusters quadratic (7 s became 14 s).
     ///
-    /// [`tick`]: Rollouts::tick
+    /// [`tick`]: RolloutDriver::tick
     pub fn report(&self, cluster: &str, health: Health) {
         let Ok(mut inner) = self.inner.lock() else {
             return;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
-use super::router::{error_response, json_response, query, token_eq, Body};
 use super::status::ApiError;
 use super::verbs::{self, PatchKind, Target, Validation, WriteOpts};
+use super::wire::{error_response, json_response, query, token_eq, Body};
 use super::{kubeconfig, objects, Faults, Sim};
 
 pub async fn handle(

@@ -1,13 +1,19 @@
-//! Helpers shared by the integration tests.
-#![allow(dead_code, reason = "each test binary uses a different subset")]
+//! psql-fleet's one test harness, shared by every integration test and bench.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a harness fails the test that called it"
+)]
 
 use std::path::{Path, PathBuf};
 
-use psql_fleet::fleetdir::{self, FileTree, LoadedFleet};
+use fleet_core::fleetdir::{self, FileTree, LoadedFleet};
 
-/// The repository root.
+/// The repository root (this crate lives in `crates/test-support`).
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// `../shared/crds`, where the real upstream CRDs live; `None` (and a note on stderr) when
@@ -49,9 +55,21 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// The psql-fleet binary built for this test run.
+/// The psql-fleet binary built beside the running test or bench: Cargo builds a package's
+/// binaries before its integration tests and benches, into the folder above their `deps/`.
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_psql-fleet"))
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("{} has no profile folder", exe.display()));
+    let binary = profile_dir.join("psql-fleet");
+    assert!(
+        binary.is_file(),
+        "{} is not built; run the tests through cargo test",
+        binary.display()
+    );
+    binary
 }
 
 pub mod e2e;

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kube_sim::audit::AuditEntry;
+use kube_sim::{self as sim, Sim, SimConfig, SimHandle};
 use psql_fleet::agent::{self, Config};
 use psql_fleet::cli::sim_fault::{self, FaultAction, FaultArgs};
-use psql_fleet::sim::audit::AuditEntry;
-use psql_fleet::sim::{self, Sim, SimConfig, SimHandle};
 use psql_fleet::source::git::{Credentials, GitRef};
 use psql_fleet::source::SourceSpec;
 use psql_fleet::status::StatusReport;

@@ -184,7 +184,7 @@ pub fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::SimConfig;
+    use crate::SimConfig;
 
     #[test]
     fn a_version_the_cluster_never_reached_is_refused_with_504() {

@@ -190,8 +190,8 @@ pub fn reset_subtree(live: &Value, new: &mut Value, path: &[&str]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::ssa::schema::Schema;
-    use crate::sim::ssa::typed::to_field_set;
+    use crate::ssa::schema::Schema;
+    use crate::ssa::typed::to_field_set;
     use serde_json::json;
 
     fn schema() -> Schema {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use psql_fleet::sim::{self, SimConfig, SimHandle};
+use kube_sim::{self as sim, SimConfig, SimHandle};
 
 /// `config` started with its kubeconfigs in a fresh directory, which lives as long as the
 /// returned `TempDir`.

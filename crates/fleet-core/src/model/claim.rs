@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use kube::api::ObjectMeta;
+use kube::core::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
 use super::diagnostic::{Diagnostic, Origin};

@@ -6,7 +6,7 @@ pub mod values;
 
 use std::collections::BTreeMap;
 
-use kube::api::ObjectMeta;
+use kube::core::ObjectMeta;
 
 pub use object::{DesiredObject, ObjectKind, ObjectRef};
 

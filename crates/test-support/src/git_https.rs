@@ -38,7 +38,7 @@ struct Backend {
 
 impl HttpsServer {
     pub fn start(root: &Path, token: &str) -> HttpsServer {
-        let tls = psql_fleet::sim::tls::generate().unwrap();
+        let tls = kube_sim::tls::generate().unwrap();
         let mut config = (*tls.config).clone();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));

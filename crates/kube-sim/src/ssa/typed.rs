@@ -216,7 +216,7 @@ fn compare_children(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::ssa::schema::Schema;
+    use crate::ssa::schema::Schema;
     use serde_json::json;
 
     fn printed(set: &FieldSet) -> Vec<String> {

@@ -147,7 +147,7 @@ mod tests {
     use serde_json::json;
 
     fn deployment() -> ResourceType {
-        crate::sim::crds::registry()
+        crate::crds::registry()
             .into_iter()
             .find(|r| r.kind == "Deployment")
             .unwrap()

@@ -4,7 +4,7 @@
 use kube::CustomResourceExt;
 use serde_json::{json, Value};
 
-use crate::api::{ClusterProviderConfig, ProviderConfig, Release, Usage};
+use fleet_core::api::{ClusterProviderConfig, ProviderConfig, Release, Usage};
 
 /// One served resource (group, version, plural) and what the server knows about it.
 #[derive(Debug, Clone)]

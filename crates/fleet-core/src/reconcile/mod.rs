@@ -253,13 +253,7 @@ pub(crate) mod tests {
     use crate::model::Claim;
     use crate::render::{render_claim, DesiredObject, Observed, RenderContext};
 
-    pub fn cluster_yaml(name: &str, extra: &str) -> String {
-        format!("apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Cluster\nmetadata: {{name: {name}}}\nspec:\n  kubeconfig: {name}.yaml\n{extra}")
-    }
-
-    pub fn claim_yaml(name: &str, cluster: &str, annotations: &str) -> String {
-        format!("apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nmetadata:\n  name: {name}\n  namespace: {name}\n{annotations}spec:\n  clusterName: {cluster}\n")
-    }
+    pub use crate::testing::{claim_yaml, cluster_yaml};
 
     /// A fleet from `fleet.yaml` text (may be empty), clusters and `(claim, cluster)` pairs.
     pub fn fleet(fleet_yaml: &str, clusters: &[&str], claims: &[(&str, &str)]) -> LoadedFleet {

@@ -3,7 +3,19 @@
 //! kube-rs: discovery, OpenAPI, real verb semantics, watches, server-side apply, simulated
 //! provider-helm and Crossplane Usage controllers, fault injection and an audit log.
 //!
-//! [`start`] is the library entry point; the CLI (`cli::sim`) wraps it.
+//! [`start`] is the library entry point; `psql-fleet sim` and `psql-fleet demo` wrap it.
+//! It knows nothing of the agent: only the API types of `fleet-core`, to serve their CRDs.
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        reason = "a failed test panics"
+    )
+)]
 
 pub mod admin;
 pub mod audit;
@@ -32,6 +44,7 @@ pub mod usage;
 pub mod validation;
 pub mod verbs;
 pub mod watch;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,0 +1,163 @@
+//! A cluster's objects as its two watches (Releases and Usages carrying the fleet's
+//! inventory label) say they are: built from watch events without I/O, and synced once
+//! both initial lists are in.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kube::api::DynamicObject;
+use kube::runtime::watcher::Event;
+
+use super::apply;
+use fleet_core::reconcile::LiveState;
+use fleet_core::render::{ObjectKind, ObjectRef};
+
+#[derive(Default)]
+pub struct LiveView {
+    pub live: LiveState,
+    /// Each kind's initial list while it is coming in.
+    init: BTreeMap<ObjectKind, LiveState>,
+    synced: BTreeSet<ObjectKind>,
+}
+
+impl LiveView {
+    /// Takes one watch event; every object found live is added to `seen`, so that its
+    /// later absence reads as a deletion by hand.
+    pub fn handle(
+        &mut self,
+        kind: ObjectKind,
+        event: Event<DynamicObject>,
+        seen: &mut BTreeSet<ObjectRef>,
+    ) {
+        let live = |o: DynamicObject| apply::to_live(kind, o);
+        match event {
+            Event::Init => {
+                self.init.insert(kind, LiveState::new());
+            }
+            Event::InitApply(o) => {
+                if let Some(l) = live(o) {
+                    self.init
+                        .entry(kind)
+                        .or_default()
+                        .insert(l.object_ref.clone(), l);
+                }
+            }
+            Event::InitDone => {
+                let fresh = self.init.remove(&kind).unwrap_or_default();
+                self.live.retain(|at, _| at.kind != kind);
+                seen.extend(
+                    fresh
+                        .values()
+                        .filter(|l| !l.terminating())
+                        .map(|l| l.object_ref.clone()),
+                );
+                self.live.extend(fresh);
+                self.synced.insert(kind);
+            }
+            Event::Apply(o) => {
+                if let Some(l) = live(o) {
+                    // Only a live object counts as seen: the updates of one being deleted
+                    // (finalizers going) must not mark an object the agent pruned itself,
+                    // or its return (a Usage whose gate opens again) would look like drift.
+                    if !l.terminating() {
+                        seen.insert(l.object_ref.clone());
+                    }
+                    self.live.insert(l.object_ref.clone(), l);
+                }
+            }
+            Event::Delete(o) => {
+                if let Some(l) = live(o) {
+                    self.live.remove(&l.object_ref);
+                }
+            }
+        }
+    }
+
+    /// Whether both initial lists are in: before that, a missing object may only not have
+    /// been listed yet.
+    pub fn synced(&self) -> bool {
+        self.synced.len() == 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::api::DynamicObject;
+    use kube::runtime::watcher::Event;
+    use serde_json::json;
+
+    use super::*;
+
+    fn object(name: &str, terminating: bool) -> DynamicObject {
+        let mut metadata = json!({"name": name, "namespace": "default"});
+        if terminating {
+            metadata["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        serde_json::from_value(json!({"metadata": metadata})).unwrap()
+    }
+
+    fn at(kind: ObjectKind, name: &str) -> ObjectRef {
+        ObjectRef {
+            kind,
+            name: name.into(),
+            namespace: "default".into(),
+        }
+    }
+
+    fn listed(
+        view: &mut LiveView,
+        seen: &mut BTreeSet<ObjectRef>,
+        kind: ObjectKind,
+        names: &[&str],
+    ) {
+        view.handle(kind, Event::Init, seen);
+        for name in names {
+            view.handle(kind, Event::InitApply(object(name, false)), seen);
+        }
+        view.handle(kind, Event::InitDone, seen);
+    }
+
+    #[test]
+    fn the_view_is_synced_once_both_initial_lists_are_in() {
+        let (mut view, mut seen) = (LiveView::default(), BTreeSet::new());
+        listed(&mut view, &mut seen, ObjectKind::Release, &["a"]);
+        assert!(!view.synced(), "the Usages are not listed yet");
+        listed(&mut view, &mut seen, ObjectKind::Usage, &[]);
+        assert!(view.synced());
+        assert!(view.live.contains_key(&at(ObjectKind::Release, "a")));
+        assert!(seen.contains(&at(ObjectKind::Release, "a")));
+    }
+
+    #[test]
+    fn a_relist_replaces_what_the_view_held_of_that_kind_only() {
+        let (mut view, mut seen) = (LiveView::default(), BTreeSet::new());
+        listed(&mut view, &mut seen, ObjectKind::Release, &["a", "b"]);
+        listed(&mut view, &mut seen, ObjectKind::Usage, &["u"]);
+        listed(&mut view, &mut seen, ObjectKind::Release, &["b"]);
+        assert!(!view.live.contains_key(&at(ObjectKind::Release, "a")));
+        assert!(view.live.contains_key(&at(ObjectKind::Release, "b")));
+        assert!(view.live.contains_key(&at(ObjectKind::Usage, "u")));
+        // Seen stays seen: "a" gone after being seen is what a deletion by hand looks like.
+        assert!(seen.contains(&at(ObjectKind::Release, "a")));
+    }
+
+    #[test]
+    fn an_object_being_deleted_is_in_the_view_but_not_marked_seen() {
+        let (mut view, mut seen) = (LiveView::default(), BTreeSet::new());
+        view.handle(
+            ObjectKind::Usage,
+            Event::Apply(object("u", true)),
+            &mut seen,
+        );
+        assert!(view
+            .live
+            .get(&at(ObjectKind::Usage, "u"))
+            .is_some_and(|l| l.terminating()));
+        assert!(seen.is_empty());
+        view.handle(
+            ObjectKind::Usage,
+            Event::Delete(object("u", true)),
+            &mut seen,
+        );
+        assert!(view.live.is_empty());
+    }
+}

@@ -1,0 +1,355 @@
+//! One reconcile pass over a cluster: plan from the assignment and the live view, carry
+//! out the actions (server-side apply, prune, Events), then publish what the pass found to
+//! the metrics and the status report, and its health to the rollout.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use tracing::Instrument;
+
+use super::apply::{self, Writer};
+use super::live_view::LiveView;
+use super::{Accepted, Assignment, Given, Report, Shared};
+use crate::metrics::ErrorReason;
+use crate::status::ClaimStatus;
+use fleet_core::api::LABEL_PSQL;
+use fleet_core::reconcile::{
+    plan_cluster, Action, ApplyReason, ClusterInput, ClusterPlan, Drift, LiveState,
+};
+use fleet_core::render::{claim_object_refs, ObjectRef};
+use fleet_core::rollout::Health;
+
+/// What a worker remembers across sessions.
+#[derive(Default)]
+pub struct Memory {
+    /// Objects seen on the cluster, so that their absence is a deletion by hand.
+    pub seen: BTreeSet<ObjectRef>,
+    /// Drift already reported, so a report is an Event once, not on every pass.
+    pub reported: BTreeMap<ObjectRef, Drift>,
+    /// The last failed apply per object, so a conflict that persists across retries is an
+    /// Event once (the error metric counts every attempt), until an apply succeeds.
+    pub failed: BTreeMap<ObjectRef, String>,
+}
+
+/// What one reconcile pass found.
+pub struct Outcome {
+    pub failed: usize,
+    /// Whether the pass's calls reached the server; `None` when it made none.
+    pub reached: Option<bool>,
+}
+
+/// One reconcile pass.
+pub async fn run(
+    name: &str,
+    shared: &Shared,
+    client: &kube::Client,
+    assignment: &Assignment,
+    view: &mut LiveView,
+    state: &mut Memory,
+) -> Outcome {
+    let nothing = Outcome {
+        failed: 0,
+        reached: None,
+    };
+    // The rollout decides which revision this cluster is reconciled to: a later wave keeps
+    // the previous one (drift correction included) until its turn.
+    let given = match &assignment.given {
+        Given::Revision(given) => given,
+        Given::Waiting { wave } => {
+            let wave = wave.clone();
+            shared.update_status(name, |s| {
+                s.reconciled = true;
+                s.last_error = None;
+                s.wave = wave;
+            });
+            return nothing;
+        }
+        Given::Missing(e) => {
+            shared.update_status(name, |s| {
+                s.reconciled = true;
+                s.last_error = Some(format!("not reconciled: {e}"));
+            });
+            return nothing;
+        }
+    };
+    let Some(cluster) = given.fleet.clusters.get(name) else {
+        return nothing;
+    };
+    let seen = state.seen.clone();
+    let is_seen = move |at: &ObjectRef| seen.contains(at);
+    let plan = plan_cluster(&ClusterInput {
+        fleet: &given.fleet,
+        cluster,
+        live: &view.live,
+        seen: &is_seen,
+        guard_prune: !assignment.newest.has_baseline,
+        allow_mass_prune: shared.allow_mass_prune,
+    });
+    let writes = plan.actions.iter().any(Action::writes);
+    let started = Instant::now();
+    let writer = Writer {
+        client: client.clone(),
+        cluster: name.to_string(),
+        timeout: shared.call_timeout,
+    };
+    let mut errors: Vec<String> = Vec::new();
+    // A pass whose calls could not reach the server says so, whatever the watch said last.
+    let mut unreachable = false;
+    let mut answered = false;
+    // Only passes that write hold a permit: reading the plan is free.
+    let _permit = if writes && !shared.dry_run {
+        shared.semaphore.acquire().await.ok()
+    } else {
+        None
+    };
+    for action in &plan.actions {
+        let span = tracing::info_span!("action", claim = %claim_of(action, &view.live), object = %action.object_ref());
+        match carry_out(shared, &writer, action, state)
+            .instrument(span)
+            .await
+        {
+            // What the server answered stands until the watch says otherwise, so a pass
+            // woken by the next event does not apply the same object again.
+            Ok(Some(served)) => {
+                answered |= action.writes() && !shared.dry_run;
+                view.live.insert(served.object_ref.clone(), served);
+            }
+            Ok(None) => {
+                answered |= action.writes() && !shared.dry_run;
+                if matches!(action, Action::Delete { .. }) && !shared.dry_run {
+                    view.live.remove(&action.object_ref());
+                }
+            }
+            Err(e) => {
+                unreachable |=
+                    matches!(e.reason(), ErrorReason::Unreachable | ErrorReason::Timeout);
+                shared.metrics.count_error(name, e.reason());
+                tracing::warn!(cluster = %name, error = %e, "action failed");
+                errors.push(e.to_string());
+            }
+        }
+    }
+    if let Some(refused) = &plan.prune_refused {
+        shared.metrics.count_error(name, ErrorReason::MassPrune);
+        tracing::warn!(cluster = %name, %refused, "prune held back");
+    }
+    // Drift that is gone (corrected, or undone by hand) may be reported again later.
+    let still_reported: BTreeSet<ObjectRef> = plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::ReportDrift { .. }))
+        .map(Action::object_ref)
+        .collect();
+    state.reported.retain(|at, _| still_reported.contains(at));
+    shared
+        .metrics
+        .observe_duration(name, started.elapsed().as_secs_f64());
+    shared.metrics.record_plan(name, &plan);
+    let failed = errors.len();
+    for claim in &plan.claims {
+        tracing::debug!(claim = %claim.key, ready = claim.readiness.ready, reason = claim.readiness.reason.as_deref().unwrap_or(""), "claim");
+    }
+    tracing::debug!(actions = plan.actions.len(), failed, "pass done");
+    let health = rollout_health(given, name, &plan, &view.live, &errors);
+    record_status(shared, name, &given.revision, &plan, errors);
+    let report = Report {
+        cluster: name.to_string(),
+        health,
+    };
+    // The agent is gone only when it stops, and then no report matters.
+    let _ = shared.reports.send(report).await;
+    Outcome {
+        failed,
+        reached: if unreachable {
+            Some(false)
+        } else {
+            answered.then_some(true)
+        },
+    }
+}
+
+/// `<namespace>/<name>` of the claim an action is for, from the object's `hops.ops.com.ai/psql`
+/// label (the desired object's, else the live one's).
+fn claim_of(action: &Action, live: &LiveState) -> String {
+    let at = action.object_ref();
+    let name = match action {
+        Action::Apply { object, .. } => {
+            let labels = match object.as_ref() {
+                fleet_core::render::DesiredObject::Release(r) => r.metadata.labels.as_ref(),
+                fleet_core::render::DesiredObject::Usage(u) => u.metadata.labels.as_ref(),
+            };
+            labels.and_then(|l| l.get(LABEL_PSQL)).cloned()
+        }
+        _ => live
+            .get(&at)
+            .and_then(|o| o.claim_name())
+            .map(str::to_string),
+    };
+    format!("{}/{}", at.namespace, name.as_deref().unwrap_or("?"))
+}
+
+/// How the pass went, for the rollout gate: ready only when nothing was left to write,
+/// every claim is ready, and each Release's readiness was reported for its current spec
+/// (a `Ready=True` from before the update does not count).
+fn rollout_health(
+    given: &Accepted,
+    name: &str,
+    plan: &ClusterPlan,
+    live: &LiveState,
+    errors: &[String],
+) -> Health {
+    let mut waiting: Vec<String> = Vec::new();
+    if let Some(s) = plan.suspended {
+        waiting.push(format!("suspended ({s:?})").to_lowercase());
+    }
+    if plan.actions.iter().any(Action::writes) {
+        waiting.push("changes still being applied".into());
+    }
+    for claim in plan.claims.iter().filter(|c| !c.readiness.ready) {
+        let reason = claim.readiness.reason.as_deref().unwrap_or("not ready");
+        waiting.push(format!("claim {}: {reason}", claim.key));
+    }
+    for claim in given.fleet.claims_of(name) {
+        for at in claim_object_refs(claim).iter().take(2) {
+            if live.get(at).is_some_and(|o| !o.ready_condition_current()) {
+                waiting.push(format!(
+                    "{at}: readiness not yet reported for the current spec"
+                ));
+            }
+        }
+    }
+    Health {
+        revision: given.revision.clone(),
+        ready: waiting.is_empty(),
+        reason: (!waiting.is_empty()).then(|| waiting.join("; ")),
+        errors: (!errors.is_empty()).then(|| errors.join("; ")),
+    }
+}
+
+async fn carry_out(
+    shared: &Shared,
+    writer: &Writer,
+    action: &Action,
+    state: &mut Memory,
+) -> Result<Option<fleet_core::reconcile::LiveObject>, apply::Error> {
+    let at = action.object_ref();
+    let cluster = writer.cluster.as_str();
+    match action {
+        Action::ReportDrift { drift, .. } => {
+            if state.reported.get(&at) != Some(drift) {
+                tracing::warn!(cluster, object = %at, drift = %drift.describe(), "drift reported");
+                if !shared.dry_run {
+                    writer
+                        .event(
+                            &at,
+                            true,
+                            "DriftReported",
+                            "Report",
+                            &format!("{at} drifted ({}); policy is report", drift.describe()),
+                        )
+                        .await;
+                }
+                state.reported.insert(at, drift.clone());
+            }
+            Ok(None)
+        }
+        Action::Apply {
+            object,
+            reason,
+            force,
+        } => {
+            tracing::info!(cluster, object = %at, ?reason, dry_run = shared.dry_run, "apply");
+            if shared.dry_run {
+                return Ok(None);
+            }
+            match writer.apply(object, *force).await {
+                Ok(served) => {
+                    shared.metrics.count_apply(cluster);
+                    if let ApplyReason::CorrectDrift(drift) = reason {
+                        shared.metrics.count_drift_correction(cluster);
+                        writer
+                            .event(
+                                &at,
+                                false,
+                                "DriftCorrected",
+                                "Apply",
+                                &format!("{at} drifted ({}); re-applied", drift.describe()),
+                            )
+                            .await;
+                    }
+                    state.reported.remove(&at);
+                    state.failed.remove(&at);
+                    Ok(served)
+                }
+                Err(e) => {
+                    let reason = match e {
+                        apply::Error::Conflict { .. } => "ApplyConflict",
+                        _ => "ApplyFailed",
+                    };
+                    let message = e.to_string();
+                    if state.failed.get(&at) != Some(&message) {
+                        writer.event(&at, true, reason, "Apply", &message).await;
+                        state.failed.insert(at, message);
+                    }
+                    Err(e)
+                }
+            }
+        }
+        Action::Delete { .. } => {
+            tracing::info!(cluster, object = %at, dry_run = shared.dry_run, "prune");
+            if shared.dry_run {
+                return Ok(None);
+            }
+            let held = writer.delete(&at).await?;
+            state.seen.remove(&at);
+            shared.metrics.count_prune(cluster);
+            writer
+                .event(
+                    &at,
+                    false,
+                    "Pruned",
+                    "Delete",
+                    &format!("{at} is no longer rendered by any claim of the fleet"),
+                )
+                .await;
+            Ok(held)
+        }
+    }
+}
+
+fn record_status(
+    shared: &Shared,
+    name: &str,
+    revision: &str,
+    plan: &ClusterPlan,
+    errors: Vec<String>,
+) {
+    shared.update_status(name, |s| {
+        s.reconciled = true;
+        s.applied_revision = Some(revision.to_string());
+        s.suspended = plan.suspended.map(|r| format!("{r:?}").to_lowercase());
+        s.drift_policy = format!("{:?}", plan.drift_policy).to_lowercase();
+        s.prune_refused = plan.prune_refused.as_ref().map(ToString::to_string);
+        s.last_error = if errors.is_empty() {
+            None
+        } else {
+            Some(errors.join("; "))
+        };
+        s.claims = plan
+            .claims
+            .iter()
+            .map(|c| ClaimStatus {
+                claim: c.key.to_string(),
+                ready: c.readiness.ready,
+                reason: c.readiness.reason.clone(),
+                usage_present: c.usage_present,
+                suspended: c.suspended,
+                drift: c
+                    .drift
+                    .iter()
+                    .map(|(comp, d)| format!("{}: {}", comp.as_str(), d.describe()))
+                    .collect(),
+            })
+            .collect();
+    });
+}

@@ -1,0 +1,261 @@
+//! One connection's life: the two watches feed the [`LiveView`], and a [`pass`] runs when
+//! the assignment changes, the view does, a failed pass is due again, or the resync tick
+//! says so. The session owns the cluster's reachability: the watch and the passes that
+//! made calls both report here.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::{FutureExt, StreamExt};
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::runtime::watcher;
+use kube::runtime::WatchStreamExt;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use super::live_view::LiveView;
+use super::pass::{self, Memory, Outcome};
+use super::{apply, kubeconfig, Assignment, Shared};
+use crate::metrics::ErrorReason;
+use fleet_core::api::LABEL_FLEET;
+use fleet_core::reconcile::backoff::{pass_due, Wake};
+use fleet_core::reconcile::Backoff;
+use fleet_core::render::ObjectKind;
+
+/// Why a session ended.
+pub enum End {
+    Stop,
+    /// The kubeconfig changed or the cluster's entry did: connect again at once.
+    Reconnect,
+    /// The watches ended: connect again after a backoff.
+    Failed,
+}
+
+/// A client built from a kubeconfig, and what is needed to notice the file change.
+pub struct Connection {
+    pub client: kube::Client,
+    pub kubeconfig: PathBuf,
+    pub print: Option<[u8; 32]>,
+}
+
+/// The cluster's reachability as last reported, and why the watch failed.
+#[derive(Default)]
+struct Reachability {
+    current: Option<bool>,
+    watch_failure: Option<String>,
+    /// Whether the watch last failed to reach the server at all (not an answer from it).
+    watch_unreached: bool,
+}
+
+pub async fn run(
+    name: &str,
+    shared: &Arc<Shared>,
+    connection: Connection,
+    assignment: &mut watch::Receiver<Assignment>,
+    stop: &mut watch::Receiver<bool>,
+    memory: &mut Memory,
+) -> End {
+    let client = connection.client;
+    let started_with = assignment.borrow().clone();
+    let selector = format!("{LABEL_FLEET}={}", started_with.fleet_name());
+    let stream_of = |kind: ObjectKind| {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &apply::resource(kind));
+        watcher::watcher(api, watcher::Config::default().labels(&selector))
+            .default_backoff()
+            .map(move |e| (kind, e))
+            .boxed()
+    };
+    let mut events =
+        futures::stream::select(stream_of(ObjectKind::Release), stream_of(ObjectKind::Usage));
+    let mut view = LiveView::default();
+    let mut resync = tokio::time::interval(shared.resync);
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut attempt = 0u32;
+    let backoff = Backoff::default();
+    let mut reach = Reachability::default();
+    loop {
+        let mut due = false;
+        tokio::select! {
+            _ = stop.changed() => return End::Stop,
+            changed = assignment.changed() => {
+                if changed.is_err() { return End::Stop; }
+                let now = assignment.borrow().clone();
+                if now.cluster(name).is_none() { return End::Stop; }
+                if now.reconnects(&started_with, name) { return End::Reconnect; }
+                due = true;
+            }
+            event = events.next() => match event {
+                Some((kind, Ok(e))) => {
+                    view.handle(kind, e, &mut memory.seen);
+                    // Take every event already waiting, then plan once.
+                    while let Some(Some((kind, Ok(e)))) = events.next().now_or_never() {
+                        view.handle(kind, e, &mut memory.seen);
+                    }
+                    reach.set(shared, name, true, None, None);
+                    due = true;
+                }
+                Some((_, Err(e))) => {
+                    if !view.synced() {
+                        let claims = started_with.newest.fleet.claims_of(name).map(|c| c.key());
+                        shared.metrics.record_unobserved(name, claims);
+                    }
+                    let (what, reason) = watch_error(&e);
+                    let failure = format!("cluster {name}: watch failed: {what}");
+                    reach.watch_failure = Some(failure.clone());
+                    reach.watch_unreached = reason == ErrorReason::Unreachable;
+                    reach.set(shared, name, false, Some(reason), Some(failure));
+                }
+                None => return End::Failed,
+            },
+            _ = resync.tick() => {
+                if kubeconfig::fingerprint(&connection.kubeconfig) != connection.print {
+                    tracing::info!(cluster = %name, "kubeconfig changed; reconnecting");
+                    return End::Reconnect;
+                }
+                due = pass_due(Wake::Resync, retry_at.is_some());
+            }
+            _ = async { if let Some(at) = retry_at { tokio::time::sleep_until(at).await } else { std::future::pending::<()>().await } } => {
+                retry_at = None;
+                due = true;
+            }
+        }
+        if !due || !view.synced() {
+            continue;
+        }
+        let current = assignment.borrow().clone();
+        let span = tracing::info_span!("reconcile", cluster = %name, revision = %short(&current.newest.revision));
+        let outcome = pass::run(name, shared, &client, &current, &mut view, memory)
+            .instrument(span)
+            .await;
+        if let Some(end) = reach
+            .after_pass(shared, name, &client, &selector, &outcome)
+            .await
+        {
+            return end;
+        }
+        if outcome.failed == 0 {
+            attempt = 0;
+            retry_at = None;
+        } else {
+            retry_at = Some(tokio::time::Instant::now() + backoff.delay(attempt, fastrand::f64()));
+            attempt = attempt.saturating_add(1);
+        }
+    }
+}
+
+impl Reachability {
+    /// `counted_as` is the error reason to count on the change to unreachable (`None` when
+    /// the failed call has been counted already).
+    fn set(
+        &mut self,
+        shared: &Shared,
+        name: &str,
+        now: bool,
+        counted_as: Option<ErrorReason>,
+        error: Option<String>,
+    ) {
+        if self.current == Some(now) {
+            // Still unreachable, maybe for another reason now (refused, then 401): say the
+            // latest one.
+            if let (false, Some(error)) = (now, error) {
+                shared.update_status(name, |s| s.last_error = Some(error));
+            }
+            return;
+        }
+        self.current = Some(now);
+        shared.metrics.set_reachable(name, now);
+        if !now {
+            if let Some(reason) = counted_as {
+                shared.metrics.count_error(name, reason);
+            }
+            tracing::warn!(cluster = %name, error = ?error, "cluster unreachable");
+        }
+        shared.update_status(name, |s| {
+            s.reachable = now;
+            if error.is_some() {
+                s.last_error = error;
+            }
+        });
+    }
+
+    /// What a pass's calls say about the server; `Some` when the session must start over.
+    async fn after_pass(
+        &mut self,
+        shared: &Shared,
+        name: &str,
+        client: &kube::Client,
+        selector: &str,
+        outcome: &Outcome,
+    ) -> Option<End> {
+        match outcome.reached {
+            // The pass's own calls are the latest word on the server.
+            Some(reached) => {
+                let error =
+                    (!reached).then(|| format!("cluster {name}: unreachable while applying"));
+                self.set(shared, name, reached, None, error);
+            }
+            // A pass that called nothing knows nothing new, and a watch that reconnected
+            // where it left off says nothing either: no event when nothing changed (an
+            // idle cluster whose API server restarted), no relist when the server lost
+            // what the view holds (a store restored from an older backup answers 504 to
+            // every watch from there). Once the server answers a call the watch needs
+            // anyway, start over: the relist is the latest word. Until then, what the
+            // watch said stands.
+            None if self.current == Some(false) => {
+                let api: Api<DynamicObject> =
+                    Api::all_with(client.clone(), &apply::resource(ObjectKind::Release));
+                let probe = ListParams::default().labels(selector).limit(1);
+                let answered = self.watch_unreached
+                    && tokio::time::timeout(shared.call_timeout, api.list_metadata(&probe))
+                        .await
+                        .is_ok_and(|r| r.is_ok());
+                if answered {
+                    tracing::info!(cluster = %name, "the API server answers again; relisting");
+                    return Some(End::Reconnect);
+                }
+                let error = self.watch_failure.clone();
+                shared.update_status(name, |s| {
+                    s.reachable = false;
+                    s.last_error = error.or(s.last_error.take());
+                });
+            }
+            None => {}
+        }
+        None
+    }
+}
+
+/// What failed, with the API server's code and reason when it answered (never its
+/// message, which may quote a request), and the metric reason it counts under.
+fn watch_error(e: &watcher::Error) -> (String, ErrorReason) {
+    let (what, answer) = match e {
+        watcher::Error::InitialListFailed(e) => ("initial list failed", api_answer(e)),
+        watcher::Error::WatchStartFailed(e) => ("watch could not start", api_answer(e)),
+        watcher::Error::WatchError(s) => {
+            ("API server returned an error", Some((s.code, &s.reason)))
+        }
+        watcher::Error::WatchFailed(e) => ("watch connection failed", api_answer(e)),
+        _ => ("watch failed", None),
+    };
+    match answer {
+        Some((code, reason)) => (
+            format!("{what}: API server answered {code} {reason}"),
+            match code {
+                401 | 403 => ErrorReason::Forbidden,
+                _ => ErrorReason::ApiError,
+            },
+        ),
+        None => (what.to_string(), ErrorReason::Unreachable),
+    }
+}
+
+fn api_answer(e: &kube::Error) -> Option<(u16, &String)> {
+    match e {
+        kube::Error::Api(s) => Some((s.code, &s.reason)),
+        _ => None,
+    }
+}
+
+fn short(revision: &str) -> &str {
+    revision.get(..12).unwrap_or(revision)
+}
