@@ -1,18 +1,26 @@
 //! Every metric psql-fleet exports (SPEC 2.6), in one registry owned here. Label values are
 //! bounded: cluster and claim names come from the fleet directory, components and error
-//! reasons from fixed sets; series of a claim or cluster that leaves the fleet are deleted.
+//! reasons from fixed sets.
+//!
+//! Two kinds of series. Counters and the duration histogram count things as they happen.
+//! Everything else (readiness, drift, versions, reachability, waves, the source) is what
+//! the agent knows now: the latest report of each cluster is kept here, and its series are
+//! built from it at scrape time, so the series of a claim or cluster that left the fleet
+//! are simply not built again.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
-use fleet_core::api::release::NotReadyCause;
-use fleet_core::model::ClaimKey;
-use fleet_core::reconcile::{ClusterPlan, Component};
+use fleet_core::model::fleet::ChartVersions;
+use fleet_core::model::Claim;
+use fleet_core::reconcile::{ClaimReadiness, ClusterPlan, Component};
 use fleet_core::rollout::WaveState;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +44,17 @@ pub enum ErrorReason {
 }
 
 impl ErrorReason {
+    pub const ALL: [ErrorReason; 8] = [
+        Self::Unreachable,
+        Self::Timeout,
+        Self::Conflict,
+        Self::Forbidden,
+        Self::Invalid,
+        Self::ApiError,
+        Self::Kubeconfig,
+        Self::MassPrune,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Unreachable => "unreachable",
@@ -50,54 +69,47 @@ impl ErrorReason {
     }
 }
 
-/// `reason` of `psql_fleet_release_not_ready_reason` for a cluster never read.
-const UNOBSERVED: &str = "unobserved";
-
-/// Every `reason` value of `psql_fleet_release_not_ready_reason`.
-const NOT_READY_REASONS: [&str; 5] = [
-    NotReadyCause::ALL[0].as_str(),
-    NotReadyCause::ALL[1].as_str(),
-    NotReadyCause::ALL[2].as_str(),
-    NotReadyCause::ALL[3].as_str(),
-    UNOBSERVED,
-];
-
 pub struct Metrics {
     registry: Registry,
-    release_ready: IntGaugeVec,
-    release_not_ready: IntGaugeVec,
-    claim_ready: IntGaugeVec,
-    usage_present: IntGaugeVec,
-    drift_detected: IntGaugeVec,
     drift_corrections: IntCounterVec,
-    cluster_reachable: IntGaugeVec,
     reconcile_duration: HistogramVec,
     reconcile_errors: IntCounterVec,
-    chart_version_info: IntGaugeVec,
-    source_info: IntGaugeVec,
-    source_last_sync: Gauge,
-    source_valid: IntGaugeVec,
     prunes: IntCounterVec,
     applies: IntCounterVec,
-    rollout_wave: IntGaugeVec,
-    cluster_wave_info: IntGaugeVec,
-    /// What series exist, so that those of removed claims and clusters can be deleted.
-    known: Mutex<Known>,
+    latest: Arc<Mutex<Latest>>,
+}
+
+/// What the agent knows now, as last reported.
+#[derive(Default)]
+struct Latest {
+    clusters: BTreeMap<String, ClusterFacts>,
+    source: Option<SourceFacts>,
+    waves: Vec<(String, WaveState)>,
 }
 
 #[derive(Default)]
-struct Known {
-    claims: BTreeMap<String, BTreeMap<ClaimKey, (String, String)>>,
-    revision: Option<String>,
-    /// Waves with `rollout_wave` series, and each cluster's `cluster_wave_info` wave.
-    waves: Vec<String>,
-    cluster_waves: BTreeMap<String, String>,
+struct ClusterFacts {
+    reachable: Option<bool>,
+    wave: Option<String>,
+    claims: BTreeMap<String, ClaimFacts>,
 }
 
-fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, Error> {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
-    r.register(Box::new(g.clone()))?;
-    Ok(g)
+struct ClaimFacts {
+    readiness: ClaimReadiness,
+    /// What a pass found; `None` while the cluster was never read.
+    observed: Option<ObservedFacts>,
+}
+
+struct ObservedFacts {
+    usage_present: bool,
+    drifted: Vec<Component>,
+    versions: ChartVersions,
+}
+
+struct SourceFacts {
+    revision: String,
+    valid: bool,
+    synced_at: f64,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, Error> {
@@ -109,8 +121,6 @@ fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntC
 impl Metrics {
     pub fn new() -> Result<Metrics, Error> {
         let r = Registry::new();
-        let cc = &["cluster", "claim"];
-        let ccc = &["cluster", "claim", "component"];
         let reconcile_duration = HistogramVec::new(
             HistogramOpts::new(
                 "psql_fleet_reconcile_duration_seconds",
@@ -120,52 +130,13 @@ impl Metrics {
             &["cluster"],
         )?;
         r.register(Box::new(reconcile_duration.clone()))?;
-        let source_last_sync = Gauge::new(
-            "psql_fleet_source_last_sync_timestamp_seconds",
-            "Unix time at which the agent last read the fleet source successfully",
-        )?;
-        r.register(Box::new(source_last_sync.clone()))?;
+        let latest = Arc::new(Mutex::new(Latest::default()));
+        r.register(Box::new(LatestCollector::new(latest.clone())?))?;
         Ok(Metrics {
-            release_ready: gauge(
-                &r,
-                "psql_fleet_release_ready",
-                "1 when the claim's Release (component stackgres or atlas) reports Ready=True on the cluster, else 0",
-                ccc,
-            )?,
-            release_not_ready: gauge(
-                &r,
-                "psql_fleet_release_not_ready_reason",
-                "1 for each of the claim's Releases that is not ready, with why: missing, no_condition, ready_false, ready_unknown, or unobserved (the cluster was never read); no series for a ready Release",
-                &["cluster", "claim", "component", "reason"],
-            )?,
-            claim_ready: gauge(
-                &r,
-                "psql_fleet_claim_ready",
-                "1 when both Releases of the claim are Ready on the cluster, else 0",
-                cc,
-            )?,
-            usage_present: gauge(
-                &r,
-                "psql_fleet_usage_present",
-                "1 when the claim's Usage (Atlas deleted before StackGres) exists on the cluster, else 0",
-                cc,
-            )?,
-            drift_detected: gauge(
-                &r,
-                "psql_fleet_drift_detected",
-                "1 while the claim's object (stackgres, atlas or usage) differs from what the fleet directory says, else 0",
-                ccc,
-            )?,
             drift_corrections: counter(
                 &r,
                 "psql_fleet_drift_corrections_total",
                 "Objects changed or deleted by hand that the agent re-applied (drift policy correct)",
-                &["cluster"],
-            )?,
-            cluster_reachable: gauge(
-                &r,
-                "psql_fleet_cluster_reachable",
-                "1 when the cluster's API server answered the agent's last request, else 0",
                 &["cluster"],
             )?,
             reconcile_duration,
@@ -174,25 +145,6 @@ impl Metrics {
                 "psql_fleet_reconcile_errors_total",
                 "Failed reconcile steps on a cluster, by reason (unreachable, timeout, conflict, forbidden, invalid, api_error, kubeconfig, mass_prune)",
                 &["cluster", "reason"],
-            )?,
-            chart_version_info: gauge(
-                &r,
-                "psql_fleet_chart_version_info",
-                "Always 1; the version label is the chart version the fleet pins for the claim's component on the cluster",
-                &["cluster", "claim", "component", "version"],
-            )?,
-            source_info: gauge(
-                &r,
-                "psql_fleet_source_info",
-                "Always 1; the revision label is the fleet revision the agent serves (the last one that validated)",
-                &["revision"],
-            )?,
-            source_last_sync,
-            source_valid: gauge(
-                &r,
-                "psql_fleet_source_revision_valid",
-                "1 when the newest revision of the fleet source validated, 0 when it did not (the last good one is still served)",
-                &[],
             )?,
             prunes: counter(
                 &r,
@@ -206,197 +158,72 @@ impl Metrics {
                 "Server-side apply requests the agent sent to a cluster",
                 &["cluster"],
             )?,
-            rollout_wave: gauge(
-                &r,
-                "psql_fleet_rollout_wave",
-                "1 for the current state of each rollout wave",
-                &["wave", "state"],
-            )?,
-            cluster_wave_info: gauge(
-                &r,
-                "psql_fleet_cluster_wave_info",
-                "The rollout wave a cluster belongs to",
-                &["cluster", "wave"],
-            )?,
             registry: r,
-            known: Mutex::new(Known::default()),
+            latest,
         })
     }
 
-    /// Readiness, drift and versions of every claim of a cluster after a pass; series of
-    /// claims no longer on the cluster are deleted.
+    fn with_latest(&self, f: impl FnOnce(&mut Latest)) {
+        if let Ok(mut latest) = self.latest.lock() {
+            f(&mut latest);
+        }
+    }
+
+    /// Readiness, drift and versions of every claim of a cluster after a pass; claims no
+    /// longer on the cluster are forgotten.
     pub fn record_plan(&self, cluster: &str, plan: &ClusterPlan) {
-        let mut now: BTreeMap<ClaimKey, (String, String)> = BTreeMap::new();
-        for claim in &plan.claims {
-            let key = claim.key.to_string();
-            let cc = [cluster, key.as_str()];
-            self.claim_ready
-                .with_label_values(&cc)
-                .set(i64::from(claim.readiness.ready));
-            self.usage_present
-                .with_label_values(&cc)
-                .set(i64::from(claim.usage_present));
-            for (component, ready) in claim.releases_ready {
-                self.release_ready
-                    .with_label_values(&[cluster, &key, component.as_str()])
-                    .set(i64::from(ready));
-            }
-            for (component, cause) in claim.not_ready {
-                self.set_not_ready(cluster, &key, component, cause.map(NotReadyCause::as_str));
-            }
-            for component in Component::ALL {
-                let drifted = claim.drift.iter().any(|(c, _)| *c == component);
-                self.drift_detected
-                    .with_label_values(&[cluster, &key, component.as_str()])
-                    .set(i64::from(drifted));
-            }
-            for (component, version) in [
-                ("stackgres", &claim.versions.stackgres),
-                ("atlas", &claim.versions.atlas),
-            ] {
-                self.chart_version_info
-                    .with_label_values(&[cluster, &key, component, version])
-                    .set(1);
-            }
-            now.insert(
-                claim.key.clone(),
-                (
-                    claim.versions.stackgres.clone(),
-                    claim.versions.atlas.clone(),
-                ),
-            );
-        }
-        let Ok(mut known) = self.known.lock() else {
-            return;
-        };
-        let before = known
+        let claims = plan
             .claims
-            .insert(cluster.to_string(), now.clone())
-            .unwrap_or_default();
-        for (key, versions) in before {
-            match now.get(&key) {
-                None => self.remove_claim(cluster, &key, &versions),
-                Some(current) if *current != versions => {
-                    self.remove_versions(cluster, &key, &versions)
-                }
-                Some(_) => {}
-            }
-        }
-    }
-
-    /// The one `release_not_ready_reason` series of a Release (none when it is ready).
-    fn set_not_ready(&self, cluster: &str, key: &str, component: Component, reason: Option<&str>) {
-        let c = component.as_str();
-        for other in NOT_READY_REASONS {
-            if Some(other) != reason {
-                let _ = self
-                    .release_not_ready
-                    .remove_label_values(&[cluster, key, c, other]);
-            }
-        }
-        if let Some(reason) = reason {
-            self.release_not_ready
-                .with_label_values(&[cluster, key, c, reason])
-                .set(1);
-        }
-    }
-
-    /// The claims of a cluster the agent has not been able to read since it started: not
-    /// ready, for reason `unobserved`. A later pass replaces these series; those of claims
-    /// no longer on the cluster are deleted.
-    pub fn record_unobserved(&self, cluster: &str, claims: impl IntoIterator<Item = ClaimKey>) {
-        let claims: BTreeSet<ClaimKey> = claims.into_iter().collect();
-        let Ok(mut known) = self.known.lock() else {
-            return;
-        };
-        let entry = known.claims.entry(cluster.to_string()).or_default();
-        let gone: Vec<(ClaimKey, (String, String))> = entry
             .iter()
-            .filter(|(k, _)| !claims.contains(*k))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|claim| {
+                let facts = ClaimFacts {
+                    readiness: claim.readiness.clone(),
+                    observed: Some(ObservedFacts {
+                        usage_present: claim.usage_present,
+                        drifted: claim.drift.iter().map(|(c, _)| *c).collect(),
+                        versions: claim.versions.clone(),
+                    }),
+                };
+                (claim.key.to_string(), facts)
+            })
             .collect();
-        for (claim, versions) in gone {
-            entry.remove(&claim);
-            self.remove_claim(cluster, &claim, &versions);
-        }
-        for claim in claims {
-            if entry.contains_key(&claim) {
-                continue;
-            }
-            let key = claim.to_string();
-            self.claim_ready.with_label_values(&[cluster, &key]).set(0);
-            for component in [Component::Stackgres, Component::Atlas] {
-                self.release_ready
-                    .with_label_values(&[cluster, &key, component.as_str()])
-                    .set(0);
-                self.set_not_ready(cluster, &key, component, Some(UNOBSERVED));
-            }
-            entry.insert(claim, (String::new(), String::new()));
-        }
+        self.with_latest(|l| l.clusters.entry(cluster.to_string()).or_default().claims = claims);
     }
 
-    fn remove_versions(&self, cluster: &str, key: &ClaimKey, (sg, atlas): &(String, String)) {
-        let k = key.to_string();
-        let _ = self
-            .chart_version_info
-            .remove_label_values(&[cluster, &k, "stackgres", sg]);
-        let _ = self
-            .chart_version_info
-            .remove_label_values(&[cluster, &k, "atlas", atlas]);
-    }
-
-    fn remove_claim(&self, cluster: &str, key: &ClaimKey, versions: &(String, String)) {
-        let k = key.to_string();
-        let _ = self.claim_ready.remove_label_values(&[cluster, &k]);
-        let _ = self.usage_present.remove_label_values(&[cluster, &k]);
-        for c in Component::ALL {
-            self.set_not_ready(cluster, &k, c, None);
-            let _ = self
-                .release_ready
-                .remove_label_values(&[cluster, &k, c.as_str()]);
-            let _ = self
-                .drift_detected
-                .remove_label_values(&[cluster, &k, c.as_str()]);
-        }
-        self.remove_versions(cluster, key, versions);
+    /// The claims of a cluster the agent has not been able to read: those it never read
+    /// are not ready, for reason `unobserved`; those a pass saw keep what it found; claims
+    /// no longer on the cluster are forgotten.
+    pub fn record_unobserved<'a>(
+        &self,
+        cluster: &str,
+        claims: impl IntoIterator<Item = &'a Claim>,
+    ) {
+        let claims: Vec<&Claim> = claims.into_iter().collect();
+        self.with_latest(|l| {
+            let known = &mut l.clusters.entry(cluster.to_string()).or_default().claims;
+            let mut now = BTreeMap::new();
+            for claim in claims {
+                let key = claim.key().to_string();
+                let facts = known.remove(&key).unwrap_or_else(|| ClaimFacts {
+                    readiness: ClaimReadiness::unobserved(claim),
+                    observed: None,
+                });
+                now.insert(key, facts);
+            }
+            *known = now;
+        });
     }
 
     /// Deletes every series of a cluster that left the fleet.
     pub fn forget_cluster(&self, cluster: &str) {
-        let claims = self
-            .known
-            .lock()
-            .ok()
-            .and_then(|mut k| k.claims.remove(cluster))
-            .unwrap_or_default();
-        for (key, versions) in claims {
-            self.remove_claim(cluster, &key, &versions);
-        }
-        let _ = self.cluster_reachable.remove_label_values(&[cluster]);
-        let wave = self
-            .known
-            .lock()
-            .ok()
-            .and_then(|mut k| k.cluster_waves.remove(cluster));
-        if let Some(wave) = wave {
-            let _ = self
-                .cluster_wave_info
-                .remove_label_values(&[cluster, &wave]);
-        }
+        self.with_latest(|l| {
+            l.clusters.remove(cluster);
+        });
         let _ = self.drift_corrections.remove_label_values(&[cluster]);
         let _ = self.reconcile_duration.remove_label_values(&[cluster]);
         let _ = self.prunes.remove_label_values(&[cluster]);
         let _ = self.applies.remove_label_values(&[cluster]);
-        for reason in [
-            ErrorReason::Unreachable,
-            ErrorReason::Timeout,
-            ErrorReason::Conflict,
-            ErrorReason::Forbidden,
-            ErrorReason::Invalid,
-            ErrorReason::ApiError,
-            ErrorReason::Kubeconfig,
-            ErrorReason::MassPrune,
-        ] {
+        for reason in ErrorReason::ALL {
             let _ = self
                 .reconcile_errors
                 .remove_label_values(&[cluster, reason.as_str()]);
@@ -404,9 +231,9 @@ impl Metrics {
     }
 
     pub fn set_reachable(&self, cluster: &str, reachable: bool) {
-        self.cluster_reachable
-            .with_label_values(&[cluster])
-            .set(i64::from(reachable));
+        self.with_latest(|l| {
+            l.clusters.entry(cluster.to_string()).or_default().reachable = Some(reachable);
+        });
     }
 
     pub fn count_error(&self, cluster: &str, reason: ErrorReason) {
@@ -435,59 +262,27 @@ impl Metrics {
 
     /// The revision served, and when the source was last read.
     pub fn set_source(&self, revision: &str, valid: bool, synced_at: f64) {
-        self.source_last_sync.set(synced_at);
-        self.source_valid
-            .with_label_values::<&str>(&[])
-            .set(i64::from(valid));
-        let Ok(mut known) = self.known.lock() else {
-            return;
-        };
-        if known.revision.as_deref() != Some(revision) {
-            if let Some(old) = known.revision.replace(revision.to_string()) {
-                let _ = self.source_info.remove_label_values(&[&old]);
-            }
-            self.source_info.with_label_values(&[revision]).set(1);
-        }
+        self.with_latest(|l| {
+            l.source = Some(SourceFacts {
+                revision: revision.to_string(),
+                valid,
+                synced_at,
+            });
+        });
     }
 
-    /// The state of each wave of the current rollout: 1 for its state, 0 for the others;
-    /// the series of waves that are no longer in the rollout are deleted.
+    /// The state of each wave of the current rollout.
     pub fn set_rollout_waves(&self, waves: &[(&str, WaveState)]) {
-        for (wave, state) in waves {
-            for s in WaveState::ALL {
-                self.rollout_wave
-                    .with_label_values(&[wave, s.as_str()])
-                    .set(i64::from(s == *state));
-            }
-        }
-        let Ok(mut known) = self.known.lock() else {
-            return;
-        };
-        let now: Vec<String> = waves.iter().map(|(w, _)| w.to_string()).collect();
-        for old in known.waves.iter().filter(|w| !now.contains(w)) {
-            for s in WaveState::ALL {
-                let _ = self.rollout_wave.remove_label_values(&[old, s.as_str()]);
-            }
-        }
-        known.waves = now;
+        self.with_latest(|l| {
+            l.waves = waves.iter().map(|(w, s)| (w.to_string(), *s)).collect();
+        });
     }
 
     /// The wave a cluster belongs to (`none` for the implicit last wave).
     pub fn set_cluster_wave(&self, cluster: &str, wave: &str) {
-        let Ok(mut known) = self.known.lock() else {
-            return;
-        };
-        if let Some(old) = known
-            .cluster_waves
-            .insert(cluster.to_string(), wave.to_string())
-        {
-            if old != wave {
-                let _ = self.cluster_wave_info.remove_label_values(&[cluster, &old]);
-            }
-        }
-        self.cluster_wave_info
-            .with_label_values(&[cluster, wave])
-            .set(1);
+        self.with_latest(|l| {
+            l.clusters.entry(cluster.to_string()).or_default().wave = Some(wave.to_string());
+        });
     }
 
     /// The Prometheus text exposition.
@@ -498,27 +293,266 @@ impl Metrics {
     }
 }
 
+/// The series of what the agent knows now, built from [`Latest`] at every scrape.
+struct LatestCollector {
+    latest: Arc<Mutex<Latest>>,
+    descs: Vec<Desc>,
+}
+
+/// The gauges of one scrape, built afresh each time.
+struct Gauges {
+    release_ready: IntGaugeVec,
+    release_not_ready: IntGaugeVec,
+    claim_ready: IntGaugeVec,
+    usage_present: IntGaugeVec,
+    drift_detected: IntGaugeVec,
+    chart_version_info: IntGaugeVec,
+    cluster_reachable: IntGaugeVec,
+    source_info: IntGaugeVec,
+    source_last_sync: Gauge,
+    source_valid: IntGaugeVec,
+    rollout_wave: IntGaugeVec,
+    cluster_wave_info: IntGaugeVec,
+}
+
+impl Gauges {
+    fn new() -> Result<Gauges, prometheus::Error> {
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            IntGaugeVec::new(Opts::new(name, help), labels)
+        };
+        let cc = &["cluster", "claim"];
+        let ccc = &["cluster", "claim", "component"];
+        Ok(Gauges {
+            release_ready: gauge(
+                "psql_fleet_release_ready",
+                "1 when the claim's Release (component stackgres or atlas) reports Ready=True on the cluster, else 0",
+                ccc,
+            )?,
+            release_not_ready: gauge(
+                "psql_fleet_release_not_ready_reason",
+                "1 for each of the claim's Releases that is not ready, with why: missing, no_condition, ready_false, ready_unknown, or unobserved (the cluster was never read); no series for a ready Release",
+                &["cluster", "claim", "component", "reason"],
+            )?,
+            claim_ready: gauge(
+                "psql_fleet_claim_ready",
+                "1 when both Releases of the claim are Ready on the cluster, else 0",
+                cc,
+            )?,
+            usage_present: gauge(
+                "psql_fleet_usage_present",
+                "1 when the claim's Usage (Atlas deleted before StackGres) exists on the cluster, else 0",
+                cc,
+            )?,
+            drift_detected: gauge(
+                "psql_fleet_drift_detected",
+                "1 while the claim's object (stackgres, atlas or usage) differs from what the fleet directory says, else 0",
+                ccc,
+            )?,
+            chart_version_info: gauge(
+                "psql_fleet_chart_version_info",
+                "Always 1; the version label is the chart version the fleet pins for the claim's component on the cluster",
+                &["cluster", "claim", "component", "version"],
+            )?,
+            cluster_reachable: gauge(
+                "psql_fleet_cluster_reachable",
+                "1 when the cluster's API server answered the agent's last request, else 0",
+                &["cluster"],
+            )?,
+            source_info: gauge(
+                "psql_fleet_source_info",
+                "Always 1; the revision label is the fleet revision the agent serves (the last one that validated)",
+                &["revision"],
+            )?,
+            source_last_sync: Gauge::new(
+                "psql_fleet_source_last_sync_timestamp_seconds",
+                "Unix time at which the agent last read the fleet source successfully",
+            )?,
+            source_valid: gauge(
+                "psql_fleet_source_revision_valid",
+                "1 when the newest revision of the fleet source validated, 0 when it did not (the last good one is still served)",
+                &[],
+            )?,
+            rollout_wave: gauge(
+                "psql_fleet_rollout_wave",
+                "1 for the current state of each rollout wave",
+                &["wave", "state"],
+            )?,
+            cluster_wave_info: gauge(
+                "psql_fleet_cluster_wave_info",
+                "The rollout wave a cluster belongs to",
+                &["cluster", "wave"],
+            )?,
+        })
+    }
+
+    fn collectors(&self) -> [&dyn Collector; 12] {
+        [
+            &self.release_ready,
+            &self.release_not_ready,
+            &self.claim_ready,
+            &self.usage_present,
+            &self.drift_detected,
+            &self.chart_version_info,
+            &self.cluster_reachable,
+            &self.source_info,
+            &self.source_last_sync,
+            &self.source_valid,
+            &self.rollout_wave,
+            &self.cluster_wave_info,
+        ]
+    }
+
+    fn fill(&self, latest: &Latest) {
+        for (cluster, facts) in &latest.clusters {
+            if let Some(reachable) = facts.reachable {
+                self.cluster_reachable
+                    .with_label_values(&[cluster])
+                    .set(i64::from(reachable));
+            }
+            if let Some(wave) = &facts.wave {
+                self.cluster_wave_info
+                    .with_label_values(&[cluster.as_str(), wave])
+                    .set(1);
+            }
+            for (key, claim) in &facts.claims {
+                self.fill_claim(cluster, key, claim);
+            }
+        }
+        if let Some(source) = &latest.source {
+            self.source_last_sync.set(source.synced_at);
+            self.source_valid
+                .with_label_values::<&str>(&[])
+                .set(i64::from(source.valid));
+            self.source_info
+                .with_label_values(&[source.revision.as_str()])
+                .set(1);
+        }
+        for (wave, state) in &latest.waves {
+            for s in WaveState::ALL {
+                self.rollout_wave
+                    .with_label_values(&[wave.as_str(), s.as_str()])
+                    .set(i64::from(s == *state));
+            }
+        }
+    }
+
+    fn fill_claim(&self, cluster: &str, key: &str, claim: &ClaimFacts) {
+        let cc = [cluster, key];
+        self.claim_ready
+            .with_label_values(&cc)
+            .set(i64::from(claim.readiness.is_ready()));
+        for release in &claim.readiness.releases {
+            let component = release.component.as_str();
+            self.release_ready
+                .with_label_values(&[cluster, key, component])
+                .set(i64::from(release.readiness.is_ready()));
+            if let Some(cause) = release.readiness.cause() {
+                self.release_not_ready
+                    .with_label_values(&[cluster, key, component, cause.as_str()])
+                    .set(1);
+            }
+        }
+        let Some(observed) = &claim.observed else {
+            return;
+        };
+        self.usage_present
+            .with_label_values(&cc)
+            .set(i64::from(observed.usage_present));
+        for component in Component::ALL {
+            self.drift_detected
+                .with_label_values(&[cluster, key, component.as_str()])
+                .set(i64::from(observed.drifted.contains(&component)));
+        }
+        for (component, version) in [
+            ("stackgres", &observed.versions.stackgres),
+            ("atlas", &observed.versions.atlas),
+        ] {
+            self.chart_version_info
+                .with_label_values(&[cluster, key, component, version])
+                .set(1);
+        }
+    }
+}
+
+impl LatestCollector {
+    fn new(latest: Arc<Mutex<Latest>>) -> Result<LatestCollector, prometheus::Error> {
+        let descs = Gauges::new()?
+            .collectors()
+            .iter()
+            .flat_map(|c| c.desc().into_iter().cloned())
+            .collect();
+        Ok(LatestCollector { latest, descs })
+    }
+}
+
+impl Collector for LatestCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        // The names and labels are fixed above and were accepted when the collector was
+        // registered, so building them again cannot fail.
+        let Ok(gauges) = Gauges::new() else {
+            return Vec::new();
+        };
+        if let Ok(latest) = self.latest.lock() {
+            gauges.fill(&latest);
+        }
+        gauges
+            .collectors()
+            .iter()
+            .flat_map(|c| c.collect())
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use fleet_core::model::fleet::ChartVersions;
-    use fleet_core::reconcile::{ClaimPlan, ReadinessReport};
+    use fleet_core::api::release::{NotReadyCause, Readiness};
+    use fleet_core::fleetdir::{load, FileTree};
+    use fleet_core::reconcile::{ClaimPlan, ReleaseReadiness};
+    use fleet_core::testing::{claim_yaml, cluster_yaml};
 
-    fn plan(claims: &[&str], version: &str) -> ClusterPlan {
+    use super::*;
+
+    /// Claims named `names` on cluster `c1`, each in the namespace of its name.
+    fn claims(names: &[&str]) -> Vec<Claim> {
+        let mut tree = FileTree::default();
+        tree.insert("clusters/c1.yaml", cluster_yaml("c1", ""));
+        for name in names {
+            tree.insert(format!("claims/{name}.yaml"), claim_yaml(name, "c1", ""));
+        }
+        load(&tree).fleet.unwrap().claims
+    }
+
+    fn readiness(causes: [Option<NotReadyCause>; 2]) -> ClaimReadiness {
+        let release = |component, cause: Option<NotReadyCause>| ReleaseReadiness {
+            component,
+            release: "x/y".into(),
+            readiness: match cause {
+                None => Readiness::Ready,
+                Some(cause) => Readiness::NotReady {
+                    reason: cause.as_str().into(),
+                    cause,
+                },
+            },
+        };
+        ClaimReadiness {
+            releases: [
+                release(Component::Stackgres, causes[0]),
+                release(Component::Atlas, causes[1]),
+            ],
+        }
+    }
+
+    fn plan(names: &[&str], version: &str) -> ClusterPlan {
         ClusterPlan {
-            claims: claims
+            claims: claims(names)
                 .iter()
-                .map(|name| ClaimPlan {
-                    key: ClaimKey {
-                        namespace: "default".into(),
-                        name: name.to_string(),
-                    },
-                    readiness: ReadinessReport {
-                        ready: true,
-                        reason: None,
-                    },
-                    releases_ready: [(Component::Stackgres, true), (Component::Atlas, true)],
-                    not_ready: [(Component::Stackgres, None), (Component::Atlas, None)],
+                .map(|claim| ClaimPlan {
+                    key: claim.key(),
+                    readiness: readiness([None, None]),
                     usage_present: true,
                     suspended: false,
                     drift: vec![],
@@ -537,26 +571,20 @@ mod tests {
         let m = Metrics::new().unwrap();
         m.record_plan("c1", &plan(&["a", "b"], "1.18.4"));
         m.set_reachable("c1", true);
+        m.count_apply("c1");
         let text = m.encode();
         assert!(
-            text.contains(r#"psql_fleet_claim_ready{claim="default/b",cluster="c1"} 1"#),
+            text.contains(r#"psql_fleet_claim_ready{claim="b/b",cluster="c1"} 1"#),
             "{text}"
         );
         m.record_plan("c1", &plan(&["a"], "1.19.0"));
         let text = m.encode();
-        assert!(!text.contains("default/b"));
+        assert!(!text.contains("b/b"));
         assert!(!text.contains("1.18.4"));
         assert!(text.contains("1.19.0"));
         m.forget_cluster("c1");
         let text = m.encode();
         assert!(!text.contains(r#"cluster="c1""#), "{text}");
-    }
-
-    fn key(name: &str) -> ClaimKey {
-        ClaimKey {
-            namespace: "default".into(),
-            name: name.into(),
-        }
     }
 
     fn not_ready_series(text: &str) -> Vec<&str> {
@@ -568,44 +596,46 @@ mod tests {
     #[test]
     fn a_release_has_one_not_ready_reason_series_until_it_is_ready_or_gone() {
         let m = Metrics::new().unwrap();
-        m.record_unobserved("c1", [key("a"), key("b")]);
+        m.record_unobserved("c1", &claims(&["a", "b"]));
         let text = m.encode();
         assert_eq!(not_ready_series(&text).len(), 4, "{text}");
-        assert!(text.contains(r#"psql_fleet_release_not_ready_reason{claim="default/a",cluster="c1",component="atlas",reason="unobserved"} 1"#), "{text}");
-        assert!(text.contains(r#"psql_fleet_claim_ready{claim="default/b",cluster="c1"} 0"#));
+        assert!(text.contains(r#"psql_fleet_release_not_ready_reason{claim="a/a",cluster="c1",component="atlas",reason="unobserved"} 1"#), "{text}");
+        assert!(text.contains(r#"psql_fleet_claim_ready{claim="b/b",cluster="c1"} 0"#));
 
         // The first pass: a's StackGres Release has no condition yet, its Atlas one is
         // missing; b is gone from the fleet.
         let mut p = plan(&["a"], "1.18.4");
-        p.claims[0].not_ready = [
-            (Component::Stackgres, Some(NotReadyCause::NoCondition)),
-            (Component::Atlas, Some(NotReadyCause::Missing)),
-        ];
+        p.claims[0].readiness = readiness([
+            Some(NotReadyCause::NoCondition),
+            Some(NotReadyCause::Missing),
+        ]);
         m.record_plan("c1", &p);
         let text = m.encode();
         assert_eq!(
             not_ready_series(&text),
             [
-                r#"psql_fleet_release_not_ready_reason{claim="default/a",cluster="c1",component="atlas",reason="missing"} 1"#,
-                r#"psql_fleet_release_not_ready_reason{claim="default/a",cluster="c1",component="stackgres",reason="no_condition"} 1"#,
+                r#"psql_fleet_release_not_ready_reason{claim="a/a",cluster="c1",component="atlas",reason="missing"} 1"#,
+                r#"psql_fleet_release_not_ready_reason{claim="a/a",cluster="c1",component="stackgres",reason="no_condition"} 1"#,
             ],
             "{text}"
         );
-        assert!(!text.contains("default/b"), "{text}");
+        assert!(!text.contains("b/b"), "{text}");
 
-        p.claims[0].not_ready[0].1 = Some(NotReadyCause::ReadyFalse);
-        p.claims[0].not_ready[1].1 = None;
+        p.claims[0].readiness = readiness([Some(NotReadyCause::ReadyFalse), None]);
         m.record_plan("c1", &p);
         let text = m.encode();
         assert_eq!(
             not_ready_series(&text),
             [
-                r#"psql_fleet_release_not_ready_reason{claim="default/a",cluster="c1",component="stackgres",reason="ready_false"} 1"#
+                r#"psql_fleet_release_not_ready_reason{claim="a/a",cluster="c1",component="stackgres",reason="ready_false"} 1"#
             ],
         );
+        // What a pass found stands while the cluster cannot be read again.
+        m.record_unobserved("c1", &claims(&["a"]));
+        assert!(m.encode().contains(r#"reason="ready_false""#));
         // A claim gone from the fleet while the cluster is unreachable loses its series too.
-        m.record_unobserved("c1", []);
-        assert!(!m.encode().contains("default/a"));
+        m.record_unobserved("c1", &[]);
+        assert!(!m.encode().contains("a/a"));
         m.record_plan("c1", &p);
         m.forget_cluster("c1");
         assert!(not_ready_series(&m.encode()).is_empty());
@@ -615,7 +645,7 @@ mod tests {
     fn every_metric_has_a_help_text_a_person_can_read() {
         let m = Metrics::new().unwrap();
         let mut p = plan(&["a"], "1.18.4");
-        p.claims[0].not_ready[0].1 = Some(NotReadyCause::Missing);
+        p.claims[0].readiness = readiness([Some(NotReadyCause::Missing), None]);
         m.record_plan("c1", &p);
         m.set_reachable("c1", true);
         m.count_error("c1", ErrorReason::Timeout);
@@ -659,6 +689,9 @@ mod tests {
     #[test]
     fn only_the_served_revision_has_an_info_series() {
         let m = Metrics::new().unwrap();
+        assert!(m
+            .encode()
+            .contains("psql_fleet_source_last_sync_timestamp_seconds 0"));
         m.set_source("aaa", true, 1.0);
         m.set_source("bbb", true, 2.0);
         let text = m.encode();

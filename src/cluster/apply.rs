@@ -14,9 +14,9 @@ use kube::Client;
 
 use crate::metrics::ErrorReason;
 use fleet_core::api::{Release, Usage};
-use fleet_core::reconcile::diff::apply_body;
+use fleet_core::reconcile::diff::Serialized;
 use fleet_core::reconcile::LiveObject;
-use fleet_core::render::{DesiredObject, ObjectKind, ObjectRef};
+use fleet_core::render::{ObjectKind, ObjectRef};
 
 /// Field manager of every apply (SPEC 2.2).
 pub const FIELD_MANAGER: &str = "psql-fleet";
@@ -177,15 +177,15 @@ impl Writer {
     /// overridden.
     pub async fn apply(
         &self,
-        object: &DesiredObject,
+        object: &Serialized,
         force: bool,
     ) -> Result<Option<LiveObject>, Error> {
-        let at = object.object_ref();
+        let at = object.object.object_ref();
         let mut params = PatchParams::apply(FIELD_MANAGER);
         if force {
             params = params.force();
         }
-        let body = apply_body(object);
+        let body = object.apply_body();
         let api = self.api(&at);
         let served = self
             .bounded(&at, api.patch(&at.name, &params, &Patch::Apply(&body)))

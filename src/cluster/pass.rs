@@ -16,7 +16,7 @@ use fleet_core::api::LABEL_PSQL;
 use fleet_core::reconcile::{
     plan_cluster, Action, ApplyReason, ClusterInput, ClusterPlan, Drift, LiveState,
 };
-use fleet_core::render::{claim_object_refs, ObjectRef};
+use fleet_core::render::ObjectRef;
 use fleet_core::rollout::Health;
 
 /// What a worker remembers across sessions.
@@ -147,10 +147,10 @@ pub async fn run(
     shared.metrics.record_plan(name, &plan);
     let failed = errors.len();
     for claim in &plan.claims {
-        tracing::debug!(claim = %claim.key, ready = claim.readiness.ready, reason = claim.readiness.reason.as_deref().unwrap_or(""), "claim");
+        tracing::debug!(claim = %claim.key, ready = claim.readiness.is_ready(), reason = claim.readiness.reason().unwrap_or_default(), "claim");
     }
     tracing::debug!(actions = plan.actions.len(), failed, "pass done");
-    let health = rollout_health(given, name, &plan, &view.live, &errors);
+    let health = rollout_health(given, &plan, &errors);
     record_status(shared, name, &given.revision, &plan, errors);
     let report = Report {
         cluster: name.to_string(),
@@ -174,7 +174,7 @@ fn claim_of(action: &Action, live: &LiveState) -> String {
     let at = action.object_ref();
     let name = match action {
         Action::Apply { object, .. } => {
-            let labels = match object.as_ref() {
+            let labels = match &object.object {
                 fleet_core::render::DesiredObject::Release(r) => r.metadata.labels.as_ref(),
                 fleet_core::render::DesiredObject::Usage(u) => u.metadata.labels.as_ref(),
             };
@@ -188,16 +188,10 @@ fn claim_of(action: &Action, live: &LiveState) -> String {
     format!("{}/{}", at.namespace, name.as_deref().unwrap_or("?"))
 }
 
-/// How the pass went, for the rollout gate: ready only when nothing was left to write,
-/// every claim is ready, and each Release's readiness was reported for its current spec
-/// (a `Ready=True` from before the update does not count).
-fn rollout_health(
-    given: &Accepted,
-    name: &str,
-    plan: &ClusterPlan,
-    live: &LiveState,
-    errors: &[String],
-) -> Health {
+/// How the pass went, for the rollout gate: ready only when nothing was left to write and
+/// every claim is ready (which counts a Release's `Ready=True` only when it was reported
+/// for its current spec).
+fn rollout_health(given: &Accepted, plan: &ClusterPlan, errors: &[String]) -> Health {
     let mut waiting: Vec<String> = Vec::new();
     if let Some(s) = plan.suspended {
         waiting.push(format!("suspended ({s:?})").to_lowercase());
@@ -205,17 +199,9 @@ fn rollout_health(
     if plan.actions.iter().any(Action::writes) {
         waiting.push("changes still being applied".into());
     }
-    for claim in plan.claims.iter().filter(|c| !c.readiness.ready) {
-        let reason = claim.readiness.reason.as_deref().unwrap_or("not ready");
-        waiting.push(format!("claim {}: {reason}", claim.key));
-    }
-    for claim in given.fleet.claims_of(name) {
-        for at in claim_object_refs(claim).iter().take(2) {
-            if live.get(at).is_some_and(|o| !o.ready_condition_current()) {
-                waiting.push(format!(
-                    "{at}: readiness not yet reported for the current spec"
-                ));
-            }
+    for claim in &plan.claims {
+        if let Some(reason) = claim.readiness.reason() {
+            waiting.push(format!("claim {}: {reason}", claim.key));
         }
     }
     Health {
@@ -340,8 +326,8 @@ fn record_status(
             .iter()
             .map(|c| ClaimStatus {
                 claim: c.key.to_string(),
-                ready: c.readiness.ready,
-                reason: c.readiness.reason.clone(),
+                ready: c.readiness.is_ready(),
+                reason: c.readiness.reason(),
                 usage_present: c.usage_present,
                 suspended: c.suspended,
                 drift: c

@@ -96,7 +96,7 @@ pub async fn run(
                 }
                 Some((_, Err(e))) => {
                     if !view.synced() {
-                        let claims = started_with.newest.fleet.claims_of(name).map(|c| c.key());
+                        let claims = started_with.newest.fleet.claims_of(name);
                         shared.metrics.record_unobserved(name, claims);
                     }
                     let (what, reason) = watch_error(&e);

@@ -60,7 +60,7 @@ pub async fn run(
                 tracing::warn!(cluster = %name, error = %e, "cannot build client");
                 shared.metrics.count_error(&name, ErrorReason::Kubeconfig);
                 shared.metrics.set_reachable(&name, false);
-                let claims = current.newest.fleet.claims_of(&name).map(|c| c.key());
+                let claims = current.newest.fleet.claims_of(&name);
                 shared.metrics.record_unobserved(&name, claims);
                 shared.update_status(&name, |s| {
                     s.reachable = false;

@@ -247,16 +247,20 @@ pub enum NotReadyCause {
     /// It exists but reports no `Ready` condition yet.
     NoCondition,
     ReadyFalse,
-    /// `Ready=Unknown`, or any status other than `True` or `False`.
+    /// `Ready=Unknown`, or any status other than `True` or `False`, or `Ready=True` said
+    /// of an older generation of the spec.
     ReadyUnknown,
+    /// The cluster has not been read since the agent started (unreachable, no kubeconfig).
+    Unobserved,
 }
 
 impl NotReadyCause {
-    pub const ALL: [NotReadyCause; 4] = [
+    pub const ALL: [NotReadyCause; 5] = [
         Self::Missing,
         Self::NoCondition,
         Self::ReadyFalse,
         Self::ReadyUnknown,
+        Self::Unobserved,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -265,6 +269,7 @@ impl NotReadyCause {
             Self::NoCondition => "no_condition",
             Self::ReadyFalse => "ready_false",
             Self::ReadyUnknown => "ready_unknown",
+            Self::Unobserved => "unobserved",
         }
     }
 }

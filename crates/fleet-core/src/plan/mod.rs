@@ -73,7 +73,8 @@ impl Snapshot {
             .into_iter()
             .map(|(name, state)| {
                 let wave = head.clusters.get(&name).and_then(|c| c.wave.clone());
-                let objects = state.map(|s| s.into_iter().map(|(r, o)| (r, o.json)).collect());
+                let objects =
+                    state.map(|s| s.into_iter().map(|(r, o)| (r, o.into_json())).collect());
                 (name, ClusterSnapshot { wave, objects })
             })
             .collect();

@@ -199,13 +199,7 @@ fn against_live_server_additions_are_ignored_and_strays_are_deleted() {
         if at.name == "stackgres-operator" {
             json["spec"]["forProvider"]["chart"]["version"] = json!("1.17.0");
         }
-        state.insert(
-            at.clone(),
-            LiveObject {
-                object_ref: at.clone(),
-                json,
-            },
-        );
+        state.insert(at.clone(), LiveObject::from_json(json).unwrap());
     }
     let stray = json!({"apiVersion": "helm.m.crossplane.io/v1beta1", "kind": "Release", "metadata": {"name": "old", "namespace": "x"}});
     let stray = LiveObject::from_json(stray).unwrap();

@@ -73,7 +73,7 @@ pub enum DeleteReason {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     Apply {
-        object: Box<DesiredObject>,
+        object: Box<Serialized>,
         reason: ApplyReason,
         /// Take the fields over from any other field manager ([`forces`]).
         force: bool,
@@ -91,7 +91,7 @@ pub enum Action {
 impl Action {
     pub fn object_ref(&self) -> ObjectRef {
         match self {
-            Action::Apply { object, .. } => object.object_ref(),
+            Action::Apply { object, .. } => object.object.object_ref(),
             Action::ReportDrift { object, .. } | Action::Delete { object, .. } => object.clone(),
         }
     }
@@ -102,33 +102,58 @@ impl Action {
     }
 }
 
-/// Hex SHA-256 of the object's canonical JSON, cut to 32 characters (enough to tell
-/// revisions apart, short enough to read in `kubectl get -o yaml`).
-pub fn desired_hash(object: &DesiredObject) -> String {
-    let bytes = serde_json::to_vec(&object.to_json()).unwrap_or_default();
-    let digest = Sha256::digest(&bytes);
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+/// A desired object serialised once per pass: the JSON the live object is compared with,
+/// and the hash of that JSON, which the apply records and drift detection reads back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Serialized {
+    pub object: DesiredObject,
+    pub json: Value,
+    /// Hex SHA-256 of the canonical JSON, cut to 32 characters (enough to tell revisions
+    /// apart, short enough to read in `kubectl get -o yaml`).
+    pub hash: String,
 }
 
-/// The server-side-apply body: the desired object plus its hash annotation.
-pub fn apply_body(object: &DesiredObject) -> Value {
-    let hash = desired_hash(object);
-    let mut json = object.to_json();
-    if let Some(meta) = json.get_mut("metadata").and_then(Value::as_object_mut) {
-        let annotations = meta
-            .entry("annotations")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Some(a) = annotations.as_object_mut() {
-            a.insert(ANNOTATION_DESIRED_HASH.to_string(), Value::String(hash));
-        }
+impl Serialized {
+    pub fn new(object: DesiredObject) -> Serialized {
+        let json = object.to_json();
+        let bytes = serde_json::to_vec(&json).unwrap_or_default();
+        let digest = Sha256::digest(&bytes);
+        let hash = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        Serialized { object, json, hash }
     }
-    json
+
+    /// The server-side-apply body: the desired object plus its hash annotation.
+    pub fn apply_body(&self) -> Value {
+        let mut json = self.json.clone();
+        if let Some(meta) = json.get_mut("metadata").and_then(Value::as_object_mut) {
+            let annotations = meta
+                .entry("annotations")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Some(a) = annotations.as_object_mut() {
+                a.insert(
+                    ANNOTATION_DESIRED_HASH.to_string(),
+                    Value::String(self.hash.clone()),
+                );
+            }
+        }
+        json
+    }
+}
+
+/// [`Serialized::hash`] of one object, for a caller that needs only the hash.
+pub fn desired_hash(object: &DesiredObject) -> String {
+    Serialized::new(object.clone()).hash
+}
+
+/// [`Serialized::apply_body`] of one object, for a caller that needs only the body.
+pub fn apply_body(object: &DesiredObject) -> Value {
+    Serialized::new(object.clone()).apply_body()
 }
 
 /// The verdict on one desired object. `seen_before`: the object was observed on the cluster
 /// earlier, so its absence now is a deletion by hand rather than a first creation.
 pub fn diff_object(
-    desired: &DesiredObject,
+    desired: &Serialized,
     live: Option<&LiveObject>,
     seen_before: bool,
 ) -> ObjectDiff {
@@ -142,14 +167,12 @@ pub fn diff_object(
     if live.terminating() {
         return ObjectDiff::Terminating;
     }
-    let fields = differing_fields(&desired.to_json(), &live.json);
+    let fields = differing_fields(&desired.json, live.json());
     if fields.is_empty() {
         return ObjectDiff::InSync;
     }
     match live.annotation(ANNOTATION_DESIRED_HASH) {
-        Some(hash) if hash == desired_hash(desired) => {
-            ObjectDiff::Drift(Drift::Modified { fields })
-        }
+        Some(hash) if hash == desired.hash => ObjectDiff::Drift(Drift::Modified { fields }),
         _ => ObjectDiff::Update,
     }
 }
@@ -167,8 +190,9 @@ pub fn diff(
         .iter()
         .filter_map(|object| {
             let at = object.object_ref();
-            let verdict = diff_object(object, live.get(&at), seen_before(&at));
-            action_for(object, verdict, policy, fleet_force)
+            let object = Serialized::new(object.clone());
+            let verdict = diff_object(&object, live.get(&at), seen_before(&at));
+            action_for(&object, verdict, policy, fleet_force)
         })
         .collect()
 }
@@ -183,7 +207,7 @@ pub fn forces(reason: &ApplyReason, fleet_force: bool) -> bool {
 
 /// What the drift policy makes of a verdict.
 pub fn action_for(
-    object: &DesiredObject,
+    object: &Serialized,
     verdict: ObjectDiff,
     policy: DriftPolicy,
     fleet_force: bool,
@@ -200,7 +224,7 @@ pub fn action_for(
         ObjectDiff::Drift(drift) => Some(match policy {
             DriftPolicy::Correct => apply(ApplyReason::CorrectDrift(drift)),
             DriftPolicy::Report => Action::ReportDrift {
-                object: object.object_ref(),
+                object: object.object.object_ref(),
                 drift,
             },
         }),
@@ -263,7 +287,11 @@ mod tests {
         let objects = rendered(&claim("a", "c1"), true);
         for object in &objects {
             assert_eq!(
-                diff_object(object, Some(&applied(object, Some(true))), true),
+                diff_object(
+                    &Serialized::new(object.clone()),
+                    Some(&applied(object, Some(true))),
+                    true
+                ),
                 ObjectDiff::InSync
             );
         }
@@ -283,12 +311,14 @@ mod tests {
         let objects = rendered(&claim("a", "c1"), false);
         let sg = &objects[0];
         let mut edited = applied(sg, Some(true));
-        edited.json["spec"]["rollbackLimit"] = json!(7);
-        edited.json["metadata"]["labels"]["extra"] = json!("added by someone");
+        edited.edit(|j| {
+            j["spec"]["rollbackLimit"] = json!(7);
+            j["metadata"]["labels"]["extra"] = json!("added by someone");
+        });
         let mut stale_hash = edited.clone();
-        stale_hash.json["metadata"]["annotations"][ANNOTATION_DESIRED_HASH] = json!("old");
+        stale_hash.edit(|j| j["metadata"]["annotations"][ANNOTATION_DESIRED_HASH] = json!("old"));
         let mut terminating = applied(sg, None);
-        terminating.json["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        terminating.edit(|j| j["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z"));
         let cases = [
             ("never seen and absent", None, false, ObjectDiff::Create),
             (
@@ -325,13 +355,14 @@ mod tests {
             ),
         ];
         for (name, live_object, seen, want) in cases {
-            assert_eq!(diff_object(sg, live_object.as_ref(), seen), want, "{name}");
+            let sg = Serialized::new(sg.clone());
+            assert_eq!(diff_object(&sg, live_object.as_ref(), seen), want, "{name}");
         }
     }
 
     #[test]
     fn drift_is_corrected_or_only_reported_according_to_the_policy() {
-        let sg = rendered(&claim("a", "c1"), false).remove(0);
+        let sg = Serialized::new(rendered(&claim("a", "c1"), false).remove(0));
         let drift = ObjectDiff::Drift(Drift::Deleted);
         assert_eq!(
             action_for(&sg, drift.clone(), DriftPolicy::Correct, false),
@@ -344,7 +375,7 @@ mod tests {
         assert_eq!(
             action_for(&sg, drift, DriftPolicy::Report, true),
             Some(Action::ReportDrift {
-                object: sg.object_ref(),
+                object: sg.object.object_ref(),
                 drift: Drift::Deleted
             })
         );
@@ -352,7 +383,7 @@ mod tests {
 
     #[test]
     fn only_drift_correction_or_the_fleets_force_setting_takes_fields_over() {
-        let sg = rendered(&claim("a", "c1"), false).remove(0);
+        let sg = Serialized::new(rendered(&claim("a", "c1"), false).remove(0));
         let modified = Drift::Modified {
             fields: vec!["spec.rollbackLimit".into()],
         };

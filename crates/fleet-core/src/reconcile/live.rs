@@ -6,16 +6,22 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::api::release::{Readiness, ReleaseStatus};
+use serde::Deserialize;
+
+use crate::api::release::{NotReadyCause, Readiness, ReleaseStatus};
 use crate::api::{LABEL_FLEET, LABEL_PSQL};
 use crate::model::Chart;
 use crate::render::{ObjectKind, ObjectRef};
 
-/// One live object, whole, as JSON.
+/// One live object, whole, as JSON, with what the decisions read of it taken out once.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LiveObject {
     pub object_ref: ObjectRef,
-    pub json: Value,
+    json: Value,
+    /// A Release's readiness, read from its status once, when the object arrives (every
+    /// pass, the metrics, the status and both gates read it, never the JSON again); `None`
+    /// for a Usage.
+    readiness: Option<Readiness>,
 }
 
 /// The live objects of one cluster, by where they live.
@@ -36,6 +42,7 @@ impl LiveObject {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
+        let readiness = (kind == ObjectKind::Release).then(|| release_readiness(&json));
         Some(LiveObject {
             object_ref: ObjectRef {
                 kind,
@@ -43,7 +50,24 @@ impl LiveObject {
                 namespace,
             },
             json,
+            readiness,
         })
+    }
+
+    pub fn json(&self) -> &Value {
+        &self.json
+    }
+
+    pub fn into_json(self) -> Value {
+        self.json
+    }
+
+    /// Changes the object in place, and what is read of it with it.
+    pub fn edit(&mut self, f: impl FnOnce(&mut Value)) {
+        f(&mut self.json);
+        if self.object_ref.kind == ObjectKind::Release {
+            self.readiness = Some(release_readiness(&self.json));
+        }
     }
 
     pub fn label(&self, key: &str) -> Option<&str> {
@@ -77,55 +101,9 @@ impl LiveObject {
             .is_some_and(|v| !v.is_null())
     }
 
-    /// Readiness of a Release from its `status.conditions` (SPEC 1.6); a status that does
-    /// not parse counts as not ready.
-    pub fn release_readiness(&self) -> Readiness {
-        let status = self
-            .json
-            .get("status")
-            .and_then(|s| serde_json::from_value::<ReleaseStatus>(s.clone()).ok());
-        let readiness = ReleaseStatus::readiness(status.as_ref());
-        // Ready=True said of an older generation is stale: the spec just changed (a forced
-        // takeover, an upgrade) and the controller has not looked at it yet.
-        let generation = self
-            .json
-            .pointer("/metadata/generation")
-            .and_then(Value::as_i64);
-        let observed = status
-            .as_ref()
-            .and_then(|s| crate::api::condition::find(s.conditions.as_deref(), "Ready"))
-            .and_then(|c| c.observed_generation);
-        match (readiness, generation, observed) {
-            (Readiness::Ready, Some(g), Some(o)) if o < g => Readiness::NotReady {
-                cause: crate::api::release::NotReadyCause::ReadyUnknown,
-                reason: format!(
-                    "Ready=True is for generation {o}; generation {g} not yet observed"
-                ),
-            },
-            (readiness, ..) => readiness,
-        }
-    }
-
-    /// Whether the Release's `Ready` condition was set for its current spec: Crossplane
-    /// stamps each condition with the `metadata.generation` it observed, so a `Ready=True`
-    /// left over from before an update is not taken for the new spec's readiness. A
-    /// condition without the stamp counts as current.
-    pub fn ready_condition_current(&self) -> bool {
-        let generation = self
-            .json
-            .pointer("/metadata/generation")
-            .and_then(Value::as_i64);
-        let observed = self
-            .json
-            .pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-            .and_then(|c| c.get("observedGeneration"))
-            .and_then(Value::as_i64);
-        match (generation, observed) {
-            (Some(g), Some(o)) => o >= g,
-            _ => true,
-        }
+    /// A Release's readiness (SPEC 1.6); `None` for a Usage.
+    pub fn release_readiness(&self) -> Option<&Readiness> {
+        self.readiness.as_ref()
     }
 
     /// Which chart a Release installs; names are configurable, the chart is not.
@@ -148,6 +126,29 @@ impl LiveObject {
         self.json
             .pointer("/spec/by/resourceRef/name")
             .and_then(Value::as_str)
+    }
+}
+
+/// Readiness of a Release from its `status.conditions` (SPEC 1.6); a status that does not
+/// parse counts as not ready. `Ready=True` counts only when Crossplane stamped it with the
+/// object's current `metadata.generation` (or did not stamp it at all): one left over from
+/// before an update (a forced takeover, an upgrade) is not the new spec's readiness.
+fn release_readiness(json: &Value) -> Readiness {
+    let status = json
+        .get("status")
+        .and_then(|s| ReleaseStatus::deserialize(s).ok());
+    let readiness = ReleaseStatus::readiness(status.as_ref());
+    let generation = json.pointer("/metadata/generation").and_then(Value::as_i64);
+    let observed = status
+        .as_ref()
+        .and_then(|s| crate::api::condition::find(s.conditions.as_deref(), "Ready"))
+        .and_then(|c| c.observed_generation);
+    match (readiness, generation, observed) {
+        (Readiness::Ready, Some(g), Some(o)) if o < g => Readiness::NotReady {
+            cause: NotReadyCause::ReadyUnknown,
+            reason: format!("Ready=True is for generation {o}; generation {g} not yet observed"),
+        },
+        (readiness, ..) => readiness,
     }
 }
 
@@ -198,23 +199,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_ready_condition_from_an_older_generation_is_not_current() {
+    fn a_ready_condition_counts_for_the_generation_it_was_stamped_with() {
         let mut r = served(
             json!({"kind": "Release", "metadata": {"name": "x", "namespace": "d"}}),
             Some(true),
         );
-        assert!(r.ready_condition_current(), "no stamp: current");
-        r.json["metadata"]["generation"] = json!(3);
-        r.json["status"]["conditions"][1]["observedGeneration"] = json!(2);
-        assert!(!r.ready_condition_current());
-        r.json["status"]["conditions"][1]["observedGeneration"] = json!(3);
-        assert!(r.ready_condition_current());
+        assert!(
+            r.release_readiness().unwrap().is_ready(),
+            "no stamp: current"
+        );
+        r.edit(|j| {
+            j["metadata"]["generation"] = json!(3);
+            j["status"]["conditions"][1]["observedGeneration"] = json!(2);
+        });
+        assert!(!r.release_readiness().unwrap().is_ready());
+        r.edit(|j| j["status"]["conditions"][1]["observedGeneration"] = json!(3));
+        assert!(r.release_readiness().unwrap().is_ready());
     }
 
     #[test]
     fn a_release_without_status_is_not_ready_and_says_why() {
         let r = live(json!({"kind": "Release", "metadata": {"name": "a", "namespace": "default"}}));
-        assert!(!r.release_readiness().is_ready());
+        assert!(!r.release_readiness().unwrap().is_ready());
     }
 
     #[test]
@@ -225,8 +231,8 @@ mod tests {
                 "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Available", "observedGeneration": observed, "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}),
             )
         };
-        assert!(release(2, 2).release_readiness().is_ready());
-        let stale = release(3, 2).release_readiness();
+        assert!(release(2, 2).release_readiness().unwrap().is_ready());
+        let stale = release(3, 2).release_readiness().unwrap().clone();
         assert!(!stale.is_ready());
         assert!(
             format!("{stale:?}").contains("generation 3 not yet observed"),
@@ -248,5 +254,6 @@ mod tests {
             json!({"kind": "Usage", "metadata": {"name": "a", "namespace": "n", "deletionTimestamp": "2026-01-01T00:00:00Z"}}),
         );
         assert!(r.terminating());
+        assert_eq!(r.release_readiness(), None, "a Usage has no readiness");
     }
 }

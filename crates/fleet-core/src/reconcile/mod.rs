@@ -17,9 +17,8 @@ pub use backoff::Backoff;
 pub use diff::{Action, ApplyReason, DeleteReason, Drift};
 pub use live::{LiveObject, LiveState};
 pub use prune::{check_mass_prune, MassPrune};
-pub use readiness::{ClaimReadiness, ReadinessReport};
+pub use readiness::{ClaimReadiness, ReleaseReadiness};
 
-use crate::api::release::NotReadyCause;
 use crate::fleetdir::LoadedFleet;
 use crate::model::fleet::{ChartVersions, DriftPolicy};
 use crate::model::{Claim, ClaimKey, Cluster};
@@ -82,16 +81,10 @@ pub struct ClusterPlan {
 }
 
 /// Where one claim stands on its cluster.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ClaimPlan {
     pub key: ClaimKey,
-    pub readiness: ReadinessReport,
-    /// Readiness of each Release, for the `release_ready` series.
-    pub releases_ready: [(Component, bool); 2],
-    /// Why each Release that is not ready is not (`None` when ready), for the
-    /// `release_not_ready_reason` series.
-    pub not_ready: [(Component, Option<NotReadyCause>); 2],
+    pub readiness: ClaimReadiness,
     pub usage_present: bool,
     pub suspended: bool,
     pub drift: Vec<(Component, Drift)>,
@@ -142,15 +135,17 @@ pub fn plan_cluster(input: &ClusterInput<'_>) -> ClusterPlan {
         let readiness = ClaimReadiness::observe(claim, live);
         let objects = render_claim(claim, &ctx, readiness.observed()).into_objects();
         let mut drift = Vec::new();
-        for object in &objects {
+        for object in objects {
             let at = object.object_ref();
-            let verdict = diff::diff_object(object, live.get(&at), (input.seen)(&at));
+            // Serialised once: the diff, the drift check and the apply all read this.
+            let object = diff::Serialized::new(object);
+            let verdict = diff::diff_object(&object, live.get(&at), (input.seen)(&at));
             if let diff::ObjectDiff::Drift(d) = &verdict {
                 if let Some(component) = Component::of(claim, &at) {
                     drift.push((component, d.clone()));
                 }
             }
-            if let Some(action) = diff::action_for(object, verdict, policy, fleet.settings.force())
+            if let Some(action) = diff::action_for(&object, verdict, policy, fleet.settings.force())
             {
                 if !claim.suspended {
                     plan.actions.push(action);
@@ -171,15 +166,7 @@ pub fn plan_cluster(input: &ClusterInput<'_>) -> ClusterPlan {
         desired_refs.insert(usage_ref.clone());
         plan.claims.push(ClaimPlan {
             key: claim.key(),
-            readiness: readiness.report(claim),
-            releases_ready: [
-                (Component::Stackgres, readiness.stackgres.is_ready()),
-                (Component::Atlas, readiness.atlas.is_ready()),
-            ],
-            not_ready: [
-                (Component::Stackgres, readiness.stackgres.cause()),
-                (Component::Atlas, readiness.atlas.cause()),
-            ],
+            readiness,
             usage_present: live.get(usage_ref).is_some_and(|u| !u.terminating()),
             suspended: claim.suspended,
             drift,

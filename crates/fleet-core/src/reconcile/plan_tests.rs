@@ -4,7 +4,6 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
-use super::diff::apply_body;
 use super::live::fixtures::served;
 use super::tests::{claim_yaml, cluster_yaml, fleet};
 use super::*;
@@ -46,9 +45,9 @@ impl FakeCluster {
         for action in actions {
             match action {
                 Action::Apply { object, .. } => {
-                    let ready =
-                        (object.kind() == ObjectKind::Release).then_some(self.releases_ready);
-                    let live = served(apply_body(object), ready);
+                    let ready = (object.object.kind() == ObjectKind::Release)
+                        .then_some(self.releases_ready);
+                    let live = served(object.apply_body(), ready);
                     self.seen.insert(live.object_ref.clone());
                     self.live.insert(live.object_ref.clone(), live);
                 }
@@ -113,11 +112,11 @@ fn a_new_claim_gets_its_releases_first_and_its_usage_once_both_are_ready() {
     cluster.carry_out(&first.actions);
     let waiting = cluster.plan(&f, "c1");
     assert!(waiting.actions.is_empty(), "{:?}", waiting.actions);
-    assert!(!waiting.claims[0].readiness.ready);
+    assert!(!waiting.claims[0].readiness.is_ready());
     assert!(!waiting.claims[0].usage_present);
 
     for r in cluster.live.values_mut() {
-        r.json["status"]["conditions"][1]["status"] = json!("True");
+        r.edit(|j| j["status"]["conditions"][1]["status"] = json!("True"));
     }
     let gate_open = cluster.plan(&f, "c1");
     assert_eq!(
@@ -127,7 +126,7 @@ fn a_new_claim_gets_its_releases_first_and_its_usage_once_both_are_ready() {
     cluster.carry_out(&gate_open.actions);
     let steady = cluster.plan(&f, "c1");
     assert!(steady.actions.is_empty());
-    assert!(steady.claims[0].readiness.ready && steady.claims[0].usage_present);
+    assert!(steady.claims[0].readiness.is_ready() && steady.claims[0].usage_present);
 }
 
 #[test]
@@ -140,11 +139,14 @@ fn a_usage_stays_when_a_release_stops_being_ready() {
         name: "atlas-operator".into(),
         namespace: "app".into(),
     };
-    cluster.live.get_mut(&atlas).unwrap().json["status"]["conditions"][1]["status"] =
-        json!("False");
+    cluster
+        .live
+        .get_mut(&atlas)
+        .unwrap()
+        .edit(|j| j["status"]["conditions"][1]["status"] = json!("False"));
     let upgrading = cluster.plan(&f, "c1");
     assert!(upgrading.actions.is_empty(), "{:?}", upgrading.actions);
-    assert!(!upgrading.claims[0].readiness.ready);
+    assert!(!upgrading.claims[0].readiness.is_ready());
     assert!(upgrading.claims[0].usage_present);
 }
 
@@ -160,11 +162,11 @@ fn a_usage_deleted_while_a_release_is_not_ready_waits_for_the_gate() {
     };
     cluster.live.remove(&usage);
     for r in cluster.live.values_mut() {
-        r.json["status"]["conditions"][1]["status"] = json!("False");
+        r.edit(|j| j["status"]["conditions"][1]["status"] = json!("False"));
     }
     assert!(cluster.plan(&f, "c1").actions.is_empty());
     for r in cluster.live.values_mut() {
-        r.json["status"]["conditions"][1]["status"] = json!("True");
+        r.edit(|j| j["status"]["conditions"][1]["status"] = json!("True"));
     }
     assert_eq!(
         names(&cluster.plan(&f, "c1").actions),
@@ -186,8 +188,11 @@ fn a_hand_edit_is_corrected_or_reported_by_the_cluster_policy() {
             name: "stackgres-operator".into(),
             namespace: "app".into(),
         };
-        cluster.live.get_mut(&sg).unwrap().json["spec"]["forProvider"]["chart"]["version"] =
-            json!("9.9.9");
+        cluster
+            .live
+            .get_mut(&sg)
+            .unwrap()
+            .edit(|j| j["spec"]["forProvider"]["chart"]["version"] = json!("9.9.9"));
         let plan = cluster.plan(&f, "c1");
         assert_eq!(
             names(&plan.actions),
@@ -325,7 +330,11 @@ fn a_new_revision_forces_only_under_fleet_force_and_a_drift_correction_always() 
             name: "stackgres-operator".into(),
             namespace: "app".into(),
         };
-        cluster.live.get_mut(&sg).unwrap().json["spec"]["rollbackLimit"] = json!(9);
+        cluster
+            .live
+            .get_mut(&sg)
+            .unwrap()
+            .edit(|j| j["spec"]["rollbackLimit"] = json!(9));
         assert_eq!(
             forced(&cluster.plan(&f, "c1").actions),
             vec![("Release app/stackgres-operator".to_string(), true)]

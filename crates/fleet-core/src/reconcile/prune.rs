@@ -217,8 +217,9 @@ mod tests {
             name: "atlas-operator".into(),
             namespace: "default".into(),
         };
-        live.get_mut(&atlas).unwrap().json["metadata"]["deletionTimestamp"] =
-            json!("2026-01-01T00:00:00Z");
+        live.get_mut(&atlas)
+            .unwrap()
+            .edit(|j| j["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z"));
         let groups = stale_groups(&live, "default", &BTreeSet::new());
         let group = groups.values().next().unwrap();
         assert!(next_deletions(group, &live).is_empty());
