@@ -21,7 +21,7 @@ fn source(url: &str, cache: &Path, token_file: &Path) -> GitSource {
         url: url.to_string(),
         cache_dir: cache.to_path_buf(),
         reference: GitRef::Branch("main".into()),
-        credentials: Credentials::load(Some(token_file), None).unwrap(),
+        credentials: Credentials::load(Some(token_file)).unwrap(),
     }
 }
 

@@ -43,6 +43,17 @@ pub struct RolloutDriver {
     observers: Vec<Arc<dyn WaveObserver>>,
 }
 
+/// Why an operator's halt or resume did not take.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("rollout state unavailable")]
+    Unavailable,
+    #[error("no rollout: no revision served yet")]
+    NoRollout,
+    #[error(transparent)]
+    Refused(#[from] fleet_core::rollout::ControlError),
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -220,16 +231,16 @@ impl RolloutDriver {
     }
 
     /// `psql-fleet rollout halt`.
-    pub fn halt(&self, reason: &str) -> Result<RolloutStatus, String> {
-        let mut inner = self.inner.lock().map_err(|_| "rollout state unavailable")?;
+    pub fn halt(&self, reason: &str) -> Result<RolloutStatus, ControlError> {
+        let mut inner = self.inner.lock().map_err(|_| ControlError::Unavailable)?;
         let transitions = inner.state.halt(reason, now_ms())?;
         self.finish(&mut inner, transitions);
         self.current(&inner)
     }
 
     /// `psql-fleet rollout resume`.
-    pub fn resume(&self) -> Result<RolloutStatus, String> {
-        let mut inner = self.inner.lock().map_err(|_| "rollout state unavailable")?;
+    pub fn resume(&self) -> Result<RolloutStatus, ControlError> {
+        let mut inner = self.inner.lock().map_err(|_| ControlError::Unavailable)?;
         let transitions = inner.state.resume(now_ms())?;
         // The reports that failed the wave must not fail it again: it is judged on passes
         // made after the resume.
@@ -243,13 +254,13 @@ impl RolloutDriver {
         self.current(&inner).ok()
     }
 
-    fn current(&self, inner: &Inner) -> Result<RolloutStatus, String> {
+    fn current(&self, inner: &Inner) -> Result<RolloutStatus, ControlError> {
         inner
             .state
             .rollout
             .as_ref()
             .map(RolloutStatus::of)
-            .ok_or_else(|| "no rollout: no revision served yet".to_string())
+            .ok_or(ControlError::NoRollout)
     }
 
     /// Logs, notifies, forgets revisions no cluster needs, saves, publishes, wakes.

@@ -178,7 +178,7 @@ impl Endpoints {
                         "application/json",
                         serde_json::to_string_pretty(&r).unwrap_or_default(),
                     ),
-                    Err(e) => json_error(StatusCode::CONFLICT, &e),
+                    Err(e) => json_error(StatusCode::CONFLICT, &e.to_string()),
                 }
             }
             _ => self.route(&path),

@@ -7,8 +7,8 @@ pub mod accept;
 pub mod commit_status;
 pub mod driver;
 pub mod http;
+pub mod workers;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -17,12 +17,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::cluster::{worker, Accepted, Assignment, Report, Shared};
-use crate::metrics::Metrics;
-use crate::source::git::{GitRef, GitSource};
-use crate::source::{local, Revision, SourceSpec};
+use crate::cluster::{Accepted, Report, Shared};
+use crate::metrics::{ErrorReason, Metrics};
+use crate::source::git::GitRef;
+use crate::source::{GitSettings, Revision, SourceSpec};
 use crate::status::StatusReport;
 use crate::webhook::Trigger;
+use fleet_core::rollout::store::Store;
+use workers::Workers;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -62,61 +64,6 @@ pub struct Config {
 pub struct WebhookConfig {
     pub listen: SocketAddr,
     pub secret: crate::webhook::Secret,
-}
-
-/// Reads revisions from the source into `out` until the receiver goes away.
-/// A Git source also fetches as soon as `trigger` fires (a webhook delivery).
-fn spawn_source(
-    config: &Config,
-    out: mpsc::Sender<Result<Revision, String>>,
-    trigger: Trigger,
-) -> JoinHandle<()> {
-    match &config.source {
-        SourceSpec::Dir(dir) => {
-            let (tx, mut rx) = mpsc::channel(4);
-            tokio::spawn(local::watch(dir.clone(), local::SETTLE, tx));
-            tokio::spawn(async move {
-                while let Some(r) = rx.recv().await {
-                    if out.send(r.map_err(|e| e.to_string())).await.is_err() {
-                        return;
-                    }
-                }
-            })
-        }
-        SourceSpec::Git(url) => {
-            let source = GitSource {
-                url: url.clone(),
-                cache_dir: config.cache_dir.clone(),
-                reference: config.reference.clone(),
-                credentials: config.credentials.clone(),
-            };
-            let interval = config.interval;
-            tokio::spawn(async move {
-                let mut last: Option<String> = None;
-                loop {
-                    let s = source.clone();
-                    let result = tokio::task::spawn_blocking(move || s.sync())
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r.map_err(|e| e.to_string()));
-                    let fresh = match &result {
-                        Ok(r) => last.as_deref() != Some(r.id.as_str()),
-                        Err(_) => true,
-                    };
-                    if let Ok(r) = &result {
-                        last = Some(r.id.clone());
-                    }
-                    if fresh && out.send(result).await.is_err() {
-                        return;
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(interval) => {}
-                        _ = trigger.fired() => tracing::info!("webhook: fetching the source now"),
-                    }
-                }
-            })
-        }
-    }
 }
 
 fn now_seconds() -> f64 {
@@ -165,33 +112,6 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
         .map_err(|source| Error::Listen { addr, source })
 }
 
-/// A cluster's worker: its task, and where its assignment is sent.
-struct Worker {
-    assignment: watch::Sender<Assignment>,
-    task: JoinHandle<()>,
-}
-
-/// Sends each worker its assignment, where it changed.
-fn assign(
-    workers: &BTreeMap<String, Worker>,
-    newest: &Arc<Accepted>,
-    rollouts: &driver::RolloutDriver,
-) {
-    for (name, worker) in workers {
-        let assignment = Assignment {
-            newest: newest.clone(),
-            given: rollouts.given(name),
-        };
-        worker.assignment.send_if_modified(|current| {
-            let changed = *current != assignment;
-            if changed {
-                *current = assignment;
-            }
-            changed
-        });
-    }
-}
-
 async fn serve(
     config: Config,
     listener: tokio::net::TcpListener,
@@ -209,18 +129,8 @@ async fn serve(
             SourceSpec::Git(u) => crate::source::git::redact_url(u),
         };
     }
-    // A dry run must not move the real agent's rollout: its state stays in memory.
-    let store = if config.dry_run {
-        None
-    } else {
-        let dir = config
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| config.cache_dir.join("state"));
-        Some(fleet_core::rollout::store::Store::open(&dir)?)
-    };
     let rollouts = Arc::new(driver::RolloutDriver::open(
-        store,
+        rollout_store(&config)?,
         metrics.clone(),
         status.clone(),
         observers,
@@ -233,9 +143,15 @@ async fn serve(
         rollouts: rollouts.clone(),
     });
     let server = tokio::spawn(endpoints.serve(listener));
+    let trigger = Trigger::new();
+    let webhook_task = match &config.webhook {
+        Some(webhook) => Some(serve_webhook(webhook, trigger.clone()).await?),
+        None => None,
+    };
 
     let (reports_tx, mut reports) = mpsc::channel::<Report>(1024);
     let mut given_changed = rollouts.subscribe();
+    let (stop_tx, stop_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         metrics: metrics.clone(),
         status: status.clone(),
@@ -247,122 +163,40 @@ async fn serve(
         call_timeout: Duration::from_secs(15),
         reports: reports_tx,
     });
-    let trigger = Trigger::new();
-    let webhook_task = match &config.webhook {
-        Some(webhook) => {
-            let listener = tokio::net::TcpListener::bind(webhook.listen)
-                .await
-                .map_err(|source| Error::Listen {
-                    addr: webhook.listen,
-                    source,
-                })?;
-            tracing::info!(listen = %webhook.listen, path = crate::webhook::PATH, "receiving GitHub webhooks");
-            Some(tokio::spawn(crate::webhook::serve(
-                listener,
-                webhook.secret.clone(),
-                trigger.clone(),
-            )))
-        }
-        None => None,
+    let mut agent = Agent {
+        allow_mass_prune: config.allow_mass_prune,
+        metrics,
+        status,
+        rollouts,
+        workers: Workers::new(shared, stop_rx),
+        newest: None,
     };
     let (revisions_tx, mut revisions) = mpsc::channel(4);
-    let source_task = spawn_source(&config, revisions_tx, trigger);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut newest: Option<Arc<Accepted>> = None;
-    let mut workers: BTreeMap<String, Worker> = BTreeMap::new();
+    let git = GitSettings {
+        cache_dir: config.cache_dir.clone(),
+        reference: config.reference.clone(),
+        credentials: config.credentials.clone(),
+        interval: config.interval,
+    };
+    let source_task = crate::source::spawn(&config.source, git, revisions_tx, trigger);
     let mut ready_tick = tokio::time::interval(Duration::from_millis(500));
     let mut rollout_tick = tokio::time::interval(Duration::from_millis(250));
     tokio::pin!(shutdown);
-
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = rollout_tick.tick() => rollouts.tick(),
-            Some(report) = reports.recv() => rollouts.report(&report.cluster, report.health),
+            _ = rollout_tick.tick() => agent.rollouts.tick(),
+            Some(report) = reports.recv() => agent.rollouts.report(&report.cluster, report.health),
             changed = given_changed.changed() => {
                 if changed.is_ok() {
-                    if let Some(newest) = &newest {
-                        assign(&workers, newest, &rollouts);
-                    }
+                    agent.assign();
                 }
             }
-            _ = ready_tick.tick() => {
-                let clusters = newest.as_ref().map_or(0, |a| a.fleet.clusters.len());
-                if let Ok(mut s) = status.write() {
-                    s.ready = http::is_ready(&s, clusters);
-                }
-            }
-            revision = revisions.recv() => {
-                let Some(revision) = revision else { break };
-                let revision = match revision {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot read the fleet source");
-                        if let Ok(mut s) = status.write() { s.source.last_error = Some(e); }
-                        continue;
-                    }
-                };
-                let current = newest.clone();
-                match accept::accept(current.as_deref(), &revision, config.allow_mass_prune) {
-                    Err(rejected) => {
-                        tracing::error!(%rejected, "revision not served; keeping the last good one");
-                        let mut diagnostics = Vec::new();
-                        if let accept::Rejected::Invalid { diagnostics: d, .. } = &rejected {
-                            for diagnostic in d.iter().filter(|d| d.is_error()) {
-                                tracing::error!(file = %diagnostic.file, field = ?diagnostic.field, "{diagnostic}");
-                                diagnostics.push(diagnostic.to_string());
-                            }
-                        }
-                        if let accept::Rejected::MassPrune { clusters, .. } = &rejected {
-                            for cluster in clusters {
-                                metrics.count_error(cluster, crate::metrics::ErrorReason::MassPrune);
-                            }
-                        }
-                        let valid = !matches!(rejected, accept::Rejected::Invalid { .. });
-                        let served = current.as_ref().map(|c| c.revision.clone()).unwrap_or_default();
-                        metrics.set_source(&served, valid, now_seconds());
-                        if let Ok(mut s) = status.write() {
-                            s.source.rejected = Some(rejected.to_string());
-                            s.source.diagnostics = diagnostics;
-                            s.source.last_sync = Some(now_rfc3339());
-                            s.source.last_error = None;
-                        }
-                    }
-                    Ok(accepted) => {
-                        tracing::info!(revision = %revision.short_id(), claims = accepted.fleet.claims.len(), clusters = accepted.fleet.clusters.len(), "serving revision");
-                        metrics.set_source(&accepted.revision, true, now_seconds());
-                        let clusters: Vec<String> = accepted.fleet.clusters.keys().cloned().collect();
-                        if let Ok(mut s) = status.write() {
-                            s.source.revision = Some(accepted.revision.clone());
-                            s.source.rejected = None;
-                            s.source.diagnostics.clear();
-                            s.source.last_sync = Some(now_rfc3339());
-                            s.source.last_error = None;
-                            s.clusters.retain(|name, _| clusters.contains(name));
-                        }
-                        let accepted = Arc::new(accepted);
-                        rollouts.accept(&accepted, &revision.tree);
-                        newest = Some(accepted.clone());
-                        // A cluster that left the fleet: dropping its assignment ends its worker.
-                        workers.retain(|name, _| {
-                            let keep = clusters.contains(name);
-                            if !keep { metrics.forget_cluster(name); }
-                            keep
-                        });
-                        for name in clusters {
-                            if workers.get(&name).is_none_or(|w| w.task.is_finished()) {
-                                let (tx, rx) = watch::channel(Assignment {
-                                    newest: accepted.clone(),
-                                    given: rollouts.given(&name),
-                                });
-                                let task = worker::run(name.clone(), shared.clone(), rx, stop_rx.clone());
-                                workers.insert(name, Worker { assignment: tx, task: tokio::spawn(task) });
-                            }
-                        }
-                        assign(&workers, &accepted, &rollouts);
-                    }
-                }
-            }
+            _ = ready_tick.tick() => agent.publish_ready(),
+            revision = revisions.recv() => match revision {
+                Some(revision) => agent.receive(revision),
+                None => break,
+            },
         }
     }
     tracing::info!("stopping: letting in-flight actions finish");
@@ -373,11 +207,128 @@ async fn serve(
     }
     // Reports are not read any more: a worker's last one must not wait for room.
     drop(reports);
-    for (_, worker) in workers {
-        let _ = tokio::time::timeout(Duration::from_secs(30), worker.task).await;
-    }
+    agent.workers.join(Duration::from_secs(30)).await;
     server.abort();
     // Wait for the abort, so the listener is closed (and its port free) once `run` returns.
     let _ = server.await;
     Ok(())
+}
+
+/// Where the rollout is kept. A dry run must not move the real agent's rollout: its state
+/// stays in memory.
+fn rollout_store(config: &Config) -> Result<Option<Store>, Error> {
+    if config.dry_run {
+        return Ok(None);
+    }
+    let dir = config
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| config.cache_dir.join("state"));
+    Ok(Some(Store::open(&dir)?))
+}
+
+async fn serve_webhook(webhook: &WebhookConfig, trigger: Trigger) -> Result<JoinHandle<()>, Error> {
+    let listener = bind(webhook.listen).await?;
+    tracing::info!(listen = %webhook.listen, path = crate::webhook::PATH, "receiving GitHub webhooks");
+    Ok(tokio::spawn(crate::webhook::serve(
+        listener,
+        webhook.secret.clone(),
+        trigger,
+    )))
+}
+
+/// The run loop's state: what is served, and to whom.
+struct Agent {
+    allow_mass_prune: bool,
+    metrics: Arc<Metrics>,
+    status: Arc<RwLock<StatusReport>>,
+    rollouts: Arc<driver::RolloutDriver>,
+    workers: Workers,
+    /// The newest revision accepted.
+    newest: Option<Arc<Accepted>>,
+}
+
+impl Agent {
+    fn with_status(&self, f: impl FnOnce(&mut StatusReport)) {
+        if let Ok(mut s) = self.status.write() {
+            f(&mut s);
+        }
+    }
+
+    fn publish_ready(&self) {
+        let clusters = self.newest.as_ref().map_or(0, |a| a.fleet.clusters.len());
+        self.with_status(|s| s.ready = http::is_ready(s, clusters));
+    }
+
+    fn assign(&self) {
+        if let Some(newest) = &self.newest {
+            self.workers.assign(newest, &self.rollouts);
+        }
+    }
+
+    /// What the source read: a revision to judge, or why there was none.
+    fn receive(&mut self, revision: Result<Revision, crate::source::Error>) {
+        let revision = match revision {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the fleet source");
+                self.with_status(|s| s.source.last_error = Some(e.to_string()));
+                return;
+            }
+        };
+        match accept::accept(self.newest.as_deref(), &revision, self.allow_mass_prune) {
+            Err(rejected) => self.reject(rejected),
+            Ok(accepted) => self.serve_revision(accepted, &revision),
+        }
+    }
+
+    /// A revision not served: said everywhere, and the last good one stays.
+    fn reject(&self, rejected: accept::Rejected) {
+        tracing::error!(%rejected, "revision not served; keeping the last good one");
+        let mut diagnostics = Vec::new();
+        if let accept::Rejected::Invalid { diagnostics: d, .. } = &rejected {
+            for diagnostic in d.iter().filter(|d| d.is_error()) {
+                tracing::error!(file = %diagnostic.file, field = ?diagnostic.field, "{diagnostic}");
+                diagnostics.push(diagnostic.to_string());
+            }
+        }
+        if let accept::Rejected::MassPrune { clusters, .. } = &rejected {
+            for cluster in clusters {
+                self.metrics.count_error(cluster, ErrorReason::MassPrune);
+            }
+        }
+        let valid = !matches!(rejected, accept::Rejected::Invalid { .. });
+        let served = self
+            .newest
+            .as_ref()
+            .map(|c| c.revision.clone())
+            .unwrap_or_default();
+        self.metrics.set_source(&served, valid, now_seconds());
+        self.with_status(|s| {
+            s.source.rejected = Some(rejected.to_string());
+            s.source.diagnostics = diagnostics;
+            s.source.last_sync = Some(now_rfc3339());
+            s.source.last_error = None;
+        });
+    }
+
+    /// A revision accepted: kept for the rollout, and its clusters given workers.
+    fn serve_revision(&mut self, accepted: Accepted, revision: &Revision) {
+        tracing::info!(revision = %revision.short_id(), claims = accepted.fleet.claims.len(), clusters = accepted.fleet.clusters.len(), "serving revision");
+        self.metrics
+            .set_source(&accepted.revision, true, now_seconds());
+        self.with_status(|s| {
+            s.source.revision = Some(accepted.revision.clone());
+            s.source.rejected = None;
+            s.source.diagnostics.clear();
+            s.source.last_sync = Some(now_rfc3339());
+            s.source.last_error = None;
+            s.clusters
+                .retain(|name, _| accepted.fleet.clusters.contains_key(name));
+        });
+        let accepted = Arc::new(accepted);
+        self.rollouts.accept(&accepted, &revision.tree);
+        self.workers.follow(&accepted, &self.rollouts);
+        self.newest = Some(accepted);
+    }
 }

@@ -34,10 +34,10 @@ pub struct DemoArgs {
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// How long the simulated provider-helm takes to install a Release (e.g. 2s, 500ms).
-    #[arg(long, default_value = "2s", value_parser = super::sim::parse_ready_after)]
+    #[arg(long, default_value = "2s", value_parser = fleet_core::model::duration::parse)]
     pub ready_after: Duration,
     /// Longest rollout bake time kept from the example fleet; longer ones are shortened.
-    #[arg(long, default_value = "3s", value_parser = super::run::parse_duration)]
+    #[arg(long, default_value = "3s", value_parser = fleet_core::model::duration::parse)]
     pub max_bake: Duration,
     /// Seed for the simulated clusters' env and region labels.
     #[arg(long, default_value_t = 0)]
@@ -245,7 +245,7 @@ async fn create_namespaces(fleet_dir: &Path, sim_dir: &Path) -> Result<Waves, St
     use k8s_openapi::api::core::v1::Namespace;
     use kube::api::{Api, PostParams};
 
-    let tree = FileTree::from_dir(fleet_dir)?;
+    let tree = FileTree::from_dir(fleet_dir).map_err(|e| e.to_string())?;
     let fleet = fleet_core::fleetdir::load(&tree)
         .fleet
         .ok_or("the generated fleet does not validate")?;

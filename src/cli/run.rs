@@ -39,7 +39,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub allow_mass_prune: bool,
     /// Git fetch interval, and how often clusters re-check their kubeconfig (e.g. 30s, 2m).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = fleet_core::model::duration::parse)]
     pub interval: Duration,
     #[arg(long, conflicts_with_all = ["tag", "commit"])]
     pub branch: Option<String>,
@@ -62,9 +62,6 @@ pub struct RunArgs {
     /// File holding an HTTPS token for the Git source (else $PSQL_FLEET_GIT_TOKEN).
     #[arg(long)]
     pub git_token_file: Option<PathBuf>,
-    /// SSH private key for the Git source (unused: this build has no SSH transport).
-    #[arg(long)]
-    pub git_ssh_key: Option<PathBuf>,
     /// PEM bundle of CAs trusted, besides the system roots, for the Git remote's TLS.
     #[arg(long, value_name = "PATH")]
     pub git_ca_file: Option<PathBuf>,
@@ -84,10 +81,6 @@ pub struct RunArgs {
     /// File holding the webhook's shared secret (the HMAC key of X-Hub-Signature-256).
     #[arg(long, requires = "webhook_listen")]
     pub webhook_secret_file: Option<PathBuf>,
-}
-
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    fleet_core::model::duration::parse(s)
 }
 
 fn init_logging(format: LogFormat) {
@@ -126,14 +119,13 @@ async fn shutdown_signal() {
 
 pub fn run(args: &RunArgs) -> ExitCode {
     init_logging(args.log_format);
-    let credentials =
-        match Credentials::load(args.git_token_file.as_deref(), args.git_ssh_key.clone()) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+    let credentials = match Credentials::load(args.git_token_file.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if let SourceSpec::Git(url) = SourceSpec::parse(&args.source) {
         crate::source::git::init();
         if let Err(e) = crate::source::git::check_transport(&url) {

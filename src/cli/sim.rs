@@ -28,7 +28,7 @@ pub struct SimArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
     /// How long the simulated provider-helm takes to install or upgrade (e.g. 2s, 500ms).
-    #[arg(long, default_value = "2s", value_parser = parse_ready_after)]
+    #[arg(long, default_value = "2s", value_parser = duration::parse)]
     pub ready_after: Duration,
     /// Seed for the cluster labels (env, region).
     #[arg(long, default_value_t = 0)]
@@ -53,16 +53,6 @@ pub struct SimArgs {
     /// faults, the audit log and the request counters (they belong to one process).
     #[arg(long)]
     pub state_file: Option<PathBuf>,
-}
-
-pub(crate) fn parse_ready_after(s: &str) -> Result<Duration, String> {
-    if let Some(ms) = s.strip_suffix("ms") {
-        return ms
-            .parse()
-            .map(Duration::from_millis)
-            .map_err(|e| e.to_string());
-    }
-    duration::parse(s)
 }
 
 #[derive(Subcommand, Debug)]

@@ -84,7 +84,6 @@ impl std::fmt::Display for GitRef {
 pub struct Credentials {
     pub username: Option<String>,
     token: Option<String>,
-    pub ssh_key: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -92,14 +91,13 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("username", &self.username)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("ssh_key", &self.ssh_key)
             .finish()
     }
 }
 
 impl Credentials {
-    /// A token from `token_file`, else from [`TOKEN_ENV`]; an SSH key by path.
-    pub fn load(token_file: Option<&Path>, ssh_key: Option<PathBuf>) -> Result<Self, Error> {
+    /// A token from `token_file`, else from [`TOKEN_ENV`].
+    pub fn load(token_file: Option<&Path>) -> Result<Self, Error> {
         let token = match token_file {
             Some(path) => Some(
                 std::fs::read_to_string(path)
@@ -115,7 +113,6 @@ impl Credentials {
         Ok(Self {
             username: None,
             token,
-            ssh_key,
         })
     }
 }
@@ -269,7 +266,7 @@ impl GitSource {
         let mut callbacks = RemoteCallbacks::new();
         let credentials = self.credentials.clone();
         let mut attempts = 0;
-        callbacks.credentials(move |_url, username_from_url, allowed| {
+        callbacks.credentials(move |_url, _username_from_url, allowed| {
             // libgit2 asks again after a refusal; stop instead of looping.
             attempts += 1;
             if attempts > 3 {
@@ -277,20 +274,10 @@ impl GitSource {
                     "the remote refused the credentials (the token from --git-token-file or $PSQL_FLEET_GIT_TOKEN)",
                 ));
             }
-            let user = credentials
-                .username
-                .as_deref()
-                .or(username_from_url)
-                .unwrap_or("git");
             if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
                 if let Some(token) = &credentials.token {
                     let user = credentials.username.as_deref().unwrap_or("x-access-token");
                     return Cred::userpass_plaintext(user, token);
-                }
-            }
-            if allowed.contains(CredentialType::SSH_KEY) {
-                if let Some(key) = &credentials.ssh_key {
-                    return Cred::ssh_key(user, None, key, None);
                 }
             }
             Err(git2::Error::from_str(

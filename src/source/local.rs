@@ -23,8 +23,8 @@ pub enum Error {
         #[source]
         source: notify::Error,
     },
-    #[error("{0}")]
-    Read(String),
+    #[error(transparent)]
+    Read(#[from] fleet_core::fleetdir::OpenError),
 }
 
 /// Reads the directory as a revision named by its content hash.

@@ -6,9 +6,92 @@
 pub mod git;
 pub mod local;
 
-use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::time::Duration;
 
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::webhook::Trigger;
 use fleet_core::fleetdir::FileTree;
+
+/// Why the source gave no revision this time.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Local(#[from] local::Error),
+    #[error(transparent)]
+    Git(#[from] git::Error),
+    #[error("the Git fetch stopped before it finished: {0}")]
+    Fetch(#[from] tokio::task::JoinError),
+}
+
+/// How to read a Git source.
+#[derive(Clone, Debug)]
+pub struct GitSettings {
+    pub cache_dir: PathBuf,
+    pub reference: git::GitRef,
+    pub credentials: git::Credentials,
+    /// How often the remote is fetched when no webhook says so sooner.
+    pub interval: Duration,
+}
+
+/// Reads revisions from `spec` into `out` until the receiver goes away: a directory on
+/// every change (debounced), a Git repository on the interval and whenever `trigger`
+/// fires (a webhook delivery), handing over only commits not handed over yet.
+pub fn spawn(
+    spec: &SourceSpec,
+    git: GitSettings,
+    out: mpsc::Sender<Result<Revision, Error>>,
+    trigger: Trigger,
+) -> JoinHandle<()> {
+    match spec {
+        SourceSpec::Dir(dir) => {
+            let (tx, mut rx) = mpsc::channel(4);
+            tokio::spawn(local::watch(dir.clone(), local::SETTLE, tx));
+            tokio::spawn(async move {
+                while let Some(r) = rx.recv().await {
+                    if out.send(r.map_err(Error::from)).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        }
+        SourceSpec::Git(url) => {
+            let source = git::GitSource {
+                url: url.clone(),
+                cache_dir: git.cache_dir,
+                reference: git.reference,
+                credentials: git.credentials,
+            };
+            tokio::spawn(async move {
+                let mut last: Option<String> = None;
+                loop {
+                    let s = source.clone();
+                    let result = match tokio::task::spawn_blocking(move || s.sync()).await {
+                        Ok(fetched) => fetched.map_err(Error::from),
+                        Err(stopped) => Err(Error::from(stopped)),
+                    };
+                    let fresh = match &result {
+                        Ok(r) => last.as_deref() != Some(r.id.as_str()),
+                        Err(_) => true,
+                    };
+                    if let Ok(r) = &result {
+                        last = Some(r.id.clone());
+                    }
+                    if fresh && out.send(result).await.is_err() {
+                        return;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(git.interval) => {}
+                        _ = trigger.fired() => tracing::info!("webhook: fetching the source now"),
+                    }
+                }
+            })
+        }
+    }
+}
 
 /// One revision of the fleet directory.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -98,7 +98,6 @@ fn user_information_never_appears_in_messages() {
     let c = Credentials {
         username: None,
         token: Some("s3cr3t".into()),
-        ssh_key: None,
     };
     assert!(!format!("{c:?}").contains("s3cr3t"));
 }

@@ -7,4 +7,4 @@ pub mod load;
 pub mod tree;
 
 pub use load::{load, LoadOutcome, LoadedFleet};
-pub use tree::FileTree;
+pub use tree::{FileTree, OpenError};

@@ -20,6 +20,21 @@ pub struct FileTree {
     pub problems: Vec<Diagnostic>,
 }
 
+/// Why a fleet directory cannot be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{}: cannot open fleet directory: {source}", .path.display())]
+    CannotOpen {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("{}: more than {MAX_FILES} fleet files", .0.display())]
+    TooManyFiles(PathBuf),
+}
+
 impl FileTree {
     /// Whether a relative path is one the loader reads.
     pub fn is_fleet_path(path: &str) -> bool {
@@ -42,11 +57,13 @@ impl FileTree {
 
     /// Reads the fleet files under `root`. Symbolic links are followed only while they stay
     /// inside `root`, so a fleet repository cannot make the agent read files outside it.
-    pub fn from_dir(root: &Path) -> Result<FileTree, String> {
-        let canonical_root = fs::canonicalize(root)
-            .map_err(|e| format!("{}: cannot open fleet directory: {e}", root.display()))?;
+    pub fn from_dir(root: &Path) -> Result<FileTree, OpenError> {
+        let canonical_root = fs::canonicalize(root).map_err(|source| OpenError::CannotOpen {
+            path: root.to_path_buf(),
+            source,
+        })?;
         if !canonical_root.is_dir() {
-            return Err(format!("{}: not a directory", root.display()));
+            return Err(OpenError::NotADirectory(root.to_path_buf()));
         }
         let mut tree = FileTree::default();
         let mut pending: Vec<(PathBuf, String)> = vec![(canonical_root.clone(), String::new())];
@@ -80,10 +97,7 @@ impl FileTree {
                     }
                 } else if metadata.is_file() && Self::is_fleet_path(&relative) {
                     if tree.files.len() >= MAX_FILES {
-                        return Err(format!(
-                            "{}: more than {MAX_FILES} fleet files",
-                            root.display()
-                        ));
+                        return Err(OpenError::TooManyFiles(root.to_path_buf()));
                     }
                     tree.read_file(&path, relative, metadata.len());
                 }

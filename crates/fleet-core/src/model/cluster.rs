@@ -98,9 +98,9 @@ impl Cluster {
 
 /// A kubeconfig path must stay inside the credentials directory: relative, and never
 /// climbing above it. Checked lexically, since validation runs without credentials.
-pub fn check_kubeconfig_path(path: &str) -> Result<(), String> {
+pub fn check_kubeconfig_path(path: &str) -> Result<(), KubeconfigPathError> {
     if path.is_empty() {
-        return Err("must name a kubeconfig file in the credentials directory".into());
+        return Err(KubeconfigPathError::Empty);
     }
     let mut depth = 0i32;
     for component in Path::new(path).components() {
@@ -110,22 +110,31 @@ pub fn check_kubeconfig_path(path: &str) -> Result<(), String> {
             Component::ParentDir => {
                 depth -= 1;
                 if depth < 0 {
-                    return Err(format!("{path:?} escapes the credentials directory"));
+                    return Err(KubeconfigPathError::Escapes(path.into()));
                 }
             }
             Component::RootDir | Component::Prefix(_) => {
-                return Err(format!(
-                "{path:?} is absolute; kubeconfig paths are relative to the credentials directory"
-            ))
+                return Err(KubeconfigPathError::Absolute(path.into()))
             }
         }
     }
     if depth == 0 {
-        return Err(format!(
-            "{path:?} names the credentials directory itself, not a file"
-        ));
+        return Err(KubeconfigPathError::NotAFile(path.into()));
     }
     Ok(())
+}
+
+/// Why a kubeconfig path is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KubeconfigPathError {
+    #[error("must name a kubeconfig file in the credentials directory")]
+    Empty,
+    #[error("{0:?} escapes the credentials directory")]
+    Escapes(String),
+    #[error("{0:?} is absolute; kubeconfig paths are relative to the credentials directory")]
+    Absolute(String),
+    #[error("{0:?} names the credentials directory itself, not a file")]
+    NotAFile(String),
 }
 
 #[cfg(test)]

@@ -44,20 +44,24 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// An error about a whole file.
-    pub fn file(file: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn file(file: impl Into<String>, message: impl std::fmt::Display) -> Self {
         Self {
             file: file.into(),
             line: None,
             column: None,
             document: None,
             field: None,
-            message: message.into(),
+            message: message.to_string(),
             severity: Severity::Error,
         }
     }
 
     /// An error about one field of one document.
-    pub fn field(origin: &Origin, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn field(
+        origin: &Origin,
+        field: impl Into<String>,
+        message: impl std::fmt::Display,
+    ) -> Self {
         Self {
             document: Some(origin.document),
             field: Some(field.into()),

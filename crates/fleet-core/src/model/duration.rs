@@ -2,10 +2,14 @@
 
 use std::time::Duration;
 
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a duration (e.g. 30s, 5m, 1h30m)")]
+pub struct NotADuration(pub String);
+
 /// Parses a Go-style duration made of one or more `<number><unit>` parts, units `ms`, `s`,
 /// `m`, `h`. A bare `0` is zero.
-pub fn parse(value: &str) -> Result<Duration, String> {
-    let invalid = || format!("{value:?} is not a duration (e.g. 30s, 5m, 1h30m)");
+pub fn parse(value: &str) -> Result<Duration, NotADuration> {
+    let invalid = || NotADuration(value.into());
     if value == "0" {
         return Ok(Duration::ZERO);
     }

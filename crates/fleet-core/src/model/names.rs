@@ -1,34 +1,49 @@
 //! Kubernetes name and label syntax, checked before anything reaches an API server so that
 //! the error names the claim field instead of surfacing as a rejected apply.
 
+/// Why a name or label is refused; the text is what the diagnostic says.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("{0:?} is longer than {1} characters")]
+    TooLong(String, usize),
+    #[error("{0:?} is not a valid name: lowercase letters, digits and '-', starting and ending with a letter or digit")]
+    DnsLabel(String),
+    #[error("{0:?} is not a valid object name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit")]
+    DnsSubdomain(String),
+    #[error("label key {0:?} has an invalid prefix")]
+    LabelKeyPrefix(String),
+    #[error("{0:?} is not a valid label key: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit, after an optional DNS prefix and '/'")]
+    LabelKey(String),
+    #[error("{0:?} is not a valid label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit")]
+    LabelValue(String),
+}
+
 /// A DNS-1123 label: namespaces, claim names (they become label values), cluster names.
-pub fn check_dns_label(value: &str) -> Result<(), String> {
+pub fn check_dns_label(value: &str) -> Result<(), NameError> {
     if value.is_empty() {
-        return Err("must not be empty".into());
+        return Err(NameError::Empty);
     }
     if value.len() > 63 {
-        return Err(format!("{value:?} is longer than 63 characters"));
+        return Err(NameError::TooLong(value.into(), 63));
     }
     if !is_dns_label(value) {
-        return Err(format!(
-            "{value:?} is not a valid name: lowercase letters, digits and '-', starting and ending with a letter or digit"
-        ));
+        return Err(NameError::DnsLabel(value.into()));
     }
     Ok(())
 }
 
 /// A DNS-1123 subdomain: object names such as Release and Usage names.
-pub fn check_dns_subdomain(value: &str) -> Result<(), String> {
+pub fn check_dns_subdomain(value: &str) -> Result<(), NameError> {
     if value.is_empty() {
-        return Err("must not be empty".into());
+        return Err(NameError::Empty);
     }
     if value.len() > 253 {
-        return Err(format!("{value:?} is longer than 253 characters"));
+        return Err(NameError::TooLong(value.into(), 253));
     }
     if !value.split('.').all(is_dns_label) {
-        return Err(format!(
-            "{value:?} is not a valid object name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
-        ));
+        return Err(NameError::DnsSubdomain(value.into()));
     }
     Ok(())
 }
@@ -46,32 +61,27 @@ fn is_dns_label(part: &str) -> bool {
 
 /// A label key: an optional DNS subdomain prefix and `/`, then a name of at most 63
 /// characters of alphanumerics, `-`, `_` and `.`, starting and ending alphanumeric.
-pub fn check_label_key(key: &str) -> Result<(), String> {
+pub fn check_label_key(key: &str) -> Result<(), NameError> {
     let (prefix, name) = match key.split_once('/') {
         Some((prefix, name)) => (Some(prefix), name),
         None => (None, key),
     };
     if let Some(prefix) = prefix {
-        check_dns_subdomain(prefix)
-            .map_err(|_| format!("label key {key:?} has an invalid prefix"))?;
+        check_dns_subdomain(prefix).map_err(|_| NameError::LabelKeyPrefix(key.into()))?;
     }
     if name.is_empty() || name.len() > 63 || !is_label_token(name) {
-        return Err(format!(
-            "{key:?} is not a valid label key: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit, after an optional DNS prefix and '/'"
-        ));
+        return Err(NameError::LabelKey(key.into()));
     }
     Ok(())
 }
 
 /// A label value: empty, or at most 63 characters shaped like a label name.
-pub fn check_label_value(value: &str) -> Result<(), String> {
+pub fn check_label_value(value: &str) -> Result<(), NameError> {
     if value.is_empty() {
         return Ok(());
     }
     if value.len() > 63 || !is_label_token(value) {
-        return Err(format!(
-            "{value:?} is not a valid label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
-        ));
+        return Err(NameError::LabelValue(value.into()));
     }
     Ok(())
 }

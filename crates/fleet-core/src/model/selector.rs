@@ -47,16 +47,16 @@ impl LabelSelector {
         let mut out = Vec::new();
         for (key, value) in &self.match_labels {
             if let Err(e) = check_label_key(key) {
-                out.push((format!("matchLabels.{key}"), e));
+                out.push((format!("matchLabels.{key}"), e.to_string()));
             }
             if let Err(e) = check_label_value(value) {
-                out.push((format!("matchLabels.{key}"), e));
+                out.push((format!("matchLabels.{key}"), e.to_string()));
             }
         }
         for (i, r) in self.match_expressions.iter().enumerate() {
             let at = format!("matchExpressions[{i}]");
             if let Err(e) = check_label_key(&r.key) {
-                out.push((format!("{at}.key"), e));
+                out.push((format!("{at}.key"), e.to_string()));
             }
             match r.operator {
                 Operator::In | Operator::NotIn if r.values.is_empty() => out.push((

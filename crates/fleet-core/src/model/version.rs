@@ -4,11 +4,15 @@ use std::cmp::Ordering;
 
 /// A chart version is Semantic Versioning 2.0 (Helm requires it), optionally with a
 /// leading `v`.
-pub fn check_version(value: &str) -> Result<(), String> {
-    parse(value).map(|_| ()).ok_or_else(|| {
-        format!("{value:?} is not a chart version (expected MAJOR.MINOR.PATCH, e.g. 1.18.4)")
-    })
+pub fn check_version(value: &str) -> Result<(), NotAVersion> {
+    parse(value)
+        .map(|_| ())
+        .ok_or_else(|| NotAVersion(value.into()))
 }
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a chart version (expected MAJOR.MINOR.PATCH, e.g. 1.18.4)")]
+pub struct NotAVersion(pub String);
 
 /// Orders two versions by precedence (pre-releases before their release); `None` when
 /// either is not a version.

@@ -225,6 +225,19 @@ pub struct Transition {
     pub description: String,
 }
 
+/// Why an operator's halt or resume was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    #[error("no rollout to {verb}: no revision served yet")]
+    NoRollout { verb: &'static str },
+    #[error("already halted at wave {wave}: {reason}")]
+    AlreadyHalted { wave: String, reason: String },
+    #[error("nothing to halt: the rollout of revision {revision} is complete")]
+    Complete { revision: String },
+    #[error("the rollout of revision {revision} is not halted")]
+    NotHalted { revision: String },
+}
+
 /// Everything the agent persists: per cluster what it was given, and the rollout.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -492,19 +505,21 @@ impl State {
 
     /// `psql-fleet rollout halt`: no further wave starts until resumed; clusters already
     /// given the revision keep it.
-    pub fn halt(&mut self, reason: &str, now: u64) -> Result<Vec<Transition>, String> {
+    pub fn halt(&mut self, reason: &str, now: u64) -> Result<Vec<Transition>, ControlError> {
         let r = self
             .rollout
             .as_mut()
-            .ok_or("no rollout to halt: no revision served yet")?;
+            .ok_or(ControlError::NoRollout { verb: "halt" })?;
         if let Some(h) = &r.halted {
-            return Err(format!("already halted at wave {}: {}", h.wave, h.reason));
+            return Err(ControlError::AlreadyHalted {
+                wave: h.wave.clone(),
+                reason: h.reason.clone(),
+            });
         }
         let Some(wave) = r.current().map(|w| w.name.clone()) else {
-            return Err(format!(
-                "nothing to halt: the rollout of revision {} is complete",
-                short(&r.revision)
-            ));
+            return Err(ControlError::Complete {
+                revision: short(&r.revision).to_string(),
+            });
         };
         let reason = if reason.trim().is_empty() {
             "halted by an operator".to_string()
@@ -537,16 +552,15 @@ impl State {
 
     /// `psql-fleet rollout resume`: the halted or failed wave starts over (a fresh timeout
     /// and a full bake), the later ones wait for it again.
-    pub fn resume(&mut self, now: u64) -> Result<Vec<Transition>, String> {
+    pub fn resume(&mut self, now: u64) -> Result<Vec<Transition>, ControlError> {
         let r = self
             .rollout
             .as_mut()
-            .ok_or("no rollout to resume: no revision served yet")?;
+            .ok_or(ControlError::NoRollout { verb: "resume" })?;
         if r.halted.take().is_none() {
-            return Err(format!(
-                "the rollout of revision {} is not halted",
-                short(&r.revision)
-            ));
+            return Err(ControlError::NotHalted {
+                revision: short(&r.revision).to_string(),
+            });
         }
         let mut out = Vec::new();
         for w in r

@@ -370,10 +370,14 @@ fn the_timeout_counts_from_when_the_wave_last_became_not_ready() {
 #[test]
 fn halt_and_resume_explain_why_they_cannot() {
     let mut s = State::default();
-    assert!(s.halt("", 0).unwrap_err().contains("no revision"));
+    assert!(s
+        .halt("", 0)
+        .unwrap_err()
+        .to_string()
+        .contains("no revision"));
     let mut s = settled("a");
-    assert!(s.halt("", 0).unwrap_err().contains("complete"));
-    assert!(s.resume(0).unwrap_err().contains("not halted"));
+    assert!(s.halt("", 0).unwrap_err().to_string().contains("complete"));
+    assert!(s.resume(0).unwrap_err().to_string().contains("not halted"));
 }
 
 #[test]
