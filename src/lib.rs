@@ -22,7 +22,6 @@
 pub mod agent;
 pub mod cli;
 pub mod cluster;
-pub mod demo;
 pub mod github;
 pub mod metrics;
 pub mod source;

@@ -245,9 +245,13 @@ async fn a_hand_edit_is_corrected_and_counted_and_a_deleted_release_recreated() 
         "{after:?}"
     );
     assert!(e2e.audit(&name)[mark..].iter().all(|e| e.code < 300));
-    assert!(event_reasons(&client, "edited")
-        .await
-        .contains(&"DriftCorrected".to_string()));
+    // The Event is written after the correction is counted: wait for it too.
+    e2e.eventually("a DriftCorrected Event", || async {
+        event_reasons(&client, "edited")
+            .await
+            .contains(&"DriftCorrected".to_string())
+    })
+    .await;
 
     // `kubectl edit` (an update, not an apply) moves the field to its manager too.
     e2e.admin(

@@ -3,6 +3,7 @@
 //! the metrics and the status report, and its health to the rollout.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::Instrument;
@@ -51,26 +52,8 @@ pub async fn run(
         failed: 0,
         reached: None,
     };
-    // The rollout decides which revision this cluster is reconciled to: a later wave keeps
-    // the previous one (drift correction included) until its turn.
-    let given = match &assignment.given {
-        Given::Revision(given) => given,
-        Given::Waiting { wave } => {
-            let wave = wave.clone();
-            shared.update_status(name, |s| {
-                s.reconciled = true;
-                s.last_error = None;
-                s.wave = wave;
-            });
-            return nothing;
-        }
-        Given::Missing(e) => {
-            shared.update_status(name, |s| {
-                s.reconciled = true;
-                s.last_error = Some(format!("not reconciled: {e}"));
-            });
-            return nothing;
-        }
+    let Some(given) = given_revision(name, shared, assignment) else {
+        return nothing;
     };
     let Some(cluster) = given.fleet.clusters.get(name) else {
         return nothing;
@@ -85,18 +68,81 @@ pub async fn run(
         guard_prune: !assignment.newest.has_baseline,
         allow_mass_prune: shared.allow_mass_prune,
     });
-    let writes = plan.actions.iter().any(Action::writes);
     let started = Instant::now();
     let writer = Writer {
         client: client.clone(),
         cluster: name.to_string(),
         timeout: shared.call_timeout,
     };
-    let mut errors: Vec<String> = Vec::new();
-    // A pass whose calls could not reach the server says so, whatever the watch said last.
-    let mut unreachable = false;
-    let mut answered = false;
+    let carried = carry_out_all(shared, &writer, &plan, view, state).await;
+    shared
+        .metrics
+        .observe_duration(name, started.elapsed().as_secs_f64());
+    let outcome = Outcome {
+        failed: carried.errors.len(),
+        reached: if carried.unreachable {
+            Some(false)
+        } else {
+            carried.answered.then_some(true)
+        },
+    };
+    publish(name, shared, given, &plan, carried.errors).await;
+    outcome
+}
+
+/// The revision the rollout gives this cluster; `None`, with the status saying why, when
+/// it gives none. A later wave keeps the previous revision (drift correction included)
+/// until its turn.
+fn given_revision<'a>(
+    name: &str,
+    shared: &Shared,
+    assignment: &'a Assignment,
+) -> Option<&'a Arc<Accepted>> {
+    match &assignment.given {
+        Given::Revision(given) => Some(given),
+        Given::Waiting { wave } => {
+            let wave = wave.clone();
+            shared.update_status(name, |s| {
+                s.reconciled = true;
+                s.last_error = None;
+                s.wave = wave;
+            });
+            None
+        }
+        Given::Missing(e) => {
+            shared.update_status(name, |s| {
+                s.reconciled = true;
+                s.last_error = Some(format!("not reconciled: {e}"));
+            });
+            None
+        }
+    }
+}
+
+/// What carrying out a plan's actions came to.
+struct Carried {
+    errors: Vec<String>,
+    /// A call could not reach the server, whatever the watch said last.
+    unreachable: bool,
+    /// A write was answered by the server.
+    answered: bool,
+}
+
+async fn carry_out_all(
+    shared: &Shared,
+    writer: &Writer,
+    plan: &ClusterPlan,
+    view: &mut LiveView,
+    state: &mut Memory,
+) -> Carried {
+    let name = writer.cluster.as_str();
+    let mut carried = Carried {
+        errors: Vec::new(),
+        unreachable: false,
+        answered: false,
+    };
     // Only passes that write hold a permit: reading the plan is free.
+    let writes = plan.actions.iter().any(Action::writes);
     let _permit = if writes && !shared.dry_run {
         shared.semaphore.acquire().await.ok()
     } else {
@@ -104,28 +150,28 @@ pub async fn run(
     };
     for action in &plan.actions {
         let span = tracing::info_span!("action", claim = %claim_of(action, &view.live), object = %action.object_ref());
-        match carry_out(shared, &writer, action, state)
+        match carry_out(shared, writer, action, state)
             .instrument(span)
             .await
         {
             // What the server answered stands until the watch says otherwise, so a pass
             // woken by the next event does not apply the same object again.
             Ok(Some(served)) => {
-                answered |= action.writes() && !shared.dry_run;
+                carried.answered |= action.writes() && !shared.dry_run;
                 view.live.insert(served.object_ref.clone(), served);
             }
             Ok(None) => {
-                answered |= action.writes() && !shared.dry_run;
+                carried.answered |= action.writes() && !shared.dry_run;
                 if matches!(action, Action::Delete { .. }) && !shared.dry_run {
                     view.live.remove(&action.object_ref());
                 }
             }
             Err(e) => {
-                unreachable |=
+                carried.unreachable |=
                     matches!(e.reason(), ErrorReason::Unreachable | ErrorReason::Timeout);
                 shared.metrics.count_error(name, e.reason());
                 tracing::warn!(cluster = %name, error = %e, "action failed");
-                errors.push(e.to_string());
+                carried.errors.push(e.to_string());
             }
         }
     }
@@ -141,31 +187,34 @@ pub async fn run(
         .map(Action::object_ref)
         .collect();
     state.reported.retain(|at, _| still_reported.contains(at));
-    shared
-        .metrics
-        .observe_duration(name, started.elapsed().as_secs_f64());
-    shared.metrics.record_plan(name, &plan);
-    let failed = errors.len();
+    carried
+}
+
+/// What the pass found, to the metrics, the status report and the rollout.
+async fn publish(
+    name: &str,
+    shared: &Shared,
+    given: &Accepted,
+    plan: &ClusterPlan,
+    errors: Vec<String>,
+) {
+    shared.metrics.record_plan(name, plan);
     for claim in &plan.claims {
         tracing::debug!(claim = %claim.key, ready = claim.readiness.is_ready(), reason = claim.readiness.reason().unwrap_or_default(), "claim");
     }
-    tracing::debug!(actions = plan.actions.len(), failed, "pass done");
-    let health = rollout_health(given, &plan, &errors);
-    record_status(shared, name, &given.revision, &plan, errors);
+    tracing::debug!(
+        actions = plan.actions.len(),
+        failed = errors.len(),
+        "pass done"
+    );
+    let health = rollout_health(given, plan, &errors);
+    record_status(shared, name, &given.revision, plan, errors);
     let report = Report {
         cluster: name.to_string(),
         health,
     };
     // The agent is gone only when it stops, and then no report matters.
     let _ = shared.reports.send(report).await;
-    Outcome {
-        failed,
-        reached: if unreachable {
-            Some(false)
-        } else {
-            answered.then_some(true)
-        },
-    }
 }
 
 /// `<namespace>/<name>` of the claim an action is for, from the object's `hops.ops.com.ai/psql`

@@ -1,6 +1,8 @@
 //! `psql-fleet demo`: the README's main command. One process runs a simulated fleet, lays
-//! the example fleet over it (see [`crate::demo`]), runs the agent on that copy and prints
+//! the example fleet over it (see [`fleet`]), runs the agent on that copy and prints
 //! a line each time the fleet moves, until Ctrl-C.
+
+pub mod fleet;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,9 +13,9 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use crate::agent::{self, Config};
-use crate::demo::{self, Progress, SimCluster};
 use crate::source::git::{Credentials, GitRef};
 use crate::source::SourceSpec;
+use fleet::{Progress, SimCluster};
 use fleet_core::fleetdir::FileTree;
 use kube_sim::{self as sim, SimConfig};
 
@@ -75,7 +77,7 @@ fn work_dir(dir: Option<&Path>) -> std::io::Result<WorkDir> {
     Ok(WorkDir { path, remove: true })
 }
 
-fn write_fleet(dir: &Path, files: &demo::Files) -> std::io::Result<()> {
+fn write_fleet(dir: &Path, files: &fleet::Files) -> std::io::Result<()> {
     for (path, text) in files {
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
@@ -144,7 +146,7 @@ async fn demo_main(args: &DemoArgs, example: &FileTree, work: &Path) -> Result<(
             })
         })
         .collect::<Result<_, String>>()?;
-    let files = demo::generate(example, &sims, args.max_bake)?;
+    let files = fleet::generate(example, &sims, args.max_bake)?;
     write_fleet(&fleet_dir, &files).map_err(|e| format!("{}: {e}", fleet_dir.display()))?;
     let claims = files.keys().filter(|p| p.starts_with("claims/")).count();
     let (waves, wave_of) = create_namespaces(&fleet_dir, &sim_dir).await?;
