@@ -12,29 +12,36 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::cluster::{ClusterState, Shared};
-use super::persist::{self, StateError, StateFile};
+use super::persist::{self, StateError, StateErrorKind, StateFile};
 use super::{
     audit, controllers, kubeconfig, objects, router, tls, ClusterSlot, Faults, Sim, SimConfig,
 };
 
+/// Why the simulator did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
+    /// No certificates to serve with.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
     },
+    /// A file in the output directory, the audit log or the state file cannot be written.
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    /// The system's random number generator failed.
     #[error("cannot generate a token")]
     Token,
+    /// The state file exists but cannot be restored; starting empty instead would show
+    /// every client its objects deleted.
     #[error("cannot restore the simulator state from {0}")]
     State(#[from] StateError),
 }
@@ -332,9 +339,10 @@ fn restored_identities(saved: &StateFile) -> Vec<Identity> {
 
 type Identity = (String, Vec<(String, String)>, String);
 
-fn state_error(config: &SimConfig, e: impl std::fmt::Display) -> SimError {
-    SimError::State(StateError {
-        path: config.state_file.clone().unwrap_or_default(),
-        message: e.to_string(),
-    })
+/// An error restoring the state file the configuration names.
+fn state_error(config: &SimConfig, kind: impl Into<StateErrorKind>) -> SimError {
+    SimError::State(StateError::new(
+        config.state_file.as_deref().unwrap_or(Path::new("")),
+        kind,
+    ))
 }

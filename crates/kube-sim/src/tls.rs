@@ -11,10 +11,13 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// A key or certificate cannot be generated.
     #[error("cannot generate certificates: {0}")]
     Generate(#[from] rcgen::Error),
+    /// The certificates do not make a server configuration.
     #[error("cannot build the TLS configuration: {0}")]
     Config(#[from] rustls::Error),
+    /// A saved PEM document cannot be read.
     #[error("cannot read the saved {what}: {source}")]
     Pem {
         what: &'static str,

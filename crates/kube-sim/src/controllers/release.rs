@@ -13,7 +13,7 @@ use super::write::{
     add_finalizer, condition, generation, has_finalizer, mutate, opts, remove_finalizer,
     set_conditions,
 };
-use crate::catalogue::Chart;
+use crate::catalogue::{Chart, PullError};
 use crate::cluster::{key, ClusterState, Shared};
 use crate::crds;
 use crate::events::{self, Note};
@@ -136,7 +136,7 @@ fn install(sh: &Shared, cl: &ClusterState, k: &Key, generation_wanted: i64) {
             );
             deployed(sh, cl, k, &obj, version, generation_wanted);
         }
-        Err(message) => failed(sh, cl, k, &obj, &message, generation_wanted),
+        Err(error) => failed(sh, cl, k, &obj, &error, generation_wanted),
     }
 }
 
@@ -206,7 +206,7 @@ fn failed(
     cl: &ClusterState,
     k: &Key,
     obj: &Value,
-    error: &str,
+    error: &PullError,
     generation_wanted: i64,
 ) {
     let message = format!("cannot install release: {error}");
