@@ -1,5 +1,6 @@
-//! `--state-file`: what a real control plane keeps across an API server restart (etcd and
-//! its certificates), so that a restarted simulator is the same fleet to its clients.
+//! The state file (`SimConfig::state_file`, `psql-fleet sim --state-file`): what a real
+//! control plane keeps across an API server restart (etcd and its certificates), so that
+//! a restarted simulator is the same fleet to its clients.
 //!
 //! The file is JSON, written whole through a temporary file and a rename (owner-only,
 //! since it holds the serving key and the bearer tokens):
@@ -42,8 +43,9 @@ use serde_json::Value;
 
 use super::cluster::{ClusterState, Replay, Shared};
 use super::crds::ResourceType;
+use super::sim::Sim;
 use super::store::{Key, Store};
-use super::{kubeconfig, tls, Sim};
+use super::{kubeconfig, tls};
 
 pub const VERSION: u32 = 1;
 
@@ -300,7 +302,7 @@ fn save_cluster(sh: &Shared, state: &ClusterState) -> SavedStore {
     }
 }
 
-/// Writes the simulator's state to its `--state-file`: what does not change while it runs
+/// Writes the simulator's state to its state file: what does not change while it runs
 /// (address, certificates, admin token) plus a snapshot of every cluster.
 pub struct Writer {
     pub path: PathBuf,

@@ -1,6 +1,9 @@
-//! The listener: TLS (rustls with ring), HTTP/1.1 and HTTP/2 (hyper-util auto), one
-//! socket for every cluster; plus [`start`], which writes the kubeconfigs and Cluster
-//! files and returns a handle to the running simulator.
+//! [`start`] and the listener. `start` restores or generates the certificates, binds,
+//! writes the kubeconfigs and Cluster files, restores saved clusters (resuming their
+//! controllers), starts persisting and spawns the accept loop; it returns a [`SimHandle`].
+//! The listener is one socket for every cluster: TLS (rustls with ring), then HTTP/1.1 or
+//! HTTP/2 (hyper-util auto) served by hyper itself, with no framework between it and
+//! [`crate::router`], since the wire details are what the simulator is for.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,10 +15,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::cluster::{ClusterState, Shared};
+use super::config::SimConfig;
 use super::persist::{self, StateError, StateErrorKind, StateFile};
-use super::{
-    audit, controllers, kubeconfig, objects, router, tls, ClusterSlot, Faults, Sim, SimConfig,
-};
+use super::sim::{ClusterSlot, Faults, Sim};
+use super::{audit, controllers, kubeconfig, objects, router, tls};
 
 /// Why the simulator did not start.
 #[derive(Debug, thiserror::Error)]

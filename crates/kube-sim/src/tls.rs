@@ -1,7 +1,7 @@
 //! A CA generated at start and a server certificate for 127.0.0.1 and localhost signed by
 //! it; kubeconfigs carry the CA so clients verify the server as they would a real one. A
-//! restarted simulator (`--state-file`) serves the certificate it saved, so the kubeconfigs
-//! clients hold keep verifying.
+//! restarted simulator (with a state file) serves the certificate it saved, so the
+//! kubeconfigs clients hold keep verifying.
 
 use std::sync::Arc;
 

@@ -232,7 +232,7 @@ impl Watcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SimConfig;
+    use crate::config::SimConfig;
 
     #[test]
     fn a_version_the_cluster_never_reached_is_refused_with_504() {

@@ -23,11 +23,12 @@ use crate::audit::AuditEntry;
 use crate::cluster::{ClusterState, Shared};
 use crate::crds::ResourceType;
 use crate::requests::Counted;
+use crate::sim::{ClusterSlot, Sim};
 use crate::status::ApiError;
 use crate::verbs::{self, PatchKind, Reply, Target};
 use crate::watch::{self, WatchOpts};
 use crate::wire::{bearer, error_response, json_response, text_response, token_eq, Body};
-use crate::{admin, discovery, objects, openapi, table, ClusterSlot, Sim};
+use crate::{admin, discovery, objects, openapi, table};
 
 /// The connection should be dropped without an answer (an injected "down" cluster).
 #[derive(Debug, thiserror::Error)]
