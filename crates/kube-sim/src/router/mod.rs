@@ -277,6 +277,8 @@ fn delete_collection(
     Ok(reply)
 }
 
+/// A watch: its events as a chunked body, each a Table row when the client asks for
+/// Tables (kubectl `get -w`).
 fn watch_response(
     sim: &Arc<Sim>,
     cl: &Arc<ClusterState>,
@@ -303,9 +305,7 @@ fn watch_response(
     let table = table::wants_table(&request.accept).then(|| {
         (
             sh.registry[res].clone(),
-            q.get("includeObject")
-                .cloned()
-                .unwrap_or_else(|| "Metadata".into()),
+            request.include_object().to_string(),
         )
     });
     match watch::start(

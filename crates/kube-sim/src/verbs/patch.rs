@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use super::write::{check_namespace, commit, prepare_new, stale, validate, validate_as, Change};
 use super::{subject, target_key, PatchKind, Reply, Target, Validation, WriteOpts};
 use crate::cluster::{ClusterState, Shared};
+use crate::crds::ResourceType;
 use crate::objects::{self, meta_str};
 use crate::ssa::{self, WriteContext};
 use crate::status::ApiError;
@@ -79,38 +80,7 @@ fn apply(
     o: &WriteOpts,
 ) -> Result<Reply, ApiError> {
     let r = &sh.registry[t.res];
-    if o.manager.is_empty() {
-        return Err(ApiError::invalid(
-            "PatchOptions",
-            "meta.k8s.io",
-            "",
-            vec![
-                json!({"reason": "FieldValueRequired", "message": "Required value: is required for apply patch", "field": "fieldManager"}),
-            ],
-        ));
-    }
-    let mut config: Value = serde_yaml::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
-    if !config.is_object() {
-        return Err(ApiError::bad_request(
-            "the apply configuration must be an object",
-        ));
-    }
-    if config["apiVersion"].as_str() != Some(&r.api_version())
-        || config["kind"].as_str() != Some(&r.kind)
-    {
-        return Err(ApiError::bad_request(format!(
-            "the API version in the data ({}) does not match the expected API version ({})",
-            config["apiVersion"].as_str().unwrap_or_default(),
-            r.api_version()
-        )));
-    }
-    if meta_str(&config, "name").is_some_and(|n| n != t.name) {
-        return Err(ApiError::bad_request(
-            "the name of the object does not match the name on the URL",
-        ));
-    }
-    typed::check(r, &config, typed::Path::Apply, t.namespace, t.name)?;
+    let mut config = apply_configuration(r, t, body, o)?;
     // An apply configuration is partial: it holds only the fields its manager cares about
     // (the SSA docs hand `spec.replicas` of a Deployment over with a config holding nothing
     // else). Unknown fields, types and enums are checked in it; required fields only in
@@ -161,4 +131,47 @@ fn apply(
         warnings,
     };
     commit(sh, &mut store, t, o, change)
+}
+
+/// The apply configuration as decoded and checked before anything is looked up: a field
+/// manager, a YAML object of the resource's type and name, Go-decodable.
+fn apply_configuration(
+    r: &ResourceType,
+    t: &Target<'_>,
+    body: &[u8],
+    o: &WriteOpts,
+) -> Result<Value, ApiError> {
+    if o.manager.is_empty() {
+        return Err(ApiError::invalid(
+            "PatchOptions",
+            "meta.k8s.io",
+            "",
+            vec![
+                json!({"reason": "FieldValueRequired", "message": "Required value: is required for apply patch", "field": "fieldManager"}),
+            ],
+        ));
+    }
+    let config: Value = serde_yaml::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    if !config.is_object() {
+        return Err(ApiError::bad_request(
+            "the apply configuration must be an object",
+        ));
+    }
+    if config["apiVersion"].as_str() != Some(&r.api_version())
+        || config["kind"].as_str() != Some(&r.kind)
+    {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({}) does not match the expected API version ({})",
+            config["apiVersion"].as_str().unwrap_or_default(),
+            r.api_version()
+        )));
+    }
+    if meta_str(&config, "name").is_some_and(|n| n != t.name) {
+        return Err(ApiError::bad_request(
+            "the name of the object does not match the name on the URL",
+        ));
+    }
+    typed::check(r, &config, typed::Path::Apply, t.namespace, t.name)?;
+    Ok(config)
 }
