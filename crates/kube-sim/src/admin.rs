@@ -7,10 +7,11 @@ use std::sync::Arc;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 
+use super::sim::{Faults, Sim};
 use super::status::ApiError;
 use super::verbs::{self, PatchKind, Target, Validation, WriteOpts};
 use super::wire::{error_response, json_response, query, token_eq, Body};
-use super::{kubeconfig, objects, Faults, Sim};
+use super::{kubeconfig, objects};
 
 pub async fn handle(
     sim: &Arc<Sim>,

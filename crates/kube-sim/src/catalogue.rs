@@ -48,18 +48,42 @@ impl Catalogue {
         serde_yaml::from_str(text)
     }
 
-    /// The chart when `version` exists; `Err(message)` as the install would fail otherwise.
-    pub fn resolve(&self, name: &str, version: &str, repository: &str) -> Result<&Chart, String> {
+    /// The chart when `version` exists; otherwise the error Helm's pull fails with.
+    pub fn resolve(
+        &self,
+        name: &str,
+        version: &str,
+        repository: &str,
+    ) -> Result<&Chart, PullError> {
         match self.charts.get(name) {
             Some(c) if c.versions.iter().any(|v| v == version) => Ok(c),
-            Some(_) => Err(format!(
-                "failed to pull chart: chart \"{name}\" version \"{version}\" not found in {repository} repository"
-            )),
-            None => Err(format!(
-                "failed to pull chart: chart \"{name}\" not found in {repository} repository"
-            )),
+            Some(_) => Err(PullError::VersionNotFound {
+                name: name.into(),
+                version: version.into(),
+                repository: repository.into(),
+            }),
+            None => Err(PullError::ChartNotFound {
+                name: name.into(),
+                repository: repository.into(),
+            }),
         }
     }
+}
+
+/// Why a chart cannot be installed, worded as Helm's pull words it (the Release's
+/// conditions and Events carry the message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PullError {
+    /// The repository has the chart, but not that version.
+    #[error("failed to pull chart: chart \"{name}\" version \"{version}\" not found in {repository} repository")]
+    VersionNotFound {
+        name: String,
+        version: String,
+        repository: String,
+    },
+    /// The repository has no chart of that name.
+    #[error("failed to pull chart: chart \"{name}\" not found in {repository} repository")]
+    ChartNotFound { name: String, repository: String },
 }
 
 #[cfg(test)]
@@ -71,7 +95,27 @@ mod tests {
         let c = Catalogue::default();
         assert!(c.resolve("stackgres-operator", "1.18.4", "r").is_ok());
         assert!(c.resolve("atlas-operator", "0.7.23", "r").is_ok());
-        let e = c.resolve("stackgres-operator", "9.9.9", "r").unwrap_err();
+        let e = c
+            .resolve("stackgres-operator", "9.9.9", "r")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("version \"9.9.9\" not found"));
+    }
+
+    #[test]
+    fn pull_errors_are_worded_as_helm_words_them() {
+        let c = Catalogue::default();
+        assert_eq!(
+            c.resolve("stackgres-operator", "9.9.9", "https://r")
+                .unwrap_err()
+                .to_string(),
+            "failed to pull chart: chart \"stackgres-operator\" version \"9.9.9\" not found in https://r repository"
+        );
+        assert_eq!(
+            c.resolve("nope", "1.0.0", "https://r")
+                .unwrap_err()
+                .to_string(),
+            "failed to pull chart: chart \"nope\" not found in https://r repository"
+        );
     }
 }

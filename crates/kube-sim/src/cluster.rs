@@ -7,11 +7,11 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde_json::{json, Value};
 
+use super::config::SimConfig;
 use super::crds::ResourceType;
 use super::objects;
 use super::ssa;
 use super::store::{Key, Store};
-use super::SimConfig;
 
 /// Read-only state every cluster uses.
 pub struct Shared {
@@ -108,7 +108,7 @@ impl ClusterState {
         }
     }
 
-    /// A cluster restored from a state file (`sim::persist`).
+    /// A cluster restored from a state file ([`crate::persist`]).
     pub fn restored(name: &str, store: Store, replays: BTreeMap<Key, Replay>) -> Self {
         Self {
             name: name.to_string(),

@@ -1,6 +1,7 @@
-//! Files the simulator writes into `--out`: one kubeconfig per cluster (server, CA,
-//! bearer token), `clusters/<name>.yaml` in the fleet format (SPEC 2.1), and the admin
-//! token. Written atomically, owner-only, so a token rotation never shows a torn file.
+//! Files the simulator writes into its output directory (`SimConfig::out`, `psql-fleet sim
+//! --out`): one kubeconfig per cluster (server, CA, bearer token), `clusters/<name>.yaml`
+//! in the fleet format (SPEC 2.1), and the admin token. Written atomically, owner-only, so
+//! a token rotation never shows a torn file.
 
 use std::io::Write;
 use std::path::Path;

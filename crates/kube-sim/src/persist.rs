@@ -1,5 +1,6 @@
-//! `--state-file`: what a real control plane keeps across an API server restart (etcd and
-//! its certificates), so that a restarted simulator is the same fleet to its clients.
+//! The state file (`SimConfig::state_file`, `psql-fleet sim --state-file`): what a real
+//! control plane keeps across an API server restart (etcd and its certificates), so that
+//! a restarted simulator is the same fleet to its clients.
 //!
 //! The file is JSON, written whole through a temporary file and a rename (owner-only,
 //! since it holds the serving key and the bearer tokens):
@@ -42,8 +43,9 @@ use serde_json::Value;
 
 use super::cluster::{ClusterState, Replay, Shared};
 use super::crds::ResourceType;
+use super::sim::Sim;
 use super::store::{Key, Store};
-use super::{kubeconfig, tls, Sim};
+use super::{kubeconfig, tls};
 
 pub const VERSION: u32 = 1;
 
@@ -51,20 +53,48 @@ pub const VERSION: u32 = 1;
 /// this much, as an API server loses nothing once etcd acknowledged a write.
 pub const WRITE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// A state file that cannot be restored, naming the file.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: {message}")]
+#[error("{path}: {kind}")]
 pub struct StateError {
     pub path: PathBuf,
-    pub message: String,
+    #[source]
+    pub kind: StateErrorKind,
 }
 
 impl StateError {
-    fn new(path: &Path, message: impl std::fmt::Display) -> Self {
+    pub fn new(path: &Path, kind: impl Into<StateErrorKind>) -> Self {
         Self {
             path: path.to_path_buf(),
-            message: message.to_string(),
+            kind: kind.into(),
         }
     }
+}
+
+/// What is wrong with a state file.
+#[derive(Debug, thiserror::Error)]
+pub enum StateErrorKind {
+    /// The file exists but cannot be read.
+    #[error("cannot read: {0}")]
+    Read(#[source] std::io::Error),
+    /// Not JSON with a `version`.
+    #[error("not a simulator state file: {0}")]
+    NotStateFile(#[source] serde_json::Error),
+    /// Written in a format this simulator does not read.
+    #[error("state file version {0} (this simulator reads version {VERSION})")]
+    Version(u32),
+    /// This version's format, but not as it is written.
+    #[error("invalid state file: {0}")]
+    Invalid(#[source] serde_json::Error),
+    /// The saved certificates cannot serve.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// A saved object or replay names a resource type the simulator does not serve.
+    #[error("cluster {cluster}: unknown resource {resource:?}")]
+    UnknownResource { cluster: String, resource: String },
+    /// A saved object without a name.
+    #[error("cluster {cluster}: a {resource} object without metadata.name")]
+    Nameless { cluster: String, resource: String },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -152,26 +182,20 @@ pub fn read(path: &Path) -> Result<Option<StateFile>, StateError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StateError::new(path, format!("cannot read: {e}"))),
+        Err(e) => return Err(StateError::new(path, StateErrorKind::Read(e))),
     };
     #[derive(Deserialize)]
     struct Versioned {
         version: u32,
     }
     let v: Versioned = serde_json::from_str(&text)
-        .map_err(|e| StateError::new(path, format!("not a simulator state file: {e}")))?;
+        .map_err(|e| StateError::new(path, StateErrorKind::NotStateFile(e)))?;
     if v.version != VERSION {
-        return Err(StateError::new(
-            path,
-            format!(
-                "state file version {} (this simulator reads version {VERSION})",
-                v.version
-            ),
-        ));
+        return Err(StateError::new(path, StateErrorKind::Version(v.version)));
     }
     serde_json::from_str(&text)
         .map(Some)
-        .map_err(|e| StateError::new(path, format!("invalid state file: {e}")))
+        .map_err(|e| StateError::new(path, StateErrorKind::Invalid(e)))
 }
 
 /// A restored cluster: its objects exactly as saved, its resourceVersion counter, and an
@@ -180,7 +204,7 @@ pub fn restore_cluster(
     sh: &Shared,
     name: &str,
     saved: &SavedStore,
-) -> Result<ClusterState, String> {
+) -> Result<ClusterState, StateErrorKind> {
     let index: HashMap<String, usize> = sh
         .registry
         .iter()
@@ -191,7 +215,10 @@ pub fn restore_cluster(
         index
             .get(id)
             .copied()
-            .ok_or_else(|| format!("cluster {name}: unknown resource {id:?}"))
+            .ok_or_else(|| StateErrorKind::UnknownResource {
+                cluster: name.into(),
+                resource: id.into(),
+            })
     };
     let mut objects = BTreeMap::new();
     for o in &saved.objects {
@@ -208,14 +235,14 @@ pub fn restore_cluster(
             name: meta("name"),
         };
         if key.name.is_empty() {
-            return Err(format!(
-                "cluster {name}: a {} object without metadata.name",
-                o.resource
-            ));
+            return Err(StateErrorKind::Nameless {
+                cluster: name.into(),
+                resource: o.resource.clone(),
+            });
         }
         objects.insert(key, o.object.clone());
     }
-    let key = |r: &SavedRef| -> Result<Key, String> {
+    let key = |r: &SavedRef| -> Result<Key, StateErrorKind> {
         Ok(Key {
             res: res(&r.resource)?,
             namespace: r.namespace.clone(),
@@ -275,7 +302,7 @@ fn save_cluster(sh: &Shared, state: &ClusterState) -> SavedStore {
     }
 }
 
-/// Writes the simulator's state to its `--state-file`: what does not change while it runs
+/// Writes the simulator's state to its state file: what does not change while it runs
 /// (address, certificates, admin token) plus a snapshot of every cluster.
 pub struct Writer {
     pub path: PathBuf,

@@ -1,7 +1,7 @@
 //! A CA generated at start and a server certificate for 127.0.0.1 and localhost signed by
 //! it; kubeconfigs carry the CA so clients verify the server as they would a real one. A
-//! restarted simulator (`--state-file`) serves the certificate it saved, so the kubeconfigs
-//! clients hold keep verifying.
+//! restarted simulator (with a state file) serves the certificate it saved, so the
+//! kubeconfigs clients hold keep verifying.
 
 use std::sync::Arc;
 
@@ -11,10 +11,13 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// A key or certificate cannot be generated.
     #[error("cannot generate certificates: {0}")]
     Generate(#[from] rcgen::Error),
+    /// The certificates do not make a server configuration.
     #[error("cannot build the TLS configuration: {0}")]
     Config(#[from] rustls::Error),
+    /// A saved PEM document cannot be read.
     #[error("cannot read the saved {what}: {source}")]
     Pem {
         what: &'static str,

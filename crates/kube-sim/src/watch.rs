@@ -101,57 +101,106 @@ pub fn start(
                 .map_err(|_| ApiError::bad_request(format!("invalid resource version: {v:?}")))?,
         ),
     };
+    let beginning = begin(&sh, &cl, &filter, since, o.send_initial_events)?;
+    let watcher = Watcher {
+        sh,
+        filter,
+        bookmarks: o.bookmarks,
+        timeout: o.timeout,
+        tx,
+    };
+    tokio::spawn(watcher.run(beginning));
+    Ok(rx)
+}
+
+/// What a watch sends first, and where it follows the change events from.
+struct Beginning {
+    /// The events since the watch's version, or the current state as ADDED events (then a
+    /// bookmark with `sendInitialEvents`), or the ERROR of an expired version.
+    backlog: Vec<Bytes>,
+    /// `None` when the watch ends after the backlog.
+    events: Option<broadcast::Receiver<Arc<Event>>>,
+    last_rv: u64,
+}
+
+/// The backlog and the subscription, taken under one store lock so that no change falls
+/// between them.
+fn begin(
+    sh: &Shared,
+    cl: &ClusterState,
+    filter: &Filter,
+    since: Option<u64>,
+    send_initial_events: bool,
+) -> Result<Beginning, ApiError> {
     let mut backlog = Vec::new();
-    let (events, mut last_rv) = {
-        let store = cl.store();
-        let rx_events = store.subscribe();
-        let current = store.resource_version();
-        if let Some(v) = since.filter(|v| *v > current) {
-            return Err(ApiError::too_large_resource_version(v, current));
-        }
-        match since {
-            Some(v) if !o.send_initial_events => match store.events_since(v) {
-                Ok(evs) => {
-                    for e in &evs {
-                        if let Some(kind) = filter.view(e) {
-                            backlog.push(line(kind, &e.object));
-                        }
-                    }
-                    (Some(rx_events), current.max(v))
-                }
-                Err(oldest) => {
-                    let status =
-                        ApiError::expired(format!("too old resource version: {v} ({oldest})"))
-                            .to_status();
-                    backlog.push(line("ERROR", &status));
-                    (None, current)
-                }
-            },
-            _ => {
-                for (_, obj) in store.list(res, filter.namespace.as_deref(), None) {
-                    if filter.selects(obj) {
-                        backlog.push(line("ADDED", obj));
+    let store = cl.store();
+    let rx_events = store.subscribe();
+    let current = store.resource_version();
+    if let Some(v) = since.filter(|v| *v > current) {
+        return Err(ApiError::too_large_resource_version(v, current));
+    }
+    let (events, last_rv) = match since {
+        Some(v) if !send_initial_events => match store.events_since(v) {
+            Ok(evs) => {
+                for e in &evs {
+                    if let Some(kind) = filter.view(e) {
+                        backlog.push(line(kind, &e.object));
                     }
                 }
-                if o.send_initial_events {
-                    backlog.push(bookmark(&sh, res, current, true));
-                }
-                (Some(rx_events), current)
+                (Some(rx_events), current.max(v))
             }
+            Err(oldest) => {
+                let status = ApiError::expired(format!("too old resource version: {v} ({oldest})"))
+                    .to_status();
+                backlog.push(line("ERROR", &status));
+                (None, current)
+            }
+        },
+        _ => {
+            for (_, obj) in store.list(filter.res, filter.namespace.as_deref(), None) {
+                if filter.selects(obj) {
+                    backlog.push(line("ADDED", obj));
+                }
+            }
+            if send_initial_events {
+                backlog.push(bookmark(sh, filter.res, current, true));
+            }
+            (Some(rx_events), current)
         }
     };
-    let bookmarks = o.bookmarks;
-    let interval = sh.config.bookmark_interval;
-    let timeout = o.timeout;
-    tokio::spawn(async move {
+    Ok(Beginning {
+        backlog,
+        events,
+        last_rv,
+    })
+}
+
+/// A running watch: it sends into the response body until the client goes, the timeout
+/// passes or it falls behind.
+struct Watcher {
+    sh: Arc<Shared>,
+    filter: Filter,
+    bookmarks: bool,
+    timeout: Option<Duration>,
+    tx: mpsc::Sender<Bytes>,
+}
+
+impl Watcher {
+    async fn run(self, beginning: Beginning) {
+        let Beginning {
+            backlog,
+            events,
+            mut last_rv,
+        } = beginning;
+        let tx = &self.tx;
         for chunk in backlog {
             if tx.send(chunk).await.is_err() {
                 return;
             }
         }
         let Some(mut events) = events else { return };
-        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-        let mut tick = tokio::time::interval(interval);
+        let deadline = self.timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut tick = tokio::time::interval(self.sh.config.bookmark_interval);
         tick.tick().await;
         loop {
             let sleep_until = deadline
@@ -160,7 +209,7 @@ pub fn start(
                 e = events.recv() => match e {
                     Ok(e) if e.rv > last_rv => {
                         last_rv = e.rv;
-                        if let Some(kind) = filter.view(&e) {
+                        if let Some(kind) = self.filter.view(&e) {
                             if tx.send(line(kind, &e.object)).await.is_err() { return; }
                         }
                     }
@@ -169,22 +218,21 @@ pub fn start(
                     // closes slow watchers; the client resumes from its last version.
                     Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
                 },
-                _ = tick.tick(), if bookmarks => {
+                _ = tick.tick(), if self.bookmarks => {
                     let rv = last_rv;
-                    if tx.send(bookmark(&sh, res, rv, false)).await.is_err() { return; }
+                    if tx.send(bookmark(&self.sh, self.filter.res, rv, false)).await.is_err() { return; }
                 }
                 _ = tokio::time::sleep_until(sleep_until) => return,
                 _ = tx.closed() => return,
             }
         }
-    });
-    Ok(rx)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SimConfig;
+    use crate::config::SimConfig;
 
     #[test]
     fn a_version_the_cluster_never_reached_is_refused_with_504() {

@@ -13,7 +13,7 @@ pub(super) const API_VERSION: &str = "helm.m.crossplane.io/v1beta1";
 pub(super) fn release_schema() -> Option<Schema> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/crds/helm.m.crossplane.io_releases.yaml"
+        "/../../../shared/crds/helm.m.crossplane.io_releases.yaml"
     );
     let Ok(text) = std::fs::read_to_string(path) else {
         eprintln!("skipping: upstream CRD {path} is not present");

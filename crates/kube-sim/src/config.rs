@@ -1,0 +1,46 @@
+//! [`SimConfig`]: how to run the simulator (how many clusters, where to listen and write,
+//! how the simulated controllers and watches behave, what to persist).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::catalogue;
+
+/// How to run the simulator.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub clusters: usize,
+    pub out: PathBuf,
+    pub listen: SocketAddr,
+    /// How long the simulated provider-helm takes to install or upgrade a Release.
+    pub ready_after: Duration,
+    pub seed: u64,
+    pub name_prefix: String,
+    /// Change events kept per cluster; a watch from an older resourceVersion gets 410.
+    pub event_window: usize,
+    pub bookmark_interval: Duration,
+    pub catalogue: catalogue::Catalogue,
+    pub audit_log: Option<PathBuf>,
+    /// Where the state a restarted API server keeps is saved and restored from
+    /// ([`crate::persist`]); `None` keeps everything in memory only.
+    pub state_file: Option<PathBuf>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            clusters: 1,
+            out: PathBuf::from("sim-out"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ready_after: Duration::from_secs(2),
+            seed: 0,
+            name_prefix: "sim-".into(),
+            event_window: 1000,
+            bookmark_interval: Duration::from_secs(15),
+            catalogue: catalogue::Catalogue::default(),
+            audit_log: None,
+            state_file: None,
+        }
+    }
+}
