@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio::net::TcpListener;
+
 use super::*;
 
 async fn endpoint(secret: &str) -> (SocketAddr, Trigger, tokio::task::JoinHandle<()>) {
@@ -164,5 +166,53 @@ async fn a_thousand_badly_signed_requests_leave_the_endpoint_up() {
     let good = Some(Secret::new(b"topsecret").sign(PUSH.as_bytes()));
     assert_eq!(post(&client, addr, "push", good, PUSH).await, 202);
     assert!(was_fired(&trigger).await);
+    task.abort();
+}
+
+#[tokio::test]
+async fn every_answer_says_why_in_plain_text() {
+    let (addr, _trigger, task) = endpoint("topsecret").await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}{PATH}");
+    let answer = |response: reqwest::Response| async move {
+        let code = response.status().as_u16();
+        let content_type = response.headers().get("content-type").cloned();
+        assert_eq!(content_type, None, "{code}");
+        (code, response.text().await.unwrap())
+    };
+    let get = client.get(&url).send().await.unwrap();
+    assert_eq!(answer(get).await, (405, "POST only\n".into()));
+    let other = client
+        .post(format!("http://{addr}/other"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer(other).await, (404, "not found\n".into()));
+    let big = client
+        .post(&url)
+        .body(vec![b'x'; MAX_BODY + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer(big).await, (413, "payload too large\n".into()));
+    let unsigned = client.post(&url).body(PUSH).send().await.unwrap();
+    assert_eq!(answer(unsigned).await, (401, "bad signature\n".into()));
+    let signed = |event: &str, body: &'static str| {
+        client
+            .post(format!("http://{addr}/"))
+            .header("x-github-event", event)
+            .header(
+                "x-hub-signature-256",
+                Secret::new(b"topsecret").sign(body.as_bytes()),
+            )
+            .body(body)
+            .send()
+    };
+    let ping = signed("ping", "{}").await.unwrap();
+    assert_eq!(answer(ping).await, (200, "pong\n".into()));
+    let push = signed("push", PUSH).await.unwrap();
+    assert_eq!(answer(push).await, (202, "fetching\n".into()));
+    let other_event = signed("issues", "{}").await.unwrap();
+    assert_eq!(answer(other_event).await, (204, String::new()));
     task.abort();
 }
