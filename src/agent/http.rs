@@ -1,19 +1,30 @@
-//! The agent's HTTP endpoints: `/livez`, `/readyz`, `/metrics` and `/api/v1/status`, and
-//! the rollout's: `GET /api/v1/rollout`, `POST /api/v1/rollout/halt` (optional JSON body
-//! `{"reason": "..."}`) and `POST /api/v1/rollout/resume`. The POSTs take a small JSON
-//! body only (`Content-Type: application/json`, so a web page cannot send one without a
-//! CORS preflight this server never grants).
+//! The agent's HTTP endpoints: `GET /livez`, `/readyz`, `/metrics` and `/api/v1/status`,
+//! and the rollout's: `GET /api/v1/rollout`, `POST /api/v1/rollout/halt` (optional JSON
+//! body `{"reason": "..."}`) and `POST /api/v1/rollout/resume`. The GETs take no body; the
+//! POSTs take a small JSON body only (`Content-Type: application/json`, so a web page
+//! cannot send one without a CORS preflight this server never grants).
+//!
+//! Also how the agent's HTTP servers (these endpoints and [`crate::webhook`]) hold their
+//! connections: [`serve_router`], with the bounds each server passes in [`Connections`].
 
-use std::convert::Infallible;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Bytes, Incoming};
+use axum::body::{Bytes, HttpBody};
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::{BoxError, ServiceBuilder};
 
 use super::driver::RolloutDriver;
 use crate::metrics::Metrics;
@@ -36,8 +47,26 @@ pub struct Endpoints {
     pub rollouts: Arc<RolloutDriver>,
 }
 
-/// Largest body a rollout POST may carry.
+/// Largest body a rollout POST may carry: `{"reason": "..."}` with a sentence or two of
+/// reason fits many times over, and a larger one is no operator's.
 pub const MAX_BODY: usize = 4096;
+/// How long a client may take to send its request line and headers, and how long a
+/// kept-alive connection may stay idle: a probe, a scrape or the CLI sends its few header
+/// lines at once, so 5 s only ever cuts off a client that trickles them (slowloris).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Buffer for a request's head; more is refused. A request line and a few headers, plus
+/// room for a proxy's forwarding headers.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Connections served at once; more wait in the listen backlog. The kubelet's probes, one
+/// or two Prometheus servers and a few operators' CLIs need a handful; the bound keeps a
+/// flood of clients from taking file descriptors and tasks the cluster workers need.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Time for one request once its headers are in, body included. Every answer comes from
+/// memory in far less; Prometheus gives up a scrape after 10 s by default anyway.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+const HALT: &str = "/api/v1/rollout/halt";
+const RESUME: &str = "/api/v1/rollout/resume";
 
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -46,172 +75,427 @@ struct HaltRequest {
     reason: String,
 }
 
-fn json_error(code: StatusCode, message: &str) -> Response<Full<Bytes>> {
-    reply(
+/// Why a request gets no answer of its endpoint. The rollout API's refusals are JSON
+/// `{"error": "<message>"}`; the others plain text. The messages are the API's (clients and
+/// the CLI show them), so they keep their wording.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("only GET")]
+    OnlyGet,
+    #[error("requests take no body")]
+    BodyOnGet,
+    #[error("not found")]
+    NotFound,
+    #[error("request not completed in time")]
+    TimedOut,
+    #[error("use POST")]
+    UsePost,
+    #[error("Content-Type must be application/json")]
+    NotJson,
+    #[error("body too large or unreadable")]
+    Body(#[source] BytesRejection),
+    #[error("bad body: {0}")]
+    BadBody(#[source] serde_json::Error),
+    #[error("no rollout: no revision served yet")]
+    NoRollout,
+    /// The rollout driver's refusal (already halted, nothing to resume), in its words.
+    #[error(transparent)]
+    Conflict(#[from] super::driver::ControlError),
+}
+
+impl Refusal {
+    fn status(&self) -> StatusCode {
+        match self {
+            Refusal::OnlyGet | Refusal::UsePost => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::BodyOnGet | Refusal::Body(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::NotFound | Refusal::NoRollout => StatusCode::NOT_FOUND,
+            Refusal::TimedOut => StatusCode::REQUEST_TIMEOUT,
+            Refusal::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Refusal::BadBody(_) => StatusCode::BAD_REQUEST,
+            Refusal::Conflict(_) => StatusCode::CONFLICT,
+        }
+    }
+
+    fn is_rollout_api(&self) -> bool {
+        matches!(
+            self,
+            Refusal::UsePost
+                | Refusal::NotJson
+                | Refusal::Body(_)
+                | Refusal::BadBody(_)
+                | Refusal::NoRollout
+                | Refusal::Conflict(_)
+        )
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        if self.is_rollout_api() {
+            let body = serde_json::json!({ "error": self.to_string() }).to_string();
+            reply(self.status(), "application/json", body)
+        } else {
+            reply(self.status(), "text/plain", format!("{self}\n"))
+        }
+    }
+}
+
+fn reply(code: StatusCode, content_type: &'static str, body: String) -> Response {
+    (
         code,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response()
+}
+
+fn json(value: &impl serde::Serialize) -> Response {
+    reply(
+        StatusCode::OK,
         "application/json",
-        serde_json::json!({ "error": message }).to_string(),
+        serde_json::to_string_pretty(value).unwrap_or_default(),
     )
 }
 
-fn reply(code: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = code;
-    if let Ok(v) = content_type.parse() {
-        response
-            .headers_mut()
-            .insert(hyper::header::CONTENT_TYPE, v);
+type Shared = State<Arc<Endpoints>>;
+
+impl Endpoints {
+    fn snapshot(&self) -> StatusReport {
+        self.status.read().map(|s| s.clone()).unwrap_or_default()
     }
+
+    /// Serves until the future is dropped, which closes the listener.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let limits = Connections {
+            max: MAX_CONNECTIONS,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            max_head: Some(MAX_HEADER_BYTES),
+            keep_alive: true,
+            lifetime: None,
+        };
+        serve_router(listener, router(self), limits).await;
+    }
+}
+
+fn router(endpoints: Arc<Endpoints>) -> Router {
+    Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/rollout", get(rollout))
+        .route(HALT, post(halt).fallback(use_post))
+        .route(RESUME, post(resume).fallback(use_post))
+        .fallback(not_found)
+        .layer(middleware::from_fn(reads_only))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(timed_out))
+                .timeout(REQUEST_TIMEOUT),
+        )
+        .with_state(endpoints)
+}
+
+/// Every endpoint but the rollout controls is a GET that takes no body: anything else is
+/// answered at once, without reading what the client sends, and the connection is closed.
+async fn reads_only(req: Request, next: Next) -> Response {
+    if matches!(req.uri().path(), HALT | RESUME) {
+        return next.run(req).await;
+    }
+    let refusal = if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        Refusal::OnlyGet
+    } else if req.body().size_hint().lower() > 0 || !req.body().is_end_stream() {
+        Refusal::BodyOnGet
+    } else {
+        return next.run(req).await;
+    };
+    let mut response = refusal.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
-/// How long a client may take to send its request line and headers.
-pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-/// Buffer for a request's head; more is refused (every endpoint is a bare GET).
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
-
-/// Every endpoint is read-only and takes no body: anything else is answered at once,
-/// without reading what the client sends, and the connection is closed.
-fn refused(req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
-    use hyper::body::Body;
-    // The rollout controls take a small JSON body by POST and check it themselves.
-    if matches!(
-        req.uri().path(),
-        "/api/v1/rollout/halt" | "/api/v1/rollout/resume"
-    ) {
-        return None;
-    }
-    let (code, text) = if !matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD) {
-        (StatusCode::METHOD_NOT_ALLOWED, "only GET\n")
-    } else if req.body().size_hint().lower() > 0 || !req.body().is_end_stream() {
-        (StatusCode::PAYLOAD_TOO_LARGE, "requests take no body\n")
-    } else {
-        return None;
-    };
-    let mut response = reply(code, "text/plain", text.into());
-    response.headers_mut().insert(
-        hyper::header::CONNECTION,
-        hyper::header::HeaderValue::from_static("close"),
-    );
-    Some(response)
+async fn timed_out(_: BoxError) -> Refusal {
+    Refusal::TimedOut
 }
 
-impl Endpoints {
-    fn route(&self, path: &str) -> Response<Full<Bytes>> {
-        let status = self.status.read().map(|s| s.clone()).unwrap_or_default();
-        match path {
-            "/livez" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
-            "/readyz" if status.ready => reply(StatusCode::OK, "text/plain", "ready\n".into()),
-            "/readyz" => reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain",
-                "not ready\n".into(),
-            ),
-            "/metrics" => reply(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                self.metrics.encode(),
-            ),
-            "/api/v1/status" => reply(
-                StatusCode::OK,
-                "application/json",
-                serde_json::to_string_pretty(&status).unwrap_or_default(),
-            ),
-            _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
-        }
-    }
+async fn not_found() -> Refusal {
+    Refusal::NotFound
+}
 
-    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let path = req.uri().path().to_string();
-        let post = req.method() == hyper::Method::POST;
-        match path.as_str() {
-            "/api/v1/rollout" => match self.rollouts.status() {
-                Some(r) => reply(
-                    StatusCode::OK,
-                    "application/json",
-                    serde_json::to_string_pretty(&r).unwrap_or_default(),
-                ),
-                None => json_error(StatusCode::NOT_FOUND, "no rollout: no revision served yet"),
-            },
-            "/api/v1/rollout/halt" | "/api/v1/rollout/resume" if !post => {
-                json_error(StatusCode::METHOD_NOT_ALLOWED, "use POST")
-            }
-            "/api/v1/rollout/halt" | "/api/v1/rollout/resume" => {
-                let json = req
-                    .headers()
-                    .get(hyper::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.starts_with("application/json"));
-                if !json {
-                    return json_error(
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                        "Content-Type must be application/json",
-                    );
-                }
-                let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-                    Ok(b) => b.to_bytes(),
-                    Err(_) => {
-                        return json_error(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "body too large or unreadable",
-                        )
-                    }
-                };
-                let request: HaltRequest = if body.iter().all(u8::is_ascii_whitespace) {
-                    HaltRequest::default()
-                } else {
-                    match serde_json::from_slice(&body) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            return json_error(StatusCode::BAD_REQUEST, &format!("bad body: {e}"))
-                        }
-                    }
-                };
-                let outcome = if path.ends_with("/halt") {
-                    self.rollouts.halt(&request.reason)
-                } else {
-                    self.rollouts.resume()
-                };
-                match outcome {
-                    Ok(r) => reply(
-                        StatusCode::OK,
-                        "application/json",
-                        serde_json::to_string_pretty(&r).unwrap_or_default(),
-                    ),
-                    Err(e) => json_error(StatusCode::CONFLICT, &e.to_string()),
-                }
-            }
-            _ => self.route(&path),
-        }
-    }
+async fn use_post() -> Refusal {
+    Refusal::UsePost
+}
 
-    /// Serves until the task is dropped.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
+async fn livez() -> Response {
+    reply(StatusCode::OK, "text/plain", "ok\n".into())
+}
+
+async fn readyz(State(endpoints): Shared) -> Response {
+    if endpoints.snapshot().ready {
+        reply(StatusCode::OK, "text/plain", "ready\n".into())
+    } else {
+        reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "not ready\n".into(),
+        )
+    }
+}
+
+async fn metrics(State(endpoints): Shared) -> Response {
+    reply(
+        StatusCode::OK,
+        "text/plain; version=0.0.4",
+        endpoints.metrics.encode(),
+    )
+}
+
+async fn status(State(endpoints): Shared) -> Response {
+    json(&endpoints.snapshot())
+}
+
+async fn rollout(State(endpoints): Shared) -> Result<Response, Refusal> {
+    let status = endpoints.rollouts.status().ok_or(Refusal::NoRollout)?;
+    Ok(json(&status))
+}
+
+async fn halt(State(endpoints): Shared, req: Request) -> Result<Response, Refusal> {
+    let request = control_body(req).await?;
+    let status = endpoints
+        .rollouts
+        .halt(&request.reason)
+        .map_err(Refusal::Conflict)?;
+    Ok(json(&status))
+}
+
+async fn resume(State(endpoints): Shared, req: Request) -> Result<Response, Refusal> {
+    control_body(req).await?;
+    let status = endpoints.rollouts.resume().map_err(Refusal::Conflict)?;
+    Ok(json(&status))
+}
+
+/// The body of a rollout control: JSON (checked before anything is read), at most
+/// [`MAX_BODY`] bytes, empty or `{"reason": "..."}`.
+async fn control_body(req: Request) -> Result<HaltRequest, Refusal> {
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return Err(Refusal::NotJson);
+    }
+    // Bounded by the router's `DefaultBodyLimit`.
+    let body = Bytes::from_request(req, &()).await.map_err(Refusal::Body)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(HaltRequest::default());
+    }
+    serde_json::from_slice(&body).map_err(Refusal::BadBody)
+}
+
+/// How one of the agent's HTTP servers holds its connections.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Connections {
+    /// Connections served at once; more wait in the listen backlog.
+    pub max: usize,
+    /// Time for a request's line and headers, and for an idle kept-alive connection.
+    pub header_read_timeout: Duration,
+    /// Largest request head (hyper's read buffer), or hyper's default.
+    pub max_head: Option<usize>,
+    pub keep_alive: bool,
+    /// How long a connection may last as a whole, if bounded.
+    pub lifetime: Option<Duration>,
+}
+
+/// Pause after a failed accept (out of file descriptors, say), rather than spinning on it.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves `router` over HTTP/1.1 on `listener` until the future is dropped, which closes
+/// the listener (connections already accepted finish on their own tasks).
+///
+/// hyper's connection builder rather than `axum::serve`: the latter sets no header read
+/// timeout, head size or keep-alive, so a client trickling its headers would hold a
+/// connection for ever.
+pub(crate) async fn serve_router(listener: TcpListener, router: Router, limits: Connections) {
+    let slots = Arc::new(Semaphore::new(limits.max));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                tracing::debug!(%error, "cannot accept a connection");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
-            };
-            let this = self.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let this = this.clone();
-                    async move {
-                        let response = match refused(&req) {
-                            Some(response) => response,
-                            None => this.handle(req).await,
-                        };
-                        Ok::<_, Infallible>(response)
-                    }
-                });
-                // A client that trickles its headers (slowloris) or sends more than a
-                // request line and a few headers is cut off instead of holding a task.
-                let _ = http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .max_buf_size(MAX_HEADER_BYTES)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+            }
+        };
+        let service = TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .keep_alive(limits.keep_alive);
+            if let Some(max) = limits.max_head {
+                builder.max_buf_size(max);
+            }
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            match limits.lifetime {
+                Some(lifetime) => {
+                    let _ = tokio::time::timeout(lifetime, connection).await;
+                }
+                None => {
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn endpoints() -> Arc<Endpoints> {
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let status = Arc::new(RwLock::new(StatusReport::default()));
+        let rollouts =
+            RolloutDriver::open(None, metrics.clone(), status.clone(), Vec::new()).unwrap();
+        Arc::new(Endpoints {
+            metrics,
+            status,
+            rollouts: Arc::new(rollouts),
+        })
+    }
+
+    /// The status, content type, `Connection` header and body of the answer to a request.
+    async fn ask(
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &'static str,
+    ) -> (u16, String, String, String) {
+        let mut request = axum::http::Request::builder().method(method).uri(path);
+        if let Some(t) = content_type {
+            request = request.header(header::CONTENT_TYPE, t);
         }
+        let request = request.body(Body::from(body)).unwrap();
+        let response = router(endpoints()).oneshot(request).await.unwrap();
+        let header_of = |name| {
+            response
+                .headers()
+                .get(name)
+                .map(|v: &HeaderValue| v.to_str().unwrap().to_string())
+                .unwrap_or_default()
+        };
+        let (code, content_type, connection) = (
+            response.status().as_u16(),
+            header_of(header::CONTENT_TYPE),
+            header_of(header::CONNECTION),
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            code,
+            content_type,
+            connection,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_read_endpoints_answer_as_documented() {
+        let plain = |code: u16, text: &str| (code, "text/plain".into(), String::new(), text.into());
+        assert_eq!(ask("GET", "/livez", None, "").await, plain(200, "ok\n"));
+        assert_eq!(
+            ask("GET", "/readyz", None, "").await,
+            plain(503, "not ready\n")
+        );
+        assert_eq!(
+            ask("GET", "/nowhere", None, "").await,
+            plain(404, "not found\n")
+        );
+        let (code, content_type, _, _) = ask("GET", "/metrics", None, "").await;
+        assert_eq!(
+            (code, content_type.as_str()),
+            (200, "text/plain; version=0.0.4")
+        );
+        let (code, content_type, _, body) = ask("GET", "/api/v1/status", None, "").await;
+        assert_eq!((code, content_type.as_str()), (200, "application/json"));
+        let report: StatusReport = serde_json::from_str(&body).unwrap();
+        assert!(!report.ready);
+        let (code, _, _, body) = ask("HEAD", "/livez", None, "").await;
+        assert_eq!((code, body.as_str()), (200, ""));
+    }
+
+    #[tokio::test]
+    async fn writes_and_bodies_to_the_read_endpoints_are_refused_and_the_connection_closed() {
+        let refused = |code: u16, text: &str| {
+            (
+                code,
+                "text/plain".into(),
+                "close".into(),
+                String::from(text),
+            )
+        };
+        for path in ["/metrics", "/api/v1/rollout", "/nowhere"] {
+            assert_eq!(
+                ask("POST", path, None, "").await,
+                refused(405, "only GET\n"),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            ask("DELETE", "/api/v1/status", None, "").await,
+            refused(405, "only GET\n")
+        );
+        assert_eq!(
+            ask("GET", "/api/v1/status", None, "x").await,
+            refused(413, "requests take no body\n")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_rollout_controls_take_small_json_posts_and_answer_json_errors() {
+        let error = |code: u16, message: &str| {
+            (
+                code,
+                "application/json".into(),
+                String::new(),
+                serde_json::json!({ "error": message }).to_string(),
+            )
+        };
+        let json = Some("application/json");
+        assert_eq!(
+            ask("GET", "/api/v1/rollout", None, "").await,
+            error(404, "no rollout: no revision served yet")
+        );
+        for path in [HALT, RESUME] {
+            assert_eq!(ask("GET", path, None, "").await, error(405, "use POST"));
+            assert_eq!(
+                ask("POST", path, None, "{}").await,
+                error(415, "Content-Type must be application/json")
+            );
+        }
+        let big: &'static str = format!("{{\"reason\": \"{}\"}}", "x".repeat(MAX_BODY)).leak();
+        assert_eq!(
+            ask("POST", HALT, json, big).await,
+            error(413, "body too large or unreadable")
+        );
+        let (code, _, _, body) = ask("POST", HALT, json, "{\"bogus\": 1}").await;
+        assert_eq!(code, 400);
+        assert!(body.contains("bad body: unknown field `bogus`"), "{body}");
+        // Nothing to halt yet: the driver's refusal, in its words.
+        let (code, content_type, _, body) = ask("POST", HALT, json, " ").await;
+        assert_eq!((code, content_type.as_str()), (409, "application/json"));
+        assert!(body.contains("no revision served yet"), "{body}");
     }
 }

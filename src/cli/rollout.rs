@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::status::{request, Output};
+use super::status::{chain, request, Output};
 use crate::status::RolloutStatus;
 
 /// Show, halt or resume the rollout of a running agent.
@@ -34,34 +34,50 @@ pub enum Action {
     Resume,
 }
 
-pub fn run(args: &RolloutArgs) -> ExitCode {
-    let outcome = match &args.action {
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Request(#[from] super::status::Error),
+    /// The agent's answer other than 200: its `{"error": ...}` message, else its status
+    /// line.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{server}: not a rollout status")]
+    NotRolloutStatus {
+        server: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The rollout after `args.action`, as the agent reports it.
+fn act(args: &RolloutArgs) -> Result<RolloutStatus, Error> {
+    let (code, status_line, body) = match &args.action {
         Action::Status => request(&args.server, "GET", "/api/v1/rollout", None),
         Action::Halt { reason } => {
             let body = serde_json::json!({ "reason": reason }).to_string();
             request(&args.server, "POST", "/api/v1/rollout/halt", Some(&body))
         }
         Action::Resume => request(&args.server, "POST", "/api/v1/rollout/resume", Some("{}")),
-    };
-    let (code, status_line, body) = match outcome {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    }?;
     if code != 200 {
         let message = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v["error"].as_str().map(String::from))
             .unwrap_or(status_line);
-        eprintln!("error: {message}");
-        return ExitCode::FAILURE;
+        return Err(Error::Refused(message));
     }
-    let status: RolloutStatus = match serde_json::from_str(&body) {
-        Ok(s) => s,
+    serde_json::from_str(&body).map_err(|source| Error::NotRolloutStatus {
+        server: args.server.clone(),
+        source,
+    })
+}
+
+pub fn run(args: &RolloutArgs) -> ExitCode {
+    let status = match act(args) {
+        Ok(status) => status,
         Err(e) => {
-            eprintln!("error: {}: not a rollout status: {e}", args.server);
+            eprintln!("error: {}", chain(&e));
             return ExitCode::FAILURE;
         }
     };

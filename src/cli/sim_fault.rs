@@ -3,11 +3,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
+
+use super::status::chain;
 
 #[derive(Args, Debug)]
 pub struct FaultArgs {
@@ -124,7 +125,7 @@ pub fn run(args: &FaultArgs) -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
+            eprintln!("psql-fleet sim fault: {}", chain(&Error::Runtime(e)));
             return ExitCode::FAILURE;
         }
     };
@@ -138,10 +139,55 @@ pub fn run(args: &FaultArgs) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("psql-fleet sim fault: {e}");
+            eprintln!("psql-fleet sim fault: {}", chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// How long one admin call may take, connecting included: the simulator answers it from
+/// memory (faults slow the clusters' API, not this one), so 30 s only ever cuts off a
+/// simulator that hangs.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What can go wrong with an admin call. No variant holds the admin token, and the
+/// request's errors are the client's, which never show its headers.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bad CA certificate {}", path.display())]
+    Ca {
+        path: PathBuf,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{method:?} is not an HTTP method")]
+    Method {
+        method: String,
+        #[source]
+        source: http::method::InvalidMethod,
+    },
+    #[error("cannot set up an HTTPS client")]
+    Client(#[source] reqwest::Error),
+    #[error("bad admin URL {url}")]
+    Url {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("cannot reach {url}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("cannot start the runtime")]
+    Runtime(#[source] std::io::Error),
 }
 
 /// One request to the admin API; returns the status code and body text.
@@ -150,62 +196,136 @@ pub async fn call(
     method: &str,
     path: &str,
     body: &Value,
-) -> Result<(u16, String), String> {
-    let token = std::fs::read_to_string(args.dir.join("admin-token"))
-        .map_err(|e| format!("cannot read admin-token: {e}"))?;
-    let ca =
-        std::fs::read(args.dir.join("ca.crt")).map_err(|e| format!("cannot read ca.crt: {e}"))?;
-    let url: http::Uri = format!("{}{}", args.admin.trim_end_matches('/'), path)
-        .parse()
-        .map_err(|e| format!("bad --admin URL: {e}"))?;
-    let host = url.host().ok_or("the --admin URL has no host")?.to_string();
-    let port = url.port_u16().unwrap_or(443);
-    let mut roots = rustls::RootCertStore::empty();
-    use rustls::pki_types::pem::PemObject;
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
-        roots
-            .add(cert.map_err(|e| format!("bad ca.crt: {e}"))?)
-            .map_err(|e| format!("bad ca.crt: {e}"))?;
+) -> Result<(u16, String), Error> {
+    let read = |name: &str| {
+        let path = args.dir.join(name);
+        std::fs::read(&path).map_err(|source| Error::Read { path, source })
+    };
+    let token = String::from_utf8_lossy(&read("admin-token")?)
+        .trim()
+        .to_string();
+    let ca_path = args.dir.join("ca.crt");
+    let roots =
+        reqwest::Certificate::from_pem_bundle(&read("ca.crt")?).map_err(|source| Error::Ca {
+            path: ca_path,
+            source,
+        })?;
+    // The simulator's own CA and nothing else, as its kubeconfigs do; reached directly,
+    // whatever proxy the environment names.
+    let mut client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .no_proxy()
+        .timeout(TIMEOUT);
+    for root in roots {
+        client = client.add_root_certificate(root);
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
-    let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS: {e}"))?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
+    let client = client.build().map_err(Error::Client)?;
+    let method =
+        reqwest::Method::from_bytes(method.as_bytes()).map_err(|source| Error::Method {
+            method: method.to_string(),
+            source,
+        })?;
+    let url = format!("{}{}", args.admin.trim_end_matches('/'), path);
     let payload = if body.is_null() {
         String::new()
     } else {
         body.to_string()
     };
-    let req = http::Request::builder()
-        .method(method)
-        .uri(url.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
-        .header("host", format!("{host}:{port}"))
-        .header("authorization", format!("Bearer {}", token.trim()))
-        .header("content-type", "application/json")
-        .body(Full::new(bytes::Bytes::from(payload)))
-        .map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    let code = resp.status().as_u16();
-    let bytes = resp
-        .into_body()
-        .collect()
+    let request = client
+        .request(method, &url)
+        .bearer_auth(token)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(payload)
+        .build()
+        .map_err(|source| Error::Url {
+            url: url.clone(),
+            source: source.without_url(),
+        })?;
+    let unreachable = |source: reqwest::Error| Error::Unreachable {
+        url: url.clone(),
+        source: source.without_url(),
+    };
+    let response = client.execute(request).await.map_err(unreachable)?;
+    let code = response.status().as_u16();
+    let text = response.text().await.map_err(unreachable)?;
+    Ok((code, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(dir: &std::path::Path, admin: String) -> FaultArgs {
+        FaultArgs {
+            admin,
+            dir: dir.to_path_buf(),
+            action: FaultAction::Requests,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_simulators_ca_is_trusted_and_its_token_is_in_no_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = kube_sim::start(kube_sim::SimConfig {
+            clusters: 1,
+            out: dir.path().to_path_buf(),
+            ..kube_sim::SimConfig::default()
+        })
         .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok((code, String::from_utf8_lossy(&bytes).into_owned()))
+        .unwrap();
+        let admin = sim.admin_url();
+        let token = sim.admin_token.clone();
+        let (code, text) = call(
+            &args(dir.path(), admin.clone()),
+            "GET",
+            "/requests",
+            &Value::Null,
+        )
+        .await
+        .unwrap();
+        assert_eq!(code, 200, "{text}");
+        // A wrong token is the server's 401, not an error of the client.
+        std::fs::write(dir.path().join("admin-token"), "guess\n").unwrap();
+        let (code, _) = call(
+            &args(dir.path(), admin.clone()),
+            "GET",
+            "/requests",
+            &Value::Null,
+        )
+        .await
+        .unwrap();
+        assert_eq!(code, 401);
+        std::fs::write(dir.path().join("admin-token"), &token).unwrap();
+        sim.shutdown().await;
+
+        let mut errors = Vec::new();
+        for admin in [admin.clone(), "not a url".to_string()] {
+            errors.push(
+                call(
+                    &args(dir.path(), admin),
+                    "POST",
+                    "/x",
+                    &json!({"down": true}),
+                )
+                .await
+                .unwrap_err(),
+            );
+        }
+        assert!(
+            matches!(errors[0], Error::Unreachable { .. }),
+            "{:?}",
+            errors[0]
+        );
+        assert!(matches!(errors[1], Error::Url { .. }), "{:?}", errors[1]);
+        std::fs::remove_file(dir.path().join("ca.crt")).unwrap();
+        let no_ca = call(&args(dir.path(), admin), "GET", "/requests", &Value::Null)
+            .await
+            .unwrap_err();
+        assert!(matches!(no_ca, Error::Read { .. }), "{no_ca:?}");
+        errors.push(no_ca);
+        for error in &errors {
+            let shown = format!("{} {error:?}", chain(error));
+            assert!(!shown.contains(&token), "{shown}");
+        }
+    }
 }

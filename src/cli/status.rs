@@ -1,7 +1,8 @@
-//! `psql-fleet status`: asks a running agent for `/api/v1/status` and prints it.
+//! `psql-fleet status`: asks a running agent for `/api/v1/status` and prints it. Also the
+//! client of the agent's HTTP API that `rollout`, the demo, the tests and the benches share:
+//! async ([`get`], [`send`], [`report`]) and blocking ([`fetch`], [`request`]).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::future::Future;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -25,79 +26,193 @@ pub struct StatusArgs {
     pub output: Output,
 }
 
-/// A plain HTTP/1.0 GET: the agent serves loopback HTTP only, so no client library is
-/// needed.
-pub fn fetch(server: &str, path: &str) -> Result<String, String> {
-    let (code, head, body) = request(server, "GET", path, None)?;
-    if code != 200 {
-        return Err(format!("{server}{path}: {head}"));
-    }
-    Ok(body)
+/// How long one request to the agent may take, connecting included: it answers from
+/// memory, and its own request timeout is as long.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The agent serves plain HTTP (on loopback by default, on every address in the Helm
+    /// chart); TLS in front of it is not this client's business.
+    #[error("{server}: only http:// servers are supported")]
+    Scheme { server: String },
+    #[error("{method:?} is not an HTTP method")]
+    Method {
+        method: String,
+        #[source]
+        source: http::method::InvalidMethod,
+    },
+    #[error("cannot set up an HTTP client")]
+    Client(#[source] reqwest::Error),
+    #[error("cannot reach {url}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{url}: {status}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+    #[error("cannot start a thread for a request")]
+    Thread(#[source] std::io::Error),
+    #[error("cannot start a runtime for a request")]
+    Runtime(#[source] std::io::Error),
+    #[error("{server}: not a status report")]
+    NotStatusReport {
+        server: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
-/// The status report of the agent at `server`, fetched off the async runtime (the client
-/// above blocks); `None` while the agent does not serve one.
+/// `error` and its causes, `: `-separated, the way the command line shows an error.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
+}
+
+fn client() -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        // The agent is reached directly, as `curl --noproxy` would: an HTTP(S)_PROXY meant
+        // for the internet must not capture `http://127.0.0.1:9464`.
+        .no_proxy()
+        .timeout(TIMEOUT)
+        .build()
+        .map_err(Error::Client)
+}
+
+/// One request to the agent at `server` with an optional JSON body; the status code, the
+/// status line (`HTTP/1.1 409 Conflict`) and the body.
+pub async fn send(
+    server: &str,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> Result<(u16, String, String), Error> {
+    let answer = exchange(server, method, path, json).await?;
+    let status_line = format!("{:?} {}", answer.version, answer.status);
+    Ok((answer.status.as_u16(), status_line, answer.body))
+}
+
+/// The body of `GET path` from the agent at `server`, which must answer 200.
+pub async fn get(server: &str, path: &str) -> Result<String, Error> {
+    let answer = exchange(server, "GET", path, None).await?;
+    if answer.status != reqwest::StatusCode::OK {
+        return Err(Error::Status {
+            url: answer.url,
+            status: answer.status,
+        });
+    }
+    Ok(answer.body)
+}
+
+struct Answer {
+    url: String,
+    version: reqwest::Version,
+    status: reqwest::StatusCode,
+    body: String,
+}
+
+async fn exchange(
+    server: &str,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> Result<Answer, Error> {
+    if !server.starts_with("http://") {
+        return Err(Error::Scheme {
+            server: server.to_string(),
+        });
+    }
+    let url = format!("{}{path}", server.trim_end_matches('/'));
+    let method =
+        reqwest::Method::from_bytes(method.as_bytes()).map_err(|source| Error::Method {
+            method: method.to_string(),
+            source,
+        })?;
+    let mut request = client()?.request(method, &url);
+    if let Some(body) = json {
+        request = request
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string());
+    }
+    let unreachable = |source: reqwest::Error| Error::Unreachable {
+        url: url.clone(),
+        source: source.without_url(),
+    };
+    let response = request.send().await.map_err(unreachable)?;
+    let (version, status) = (response.version(), response.status());
+    let body = response.text().await.map_err(unreachable)?;
+    Ok(Answer {
+        url,
+        version,
+        status,
+        body,
+    })
+}
+
+/// The status report of the agent at `server`; `None` while it does not serve one.
 pub async fn report(server: &str) -> Option<StatusReport> {
-    let s = server.to_string();
-    let body = tokio::task::spawn_blocking(move || fetch(&s, "/api/v1/status"))
-        .await
-        .ok()?
-        .ok()?;
+    let body = get(server, "/api/v1/status").await.ok()?;
     serde_json::from_str(&body).ok()
 }
 
-/// One HTTP/1.0 request with an optional JSON body; the status code, the status line and
-/// the body.
+/// [`get`], blocking.
+pub fn fetch(server: &str, path: &str) -> Result<String, Error> {
+    block_on(get(server, path))
+}
+
+/// [`send`], blocking.
 pub fn request(
     server: &str,
     method: &str,
     path: &str,
     json: Option<&str>,
-) -> Result<(u16, String, String), String> {
-    let authority = server
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{server}: only http:// servers are supported"))?;
-    let authority = authority.trim_end_matches('/');
-    let mut stream =
-        TcpStream::connect(authority).map_err(|e| format!("cannot reach {server}: {e}"))?;
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let sent = match json {
-        Some(body) => write!(
-            stream,
-            "{method} {path} HTTP/1.0\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ),
-        None => write!(stream, "{method} {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n"),
-    };
-    sent.map_err(|e| format!("{server}: {e}"))?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| format!("{server}: {e}"))?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("{server}: malformed response"))?;
-    let status_line = head.lines().next().unwrap_or_default().to_string();
-    let code = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("{server}: malformed status line {status_line:?}"))?;
-    Ok((code, status_line, body.to_string()))
+) -> Result<(u16, String, String), Error> {
+    block_on(send(server, method, path, json))
+}
+
+/// Runs `request` on a thread and a runtime of its own, so that the blocking calls work
+/// from anywhere: the command line, a test's plain thread, `spawn_blocking`, even a task
+/// of a runtime (which it blocks, as any blocking call does), where `Runtime::block_on`
+/// and reqwest's blocking client would panic.
+fn block_on<T: Send>(request: impl Future<Output = Result<T, Error>> + Send) -> Result<T, Error> {
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new()
+            .name("agent-request".into())
+            .spawn_scoped(scope, || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(Error::Runtime)?
+                    .block_on(request)
+            })
+            .map_err(Error::Thread)?;
+        thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 pub fn run(args: &StatusArgs) -> ExitCode {
-    let body = match fetch(&args.server, "/api/v1/status") {
-        Ok(b) => b,
+    let read = fetch(&args.server, "/api/v1/status").and_then(|body| {
+        serde_json::from_str::<StatusReport>(&body).map_err(|source| Error::NotStatusReport {
+            server: args.server.clone(),
+            source,
+        })
+    });
+    let report = match read {
+        Ok(report) => report,
         Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let report: StatusReport = match serde_json::from_str(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {}: not a status report: {e}", args.server);
+            eprintln!("error: {}", chain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -109,4 +224,38 @@ pub fn run(args: &StatusArgs) -> ExitCode {
         Output::Table => print!("{}", report.to_table()),
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_http_servers_are_asked() {
+        let error = fetch("ftp://127.0.0.1:1", "/api/v1/status").unwrap_err();
+        assert!(matches!(error, Error::Scheme { .. }), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            "ftp://127.0.0.1:1: only http:// servers are supported"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_agent_that_is_not_there_is_named_with_the_cause() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let server = format!("http://127.0.0.1:{port}");
+        // Blocking, from a runtime's task: it must not panic.
+        let error = fetch(&server, "/api/v1/status").unwrap_err();
+        assert!(matches!(error, Error::Unreachable { .. }), "{error:?}");
+        let text = chain(&error);
+        assert!(
+            text.starts_with(&format!("cannot reach {server}/api/v1/status: ")),
+            "{text}"
+        );
+        assert!(text.to_lowercase().contains("refused"), "{text}");
+        assert!(report(&server).await.is_none());
+    }
 }

@@ -10,32 +10,17 @@
 //! exhaust the agent.
 //!
 //! The public surface: [`Secret`], [`Trigger`] (what a delivery fires and the Git poller
-//! waits on), [`serve`] and the pure [`verify`].
+//! waits on), the pure [`verify`], and [`serve`] (the receiver, in `server`).
 
-use std::convert::Infallible;
+mod server;
+
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use ring::hmac;
-use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
-/// Largest delivery accepted. GitHub's push payloads for a fleet repository are far
-/// smaller; GitHub itself caps payloads at 25 MB.
-pub const MAX_BODY: usize = 1024 * 1024;
-/// Time allowed for the headers, and for the whole body.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; more wait in the accept queue.
-pub const MAX_CONNECTIONS: usize = 64;
-/// Where deliveries are posted (`/` is accepted too, for a hook URL without a path).
-pub const PATH: &str = "/webhook";
+pub use server::{serve, MAX_BODY, MAX_CONNECTIONS, PATH, READ_TIMEOUT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -124,106 +109,6 @@ impl Trigger {
     /// Resolves at the next [`Trigger::fire`] (or at once if one came since the last wait).
     pub async fn fired(&self) {
         self.0.notified().await;
-    }
-}
-
-/// What a verified delivery asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum Delivery {
-    Ping,
-    Push,
-    Ignored,
-}
-
-fn reply(code: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *response.status_mut() = code;
-    response
-}
-
-/// Handles one request: method and path, size, signature, then the event.
-async fn handle(
-    req: Request<Incoming>,
-    secret: &Secret,
-    trigger: &Trigger,
-) -> Response<Full<Bytes>> {
-    if req.uri().path() != PATH && req.uri().path() != "/" {
-        return reply(StatusCode::NOT_FOUND, "not found\n");
-    }
-    if req.method() != Method::POST {
-        return reply(StatusCode::METHOD_NOT_ALLOWED, "POST only\n");
-    }
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let declared = header("content-length").and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY) {
-        return reply(StatusCode::PAYLOAD_TOO_LARGE, "payload too large\n");
-    }
-    let signature = header("x-hub-signature-256");
-    let event = header("x-github-event");
-    let delivery_id = header("x-github-delivery").unwrap_or_default();
-    let body = match tokio::time::timeout(
-        READ_TIMEOUT,
-        Limited::new(req.into_body(), MAX_BODY).collect(),
-    )
-    .await
-    {
-        Ok(Ok(body)) => body.to_bytes(),
-        Ok(Err(_)) => return reply(StatusCode::PAYLOAD_TOO_LARGE, "payload too large\n"),
-        Err(_) => return reply(StatusCode::REQUEST_TIMEOUT, "body not received in time\n"),
-    };
-    if !verify(secret, &body, signature.as_deref()) {
-        tracing::warn!(delivery = %delivery_id, "webhook delivery refused: missing or bad signature");
-        return reply(StatusCode::UNAUTHORIZED, "bad signature\n");
-    }
-    let delivery = match event.as_deref() {
-        Some("ping") => Delivery::Ping,
-        Some("push") => Delivery::Push,
-        _ => Delivery::Ignored,
-    };
-    tracing::info!(delivery = %delivery_id, event = event.as_deref().unwrap_or(""), "webhook delivery");
-    match delivery {
-        Delivery::Ping => reply(StatusCode::OK, "pong\n"),
-        Delivery::Push => {
-            trigger.fire();
-            reply(StatusCode::ACCEPTED, "fetching\n")
-        }
-        Delivery::Ignored => reply(StatusCode::NO_CONTENT, ""),
-    }
-}
-
-/// Serves deliveries on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, secret: Secret, trigger: Trigger) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let shared = Arc::new((secret, trigger));
-    loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let service = service_fn(move |req: Request<Incoming>| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(req, &shared.0, &shared.1).await) }
-            });
-            // One delivery per connection (GitHub opens one each): an idle kept-alive
-            // connection would hold a slot.
-            let connection = http1::Builder::new()
-                .keep_alive(false)
-                .timer(TokioTimer::new())
-                .header_read_timeout(READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            // A connection is also bounded in time as a whole, keep-alive included.
-            let _ = tokio::time::timeout(READ_TIMEOUT * 6, connection).await;
-        });
     }
 }
 

@@ -1,8 +1,10 @@
-//! The signature check, the endpoint on loopback, and the agent end to end: a signed push
-//! makes it fetch a `git daemon` and apply to the simulator at once.
+//! The signature check and the endpoint on loopback. The agent end to end (a signed push
+//! makes it fetch a `git daemon` and apply to the simulator at once) is `tests/webhook.rs`.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
 
 use super::*;
 
@@ -167,165 +169,50 @@ async fn a_thousand_badly_signed_requests_leave_the_endpoint_up() {
     task.abort();
 }
 
-mod end_to_end {
-    use std::path::Path;
-
-    use super::*;
-    use crate::agent::{self, Config, WebhookConfig};
-    use crate::source::git::tests::{git, Daemon};
-    use crate::source::git::{Credentials, GitRef};
-    use crate::source::SourceSpec;
-    use crate::status::StatusReport;
-    use kube_sim::{self as sim, SimConfig};
-
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-
-    fn claim(cluster: &str, team: &str) -> String {
-        format!("apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nmetadata: {{name: a}}\nspec: {{clusterName: {cluster}, labels: {{team: {team}}}}}\n")
-    }
-
-    fn commit(work: &Path, bare: &Path, message: &str) -> String {
-        git(work, &["add", "-A"]);
-        git(work, &["commit", "-q", "-m", message]);
-        git(work, &["push", "-q", &bare.display().to_string(), "main"]);
-        git(work, &["rev-parse", "HEAD"])
-    }
-
-    async fn status(server: &str) -> Option<StatusReport> {
-        crate::cli::status::report(server).await
-    }
-
-    /// Waits until the one cluster has applied `revision`; the time it took.
-    async fn applied(server: &str, revision: &str, within: Duration) -> Option<Duration> {
-        let start = Instant::now();
-        while start.elapsed() < within {
-            if let Some(report) = status(server).await {
-                let done = report.clusters.values().any(|c| {
-                    c.applied_revision
-                        .as_deref()
-                        .is_some_and(|r| revision.starts_with(r) || r.starts_with(revision))
-                });
-                if done {
-                    return Some(start.elapsed());
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        None
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_signed_push_is_fetched_and_applied_at_once_and_a_bad_one_changes_nothing() {
-        let out = tempfile::tempdir().unwrap();
-        let handle = sim::start(SimConfig {
-            clusters: 1,
-            out: out.path().to_path_buf(),
-            ready_after: Duration::from_millis(100),
-            ..SimConfig::default()
-        })
+#[tokio::test]
+async fn every_answer_says_why_in_plain_text() {
+    let (addr, _trigger, task) = endpoint("topsecret").await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}{PATH}");
+    let answer = |response: reqwest::Response| async move {
+        let code = response.status().as_u16();
+        let content_type = response.headers().get("content-type").cloned();
+        assert_eq!(content_type, None, "{code}");
+        (code, response.text().await.unwrap())
+    };
+    let get = client.get(&url).send().await.unwrap();
+    assert_eq!(answer(get).await, (405, "POST only\n".into()));
+    let other = client
+        .post(format!("http://{addr}/other"))
+        .send()
         .await
         .unwrap();
-        let cluster = handle.cluster_names[0].clone();
-        let base = tempfile::tempdir().unwrap();
-        let work = tempfile::tempdir().unwrap();
-        git(
-            base.path(),
-            &["init", "-q", "--bare", "-b", "main", "fleet.git"],
-        );
-        let bare = base.path().join("fleet.git");
-        git(work.path(), &["init", "-q", "-b", "main"]);
-        std::fs::create_dir_all(work.path().join("clusters")).unwrap();
-        std::fs::create_dir_all(work.path().join("claims")).unwrap();
-        std::fs::copy(
-            out.path().join(format!("clusters/{cluster}.yaml")),
-            work.path().join(format!("clusters/{cluster}.yaml")),
-        )
+    assert_eq!(answer(other).await, (404, "not found\n".into()));
+    let big = client
+        .post(&url)
+        .body(vec![b'x'; MAX_BODY + 1])
+        .send()
+        .await
         .unwrap();
-        std::fs::write(work.path().join("claims/a.yaml"), claim(&cluster, "one")).unwrap();
-        let first = commit(work.path(), &bare, "first");
-        let daemon = Daemon::start(base.path());
-
-        let (port, hook_port) = (free_port(), free_port());
-        let config = Config {
-            source: SourceSpec::Git(format!("git://127.0.0.1:{}/fleet.git", daemon.port)),
-            reference: GitRef::Branch("main".into()),
-            credentials: Credentials::default(),
-            cache_dir: work.path().join(".cache"),
-            credentials_dir: out.path().to_path_buf(),
-            listen: format!("127.0.0.1:{port}").parse().unwrap(),
-            dry_run: false,
-            allow_mass_prune: false,
-            // Far longer than the test: only the webhook can bring the second commit in.
-            interval: Duration::from_secs(600),
-            max_concurrency: 2,
-            state_dir: None,
-            webhook: Some(WebhookConfig {
-                listen: format!("127.0.0.1:{hook_port}").parse().unwrap(),
-                secret: Secret::new(b"hook-secret"),
-            }),
-        };
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let agent = tokio::spawn(agent::run(config, async move {
-            let _ = stop_rx.await;
-        }));
-        let server = format!("http://127.0.0.1:{port}");
-        let hook: SocketAddr = format!("127.0.0.1:{hook_port}").parse().unwrap();
-        assert!(
-            applied(&server, &first, Duration::from_secs(30))
-                .await
-                .is_some(),
-            "the first commit was never applied"
-        );
-
-        std::fs::write(work.path().join("claims/a.yaml"), claim(&cluster, "two")).unwrap();
-        let second = commit(work.path(), &bare, "second");
-        let client = reqwest::Client::new();
-        let bad = Some(Secret::new(b"guess").sign(PUSH.as_bytes()));
-        assert_eq!(post(&client, hook, "push", bad, PUSH).await, 401);
-        assert!(
-            applied(&server, &second, Duration::from_millis(1500))
-                .await
-                .is_none(),
-            "a badly signed push must not make the agent fetch"
-        );
-
-        let good = Some(Secret::new(b"hook-secret").sign(PUSH.as_bytes()));
-        let sent = Instant::now();
-        assert_eq!(post(&client, hook, "push", good, PUSH).await, 202);
-        let took = applied(&server, &second, Duration::from_secs(30))
-            .await
-            .map(|_| sent.elapsed());
-        let took = took.expect("the signed push was not applied");
-        eprintln!("signed push to applied revision: {} ms", took.as_millis());
-        let live = crate::cluster::kubeconfig::client(
-            &handle.kubeconfig_path(&cluster),
-            &fleet_core::fleetdir::load(
-                &fleet_core::fleetdir::FileTree::from_dir(work.path()).unwrap(),
+    assert_eq!(answer(big).await, (413, "payload too large\n".into()));
+    let unsigned = client.post(&url).body(PUSH).send().await.unwrap();
+    assert_eq!(answer(unsigned).await, (401, "bad signature\n".into()));
+    let signed = |event: &str, body: &'static str| {
+        client
+            .post(format!("http://{addr}/"))
+            .header("x-github-event", event)
+            .header(
+                "x-hub-signature-256",
+                Secret::new(b"topsecret").sign(body.as_bytes()),
             )
-            .fleet
-            .unwrap()
-            .clusters[&cluster],
-            false,
-        )
-        .await
-        .unwrap();
-        let objects = crate::cluster::list::owned_objects(&live, "default")
-            .await
-            .unwrap();
-        assert!(!objects.is_empty());
-        for object in objects.values() {
-            assert_eq!(object.label("team"), Some("two"), "{:?}", object.object_ref);
-        }
-
-        let _ = stop_tx.send(());
-        let _ = agent.await;
-        drop(daemon);
-        handle.shutdown().await;
-    }
+            .body(body)
+            .send()
+    };
+    let ping = signed("ping", "{}").await.unwrap();
+    assert_eq!(answer(ping).await, (200, "pong\n".into()));
+    let push = signed("push", PUSH).await.unwrap();
+    assert_eq!(answer(push).await, (202, "fetching\n".into()));
+    let other_event = signed("issues", "{}").await.unwrap();
+    assert_eq!(answer(other_event).await, (204, String::new()));
+    task.abort();
 }

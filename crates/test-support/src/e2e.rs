@@ -243,9 +243,11 @@ impl E2e {
 
     async fn get(&self, path: &'static str) -> Result<String, String> {
         let server = self.server.clone();
-        tokio::task::spawn_blocking(move || psql_fleet::cli::status::fetch(&server, path))
-            .await
-            .unwrap()
+        tokio::task::spawn_blocking(move || {
+            psql_fleet::cli::status::fetch(&server, path).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap()
     }
 
     pub async fn status(&self) -> Option<StatusReport> {
