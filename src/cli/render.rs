@@ -61,7 +61,7 @@ pub fn run(args: &RenderArgs) -> ExitCode {
         Format::Json => serde_json::to_string_pretty(&rendered)
             .map(|s| s + "\n")
             .map_err(|e| e.to_string()),
-        Format::Yaml => to_yaml_stream(&rendered),
+        Format::Yaml => to_yaml_stream(&rendered).map_err(|e| e.to_string()),
         Format::Summary => Ok(summary(&fleet, &rendered)),
     };
     match text {
@@ -108,13 +108,13 @@ pub fn render_fleet(
         .collect()
 }
 
-fn to_yaml_stream(rendered: &BTreeMap<String, Vec<Value>>) -> Result<String, String> {
+fn to_yaml_stream(rendered: &BTreeMap<String, Vec<Value>>) -> Result<String, serde_yaml::Error> {
     let mut out = String::new();
     for (cluster, objects) in rendered {
         let _ = writeln!(out, "# cluster: {cluster} ({} objects)", objects.len());
         for object in objects {
             out.push_str("---\n");
-            out.push_str(&serde_yaml::to_string(object).map_err(|e| e.to_string())?);
+            out.push_str(&serde_yaml::to_string(object)?);
         }
     }
     Ok(out)

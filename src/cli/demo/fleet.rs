@@ -27,28 +27,43 @@ pub struct SimCluster {
 /// The generated fleet: relative path to contents.
 pub type Files = BTreeMap<String, String>;
 
+/// Why the example fleet cannot be laid over the simulated clusters.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("the example fleet does not validate:\n{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+    #[error("{path}: {source}")]
+    Yaml {
+        path: String,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("{path}: a claim without spec.clusterName")]
+    NoCluster { path: String },
+    #[error("the example fleet has no claims")]
+    NoClaims,
+}
+
 /// Builds the demo fleet from the example fleet's files. Bake times longer than
 /// `max_bake` are shortened to it, so that every wave finishes while someone watches.
 pub fn generate(
     example: &FileTree,
     sims: &[SimCluster],
     max_bake: Duration,
-) -> Result<Files, String> {
+) -> Result<Files, GenerateError> {
     let outcome = fleetdir::load(example);
     let Some(fleet) = outcome.fleet else {
-        let errors: Vec<String> = outcome.errors().map(ToString::to_string).collect();
-        return Err(format!(
-            "the example fleet does not validate:\n{}",
-            errors.join("\n")
-        ));
+        let errors = outcome.errors().map(ToString::to_string).collect();
+        return Err(GenerateError::Invalid(errors));
     };
     let mut files = Files::new();
     for (path, bytes) in &example.files {
         if path == "fleet.yaml" || path == "fleet.yml" {
             let text = String::from_utf8_lossy(bytes);
-            let mut doc: Value = serde_yaml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+            let mut doc: Value = serde_yaml::from_str(&text).map_err(yaml_at(path))?;
             shorten_bake_times(&mut doc, max_bake);
-            files.insert("fleet.yaml".into(), to_yaml(&doc)?);
+            let text = serde_yaml::to_string(&doc).map_err(yaml_at("fleet.yaml"))?;
+            files.insert("fleet.yaml".into(), text);
         }
     }
     // The example's claim documents, by the example cluster they target.
@@ -60,7 +75,7 @@ pub fn generate(
     {
         let text = String::from_utf8_lossy(bytes);
         for doc in serde_yaml::Deserializer::from_str(&text) {
-            let doc = Value::deserialize(doc).map_err(|e| format!("{path}: {e}"))?;
+            let doc = Value::deserialize(doc).map_err(yaml_at(path))?;
             if doc.is_null() {
                 continue;
             }
@@ -68,7 +83,7 @@ pub fn generate(
                 .get("spec")
                 .and_then(|s| s.get("clusterName"))
                 .and_then(Value::as_str)
-                .ok_or_else(|| format!("{path}: a claim without spec.clusterName"))?
+                .ok_or_else(|| GenerateError::NoCluster { path: path.clone() })?
                 .to_string();
             claims_of.entry(target).or_default().push(doc);
         }
@@ -80,7 +95,7 @@ pub fn generate(
         .map(|(name, c)| (name, &c.labels))
         .collect();
     if templates.is_empty() {
-        return Err("the example fleet has no claims".into());
+        return Err(GenerateError::NoClaims);
     }
     let mut next_of_kind: BTreeMap<Vec<String>, usize> = BTreeMap::new();
     for sim in sims {
@@ -93,7 +108,8 @@ pub fn generate(
         for claim in &claims_of[template] {
             let mut claim = claim.clone();
             retarget(&mut claim, template, &sim.name);
-            out.push(to_yaml(&claim)?);
+            let path = format!("claims/{}.yaml", sim.name);
+            out.push(serde_yaml::to_string(&claim).map_err(yaml_at(&path))?);
         }
         files.insert(
             format!("claims/{}.yaml", sim.name),
@@ -170,8 +186,11 @@ fn shorten_bake_times(doc: &mut Value, max: Duration) {
     }
 }
 
-fn to_yaml(v: &Value) -> Result<String, String> {
-    serde_yaml::to_string(v).map_err(|e| e.to_string())
+fn yaml_at(path: &str) -> impl FnOnce(serde_yaml::Error) -> GenerateError + '_ {
+    move |source| GenerateError::Yaml {
+        path: path.to_string(),
+        source,
+    }
 }
 
 /// How far the fleet is: what the demo prints, one line per change.

@@ -120,7 +120,48 @@ pub fn run(args: &DemoArgs) -> ExitCode {
     }
 }
 
-async fn demo_main(args: &DemoArgs, example: &FileTree, work: &Path) -> Result<(), String> {
+/// Why the demo could not start.
+#[derive(Debug, thiserror::Error)]
+enum DemoError {
+    #[error("simulator: {0}")]
+    Simulator(#[from] sim::SimError),
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Generate(#[from] fleet::GenerateError),
+    #[error(transparent)]
+    Open(#[from] fleet_core::fleetdir::OpenError),
+    #[error("the generated fleet does not validate")]
+    Invalid,
+    #[error("the agent stopped")]
+    AgentStopped,
+    #[error("agent: {0}")]
+    Agent(#[from] agent::Error),
+    #[error("agent: {0}")]
+    AgentTask(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Kubeconfig(#[from] crate::cluster::kubeconfig::Error),
+    #[error("cluster {cluster}: cannot create namespace {namespace}: {source}")]
+    Namespace {
+        cluster: String,
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
+    move |source| DemoError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+async fn demo_main(args: &DemoArgs, example: &FileTree, work: &Path) -> Result<(), DemoError> {
     let sim_dir = work.join("sim");
     let fleet_dir = work.join("fleet");
     let handle = sim::start(SimConfig {
@@ -130,8 +171,7 @@ async fn demo_main(args: &DemoArgs, example: &FileTree, work: &Path) -> Result<(
         seed: args.seed,
         ..SimConfig::default()
     })
-    .await
-    .map_err(|e| format!("simulator: {e}"))?;
+    .await?;
     let sims: Vec<SimCluster> = handle
         .sim
         .clusters
@@ -141,13 +181,12 @@ async fn demo_main(args: &DemoArgs, example: &FileTree, work: &Path) -> Result<(
             Ok(SimCluster {
                 name: slot.name.clone(),
                 labels: slot.labels.iter().cloned().collect(),
-                cluster_file: std::fs::read_to_string(&path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?,
+                cluster_file: std::fs::read_to_string(&path).map_err(io_at(&path))?,
             })
         })
-        .collect::<Result<_, String>>()?;
+        .collect::<Result<_, DemoError>>()?;
     let files = fleet::generate(example, &sims, args.max_bake)?;
-    write_fleet(&fleet_dir, &files).map_err(|e| format!("{}: {e}", fleet_dir.display()))?;
+    write_fleet(&fleet_dir, &files).map_err(io_at(&fleet_dir))?;
     let claims = files.keys().filter(|p| p.starts_with("claims/")).count();
     let (waves, wave_of) = create_namespaces(&fleet_dir, &sim_dir).await?;
 
@@ -204,9 +243,9 @@ async fn demo_main(args: &DemoArgs, example: &FileTree, work: &Path) -> Result<(
             _ = &mut interrupted => break Ok(()),
             result = &mut agent => {
                 break Err(match result {
-                    Ok(Ok(())) => "the agent stopped".to_string(),
-                    Ok(Err(e)) => format!("agent: {e}"),
-                    Err(e) => format!("agent: {e}"),
+                    Ok(Ok(())) => DemoError::AgentStopped,
+                    Ok(Err(e)) => DemoError::Agent(e),
+                    Err(e) => DemoError::AgentTask(e),
                 });
             }
             _ = tick.tick() => {
@@ -243,14 +282,14 @@ async fn demo_main(args: &DemoArgs, example: &FileTree, work: &Path) -> Result<(
 /// The fleet's rollout waves in order and the wave of each cluster; and the claims' namespaces, created on each cluster as `kubectl create namespace` would: on
 /// a real cluster they exist before anything is applied into them (an apply into a missing
 /// namespace is 404 NotFound, here as on Kubernetes).
-async fn create_namespaces(fleet_dir: &Path, sim_dir: &Path) -> Result<Waves, String> {
+async fn create_namespaces(fleet_dir: &Path, sim_dir: &Path) -> Result<Waves, DemoError> {
     use k8s_openapi::api::core::v1::Namespace;
     use kube::api::{Api, PostParams};
 
-    let tree = FileTree::from_dir(fleet_dir).map_err(|e| e.to_string())?;
+    let tree = FileTree::from_dir(fleet_dir)?;
     let fleet = fleet_core::fleetdir::load(&tree)
         .fleet
-        .ok_or("the generated fleet does not validate")?;
+        .ok_or(DemoError::Invalid)?;
     let waves = fleet
         .settings
         .waves
@@ -266,19 +305,26 @@ async fn create_namespaces(fleet_dir: &Path, sim_dir: &Path) -> Result<Waves, St
             .claims_of(name)
             .map(|c| c.key().namespace.clone())
             .collect();
-        let client = crate::cluster::kubeconfig::client_in(sim_dir, cluster)
-            .await
-            .map_err(|e| e.to_string())?;
+        let client = crate::cluster::kubeconfig::client_in(sim_dir, cluster).await?;
         let api: Api<Namespace> = Api::all(client);
         for ns in namespaces {
-            let object: Namespace = serde_json::from_value(serde_json::json!({
-                "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}
-            }))
-            .map_err(|e| e.to_string())?;
+            let object = Namespace {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(ns.clone()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
             match api.create(&PostParams::default(), &object).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => return Err(format!("cluster {name}: cannot create namespace {ns}: {e}")),
+                Err(source) => {
+                    return Err(DemoError::Namespace {
+                        cluster: name.clone(),
+                        namespace: ns,
+                        source,
+                    })
+                }
             }
         }
     }

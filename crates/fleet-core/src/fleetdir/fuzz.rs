@@ -29,15 +29,26 @@ pub fn tree_from_bytes(data: &[u8]) -> FileTree {
     tree
 }
 
-/// Loads `tree` and checks the loader's promise; the message says which part broke.
-pub fn check(tree: &FileTree) -> Result<(), String> {
+/// Which part of the loader's promise a tree broke.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Broken {
+    #[error("refused without an error")]
+    RefusedWithoutError,
+    #[error("loaded despite {0} errors")]
+    LoadedDespiteErrors(usize),
+    #[error("diagnostic names no file of the tree: {0}")]
+    NamesNoFile(String),
+}
+
+/// Loads `tree` and checks the loader's promise.
+pub fn check(tree: &FileTree) -> Result<(), Broken> {
     let outcome = load(tree);
     let errors: Vec<_> = outcome.errors().collect();
     if outcome.fleet.is_none() && errors.is_empty() {
-        return Err("refused without an error".into());
+        return Err(Broken::RefusedWithoutError);
     }
     if outcome.fleet.is_some() && !errors.is_empty() {
-        return Err(format!("loaded despite {} errors", errors.len()));
+        return Err(Broken::LoadedDespiteErrors(errors.len()));
     }
     for d in &outcome.diagnostics {
         // "." is the fleet directory itself, named when it holds no fleet file at all.
@@ -48,7 +59,7 @@ pub fn check(tree: &FileTree) -> Result<(), String> {
                 .keys()
                 .any(|path| path.starts_with(&format!("{}/", d.file)));
         if !named {
-            return Err(format!("diagnostic names no file of the tree: {d}"));
+            return Err(Broken::NamesNoFile(d.to_string()));
         }
     }
     Ok(())
