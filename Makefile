@@ -35,7 +35,7 @@ lint:
 # cargo-nextest runs every test in a process of its own and the test binaries side by
 # side; the benches run once in test mode (a smoke run of each) through cargo test.
 unit:
-	$(CARGO) nextest run --workspace --lib --bins --tests --no-fail-fast
+	$(CARGO) nextest run --workspace --lib --bins --tests
 	$(CARGO) test --workspace --benches
 
 # The tests with the real tools: promtool and Prometheus (alerts, dashboards, and a real
