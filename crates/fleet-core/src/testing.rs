@@ -571,7 +571,10 @@ mod tests {
             )
             .with(&claims_file(
                 "claims/more.yaml",
-                vec![claim("one", "dev-1"), claim("two", "dev-1")],
+                vec![
+                    claim("one", "dev-1").namespace("one"),
+                    claim("two", "dev-1").namespace("two"),
+                ],
             ));
         let outcome = load(&files.tree());
         assert!(outcome.diagnostics.is_empty(), "{:?}", outcome.diagnostics);
