@@ -56,11 +56,7 @@ async fn a_cluster_down_at_start_is_reported_then_converges_once_up() {
 
     f.faults(&down, json!({})).await;
     agent.wait_converged(&names, 1).await;
-    let m = agent.metrics().await;
-    assert_eq!(
-        metric(&m, "psql_fleet_cluster_reachable", &[("cluster", &down)]),
-        Some(1.0)
-    );
+    assert_eq!(agent.reachable_metric(&down).await, Some(1.0));
     assert!(f.deletions().is_empty(), "{:?}", f.deletions());
     agent.stop().await;
     f.shutdown().await;
@@ -213,11 +209,7 @@ async fn a_rotated_token_is_refused_until_the_kubeconfig_on_disk_changes() {
     )
     .unwrap();
     agent.wait_converged(&names, 1).await;
-    let m = agent.metrics().await;
-    assert_eq!(
-        metric(&m, "psql_fleet_cluster_reachable", &[("cluster", &rotated)]),
-        Some(1.0)
-    );
+    assert_eq!(agent.reachable_metric(&rotated).await, Some(1.0));
     assert!(f.deletions().is_empty(), "{:?}", f.deletions());
     agent.stop().await;
     f.shutdown().await;

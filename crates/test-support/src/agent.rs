@@ -111,6 +111,12 @@ impl Endpoint {
         );
     }
 
+    /// `psql_fleet_cluster_reachable` of `cluster`: 1 reachable, 0 not, `None` unknown.
+    pub async fn reachable_metric(&self, cluster: &str) -> Option<f64> {
+        self.metric("psql_fleet_cluster_reachable", &[("cluster", cluster)])
+            .await
+    }
+
     /// How many reconcile passes of `cluster` the agent has finished (suspended clusters
     /// make none): the agent's own clock, to wait on instead of the wall's.
     pub async fn passes(&self, cluster: &str) -> f64 {
