@@ -284,9 +284,13 @@ async fn a_hand_edit_is_corrected_and_counted_and_a_deleted_release_recreated() 
         "{after:?}"
     );
     assert!(f.audit(&name)[mark..].iter().all(|e| e.code < 300));
-    assert!(event_reasons(&client, "edited")
-        .await
-        .contains(&"DriftCorrected".to_string()));
+    // The Event is written after the correction is counted.
+    until("a DriftCorrected Event", || async {
+        event_reasons(&client, "edited")
+            .await
+            .contains(&"DriftCorrected".to_string())
+    })
+    .await;
 
     // `kubectl edit` (an update, not an apply) moves the field to its manager too.
     f.admin(
@@ -508,12 +512,16 @@ async fn a_removed_claim_is_deleted_in_the_safe_order_even_a_clusters_only_one()
         3,
         "nothing written to the kept claim"
     );
-    let pruned = event_reasons(&client, "gone")
-        .await
-        .iter()
-        .filter(|r| *r == "Pruned")
-        .count();
-    assert_eq!(pruned, 3, "one Pruned Event per object");
+    let pruned = || async {
+        event_reasons(&client, "gone")
+            .await
+            .iter()
+            .filter(|r| *r == "Pruned")
+            .count()
+    };
+    // Events are written after the deletions they tell of.
+    until("three Pruned Events", || async { pruned().await >= 3 }).await;
+    assert_eq!(pruned().await, 3, "one Pruned Event per object");
 
     let mark = f.audit(&b).len();
     f.remove_doc(&own("only", &b));
