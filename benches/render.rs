@@ -6,31 +6,36 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use fleet_core::fleetdir::{load, FileTree};
+use fleet_core::testing::{claim, claims_file, cluster, component, fleet, FleetFiles};
 use psql_fleet::cli::render::render_fleet;
+use serde_json::json;
 
 const CLUSTERS: usize = 1_000;
 const CLAIMS_PER_CLUSTER: usize = 10;
 
 fn fleet_tree() -> FileTree {
-    let mut tree = FileTree::default();
-    tree.insert(
-        "fleet.yaml",
-        "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nmetadata: {name: bench}\nspec:\n  pins: {stackgres-operator: 1.18.4}\n  overrides:\n  - selector: {matchLabels: {env: dev}}\n    pins: {stackgres-operator: 1.19.0}\n",
+    let mut files = FleetFiles::new().with(
+        &fleet("bench")
+            .pin("stackgres-operator", "1.18.4")
+            .override_pins(&[("env", "dev")], &[("stackgres-operator", "1.19.0")]),
     );
     for c in 0..CLUSTERS {
-        let env = ["dev", "staging", "prod"][c % 3];
-        tree.insert(
-            format!("clusters/c{c:04}.yaml"),
-            format!("apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Cluster\nmetadata:\n  name: c{c:04}\n  labels: {{env: {env}}}\nspec: {{kubeconfig: c{c:04}.yaml}}\n"),
-        );
-        let docs: Vec<String> = (0..CLAIMS_PER_CLUSTER)
+        let name = format!("c{c:04}");
+        files.add(&cluster(&name).label("env", ["dev", "staging", "prod"][c % 3]));
+        let claims = (0..CLAIMS_PER_CLUSTER)
             .map(|i| {
-                format!("apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nmetadata: {{name: db{i}, namespace: team{i}}}\nspec:\n  clusterName: c{c:04}\n  labels: {{team: t{i}}}\n  stackgresOperator:\n    values: {{deploy: {{restapi: false}}, adminui: {{service: {{type: ClusterIP}}}}}}\n")
+                claim(&format!("db{i}"), &name)
+                    .namespace(&format!("team{i}"))
+                    .label("team", &format!("t{i}"))
+                    .stackgres(component().values(json!({
+                        "deploy": {"restapi": false},
+                        "adminui": {"service": {"type": "ClusterIP"}}
+                    })))
             })
             .collect();
-        tree.insert(format!("claims/c{c:04}.yaml"), docs.join("---\n"));
+        files.add(&claims_file(&format!("claims/{name}.yaml"), claims));
     }
-    tree
+    files.tree()
 }
 
 fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, Duration) {

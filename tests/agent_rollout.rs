@@ -4,148 +4,66 @@
 //! reason in status and metrics, and `resume` finishes it; an agent restart mid-rollout
 //! resumes where it was.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use kube_sim::{self as sim, SimConfig, SimHandle};
-use psql_fleet::agent::{self, Config};
-use psql_fleet::cli::sim_fault::{call, FaultAction, FaultArgs};
-use psql_fleet::cli::status::{fetch, request};
-use psql_fleet::source::git::{Credentials, GitRef};
-use psql_fleet::source::SourceSpec;
+use fleet_core::testing::{claim, cluster, fleet, wave, Fleet};
+use psql_fleet::cli::status::request;
 use psql_fleet::status::{RolloutStatus, StatusReport};
+use test_support::audit::{release_version, RELEASES};
+use test_support::{until, Agent, AgentOptions, SimFleet};
 
-const RELEASES: &str = "releases.helm.m.crossplane.io";
-
-struct Fleet {
-    sim: SimHandle,
-    _out: tempfile::TempDir,
-    dir: tempfile::TempDir,
-    /// dev, staging, prod cluster names.
-    clusters: [String; 3],
+/// The fleet's waves, with `stackgres` pinned and `staging_bake` as staging's bake time.
+fn settings(stackgres: &str, staging_bake: &str) -> Fleet {
+    fleet("main")
+        .force(true)
+        .pin("stackgres-operator", stackgres)
+        .wave(
+            wave("dev", &[("env", "dev")])
+                .bake_time("1s")
+                .timeout("20s"),
+        )
+        .wave(
+            wave("staging", &[("env", "staging")])
+                .bake_time(staging_bake)
+                .timeout("5s"),
+        )
+        .wave(wave("prod", &[("env", "prod")]).timeout("20s"))
 }
 
-fn fleet_yaml(stackgres: &str, staging_bake: &str) -> String {
-    format!(
-        "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nmetadata: {{name: main}}\nspec:\n  force: true\n  pins: {{stackgres-operator: {stackgres}}}\n  rollout:\n    waves:\n    - {{name: dev, selector: {{matchLabels: {{env: dev}}}}, bakeTime: 1s, timeout: 20s}}\n    - {{name: staging, selector: {{matchLabels: {{env: staging}}}}, bakeTime: {staging_bake}, timeout: 5s}}\n    - {{name: prod, selector: {{matchLabels: {{env: prod}}}}, timeout: 20s}}\n"
-    )
+/// Three simulated clusters labelled dev, staging and prod, one claim each; and their
+/// names.
+async fn three_waves(staging_bake: &str) -> (SimFleet, [String; 3]) {
+    let f = SimFleet::start(3, Duration::from_millis(200)).await;
+    for (name, env) in f.names.iter().zip(["dev", "staging", "prod"]) {
+        f.put(&cluster(name).label("env", env));
+        f.put(&claim("app", name));
+    }
+    f.put(&settings("1.18.4", staging_bake));
+    let names = [f.names[0].clone(), f.names[1].clone(), f.names[2].clone()];
+    (f, names)
 }
 
-/// Three simulated clusters labelled dev, staging and prod, one claim each.
-async fn fleet(staging_bake: &str) -> Fleet {
-    let out = tempfile::tempdir().unwrap();
-    let sim = sim::start(SimConfig {
-        clusters: 3,
-        out: out.path().to_path_buf(),
-        ready_after: Duration::from_millis(200),
-        ..SimConfig::default()
+/// [`three_waves`] with the agent started on it and its first revision rolled out
+/// everywhere; that revision.
+async fn rolled_out(staging_bake: &str) -> (SimFleet, [String; 3], Agent, String) {
+    let (f, names) = three_waves(staging_bake).await;
+    let a = start_agent(&f).await;
+    let first = a
+        .wait_for("the first revision everywhere", |s| {
+            rollout_complete(s, None)
+        })
+        .await;
+    let revision = first.rollout.unwrap().revision;
+    (f, names, a, revision)
+}
+
+/// The agent, resyncing every 5 s so that the rollout's own steps are what moves it.
+async fn start_agent(f: &SimFleet) -> Agent {
+    f.start_agent(AgentOptions {
+        interval: Some(Duration::from_secs(5)),
+        ..AgentOptions::default()
     })
     .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("claims")).unwrap();
-    std::fs::create_dir_all(dir.path().join("clusters")).unwrap();
-    let names = sim.cluster_names.clone();
-    for (name, env) in names.iter().zip(["dev", "staging", "prod"]) {
-        let labels = vec![("env".to_string(), env.to_string())];
-        std::fs::write(
-            dir.path().join(format!("clusters/{name}.yaml")),
-            sim::kubeconfig::cluster_file(name, &labels),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join(format!("claims/{name}.yaml")),
-            format!("apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nmetadata: {{name: app}}\nspec: {{clusterName: {name}}}\n"),
-        )
-        .unwrap();
-    }
-    std::fs::write(
-        dir.path().join("fleet.yaml"),
-        fleet_yaml("1.18.4", staging_bake),
-    )
-    .unwrap();
-    Fleet {
-        sim,
-        _out: out,
-        dir,
-        clusters: [names[0].clone(), names[1].clone(), names[2].clone()],
-    }
-}
-
-struct Agent {
-    server: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), agent::Error>>,
-}
-
-fn start_agent(f: &Fleet, state_dir: &Path) -> Agent {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = Config {
-        source: SourceSpec::Dir(f.dir.path().to_path_buf()),
-        reference: GitRef::Head,
-        credentials: Credentials::default(),
-        cache_dir: f.dir.path().join(".cache"),
-        credentials_dir: f.sim.dir.clone(),
-        listen: format!("127.0.0.1:{port}").parse().unwrap(),
-        dry_run: false,
-        allow_mass_prune: false,
-        interval: Duration::from_secs(5),
-        max_concurrency: 4,
-        state_dir: Some(state_dir.to_path_buf()),
-        webhook: None,
-    };
-    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(agent::run(config, async move {
-        let _ = stop_rx.await;
-    }));
-    Agent {
-        server: format!("http://127.0.0.1:{port}"),
-        stop,
-        task,
-    }
-}
-
-impl Agent {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-async fn get(server: &str, path: &str) -> Option<String> {
-    let (s, p) = (server.to_string(), path.to_string());
-    tokio::task::spawn_blocking(move || fetch(&s, &p).ok())
-        .await
-        .unwrap()
-}
-
-async fn status(server: &str) -> Option<StatusReport> {
-    get(server, "/api/v1/status")
-        .await
-        .map(|b| serde_json::from_str(&b).unwrap())
-}
-
-/// Polls the agent's status until `done` holds, for at most 30 s.
-async fn until(server: &str, what: &str, done: impl Fn(&StatusReport) -> bool) -> StatusReport {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let last = status(server).await;
-        if let Some(s) = &last {
-            if done(s) {
-                return s.clone();
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last status: {}",
-            serde_json::to_string_pretty(&last).unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn rollout_complete(s: &StatusReport, revision: Option<&str>) -> bool {
@@ -157,38 +75,19 @@ fn rollout_complete(s: &StatusReport, revision: Option<&str>) -> bool {
             .all(|c| !c.claims.is_empty() && c.claims.iter().all(|c| c.ready))
 }
 
-fn wave<'a>(r: &'a RolloutStatus, name: &str) -> &'a psql_fleet::status::WaveStatus {
+fn wave_of<'a>(r: &'a RolloutStatus, name: &str) -> &'a psql_fleet::status::WaveStatus {
     r.waves.iter().find(|w| w.name == name).unwrap()
 }
 
 /// The chart version of the StackGres Release on `cluster`, as the sim stores it.
-fn stackgres_version(f: &Fleet, cluster: &str) -> String {
-    let slot = f.sim.sim.slot(cluster).unwrap();
-    let state = f.sim.sim.state(slot);
-    let res = f
-        .sim
-        .sim
-        .shared
-        .find("helm.m.crossplane.io", "v1beta1", "releases")
-        .unwrap();
-    let store = state.store();
-    let versions: Vec<String> = store
-        .list(res, None, None)
-        .filter(|(k, _)| k.name == "stackgres-operator")
-        .map(|(_, v)| {
-            v["spec"]["forProvider"]["chart"]["version"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    assert_eq!(versions.len(), 1, "{cluster}: {versions:?}");
-    versions[0].clone()
+fn stackgres_version(f: &SimFleet, cluster: &str) -> String {
+    release_version(&f.sim, cluster, "stackgres-operator")
+        .unwrap_or_else(|| panic!("{cluster} has no StackGres Release"))
 }
 
 /// Release writes by psql-fleet in the audit log from `from` on, as cluster names in order.
-fn release_writes(f: &Fleet, from: usize) -> Vec<String> {
-    f.sim.sim.audit.entries(None)[from..]
+fn release_writes(f: &SimFleet, from: usize) -> Vec<String> {
+    f.audit_all()[from..]
         .iter()
         .filter(|e| {
             e.resource == RELEASES
@@ -200,46 +99,17 @@ fn release_writes(f: &Fleet, from: usize) -> Vec<String> {
         .collect()
 }
 
-fn bump(f: &Fleet, version: &str, staging_bake: &str) {
-    std::fs::write(
-        f.dir.path().join("fleet.yaml"),
-        fleet_yaml(version, staging_bake),
-    )
-    .unwrap();
-}
-
-/// One request to the simulator's admin API, as `psql-fleet sim fault` sends it.
-async fn admin(f: &Fleet, path: &str, body: serde_json::Value) {
-    let args = FaultArgs {
-        admin: f.sim.admin_url(),
-        dir: f.sim.dir.clone(),
-        action: FaultAction::Audit { cluster: None },
-    };
-    let (code, text) = call(&args, "POST", path, &body).await.unwrap();
-    assert!(code < 300, "{path}: {code} {text}");
-}
-
-fn state_dir(f: &Fleet) -> PathBuf {
-    f.dir.path().join(".state")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pin_bump_rolls_through_dev_staging_prod_with_bake_times() {
-    let f = fleet("1s").await;
-    let [dev, staging, prod] = f.clusters.clone();
-    let a = start_agent(&f, &state_dir(&f));
-    let first = until(&a.server, "the first revision everywhere", |s| {
-        rollout_complete(s, None)
-    })
-    .await;
-    let first_revision = first.rollout.unwrap().revision;
-    let mark = f.sim.sim.audit.entries(None).len();
+    let (f, [dev, staging, prod], a, first_revision) = rolled_out("1s").await;
+    let mark = f.audit_all().len();
 
-    bump(&f, "1.19.0", "1s");
-    let done = until(&a.server, "the bump everywhere", |s| {
-        rollout_complete(s, Some(&first_revision))
-    })
-    .await;
+    f.put(&settings("1.19.0", "1s"));
+    let done = a
+        .wait_for("the bump everywhere", |s| {
+            rollout_complete(s, Some(&first_revision))
+        })
+        .await;
     for c in [&dev, &staging, &prod] {
         assert_eq!(stackgres_version(&f, c), "1.19.0", "{c}");
     }
@@ -262,13 +132,13 @@ async fn a_pin_bump_rolls_through_dev_staging_prod_with_bake_times() {
     let r = done.rollout.unwrap();
     let ts = |s: &Option<String>| s.as_deref().unwrap().parse::<jiff::Timestamp>().unwrap();
     for (w, next) in [("dev", "staging"), ("staging", "prod")] {
-        let (w, next) = (wave(&r, w), wave(&r, next));
+        let (w, next) = (wave_of(&r, w), wave_of(&r, next));
         assert_eq!(w.state, "complete");
         let baked = ts(&w.finished_at).duration_since(ts(&w.ready_since));
         assert!(baked >= jiff::SignedDuration::from_secs(1), "{w:?}");
         assert!(ts(&next.started_at) >= ts(&w.finished_at), "{w:?} {next:?}");
     }
-    let metrics = get(&a.server, "/metrics").await.unwrap();
+    let metrics = a.metrics().await;
     for w in ["dev", "staging", "prod"] {
         assert!(
             metrics.contains(&format!(
@@ -281,45 +151,35 @@ async fn a_pin_bump_rolls_through_dev_staging_prod_with_bake_times() {
         "psql_fleet_cluster_wave_info{{cluster=\"{staging}\",wave=\"staging\"}} 1"
     )));
     a.stop().await;
-    f.sim.shutdown().await;
+    f.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_in_staging_halts_the_rollout_before_prod_until_resumed() {
-    let f = fleet("1s").await;
-    let [dev, staging, prod] = f.clusters.clone();
-    let a = start_agent(&f, &state_dir(&f));
-    let first = until(&a.server, "the first revision everywhere", |s| {
-        rollout_complete(s, None)
-    })
-    .await;
-    let first_revision = first.rollout.unwrap().revision;
+    let (f, [dev, staging, prod], a, first_revision) = rolled_out("1s").await;
 
     // Staging's API server answers every request with 500 InternalError.
-    admin(
-        &f,
-        &format!("/clusters/{staging}/faults"),
-        serde_json::json!({"errorRate": 1.0}),
-    )
-    .await;
-    bump(&f, "1.19.0", "1s");
-    let halted = until(&a.server, "the rollout to halt", |s| {
-        s.rollout
-            .as_ref()
-            .is_some_and(|r| r.revision != first_revision && r.phase == "halted")
-    })
-    .await;
+    f.faults(&staging, serde_json::json!({"errorRate": 1.0}))
+        .await;
+    f.put(&settings("1.19.0", "1s"));
+    let halted = a
+        .wait_for("the rollout to halt", |s| {
+            s.rollout
+                .as_ref()
+                .is_some_and(|r| r.revision != first_revision && r.phase == "halted")
+        })
+        .await;
     let r = halted.rollout.clone().unwrap();
     let h = r.halted.clone().unwrap();
     assert_eq!(h.wave, "staging");
     assert!(!h.by_operator);
     assert!(h.reason.contains(&staging), "{h:?}");
-    assert_eq!(wave(&r, "dev").state, "complete");
-    assert_eq!(wave(&r, "staging").state, "failed");
-    assert_eq!(wave(&r, "prod").state, "halted");
+    assert_eq!(wave_of(&r, "dev").state, "complete");
+    assert_eq!(wave_of(&r, "staging").state, "failed");
+    assert_eq!(wave_of(&r, "prod").state, "halted");
     assert_eq!(stackgres_version(&f, &dev), "1.19.0");
     assert_eq!(stackgres_version(&f, &prod), "1.18.4");
-    let metrics = get(&a.server, "/metrics").await.unwrap();
+    let metrics = a.metrics().await;
     assert!(metrics.contains(r#"psql_fleet_rollout_wave{state="failed",wave="staging"} 1"#));
     assert!(metrics.contains(r#"psql_fleet_rollout_wave{state="halted",wave="prod"} 1"#));
     let table = halted.to_table();
@@ -333,27 +193,22 @@ async fn a_failure_in_staging_halts_the_rollout_before_prod_until_resumed() {
     // Prod stays on the previous revision and keeps being reconciled to it: a hand edit
     // there is corrected back to 1.18.4 (the fleet forces its fields back), not rolled
     // forward to the halted revision.
-    admin(
-        &f,
+    f.admin(
+        "POST",
         &format!("/clusters/{prod}/edit"),
         serde_json::json!({"name": "stackgres-operator", "namespace": "default",
             "patch": {"spec": {"forProvider": {"chart": {"version": "1.17.0"}}}}}),
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while stackgres_version(&f, &prod) != "1.18.4" {
-        assert!(Instant::now() < deadline, "prod's hand edit not corrected");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
-    // The operator fixes staging and resumes: staging is retried, then prod follows.
-    admin(
-        &f,
-        &format!("/clusters/{staging}/faults"),
-        serde_json::json!({}),
+    until(
+        "prod's hand edit to be corrected back to 1.18.4",
+        || async { stackgres_version(&f, &prod) == "1.18.4" },
     )
     .await;
-    until(&a.server, "staging reachable again", |s| {
+
+    // The operator fixes staging and resumes: staging is retried, then prod follows.
+    f.faults(&staging, serde_json::json!({})).await;
+    a.wait_for("staging reachable again", |s| {
         s.clusters.get(&staging).is_some_and(|c| c.reachable)
     })
     .await;
@@ -399,55 +254,50 @@ async fn a_failure_in_staging_halts_the_rollout_before_prod_until_resumed() {
     assert_eq!(codes, [405, 415, 413, 400]);
     let (ok, text) = cli(&["rollout", "resume"]);
     assert!(ok && text.contains("progressing"), "{text}");
-    until(&a.server, "the resumed rollout to complete", |s| {
+    a.wait_for("the resumed rollout to complete", |s| {
         rollout_complete(s, Some(&first_revision))
     })
     .await;
     assert_eq!(stackgres_version(&f, &prod), "1.19.0");
     a.stop().await;
-    f.sim.shutdown().await;
+    f.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_restart_mid_rollout_resumes_where_it_was() {
-    let f = fleet("4s").await;
-    let [dev, staging, prod] = f.clusters.clone();
-    let a = start_agent(&f, &state_dir(&f));
-    let first = until(&a.server, "the first revision everywhere", |s| {
-        rollout_complete(s, None)
-    })
-    .await;
-    let first_revision = first.rollout.unwrap().revision;
-    bump(&f, "1.19.0", "4s");
-    until(&a.server, "staging to bake", |s| {
-        s.rollout
-            .as_ref()
-            .is_some_and(|r| r.revision != first_revision && wave(r, "staging").state == "baking")
+    let (f, [dev, staging, prod], a, first_revision) = rolled_out("4s").await;
+    f.put(&settings("1.19.0", "4s"));
+    a.wait_for("staging to bake", |s| {
+        s.rollout.as_ref().is_some_and(|r| {
+            r.revision != first_revision && wave_of(r, "staging").state == "baking"
+        })
     })
     .await;
     a.stop().await;
-    let mark = f.sim.sim.audit.entries(None).len();
+    let mark = f.audit_all().len();
     assert_eq!(stackgres_version(&f, &prod), "1.18.4");
 
-    let b = start_agent(&f, &state_dir(&f));
+    let b = start_agent(&f).await;
     // The same rollout continues: dev stays complete, staging is judged again (not
     // taken as baked), prod waits.
-    let resumed = until(&b.server, "the restarted agent's status", |s| {
-        s.rollout.is_some() && s.clusters.len() == 3
-    })
-    .await;
+    let resumed = b
+        .wait_for("the restarted agent's status", |s| {
+            s.rollout.is_some() && s.clusters.len() == 3
+        })
+        .await;
     let r = resumed.rollout.unwrap();
     assert_ne!(r.revision, first_revision);
-    assert_eq!(wave(&r, "dev").state, "complete");
-    assert_ne!(wave(&r, "staging").state, "complete");
+    assert_eq!(wave_of(&r, "dev").state, "complete");
+    assert_ne!(wave_of(&r, "staging").state, "complete");
     assert_eq!(stackgres_version(&f, &prod), "1.18.4");
-    let done = until(&b.server, "the rollout to complete", |s| {
-        rollout_complete(s, Some(&first_revision))
-    })
-    .await;
+    let done = b
+        .wait_for("the rollout to complete", |s| {
+            rollout_complete(s, Some(&first_revision))
+        })
+        .await;
     let r = done.rollout.unwrap();
     let ts = |s: &Option<String>| s.as_deref().unwrap().parse::<jiff::Timestamp>().unwrap();
-    let staging_wave = wave(&r, "staging");
+    let staging_wave = wave_of(&r, "staging");
     assert!(
         ts(&staging_wave.finished_at).duration_since(ts(&staging_wave.ready_since))
             >= jiff::SignedDuration::from_secs(4),
@@ -462,5 +312,5 @@ async fn an_agent_restart_mid_rollout_resumes_where_it_was() {
     );
     assert_eq!(stackgres_version(&f, &prod), "1.19.0");
     b.stop().await;
-    f.sim.shutdown().await;
+    f.shutdown().await;
 }

@@ -2,14 +2,12 @@
 //! failures involving clusters whose tokens are known; and its HTTP endpoints refuse
 //! bodies and cut off clients that trickle their headers.
 
-use test_support as common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::harness::{eventually, wait_converged, Agent, SimFleet};
 use serde_json::json;
+use test_support::{eventually, Agent, AgentOptions, SimFleet};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_token_or_kubeconfig_content_in_status_metrics_or_errors_after_failures() {
@@ -41,50 +39,24 @@ async fn no_token_or_kubeconfig_content_in_status_metrics_or_errors_after_failur
     .unwrap();
     secrets.push(broken_token);
 
-    let agent = Agent::start(f.config());
-    wait_converged(
-        &agent.server,
-        std::slice::from_ref(&fine),
-        1,
-        Duration::from_secs(60),
-    )
-    .await;
-    wait_converged(
-        &agent.server,
-        std::slice::from_ref(&rotated),
-        1,
-        Duration::from_secs(60),
-    )
-    .await;
-    let answer = f
-        .admin(
-            "POST",
-            &format!("/clusters/{rotated}/rotate-token"),
-            json!({"writeKubeconfig": false}),
-        )
+    let agent = f.start_agent(AgentOptions::default()).await;
+    agent
+        .wait_converged(&[fine.clone(), rotated.clone()], 1)
         .await;
-    secrets.push(answer["token"].as_str().unwrap().to_string());
-    f.admin(
-        "POST",
-        &format!("/clusters/{rotated}/expire-watches"),
-        json!(null),
-    )
-    .await;
+    secrets.push(f.rotate_token_out_of_band(&rotated).await);
+    f.expire_watches(&rotated).await;
     f.faults(&fine, json!({"errorRate": 0.5})).await;
-    let report = eventually(
-        "both failures reported",
-        Duration::from_secs(60),
-        || async {
-            let r = agent.status().await?;
-            let failing = |n: &str| r.clusters.get(n).is_some_and(|c| c.last_error.is_some());
-            (failing(&rotated) && failing(&broken)).then_some(r)
-        },
-    )
+    let report = eventually("both failures reported", || async {
+        let r = agent.status().await?;
+        let failing = |n: &str| r.clusters.get(n).is_some_and(|c| c.last_error.is_some());
+        (failing(&rotated) && failing(&broken)).then_some(r)
+    })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Two more passes of the cluster answering 500s half the time, so its errors are in.
+    agent.wait_passes(&fine, 2).await;
 
-    let status = serde_json::to_string(&agent.status().await.unwrap()).unwrap();
-    let metrics = agent.metrics().await.unwrap();
+    let status = serde_json::to_string(&agent.report().await).unwrap();
+    let metrics = agent.metrics().await;
     let table = report.to_table();
     for secret in &secrets {
         for (surface, text) in [
@@ -108,22 +80,12 @@ async fn no_token_or_kubeconfig_content_in_status_metrics_or_errors_after_failur
     f.sim.shutdown().await;
 }
 
-/// The agent's endpoints alone, on a fleet directory with no clusters.
-async fn endpoints_only() -> (tempfile::TempDir, Agent) {
-    let fleet = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(fleet.path().join("claims")).unwrap();
-    let config = common::harness::config(
-        psql_fleet::source::SourceSpec::Dir(fleet.path().to_path_buf()),
-        fleet.path(),
-        fleet.path().join(".cache"),
-    );
-    let agent = Agent::start(config);
-    let server = agent.server.clone();
-    eventually("the agent answers", Duration::from_secs(30), || {
-        common::harness::get(&server, "/livez")
-    })
-    .await;
-    (fleet, agent)
+/// The agent's endpoints alone, on a fleet with no clusters.
+async fn endpoints_only() -> (SimFleet, Agent) {
+    let f = SimFleet::start(0, Duration::ZERO).await;
+    let agent = f.start_agent(AgentOptions::default()).await;
+    eventually("the agent to answer on /livez", || agent.get("/livez")).await;
+    (f, agent)
 }
 
 /// Sends `head` then up to `body` bytes; what the server answered before it stopped
@@ -152,7 +114,7 @@ fn send(addr: &str, head: &str, body: usize) -> (String, usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ten_mebibyte_body_is_refused_without_being_read() {
-    let (_fleet, agent) = endpoints_only().await;
+    let (fleet, agent) = endpoints_only().await;
     let addr = agent.server.trim_start_matches("http://").to_string();
     let size = 10 * 1024 * 1024;
     let (answer, _) = tokio::task::spawn_blocking({
@@ -184,15 +146,14 @@ async fn a_ten_mebibyte_body_is_refused_without_being_read() {
     .unwrap();
     assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
     // Still serving.
-    assert!(common::harness::get(&agent.server, "/livez")
-        .await
-        .is_some());
+    assert!(agent.get("/livez").await.is_some());
     agent.stop().await;
+    fleet.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_trickling_its_headers_is_disconnected() {
-    let (_fleet, agent) = endpoints_only().await;
+    let (fleet, agent) = endpoints_only().await;
     let addr = agent.server.trim_start_matches("http://").to_string();
     let started = Instant::now();
     let closed_after = tokio::task::spawn_blocking(move || {
@@ -200,9 +161,9 @@ async fn a_client_trickling_its_headers_is_disconnected() {
         stream
             .write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n")
             .unwrap();
-        // One header byte a second, never finishing: the server must give up first.
-        for _ in 0..60 {
-            std::thread::sleep(Duration::from_secs(1));
+        // A header byte every 100 ms, never finishing: the server must give up first.
+        for _ in 0..600 {
+            std::thread::sleep(Duration::from_millis(100));
             if stream.write_all(b"X").is_err() {
                 return Some(started.elapsed());
             }
@@ -228,4 +189,5 @@ async fn a_client_trickling_its_headers_is_disconnected() {
         "closed only after {closed_after:?}"
     );
     agent.stop().await;
+    fleet.shutdown().await;
 }

@@ -6,7 +6,6 @@ use test_support as common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 struct Case {
     name: String,
@@ -44,23 +43,10 @@ fn cases() -> Vec<Case> {
     cases
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            fs::copy(entry.path(), dest).unwrap();
-        }
-    }
-}
-
 fn fleet_with(case: &Case) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let fleet = tmp.path().join("fleet");
-    copy_dir(&common::root().join("tests/bad-input/base"), &fleet);
+    common::files::copy_dir(&common::root().join("tests/bad-input/base"), &fleet);
     let target = fleet.join(&case.target);
     fs::create_dir_all(target.parent().unwrap()).unwrap();
     fs::write(target, &case.contents).unwrap();
@@ -69,15 +55,8 @@ fn fleet_with(case: &Case) -> (tempfile::TempDir, PathBuf) {
 
 #[test]
 fn the_base_fleet_is_valid() {
-    let out = Command::new(common::binary())
-        .args(["validate"])
-        .arg(common::root().join("tests/bad-input/base"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::succeed(
+        common::psql_fleet(["validate"]).arg(common::root().join("tests/bad-input/base")),
     );
 }
 
@@ -92,20 +71,14 @@ fn every_bad_input_gives_its_documented_error_and_exit_code_1() {
     let mut failures = Vec::new();
     for case in &cases {
         let (_tmp, fleet) = fleet_with(case);
-        let out = Command::new(common::binary())
-            .arg("validate")
-            .arg(&fleet)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let (code, stderr) = validate(&fleet);
         if std::env::var_os("BAD_INPUT_SHOW").is_some() {
             eprintln!("== {}\n{stderr}", case.name);
         }
-        if out.status.code() != Some(1) {
+        if code != Some(1) {
             failures.push(format!(
-                "{}: exit {:?}, expected 1\n{stderr}",
-                case.name,
-                out.status.code()
+                "{}: exit {code:?}, expected 1\n{stderr}",
+                case.name
             ));
         }
         if stderr.contains("panicked") {
@@ -133,11 +106,7 @@ fn a_bad_fleet_renders_nothing() {
         .find(|c| c.name == "claim-unknown-spec-field")
         .unwrap();
     let (_tmp, fleet) = fleet_with(&case);
-    let out = Command::new(common::binary())
-        .arg("render")
-        .arg(&fleet)
-        .output()
-        .unwrap();
+    let out = common::psql_fleet(["render"]).arg(&fleet).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty(), "rendered despite errors");
 }
@@ -147,8 +116,7 @@ type Prepare = Box<dyn FnOnce(&Path)>;
 
 /// Runs `psql-fleet validate` on `fleet`; the exit code and stderr.
 fn validate(fleet: &Path) -> (Option<i32>, String) {
-    let out = Command::new(common::binary())
-        .arg("validate")
+    let out = common::psql_fleet(["validate"])
         .arg(fleet)
         .output()
         .unwrap();
@@ -162,7 +130,7 @@ fn validate(fleet: &Path) -> (Option<i32>, String) {
 fn base_with(prepare: impl FnOnce(&Path)) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let fleet = tmp.path().join("fleet");
-    copy_dir(&common::root().join("tests/bad-input/base"), &fleet);
+    common::files::copy_dir(&common::root().join("tests/bad-input/base"), &fleet);
     prepare(&fleet);
     (tmp, fleet)
 }

@@ -5,16 +5,14 @@
 //! One test: the CA file is process-wide libgit2 state, so the untrusted case must run
 //! before it is set, and nothing else in this binary may use libgit2 meanwhile.
 
-use test_support as common;
-
 use std::path::Path;
 
-use common::git::git;
-use common::git_https::HttpsServer;
+use fleet_core::testing::{cluster, FleetFiles};
 use psql_fleet::source::git::{self, Credentials, GitRef, GitSource};
+use test_support::files::FleetRepo;
+use test_support::git_https::HttpsServer;
 
 const TOKEN: &str = "tok-5ecret-9f31c2";
-const CLUSTER: &str = "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Cluster\nmetadata: {name: c1}\nspec: {kubeconfig: c1.yaml}\n";
 
 fn source(url: &str, cache: &Path, token_file: &Path) -> GitSource {
     GitSource {
@@ -25,15 +23,18 @@ fn source(url: &str, cache: &Path, token_file: &Path) -> GitSource {
     }
 }
 
-/// Commits `path` in `work` and pushes it to `bare`; returns the commit id.
-fn push(work: &Path, bare: &Path, path: &str, contents: &str) -> String {
-    let full = work.join(path);
-    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-    std::fs::write(full, contents).unwrap();
-    git(work, &["add", "."]);
-    git(work, &["commit", "-q", "-m", path]);
-    git(work, &["push", "-q", &bare.display().to_string(), "main"]);
-    git(work, &["rev-parse", "HEAD"])
+/// Why a fetch of `url` into `cache` with the token in `token_file` fails.
+fn sync_error(url: &str, cache: &Path, token_file: &Path) -> String {
+    source(url, cache, token_file)
+        .sync()
+        .unwrap_err()
+        .to_string()
+}
+
+/// Commits the `Cluster` document of `name` and pushes it; returns the commit id.
+fn push_cluster(repo: &FleetRepo, name: &str) -> String {
+    repo.write(&FleetFiles::new().with(&cluster(name)));
+    repo.commit(name)
 }
 
 #[test]
@@ -42,18 +43,11 @@ fn push(work: &Path, bare: &Path, path: &str, contents: &str) -> String {
     reason = "trust_ca_file sets libgit2's process-wide CA; this test is alone in its binary"
 )]
 fn a_fleet_is_fetched_over_https_with_a_token_and_a_ca_file() {
-    let root = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
+    let repo = FleetRepo::new();
     let secrets = tempfile::tempdir().unwrap();
-    git(
-        root.path(),
-        &["init", "-q", "--bare", "-b", "main", "fleet.git"],
-    );
-    git(work.path(), &["init", "-q", "-b", "main"]);
-    let bare = root.path().join("fleet.git");
-    let first = push(work.path(), &bare, "clusters/c1.yaml", CLUSTER);
+    let first = push_cluster(&repo, "c1");
 
-    let server = HttpsServer::start(root.path(), TOKEN);
+    let server = HttpsServer::start(repo.base(), TOKEN);
     let url = server.url("fleet.git");
     let right = secrets.path().join("right");
     std::fs::write(&right, format!("{TOKEN}\n")).unwrap();
@@ -64,10 +58,7 @@ fn a_fleet_is_fetched_over_https_with_a_token_and_a_ca_file() {
 
     // Not yet trusted: the certificate check fails before any credential is sent.
     let cache = tempfile::tempdir().unwrap();
-    let err = source(&url, cache.path(), &right)
-        .sync()
-        .unwrap_err()
-        .to_string();
+    let err = sync_error(&url, cache.path(), &right);
     assert!(err.contains(&url), "{err}");
     assert!(err.contains("certificate is not trusted"), "{err}");
     assert!(err.contains("--git-ca-file"), "{err}");
@@ -86,11 +77,9 @@ fn a_fleet_is_fetched_over_https_with_a_token_and_a_ca_file() {
     unsafe { git::trust_ca_file(&ca_file) }.unwrap();
 
     // The wrong token: refused, named by the remote, the token nowhere.
+    // Its cache then serves the right token below.
     let cache = tempfile::tempdir().unwrap();
-    let err = source(&url, cache.path(), &wrong)
-        .sync()
-        .unwrap_err()
-        .to_string();
+    let err = sync_error(&url, cache.path(), &wrong);
     assert!(err.contains(&url), "{err}");
     assert!(err.contains("refused the credentials"), "{err}");
     assert!(!err.contains("not-the-token"), "{err}");
@@ -104,12 +93,7 @@ fn a_fleet_is_fetched_over_https_with_a_token_and_a_ca_file() {
         r1.tree.files.keys().collect::<Vec<_>>(),
         vec!["clusters/c1.yaml"]
     );
-    let second = push(
-        work.path(),
-        &bare,
-        "clusters/c2.yaml",
-        &CLUSTER.replace("c1", "c2"),
-    );
+    let second = push_cluster(&repo, "c2");
     let r2 = s.sync().unwrap();
     assert_eq!(r2.id, second);
     assert_eq!(r2.tree.files.len(), 2);
@@ -117,14 +101,11 @@ fn a_fleet_is_fetched_over_https_with_a_token_and_a_ca_file() {
     // User information in the URL is cut from the error.
     let with_user = url.replace("https://", &format!("https://bot:{TOKEN}@"));
     let cache = tempfile::tempdir().unwrap();
-    let err = source(
+    let err = sync_error(
         &with_user.replace("fleet.git", "absent.git"),
         cache.path(),
         &wrong,
-    )
-    .sync()
-    .unwrap_err()
-    .to_string();
+    );
     assert!(err.contains("absent.git"), "{err}");
     assert!(!err.contains(TOKEN), "{err}");
 }

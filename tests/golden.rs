@@ -67,15 +67,9 @@ fn the_examples_render_exactly_their_golden_objects() {
 
 #[test]
 fn the_cli_json_output_is_the_golden_file() {
-    let out = std::process::Command::new(common::binary())
-        .args(["render", "fleet", "--assume-ready", "-o", "json"])
-        .current_dir(common::root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::succeed(
+        common::psql_fleet(["render", "fleet", "--assume-ready", "-o", "json"])
+            .current_dir(common::root()),
     );
     let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
     let golden: Value =
@@ -87,12 +81,7 @@ fn the_cli_json_output_is_the_golden_file() {
 #[test]
 fn render_output_is_deterministic_and_sorted() {
     let run = || {
-        std::process::Command::new(common::binary())
-            .args(["render", "fleet"])
-            .current_dir(common::root())
-            .output()
-            .unwrap()
-            .stdout
+        common::succeed(common::psql_fleet(["render", "fleet"]).current_dir(common::root())).stdout
     };
     let first = run();
     assert_eq!(first, run());

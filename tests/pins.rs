@@ -2,48 +2,30 @@
 //! default per chart, and `validate` warns (exit 0) on a pin outside `knownVersions`, and
 //! errors on a pin that is not a version.
 
-use test_support as common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
+use fleet_core::model::fleet::DriftPolicy;
+use fleet_core::testing::{claim, cluster, fleet, Fleet, FleetFiles};
 use serde_json::Value;
 
-fn write(dir: &Path, path: &str, text: &str) {
-    let full = dir.join(path);
-    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-    std::fs::write(full, text).unwrap();
-}
-
-/// Three clusters (dev, edge, prod), one claim each, and `fleet_spec` as the Fleet's spec.
-fn fleet(fleet_spec: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "fleet.yaml",
-        &format!("apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nmetadata: {{name: main}}\nspec:\n{fleet_spec}"),
-    );
+/// Three clusters (dev, edge, prod), one claim each, and `settings` as `fleet.yaml`.
+fn fleet_dir(settings: Fleet) -> tempfile::TempDir {
+    let mut files = FleetFiles::new().with(&settings);
     for (name, labels) in [
-        ("dev-1", "{env: dev}"),
-        ("edge-1", "{env: prod, tier: edge}"),
-        ("prod-1", "{env: prod}"),
+        ("dev-1", &[("env", "dev")][..]),
+        ("edge-1", &[("env", "prod"), ("tier", "edge")][..]),
+        ("prod-1", &[("env", "prod")][..]),
     ] {
-        write(
-            dir.path(),
-            &format!("clusters/{name}.yaml"),
-            &format!("apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Cluster\nmetadata: {{name: {name}, labels: {labels}}}\nspec: {{kubeconfig: {name}.yaml}}\n"),
-        );
-        write(
-            dir.path(),
-            &format!("claims/{name}.yaml"),
-            &format!("apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nspec: {{clusterName: {name}}}\n"),
-        );
+        let cluster = labels.iter().fold(cluster(name), |c, (k, v)| c.label(k, v));
+        files.add(&cluster);
+        files.add(&claim("psql", name));
     }
-    dir
+    test_support::files::fleet_dir(&files)
 }
 
 fn run(args: &[&str], dir: &Path) -> Output {
-    Command::new(common::binary())
+    Command::new(test_support::binary())
         .args(args)
         .arg(dir)
         .output()
@@ -87,8 +69,18 @@ fn versions(dir: &Path) -> Vec<(String, String, String)> {
 
 #[test]
 fn the_first_matching_override_wins_over_the_fleet_pin_which_wins_over_the_default() {
-    let dir = fleet(
-        "  pins: {stackgres-operator: 1.18.5}\n  overrides:\n  - selector: {matchLabels: {tier: edge}}\n    pins: {stackgres-operator: 1.17.0, atlas-operator: 0.7.0}\n  - selector: {matchLabels: {env: prod}}\n    pins: {atlas-operator: 0.7.24}\n  - selector: {matchLabels: {env: dev}}\n    pins: {atlas-operator: 0.8.0}\n",
+    let dir = fleet_dir(
+        fleet("main")
+            .pin("stackgres-operator", "1.18.5")
+            .override_pins(
+                &[("tier", "edge")],
+                &[
+                    ("stackgres-operator", "1.17.0"),
+                    ("atlas-operator", "0.7.0"),
+                ],
+            )
+            .override_pins(&[("env", "prod")], &[("atlas-operator", "0.7.24")])
+            .override_pins(&[("env", "dev")], &[("atlas-operator", "0.8.0")]),
     );
     let s = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
     assert_eq!(
@@ -101,7 +93,7 @@ fn the_first_matching_override_wins_over_the_fleet_pin_which_wins_over_the_defau
             s("prod-1", "1.18.5", "0.7.24"),
         ]
     );
-    let defaults = fleet("  drift: {policy: correct}\n");
+    let defaults = fleet_dir(fleet("main").drift(DriftPolicy::Correct));
     assert!(versions(defaults.path())
         .iter()
         .all(|(_, sg, atlas)| sg == "1.18.4" && atlas == "0.7.23"));
@@ -109,8 +101,12 @@ fn the_first_matching_override_wins_over_the_fleet_pin_which_wins_over_the_defau
 
 #[test]
 fn a_pin_outside_known_versions_is_a_warning_and_validate_still_passes() {
-    let dir = fleet(
-        "  pins: {stackgres-operator: 1.18.9}\n  overrides:\n  - selector: {matchLabels: {env: dev}}\n    pins: {atlas-operator: 0.9.0}\n  knownVersions:\n    stackgres-operator: [1.18.4, 1.19.0]\n    atlas-operator: [0.7.23]\n",
+    let dir = fleet_dir(
+        fleet("main")
+            .pin("stackgres-operator", "1.18.9")
+            .override_pins(&[("env", "dev")], &[("atlas-operator", "0.9.0")])
+            .known_versions("stackgres-operator", &["1.18.4", "1.19.0"])
+            .known_versions("atlas-operator", &["0.7.23"]),
     );
     let out = run(&["validate"], dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -129,7 +125,8 @@ fn a_pin_outside_known_versions_is_a_warning_and_validate_still_passes() {
 
 #[test]
 fn a_pin_that_is_not_a_version_is_an_error() {
-    let dir = fleet("  overrides:\n  - selector: {matchLabels: {env: dev}}\n    pins: {atlas-operator: latest}\n");
+    let dir =
+        fleet_dir(fleet("main").override_pins(&[("env", "dev")], &[("atlas-operator", "latest")]));
     let out = run(&["validate"], dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());

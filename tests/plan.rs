@@ -76,6 +76,8 @@ fn remove_claim(fleet: &Path) {
 }
 
 /// A cluster no wave selects, with one claim: it lands in the implicit last wave.
+/// (The fleet files of these commits stay literal: the golden plans name the commits, whose
+/// ids are hashes of these exact bytes.)
 fn new_cluster(fleet: &Path) {
     fs::write(
         fleet.join("clusters/qa-1.yaml"),
@@ -99,24 +101,11 @@ fn invalid(fleet: &Path) {
     .unwrap();
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// The repository: `base`, then one tagged commit per change.
 fn repository(dir: &Path) {
     git(dir, &["init", "-q", "-b", "main"]);
     fs::write(dir.join("README.md"), "not a fleet file\n").unwrap();
-    copy_dir(
+    common::files::copy_dir(
         &common::root().join("tests/golden/plan/fleet"),
         &dir.join("fleet"),
     );
@@ -249,7 +238,7 @@ fn a_base_from_before_the_fleet_existed_shows_every_object_as_created() {
     git(dir.path(), &["add", "."]);
     git(dir.path(), &["commit", "-q", "-m", "empty"]);
     git(dir.path(), &["tag", "empty"]);
-    copy_dir(
+    common::files::copy_dir(
         &common::root().join("tests/golden/plan/fleet"),
         &dir.path().join("fleet"),
     );

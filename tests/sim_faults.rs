@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use fleet_core::api::Release;
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube_sim::{self as sim, SimConfig, SimHandle};
+use kube_sim::{SimConfig, SimHandle};
 use serde_json::json;
 
 async fn client(handle: &SimHandle, cluster: &str) -> kube::Client {
@@ -21,29 +21,25 @@ async fn client(handle: &SimHandle, cluster: &str) -> kube::Client {
 
 /// `psql-fleet sim fault --admin ... --dir ... <args>`; its stdout, failing unless exit 0.
 fn fault(handle: &SimHandle, args: &[&str]) -> String {
-    let out = std::process::Command::new(common::binary())
-        .args(["sim", "fault", "--admin", &handle.admin_url(), "--dir"])
-        .arg(&handle.dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "sim fault {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::succeed(fault_command(handle).args(args));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-async fn start(dir: &tempfile::TempDir) -> SimHandle {
-    sim::start(SimConfig {
+/// `psql-fleet sim fault --admin ... --dir ...`, its own arguments to add.
+fn fault_command(handle: &SimHandle) -> std::process::Command {
+    let mut command = common::psql_fleet(["sim", "fault", "--admin", &handle.admin_url()]);
+    command.arg("--dir").arg(&handle.dir);
+    command
+}
+
+/// Two simulated clusters, and the folder of their kubeconfigs.
+async fn start() -> (tempfile::TempDir, SimHandle) {
+    common::sim::start(SimConfig {
         clusters: 2,
-        out: dir.path().into(),
         ready_after: Duration::from_millis(100),
         ..SimConfig::default()
     })
     .await
-    .unwrap()
 }
 
 fn release(name: &str) -> Release {
@@ -65,8 +61,7 @@ fn api_code(e: kube::Error) -> (u16, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn down_latency_and_error_rate_apply_to_one_cluster_and_clear_with_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let handle = start(&dir).await;
+    let (_dir, handle) = start().await;
     let (a, b) = (&handle.cluster_names[0], &handle.cluster_names[1]);
     let (ca, cb) = (client(&handle, a).await, client(&handle, b).await);
     let (ra, rb): (Api<Release>, Api<Release>) = (
@@ -105,9 +100,7 @@ async fn down_latency_and_error_rate_apply_to_one_cluster_and_clear_with_up() {
     ra.list(&Default::default()).await.unwrap();
 
     // An error rate outside 0-1 is refused by the admin API.
-    let out = std::process::Command::new(common::binary())
-        .args(["sim", "fault", "--admin", &handle.admin_url(), "--dir"])
-        .arg(&handle.dir)
+    let out = fault_command(&handle)
         .args(["errors", a, "1.5"])
         .output()
         .unwrap();
@@ -117,8 +110,7 @@ async fn down_latency_and_error_rate_apply_to_one_cluster_and_clear_with_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expire_watches_ends_open_watches_and_answers_410_for_older_versions() {
-    let dir = tempfile::tempdir().unwrap();
-    let handle = start(&dir).await;
+    let (_dir, handle) = start().await;
     let a = &handle.cluster_names[0];
     let api: Api<Release> = Api::namespaced(client(&handle, a).await, "default");
     let created = api
@@ -156,8 +148,7 @@ async fn expire_watches_ends_open_watches_and_answers_410_for_older_versions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotate_token_refuses_the_old_token_with_a_status_body() {
-    let dir = tempfile::tempdir().unwrap();
-    let handle = start(&dir).await;
+    let (_dir, handle) = start().await;
     let (a, b) = (&handle.cluster_names[0], &handle.cluster_names[1]);
     let before = std::fs::read_to_string(handle.kubeconfig_path(a)).unwrap();
     let old: Api<Release> = Api::namespaced(client(&handle, a).await, "default");
@@ -195,8 +186,7 @@ async fn rotate_token_refuses_the_old_token_with_a_status_body() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_patch_merge_patch_and_strict_field_validation() {
-    let dir = tempfile::tempdir().unwrap();
-    let handle = start(&dir).await;
+    let (_dir, handle) = start().await;
     let a = &handle.cluster_names[0];
     let c = client(&handle, a).await;
     let api: Api<Release> = Api::namespaced(c.clone(), "default");

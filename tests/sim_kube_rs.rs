@@ -22,6 +22,15 @@ fn release(name: &str, version: &str) -> serde_json::Value {
     })
 }
 
+/// The field managers of an object, in its `managedFields` order.
+fn managers(meta: &kube::api::ObjectMeta) -> Vec<String> {
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.manager.clone())
+        .collect()
+}
+
 #[tokio::test]
 async fn typed_and_dynamic_clients_list_and_server_side_apply() {
     let (_dir, handle) = common::sim::start(SimConfig {
@@ -43,13 +52,7 @@ async fn typed_and_dynamic_clients_list_and_server_side_apply() {
         applied.spec.for_provider.chart.version.as_deref(),
         Some("0.7.23")
     );
-    let managers: Vec<_> = applied
-        .metadata
-        .managed_fields
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|m| m.manager)
-        .collect();
+    let managers = managers(&applied.metadata);
     assert!(managers.contains(&"psql-fleet".to_string()), "{managers:?}");
 
     let page = api.list(&ListParams::default().limit(2)).await.unwrap();
@@ -99,29 +102,17 @@ async fn typed_and_dynamic_clients_list_and_server_side_apply() {
     .unwrap();
 
     // The simulated provider-helm makes them Ready.
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let r = api.get("b").await.unwrap();
-            if fleet_core::api::ReleaseStatus::readiness(r.status.as_ref()).is_ready() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    common::until("release b to become Ready", || async {
+        let r = api.get("b").await.unwrap();
+        fleet_core::api::ReleaseStatus::readiness(r.status.as_ref()).is_ready()
     })
-    .await
-    .expect("release b becomes ready");
+    .await;
     handle.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_watcher_relists_after_its_watch_expires() {
-    let (_dir, handle) = common::sim::start(SimConfig {
-        clusters: 1,
-        ..SimConfig::default()
-    })
-    .await;
-    let name = handle.cluster_names[0].clone();
-    let c = common::sim::client(&handle, &name).await;
+    let (_dir, handle, name, c) = common::sim::one_cluster().await;
     let api: Api<Release> = Api::namespaced(c.clone(), "default");
     let pp = PatchParams::apply("psql-fleet");
     api.patch("first", &pp, &Patch::Apply(release("first", "0.7.23")))
@@ -169,11 +160,7 @@ async fn a_watcher_relists_after_its_watch_expires() {
 
 #[tokio::test]
 async fn a_wrong_token_is_unauthorized_with_a_status_body() {
-    let (_dir, handle) = common::sim::start(SimConfig {
-        clusters: 1,
-        ..SimConfig::default()
-    })
-    .await;
+    let (_dir, handle, _, _) = common::sim::one_cluster().await;
     let mut config = common::sim::config(&handle.kubeconfig_path(&handle.cluster_names[0])).await;
     config.auth_info.token = Some("wrong".to_string().into());
     let c = kube::Client::try_from(config).unwrap();
@@ -192,12 +179,7 @@ async fn a_wrong_token_is_unauthorized_with_a_status_body() {
 /// else: required fields are checked in the merged object, not in the apply configuration.
 #[tokio::test]
 async fn a_partial_apply_configuration_is_validated_once_merged() {
-    let (_dir, handle) = common::sim::start(SimConfig {
-        clusters: 1,
-        ..SimConfig::default()
-    })
-    .await;
-    let c = common::sim::client(&handle, &handle.cluster_names[0]).await;
+    let (_dir, handle, _, c) = common::sim::one_cluster().await;
     let api: Api<DynamicObject> =
         Api::namespaced_with(c, "default", &ApiResource::erase::<Release>(&()));
     api.patch(
@@ -242,13 +224,7 @@ async fn a_partial_apply_configuration_is_validated_once_merged() {
 async fn a_dry_run_apply_answers_like_an_apply_and_changes_nothing() {
     use k8s_openapi::api::apps::v1::Deployment;
 
-    let (_dir, handle) = common::sim::start(SimConfig {
-        clusters: 1,
-        ..SimConfig::default()
-    })
-    .await;
-    let cluster = handle.cluster_names[0].clone();
-    let c = common::sim::client(&handle, &cluster).await;
+    let (_dir, handle, cluster, c) = common::sim::one_cluster().await;
     let api: Api<Deployment> = Api::namespaced(c.clone(), "default");
     let deployment = |replicas: serde_json::Value| {
         json!({
@@ -271,13 +247,7 @@ async fn a_dry_run_apply_answers_like_an_apply_and_changes_nothing() {
         .unwrap();
     assert_eq!(answer.spec.as_ref().unwrap().replicas, Some(2));
     assert!(answer.metadata.uid.is_some() && answer.metadata.creation_timestamp.is_some());
-    let managers: Vec<String> = answer
-        .metadata
-        .managed_fields
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|m| m.manager)
-        .collect();
+    let managers = managers(&answer.metadata);
     assert_eq!(managers, ["helm"]);
     assert!(
         api.get_opt("agent").await.unwrap().is_none(),

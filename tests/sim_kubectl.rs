@@ -3,24 +3,16 @@
 
 use test_support as common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::kubectl::{kubectl, kubectl_available, text};
+use common::kubectl::{on_sim, text};
 use kube_sim::SimConfig;
 
 fn rendered(kind: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_psql-fleet"))
-        .args([
-            "render",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/fleet"),
-            "--cluster",
-            "dev-1",
-            "--assume-ready",
-        ])
-        .output()
-        .expect("render");
-    assert!(out.status.success(), "render failed: {}", text(&out));
+    let out = common::succeed(
+        common::psql_fleet(["render", "fleet", "--cluster", "dev-1", "--assume-ready"])
+            .current_dir(common::root()),
+    );
     let all = String::from_utf8_lossy(&out.stdout).to_string();
     all.split("\n---")
         .filter(|d| d.contains(&format!("kind: {kind}")))
@@ -28,33 +20,27 @@ fn rendered(kind: &str) -> String {
         .collect()
 }
 
+/// One simulated cluster, its Releases ready at once.
+fn one_cluster() -> SimConfig {
+    SimConfig {
+        clusters: 1,
+        ..SimConfig::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_applies_waits_describes_watches_and_is_refused_like_a_real_cluster() {
-    if !kubectl_available() {
-        eprintln!("SKIP: kubectl is not on PATH");
-        return;
-    }
-    let (_dir, handle) = common::sim::start(SimConfig {
+    let Some((_dir, handle, k)) = on_sim(SimConfig {
         clusters: 2,
         ready_after: Duration::from_millis(500),
         ..SimConfig::default()
     })
-    .await;
-    let kc = handle.kubeconfig_path(&handle.cluster_names[0]);
-    let kc2 = kc.clone();
-    let run = move |args: &[&str], stdin: Option<&str>| kubectl(&kc2, args, stdin);
-    let run = std::sync::Arc::new(run);
-    let r = run.clone();
-    let step = move |args: Vec<&'static str>, stdin: Option<String>| {
-        let r = r.clone();
-        async move {
-            tokio::task::spawn_blocking(move || r(&args, stdin.as_deref()))
-                .await
-                .unwrap()
-        }
+    .await
+    else {
+        return;
     };
 
-    let o = step(vec!["get", "ns"], None).await;
+    let o = k.run(&["get", "ns"], None).await;
     assert!(
         o.status.success() && text(&o).contains("default"),
         "{}",
@@ -62,61 +48,53 @@ async fn kubectl_applies_waits_describes_watches_and_is_refused_like_a_real_clus
     );
 
     let releases = rendered("Release");
-    let o = step(
-        vec![
-            "apply",
-            "--server-side",
-            "--field-manager",
-            "psql-fleet",
-            "-f",
-            "-",
-        ],
-        Some(releases),
-    )
-    .await;
+    let o = k.apply("psql-fleet", &releases).await;
     assert!(o.status.success(), "apply: {}", text(&o));
     assert!(text(&o).contains("serverside-applied"), "{}", text(&o));
 
-    let o = step(
-        vec![
-            "wait",
-            "--for=condition=Ready",
-            "releases.helm.m.crossplane.io",
-            "--all",
-            "--timeout=20s",
-        ],
-        None,
-    )
-    .await;
+    let o = k
+        .run(
+            &[
+                "wait",
+                "--for=condition=Ready",
+                "releases.helm.m.crossplane.io",
+                "--all",
+                "--timeout=20s",
+            ],
+            None,
+        )
+        .await;
     assert!(o.status.success(), "wait: {}", text(&o));
 
-    let o = step(
-        vec!["get", "releases.helm.m.crossplane.io", "-o", "yaml"],
-        None,
-    )
-    .await;
+    let o = k
+        .run(
+            &["get", "releases.helm.m.crossplane.io", "-o", "yaml"],
+            None,
+        )
+        .await;
     let yaml = text(&o);
     assert!(
         yaml.contains("state: deployed") && yaml.contains("type: Ready"),
         "{yaml}"
     );
 
-    let o = step(vec!["get", "releases.helm.m.crossplane.io"], None).await;
+    let o = k.run(&["get", "releases.helm.m.crossplane.io"], None).await;
     assert!(
         text(&o).contains("CHART") && text(&o).contains("deployed"),
         "{}",
         text(&o)
     );
 
-    let o = step(
-        vec![
-            "describe",
-            "releases.helm.m.crossplane.io",
-            "stackgres-operator",
-        ],
-        None,
-    )
-    .await;
+    let o = k
+        .run(
+            &[
+                "describe",
+                "releases.helm.m.crossplane.io",
+                "stackgres-operator",
+            ],
+            None,
+        )
+        .await;
     assert!(
         o.status.success() && text(&o).contains("Ready"),
         "describe: {}",
@@ -135,45 +113,38 @@ async fn kubectl_applies_waits_describes_watches_and_is_refused_like_a_real_clus
         "describe events: {described}"
     );
 
-    let o = step(vec!["get", "deployments", "-n", "stackgres"], None).await;
+    let o = k
+        .run(&["get", "deployments", "-n", "stackgres"], None)
+        .await;
     assert!(text(&o).contains("stackgres-operator"), "{}", text(&o));
 
     // get -w prints the current state and keeps streaming until the timeout ends it.
-    let o = step(
-        vec![
-            "get",
-            "releases.helm.m.crossplane.io",
-            "-w",
-            "--request-timeout=2s",
-        ],
-        None,
-    )
-    .await;
+    let o = k
+        .run(
+            &[
+                "get",
+                "releases.helm.m.crossplane.io",
+                "-w",
+                "--request-timeout=2s",
+            ],
+            None,
+        )
+        .await;
     assert!(text(&o).contains("atlas-operator"), "watch: {}", text(&o));
 
-    let o = step(
-        vec![
-            "apply",
-            "--server-side",
-            "--field-manager",
-            "psql-fleet",
-            "-f",
-            "-",
-        ],
-        Some(rendered("Usage")),
-    )
-    .await;
+    let o = k.apply("psql-fleet", &rendered("Usage")).await;
     assert!(o.status.success(), "usage: {}", text(&o));
-    let o = step(
-        vec![
-            "delete",
-            "releases.helm.m.crossplane.io",
-            "stackgres-operator",
-            "--wait=false",
-        ],
-        None,
-    )
-    .await;
+    let o = k
+        .run(
+            &[
+                "delete",
+                "releases.helm.m.crossplane.io",
+                "stackgres-operator",
+                "--wait=false",
+            ],
+            None,
+        )
+        .await;
     assert!(!o.status.success(), "delete should be refused");
     assert!(
         text(&o).contains("denied the request: This resource is in-use by 1 usage(s)"),
@@ -181,7 +152,7 @@ async fn kubectl_applies_waits_describes_watches_and_is_refused_like_a_real_clus
         text(&o)
     );
 
-    let o = step(vec!["get", "ns", "--token", "wrong"], None).await;
+    let o = k.run(&["get", "ns", "--token", "wrong"], None).await;
     assert!(
         !o.status.success() && text(&o).contains("Unauthorized"),
         "{}",
@@ -192,54 +163,13 @@ async fn kubectl_applies_waits_describes_watches_and_is_refused_like_a_real_clus
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_field_manager_applying_another_chart_version_gets_a_409_conflict() {
-    if !kubectl_available() {
-        eprintln!("SKIP: kubectl is not on PATH");
+    let Some((_dir, handle, k)) = on_sim(one_cluster()).await else {
         return;
-    }
-    let (_dir, handle) = common::sim::start(SimConfig {
-        clusters: 1,
-        ..SimConfig::default()
-    })
-    .await;
-    let kc = handle.kubeconfig_path(&handle.cluster_names[0]);
-    let releases = rendered("Release");
-    let first = {
-        let kc = kc.clone();
-        tokio::task::spawn_blocking(move || {
-            kubectl(
-                &kc,
-                &[
-                    "apply",
-                    "--server-side",
-                    "--field-manager",
-                    "psql-fleet",
-                    "-f",
-                    "-",
-                ],
-                Some(&releases),
-            )
-        })
-        .await
-        .unwrap()
     };
+    let first = k.apply("psql-fleet", &rendered("Release")).await;
     assert!(first.status.success(), "{}", text(&first));
     let other = "apiVersion: helm.m.crossplane.io/v1beta1\nkind: Release\nmetadata: {name: atlas-operator, namespace: default}\nspec:\n  forProvider:\n    chart: {name: atlas-operator, version: 0.7.22}\n";
-    let o = tokio::task::spawn_blocking(move || {
-        kubectl(
-            &kc,
-            &[
-                "apply",
-                "--server-side",
-                "--field-manager",
-                "someone-else",
-                "-f",
-                "-",
-            ],
-            Some(other),
-        )
-    })
-    .await
-    .unwrap();
+    let o = k.apply("someone-else", other).await;
     assert!(!o.status.success());
     assert!(
         text(&o).contains("conflict") && text(&o).contains("psql-fleet"),
@@ -251,25 +181,18 @@ async fn a_second_field_manager_applying_another_chart_version_gets_a_409_confli
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_create_sends_protobuf_which_is_decoded_or_refused_with_415() {
-    if !kubectl_available() {
-        eprintln!("SKIP: kubectl is not on PATH");
+    let Some((_dir, handle, k)) = on_sim(one_cluster()).await else {
         return;
-    }
-    let (_dir, handle) = common::sim::start(SimConfig {
-        clusters: 1,
-        ..SimConfig::default()
-    })
-    .await;
-    let kc = handle.kubeconfig_path(&handle.cluster_names[0]);
-    let o = tokio::task::spawn_blocking(move || {
-        let created = kubectl(&kc, &["create", "namespace", "made-by-kubectl"], None);
-        let got = kubectl(&kc, &["get", "ns", "made-by-kubectl", "-o", "json"], None);
-        let deployment = kubectl(&kc, &["create", "deployment", "web", "--image=nginx"], None);
-        (created, got, deployment)
-    })
-    .await
-    .unwrap();
-    let (created, got, deployment) = o;
+    };
+    let created = k
+        .run(&["create", "namespace", "made-by-kubectl"], None)
+        .await;
+    let got = k
+        .run(&["get", "ns", "made-by-kubectl", "-o", "json"], None)
+        .await;
+    let deployment = k
+        .run(&["create", "deployment", "web", "--image=nginx"], None)
+        .await;
     assert!(created.status.success(), "create ns: {}", text(&created));
     assert!(got.status.success(), "get ns: {}", text(&got));
     let ns: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
@@ -289,30 +212,17 @@ async fn kubectl_create_sends_protobuf_which_is_decoded_or_refused_with_415() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_with_a_wrongly_typed_field_is_refused_as_a_real_server_refuses_it() {
-    if !kubectl_available() {
-        eprintln!("SKIP: kubectl is not on PATH");
+    let Some((_dir, handle, k)) = on_sim(one_cluster()).await else {
         return;
-    }
-    let (_dir, handle) = common::sim::start(SimConfig {
-        clusters: 1,
-        ..SimConfig::default()
-    })
-    .await;
-    let kc = handle.kubeconfig_path(&handle.cluster_names[0]);
+    };
     let bad = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: default}\nspec:\n  replicas: two\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: nginx}]}\n";
-    let (created, applied, listed) = tokio::task::spawn_blocking(move || {
-        (
-            kubectl(&kc, &["create", "-f", "-"], Some(bad)),
-            kubectl(&kc, &["apply", "--server-side", "-f", "-"], Some(bad)),
-            kubectl(
-                &kc,
-                &["get", "deployments", "-n", "default", "-o", "name"],
-                None,
-            ),
-        )
-    })
-    .await
-    .unwrap();
+    let created = k.run(&["create", "-f", "-"], Some(bad)).await;
+    let applied = k
+        .run(&["apply", "--server-side", "-f", "-"], Some(bad))
+        .await;
+    let listed = k
+        .run(&["get", "deployments", "-n", "default", "-o", "name"], None)
+        .await;
     assert!(!created.status.success(), "create: {}", text(&created));
     assert!(
         text(&created).contains("(BadRequest)")

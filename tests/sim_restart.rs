@@ -3,20 +3,17 @@
 //! resourceVersions only grow, tokens (rotated ones too), the CA and the address stay, so
 //! the kubeconfigs clients hold keep working; watches from before the restart get 410.
 
-use test_support as common;
-
 use std::time::Duration;
 
-use common::harness::{eventually, SimFleet};
-use common::kubectl::{kubectl, kubectl_available, text};
 use fleet_core::api::Release;
 use futures::TryStreamExt;
 use kube::api::WatchParams;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, WatchEvent};
 use kube_sim::{self as sim, SimConfig};
 use serde_json::{json, Value};
-
-const WAIT: Duration = Duration::from_secs(30);
+use test_support::kubectl::{kubectl, kubectl_available, text};
+use test_support::sim::SimProcess;
+use test_support::{eventually, until, SimFleet};
 
 async fn releases(f: &SimFleet, cluster: &str) -> Api<DynamicObject> {
     Api::namespaced_with(
@@ -40,7 +37,7 @@ fn rv(o: &DynamicObject) -> u64 {
 }
 
 async fn wait_ready(api: &Api<DynamicObject>, name: &str) -> DynamicObject {
-    eventually(&format!("Release {name} Ready"), WAIT, || async {
+    eventually(&format!("Release {name} Ready"), || async {
         let r = api.get(name).await.ok()?;
         let ready = as_json(&r)["status"]["conditions"]
             .as_array()?
@@ -90,7 +87,7 @@ async fn objects_versions_tokens_and_the_address_survive_a_restart_and_old_watch
     let (f, _) = f.restart(async {}).await;
 
     assert_eq!(f.sim.addr, address);
-    let state = f.sim_dir.path().join("state.json");
+    let state = f.sim_dir().join("state.json");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -148,7 +145,7 @@ async fn a_state_file_that_cannot_be_read_is_refused_naming_it_and_nothing_is_wr
     assert!(e.to_string().contains(&state.display().to_string()), "{e}");
     assert!(!out.exists(), "files written before the state was read");
 
-    let cli = std::process::Command::new(common::binary())
+    let cli = std::process::Command::new(test_support::binary())
         .args(["sim", "--clusters", "1", "--out"])
         .arg(&out)
         .arg("--state-file")
@@ -158,31 +155,6 @@ async fn a_state_file_that_cannot_be_read_is_refused_naming_it_and_nothing_is_wr
     assert!(!cli.status.success());
     let stderr = String::from_utf8_lossy(&cli.stderr);
     assert!(stderr.contains(&state.display().to_string()), "{stderr}");
-}
-
-/// `psql-fleet sim` as a process, killed with SIGKILL when dropped.
-struct SimProcess(std::process::Child);
-
-impl SimProcess {
-    fn start(dir: &std::path::Path) -> SimProcess {
-        let child = std::process::Command::new(common::binary())
-            .args(["sim", "--clusters", "1", "--ready-after", "100ms", "--out"])
-            .arg(dir.join("out"))
-            .arg("--state-file")
-            .arg(dir.join("state.json"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        SimProcess(child)
-    }
-}
-
-impl Drop for SimProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// What a user does: kubectl with the kubeconfig the simulator wrote, across a SIGKILL.
@@ -215,8 +187,8 @@ async fn kubectl_keeps_working_with_its_kubeconfig_after_the_simulator_is_killed
             })
         }
     };
-    let first = SimProcess::start(dir.path());
-    eventually("the simulator serving", WAIT, || async {
+    let first = SimProcess::start(dir.path(), 1);
+    eventually("the simulator serving", || async {
         kubeconfig.exists().then_some(())?;
         kubectl(&kubeconfig, &["get", "namespace", "default"], None)
             .status
@@ -227,10 +199,14 @@ async fn kubectl_keeps_working_with_its_kubeconfig_after_the_simulator_is_killed
     let o = kubectl(&kubeconfig, &["create", "namespace", "team-a"], None);
     assert!(o.status.success(), "{}", text(&o));
     let created = uid("first").await.unwrap();
-    // Past the state file's write interval: a SIGKILL loses at most the last second.
-    tokio::time::sleep(sim::persist::WRITE_INTERVAL * 2 + Duration::from_millis(500)).await;
+    // A SIGKILL loses what the state file does not hold yet: kill once it holds team-a.
+    let state = dir.path().join("state.json");
+    until("the state file to hold namespace team-a", || async {
+        std::fs::read_to_string(&state).is_ok_and(|s| s.contains("team-a"))
+    })
+    .await;
     drop(first);
-    let _second = SimProcess::start(dir.path());
-    let after = eventually("team-a served after the restart", WAIT, || uid("second")).await;
+    let _second = SimProcess::start(dir.path(), 1);
+    let after = eventually("team-a served after the restart", || uid("second")).await;
     assert_eq!(after, created);
 }

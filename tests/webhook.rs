@@ -2,18 +2,15 @@
 //! simulated cluster, polling set far beyond the test, so that only a signed push can make
 //! it fetch the next commit; a badly signed one changes nothing.
 
-use test_support as common;
-
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::git::{git, Daemon};
-use common::harness::{Agent, SimFleet};
+use fleet_core::testing::{claim, cluster, FleetFiles};
 use psql_fleet::agent::WebhookConfig;
 use psql_fleet::source::git::GitRef;
-use psql_fleet::source::SourceSpec;
 use psql_fleet::webhook::{Secret, PATH};
+use test_support::files::{git_url, FleetRepo};
+use test_support::{AgentOptions, Endpoint, SimFleet};
 
 const PUSH: &str = r#"{"ref":"refs/heads/main","after":"0123"}"#;
 
@@ -35,22 +32,18 @@ async fn post(
     request.send().await.unwrap().status().as_u16()
 }
 
-fn claim(cluster: &str, team: &str) -> String {
-    format!("apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nmetadata: {{name: a}}\nspec: {{clusterName: {cluster}, labels: {{team: {team}}}}}\n")
-}
-
-fn commit(work: &Path, bare: &Path, message: &str) -> String {
-    git(work, &["add", "-A"]);
-    git(work, &["commit", "-q", "-m", message]);
-    git(work, &["push", "-q", &bare.display().to_string(), "main"]);
-    git(work, &["rev-parse", "HEAD"])
+/// The fleet: the simulated cluster, and one claim whose objects carry `team`.
+fn files(name: &str, team: &str) -> FleetFiles {
+    FleetFiles::new()
+        .with(&cluster(name))
+        .with(&claim("a", name).label("team", team))
 }
 
 /// Waits until the one cluster has applied `revision`; the time it took.
-async fn applied(server: &str, revision: &str, within: Duration) -> Option<Duration> {
+async fn applied(agent: &Endpoint, revision: &str, within: Duration) -> Option<Duration> {
     let start = Instant::now();
     while start.elapsed() < within {
-        if let Some(report) = common::harness::status(server).await {
+        if let Some(report) = agent.status().await {
             let done = report.clusters.values().any(|c| {
                 c.applied_revision
                     .as_deref()
@@ -67,52 +60,43 @@ async fn applied(server: &str, revision: &str, within: Duration) -> Option<Durat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_push_is_fetched_and_applied_at_once_and_a_bad_one_changes_nothing() {
-    // The fleet directory (the simulated cluster's Cluster file) is the Git work tree.
     let f = SimFleet::start(1, Duration::from_millis(100)).await;
-    let cluster = f.names()[0].clone();
-    let work = f.fleet();
-    let base = tempfile::tempdir().unwrap();
-    git(
-        base.path(),
-        &["init", "-q", "--bare", "-b", "main", "fleet.git"],
-    );
-    let bare = base.path().join("fleet.git");
-    git(work, &["init", "-q", "-b", "main"]);
-    std::fs::write(work.join("claims/a.yaml"), claim(&cluster, "one")).unwrap();
-    let first = commit(work, &bare, "first");
-    let daemon = Daemon::start(base.path());
+    let name = f.names()[0].clone();
+    let repo = FleetRepo::new();
+    repo.write(&files(&name, "one"));
+    let first = repo.commit("first");
+    let daemon = repo.serve();
 
-    let hook_port = common::free_port();
-    let mut config = common::harness::config(
-        SourceSpec::Git(format!("git://127.0.0.1:{}/fleet.git", daemon.port)),
-        f.sim_dir.path(),
-        f.sim_dir.path().join("git-cache"),
-    );
-    config.reference = GitRef::Branch("main".into());
-    config.max_concurrency = 2;
-    // Far longer than the test: only the webhook can bring the second commit in.
-    config.interval = Duration::from_secs(600);
-    config.webhook = Some(WebhookConfig {
-        listen: format!("127.0.0.1:{hook_port}").parse().unwrap(),
-        secret: Secret::new(b"hook-secret"),
-    });
-    let agent = Agent::start(config);
-    let server = agent.server.clone();
-    let hook: SocketAddr = format!("127.0.0.1:{hook_port}").parse().unwrap();
+    let hook: SocketAddr = format!("127.0.0.1:{}", test_support::free_port())
+        .parse()
+        .unwrap();
+    let agent = f
+        .start_agent(AgentOptions {
+            reference: Some(GitRef::Branch("main".into())),
+            max_concurrency: Some(2),
+            // Far longer than the test: only the webhook can bring the second commit in.
+            interval: Some(Duration::from_secs(600)),
+            webhook: Some(WebhookConfig {
+                listen: hook,
+                secret: Secret::new(b"hook-secret"),
+            }),
+            ..AgentOptions::git(git_url(&daemon))
+        })
+        .await;
     assert!(
-        applied(&server, &first, Duration::from_secs(30))
+        applied(&agent, &first, Duration::from_secs(30))
             .await
             .is_some(),
         "the first commit was never applied"
     );
 
-    std::fs::write(work.join("claims/a.yaml"), claim(&cluster, "two")).unwrap();
-    let second = commit(work, &bare, "second");
+    repo.write(&files(&name, "two"));
+    let second = repo.commit("second");
     let client = reqwest::Client::new();
     let bad = Some(Secret::new(b"guess").sign(PUSH.as_bytes()));
     assert_eq!(post(&client, hook, "push", bad, PUSH).await, 401);
     assert!(
-        applied(&server, &second, Duration::from_millis(1500))
+        applied(&agent, &second, Duration::from_millis(1500))
             .await
             .is_none(),
         "a badly signed push must not make the agent fetch"
@@ -121,18 +105,12 @@ async fn a_signed_push_is_fetched_and_applied_at_once_and_a_bad_one_changes_noth
     let good = Some(Secret::new(b"hook-secret").sign(PUSH.as_bytes()));
     let sent = Instant::now();
     assert_eq!(post(&client, hook, "push", good, PUSH).await, 202);
-    let took = applied(&server, &second, Duration::from_secs(30))
+    let took = applied(&agent, &second, Duration::from_secs(30))
         .await
         .map(|_| sent.elapsed());
     let took = took.expect("the signed push was not applied");
     eprintln!("signed push to applied revision: {} ms", took.as_millis());
-    let live = psql_fleet::cluster::kubeconfig::client(
-        &f.sim.kubeconfig_path(&cluster),
-        &common::load_fleet(work).clusters[&cluster],
-        false,
-    )
-    .await
-    .unwrap();
+    let live = f.client(&name).await;
     let objects = psql_fleet::cluster::list::owned_objects(&live, "default")
         .await
         .unwrap();
@@ -143,5 +121,5 @@ async fn a_signed_push_is_fetched_and_applied_at_once_and_a_bad_one_changes_noth
 
     agent.stop().await;
     drop(daemon);
-    f.sim.shutdown().await;
+    f.shutdown().await;
 }

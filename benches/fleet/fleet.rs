@@ -4,9 +4,11 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use fleet_core::testing::{claim, claims_file, ClaimsFile};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PostParams};
+use test_support::files::write_doc;
 
 use crate::procs::Sim;
 use crate::simapi;
@@ -20,25 +22,21 @@ pub fn claim_namespace(i: usize, per: usize) -> String {
     }
 }
 
-fn claims(cluster: &str, per: usize) -> String {
-    (0..per)
-        .map(|i| {
-            format!(
-                "apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nmetadata: {{name: db{i}, namespace: {}}}\nspec: {{clusterName: {cluster}}}\n",
-                claim_namespace(i, per)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("---\n")
+/// The `per` claims of `cluster`, in one file.
+fn claims(cluster: &str, per: usize) -> ClaimsFile {
+    let claims = (0..per)
+        .map(|i| claim(&format!("db{i}"), cluster).namespace(&claim_namespace(i, per)))
+        .collect();
+    claims_file(&format!("claims/{cluster}.yaml"), claims)
 }
 
-/// Writes `clusters/` (the given Cluster documents) and `claims/` under `dir`.
+/// Writes `clusters/` (the given Cluster documents, as the simulator writes them) and
+/// `claims/` under `dir`.
 pub fn write(dir: &Path, clusters: &[(String, String)], per: usize) -> Result<()> {
     std::fs::create_dir_all(dir.join("clusters"))?;
-    std::fs::create_dir_all(dir.join("claims"))?;
     for (name, doc) in clusters {
         std::fs::write(dir.join(format!("clusters/{name}.yaml")), doc)?;
-        std::fs::write(dir.join(format!("claims/{name}.yaml")), claims(name, per))?;
+        write_doc(dir, &claims(name, per));
     }
     Ok(())
 }

@@ -24,6 +24,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use fleet_core::testing::fleet;
+use test_support::files::{write_doc, FleetRepo};
 
 use crate::agent::Scenario;
 use crate::report::Report;
@@ -220,28 +222,15 @@ fn plan_figure(root: &Path, clusters: usize, runs: usize) -> Result<report::Plan
     let repo = work_dir(root, "plan")?;
     fleet::offline(&repo, clusters, 1)?;
     let pins = |v: &str| {
-        format!("apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nmetadata: {{name: bench}}\nspec:\n  pins:\n    stackgres-operator: {v}\n    atlas-operator: 0.7.23\n")
+        fleet("bench")
+            .pin("stackgres-operator", v)
+            .pin("atlas-operator", "0.7.23")
     };
-    let git = |args: &[&str]| -> Result<()> {
-        let ok = Command::new("git")
-            .arg("-C")
-            .arg(&repo)
-            .args(["-c", "user.name=bench", "-c", "user.email=bench@localhost"])
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .status()?
-            .success();
-        if !ok {
-            bail!("git {}", args.join(" "));
-        }
-        Ok(())
-    };
-    std::fs::write(repo.join("fleet.yaml"), pins("1.18.4"))?;
-    git(&["init", "-q"])?;
-    git(&["add", "."])?;
-    git(&["commit", "-q", "-m", "base"])?;
-    std::fs::write(repo.join("fleet.yaml"), pins("1.19.0"))?;
-    git(&["commit", "-q", "-am", "one pin"])?;
+    write_doc(&repo, &pins("1.18.4"));
+    let git_repo = FleetRepo::in_dir(&repo);
+    git_repo.commit("base");
+    write_doc(&repo, &pins("1.19.0"));
+    git_repo.commit("one pin");
     let r = repo.to_string_lossy();
     match time_command(
         &[

@@ -1,4 +1,15 @@
 //! psql-fleet's one test harness, shared by every integration test and bench.
+//!
+//! - [`fleet::SimFleet`]: a simulated fleet (in-process simulator, fleet directory) that
+//!   documents built with `fleet_core::testing` are put into, and the agent started on it,
+//!   in-process or as a child process ([`agent`]: status, metrics and waits on them).
+//! - [`wait`]: waiting on conditions with deadlines, and the one bounded "nothing happens"
+//!   window.
+//! - [`audit`]: the simulator's audit log and stores: what was written, in which order.
+//! - [`files`]: fleets written to a directory or committed to a Git repository; [`git`] and
+//!   [`git_https`]: Git over `git://` and HTTPS on loopback; [`github`]: a fake GitHub API.
+//! - [`sim`]: a bare simulator and kube-rs clients of its clusters; [`kubectl`]: the real
+//!   kubectl against it; [`status`]: judging status reports and metric expositions.
 
 #![allow(
     clippy::unwrap_used,
@@ -72,9 +83,45 @@ pub fn binary() -> PathBuf {
     binary
 }
 
-pub mod e2e;
+/// The psql-fleet binary as a command with `args`, for [`succeed`] or `.output()`.
+pub fn psql_fleet<I, S>(args: I) -> std::process::Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut command = std::process::Command::new(binary());
+    command.args(args);
+    command
+}
+
+/// Runs `command` to its end; fails the test, with what it printed, unless it exits 0.
+pub fn succeed(command: &mut std::process::Command) -> std::process::Output {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub mod agent;
+pub mod audit;
+pub mod files;
+pub mod fleet;
 pub mod git;
 pub mod git_https;
-pub mod harness;
+pub mod github;
 pub mod kubectl;
 pub mod sim;
+pub mod status;
+pub mod wait;
+
+pub use agent::{Agent, AgentOptions, AgentProcess, Endpoint, ProcessOptions};
+pub use fleet::SimFleet;
+pub use wait::{
+    assert_holds_until, assert_quiet_for, eventually, eventually_within, until, CONVERGE,
+};

@@ -31,3 +31,43 @@ pub async fn config(path: &Path) -> kube::Config {
 pub async fn client(handle: &SimHandle, cluster: &str) -> kube::Client {
     kube::Client::try_from(config(&handle.kubeconfig_path(cluster)).await).unwrap()
 }
+
+/// `psql-fleet sim --clusters <n> --ready-after 100ms --out <dir>/out --state-file
+/// <dir>/state.json` as a child process, for the tests of the simulator's own process (a
+/// SIGKILL, its state file); killed with SIGKILL when dropped.
+pub struct SimProcess(std::process::Child);
+
+impl SimProcess {
+    pub fn start(dir: &Path, clusters: usize) -> SimProcess {
+        let child = std::process::Command::new(crate::binary())
+            .args(["sim", "--clusters", &clusters.to_string()])
+            .args(["--ready-after", "100ms", "--out"])
+            .arg(dir.join("out"))
+            .arg("--state-file")
+            .arg(dir.join("state.json"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        SimProcess(child)
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One simulated cluster (Releases ready at once), its name, and a client of it.
+pub async fn one_cluster() -> (tempfile::TempDir, SimHandle, String, kube::Client) {
+    let (dir, handle) = start(SimConfig {
+        clusters: 1,
+        ..SimConfig::default()
+    })
+    .await;
+    let name = handle.cluster_names[0].clone();
+    let client = client(&handle, &name).await;
+    (dir, handle, name, client)
+}

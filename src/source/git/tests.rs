@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use fleet_core::testing::{claim, cluster, Document};
+
 use super::*;
 
 // Shared with the end-to-end tests, which serve a fleet repository the same way.
@@ -11,13 +13,11 @@ mod git_repo;
 
 pub(crate) use git_repo::{git, Daemon};
 
-const CLUSTER: &str = "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Cluster\nmetadata: {name: c1}\nspec: {kubeconfig: c1.yaml}\n";
-
 /// A repository with one commit holding `clusters/c1.yaml`, on branch `main`.
 fn repo_with_commit(dir: &Path) -> String {
     git(dir, &["init", "-q", "-b", "main"]);
     std::fs::create_dir_all(dir.join("clusters")).unwrap();
-    std::fs::write(dir.join("clusters/c1.yaml"), CLUSTER).unwrap();
+    std::fs::write(dir.join("clusters/c1.yaml"), cluster("c1").to_yaml()).unwrap();
     std::fs::write(dir.join("README.md"), "not a fleet file").unwrap();
     git(dir, &["add", "."]);
     git(dir, &["commit", "-q", "-m", "first"]);
@@ -55,11 +55,7 @@ fn a_branch_is_followed_and_only_fleet_files_are_read() {
         r1.tree.files.keys().collect::<Vec<_>>(),
         vec!["clusters/c1.yaml"]
     );
-    let second = commit_file(
-        work.path(),
-        "clusters/c2.yaml",
-        &CLUSTER.replace("c1", "c2"),
-    );
+    let second = commit_file(work.path(), "clusters/c2.yaml", &cluster("c2").to_yaml());
     let r2 = s.sync().unwrap();
     assert_eq!(r2.id, second);
     assert_eq!(r2.tree.files.len(), 2);
@@ -71,7 +67,7 @@ fn a_tag_and_a_pinned_commit_stay_put_while_the_branch_moves() {
     let cache = tempfile::tempdir().unwrap();
     let first = repo_with_commit(work.path());
     git(work.path(), &["tag", "v1"]);
-    commit_file(work.path(), "claims/a.yaml", "kind: Psql\n");
+    commit_file(work.path(), "claims/a.yaml", &claim("a", "c1").to_yaml());
     let url = format!("file://{}", work.path().display());
     let tag = source(url.clone(), cache.path(), GitRef::Tag("v1".into()))
         .sync()
@@ -147,11 +143,7 @@ fn a_commit_pushed_to_a_git_daemon_is_fetched() {
     let s = source(url, cache.path(), GitRef::Head);
     let r1 = s.sync().unwrap();
     assert_eq!(r1.tree.files.len(), 1);
-    let pushed = commit_file(
-        work.path(),
-        "clusters/c2.yaml",
-        &CLUSTER.replace("c1", "c2"),
-    );
+    let pushed = commit_file(work.path(), "clusters/c2.yaml", &cluster("c2").to_yaml());
     git(
         work.path(),
         &["push", "-q", &bare.display().to_string(), "main"],

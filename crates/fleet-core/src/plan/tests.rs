@@ -6,25 +6,30 @@ use super::*;
 use crate::fleetdir::{load, FileTree};
 use crate::reconcile::live::LiveObject;
 use crate::render::ObjectKind;
+use crate::testing::{claim, cluster, component, fleet, wave, Claim, Fleet, FleetFiles};
 
-const FLEET: &str = "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nmetadata: {name: main}\nspec:\n  pins: {stackgres-operator: 1.18.4}\n  rollout:\n    waves:\n    - {name: dev, selector: {matchLabels: {env: dev}}}\n    - {name: prod, selector: {matchLabels: {env: prod}}}\n";
+/// Waves dev then prod, StackGres pinned to `stackgres`.
+fn settings(stackgres: &str) -> Fleet {
+    fleet("main")
+        .pin("stackgres-operator", stackgres)
+        .wave(wave("dev", &[("env", "dev")]))
+        .wave(wave("prod", &[("env", "prod")]))
+}
 
-fn tree(fleet: &str, clusters: &[(&str, &str)], claims: &[(&str, &str, &str)]) -> FileTree {
-    let mut t = FileTree::default();
-    t.insert("fleet.yaml", fleet);
+fn tree(settings: &Fleet, clusters: &[(&str, &str)], claims: &[Claim]) -> FileTree {
+    let mut files = FleetFiles::new().with(settings);
     for (name, env) in clusters {
-        t.insert(
-            format!("clusters/{name}.yaml"),
-            format!("apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Cluster\nmetadata: {{name: {name}, labels: {{env: {env}}}}}\nspec: {{kubeconfig: {name}.yaml}}\n"),
-        );
+        files.add(&cluster(name).label("env", env));
     }
-    for (name, cluster, spec) in claims {
-        t.insert(
-            format!("claims/{name}.yaml"),
-            format!("apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nmetadata: {{name: {name}, namespace: {name}}}\nspec:\n  clusterName: {cluster}\n{spec}"),
-        );
+    for claim in claims {
+        files.add(claim);
     }
-    t
+    files.tree()
+}
+
+/// Claim `name` for `cluster`, in a namespace of its own also named `name`.
+fn own(name: &str, cluster: &str) -> Claim {
+    claim(name, cluster).namespace(name)
 }
 
 fn snapshot(t: &FileTree) -> Snapshot {
@@ -46,18 +51,14 @@ fn labels() -> Labels {
 
 const CLUSTERS: &[(&str, &str)] = &[("dev-1", "dev"), ("prod-1", "prod"), ("qa-1", "qa")];
 
-fn claims() -> Vec<(&'static str, &'static str, &'static str)> {
-    vec![("a", "dev-1", ""), ("b", "prod-1", ""), ("c", "qa-1", "")]
+fn claims() -> Vec<Claim> {
+    vec![own("a", "dev-1"), own("b", "prod-1"), own("c", "qa-1")]
 }
 
 #[test]
 fn a_fleet_wide_pin_bump_updates_every_stackgres_release_in_wave_order() {
-    let base = snapshot(&tree(FLEET, CLUSTERS, &claims()));
-    let head = snapshot(&tree(
-        &FLEET.replace("1.18.4", "1.19.0"),
-        CLUSTERS,
-        &claims(),
-    ));
+    let base = snapshot(&tree(&settings("1.18.4"), CLUSTERS, &claims()));
+    let head = snapshot(&tree(&settings("1.19.0"), CLUSTERS, &claims()));
     let p = plan(&labels(), Against::Revision, &base, &head, vec![]);
     assert!(p.valid);
     let order: Vec<_> = p
@@ -101,11 +102,9 @@ fn a_fleet_wide_pin_bump_updates_every_stackgres_release_in_wave_order() {
 
 #[test]
 fn an_override_changes_only_the_clusters_it_selects() {
-    let base = snapshot(&tree(FLEET, CLUSTERS, &claims()));
-    let with_override = FLEET.replace(
-        "  rollout:",
-        "  overrides:\n  - selector: {matchLabels: {env: dev}}\n    pins: {atlas-operator: 0.8.0}\n  rollout:",
-    );
+    let base = snapshot(&tree(&settings("1.18.4"), CLUSTERS, &claims()));
+    let with_override =
+        settings("1.18.4").override_pins(&[("env", "dev")], &[("atlas-operator", "0.8.0")]);
     let head = snapshot(&tree(&with_override, CLUSTERS, &claims()));
     let p = plan(&labels(), Against::Revision, &base, &head, vec![]);
     assert_eq!(p.clusters.len(), 1);
@@ -116,11 +115,11 @@ fn an_override_changes_only_the_clusters_it_selects() {
 
 #[test]
 fn a_removed_claim_deletes_its_three_objects_and_a_new_cluster_creates_them() {
-    let base = snapshot(&tree(FLEET, CLUSTERS, &claims()));
+    let base = snapshot(&tree(&settings("1.18.4"), CLUSTERS, &claims()));
     let mut clusters = CLUSTERS.to_vec();
     clusters.push(("dev-2", "dev"));
-    let head_claims = vec![("a", "dev-1", ""), ("c", "qa-1", ""), ("d", "dev-2", "")];
-    let head = snapshot(&tree(FLEET, &clusters, &head_claims));
+    let head_claims = vec![own("a", "dev-1"), own("c", "qa-1"), own("d", "dev-2")];
+    let head = snapshot(&tree(&settings("1.18.4"), &clusters, &head_claims));
     let p = plan(&labels(), Against::Revision, &base, &head, vec![]);
     let dev2 = p.clusters.iter().find(|c| c.name == "dev-2").unwrap();
     assert_eq!(dev2.change, ClusterChange::Added);
@@ -148,8 +147,8 @@ fn a_removed_claim_deletes_its_three_objects_and_a_new_cluster_creates_them() {
 
 #[test]
 fn a_cluster_that_leaves_lists_its_objects_as_left_in_place() {
-    let base = snapshot(&tree(FLEET, CLUSTERS, &claims()));
-    let head = snapshot(&tree(FLEET, &CLUSTERS[..2], &claims()[..2]));
+    let base = snapshot(&tree(&settings("1.18.4"), CLUSTERS, &claims()));
+    let head = snapshot(&tree(&settings("1.18.4"), &CLUSTERS[..2], &claims()[..2]));
     let p = plan(&labels(), Against::Revision, &base, &head, vec![]);
     assert_eq!(p.clusters.len(), 1);
     assert_eq!(p.clusters[0].change, ClusterChange::Removed);
@@ -159,10 +158,13 @@ fn a_cluster_that_leaves_lists_its_objects_as_left_in_place() {
 
 #[test]
 fn a_values_change_is_one_field_per_leaf() {
-    let base = snapshot(&tree(FLEET, CLUSTERS, &claims()));
+    let base = snapshot(&tree(&settings("1.18.4"), CLUSTERS, &claims()));
     let mut head_claims = claims();
-    head_claims[1].2 = "  stackgresOperator:\n    values: {deploy: {restapi: false}, adminui: {service: {type: LoadBalancer}}}\n";
-    let head = snapshot(&tree(FLEET, CLUSTERS, &head_claims));
+    head_claims[1] = own("b", "prod-1").stackgres(component().values(json!({
+        "deploy": {"restapi": false},
+        "adminui": {"service": {"type": "LoadBalancer"}}
+    })));
+    let head = snapshot(&tree(&settings("1.18.4"), CLUSTERS, &head_claims));
     let p = plan(&labels(), Against::Revision, &base, &head, vec![]);
     assert_eq!(p.clusters.len(), 1);
     let fields: Vec<_> = p.clusters[0].updates[0]
@@ -181,7 +183,7 @@ fn a_values_change_is_one_field_per_leaf() {
 
 #[test]
 fn the_same_fleet_gives_no_change() {
-    let base = snapshot(&tree(FLEET, CLUSTERS, &claims()));
+    let base = snapshot(&tree(&settings("1.18.4"), CLUSTERS, &claims()));
     let p = plan(&labels(), Against::Revision, &base, &base.clone(), vec![]);
     assert!(p.clusters.is_empty());
     assert_eq!(p.unchanged.len(), 3);
@@ -190,7 +192,7 @@ fn the_same_fleet_gives_no_change() {
 
 #[test]
 fn against_live_server_additions_are_ignored_and_strays_are_deleted() {
-    let head = snapshot(&tree(FLEET, &CLUSTERS[..1], &claims()[..1]));
+    let head = snapshot(&tree(&settings("1.18.4"), &CLUSTERS[..1], &claims()[..1]));
     let mut state = LiveState::new();
     for (at, json) in head.clusters["dev-1"].objects.as_ref().unwrap() {
         let mut json = json.clone();
@@ -218,7 +220,7 @@ fn against_live_server_additions_are_ignored_and_strays_are_deleted() {
 
 #[test]
 fn an_unreachable_cluster_is_reported_not_planned() {
-    let head = snapshot(&tree(FLEET, &CLUSTERS[..1], &claims()[..1]));
+    let head = snapshot(&tree(&settings("1.18.4"), &CLUSTERS[..1], &claims()[..1]));
     let live = Snapshot::of_live(
         &head,
         [("dev-1".to_string(), Err("connection refused".into()))].into(),
@@ -231,9 +233,12 @@ fn an_unreachable_cluster_is_reported_not_planned() {
 #[test]
 fn an_invalid_head_lists_every_error_and_plans_nothing() {
     let outcome = load(&tree(
-        FLEET,
+        &settings("1.18.4"),
         CLUSTERS,
-        &[("a", "nowhere", ""), ("b", "prod-1", "  bogus: 1\n")],
+        &[
+            own("a", "nowhere"),
+            own("b", "prod-1").raw_spec_field("bogus", json!(1)),
+        ],
     ));
     let p = invalid(&labels(), Against::Revision, &outcome.diagnostics);
     assert!(!p.valid);
@@ -249,16 +254,12 @@ fn an_invalid_head_lists_every_error_and_plans_nothing() {
 fn a_large_plan_folds_its_sections_and_fits_the_size_limit() {
     let clusters: Vec<(String, &str)> = (0..200).map(|i| (format!("c{i:03}"), "prod")).collect();
     let cl: Vec<(&str, &str)> = clusters.iter().map(|(n, e)| (n.as_str(), *e)).collect();
-    let cm: Vec<(String, String)> = clusters
+    let claims: Vec<Claim> = clusters
         .iter()
-        .map(|(n, _)| (format!("x{n}"), n.clone()))
+        .map(|(n, _)| own(&format!("x{n}"), n))
         .collect();
-    let claims: Vec<(&str, &str, &str)> = cm
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str(), ""))
-        .collect();
-    let base = snapshot(&tree(FLEET, &cl, &claims));
-    let head = snapshot(&tree(&FLEET.replace("1.18.4", "1.19.0"), &cl, &claims));
+    let base = snapshot(&tree(&settings("1.18.4"), &cl, &claims));
+    let head = snapshot(&tree(&settings("1.19.0"), &cl, &claims));
     let p = plan(&labels(), Against::Revision, &base, &head, vec![]);
     let md = markdown::render_with_limit(&p, 20_000);
     assert!(md.len() <= 20_000, "{}", md.len());

@@ -236,42 +236,43 @@ pub(crate) mod tests {
 
     use serde_json::Value;
 
-    use crate::fleetdir::{load, FileTree, LoadedFleet};
+    use crate::fleetdir::{load, LoadedFleet};
     use crate::model::Claim;
     use crate::render::{render_claim, DesiredObject, Observed, RenderContext};
+    use crate::testing::{self, cluster, FleetFiles};
 
-    pub use crate::testing::{claim_yaml, cluster_yaml};
-
-    /// A fleet from `fleet.yaml` text (may be empty), clusters and `(claim, cluster)` pairs.
-    pub fn fleet(fleet_yaml: &str, clusters: &[&str], claims: &[(&str, &str)]) -> LoadedFleet {
-        let mut tree = FileTree::default();
-        if !fleet_yaml.is_empty() {
-            tree.insert("fleet.yaml", fleet_yaml);
-        }
-        for c in clusters {
-            tree.insert(format!("clusters/{c}.yaml"), cluster_yaml(c, ""));
-        }
-        for (name, cluster) in claims {
-            tree.insert(format!("claims/{name}.yaml"), claim_yaml(name, cluster, ""));
-        }
-        let outcome = load(&tree);
+    /// `files` through the real loader; fails the test with its diagnostics.
+    pub fn loaded(files: &FleetFiles) -> LoadedFleet {
+        let outcome = load(&files.tree());
         outcome
             .fleet
             .unwrap_or_else(|| panic!("{:?}", outcome.diagnostics))
     }
 
+    /// The files of a fleet of `clusters` (no labels) and `(claim, cluster)` pairs, each
+    /// claim in a namespace of its own named after it; no `fleet.yaml`.
+    pub fn files(clusters: &[&str], claims: &[(&str, &str)]) -> FleetFiles {
+        let mut files = FleetFiles::new();
+        for c in clusters {
+            files.add(&cluster(c));
+        }
+        for (name, cluster) in claims {
+            files.add(&testing::claim(name, cluster).namespace(name));
+        }
+        files
+    }
+
+    /// [`files`], loaded.
+    pub fn fleet(clusters: &[&str], claims: &[(&str, &str)]) -> LoadedFleet {
+        loaded(&files(clusters, claims))
+    }
+
     /// One claim named `name` in the `default` namespace.
     pub fn claim(name: &str, cluster: &str) -> Claim {
-        let mut tree = FileTree::default();
-        tree.insert(
-            format!("clusters/{cluster}.yaml"),
-            cluster_yaml(cluster, ""),
-        );
-        tree.insert(
-            "claims/c.yaml",
-            format!("apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nmetadata: {{name: {name}}}\nspec: {{clusterName: {cluster}}}\n"),
-        );
-        load(&tree).fleet.unwrap().claims.remove(0)
+        let files = FleetFiles::new()
+            .with(&testing::cluster(cluster))
+            .with(&testing::claim(name, cluster));
+        loaded(&files).claims.remove(0)
     }
 
     pub fn ctx() -> RenderContext {

@@ -5,9 +5,10 @@ use std::collections::BTreeSet;
 use serde_json::json;
 
 use super::live::fixtures::served;
-use super::tests::{claim_yaml, cluster_yaml, fleet};
+use super::tests::{files, fleet, loaded};
 use super::*;
-use crate::fleetdir::{load, FileTree};
+use crate::model::fleet::DriftPolicy;
+use crate::testing::{claim, cluster, Fleet};
 
 /// A cluster that stores what is applied and marks Releases Ready or not.
 struct FakeCluster {
@@ -98,7 +99,7 @@ fn names(actions: &[Action]) -> Vec<String> {
 
 #[test]
 fn a_new_claim_gets_its_releases_first_and_its_usage_once_both_are_ready() {
-    let f = fleet("", &["c1"], &[("app", "c1")]);
+    let f = fleet(&["c1"], &[("app", "c1")]);
     let mut cluster = FakeCluster::new();
     cluster.releases_ready = false;
     let first = cluster.plan(&f, "c1");
@@ -131,7 +132,7 @@ fn a_new_claim_gets_its_releases_first_and_its_usage_once_both_are_ready() {
 
 #[test]
 fn a_usage_stays_when_a_release_stops_being_ready() {
-    let f = fleet("", &["c1"], &[("app", "c1")]);
+    let f = fleet(&["c1"], &[("app", "c1")]);
     let mut cluster = FakeCluster::new();
     cluster.converge(&f, "c1");
     let atlas = ObjectRef {
@@ -152,7 +153,7 @@ fn a_usage_stays_when_a_release_stops_being_ready() {
 
 #[test]
 fn a_usage_deleted_while_a_release_is_not_ready_waits_for_the_gate() {
-    let f = fleet("", &["c1"], &[("app", "c1")]);
+    let f = fleet(&["c1"], &[("app", "c1")]);
     let mut cluster = FakeCluster::new();
     cluster.converge(&f, "c1");
     let usage = ObjectRef {
@@ -176,11 +177,9 @@ fn a_usage_deleted_while_a_release_is_not_ready_waits_for_the_gate() {
 
 #[test]
 fn a_hand_edit_is_corrected_or_reported_by_the_cluster_policy() {
-    for (policy, verb) in [("", "apply"), ("  drift: {policy: report}\n", "report")] {
-        let mut tree = FileTree::default();
-        tree.insert("clusters/c1.yaml", cluster_yaml("c1", policy));
-        tree.insert("claims/app.yaml", claim_yaml("app", "c1", ""));
-        let f = load(&tree).fleet.unwrap();
+    for (policy, verb) in [(None, "apply"), (Some(DriftPolicy::Report), "report")] {
+        let c1 = policy.map_or(cluster("c1"), |p| cluster("c1").drift(p));
+        let f = loaded(&files(&[], &[("app", "c1")]).with(&c1));
         let mut cluster = FakeCluster::new();
         cluster.converge(&f, "c1");
         let sg = ObjectRef {
@@ -212,8 +211,8 @@ fn a_hand_edit_is_corrected_or_reported_by_the_cluster_policy() {
 
 #[test]
 fn a_removed_claim_is_pruned_in_the_safe_order_while_others_stay() {
-    let before = fleet("", &["c1"], &[("app", "c1"), ("keep", "c1")]);
-    let after = fleet("", &["c1"], &[("keep", "c1")]);
+    let before = fleet(&["c1"], &[("app", "c1"), ("keep", "c1")]);
+    let after = fleet(&["c1"], &[("keep", "c1")]);
     let mut cluster = FakeCluster::new();
     cluster.converge(&before, "c1");
     let taken = cluster.converge(&after, "c1");
@@ -230,34 +229,20 @@ fn a_removed_claim_is_pruned_in_the_safe_order_while_others_stay() {
 
 #[test]
 fn suspension_of_fleet_cluster_or_claim_stops_writes_but_not_readiness() {
-    let suspended_fleet =
-        "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nspec: {suspend: true}\n";
-    let f = fleet(suspended_fleet, &["c1"], &[("app", "c1")]);
+    let f = loaded(&files(&["c1"], &[("app", "c1")]).with(&Fleet::unnamed().suspend(true)));
     let plan = FakeCluster::new().plan(&f, "c1");
     assert_eq!(plan.suspended, Some(Suspension::Fleet));
     assert!(plan.actions.is_empty());
     assert_eq!(plan.claims.len(), 1);
 
-    let mut tree = FileTree::default();
-    tree.insert("clusters/c1.yaml", cluster_yaml("c1", "  suspend: true\n"));
-    tree.insert("claims/app.yaml", claim_yaml("app", "c1", ""));
-    let f = load(&tree).fleet.unwrap();
+    let f = loaded(&files(&[], &[("app", "c1")]).with(&cluster("c1").suspend(true)));
     let plan = FakeCluster::new().plan(&f, "c1");
     assert_eq!(plan.suspended, Some(Suspension::Cluster));
     assert!(plan.actions.is_empty());
 
-    let mut tree = FileTree::default();
-    tree.insert("clusters/c1.yaml", cluster_yaml("c1", ""));
-    tree.insert(
-        "claims/app.yaml",
-        claim_yaml(
-            "app",
-            "c1",
-            "  annotations: {fleet.hops.ops.com.ai/suspend: \"true\"}\n",
-        ),
+    let f = loaded(
+        &files(&["c1"], &[("other", "c1")]).with(&claim("app", "c1").namespace("app").suspended()),
     );
-    tree.insert("claims/other.yaml", claim_yaml("other", "c1", ""));
-    let f = load(&tree).fleet.unwrap();
     let plan = FakeCluster::new().plan(&f, "c1");
     assert!(plan.claims.iter().any(|c| c.suspended));
     assert!(
@@ -269,8 +254,8 @@ fn suspension_of_fleet_cluster_or_claim_stops_writes_but_not_readiness() {
 
 #[test]
 fn the_first_pass_after_a_start_refuses_to_prune_most_of_a_cluster() {
-    let before = fleet("", &["c1"], &[("a", "c1"), ("b", "c1"), ("c", "c1")]);
-    let after = fleet("", &["c1"], &[("a", "c1")]);
+    let before = fleet(&["c1"], &[("a", "c1"), ("b", "c1"), ("c", "c1")]);
+    let after = fleet(&["c1"], &[("a", "c1")]);
     let mut cluster = FakeCluster::new();
     cluster.converge(&before, "c1");
     let guarded = cluster.plan_with(&after, "c1", true);
@@ -284,7 +269,7 @@ fn the_first_pass_after_a_start_refuses_to_prune_most_of_a_cluster() {
 
 #[test]
 fn objects_deleted_by_hand_are_drift_and_recreated() {
-    let f = fleet("", &["c1"], &[("app", "c1")]);
+    let f = fleet(&["c1"], &[("app", "c1")]);
     let mut cluster = FakeCluster::new();
     cluster.converge(&f, "c1");
     cluster.live.retain(|at, _| at.kind != ObjectKind::Usage);
@@ -312,13 +297,9 @@ fn forced(actions: &[Action]) -> Vec<(String, bool)> {
 
 #[test]
 fn a_new_revision_forces_only_under_fleet_force_and_a_drift_correction_always() {
-    let fleet_yaml = |force: bool| {
-        format!(
-            "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nspec: {{force: {force}}}\n"
-        )
-    };
     for fleet_force in [false, true] {
-        let f = fleet(&fleet_yaml(fleet_force), &["c1"], &[("app", "c1")]);
+        let f =
+            loaded(&files(&["c1"], &[("app", "c1")]).with(&Fleet::unnamed().force(fleet_force)));
         let mut cluster = FakeCluster::new();
         let created = cluster.converge(&f, "c1");
         assert!(

@@ -3,8 +3,10 @@
 use serde_json::{json, Value};
 
 use super::*;
+use crate::api::ProviderConfigKind;
 use crate::model::document::split;
 use crate::model::fleet::ChartVersions;
+use crate::testing::{self, component, Document};
 
 fn claim(yaml: &str) -> Claim {
     let docs = split("claims/c.yaml", yaml.as_bytes()).unwrap();
@@ -24,6 +26,11 @@ fn ctx() -> RenderContext {
     }
 }
 
+/// What a claim built with `fleet_core::testing` renders to.
+fn rendered_doc(doc: &testing::Claim, observed: Observed) -> Vec<Value> {
+    rendered(&doc.to_yaml(), observed)
+}
+
 fn rendered(yaml: &str, observed: Observed) -> Vec<Value> {
     render_claim(&claim(yaml), &ctx(), observed)
         .into_objects()
@@ -32,6 +39,9 @@ fn rendered(yaml: &str, observed: Observed) -> Vec<Value> {
         .collect()
 }
 
+/// Literal: what a claim with no metadata at all and only its cluster renders to is the
+/// subject (the defaulted name and namespace), which the builder, naming every claim, cannot
+/// write.
 const MINIMAL: &str =
     "apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nspec: {clusterName: prod-eu-1}\n";
 
@@ -95,8 +105,11 @@ fn the_usage_appears_only_once_both_releases_are_ready() {
         };
         assert_eq!(rendered(MINIMAL, observed).len(), 2, "{observed:?}");
     }
-    let objects = rendered(
-        "apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nmetadata: {name: analytics, namespace: data}\nspec:\n  clusterName: c\n  stackgresOperator: {name: sg}\n  atlasOperator: {name: at}\n",
+    let objects = rendered_doc(
+        &testing::claim("analytics", "c")
+            .namespace("data")
+            .stackgres(component().name("sg"))
+            .atlas(component().name("at")),
         Observed::BOTH_READY,
     );
     assert_eq!(
@@ -124,8 +137,11 @@ fn the_usage_appears_only_once_both_releases_are_ready() {
 
 #[test]
 fn reference_labels_win_over_claim_labels_which_only_add_keys() {
-    let objects = rendered(
-        "apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nmetadata: {name: a}\nspec:\n  clusterName: c\n  labels: {team: data, hops.ops.com.ai/psql: other, hops.ops.com.ai/managed: 'false'}\n",
+    let objects = rendered_doc(
+        &testing::claim("a", "c")
+            .label("team", "data")
+            .label("hops.ops.com.ai/psql", "other")
+            .label("hops.ops.com.ai/managed", "false"),
         Observed::BOTH_READY,
     );
     for object in &objects {
@@ -138,8 +154,10 @@ fn reference_labels_win_over_claim_labels_which_only_add_keys() {
 
 #[test]
 fn component_namespace_defaults_to_the_claim_install_namespace() {
-    let objects = rendered(
-        "apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nspec:\n  clusterName: c\n  namespace: ops\n  atlasOperator: {namespace: atlas}\n",
+    let objects = rendered_doc(
+        &testing::claim("psql", "c")
+            .install_namespace("ops")
+            .atlas(component().namespace("atlas")),
         Observed::default(),
     );
     assert_eq!(objects[0]["spec"]["forProvider"]["namespace"], "ops");
@@ -152,8 +170,10 @@ fn component_namespace_defaults_to_the_claim_install_namespace() {
 
 #[test]
 fn provider_config_ref_and_management_policies_come_from_the_claim() {
-    let objects = rendered(
-        "apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nspec:\n  clusterName: c\n  managementPolicies: [Observe]\n  helmProviderConfigRef: {kind: ClusterProviderConfig}\n",
+    let objects = rendered_doc(
+        &testing::claim("psql", "c")
+            .management_policies(&["Observe"])
+            .provider_config(None, Some(ProviderConfigKind::ClusterProviderConfig)),
         Observed::default(),
     );
     for object in &objects {
@@ -167,8 +187,18 @@ fn provider_config_ref_and_management_policies_come_from_the_claim() {
 
 #[test]
 fn override_all_values_is_used_alone_even_when_values_is_set() {
-    let objects = rendered(
-        "apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nspec:\n  clusterName: c\n  stackgresOperator:\n    values: {deploy: {restapi: false}}\n    overrideAllValues: {custom: 1}\n  atlasOperator:\n    values: {prewarmDevDB: false, extra: [1]}\n    overrideAllValues: {}\n",
+    let objects = rendered_doc(
+        &testing::claim("psql", "c")
+            .stackgres(
+                component()
+                    .values(json!({"deploy": {"restapi": false}}))
+                    .override_all_values(json!({"custom": 1})),
+            )
+            .atlas(
+                component()
+                    .values(json!({"prewarmDevDB": false, "extra": [1]}))
+                    .override_all_values(json!({})),
+            ),
         Observed::default(),
     );
     assert_eq!(

@@ -382,17 +382,25 @@ fn halt_and_resume_explain_why_they_cannot() {
 
 #[test]
 fn targets_come_from_the_fleet_with_an_implicit_last_wave() {
-    use crate::reconcile::tests::fleet;
-    let yaml = |pin: &str| {
-        format!("apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nspec:\n  overrides:\n  - selector: {{matchLabels: {{env: dev}}}}\n    pins: {{stackgres-operator: {pin}}}\n  rollout:\n    waves:\n    - {{name: dev, selector: {{matchLabels: {{env: dev}}}}, bakeTime: 2s, timeout: 30s}}\n")
+    use crate::reconcile::tests::{files, loaded};
+    use crate::testing::{wave, Fleet};
+    let fleet = |pin: &str| {
+        let settings = Fleet::unnamed()
+            .override_pins(&[("env", "dev")], &[("stackgres-operator", pin)])
+            .wave(
+                wave("dev", &[("env", "dev")])
+                    .bake_time("2s")
+                    .timeout("30s"),
+            );
+        loaded(&files(&["c1", "c2"], &[("x", "c1"), ("y", "c2")]).with(&settings))
     };
-    let mut a = fleet(&yaml("1.18.4"), &["c1", "c2"], &[("x", "c1"), ("y", "c2")]);
+    let mut a = fleet("1.18.4");
     a.clusters
         .get_mut("c1")
         .unwrap()
         .labels
         .insert("env".into(), "dev".into());
-    let mut b = fleet(&yaml("1.19.0"), &["c1", "c2"], &[("x", "c1"), ("y", "c2")]);
+    let mut b = fleet("1.19.0");
     b.clusters.clone_from(&a.clusters);
     let (ta, tb) = (Target::of("a", &a), Target::of("b", &b));
     let names: Vec<_> = ta
