@@ -17,6 +17,7 @@ pub mod apply;
 pub mod kubeconfig;
 pub mod list;
 pub mod live_view;
+pub mod namespace;
 pub mod pass;
 pub mod session;
 pub mod transport;

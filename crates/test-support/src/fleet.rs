@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_core::testing::{claim, cluster, Claim, Document, FleetFiles};
-use k8s_openapi::api::core::v1::Namespace;
 use kube_sim::audit::AuditEntry;
 use kube_sim::{self as sim, Sim, SimConfig, SimHandle};
 use psql_fleet::agent::Config;
@@ -177,19 +176,9 @@ impl SimFleet {
 
     /// Creates namespace `name` on `cluster` unless it exists.
     pub async fn namespace(&self, cluster: &str, name: &str) {
-        let namespaces: kube::Api<Namespace> = kube::Api::all(self.client(cluster).await);
-        let ns = Namespace {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.to_string()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        match namespaces.create(&Default::default(), &ns).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => panic!("cannot create namespace {name} on {cluster}: {e}"),
-        }
+        psql_fleet::cluster::namespace::ensure(self.client(cluster).await, name)
+            .await
+            .unwrap_or_else(|e| panic!("cannot create namespace {name} on {cluster}: {e}"));
     }
 
     /// A kube-rs client of one simulated cluster, from its kubeconfig as written now (as

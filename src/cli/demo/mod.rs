@@ -283,8 +283,7 @@ async fn demo_main(args: &DemoArgs, example: &FileTree, work: &Path) -> Result<(
 /// a real cluster they exist before anything is applied into them (an apply into a missing
 /// namespace is 404 NotFound, here as on Kubernetes).
 async fn create_namespaces(fleet_dir: &Path, sim_dir: &Path) -> Result<Waves, DemoError> {
-    use k8s_openapi::api::core::v1::Namespace;
-    use kube::api::{Api, PostParams};
+    use crate::cluster::namespace;
 
     let tree = FileTree::from_dir(fleet_dir)?;
     let fleet = fleet_core::fleetdir::load(&tree)
@@ -306,25 +305,13 @@ async fn create_namespaces(fleet_dir: &Path, sim_dir: &Path) -> Result<Waves, De
             .map(|c| c.key().namespace.clone())
             .collect();
         let client = crate::cluster::kubeconfig::client_in(sim_dir, cluster).await?;
-        let api: Api<Namespace> = Api::all(client);
         for ns in namespaces {
-            let object = Namespace {
-                metadata: kube::api::ObjectMeta {
-                    name: Some(ns.clone()),
-                    ..Default::default()
-                },
-                ..Default::default()
-            };
-            match api.create(&PostParams::default(), &object).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(source) => {
-                    return Err(DemoError::Namespace {
-                        cluster: name.clone(),
-                        namespace: ns,
-                        source,
-                    })
-                }
+            if let Err(source) = namespace::ensure(client.clone(), &ns).await {
+                return Err(DemoError::Namespace {
+                    cluster: name.clone(),
+                    namespace: ns,
+                    source,
+                });
             }
         }
     }
