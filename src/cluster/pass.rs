@@ -86,7 +86,7 @@ pub async fn run(
             carried.answered.then_some(true)
         },
     };
-    publish(name, shared, given, &plan, carried.errors).await;
+    publish(name, shared, given, &plan, carried.errors, outcome.reached).await;
     outcome
 }
 
@@ -197,6 +197,7 @@ async fn publish(
     given: &Accepted,
     plan: &ClusterPlan,
     errors: Vec<String>,
+    reached: Option<bool>,
 ) {
     shared.metrics.record_plan(name, plan);
     for claim in &plan.claims {
@@ -208,7 +209,7 @@ async fn publish(
         "pass done"
     );
     let health = rollout_health(given, plan, &errors);
-    record_status(shared, name, &given.revision, plan, errors);
+    record_status(shared, name, &given.revision, plan, errors, reached);
     let report = Report {
         cluster: name.to_string(),
         health,
@@ -358,6 +359,7 @@ fn record_status(
     revision: &str,
     plan: &ClusterPlan,
     errors: Vec<String>,
+    reached: Option<bool>,
 ) {
     shared.update_status(name, |s| {
         s.reconciled = true;
@@ -365,10 +367,14 @@ fn record_status(
         s.suspended = plan.suspended.map(|r| format!("{r:?}").to_lowercase());
         s.drift_policy = format!("{:?}", plan.drift_policy).to_lowercase();
         s.prune_refused = plan.prune_refused.as_ref().map(ToString::to_string);
-        s.last_error = if errors.is_empty() {
-            None
-        } else {
+        s.last_error = if !errors.is_empty() {
             Some(errors.join("; "))
+        } else if reached.is_none() && !s.reachable {
+            // A pass that called nothing knows nothing new of a cluster that is down: the
+            // session's word on why stands (it was cleared for a moment here before).
+            s.last_error.take()
+        } else {
+            None
         };
         s.claims = plan
             .claims
