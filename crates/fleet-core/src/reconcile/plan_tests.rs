@@ -97,6 +97,23 @@ fn names(actions: &[Action]) -> Vec<String> {
         .collect()
 }
 
+/// One claim, `app`, on cluster `c1`, applied and ready there.
+fn converged_app() -> (LoadedFleet, FakeCluster) {
+    let f = fleet(&["c1"], &[("app", "c1")]);
+    let mut cluster = FakeCluster::new();
+    cluster.converge(&f, "c1");
+    (f, cluster)
+}
+
+/// An object of the claim `app`, which lives in namespace `app`.
+fn in_app(kind: ObjectKind, name: &str) -> ObjectRef {
+    ObjectRef {
+        kind,
+        name: name.into(),
+        namespace: "app".into(),
+    }
+}
+
 #[test]
 fn a_new_claim_gets_its_releases_first_and_its_usage_once_both_are_ready() {
     let f = fleet(&["c1"], &[("app", "c1")]);
@@ -132,14 +149,8 @@ fn a_new_claim_gets_its_releases_first_and_its_usage_once_both_are_ready() {
 
 #[test]
 fn a_usage_stays_when_a_release_stops_being_ready() {
-    let f = fleet(&["c1"], &[("app", "c1")]);
-    let mut cluster = FakeCluster::new();
-    cluster.converge(&f, "c1");
-    let atlas = ObjectRef {
-        kind: ObjectKind::Release,
-        name: "atlas-operator".into(),
-        namespace: "app".into(),
-    };
+    let (f, mut cluster) = converged_app();
+    let atlas = in_app(ObjectKind::Release, "atlas-operator");
     cluster
         .live
         .get_mut(&atlas)
@@ -153,14 +164,11 @@ fn a_usage_stays_when_a_release_stops_being_ready() {
 
 #[test]
 fn a_usage_deleted_while_a_release_is_not_ready_waits_for_the_gate() {
-    let f = fleet(&["c1"], &[("app", "c1")]);
-    let mut cluster = FakeCluster::new();
-    cluster.converge(&f, "c1");
-    let usage = ObjectRef {
-        kind: ObjectKind::Usage,
-        name: "app-delete-atlas-operator-before-stackgres-operator".into(),
-        namespace: "app".into(),
-    };
+    let (f, mut cluster) = converged_app();
+    let usage = in_app(
+        ObjectKind::Usage,
+        "app-delete-atlas-operator-before-stackgres-operator",
+    );
     cluster.live.remove(&usage);
     for r in cluster.live.values_mut() {
         r.edit(|j| j["status"]["conditions"][1]["status"] = json!("False"));
@@ -182,11 +190,7 @@ fn a_hand_edit_is_corrected_or_reported_by_the_cluster_policy() {
         let f = loaded(&files(&[], &[("app", "c1")]).with(&c1));
         let mut cluster = FakeCluster::new();
         cluster.converge(&f, "c1");
-        let sg = ObjectRef {
-            kind: ObjectKind::Release,
-            name: "stackgres-operator".into(),
-            namespace: "app".into(),
-        };
+        let sg = in_app(ObjectKind::Release, "stackgres-operator");
         cluster
             .live
             .get_mut(&sg)
@@ -269,9 +273,7 @@ fn the_first_pass_after_a_start_refuses_to_prune_most_of_a_cluster() {
 
 #[test]
 fn objects_deleted_by_hand_are_drift_and_recreated() {
-    let f = fleet(&["c1"], &[("app", "c1")]);
-    let mut cluster = FakeCluster::new();
-    cluster.converge(&f, "c1");
+    let (f, mut cluster) = converged_app();
     cluster.live.retain(|at, _| at.kind != ObjectKind::Usage);
     let plan = cluster.plan(&f, "c1");
     assert_eq!(
@@ -306,11 +308,7 @@ fn a_new_revision_forces_only_under_fleet_force_and_a_drift_correction_always() 
             forced(&created).iter().all(|(_, f)| *f == fleet_force),
             "{created:?}"
         );
-        let sg = ObjectRef {
-            kind: ObjectKind::Release,
-            name: "stackgres-operator".into(),
-            namespace: "app".into(),
-        };
+        let sg = in_app(ObjectKind::Release, "stackgres-operator");
         cluster
             .live
             .get_mut(&sg)

@@ -123,14 +123,27 @@ pub(super) fn created(schema: &Schema) -> Value {
 
 /// `kubectl edit` of the chart version: an Update write of the whole object.
 fn edited_version(schema: &Schema, live: &Value, version: &str) -> Value {
+    edited(schema, live, "2025-01-02T00:00:00Z", |new| {
+        new["spec"]["forProvider"]["chart"]["version"] = json!(version);
+    })
+}
+
+/// `kubectl edit` of whatever `edit` changes, at `time`: an Update write of the whole object.
+fn edited(schema: &Schema, live: &Value, time: &str, edit: impl FnOnce(&mut Value)) -> Value {
     let mut new = live.clone();
-    new["spec"]["forProvider"]["chart"]["version"] = json!(version);
-    track_update(
-        schema,
-        Some(live),
-        &new,
-        &ctx("kubectl-edit", "2025-01-02T00:00:00Z"),
-    )
+    edit(&mut new);
+    track_update(schema, Some(live), &new, &ctx("kubectl-edit", time))
+}
+
+/// The agent's next apply, not forced, of its configuration without
+/// `spec.forProvider.<field>`.
+fn agent_drops(schema: &Schema, live: &Value, field: &str) -> Value {
+    let mut config = agent_config("1.14.0");
+    config["spec"]["forProvider"]
+        .as_object_mut()
+        .unwrap()
+        .remove(field);
+    apply(schema, Some(live), &config, false, &ctx("psql-fleet", "t2")).unwrap()
 }
 
 #[test]
@@ -359,23 +372,10 @@ fn a_dropped_field_that_an_editor_took_over_stays() {
     let Some(schema) = release_schema() else {
         return;
     };
-    let live = created(&schema);
-    let mut new = live.clone();
-    new["spec"]["forProvider"]["namespace"] = json!("stackgres-edited");
-    let live = track_update(&schema, Some(&live), &new, &ctx("kubectl-edit", "t1"));
-    let mut config = agent_config("1.14.0");
-    config["spec"]["forProvider"]
-        .as_object_mut()
-        .unwrap()
-        .remove("namespace");
-    let next = apply(
-        &schema,
-        Some(&live),
-        &config,
-        false,
-        &ctx("psql-fleet", "t2"),
-    )
-    .unwrap();
+    let live = edited(&schema, &created(&schema), "t1", |new| {
+        new["spec"]["forProvider"]["namespace"] = json!("stackgres-edited");
+    });
+    let next = agent_drops(&schema, &live, "namespace");
     assert_eq!(next["spec"]["forProvider"]["namespace"], "stackgres-edited");
 }
 
@@ -386,24 +386,11 @@ fn dropping_a_values_key_removes_it_whole_even_where_an_editor_added_beneath_it(
     let Some(schema) = release_schema() else {
         return;
     };
-    let live = created(&schema);
-    let mut new = live.clone();
-    new["spec"]["forProvider"]["values"]["adminui"]["replicas"] = json!(2);
-    new["spec"]["forProvider"]["values"]["extra"] = json!(true);
-    let live = track_update(&schema, Some(&live), &new, &ctx("kubectl-edit", "t1"));
-    let mut config = agent_config("1.14.0");
-    config["spec"]["forProvider"]
-        .as_object_mut()
-        .unwrap()
-        .remove("values");
-    let next = apply(
-        &schema,
-        Some(&live),
-        &config,
-        false,
-        &ctx("psql-fleet", "t2"),
-    )
-    .unwrap();
+    let live = edited(&schema, &created(&schema), "t1", |new| {
+        new["spec"]["forProvider"]["values"]["adminui"]["replicas"] = json!(2);
+        new["spec"]["forProvider"]["values"]["extra"] = json!(true);
+    });
+    let next = agent_drops(&schema, &live, "values");
     assert_eq!(
         next["spec"]["forProvider"]["values"],
         json!({"extra": true})
