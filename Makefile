@@ -31,6 +31,9 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) deny check bans licenses sources
+	@# The core stays pure: no async runtime, Kubernetes client, HTTP stack or Git in its tree.
+	@if $(CARGO) tree -p fleet-core -e normal --prefix none | grep -E '^(tokio|kube-client|kube-runtime|hyper|git2) '; then \
+		echo "fleet-core must not depend on the crates above"; exit 1; fi
 
 # cargo-nextest runs every test in a process of its own and the test binaries side by
 # side; the benches run once in test mode (a smoke run of each) through cargo test.

@@ -23,6 +23,7 @@ pub mod agent;
 pub mod cli;
 pub mod cluster;
 pub mod github;
+pub mod http_server;
 pub mod metrics;
 pub mod source;
 pub mod status;

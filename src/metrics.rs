@@ -510,20 +510,19 @@ impl Collector for LatestCollector {
 #[cfg(test)]
 mod tests {
     use fleet_core::api::release::{NotReadyCause, Readiness};
-    use fleet_core::fleetdir::{load, FileTree};
+    use fleet_core::fleetdir::load;
     use fleet_core::reconcile::{ClaimPlan, ReleaseReadiness};
-    use fleet_core::testing::{claim_yaml, cluster_yaml};
+    use fleet_core::testing::{claim, cluster, FleetFiles};
 
     use super::*;
 
     /// Claims named `names` on cluster `c1`, each in the namespace of its name.
     fn claims(names: &[&str]) -> Vec<Claim> {
-        let mut tree = FileTree::default();
-        tree.insert("clusters/c1.yaml", cluster_yaml("c1", ""));
+        let mut files = FleetFiles::new().with(&cluster("c1"));
         for name in names {
-            tree.insert(format!("claims/{name}.yaml"), claim_yaml(name, "c1", ""));
+            files.add(&claim(name, "c1").namespace(name));
         }
-        load(&tree).fleet.unwrap().claims
+        load(&files.tree()).fleet.unwrap().claims
     }
 
     fn readiness(causes: [Option<NotReadyCause>; 2]) -> ClaimReadiness {

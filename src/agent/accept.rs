@@ -80,18 +80,18 @@ pub fn accept(
 mod tests {
     use super::*;
     use crate::source::content_hash;
-    use fleet_core::fleetdir::FileTree;
-    use fleet_core::testing::{claim_yaml, cluster_yaml};
+    use fleet_core::testing::{claim, cluster, Document, Fleet, FleetFiles};
 
-    fn revision(claims: &[&str], extra: &[(&str, &str)]) -> Revision {
-        let mut tree = FileTree::default();
-        tree.insert("clusters/c1.yaml", cluster_yaml("c1", ""));
+    /// Cluster `c1` with one claim of each name, and `extra` documents.
+    fn revision(claims: &[&str], extra: &[&dyn Document]) -> Revision {
+        let mut files = FleetFiles::new().with(&cluster("c1"));
         for c in claims {
-            tree.insert(format!("claims/{c}.yaml"), claim_yaml(c, "c1", ""));
+            files.add(&claim(c, "c1").namespace(c));
         }
-        for (path, text) in extra {
-            tree.insert(*path, *text);
+        for doc in extra {
+            files.add(*doc);
         }
+        let tree = files.tree();
         Revision {
             id: content_hash(&tree),
             tree,
@@ -108,11 +108,14 @@ mod tests {
     #[test]
     fn an_invalid_revision_is_rejected_with_its_diagnostics() {
         let current = accept(None, &revision(&["a"], &[]), false).unwrap();
-        let bad = revision(&["a"], &[("claims/bad.yaml", "apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nspec: {clusterName: nowhere}\n")]);
+        let nowhere = claim("bad", "nowhere");
+        let bad = revision(&["a"], &[&nowhere]);
         match accept(Some(&current), &bad, false) {
             Err(Rejected::Invalid { diagnostics, .. }) => {
-                assert!(diagnostics.iter().any(|d| d.file == "claims/bad.yaml"
-                    && d.field.as_deref() == Some("spec.clusterName")));
+                assert!(diagnostics
+                    .iter()
+                    .any(|d| d.file == nowhere.path()
+                        && d.field.as_deref() == Some("spec.clusterName")));
             }
             other => panic!("{other:?}"),
         }
@@ -127,7 +130,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(accept(Some(&current), &wipe, true).unwrap().has_baseline);
-        let allow_in_fleet = revision(&["a"], &[("fleet.yaml", "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nspec: {prune: {allowMassPrune: true}}\n")]);
+        let allow_in_fleet = revision(&["a"], &[&Fleet::unnamed().allow_mass_prune(true)]);
         assert!(accept(Some(&current), &allow_in_fleet, false).is_ok());
         assert!(accept(Some(&current), &revision(&["a", "b", "c"], &[]), false).is_ok());
     }

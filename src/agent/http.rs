@@ -4,8 +4,7 @@
 //! POSTs take a small JSON body only (`Content-Type: application/json`, so a web page
 //! cannot send one without a CORS preflight this server never grants).
 //!
-//! Also how the agent's HTTP servers (these endpoints and [`crate::webhook`]) hold their
-//! connections: [`serve_router`], with the bounds each server passes in [`Connections`].
+//! Served by [`crate::http_server`] with this server's bounds.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -19,14 +18,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tower::{BoxError, ServiceBuilder};
 
 use super::driver::RolloutDriver;
+use crate::http_server::{serve_router, Connections};
 use crate::metrics::Metrics;
 use crate::status::StatusReport;
 
@@ -296,67 +292,6 @@ async fn control_body(req: Request) -> Result<HaltRequest, Refusal> {
     serde_json::from_slice(&body).map_err(Refusal::BadBody)
 }
 
-/// How one of the agent's HTTP servers holds its connections.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Connections {
-    /// Connections served at once; more wait in the listen backlog.
-    pub max: usize,
-    /// Time for a request's line and headers, and for an idle kept-alive connection.
-    pub header_read_timeout: Duration,
-    /// Largest request head (hyper's read buffer), or hyper's default.
-    pub max_head: Option<usize>,
-    pub keep_alive: bool,
-    /// How long a connection may last as a whole, if bounded.
-    pub lifetime: Option<Duration>,
-}
-
-/// Pause after a failed accept (out of file descriptors, say), rather than spinning on it.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// Serves `router` over HTTP/1.1 on `listener` until the future is dropped, which closes
-/// the listener (connections already accepted finish on their own tasks).
-///
-/// hyper's connection builder rather than `axum::serve`: the latter sets no header read
-/// timeout, head size or keep-alive, so a client trickling its headers would hold a
-/// connection for ever.
-pub(crate) async fn serve_router(listener: TcpListener, router: Router, limits: Connections) {
-    let slots = Arc::new(Semaphore::new(limits.max));
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                tracing::debug!(%error, "cannot accept a connection");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
-        let service = TowerToHyperService::new(router.clone());
-        tokio::spawn(async move {
-            let _slot = slot;
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .keep_alive(limits.keep_alive);
-            if let Some(max) = limits.max_head {
-                builder.max_buf_size(max);
-            }
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            match limits.lifetime {
-                Some(lifetime) => {
-                    let _ = tokio::time::timeout(lifetime, connection).await;
-                }
-                None => {
-                    let _ = connection.await;
-                }
-            }
-        });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use axum::body::Body;
@@ -409,6 +344,24 @@ mod tests {
             connection,
             String::from_utf8(body.to_vec()).unwrap(),
         )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_not_completed_within_its_timeout_gets_408() {
+        // A rollout control whose body never finishes arriving.
+        let trickle = futures::stream::pending::<Result<Bytes, std::io::Error>>();
+        let request = axum::http::Request::builder()
+            .method("POST")
+            .uri(HALT)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from_stream(trickle))
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let response = router(endpoints()).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(started.elapsed(), REQUEST_TIMEOUT);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "request not completed in time\n");
     }
 
     #[tokio::test]

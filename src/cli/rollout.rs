@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::status::{chain, request, Output};
+use super::status::{request, show, Output};
 use crate::status::RolloutStatus;
 
 /// Show, halt or resume the rollout of a running agent.
@@ -74,19 +74,5 @@ fn act(args: &RolloutArgs) -> Result<RolloutStatus, Error> {
 }
 
 pub fn run(args: &RolloutArgs) -> ExitCode {
-    let status = match act(args) {
-        Ok(status) => status,
-        Err(e) => {
-            eprintln!("error: {}", chain(&e));
-            return ExitCode::FAILURE;
-        }
-    };
-    match args.output {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&status).unwrap_or_default()
-        ),
-        Output::Table => print!("{}", status.to_table()),
-    }
-    ExitCode::SUCCESS
+    show(act(args), args.output, RolloutStatus::to_table)
 }

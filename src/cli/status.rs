@@ -209,19 +209,29 @@ pub fn run(args: &StatusArgs) -> ExitCode {
             source,
         })
     });
-    let report = match read {
-        Ok(report) => report,
+    show(read, args.output, StatusReport::to_table)
+}
+
+/// What a command got from the agent, printed as `--output` says (JSON, or the table
+/// `table` makes of it), or its error with every cause.
+pub(crate) fn show<T: serde::Serialize, E: std::error::Error>(
+    read: Result<T, E>,
+    output: Output,
+    table: impl FnOnce(&T) -> String,
+) -> ExitCode {
+    let value = match read {
+        Ok(value) => value,
         Err(e) => {
             eprintln!("error: {}", chain(&e));
             return ExitCode::FAILURE;
         }
     };
-    match args.output {
+    match output {
         Output::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
+            serde_json::to_string_pretty(&value).unwrap_or_default()
         ),
-        Output::Table => print!("{}", report.to_table()),
+        Output::Table => print!("{}", table(&value)),
     }
     ExitCode::SUCCESS
 }

@@ -1,6 +1,6 @@
 //! The receiver: an axum router answering deliveries on [`PATH`] (and `/`), checked in
-//! this order: path, method, size, signature, then the event. Served by the agent's
-//! connection loop ([`crate::agent::http::serve_router`]) with the bounds below.
+//! this order: path, method, size, signature, then the event. Served by
+//! [`crate::http_server`] with the bounds below.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tower::{BoxError, ServiceBuilder};
 
 use super::{verify, Secret, Trigger};
-use crate::agent::http::{serve_router, Connections};
+use crate::http_server::{serve_router, Connections};
 
 /// Largest delivery accepted. GitHub's push payloads for a fleet repository are far
 /// smaller; GitHub itself caps payloads at 25 MB.

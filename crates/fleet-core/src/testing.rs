@@ -481,12 +481,12 @@ impl FleetFiles {
     }
 
     /// Adds (or replaces) `doc` at its path.
-    pub fn with(mut self, doc: &impl Document) -> FleetFiles {
+    pub fn with(mut self, doc: &(impl Document + ?Sized)) -> FleetFiles {
         self.add(doc);
         self
     }
 
-    pub fn add(&mut self, doc: &impl Document) {
+    pub fn add(&mut self, doc: &(impl Document + ?Sized)) {
         self.files.insert(doc.path(), doc.to_yaml());
     }
 
@@ -503,20 +503,6 @@ impl FleetFiles {
         }
         tree
     }
-}
-
-/// A `Cluster` document for `name` as text, `extra` lines appended under `spec:` (each
-/// indented two spaces). Kept for the agent's unit tests that still pass raw lines; new
-/// tests use [`cluster`].
-pub fn cluster_yaml(name: &str, extra: &str) -> String {
-    format!("apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Cluster\nmetadata: {{name: {name}}}\nspec:\n  kubeconfig: {name}.yaml\n{extra}")
-}
-
-/// A `Psql` claim `name` in namespace `name` for `cluster` as text; `annotations` are lines
-/// under `metadata:` (each indented two spaces). Kept for the agent's unit tests that still
-/// pass raw lines; new tests use [`claim`].
-pub fn claim_yaml(name: &str, cluster: &str, annotations: &str) -> String {
-    format!("apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nmetadata:\n  name: {name}\n  namespace: {name}\n{annotations}spec:\n  clusterName: {cluster}\n")
 }
 
 #[cfg(test)]

@@ -57,10 +57,7 @@ pub struct Endpoint {
 impl Endpoint {
     /// GET `path`; `None` while the agent does not answer 200.
     pub async fn get(&self, path: &str) -> Option<String> {
-        let (server, path) = (self.server.clone(), path.to_string());
-        tokio::task::spawn_blocking(move || psql_fleet::cli::status::fetch(&server, &path).ok())
-            .await
-            .unwrap()
+        psql_fleet::cli::status::get(&self.server, path).await.ok()
     }
 
     /// The status report, if the agent answers.

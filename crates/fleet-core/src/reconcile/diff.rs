@@ -145,11 +145,6 @@ pub fn desired_hash(object: &DesiredObject) -> String {
     Serialized::new(object.clone()).hash
 }
 
-/// [`Serialized::apply_body`] of one object, for a caller that needs only the body.
-pub fn apply_body(object: &DesiredObject) -> Value {
-    Serialized::new(object.clone()).apply_body()
-}
-
 /// The verdict on one desired object. `seen_before`: the object was observed on the cluster
 /// earlier, so its absence now is a deletion by hand rather than a first creation.
 pub fn diff_object(
@@ -175,26 +170,6 @@ pub fn diff_object(
         Some(hash) if hash == desired.hash => ObjectDiff::Drift(Drift::Modified { fields }),
         _ => ObjectDiff::Update,
     }
-}
-
-/// Actions for a set of desired objects under a drift policy; `fleet_force` is the
-/// fleet's `force` setting.
-pub fn diff(
-    desired: &[DesiredObject],
-    live: &super::live::LiveState,
-    seen_before: impl Fn(&ObjectRef) -> bool,
-    policy: DriftPolicy,
-    fleet_force: bool,
-) -> Vec<Action> {
-    desired
-        .iter()
-        .filter_map(|object| {
-            let at = object.object_ref();
-            let object = Serialized::new(object.clone());
-            let verdict = diff_object(&object, live.get(&at), seen_before(&at));
-            action_for(&object, verdict, policy, fleet_force)
-        })
-        .collect()
 }
 
 /// Whether an apply for `reason` takes fields over from other field managers. Correcting
@@ -279,7 +254,7 @@ mod tests {
     use crate::reconcile::tests::{claim, rendered};
 
     fn applied(object: &DesiredObject, ready: Option<bool>) -> LiveObject {
-        served(apply_body(object), ready)
+        served(Serialized::new(object.clone()).apply_body(), ready)
     }
 
     #[test]
@@ -302,7 +277,11 @@ mod tests {
         let objects = rendered(&claim("a", "c1"), true);
         let live = state(objects.iter().map(|o| applied(o, Some(true))));
         for policy in [DriftPolicy::Correct, DriftPolicy::Report] {
-            assert!(diff(&objects, &live, |_| true, policy, false).is_empty());
+            for object in &objects {
+                let object = Serialized::new(object.clone());
+                let verdict = diff_object(&object, live.get(&object.object.object_ref()), true);
+                assert_eq!(action_for(&object, verdict, policy, false), None);
+            }
         }
     }
 
@@ -422,7 +401,7 @@ mod tests {
     #[test]
     fn the_apply_body_carries_the_hash_of_the_desired_object() {
         let sg = rendered(&claim("a", "c1"), false).remove(0);
-        let body = apply_body(&sg);
+        let body = Serialized::new(sg.clone()).apply_body();
         assert_eq!(
             body["metadata"]["annotations"][ANNOTATION_DESIRED_HASH],
             json!(desired_hash(&sg))
