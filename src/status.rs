@@ -181,6 +181,10 @@ pub struct ClusterStatus {
     pub pending_revision: Option<String>,
     #[serde(default)]
     pub claims: Vec<ClaimStatus>,
+    /// The cluster left the fleet: its objects are being pruned, after which it leaves the
+    /// status too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub leaving: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -73,6 +73,7 @@ pub fn accept(
         revision: revision.id.clone(),
         fleet,
         has_baseline: current.is_some(),
+        former_names: Vec::new(),
     })
 }
 

@@ -94,6 +94,7 @@ impl RolloutDriver {
                                 revision,
                                 fleet,
                                 has_baseline: false,
+                                former_names: Vec::new(),
                             }),
                         );
                     }

@@ -7,6 +7,7 @@ pub mod accept;
 pub mod commit_status;
 pub mod driver;
 pub mod http;
+mod names;
 pub mod workers;
 
 use std::net::SocketAddr;
@@ -162,6 +163,8 @@ async fn serve(
         resync: config.interval,
         call_timeout: Duration::from_secs(15),
         reports: reports_tx,
+        identity: identity(),
+        reached: Default::default(),
     });
     let mut agent = Agent {
         allow_mass_prune: config.allow_mass_prune,
@@ -170,6 +173,7 @@ async fn serve(
         rollouts,
         workers: Workers::new(shared, stop_rx),
         newest: None,
+        names: names::Kept::open(names_dir(&config).as_deref()),
     };
     let (revisions_tx, mut revisions) = mpsc::channel(4);
     let git = GitSettings {
@@ -227,6 +231,28 @@ fn rollout_store(config: &Config) -> Result<Option<Store>, Error> {
     Ok(Some(Store::open(&dir)?))
 }
 
+/// Where the fleet's earlier names are kept: beside the rollout state, and, like it, not
+/// for a dry run.
+fn names_dir(config: &Config) -> Option<std::path::PathBuf> {
+    (!config.dry_run).then(|| {
+        config
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| config.cache_dir.join("state"))
+    })
+}
+
+/// How this agent names itself on what it applies: its host and process.
+fn identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into());
+    format!("psql-fleet on {host}, pid {}", std::process::id())
+}
+
 async fn serve_webhook(webhook: &WebhookConfig, trigger: Trigger) -> Result<JoinHandle<()>, Error> {
     let listener = bind(webhook.listen).await?;
     tracing::info!(listen = %webhook.listen, path = crate::webhook::PATH, "receiving GitHub webhooks");
@@ -246,6 +272,7 @@ struct Agent {
     workers: Workers,
     /// The newest revision accepted.
     newest: Option<Arc<Accepted>>,
+    names: names::Kept,
 }
 
 impl Agent {
@@ -278,7 +305,14 @@ impl Agent {
         };
         match accept::accept(self.newest.as_deref(), &revision, self.allow_mass_prune) {
             Err(rejected) => self.reject(rejected),
-            Ok(accepted) => self.serve_revision(accepted, &revision),
+            Ok(mut accepted) => {
+                let name = &accepted.fleet.settings.name;
+                if let Some(old) = self.names.serve(name) {
+                    tracing::warn!(from = %old, to = %name, "fleet renamed: what the old name labels is relabelled, or pruned where the fleet dropped it");
+                }
+                accepted.former_names = self.names.names.former.clone();
+                self.serve_revision(accepted, &revision)
+            }
         }
     }
 
@@ -323,8 +357,6 @@ impl Agent {
             s.source.diagnostics.clear();
             s.source.last_sync = Some(now_rfc3339());
             s.source.last_error = None;
-            s.clusters
-                .retain(|name, _| accepted.fleet.clusters.contains_key(name));
         });
         let accepted = Arc::new(accepted);
         self.rollouts.accept(&accepted, &revision.tree);

@@ -112,6 +112,21 @@ pub struct PruneSettings {
     /// Let a revision remove more than `maxFraction` of the claims.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_mass_prune: Option<bool>,
+    /// What happens to the objects of a cluster removed from the fleet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_clusters: Option<RemovedClusters>,
+}
+
+/// What happens to the objects of a cluster whose `Cluster` file leaves the fleet.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RemovedClusters {
+    /// Pruned in the safe order, as if each of its claims had been removed, while the
+    /// cluster can still be reached through its last kubeconfig.
+    #[default]
+    Prune,
+    /// Left in place and no longer reconciled: the cluster is handed over, not emptied.
+    Orphan,
 }
 
 /// One wave with its durations parsed.
@@ -268,6 +283,14 @@ impl FleetSettings {
             .as_ref()
             .and_then(|p| p.max_fraction)
             .unwrap_or(DEFAULT_MAX_PRUNE_FRACTION)
+    }
+
+    pub fn removed_clusters(&self) -> RemovedClusters {
+        self.spec
+            .prune
+            .as_ref()
+            .and_then(|p| p.removed_clusters)
+            .unwrap_or_default()
     }
 
     pub fn allow_mass_prune(&self) -> bool {

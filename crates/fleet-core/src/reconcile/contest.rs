@@ -118,8 +118,8 @@ mod tests {
 
     use super::*;
     use crate::reconcile::diff::Drift;
-    use crate::reconcile::tests::{claim, rendered};
     use crate::reconcile::diff::Serialized;
+    use crate::reconcile::tests::{claim, rendered};
     use crate::render::ObjectKind;
 
     fn at() -> ObjectRef {
@@ -142,7 +142,9 @@ mod tests {
             }
         }
         assert_eq!(allowed, BURST + 4, "three at once, then one per minute");
-        let held = budget.take(&at(), start + Duration::from_secs(299)).unwrap_err();
+        let held = budget
+            .take(&at(), start + Duration::from_secs(299))
+            .unwrap_err();
         assert!(held <= REFILL, "{held:?}");
     }
 
@@ -195,12 +197,26 @@ mod tests {
             })
         );
         // Our own last apply, moving on to a new revision: no contest.
-        assert_eq!(contest(&update(ApplyReason::Update), Some(&live_with("a")), Some("a")), None);
+        assert_eq!(
+            contest(
+                &update(ApplyReason::Update),
+                Some(&live_with("a")),
+                Some("a")
+            ),
+            None
+        );
         // Nothing remembered (after a restart): the first update is not a contest.
-        assert_eq!(contest(&update(ApplyReason::Update), Some(&theirs), None), None);
+        assert_eq!(
+            contest(&update(ApplyReason::Update), Some(&theirs), None),
+            None
+        );
         assert_eq!(contest(&update(ApplyReason::Create), None, Some("a")), None);
         assert_eq!(
-            contest(&update(ApplyReason::CorrectDrift(Drift::Deleted)), None, None),
+            contest(
+                &update(ApplyReason::CorrectDrift(Drift::Deleted)),
+                None,
+                None
+            ),
             Some(Contest::Drift)
         );
     }

@@ -16,8 +16,8 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 pub use backoff::Backoff;
-pub use diff::{Action, ApplyReason, DeleteReason, Drift};
 pub use contest::{Contest, WriteBudget};
+pub use diff::{Action, ApplyReason, DeleteReason, Drift};
 pub use live::{LiveObject, LiveState};
 pub use ownership::{Holder, Inventory, Ownership};
 pub use prune::{check_mass_prune, MassPrune};

@@ -53,8 +53,8 @@ impl Inventory<'_> {
     pub fn of(&self, object: &LiveObject) -> Ownership {
         let fleet = object.fleet();
         let cluster = object.label(LABEL_CLUSTER);
-        let ours = fleet == Some(self.fleet)
-            || fleet.is_some_and(|f| self.former.iter().any(|n| n == f));
+        let ours =
+            fleet == Some(self.fleet) || fleet.is_some_and(|f| self.former.iter().any(|n| n == f));
         match (ours, cluster) {
             (true, Some(c)) if c == self.cluster => Ownership::Own,
             (true, None) => Ownership::Unclaimed,
@@ -94,19 +94,43 @@ mod tests {
             cluster: "c1",
         };
         let cases = [
-            (json!({"fleet.hops.ops.com.ai/fleet": "main", "fleet.hops.ops.com.ai/cluster": "c1"}), Ownership::Own),
-            (json!({"fleet.hops.ops.com.ai/fleet": "old", "fleet.hops.ops.com.ai/cluster": "c1"}), Ownership::Own),
-            (json!({"fleet.hops.ops.com.ai/fleet": "main"}), Ownership::Unclaimed),
-            (json!({"fleet.hops.ops.com.ai/fleet": "old"}), Ownership::Unclaimed),
+            (
+                json!({"fleet.hops.ops.com.ai/fleet": "main", "fleet.hops.ops.com.ai/cluster": "c1"}),
+                Ownership::Own,
+            ),
+            (
+                json!({"fleet.hops.ops.com.ai/fleet": "old", "fleet.hops.ops.com.ai/cluster": "c1"}),
+                Ownership::Own,
+            ),
+            (
+                json!({"fleet.hops.ops.com.ai/fleet": "main"}),
+                Ownership::Unclaimed,
+            ),
+            (
+                json!({"fleet.hops.ops.com.ai/fleet": "old"}),
+                Ownership::Unclaimed,
+            ),
             (
                 json!({"fleet.hops.ops.com.ai/fleet": "main", "fleet.hops.ops.com.ai/cluster": "c2"}),
-                Ownership::Foreign(Holder { fleet: Some("main".into()), cluster: Some("c2".into()) }),
+                Ownership::Foreign(Holder {
+                    fleet: Some("main".into()),
+                    cluster: Some("c2".into()),
+                }),
             ),
             (
                 json!({"fleet.hops.ops.com.ai/fleet": "other", "fleet.hops.ops.com.ai/cluster": "c1"}),
-                Ownership::Foreign(Holder { fleet: Some("other".into()), cluster: Some("c1".into()) }),
+                Ownership::Foreign(Holder {
+                    fleet: Some("other".into()),
+                    cluster: Some("c1".into()),
+                }),
             ),
-            (json!({}), Ownership::Foreign(Holder { fleet: None, cluster: None })),
+            (
+                json!({}),
+                Ownership::Foreign(Holder {
+                    fleet: None,
+                    cluster: None,
+                }),
+            ),
         ];
         for (labels, expected) in cases {
             assert_eq!(inventory.of(&object(labels.clone())), expected, "{labels}");

@@ -349,9 +349,8 @@ fn a_second_entry_for_the_same_cluster_neither_prunes_nor_takes_over_the_first_o
 
     // A claim of the copy whose Releases have the same names is held, not applied over
     // the first entry's.
-    let clash = loaded(
-        &files(&["c1", "c2"], &[("app", "c1")]).with(&claim("app2", "c2").namespace("app")),
-    );
+    let clash =
+        loaded(&files(&["c1", "c2"], &[("app", "c1")]).with(&claim("app2", "c2").namespace("app")));
     let plan = cluster.plan(&clash, "c2");
     let releases: Vec<_> = plan
         .actions
@@ -368,12 +367,17 @@ fn a_renamed_fleet_relabels_its_objects_and_prunes_the_claims_it_dropped() {
     let before = fleet(&["c1"], &[("app", "c1"), ("gone", "c1")]);
     let mut cluster = FakeCluster::new();
     cluster.converge(&before, "c1");
-    let renamed = loaded(&files(&["c1"], &[("app", "c1")]).with(&crate::testing::fleet("payments")));
+    let renamed =
+        loaded(&files(&["c1"], &[("app", "c1")]).with(&crate::testing::fleet("payments")));
 
     // Without the former name the old objects are someone else's: nothing is deleted,
     // and what the fleet renders is held rather than applied over them.
     let plan = cluster.plan(&renamed, "c1");
-    assert!(deletes(&plan.actions).is_empty(), "{:?}", names(&plan.actions));
+    assert!(
+        deletes(&plan.actions).is_empty(),
+        "{:?}",
+        names(&plan.actions)
+    );
     assert!(!plan.held.is_empty());
 
     cluster.former = vec!["default".into()];
@@ -437,7 +441,11 @@ fn objects_from_before_the_cluster_label_are_taken_over_when_desired_and_never_p
     let plan = cluster.plan(&f, "c1");
     assert_eq!(plan.actions.iter().filter(|a| a.writes()).count(), 3);
     assert!(deletes(&plan.actions).is_empty());
-    assert!(plan.claims[0].drift.is_empty(), "{:?}", plan.claims[0].drift);
+    assert!(
+        plan.claims[0].drift.is_empty(),
+        "{:?}",
+        plan.claims[0].drift
+    );
 
     let without_app = fleet(&["c1"], &[]);
     assert!(deletes(&cluster.plan(&without_app, "c1").actions).is_empty());

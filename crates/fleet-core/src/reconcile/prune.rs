@@ -266,6 +266,9 @@ mod tests {
         let live = state(claim_objects("gone"));
         assert!(stale_groups(&live, &inventory("other-fleet", "c1"), &BTreeSet::new()).is_empty());
         assert!(stale_groups(&live, &inventory("default", "c2"), &BTreeSet::new()).is_empty());
-        assert_eq!(stale_groups(&live, &inventory("default", "c1"), &BTreeSet::new()).len(), 1);
+        assert_eq!(
+            stale_groups(&live, &inventory("default", "c1"), &BTreeSet::new()).len(),
+            1
+        );
     }
 }

@@ -13,8 +13,8 @@ pub use object::{DesiredObject, ObjectKind, ObjectRef};
 use crate::api::release::{ProviderConfigReference, ReleaseParameters};
 use crate::api::usage::{NamespacedResource, NamespacedResourceRef, Resource, ResourceRef};
 use crate::api::{
-    release, ChartSpec, Release, ReleaseSpec, Usage, UsageSpec, LABEL_CLUSTER, LABEL_FLEET, LABEL_MANAGED,
-    LABEL_PSQL,
+    release, ChartSpec, Release, ReleaseSpec, Usage, UsageSpec, LABEL_CLUSTER, LABEL_FLEET,
+    LABEL_MANAGED, LABEL_PSQL,
 };
 use crate::model::fleet::ChartVersions;
 use crate::model::{Chart, Claim, Cluster, FleetSettings};
