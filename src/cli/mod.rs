@@ -1,6 +1,7 @@
 //! The `psql-fleet` command line (SPEC 2.7).
 
 pub mod demo;
+pub mod log_fields;
 pub mod plan;
 pub mod render;
 pub mod rollout;

@@ -97,7 +97,10 @@ pub(crate) fn init_logging_at(format: LogFormat, default_level: &str) {
         // Colour codes only on a terminal, not in log files and collectors.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
+        // One event, one line: field values and messages escaped (see log_fields).
+        LogFormat::Text => builder
+            .fmt_fields(super::log_fields::EscapedFields)
+            .try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
 }
