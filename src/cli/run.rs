@@ -38,7 +38,13 @@ pub struct RunArgs {
     /// Let a revision remove more than the allowed share of the fleet's claims.
     #[arg(long)]
     pub allow_mass_prune: bool,
-    /// Git fetch interval, and how often clusters re-check their kubeconfig (e.g. 30s, 2m).
+    /// When the source cannot be read at start, wait for it (the status says why)
+    /// instead of exiting with an error. Once a revision has been read, an unreadable
+    /// source never stops the agent: it keeps serving the last good revision.
+    #[arg(long)]
+    pub wait_for_source: bool,
+    /// Git fetch interval, how often a fleet directory is read again without an event, and
+    /// how often clusters re-check their kubeconfig (e.g. 30s, 2m).
     #[arg(long, default_value = "30s", value_parser = fleet_core::model::duration::parse)]
     pub interval: Duration,
     #[arg(long, conflicts_with_all = ["tag", "commit"])]
@@ -196,6 +202,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         max_concurrency: args.max_concurrency,
         state_dir: args.state_dir.clone(),
         webhook,
+        wait_for_source: args.wait_for_source,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
