@@ -73,7 +73,8 @@ pub fn load_dir(dir: &Path) -> LoadOutcome {
 
 /// Prints diagnostics to stderr, one per line.
 pub fn print_diagnostics(outcome: &LoadOutcome) {
+    // A file name or a map key from the fleet may hold anything a terminal obeys.
     for d in &outcome.diagnostics {
-        eprintln!("{d}");
+        eprintln!("{}", fleet_core::text::escape(&d.to_string()));
     }
 }
