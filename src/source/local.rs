@@ -154,8 +154,9 @@ struct Follow {
     watcher: RecommendedWatcher,
     /// The directory watched now, if any.
     target: Option<Target>,
-    /// Whether the parent folder is watched (it may not exist yet either).
-    parent_watched: bool,
+    /// The parent folder as watched, if it is (it may not exist yet either, and it may be
+    /// replaced as the directory is).
+    parent: Option<Target>,
 }
 
 impl Follow {
@@ -164,7 +165,7 @@ impl Follow {
             dir,
             watcher,
             target: None,
-            parent_watched: false,
+            parent: None,
         }
     }
 
@@ -179,12 +180,16 @@ impl Follow {
 
     /// Sets the watches again where what they watch has changed.
     fn refresh(&mut self) {
-        if !self.parent_watched {
-            if let Some(parent) = self.dir.parent() {
-                self.parent_watched = self
-                    .watcher
-                    .watch(parent, RecursiveMode::NonRecursive)
-                    .is_ok();
+        if let Some(parent) = self.dir.parent() {
+            let now = Target::of(parent);
+            if now != self.parent {
+                let _ = self.watcher.unwatch(parent);
+                // Watched by the path as given, so that its events name `dir` as given.
+                self.parent = now.filter(|_| {
+                    self.watcher
+                        .watch(parent, RecursiveMode::NonRecursive)
+                        .is_ok()
+                });
             }
         }
         let now = Target::of(&self.dir);
@@ -312,6 +317,27 @@ mod tests {
         let changed = next(&mut rx).await.unwrap();
         assert!(changed.tree.files.contains_key("clusters/c4.yaml"));
         assert!(!changed.tree.files.contains_key("clusters/c3.yaml"));
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_parent_folder_replaced_is_picked_up_by_the_re_check_and_watched_again() {
+        let root = tempfile::tempdir().unwrap();
+        let parent = root.path().join("releases");
+        let dir = parent.join("current");
+        fleet_in(&dir, &["c1"]);
+        let (tx, mut rx) = mpsc::channel(8);
+        let timing = Timing {
+            settle: Duration::from_millis(100),
+            recheck: Duration::from_millis(300),
+        };
+        let task = tokio::spawn(watch(dir.clone(), timing, tx));
+        assert!(next(&mut rx).await.is_ok());
+        std::fs::remove_dir_all(&parent).unwrap();
+        assert!(next(&mut rx).await.is_err());
+        // Nothing watches the grandparent: the re-check sees the new parent and directory.
+        fleet_in(&dir, &["c1", "c2"]);
+        assert_eq!(next(&mut rx).await.unwrap().tree.files.len(), 2);
         task.abort();
     }
 
