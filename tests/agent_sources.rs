@@ -147,7 +147,10 @@ async fn a_source_symlink_pointed_at_a_new_release_is_followed() {
 
 /// Runs `psql-fleet run` on `source` and returns its exit status and stderr, failing the
 /// test if it is still running after 20 s.
-fn run_to_the_end(source: &Path, scratch: &Path) -> (std::process::ExitStatus, String) {
+fn run_to_the_end(
+    source: impl AsRef<std::ffi::OsStr>,
+    scratch: &Path,
+) -> (std::process::ExitStatus, String) {
     let mut child = test_support::psql_fleet(["run", "--listen", "127.0.0.1:0"])
         .arg("--source")
         .arg(source)
@@ -191,6 +194,21 @@ fn run_on_a_source_missing_at_start_exits_non_zero_with_the_reason() {
             && reason.contains("cannot open fleet directory")
             && reason.contains("--wait-for-source"),
         "{reason}"
+    );
+}
+
+#[test]
+fn run_on_a_git_remote_unreachable_at_start_exits_non_zero_with_the_reason() {
+    let scratch = tempfile::tempdir().unwrap();
+    let url = format!("git://127.0.0.1:{}/fleet", test_support::free_port());
+    let (status, stderr) = run_to_the_end(&url, scratch.path());
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.lines().any(
+            |l| l.starts_with("error: cannot read the fleet source at start")
+                && l.contains("127.0.0.1")
+        ),
+        "{stderr}"
     );
 }
 
