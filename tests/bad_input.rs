@@ -247,6 +247,34 @@ fn generated_bad_inputs_are_refused_with_an_error_naming_the_file() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// A file name and a map key can hold anything, escape sequences and newlines included:
+/// `validate` shows them escaped, each diagnostic on its own line.
+#[test]
+fn control_characters_in_a_file_name_or_a_key_are_shown_escaped() {
+    let (_tmp, fleet) = base_with(|f| {
+        fs::write(
+            f.join("claims/x\u{1b}[2J\nforged.yaml"),
+            "apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nmetadata: {name: ok, labels: {\"k\\t\\u009b\": x}}\nspec: {clusterName: a}\n",
+        )
+        .unwrap();
+    });
+    let (code, stderr) = validate(&fleet);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        !stderr
+            .chars()
+            .any(|c| c != '\n' && fleet_core::text::is_unsafe(c)),
+        "{stderr:?}"
+    );
+    assert!(!stderr.lines().any(|l| l.starts_with("forged")), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.starts_with(
+            r"claims/x\u{1b}[2J\nforged.yaml: document 1: metadata.labels.k\t\u{9b}: "
+        )),
+        "{stderr}"
+    );
+}
+
 /// Kubeconfigs are read by the agent, not by `validate` (they are never in Git): each bad
 /// one gives an error naming the cluster and the file, never a panic and never the file's
 /// contents (the token below must not appear).
