@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::render::ObjectRef;
+use crate::text::escape;
 
 use super::diff::{Action, ApplyReason, ANNOTATION_APPLIED_BY, ANNOTATION_DESIRED_HASH};
 use super::live::LiveObject;
@@ -35,10 +36,16 @@ impl std::fmt::Display for Contest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Contest::Drift => write!(f, "drift keeps coming back"),
+            // Both come from the cluster, where anyone may write anything: escaped, and the
+            // name cut short, before they reach a log, a terminal or an Event.
             Contest::AnotherWriter { hash, applied_by } => write!(
                 f,
-                "another writer applied desired-hash {hash} (applied by {})",
-                applied_by.as_deref().unwrap_or("an unnamed writer")
+                "another writer applied desired-hash {} (applied by {})",
+                escape(hash),
+                applied_by
+                    .as_deref()
+                    .map(|by| escape(&by.chars().take(120).collect::<String>()).into_owned())
+                    .unwrap_or_else(|| "an unnamed writer".into())
             ),
         }
     }
@@ -196,6 +203,11 @@ mod tests {
                 applied_by: Some("psql-fleet on host-b".into())
             })
         );
+        let forged = live_with("b\u{1b}[2J\nfake");
+        let said = contest(&update(ApplyReason::Update), Some(&forged), Some("a"))
+            .unwrap()
+            .to_string();
+        assert!(!said.chars().any(char::is_control), "{said}");
         // Our own last apply, moving on to a new revision: no contest.
         assert_eq!(
             contest(
