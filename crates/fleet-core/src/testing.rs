@@ -560,7 +560,9 @@ mod tests {
                 "claims/more.yaml",
                 vec![
                     claim("one", "dev-1").namespace("one"),
-                    claim("two", "dev-1").namespace("two").install_namespace("two"),
+                    claim("two", "dev-1")
+                        .namespace("two")
+                        .install_namespace("two"),
                 ],
             ));
         let outcome = load(&files.tree());

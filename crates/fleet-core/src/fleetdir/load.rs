@@ -4,8 +4,8 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::model::claim::PSQL_KIND;
-use crate::model::document::{split, RawDocument};
 use crate::model::cluster::normalise_kubeconfig_path;
+use crate::model::document::{split, RawDocument};
 use crate::model::{Claim, Cluster, Diagnostic, FleetSettings, Origin};
 use crate::render::{claim_object_refs, ObjectRef};
 

@@ -339,7 +339,9 @@ mod tests {
         assert!(tree.files.is_empty());
         assert_eq!(
             tree.problems[0].to_string(),
-            format!("claims/big.yaml: file is {size} bytes, larger than the limit of 1048576 bytes")
+            format!(
+                "claims/big.yaml: file is {size} bytes, larger than the limit of 1048576 bytes"
+            )
         );
     }
 }

@@ -64,7 +64,7 @@ impl RawDocument<'_> {
         let mut value = serde_yaml::Value::deserialize(doc).map_err(|e| diagnostic(&e))?;
         value.apply_merge().map_err(|e| {
             let d = diagnostic(&e);
-            match self.locate(super::keys::MERGE_KEY) {
+            match first_merge_key(self.text, self.line_offset) {
                 Some((line, column)) => d.at(line, column),
                 None => d,
             }
@@ -75,11 +75,7 @@ impl RawDocument<'_> {
                 "." => e.inner().to_string(),
                 _ => format!("{path}: {}", e.inner()),
             };
-            let mut d = message_diagnostic(
-                &self.origin.file,
-                Some(self.origin.document),
-                message,
-            );
+            let mut d = message_diagnostic(&self.origin.file, Some(self.origin.document), message);
             if let Some((line, column)) = d.field.as_deref().and_then(|f| self.locate(f)) {
                 d = d.at(line, column);
             }
@@ -112,13 +108,16 @@ fn slices(text: &str) -> Vec<Slice<'_>> {
     let (mut start, mut start_line, mut offset) = (0, 0, 0);
     // Where the directives waiting for the next marker begin: (byte offset, line index).
     let mut directives: Option<(usize, usize)> = None;
+    // Whether the slice so far holds more than comments and directives; one that does not
+    // is the preamble of the document after it, not a document of its own.
+    let mut has_content = false;
     for (line_no, line) in text.split_inclusive('\n').enumerate() {
         let is_marker = line
             .strip_prefix("---")
             .is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace));
         if is_marker {
             let (cut, cut_line) = directives.take().unwrap_or((offset, line_no));
-            if cut > start {
+            if has_content && cut > start {
                 out.push(Slice {
                     text: &text[start..cut],
                     line_offset: start_line,
@@ -126,10 +125,12 @@ fn slices(text: &str) -> Vec<Slice<'_>> {
                 start = cut;
                 start_line = cut_line;
             }
+            has_content = true;
         } else if line.starts_with('%') {
             directives.get_or_insert((offset, line_no));
-        } else if !(line.trim().is_empty() || line.starts_with('#')) {
+        } else if !(line.trim().is_empty() || line.trim_start().starts_with('#')) {
             directives = None;
+            has_content = true;
         }
         offset += line.len();
     }
@@ -138,6 +139,18 @@ fn slices(text: &str) -> Vec<Slice<'_>> {
         line_offset: start_line,
     });
     out
+}
+
+/// Where the first merge key of `text` is written, found lexically: serde_yaml's merge
+/// errors do not say which merge failed, and the first is the likeliest culprit.
+fn first_merge_key(text: &str, line_offset: usize) -> Option<(usize, usize)> {
+    text.lines().enumerate().find_map(|(i, line)| {
+        let column = line.find("<<")?;
+        line[column + 2..]
+            .trim_start()
+            .starts_with(':')
+            .then_some((i + 1 + line_offset, column + 1))
+    })
 }
 
 /// Decodes a file and splits it into its non-empty documents. A file that is not UTF-8,
@@ -172,7 +185,7 @@ pub fn split<'a>(file: &str, bytes: &'a [u8]) -> Result<Vec<RawDocument<'a>>, Di
     let mut number = 0;
     for slice in slices(text) {
         let heads = serde_yaml::Deserializer::from_str(slice.text)
-            .map(|doc| Option::<Head>::deserialize(doc));
+            .map(Option::<Head>::deserialize);
         let keys = serde_yaml::Deserializer::from_str(slice.text).map(super::keys::check);
         for (index, (keys, head)) in keys.zip(heads).enumerate() {
             number += 1;
@@ -464,14 +477,22 @@ mod tests {
         let docs = split("f.yaml", text.as_bytes()).unwrap();
         assert_eq!(docs.len(), 2);
         let d = first_error(text);
-        assert_eq!((d.document, d.line, d.column), (Some(2), Some(10), Some(24)));
-        assert!(split("f.yaml", "\u{feff}# c\n---\nkind: A\n".as_bytes()).is_ok());
+        assert_eq!(
+            (d.document, d.line, d.column),
+            (Some(2), Some(10), Some(24))
+        );
+        // Comments before the first marker are its preamble, not a document of their own.
+        let docs = split("f.yaml", "\u{feff}# c\n---\nkind: A\n".as_bytes()).unwrap();
+        assert_eq!(docs[0].origin.document, 1);
     }
 
     #[test]
     fn a_key_given_twice_is_an_error_at_the_second_with_its_field_path() {
-        let err = split("f.yaml", b"kind: A\nspec:\n  labels:\n    env: dev\n    env: prod\n")
-            .unwrap_err();
+        let err = split(
+            "f.yaml",
+            b"kind: A\nspec:\n  labels:\n    env: dev\n    env: prod\n",
+        )
+        .unwrap_err();
         assert_eq!(err.field.as_deref(), Some("spec.labels.env"));
         assert_eq!(err.message, "field appears more than once");
         assert_eq!((err.line, err.column), (Some(5), Some(5)));
@@ -481,7 +502,8 @@ mod tests {
 
     #[test]
     fn merge_keys_are_applied_and_explicit_keys_win() {
-        let text = "kind: A\nbase: &b {clusterName: x, replicas: 1}\nspec:\n  <<: *b\n  replicas: 2\n";
+        let text =
+            "kind: A\nbase: &b {clusterName: x, replicas: 1}\nspec:\n  <<: *b\n  replicas: 2\n";
         let docs = split("f.yaml", text.as_bytes()).unwrap();
         let value: serde_json::Value = docs[0].parse().unwrap();
         assert_eq!(

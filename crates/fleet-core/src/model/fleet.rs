@@ -496,7 +496,9 @@ mod tests {
             parse("apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nspec: {}\n");
         assert!(settings.is_none());
         assert_eq!(out[0].field.as_deref(), Some("metadata.name"));
-        assert!(out[0].message.contains("remove fleet.yaml to use the defaults"));
+        assert!(out[0]
+            .message
+            .contains("remove fleet.yaml to use the defaults"));
     }
 
     #[test]
@@ -505,10 +507,11 @@ mod tests {
             "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nmetadata: {name: f}\nspec:\n  rollout:\n    waves: [{name: none, selector: {}}]\n",
         );
         assert!(settings.is_none());
-        assert_eq!(
-            out[0].field.as_deref(),
-            Some("spec.rollout.waves[0].name")
+        assert_eq!(out[0].field.as_deref(), Some("spec.rollout.waves[0].name"));
+        assert!(
+            out[0].message.starts_with("\"none\" is reserved"),
+            "{}",
+            out[0]
         );
-        assert!(out[0].message.starts_with("\"none\" is reserved"), "{}", out[0]);
     }
 }

@@ -225,10 +225,7 @@ mod tests {
     #[test]
     fn a_key_given_twice_is_refused_at_the_second_one_at_any_depth() {
         let problem = first_problem("a:\n  b:\n  - {x: 1}\n  - {x: 1, y: 2, x: 3}\n").unwrap();
-        assert_eq!(
-            problem,
-            "a.b[1]: duplicate field `x` at line 4 column 18"
-        );
+        assert_eq!(problem, "a.b[1]: duplicate field `x` at line 4 column 18");
         assert!(first_problem("labels: {env: dev, env: prod}\n").is_some());
         assert!(first_problem("a: {x: 1}\nb: {x: 1}\n").is_none());
     }

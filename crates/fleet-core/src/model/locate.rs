@@ -48,7 +48,7 @@ impl<'de> DeserializeSeed<'de> for Seek<'_> {
     }
 }
 
-impl<'de> Seek<'_> {
+impl Seek<'_> {
     /// At the node the path names: stop here.
     fn here<E: de::Error>(&self) -> Result<(), E> {
         if self.path.is_empty() {
