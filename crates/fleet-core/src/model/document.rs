@@ -84,10 +84,10 @@ impl RawDocument<'_> {
     }
 
     /// The line and column of `field` (a path such as `spec.labels.env`) in the file, or
-    /// of the nearest part of it the document writes; `None` for a merge key's field that
-    /// only a merged mapping holds, or a document with nothing to point at.
+    /// of the nearest enclosing field the document writes (a defaulted field, or one only
+    /// a merged mapping holds, points at its parent); `None` when not even the first part
+    /// of the path is written.
     pub fn locate(&self, field: &str) -> Option<(usize, usize)> {
-        // A field named by its merge key's parent is found by the walk like any other.
         super::locate::locate(self.text, self.index, field)
             .map(|(line, column)| (line + self.line_offset, column))
     }
@@ -184,8 +184,7 @@ pub fn split<'a>(file: &str, bytes: &'a [u8]) -> Result<Vec<RawDocument<'a>>, Di
     let mut documents = Vec::new();
     let mut number = 0;
     for slice in slices(text) {
-        let heads = serde_yaml::Deserializer::from_str(slice.text)
-            .map(Option::<Head>::deserialize);
+        let heads = serde_yaml::Deserializer::from_str(slice.text).map(Option::<Head>::deserialize);
         let keys = serde_yaml::Deserializer::from_str(slice.text).map(super::keys::check);
         for (index, (keys, head)) in keys.zip(heads).enumerate() {
             number += 1;
