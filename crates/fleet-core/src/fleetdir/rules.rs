@@ -189,3 +189,55 @@ pub(super) fn check_kubeconfig_reuse(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::fleetdir::load;
+    use crate::model::Diagnostic;
+    use crate::testing::{claim, cluster, component, FleetFiles};
+
+    fn errors(files: &FleetFiles) -> Vec<Diagnostic> {
+        load(&files.tree()).errors().cloned().collect()
+    }
+
+    #[test]
+    fn claims_in_two_namespaces_installing_one_helm_release_are_an_error_naming_both() {
+        let files = FleetFiles::new()
+            .with(&cluster("c1"))
+            .with(&claim("a", "c1").namespace("team-a"))
+            .with(&claim("b", "c1").namespace("team-b").install_namespace("b"))
+            .with(
+                &claim("c", "c1")
+                    .namespace("team-c")
+                    .stackgres(component().name("sg")),
+            );
+        let found = errors(&files);
+        // Only the Atlas Release of c clashes: b installs elsewhere, c's StackGres is "sg".
+        assert_eq!(found.len(), 1, "{found:?}");
+        let d = &found[0];
+        assert_eq!(d.file, "claims/c1/c.yaml");
+        assert_eq!(d.field.as_deref(), Some("spec.atlasOperator.name"));
+        assert!(d.line.is_some());
+        assert!(
+            d.message.starts_with("installs Helm release \"atlas-operator\" into namespace \"stackgres\" on cluster \"c1\", as claim team-a/a in claims/c1/a.yaml:"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn two_clusters_on_one_kubeconfig_and_context_are_an_error_naming_both() {
+        let files = FleetFiles::new()
+            .with(&cluster("a").kubeconfig("eu/k.yaml"))
+            .with(&cluster("b").kubeconfig("./eu/x/../k.yaml"))
+            .with(&cluster("c").kubeconfig("eu/k.yaml").context("other"))
+            .with(&cluster("d").kubeconfig("eu/k.yaml").context("other"));
+        let found = errors(&files);
+        let named: Vec<_> = found.iter().map(|d| d.file.as_str()).collect();
+        assert_eq!(named, vec!["clusters/b.yaml", "clusters/d.yaml"]);
+        assert!(found[0]
+            .message
+            .contains("as cluster \"a\" in clusters/a.yaml:"));
+        assert!(found[0].message.contains("its current context"));
+        assert!(found[1].message.contains("context \"other\""));
+    }
+}
