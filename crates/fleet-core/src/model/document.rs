@@ -85,8 +85,8 @@ impl RawDocument<'_> {
 
     /// The line and column of `field` (a path such as `spec.labels.env`) in the file, or
     /// of the nearest enclosing field the document writes (a defaulted field, or one only
-    /// a merged mapping holds, points at its parent); `None` when not even the first part
-    /// of the path is written.
+    /// a merged mapping holds, points at its parent, a missing top-level field at the
+    /// document).
     pub fn locate(&self, field: &str) -> Option<(usize, usize)> {
         super::locate::locate(self.text, self.index, field)
             .map(|(line, column)| (line + self.line_offset, column))

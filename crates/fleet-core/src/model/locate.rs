@@ -14,15 +14,21 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 const FOUND: &str = "\u{0}psql-fleet: node found";
 
 /// The 1-based line and column, within `text`, of the node at `path` in its document
-/// number `index` (0-based), or of the deepest part of the path the document has.
+/// number `index` (0-based), or of the deepest part of the path the document has, or of
+/// the document itself.
 pub fn locate(text: &str, index: usize, path: &str) -> Option<(usize, usize)> {
     let mut path = path;
     loop {
         if let Some(found) = find(text, index, path) {
             return Some(found);
         }
-        // Fall back to the parent: `metadata` when `metadata.name` is left to its default.
-        path = &path[..path.rfind(['.', '['])?];
+        // Fall back to the parent: `metadata` when `metadata.name` is left to its default,
+        // and the document itself when not even the first part of the path is written.
+        path = match path.rfind(['.', '[']) {
+            Some(at) => &path[..at],
+            None if !path.is_empty() => "",
+            None => return None,
+        };
     }
 }
 
@@ -202,6 +208,6 @@ mod tests {
     fn a_missing_field_falls_back_to_its_parent() {
         assert_eq!(locate(DOC, 0, "metadata.name"), Some((2, 1)));
         assert_eq!(locate(DOC, 0, "spec.waves[7].name"), Some((7, 3)));
-        assert_eq!(locate(DOC, 0, "status"), None);
+        assert_eq!(locate(DOC, 0, "status"), Some((1, 1)));
     }
 }
