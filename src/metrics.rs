@@ -532,7 +532,7 @@ mod tests {
     fn claims(names: &[&str]) -> Vec<Claim> {
         let mut files = FleetFiles::new().with(&cluster("c1"));
         for name in names {
-            files.add(&claim(name, "c1").namespace(name));
+            files.add(&claim(name, "c1").namespace(name).install_namespace(name));
         }
         load(&files.tree()).fleet.unwrap().claims
     }

@@ -335,8 +335,7 @@ impl Agent {
             // Readable again, or fixed back, with what is served already: nothing to roll
             // out again, but the newest revision is valid again.
             tracing::info!(revision = %revision.short_id(), "the fleet source is readable again");
-            self.metrics
-                .set_source(&revision.id, true, now_seconds());
+            self.metrics.set_source(&revision.id, true, now_seconds());
             self.with_status(|s| {
                 s.source.rejected = None;
                 s.source.diagnostics.clear();

@@ -275,7 +275,11 @@ pub(crate) mod tests {
             files.add(&cluster(c));
         }
         for (name, cluster) in claims {
-            files.add(&testing::claim(name, cluster).namespace(name));
+            files.add(
+                &testing::claim(name, cluster)
+                    .namespace(name)
+                    .install_namespace(name),
+            );
         }
         files
     }
