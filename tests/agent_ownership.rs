@@ -132,7 +132,9 @@ async fn two_agents_with_different_pins_do_not_fall_into_an_apply_loop() {
 async fn a_renamed_fleet_relabels_its_objects_and_prunes_a_claim_dropped_with_the_rename() {
     let f = SimFleet::start(1, ms(200)).await;
     let names = f.names();
-    let gone = claim("gone", &names[0]).namespace("gone");
+    let gone = claim("gone", &names[0])
+        .namespace("gone")
+        .install_namespace("gone");
     f.claim_everywhere();
     f.add_claim(&gone).await;
     let agent = f.start_agent(AgentOptions::default()).await;

@@ -17,7 +17,9 @@ fn ms(n: u64) -> Duration {
 
 /// A second claim on the first cluster, in a namespace of its own: the new content.
 fn extra(cluster: &str) -> fleet_core::testing::Claim {
-    claim("extra", cluster).namespace("extra")
+    claim("extra", cluster)
+        .namespace("extra")
+        .install_namespace("extra")
 }
 
 /// Waits until the status reports the source unreadable, and checks that the revision

@@ -269,7 +269,7 @@ fn control_characters_in_a_file_name_or_a_key_are_shown_escaped() {
     assert!(!stderr.lines().any(|l| l.starts_with("forged")), "{stderr}");
     assert!(
         stderr.lines().any(|l| l.starts_with(
-            r"claims/x\u{1b}[2J\nforged.yaml: document 1: metadata.labels.k\t\u{9b}: "
+            r"claims/x\u{1b}[2J\nforged.yaml:3:31: document 1: metadata.labels.k\t\u{9b}: "
         )),
         "{stderr}"
     );
