@@ -46,9 +46,10 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
             let dir = args.fleet_dir.display();
             match &outcome.fleet {
                 Some(fleet) => println!(
-                    "{dir}: valid: {} clusters, {} claims{}",
+                    "{dir}: valid: {} clusters, {} claims{}{}",
                     fleet.clusters.len(),
                     fleet.claims.len(),
+                    selector_summary(fleet),
                     if warnings > 0 {
                         format!(", {warnings} warnings")
                     } else {
@@ -64,4 +65,24 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// How many of the claims a selector placed, and from how many selector claims: a fleet
+/// of 3 claim files can hold thousands of claims, which the count alone would not explain.
+fn selector_summary(fleet: &fleet_core::fleetdir::LoadedFleet) -> String {
+    let placed: Vec<_> = fleet
+        .claims
+        .iter()
+        .filter(|c| c.selector.is_some())
+        .map(|c| &c.origin)
+        .collect();
+    if placed.is_empty() {
+        return String::new();
+    }
+    let sources: std::collections::BTreeSet<_> = placed.iter().collect();
+    format!(
+        " ({} placed by {} selector claims)",
+        placed.len(),
+        sources.len()
+    )
 }

@@ -25,7 +25,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::api::psql::{ComponentSpec, ProviderConfigKind, ProviderConfigRef, PsqlSpec};
+use crate::api::psql::{
+    ClusterCustomization, ComponentSpec, ProviderConfigKind, ProviderConfigRef, PsqlSpec,
+    ValuesCustomization,
+};
 use crate::fleetdir::FileTree;
 use crate::model::claim::{PSQL_API_VERSION, PSQL_KIND, SUSPEND_ANNOTATION};
 use crate::model::cluster::ClusterSpec;
@@ -294,7 +297,42 @@ pub fn claim(name: &str, cluster: &str) -> Claim {
     }
 }
 
+/// A claim `name` for every cluster whose labels include `match_labels`
+/// (`spec.clusterSelector`), in `claims/selected/<name>.yaml`.
+pub fn selector_claim(name: &str, match_labels: &[(&str, &str)]) -> Claim {
+    claim(name, "").cluster_selector(selector(match_labels))
+}
+
 impl Claim {
+    /// Selects its clusters by `selector` instead of naming one.
+    pub fn cluster_selector(mut self, selector: LabelSelector) -> Claim {
+        self.spec.cluster_name = String::new();
+        self.spec.cluster_selector = Some(selector);
+        self
+    }
+
+    /// Appends a `spec.clusterCustomizations` entry: for the clusters whose labels include
+    /// `match_labels`, these `values` of each operator (`None` leaves it alone).
+    pub fn customize(
+        mut self,
+        match_labels: &[(&str, &str)],
+        stackgres: Option<Value>,
+        atlas: Option<Value>,
+    ) -> Claim {
+        let values = |v: Option<Value>| {
+            v.map(|v| ValuesCustomization {
+                values: Some(object(v)),
+                override_all_values: None,
+            })
+        };
+        self.spec.cluster_customizations.push(ClusterCustomization {
+            selector: selector(match_labels),
+            stackgres_operator: values(stackgres),
+            atlas_operator: values(atlas),
+        });
+        self
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -385,7 +423,10 @@ impl Claim {
 
 impl Document for Claim {
     fn path(&self) -> String {
-        format!("claims/{}/{}.yaml", self.spec.cluster_name, self.name)
+        match self.spec.cluster_selector {
+            Some(_) => format!("claims/selected/{}.yaml", self.name),
+            None => format!("claims/{}/{}.yaml", self.spec.cluster_name, self.name),
+        }
     }
 
     fn to_yaml(&self) -> String {

@@ -11,7 +11,10 @@ pub mod usage;
 
 pub use condition::Condition;
 pub use provider_config::{ClusterProviderConfig, ProviderConfig};
-pub use psql::{ComponentSpec, ProviderConfigKind, ProviderConfigRef, Psql, PsqlSpec, PsqlStatus};
+pub use psql::{
+    ClusterCustomization, ComponentSpec, ProviderConfigKind, ProviderConfigRef, Psql, PsqlSpec,
+    PsqlStatus, ValuesCustomization,
+};
 pub use release::{ChartSpec, Release, ReleaseParameters, ReleaseSpec, ReleaseStatus};
 pub use usage::{Usage, UsageSpec};
 

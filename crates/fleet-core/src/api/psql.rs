@@ -9,6 +9,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use crate::model::selector::LabelSelector;
+
 /// Claim name when `metadata.name` is absent.
 pub const DEFAULT_CLAIM_NAME: &str = "psql";
 /// Namespace of the rendered objects when `metadata.namespace` is absent.
@@ -33,8 +35,18 @@ pub const DEFAULT_ATLAS_NAME: &str = "atlas-operator";
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PsqlSpec {
-    /// The cluster the stack goes to; required, since it decides where the claim lands.
+    /// The one cluster the stack goes to. A claim sets this or `clusterSelector`, never
+    /// both; empty when unset, so a selector claim serialises without it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cluster_name: String,
+    /// Every cluster whose labels match gets the stack, rendered exactly as a claim naming
+    /// that cluster would be. The loader expands it into one claim per matching cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_selector: Option<LabelSelector>,
+    /// Per-cluster values of a selector claim: the first entry whose selector matches a
+    /// cluster is merged over the claim's values for that cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_customizations: Vec<ClusterCustomization>,
     /// Namespace the charts install into (default `stackgres`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
@@ -132,6 +144,33 @@ pub struct ComponentSpec {
     #[schemars(schema_with = "crate::api::schema::preserve_unknown_object")]
     pub values: Option<Map<String, Value>>,
     /// When non-empty, the values alone, with no defaults; an empty map counts as unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::schema::preserve_unknown_object")]
+    pub override_all_values: Option<Map<String, Value>>,
+}
+
+/// What one group of a selector claim's clusters gets differently (`clusterCustomizations`,
+/// after Rancher Fleet's `targetCustomizations`): chart values only, since names and
+/// namespaces that vary by cluster would make the claim's objects hard to follow.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterCustomization {
+    pub selector: LabelSelector,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stackgres_operator: Option<ValuesCustomization>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub atlas_operator: Option<ValuesCustomization>,
+}
+
+/// The values of one operator for the clusters a customization selects.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ValuesCustomization {
+    /// Deep-merged over the claim's values for these clusters; these win.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::schema::preserve_unknown_object")]
+    pub values: Option<Map<String, Value>>,
+    /// When non-empty, the values alone for these clusters: no defaults, no claim values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::schema::preserve_unknown_object")]
     pub override_all_values: Option<Map<String, Value>>,

@@ -8,6 +8,7 @@ use crate::model::document::{split, RawDocument};
 use crate::model::{Claim, Cluster, Diagnostic, FleetSettings};
 
 use super::documents::Documents;
+use super::expand::expand_selector_claims;
 use super::rules::{
     check_claim_targets, check_helm_release_collisions, check_kubeconfig_reuse,
     check_object_collisions, index_clusters,
@@ -20,13 +21,51 @@ pub struct LoadedFleet {
     pub settings: FleetSettings,
     /// By cluster name.
     pub clusters: BTreeMap<String, Cluster>,
-    /// In file order, then document order.
+    /// In file order, then document order; a selector claim is in its place once for
+    /// each cluster it selects, by cluster name.
     pub claims: Vec<Claim>,
+    /// Positions in `claims` by cluster: with selector claims, a fleet of thousands of
+    /// clusters holds hundreds of thousands of claims, too many to scan per cluster.
+    by_cluster: BTreeMap<String, Vec<usize>>,
+    /// How many claims the index was built over.
+    indexed: usize,
 }
 
 impl LoadedFleet {
-    pub fn claims_of<'a>(&'a self, cluster: &'a str) -> impl Iterator<Item = &'a Claim> + 'a {
-        self.claims.iter().filter(move |c| c.cluster() == cluster)
+    pub fn new(
+        settings: FleetSettings,
+        clusters: BTreeMap<String, Cluster>,
+        claims: Vec<Claim>,
+    ) -> Self {
+        let mut by_cluster: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, claim) in claims.iter().enumerate() {
+            by_cluster
+                .entry(claim.cluster().to_string())
+                .or_default()
+                .push(i);
+        }
+        Self {
+            settings,
+            clusters,
+            indexed: claims.len(),
+            claims,
+            by_cluster,
+        }
+    }
+
+    pub fn claims_of<'a>(&'a self, cluster: &'a str) -> Box<dyn Iterator<Item = &'a Claim> + 'a> {
+        // `claims` is public: when it was changed after loading, scan it instead.
+        if self.indexed != self.claims.len() {
+            return Box::new(self.claims.iter().filter(move |c| c.cluster() == cluster));
+        }
+        let positions = self.by_cluster.get(cluster).map(Vec::as_slice);
+        Box::new(
+            positions
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|&i| self.claims.get(i))
+                .filter(move |c| c.cluster() == cluster),
+        )
     }
 }
 
@@ -107,6 +146,7 @@ pub fn load(tree: &FileTree) -> LoadOutcome {
     let clusters = index_clusters(clusters, &documents, &mut out);
     check_kubeconfig_reuse(&clusters, &documents, &mut out);
     check_claim_targets(&claims, &clusters, &mut out);
+    let claims = expand_selector_claims(claims, &clusters, &mut out);
     check_object_collisions(&claims, &documents, &mut out);
     check_helm_release_collisions(&claims, &documents, &mut out);
 
@@ -115,11 +155,8 @@ pub fn load(tree: &FileTree) -> LoadOutcome {
     }
     out.sort();
     out.dedup();
-    let fleet = (!out.iter().any(Diagnostic::is_error)).then(|| LoadedFleet {
-        settings: settings.unwrap_or_default(),
-        clusters,
-        claims,
-    });
+    let fleet = (!out.iter().any(Diagnostic::is_error))
+        .then(|| LoadedFleet::new(settings.unwrap_or_default(), clusters, claims));
     LoadOutcome {
         fleet,
         diagnostics: out,

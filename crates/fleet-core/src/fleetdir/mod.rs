@@ -3,6 +3,7 @@
 //! that a bad revision can never be half-applied.
 
 mod documents;
+mod expand;
 pub mod fuzz;
 pub mod load;
 mod rules;

@@ -42,7 +42,7 @@ pub(super) fn check_claim_targets(
     out: &mut Vec<Diagnostic>,
 ) {
     for claim in claims {
-        if clusters.contains_key(claim.cluster()) {
+        if claim.is_selector_claim() || clusters.contains_key(claim.cluster()) {
             continue;
         }
         let known: Vec<&str> = clusters.keys().map(String::as_str).take(10).collect();
@@ -68,7 +68,8 @@ pub(super) fn check_claim_targets(
 }
 
 /// Two claims may not write the same object on one cluster: the second would silently take
-/// the first one's object over.
+/// the first one's object over. Claims here are expanded, so this covers a named claim and a
+/// selector claim, or two selector claims, meeting on a cluster.
 pub(super) fn check_object_collisions(
     claims: &[Claim],
     documents: &Documents<'_>,
@@ -79,25 +80,99 @@ pub(super) fn check_object_collisions(
         "spec.atlasOperator.name",
         "metadata.name",
     ];
-    let mut seen: HashMap<(&str, ObjectRef), &Origin> = HashMap::new();
+    let mut seen: HashMap<(&str, ObjectRef), &Claim> = HashMap::new();
+    let mut findings = PairFindings::default();
     for claim in claims {
         for (object, field) in claim_object_refs(claim).into_iter().zip(FIELDS) {
             let description = object.to_string();
             match seen.entry((claim.cluster(), object)) {
-                Entry::Occupied(first) => out.push(Diagnostic::field(
-                    &claim.origin,
-                    field,
-                    format!(
-                        "renders {description} on cluster {:?}, which {} renders too",
-                        claim.cluster(),
-                        documents.describe(first.get(), field)
-                    ),
-                )),
+                Entry::Occupied(first) => {
+                    let other = *first.get();
+                    findings.add(claim, field.to_string(), &other.origin, || Finding {
+                        before: format!("renders {description}"),
+                        after: format!(
+                            ", which {} renders too",
+                            documents.describe(&other.origin, where_set(other, field))
+                        ),
+                    })
+                }
                 Entry::Vacant(slot) => {
-                    slot.insert(&claim.origin);
+                    slot.insert(claim);
                 }
             }
         }
+    }
+    findings.report(out);
+}
+
+/// The field that put `claim` where it meets another: for a selector claim, its selector.
+fn where_set<'a>(claim: &Claim, field: &'a str) -> &'a str {
+    if claim.selector.is_some() {
+        "spec.clusterSelector"
+    } else {
+        field
+    }
+}
+
+/// A finding about two documents that meet on a cluster, in two halves around the cluster.
+struct Finding {
+    before: String,
+    after: String,
+}
+
+/// One finding per pair of documents and field however many clusters they meet on: two
+/// selector claims over a thousand clusters are one mistake, not a thousand findings.
+#[derive(Default)]
+struct PairFindings<'a> {
+    found: Vec<(&'a Claim, String, Finding, Vec<&'a str>)>,
+    by_pair: HashMap<(&'a Origin, String, Origin), usize>,
+}
+
+impl<'a> PairFindings<'a> {
+    fn add(
+        &mut self,
+        claim: &'a Claim,
+        field: String,
+        other: &Origin,
+        finding: impl FnOnce() -> Finding,
+    ) {
+        match self
+            .by_pair
+            .entry((&claim.origin, field.clone(), other.clone()))
+        {
+            Entry::Occupied(at) => self.found[*at.get()].3.push(claim.cluster()),
+            Entry::Vacant(slot) => {
+                slot.insert(self.found.len());
+                self.found
+                    .push((claim, field, finding(), vec![claim.cluster()]));
+            }
+        }
+    }
+
+    fn report(self, out: &mut Vec<Diagnostic>) {
+        for (claim, field, finding, clusters) in self.found {
+            let more = match clusters.len() {
+                1 => String::new(),
+                n => format!(" (and {} more: {})", n - 1, list_some(&clusters[1..])),
+            };
+            out.push(Diagnostic::field(
+                &claim.origin,
+                field,
+                format!(
+                    "{} on cluster {:?}{more}{}",
+                    finding.before, clusters[0], finding.after
+                ),
+            ));
+        }
+    }
+}
+
+/// Up to five names, then how many more.
+fn list_some(names: &[&str]) -> String {
+    let shown: Vec<String> = names.iter().take(5).map(|n| format!("{n:?}")).collect();
+    match names.len() {
+        n if n > 5 => format!("{}, ...", shown.join(", ")),
+        _ => shown.join(", "),
     }
 }
 
@@ -112,6 +187,7 @@ pub(super) fn check_helm_release_collisions(
     out: &mut Vec<Diagnostic>,
 ) {
     let mut seen: HashMap<(&str, &str, &str), (&Claim, &str)> = HashMap::new();
+    let mut findings = PairFindings::default();
     for claim in claims {
         let spec = claim.spec();
         let releases = [
@@ -133,16 +209,19 @@ pub(super) fn check_helm_release_collisions(
                     if other.namespace() == claim.namespace() {
                         continue;
                     }
-                    out.push(Diagnostic::field(
-                        &claim.origin,
-                        format!("{at}.name"),
-                        format!(
-                            "installs Helm release {name:?} into namespace {namespace:?} on cluster {:?}, as claim {} in {} does; provider-helm names the Helm release after the Release, so each would take it over from the other (give one a different name or namespace)",
-                            claim.cluster(),
-                            other.key(),
-                            documents.describe(&other.origin, &format!("{other_at}.name")),
+                    findings.add(claim, format!("{at}.name"), &other.origin, || Finding {
+                        before: format!(
+                            "installs Helm release {name:?} into namespace {namespace:?}"
                         ),
-                    ));
+                        after: format!(
+                            ", as claim {} in {} does; provider-helm names the Helm release after the Release, so each would take it over from the other (give one a different name or namespace)",
+                            other.key(),
+                            documents.describe(
+                                &other.origin,
+                                where_set(other, &format!("{other_at}.name"))
+                            ),
+                        ),
+                    });
                 }
                 Entry::Vacant(slot) => {
                     slot.insert((claim, at));
@@ -150,6 +229,7 @@ pub(super) fn check_helm_release_collisions(
             }
         }
     }
+    findings.report(out);
 }
 
 /// Two `Cluster` files that reach one API server (the same kubeconfig file and context)

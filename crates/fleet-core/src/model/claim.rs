@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use kube::core::ObjectMeta;
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,7 @@ use super::diagnostic::{Diagnostic, Origin};
 use super::document::RawDocument;
 use super::metadata::{check_api_version, flag_annotation, Metadata};
 use super::names::{check_dns_label, check_dns_subdomain};
+use super::selector::LabelSelector;
 use crate::api::psql::{ComponentSpec, DEFAULT_CLAIM_NAME, DEFAULT_CLAIM_NAMESPACE};
 use crate::api::{Psql, PsqlSpec, PsqlStatus, LABEL_MANAGED, LABEL_PSQL, RESERVED_LABEL_PREFIX};
 
@@ -62,6 +64,9 @@ pub struct Claim {
     pub origin: Origin,
     pub psql: Psql,
     pub suspended: bool,
+    /// Set on the claims a selector claim expands into, one per matching cluster: the
+    /// selector that put it there. Such a claim's spec names its cluster like any other.
+    pub selector: Option<Arc<LabelSelector>>,
 }
 
 impl Claim {
@@ -101,11 +106,30 @@ impl Claim {
             origin,
             out,
         );
-        check_spec(&doc.spec, origin, out);
+        let name_written = || {
+            raw.parse::<Written>()
+                .is_ok_and(|w| w.spec.is_some_and(|s| s.cluster_name.is_some()))
+        };
+        check_spec(&doc.spec, name_written, origin, out);
         if out.len() > before {
             return None;
         }
         warn_shadowed_labels(&doc.spec, origin, out);
+        if doc
+            .spec
+            .cluster_selector
+            .as_ref()
+            .is_some_and(LabelSelector::is_empty)
+        {
+            out.push(
+                Diagnostic::field(
+                    origin,
+                    "spec.clusterSelector",
+                    "the empty selector matches every cluster in the fleet, including clusters added later",
+                )
+                .warning(),
+            );
+        }
         let psql = Psql {
             metadata: ObjectMeta {
                 name: Some(name),
@@ -121,6 +145,7 @@ impl Claim {
             origin: origin.clone(),
             psql,
             suspended,
+            selector: None,
         })
     }
 
@@ -156,10 +181,25 @@ impl Claim {
     }
 }
 
-fn check_spec(spec: &PsqlSpec, origin: &Origin, out: &mut Vec<Diagnostic>) {
-    if let Err(e) = check_dns_label(&spec.cluster_name) {
-        out.push(Diagnostic::field(origin, "spec.clusterName", e));
-    }
+/// Only whether `spec.clusterName` is written, to tell `clusterName: ""` from no field.
+#[derive(Deserialize)]
+struct Written {
+    spec: Option<WrittenSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WrittenSpec {
+    cluster_name: Option<serde::de::IgnoredAny>,
+}
+
+fn check_spec(
+    spec: &PsqlSpec,
+    name_written: impl FnOnce() -> bool,
+    origin: &Origin,
+    out: &mut Vec<Diagnostic>,
+) {
+    check_target(spec, name_written, origin, out);
     if let Some(ns) = &spec.namespace {
         if let Err(e) = check_dns_label(ns) {
             out.push(Diagnostic::field(origin, "spec.namespace", e));
@@ -250,6 +290,51 @@ fn check_component(
         if let Err(e) = check_dns_label(ns) {
             out.push(Diagnostic::field(origin, format!("{at}.namespace"), e));
         }
+    }
+}
+
+/// A claim names one cluster or selects some, never both and never neither.
+fn check_target(
+    spec: &PsqlSpec,
+    name_written: impl FnOnce() -> bool,
+    origin: &Origin,
+    out: &mut Vec<Diagnostic>,
+) {
+    match &spec.cluster_selector {
+        Some(_) if !spec.cluster_name.is_empty() => out.push(Diagnostic::field(
+            origin,
+            "spec.clusterSelector",
+            "set either spec.clusterName (one cluster) or spec.clusterSelector (every cluster whose labels match), not both",
+        )),
+        Some(selector) => check_selector(selector, "spec.clusterSelector", origin, out),
+        None => {
+            if spec.cluster_name.is_empty() && !name_written() {
+                out.push(Diagnostic::field(
+                    origin,
+                    "spec.clusterName",
+                    "required field is missing (or select clusters by label with spec.clusterSelector)",
+                ));
+            } else if let Err(e) = check_dns_label(&spec.cluster_name) {
+                out.push(Diagnostic::field(origin, "spec.clusterName", e));
+            }
+            if !spec.cluster_customizations.is_empty() {
+                out.push(Diagnostic::field(
+                    origin,
+                    "spec.clusterCustomizations",
+                    "only a claim with spec.clusterSelector varies by cluster; put the values in spec.stackgresOperator and spec.atlasOperator",
+                ));
+            }
+        }
+    }
+    for (i, c) in spec.cluster_customizations.iter().enumerate() {
+        let at = format!("spec.clusterCustomizations[{i}]");
+        check_selector(&c.selector, &format!("{at}.selector"), origin, out);
+    }
+}
+
+fn check_selector(selector: &LabelSelector, at: &str, origin: &Origin, out: &mut Vec<Diagnostic>) {
+    for (field, e) in selector.problems() {
+        out.push(Diagnostic::field(origin, format!("{at}.{field}"), e));
     }
 }
 

@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod names;
 pub mod nesting;
 pub mod selector;
+pub mod target;
 pub mod version;
 
 pub use chart::Chart;

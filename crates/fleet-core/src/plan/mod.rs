@@ -49,10 +49,12 @@ impl Snapshot {
             .values()
             .map(|cluster| {
                 let objects =
-                    render_cluster(settings, cluster, &fleet.claims, |_| Observed::BOTH_READY)
-                        .into_iter()
-                        .map(|o| (o.object_ref(), o.to_json()))
-                        .collect();
+                    render_cluster(settings, cluster, fleet.claims_of(&cluster.name), |_| {
+                        Observed::BOTH_READY
+                    })
+                    .into_iter()
+                    .map(|o| (o.object_ref(), o.to_json()))
+                    .collect();
                 let snapshot = ClusterSnapshot {
                     wave: settings.wave_of(&cluster.labels).map(|w| w.name.clone()),
                     objects: Ok(objects),
