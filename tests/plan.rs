@@ -24,6 +24,8 @@ const CHANGES: &[(&str, Change)] = &[
     ("remove-claim", remove_claim),
     ("new-cluster", new_cluster),
     ("invalid", invalid),
+    ("selector", selector),
+    ("relabel", relabel),
 ];
 
 fn edit(path: &Path, from: &str, to: &str) {
@@ -101,6 +103,33 @@ fn invalid(fleet: &Path) {
     .unwrap();
 }
 
+/// The mistakes fixed, and a claim for every prod cluster by label. Planned against
+/// `new-cluster`, the last revision that validates.
+fn selector(fleet: &Path) {
+    fs::remove_file(fleet.join("claims/qa/broken.yaml")).unwrap();
+    fs::create_dir_all(fleet.join("claims/shared")).unwrap();
+    fs::write(
+        fleet.join("claims/shared/monitoring.yaml"),
+        "apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nmetadata: {name: monitoring, namespace: monitoring}\nspec:\n  clusterSelector: {matchLabels: {env: prod}}\n  namespace: monitoring\n",
+    )
+    .unwrap();
+}
+
+/// Labels change: qa-1 becomes a prod cluster and gains the selector claim; prod-us-1 is
+/// retired and loses it. Their own claims stay.
+fn relabel(fleet: &Path) {
+    edit(
+        &fleet.join("clusters/qa-1.yaml"),
+        "labels: {env: qa}",
+        "labels: {env: prod}",
+    );
+    edit(
+        &fleet.join("clusters/prod-us-1.yaml"),
+        "labels: {env: prod, region: us}",
+        "labels: {env: retired, region: us}",
+    );
+}
+
 /// The repository: `base`, then one tagged commit per change.
 fn repository(dir: &Path) {
     git(dir, &["init", "-q", "-b", "main"]);
@@ -157,6 +186,9 @@ fn every_kind_of_change_gives_its_golden_plan() {
     let mut mismatches = Vec::new();
     let mut base = "base";
     for (tag, _) in CHANGES {
+        if *tag == "selector" {
+            base = "new-cluster";
+        }
         for format in ["markdown", "json"] {
             let (ok, out) = plan(dir.path(), base, tag, format);
             assert_eq!(ok, *tag != "invalid", "{tag} {format}: exit status\n{out}");

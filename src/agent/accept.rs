@@ -81,7 +81,7 @@ pub fn accept(
 mod tests {
     use super::*;
     use crate::source::content_hash;
-    use fleet_core::testing::{claim, cluster, Document, Fleet, FleetFiles};
+    use fleet_core::testing::{claim, cluster, selector_claim, Document, Fleet, FleetFiles};
 
     /// Cluster `c1` with one claim of each name, and `extra` documents.
     fn revision(claims: &[&str], extra: &[&dyn Document]) -> Revision {
@@ -134,5 +134,34 @@ mod tests {
         let allow_in_fleet = revision(&["a"], &[&Fleet::unnamed().allow_mass_prune(true)]);
         assert!(accept(Some(&current), &allow_in_fleet, false).is_ok());
         assert!(accept(Some(&current), &revision(&["a", "b", "c"], &[]), false).is_ok());
+    }
+
+    /// Four prod clusters carrying one selector claim, `relabelled` of them moved to dev.
+    fn selected(relabelled: usize) -> Revision {
+        let mut files = FleetFiles::new().with(&selector_claim("db", &[("env", "prod")]));
+        for i in 0..4 {
+            let env = if i < relabelled { "dev" } else { "prod" };
+            files.add(&cluster(&format!("p{i}")).label("env", env));
+        }
+        let tree = files.tree();
+        Revision {
+            id: content_hash(&tree),
+            tree,
+        }
+    }
+
+    #[test]
+    fn relabelling_most_clusters_out_of_a_selector_at_once_is_refused_as_a_mass_prune() {
+        let current = accept(None, &selected(0), false).unwrap();
+        assert_eq!(current.fleet.claims.len(), 4);
+        match accept(Some(&current), &selected(3), false) {
+            Err(Rejected::MassPrune { clusters, .. }) => {
+                assert_eq!(clusters, vec!["p0", "p1", "p2"])
+            }
+            other => panic!("{other:?}"),
+        }
+        let one = accept(Some(&current), &selected(1), false).unwrap();
+        assert_eq!(one.fleet.claims_of("p0").count(), 0);
+        assert_eq!(one.fleet.claims_of("p1").count(), 1);
     }
 }

@@ -188,6 +188,22 @@ fn section(c: &ClusterPlan, open: bool) -> String {
         }
         ClusterChange::Changed => {}
     }
+    for (moves, verb, what) in [
+        (&c.gains, "gains", "created"),
+        (&c.loses, "loses", "pruned"),
+    ] {
+        for m in moves {
+            let n = m.objects.len();
+            let _ = writeln!(
+                out,
+                "{} {verb} `{}`: its {n} object{} {} {what}.\n",
+                c.name,
+                m.claim,
+                plural(n),
+                if n == 1 { "is" } else { "are" }
+            );
+        }
+    }
     for at in &c.creates {
         let _ = writeln!(out, "- **create** `{at}`");
     }

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::api::LABEL_PSQL;
 use crate::fleetdir::LoadedFleet;
 use crate::model::Diagnostic;
 use crate::reconcile::live::LiveState;
@@ -156,11 +157,27 @@ pub struct ClusterPlan {
     pub creates: Vec<ObjectRef>,
     pub updates: Vec<ObjectUpdate>,
     pub deletes: Vec<ObjectRef>,
+    /// Claims a staying cluster newly carries, with their objects: a new claim, or a
+    /// selector claim its labels now match.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gains: Vec<ClaimMove>,
+    /// Claims a staying cluster no longer carries, with their objects (pruned): a claim
+    /// removed, or a selector claim its labels no longer match.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub loses: Vec<ClaimMove>,
     /// Objects of a removed cluster, left on it unmanaged.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unmanaged: Vec<ObjectRef>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// A claim arriving on or leaving a cluster, and the objects that come or go with it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClaimMove {
+    /// `namespace/name`.
+    pub claim: String,
+    pub objects: Vec<ObjectRef>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -228,6 +245,8 @@ pub fn plan(
             creates: vec![],
             updates: vec![],
             deletes: vec![],
+            gains: vec![],
+            loses: vec![],
             unmanaged: vec![],
             error: None,
         };
@@ -251,6 +270,9 @@ pub fn plan(
                     scope,
                     &mut entry,
                 );
+                if let Some(Ok(b)) = b {
+                    (entry.gains, entry.loses) = claim_moves(b, h);
+                }
                 if b.is_some() && entry.is_empty() {
                     unchanged.push(name.clone());
                     continue;
@@ -288,6 +310,40 @@ impl ClusterPlan {
     fn is_empty(&self) -> bool {
         self.creates.is_empty() && self.updates.is_empty() && self.deletes.is_empty()
     }
+}
+
+/// The claims only one side carries. A cluster's labels decide which selector claims it
+/// carries, so a relabelled cluster reads as what the relabelling does to it.
+fn claim_moves(
+    base: &BTreeMap<ObjectRef, Value>,
+    head: &BTreeMap<ObjectRef, Value>,
+) -> (Vec<ClaimMove>, Vec<ClaimMove>) {
+    let (base, head) = (claims_in(base), claims_in(head));
+    let only = |one: &BTreeMap<String, Vec<ObjectRef>>,
+                other: &BTreeMap<String, Vec<ObjectRef>>| {
+        one.iter()
+            .filter(|(claim, _)| !other.contains_key(*claim))
+            .map(|(claim, objects)| ClaimMove {
+                claim: claim.clone(),
+                objects: objects.clone(),
+            })
+            .collect()
+    };
+    (only(&head, &base), only(&base, &head))
+}
+
+/// Objects by the claim they were rendered from: their namespace and their claim label.
+fn claims_in(objects: &BTreeMap<ObjectRef, Value>) -> BTreeMap<String, Vec<ObjectRef>> {
+    let mut claims: BTreeMap<String, Vec<ObjectRef>> = BTreeMap::new();
+    for (at, object) in objects {
+        if let Some(name) = object["metadata"]["labels"][LABEL_PSQL].as_str() {
+            claims
+                .entry(format!("{}/{name}", at.namespace))
+                .or_default()
+                .push(at.clone());
+        }
+    }
+    claims
 }
 
 fn diff_objects(
