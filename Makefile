@@ -57,6 +57,8 @@ bench:
 	mkdir -p target
 	$(CARGO) bench --bench render > target/bench-render.md
 	cat target/bench-render.md
+	$(CARGO) bench --bench selectors > target/bench-selectors.md
+	cat target/bench-selectors.md
 	$(CARGO) bench --bench fleet
 	$(CARGO) bench --bench webhook
 

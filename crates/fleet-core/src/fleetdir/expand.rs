@@ -244,4 +244,65 @@ mod tests {
         let d = outcome.errors().next().expect("an error");
         assert_eq!(d.field.as_deref(), Some("spec.clusterCustomizations"));
     }
+
+    #[test]
+    fn fleet_pins_and_overrides_choose_versions_for_selector_claims_as_for_named_ones() {
+        let files = FleetFiles::new()
+            .with(
+                &fleet("main")
+                    .pin("stackgres-operator", "1.18.4")
+                    .override_pins(&[("env", "dev")], &[("stackgres-operator", "1.19.0")]),
+            )
+            .with(&cluster("dev-1").label("env", "dev"))
+            .with(&cluster("prod-1").label("env", "prod"))
+            .with(&selector_claim("db", &[]).cluster_selector(LabelSelector::default()));
+        let loaded = load(&files.tree()).fleet.expect("loads");
+        let version = |name: &str| {
+            let c = &loaded.clusters[name];
+            let objects = render_cluster(&loaded.settings, c, loaded.claims_of(name), |_| {
+                Observed::default()
+            });
+            objects
+                .iter()
+                .map(|o| o.to_json())
+                .find(|o| o["spec"]["forProvider"]["chart"]["name"] == "stackgres-operator")
+                .expect("the StackGres Release")["spec"]["forProvider"]["chart"]["version"]
+                .clone()
+        };
+        assert_eq!(version("dev-1"), json!("1.19.0"));
+        assert_eq!(version("prod-1"), json!("1.18.4"));
+    }
+
+    #[test]
+    fn a_customization_reaches_the_rendered_values_over_the_chart_defaults() {
+        use crate::testing::component;
+        let db = selector_claim("db", &[("env", "prod")])
+            .stackgres(component().values(json!({"deploy": {"restapi": false}})))
+            .customize(
+                &[("region", "eu")],
+                Some(json!({"deploy": {"collector": false}})),
+                None,
+            );
+        let loaded = load(&clusters().with(&db).tree()).fleet.expect("loads");
+        let values = |name: &str| {
+            let c = &loaded.clusters[name];
+            let objects = render_cluster(&loaded.settings, c, loaded.claims_of(name), |_| {
+                Observed::default()
+            });
+            objects
+                .iter()
+                .map(|o| o.to_json())
+                .find(|o| o["metadata"]["name"] == "stackgres-operator")
+                .expect("the StackGres Release")["spec"]["forProvider"]["values"]
+                .clone()
+        };
+        assert_eq!(
+            values("prod-eu-1"),
+            json!({"deploy": {"operator": true, "restapi": false, "collector": false}})
+        );
+        assert_eq!(
+            values("prod-us-1"),
+            json!({"deploy": {"operator": true, "restapi": false}})
+        );
+    }
 }
