@@ -22,7 +22,7 @@ fn labels(c: usize) -> [(&'static str, &'static str); 3] {
     [
         ("env", ["dev", "staging", "prod"][c % 3]),
         ("region", ["eu", "us", "ap", "sa"][(c / 3) % 4]),
-        ("tier", if c % 5 == 0 { "edge" } else { "core" }),
+        ("tier", if c.is_multiple_of(5) { "edge" } else { "core" }),
     ]
 }
 
