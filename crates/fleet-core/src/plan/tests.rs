@@ -272,3 +272,48 @@ fn a_large_plan_folds_its_sections_and_fits_the_size_limit() {
         "the table lists every cluster"
     );
 }
+
+#[test]
+fn relabelled_clusters_gain_and_lose_a_selector_claim_with_its_objects() {
+    use crate::testing::selector_claim;
+    let db = [selector_claim("db", &[("env", "prod")]).install_namespace("db")];
+    let base = snapshot(&tree(&settings("1.18.4"), CLUSTERS, &db));
+    let relabelled = [("dev-1", "prod"), ("prod-1", "retired"), ("qa-1", "qa")];
+    let head = snapshot(&tree(&settings("1.18.4"), &relabelled, &db));
+    let p = plan(&labels(), Against::Revision, &base, &head, vec![]);
+    let moves: Vec<_> = p
+        .clusters
+        .iter()
+        .map(|c| {
+            let names = |m: &[ClaimMove]| -> Vec<(String, usize)> {
+                m.iter()
+                    .map(|m| (m.claim.clone(), m.objects.len()))
+                    .collect()
+            };
+            (
+                c.name.as_str(),
+                names(&c.gains),
+                names(&c.loses),
+                c.creates.len(),
+                c.deletes.len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        vec![
+            ("dev-1", vec![("default/db".to_string(), 3)], vec![], 3, 0),
+            ("prod-1", vec![], vec![("default/db".to_string(), 3)], 0, 3),
+        ]
+    );
+    assert_eq!(p.unchanged, vec!["qa-1"]);
+    let md = markdown::render(&p);
+    assert!(
+        md.contains("dev-1 gains `default/db`: its 3 objects are created."),
+        "{md}"
+    );
+    assert!(
+        md.contains("prod-1 loses `default/db`: its 3 objects are pruned."),
+        "{md}"
+    );
+}
