@@ -309,6 +309,38 @@ fn files_left_unread_are_warnings_naming_them() {
     }
 }
 
+/// Selector claims that take every cluster, or none, are valid with a warning each; the
+/// summary says how many claims the selectors placed.
+#[test]
+fn an_empty_selector_and_a_selector_matching_nothing_are_warnings() {
+    let (_tmp, fleet) = base_with(|f| {
+        fs::write(
+            f.join("claims/everywhere.yaml"),
+            "apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nmetadata: {name: everywhere, namespace: everywhere}\nspec:\n  clusterSelector: {}\n  namespace: everywhere\n---\napiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nmetadata: {name: nowhere, namespace: nowhere}\nspec:\n  clusterSelector: {matchLabels: {env: qa}}\n",
+        )
+        .unwrap();
+    });
+    let out = common::psql_fleet(["validate"])
+        .arg(&fleet)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for line in [
+        "claims/everywhere.yaml:5:3: document 1: spec.clusterSelector: warning: the empty selector matches every cluster in the fleet, including clusters added later",
+        "claims/everywhere.yaml:12:3: document 2: spec.clusterSelector: warning: matches none of the fleet's 2 clusters, so the claim renders nothing",
+    ] {
+        assert!(stderr.lines().any(|l| l == line), "missing {line:?} in\n{stderr}");
+    }
+    assert!(
+        stdout.contains("valid: 2 clusters, 3 claims (2 placed by 1 selector claim), 2 warnings"),
+        "{stdout}"
+    );
+}
+
 /// A file over the size limit is refused with the size it has, not the size of what a
 /// capped read saw.
 #[test]

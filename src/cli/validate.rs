@@ -80,8 +80,9 @@ fn selector_summary(fleet: &fleet_core::fleetdir::LoadedFleet) -> String {
         return String::new();
     }
     let sources: std::collections::BTreeSet<_> = placed.iter().collect();
+    let plural = if sources.len() == 1 { "" } else { "s" };
     format!(
-        " ({} placed by {} selector claims)",
+        " ({} placed by {} selector claim{plural})",
         placed.len(),
         sources.len()
     )
