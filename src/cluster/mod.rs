@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::metrics::Metrics;
 use crate::status::{ClusterStatus, StatusReport};
 use fleet_core::fleetdir::LoadedFleet;
+use fleet_core::model::fleet::RemovedClusters;
 use fleet_core::model::Cluster;
 use fleet_core::rollout::Health;
 
@@ -92,6 +93,11 @@ impl Assignment {
     /// The cluster's entry in the newest revision; `None` once it left the fleet.
     pub fn cluster(&self, name: &str) -> Option<&Cluster> {
         self.newest.fleet.clusters.get(name)
+    }
+
+    /// Whether a cluster that left the fleet is emptied before its worker ends.
+    pub fn leaving_prunes(&self) -> bool {
+        self.newest.fleet.settings.removed_clusters() == RemovedClusters::Prune
     }
 
     /// Whether `other` reaches cluster `name` differently: a session must start over. A

@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use super::live_view::LiveView;
 use super::pass::{self, Memory, Outcome};
-use super::{apply, identity, kubeconfig, worker, Assignment, Shared};
+use super::{apply, identity, kubeconfig, Assignment, Shared};
 use crate::metrics::ErrorReason;
 use fleet_core::api::LABEL_FLEET;
 use fleet_core::model::Cluster;
@@ -95,7 +95,7 @@ pub async fn run(
             changed = assignment.changed() => {
                 if changed.is_err() { return End::Stop; }
                 let now = assignment.borrow().clone();
-                if now.cluster(name).is_none() && !worker::leaving_prunes(&now) { return End::Reconnect; }
+                if now.cluster(name).is_none() && !now.leaving_prunes() { return End::Reconnect; }
                 if now.reconnects(&started_with, name) { return End::Reconnect; }
                 due = true;
             }

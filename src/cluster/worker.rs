@@ -10,13 +10,7 @@ use super::pass::Memory;
 use super::session::{self, End};
 use super::{kubeconfig, Assignment, Shared};
 use crate::metrics::ErrorReason;
-use fleet_core::model::fleet::RemovedClusters;
 use fleet_core::reconcile::Backoff;
-
-/// Whether a cluster that left the fleet is emptied before its worker ends.
-pub fn leaving_prunes(assignment: &Assignment) -> bool {
-    assignment.newest.fleet.settings.removed_clusters() == RemovedClusters::Prune
-}
 
 /// Runs until `stop` turns true, the agent drops the cluster's assignment, or the cluster
 /// left the fleet and what it owned there is pruned or released.
@@ -40,7 +34,7 @@ pub async fn run(
         let Some(cluster) = entry.clone() else {
             return;
         };
-        if current.cluster(&name).is_none() && !leaving_prunes(&current) {
+        if current.cluster(&name).is_none() && !current.leaving_prunes() {
             tracing::info!(cluster = %name, "cluster left the fleet; its objects are left in place (spec.prune.removedClusters: orphan)");
             shared.forget(&name);
             return;
