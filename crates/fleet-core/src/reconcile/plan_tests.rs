@@ -106,6 +106,13 @@ fn names(actions: &[Action]) -> Vec<String> {
         .collect()
 }
 
+/// The claim `app`'s objects deleted, in the safe order.
+const APP_PRUNED: [&str; 3] = [
+    "delete Release app/atlas-operator",
+    "delete Usage app/app-delete-atlas-operator-before-stackgres-operator",
+    "delete Release app/stackgres-operator",
+];
+
 /// One claim, `app`, on cluster `c1`, applied and ready there.
 fn converged_app() -> (LoadedFleet, FakeCluster) {
     let f = fleet(&["c1"], &[("app", "c1")]);
@@ -229,14 +236,7 @@ fn a_removed_claim_is_pruned_in_the_safe_order_while_others_stay() {
     let mut cluster = FakeCluster::new();
     cluster.converge(&before, "c1");
     let taken = cluster.converge(&after, "c1");
-    assert_eq!(
-        names(&taken),
-        vec![
-            "delete Release app/atlas-operator",
-            "delete Usage app/app-delete-atlas-operator-before-stackgres-operator",
-            "delete Release app/stackgres-operator",
-        ]
-    );
+    assert_eq!(names(&taken), APP_PRUNED);
     assert_eq!(cluster.live.len(), 3);
 }
 
@@ -413,14 +413,7 @@ fn a_cluster_that_left_the_fleet_is_emptied_in_the_safe_order() {
         cluster.carry_out(&actions);
         taken.extend(actions);
     }
-    assert_eq!(
-        names(&taken),
-        vec![
-            "delete Release app/atlas-operator",
-            "delete Usage app/app-delete-atlas-operator-before-stackgres-operator",
-            "delete Release app/stackgres-operator",
-        ]
-    );
+    assert_eq!(names(&taken), APP_PRUNED);
     assert!(cluster.live.is_empty());
 }
 
