@@ -47,10 +47,12 @@ pub enum ErrorReason {
     DuplicateCluster,
     /// A desired object exists already, labelled as another fleet's or entry's.
     OwnedElsewhere,
+    /// The cluster does not serve the Release or the Usage API.
+    MissingApi,
 }
 
 impl ErrorReason {
-    pub const ALL: [ErrorReason; 11] = [
+    pub const ALL: [ErrorReason; 12] = [
         Self::Unreachable,
         Self::Timeout,
         Self::Conflict,
@@ -62,6 +64,7 @@ impl ErrorReason {
         Self::AnotherWriter,
         Self::DuplicateCluster,
         Self::OwnedElsewhere,
+        Self::MissingApi,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -77,6 +80,7 @@ impl ErrorReason {
             Self::AnotherWriter => "another_writer",
             Self::DuplicateCluster => "duplicate_cluster",
             Self::OwnedElsewhere => "owned_elsewhere",
+            Self::MissingApi => "missing_api",
         }
     }
 }

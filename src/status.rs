@@ -185,6 +185,9 @@ pub struct ClusterStatus {
     /// status too.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub leaving: bool,
+    /// The APIs the fleet writes that the cluster does not serve (`releases.helm…/v1beta1`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_apis: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -254,6 +257,8 @@ impl StatusReport {
                     format!("leaving the fleet: pruning{reach}")
                 } else if !c.reachable {
                     "unreachable".to_string()
+                } else if !c.missing_apis.is_empty() {
+                    format!("missing API {}", c.missing_apis.join(", "))
                 } else if let Some(s) = &c.suspended {
                     format!("suspended ({s})")
                 } else if c.pending_revision.is_some() {

@@ -13,6 +13,7 @@
 //! - [`live_view`]: the cluster's objects as the watch events say they are;
 //! - [`pass`]: one reconcile pass: plan, carry out the actions, report.
 
+pub mod apis;
 pub mod apply;
 pub mod identity;
 pub mod kubeconfig;

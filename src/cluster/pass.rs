@@ -52,13 +52,19 @@ pub struct Outcome {
 }
 
 /// One reconcile pass. `entry` is the cluster's entry as last seen, which a cluster that
-/// left the fleet is still reached and emptied through.
+/// left the fleet is still reached and emptied through; `usage_api`, whether the cluster
+/// serves Usages at all.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one pass's inputs, each from elsewhere"
+)]
 pub async fn run(
     name: &str,
     entry: &Cluster,
     shared: &Shared,
     client: &kube::Client,
     assignment: &Assignment,
+    usage_api: bool,
     view: &mut LiveView,
     state: &mut Memory,
 ) -> Outcome {
@@ -96,6 +102,7 @@ pub async fn run(
         guard_prune: !assignment.newest.has_baseline,
         allow_mass_prune: shared.allow_mass_prune,
         former_names,
+        usage_api,
     });
     let inventory = Inventory {
         fleet: &given.fleet.settings.name,

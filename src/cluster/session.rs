@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use super::live_view::LiveView;
 use super::pass::{self, Memory, Outcome};
-use super::{apply, identity, kubeconfig, Assignment, Shared};
+use super::{apis, apply, identity, kubeconfig, Assignment, Shared};
 use crate::metrics::ErrorReason;
 use fleet_core::api::LABEL_FLEET;
 use fleet_core::model::Cluster;
@@ -80,9 +80,21 @@ pub async fn run(
             .map(move |e| (kind, e))
             .boxed()
     };
-    let mut events =
-        futures::stream::select(stream_of(ObjectKind::Release), stream_of(ObjectKind::Usage));
-    let mut view = LiveView::default();
+    let served = apis::served(&client, shared.call_timeout).await;
+    report_missing(shared, name, &served);
+    // Only what is served is watched: a watch on a missing API fails for good, and a
+    // cluster without Releases gets no pass at all until its APIs are there.
+    let kinds: Vec<ObjectKind> = match (served.releases, served.usages) {
+        (false, _) => Vec::new(),
+        (true, false) => vec![ObjectKind::Release],
+        (true, true) => vec![ObjectKind::Release, ObjectKind::Usage],
+    };
+    let mut events = if kinds.is_empty() {
+        futures::stream::pending().boxed()
+    } else {
+        futures::stream::select_all(kinds.iter().map(|k| stream_of(*k))).boxed()
+    };
+    let mut view = LiveView::watching(kinds.len());
     let mut resync = tokio::time::interval(shared.resync);
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut attempt = 0u32;
@@ -127,6 +139,14 @@ pub async fn run(
                     tracing::info!(cluster = %name, "kubeconfig changed; reconnecting");
                     return End::Reconnect;
                 }
+                if served != apis::Served::ALL {
+                    let now = apis::served(&client, shared.call_timeout).await;
+                    report_missing(shared, name, &now);
+                    if now != served {
+                        tracing::info!(cluster = %name, "the cluster's APIs changed; reconnecting");
+                        return End::Reconnect;
+                    }
+                }
                 due = pass_due(Wake::Resync, retry_at.is_some());
             }
             _ = async { if let Some(at) = retry_at { tokio::time::sleep_until(at).await } else { std::future::pending::<()>().await } } => {
@@ -157,9 +177,18 @@ pub async fn run(
         }
         let current = assignment.borrow().clone();
         let span = tracing::info_span!("reconcile", cluster = %name, revision = %short(&current.newest.revision));
-        let outcome = pass::run(name, entry, shared, &client, &current, &mut view, memory)
-            .instrument(span)
-            .await;
+        let outcome = pass::run(
+            name,
+            entry,
+            shared,
+            &client,
+            &current,
+            served.usages,
+            &mut view,
+            memory,
+        )
+        .instrument(span)
+        .await;
         if outcome.left {
             return End::Left;
         }
@@ -177,6 +206,16 @@ pub async fn run(
             attempt = attempt.saturating_add(1);
         }
     }
+}
+
+/// Says what the cluster lacks (status, log, metric), or that it lacks nothing now.
+fn report_missing(shared: &Shared, name: &str, served: &apis::Served) {
+    let missing = served.missing();
+    if let Some(problem) = served.problem(name) {
+        tracing::warn!(cluster = %name, missing = ?missing, "{problem}");
+        shared.metrics.count_error(name, ErrorReason::MissingApi);
+    }
+    shared.update_status(name, |s| s.missing_apis = missing);
 }
 
 impl Reachability {
