@@ -131,14 +131,14 @@ pub fn run(args: &RunArgs) -> ExitCode {
     let credentials = match Credentials::load(args.git_token_file.as_deref()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::error_chain::chain(&e));
             return ExitCode::FAILURE;
         }
     };
     if let SourceSpec::Git(url) = SourceSpec::parse(&args.source) {
         crate::source::git::init();
         if let Err(e) = crate::source::git::check_transport(&url) {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::error_chain::chain(&e));
             return ExitCode::FAILURE;
         }
     }
@@ -148,7 +148,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         #[allow(unsafe_code, reason = "see trust_ca_file's safety section")]
         let trusted = unsafe { crate::source::git::trust_ca_file(ca_file) };
         if let Err(e) = trusted {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::error_chain::chain(&e));
             return ExitCode::FAILURE;
         }
     }
@@ -165,7 +165,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
                 secret,
             }),
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", crate::error_chain::chain(&e));
                 return ExitCode::FAILURE;
             }
         },
@@ -183,7 +183,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
             match client {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("error: {}", crate::error_chain::chain(&e));
                     return ExitCode::FAILURE;
                 }
             }
@@ -221,7 +221,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
     match runtime.block_on(running) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::error_chain::chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -1,6 +1,7 @@
 //! Writes to one cluster: server-side apply with field manager `psql-fleet`, deletes, and
 //! `events.k8s.io/v1` Events. Every call has a timeout; errors are typed so that the worker
-//! counts them by a fixed reason and never quotes anything but codes and names.
+//! counts them by a fixed reason, and say what failed down to its cause (the server's
+//! answer, or why it could not be reached), through [`crate::error_chain`].
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use kube::api::{
 };
 use kube::Client;
 
+use crate::error_chain;
 use crate::metrics::ErrorReason;
 use fleet_core::api::{Release, Usage};
 use fleet_core::reconcile::diff::Serialized;
@@ -36,7 +38,7 @@ pub enum Error {
         code: u16,
         reason: String,
         /// The Status message, such as `namespaces "payments" not found`, as far as it
-        /// may be quoted (`server_message`).
+        /// may be quoted ([`error_chain::server_message`]).
         message: String,
     },
     #[error("cluster {cluster}: {object}: no answer within {seconds}s")]
@@ -45,8 +47,13 @@ pub enum Error {
         object: String,
         seconds: u64,
     },
-    #[error("cluster {cluster}: {object}: cannot reach the API server")]
-    Unreachable { cluster: String, object: String },
+    #[error("cluster {cluster}: {object}: cannot reach the API server: {cause}")]
+    Unreachable {
+        cluster: String,
+        object: String,
+        /// Why, down to the innermost cause (a TLS or connection error), redacted.
+        cause: String,
+    },
 }
 
 impl Error {
@@ -72,33 +79,6 @@ fn said(message: &str) -> String {
     } else {
         format!(": {message}")
     }
-}
-
-/// kube-rs's reason for an error body that is not a Kubernetes Status.
-const NOT_A_STATUS: &str = "Failed to parse error data";
-
-/// What of an error answer may be quoted in status, Events and logs. A Status message is
-/// written by the API server about the object (no credentials in it), but an error body
-/// that is not a Status comes from whatever answered (a proxy page may echo the request
-/// and its Authorization header), so only a Status is quoted, on one bounded line, and
-/// never one that mentions credentials.
-fn server_message(status: &kube::core::Status) -> String {
-    if status.reason == NOT_A_STATUS {
-        return String::new();
-    }
-    let lower = status.message.to_lowercase();
-    if ["bearer", "authorization", "token", "client-key", "password"]
-        .iter()
-        .any(|word| lower.contains(word))
-    {
-        return "(message withheld: it mentions credentials)".to_string();
-    }
-    status
-        .message
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect()
 }
 
 pub fn resource(kind: ObjectKind) -> ApiResource {
@@ -128,16 +108,20 @@ fn error(cluster: &str, at: &ObjectRef, e: kube::Error) -> Error {
         kube::Error::Api(status) if status.code == 409 => Error::Conflict {
             cluster,
             object,
-            message: server_message(&status),
+            message: error_chain::server_message(&status),
         },
         kube::Error::Api(status) => Error::Api {
             cluster,
             object,
             code: status.code,
-            message: server_message(&status),
+            message: error_chain::server_message(&status),
             reason: status.reason,
         },
-        _ => Error::Unreachable { cluster, object },
+        e => Error::Unreachable {
+            cluster,
+            object,
+            cause: error_chain::chain(&e),
+        },
     }
 }
 
@@ -291,7 +275,7 @@ mod tests {
     fn a_body_that_is_not_a_status_or_that_mentions_credentials_is_not_quoted() {
         // What kube-rs makes of a proxy's page that echoes the request.
         let echo = "GET /apis HTTP/1.1\nAuthorization: Bearer s3cret";
-        let proxy = Status::failure(echo, NOT_A_STATUS).with_code(502);
+        let proxy = Status::failure(echo, error_chain::NOT_A_STATUS).with_code(502);
         let said = answered(proxy);
         assert!(
             !said.contains("s3cret") && !said.contains("Bearer"),
