@@ -5,12 +5,14 @@
 
 use std::time::Duration;
 
+use either::Either;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams,
 };
+use kube::core::Status;
 use kube::Client;
 
 use crate::error_chain;
@@ -125,6 +127,18 @@ fn error(cluster: &str, at: &ObjectRef, e: kube::Error) -> Error {
     }
 }
 
+/// What a delete's answer says is left: the object, terminating, while finalizers hold
+/// it; `None` once it is gone. An object deleted at once is answered with a `Status`
+/// (`Success`, as a real API server does for an object without finalizers) or, for a
+/// custom resource, with the object as it was, without a deletion timestamp: both are
+/// deleted.
+fn still_there(kind: ObjectKind, answer: Either<DynamicObject, Status>) -> Option<LiveObject> {
+    answer
+        .left()
+        .and_then(|held| to_live(kind, held))
+        .filter(LiveObject::terminating)
+}
+
 /// Writes to one cluster.
 pub struct Writer {
     pub client: Client,
@@ -188,12 +202,7 @@ impl Writer {
             .bounded(at, api.delete(&at.name, &DeleteParams::default()))
             .await
         {
-            // A custom resource deleted at once comes back too (as it was), without a
-            // deletion timestamp: only a terminating answer is still there.
-            Ok(answer) => Ok(answer
-                .left()
-                .and_then(|held| to_live(at.kind, held))
-                .filter(LiveObject::terminating)),
+            Ok(answer) => Ok(still_there(at.kind, answer)),
             Err(Error::Api { code: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -245,7 +254,6 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::core::Status;
 
     fn at() -> ObjectRef {
         ObjectRef {
@@ -292,5 +300,37 @@ mod tests {
         let long = Status::failure(&"x\n".repeat(400), "Invalid").with_code(422);
         let said = answered(long);
         assert!(!said.contains('\n') && said.len() < 500, "{said}");
+    }
+
+    fn served(deletion_timestamp: Option<&str>) -> DynamicObject {
+        let mut metadata = serde_json::json!({
+            "name": "atlas-operator",
+            "namespace": "payments",
+            "finalizers": ["finalizer.managedresource.crossplane.io"],
+        });
+        if let Some(at) = deletion_timestamp {
+            metadata["deletionTimestamp"] = at.into();
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "helm.m.crossplane.io/v1beta1",
+            "kind": "Release",
+            "metadata": metadata,
+            "spec": {},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_delete_answered_with_success_or_the_object_as_it_was_is_deleted_and_one_with_a_deletion_timestamp_is_terminating(
+    ) {
+        let kind = ObjectKind::Release;
+        let mut success = Status::success();
+        success.code = 200;
+        assert!(still_there(kind, Either::Right(success)).is_none());
+        assert!(still_there(kind, Either::Left(served(None))).is_none());
+        let held = still_there(kind, Either::Left(served(Some("2026-12-03T11:00:00Z"))))
+            .expect("a terminating object is still there");
+        assert!(held.terminating());
+        assert_eq!(held.object_ref.name, "atlas-operator");
     }
 }
