@@ -147,3 +147,45 @@ async fn text_logs_keep_one_event_per_line_whatever_a_file_name_or_a_halt_reason
     assert!(log.contains("rollout halt refused"), "{log}");
     f.shutdown().await;
 }
+
+/// Without `--cache-dir` the agent keeps its cache in the user's cache directory, never in
+/// the working directory (often a checkout of the fleet repository), and says where at
+/// start, before anything else can fail.
+#[test]
+fn without_cache_dir_the_cache_is_the_users_cache_directory_and_the_start_up_log_says_so() {
+    let scratch = tempfile::tempdir().unwrap();
+    let checkout = scratch.path().join("checkout");
+    std::fs::create_dir(&checkout).unwrap();
+    let xdg = scratch.path().join("xdg");
+    // A source missing at start: the agent gets as far as its rollout state, then ends.
+    let out = test_support::psql_fleet(["run", "--listen", "127.0.0.1:0"])
+        .arg("--source")
+        .arg(scratch.path().join("no-such-fleet"))
+        .arg("--credentials-dir")
+        .arg(scratch.path())
+        .current_dir(&checkout)
+        .env("XDG_CACHE_HOME", &xdg)
+        .env("HOME", scratch.path().join("home"))
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("cache directory"))
+        .unwrap_or_else(|| panic!("no cache directory line:\n{stderr}"));
+    let cache = xdg.join("psql-fleet");
+    assert!(
+        line.contains(&format!("cache_dir={}", cache.display()))
+            && line.contains(r#"from="$XDG_CACHE_HOME""#),
+        "{line}"
+    );
+    assert!(cache.join("state").is_dir(), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(&checkout).unwrap().count(),
+        0,
+        "the agent wrote into the working directory"
+    );
+}

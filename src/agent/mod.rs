@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::cluster::{Accepted, Report, Shared};
+use crate::error_chain;
 use crate::metrics::{ErrorReason, Metrics};
 use crate::source::git::GitRef;
 use crate::source::{GitSettings, Revision, SourceSpec};
@@ -310,6 +311,7 @@ impl Agent {
 
     /// `--wait-for-source`: nothing read yet, and the status says what it waits for.
     fn wait_for_source(&self, e: &crate::source::Error) {
+        let e = error_chain::chain(e);
         tracing::warn!(error = %e, "waiting for the fleet source (--wait-for-source)");
         self.with_status(|s| {
             s.source.last_error = Some(format!("waiting for the fleet source: {e}"));
@@ -322,8 +324,9 @@ impl Agent {
         let revision = match revision {
             Ok(r) => r,
             Err(e) => {
+                let e = error_chain::chain(&e);
                 tracing::warn!(error = %e, "cannot read the fleet source; keeping the last good revision");
-                self.with_status(|s| s.source.last_error = Some(e.to_string()));
+                self.with_status(|s| s.source.last_error = Some(e));
                 return;
             }
         };

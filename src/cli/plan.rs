@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use git2::Repository;
 
+use crate::error_chain::{chain, with_cause};
 use crate::github;
 use fleet_core::fleetdir::{self, FileTree, LoadOutcome, LoadedFleet};
 use fleet_core::plan::{self, markdown, Against, Labels, Plan, Snapshot};
@@ -92,7 +93,7 @@ pub fn run(args: &PlanArgs) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", chain(&e));
             ExitCode::FAILURE
         }
     }
@@ -230,10 +231,10 @@ async fn read_live(
         let read = async {
             let client = crate::cluster::kubeconfig::client_in(credentials, cluster)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| chain(&e))?;
             crate::cluster::list::owned_objects(&client, &fleet.settings.name, &cluster.name)
                 .await
-                .map_err(|e| format!("cannot list its objects: {}", list_error(&e)))
+                .map_err(|e| with_cause("cannot list its objects", &e))
         };
         let result = tokio::time::timeout(CLUSTER_TIMEOUT, read)
             .await
@@ -241,14 +242,6 @@ async fn read_live(
         (cluster.name.clone(), result)
     });
     futures::future::join_all(reads).await.into_iter().collect()
-}
-
-/// A short reason for a failed list: the API's own message, or the kind of transport error.
-fn list_error(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(status) => format!("HTTP {}: {}", status.code, status.message),
-        _ => "the cluster cannot be reached".to_string(),
-    }
 }
 
 #[cfg(test)]

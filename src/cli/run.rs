@@ -58,9 +58,10 @@ pub struct RunArgs {
     pub max_concurrency: usize,
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    /// Where Git sources are cloned.
-    #[arg(long, default_value = ".psql-fleet-cache")]
-    pub cache_dir: PathBuf,
+    /// Where Git sources are cloned and, unless --state-dir, the rollout state is kept
+    /// [default: $XDG_CACHE_HOME/psql-fleet, else ~/.cache/psql-fleet].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
     /// Where the rollout state is kept: which revision each cluster was given and where
     /// each wave stands, so a restart skips no gate (default `<cache-dir>/state`).
     #[arg(long)]
@@ -128,17 +129,30 @@ async fn shutdown_signal() {
 
 pub fn run(args: &RunArgs) -> ExitCode {
     init_logging(args.log_format);
+    let cache_dir =
+        match super::cache_dir::resolve(args.cache_dir.as_deref(), |name| std::env::var_os(name)) {
+            Ok(dir) => dir,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    tracing::info!(
+        cache_dir = %cache_dir.path.display(),
+        from = cache_dir.from,
+        "cache directory (Git clones; the rollout state unless --state-dir)"
+    );
     let credentials = match Credentials::load(args.git_token_file.as_deref()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::error_chain::chain(&e));
             return ExitCode::FAILURE;
         }
     };
     if let SourceSpec::Git(url) = SourceSpec::parse(&args.source) {
         crate::source::git::init();
         if let Err(e) = crate::source::git::check_transport(&url) {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::error_chain::chain(&e));
             return ExitCode::FAILURE;
         }
     }
@@ -148,7 +162,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         #[allow(unsafe_code, reason = "see trust_ca_file's safety section")]
         let trusted = unsafe { crate::source::git::trust_ca_file(ca_file) };
         if let Err(e) = trusted {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::error_chain::chain(&e));
             return ExitCode::FAILURE;
         }
     }
@@ -165,7 +179,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
                 secret,
             }),
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", crate::error_chain::chain(&e));
                 return ExitCode::FAILURE;
             }
         },
@@ -183,7 +197,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
             match client {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("error: {}", crate::error_chain::chain(&e));
                     return ExitCode::FAILURE;
                 }
             }
@@ -193,7 +207,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         source: SourceSpec::parse(&args.source),
         reference,
         credentials,
-        cache_dir: args.cache_dir.clone(),
+        cache_dir: cache_dir.path,
         credentials_dir: args.credentials_dir.clone(),
         listen: args.listen,
         dry_run: args.dry_run,
@@ -221,7 +235,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
     match runtime.block_on(running) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::error_chain::chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -16,6 +16,7 @@ use tracing::Instrument;
 use super::live_view::LiveView;
 use super::pass::{self, Memory, Outcome};
 use super::{apis, apply, identity, kubeconfig, Assignment, Shared};
+use crate::error_chain;
 use crate::metrics::ErrorReason;
 use fleet_core::api::LABEL_FLEET;
 use fleet_core::model::Cluster;
@@ -265,8 +266,12 @@ impl Reachability {
         match outcome.reached {
             // The pass's own calls are the latest word on the server.
             Some(reached) => {
-                let error =
-                    (!reached).then(|| format!("cluster {name}: unreachable while applying"));
+                let error = (!reached).then(|| {
+                    outcome
+                        .unreached
+                        .clone()
+                        .unwrap_or_else(|| format!("cluster {name}: unreachable while applying"))
+                });
                 self.set(shared, name, reached, None, error);
             }
             // A pass that called nothing knows nothing new, and a watch that reconnected
@@ -300,37 +305,79 @@ impl Reachability {
     }
 }
 
-/// What failed, with the API server's code and reason when it answered (never its
-/// message, which may quote a request), and the metric reason it counts under.
+/// What failed, down to its cause: the API server's code, reason and message when it
+/// answered, else why it could not be reached (a refused connection, an untrusted
+/// certificate); and the metric reason it counts under.
 fn watch_error(e: &watcher::Error) -> (String, ErrorReason) {
-    let (what, answer) = match e {
-        watcher::Error::InitialListFailed(e) => ("initial list failed", api_answer(e)),
-        watcher::Error::WatchStartFailed(e) => ("watch could not start", api_answer(e)),
-        watcher::Error::WatchError(s) => {
-            ("API server returned an error", Some((s.code, &s.reason)))
-        }
-        watcher::Error::WatchFailed(e) => ("watch connection failed", api_answer(e)),
-        _ => ("watch failed", None),
+    let (what, cause): (&str, &(dyn std::error::Error + 'static)) = match e {
+        watcher::Error::InitialListFailed(e) => ("initial list failed", e),
+        watcher::Error::WatchStartFailed(e) => ("watch could not start", e),
+        watcher::Error::WatchError(s) => ("API server returned an error", s.as_ref()),
+        watcher::Error::WatchFailed(e) => ("watch connection failed", e),
+        _ => ("watch failed", e),
     };
-    match answer {
-        Some((code, reason)) => (
-            format!("{what}: API server answered {code} {reason}"),
-            match code {
-                401 | 403 => ErrorReason::Forbidden,
-                _ => ErrorReason::ApiError,
-            },
-        ),
-        None => (what.to_string(), ErrorReason::Unreachable),
-    }
+    let text = error_chain::with_cause(what, cause);
+    let reason = match answered_code(e) {
+        Some(401 | 403) => ErrorReason::Forbidden,
+        Some(_) => ErrorReason::ApiError,
+        None => ErrorReason::Unreachable,
+    };
+    (text, reason)
 }
 
-fn api_answer(e: &kube::Error) -> Option<(u16, &String)> {
+/// The code the API server answered with, when it answered.
+fn answered_code(e: &watcher::Error) -> Option<u16> {
     match e {
-        kube::Error::Api(s) => Some((s.code, &s.reason)),
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => Some(s.code),
+        watcher::Error::WatchError(s) => Some(s.code),
         _ => None,
     }
 }
 
 fn short(revision: &str) -> &str {
     revision.get(..12).unwrap_or(revision)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    #[test]
+    fn a_watch_error_says_the_server_answer_or_the_cause_it_could_not_reach_it_for() {
+        let forbidden = Status::failure("releases is forbidden: User cannot list", "Forbidden")
+            .with_code(403)
+            .boxed();
+        let (text, reason) = watch_error(&watcher::Error::InitialListFailed(kube::Error::Api(
+            forbidden,
+        )));
+        assert_eq!(
+            text,
+            "initial list failed: API server answered 403 Forbidden: releases is forbidden: User cannot list"
+        );
+        assert_eq!(reason, ErrorReason::Forbidden);
+
+        let tls = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "invalid peer certificate: CaUsedAsEndEntity",
+        );
+        let (text, reason) = watch_error(&watcher::Error::InitialListFailed(kube::Error::Service(
+            Box::new(tls),
+        )));
+        assert_eq!(
+            text,
+            "initial list failed: ServiceError: invalid peer certificate: CaUsedAsEndEntity"
+        );
+        assert_eq!(reason, ErrorReason::Unreachable);
+
+        let gone = Status::failure("too old resource version", "Expired").with_code(410);
+        let (text, reason) = watch_error(&watcher::Error::WatchError(gone.boxed()));
+        assert_eq!(
+            text,
+            "API server returned an error: API server answered 410 Expired: too old resource version"
+        );
+        assert_eq!(reason, ErrorReason::ApiError);
+    }
 }

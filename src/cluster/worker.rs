@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use super::pass::Memory;
 use super::session::{self, End};
 use super::{kubeconfig, Assignment, Shared};
+use crate::error_chain;
 use crate::metrics::ErrorReason;
 use fleet_core::reconcile::Backoff;
 
@@ -68,6 +69,7 @@ pub async fn run(
                 .await
             }
             Err(e) => {
+                let e = error_chain::chain(&e);
                 tracing::warn!(cluster = %name, error = %e, "cannot build client");
                 shared.metrics.count_error(&name, ErrorReason::Kubeconfig);
                 shared.metrics.set_reachable(&name, false);
@@ -75,7 +77,7 @@ pub async fn run(
                 shared.metrics.record_unobserved(&name, claims);
                 shared.update_status(&name, |s| {
                     s.reachable = false;
-                    s.last_error = Some(e.to_string());
+                    s.last_error = Some(e);
                 });
                 End::Failed
             }
