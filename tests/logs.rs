@@ -32,6 +32,7 @@ async fn run_agent(format: &str) -> (String, Vec<String>) {
         .spawn_agent(ProcessOptions {
             log_format: Some(format.into()),
             rust_log: Some("debug".into()),
+            ..ProcessOptions::default()
         })
         .await;
     agent.wait_converged(&f.names, 1).await;

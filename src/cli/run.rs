@@ -11,7 +11,7 @@ use clap::{Args, ValueEnum};
 use crate::agent::commit_status::CommitStatuses;
 use crate::agent::driver::WaveObserver;
 use crate::agent::{self, Config};
-use crate::source::git::{Credentials, GitRef};
+use crate::source::git::{Credentials, GitRef, SshAuth};
 use crate::source::SourceSpec;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -23,8 +23,8 @@ pub enum LogFormat {
 /// Run the agent: watch the fleet source and keep every cluster reconciled.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Fleet directory, or a Git URL (https://, http://, git://, file://; this build has no
-    /// SSH transport).
+    /// Fleet directory, or a Git URL (https://, http://, git://, file://, ssh:// or
+    /// user@host:path).
     #[arg(long)]
     pub source: String,
     /// Directory holding the kubeconfig files the Cluster documents name.
@@ -72,6 +72,16 @@ pub struct RunArgs {
     /// PEM bundle of CAs trusted, besides the system roots, for the Git remote's TLS.
     #[arg(long, value_name = "PATH")]
     pub git_ca_file: Option<PathBuf>,
+    /// Private key (a read-only deploy key) for an SSH Git source.
+    #[arg(long, value_name = "PATH", requires = "git_known_hosts")]
+    pub git_ssh_key: Option<PathBuf>,
+    /// File holding the passphrase of --git-ssh-key, when it has one.
+    #[arg(long, value_name = "PATH", requires = "git_ssh_key")]
+    pub git_ssh_key_passphrase_file: Option<PathBuf>,
+    /// known_hosts file (OpenSSH format, plain or hashed) holding the SSH Git host's keys:
+    /// a host whose key is not in it is refused; there is no trust on first use.
+    #[arg(long, value_name = "PATH", requires = "git_ssh_key")]
+    pub git_known_hosts: Option<PathBuf>,
     /// Set a GitHub commit status per rollout wave (`psql-fleet/<wave>`) on the commit
     /// being rolled out (needs a Git source; token in $GITHUB_TOKEN or --github-token-file).
     #[arg(long, value_name = "OWNER/NAME")]
@@ -127,6 +137,20 @@ async fn shutdown_signal() {
     }
 }
 
+/// The HTTPS token, and the SSH key and known_hosts when given (checked here, so that a
+/// wrong path ends the agent at start).
+fn git_credentials(args: &RunArgs) -> Result<Credentials, crate::source::git::Error> {
+    let credentials = Credentials::load(args.git_token_file.as_deref())?;
+    match (&args.git_ssh_key, &args.git_known_hosts) {
+        (Some(key), Some(known_hosts)) => Ok(credentials.with_ssh(SshAuth::load(
+            key,
+            args.git_ssh_key_passphrase_file.as_deref(),
+            known_hosts,
+        )?)),
+        _ => Ok(credentials),
+    }
+}
+
 pub fn run(args: &RunArgs) -> ExitCode {
     init_logging(args.log_format);
     let cache_dir =
@@ -142,7 +166,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         from = cache_dir.from,
         "cache directory (Git clones; the rollout state unless --state-dir)"
     );
-    let credentials = match Credentials::load(args.git_token_file.as_deref()) {
+    let credentials = match git_credentials(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {}", crate::error_chain::chain(&e));
@@ -151,7 +175,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
     };
     if let SourceSpec::Git(url) = SourceSpec::parse(&args.source) {
         crate::source::git::init();
-        if let Err(e) = crate::source::git::check_transport(&url) {
+        if let Err(e) = crate::source::git::check_transport(&url, &credentials) {
             eprintln!("error: {}", crate::error_chain::chain(&e));
             return ExitCode::FAILURE;
         }

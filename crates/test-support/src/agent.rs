@@ -4,6 +4,7 @@
 //! on them. Both deref to their `Endpoint`, so `agent.wait_ready(..)` reads the same for
 //! both. Start them with `SimFleet::start_agent` / `SimFleet::spawn_agent`.
 
+use std::ffi::OsStr;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -319,6 +320,10 @@ pub struct ProcessOptions {
     pub log_format: Option<String>,
     /// `RUST_LOG`; `info` when `None`.
     pub rust_log: Option<String>,
+    /// `--source`; the fleet directory when `None`.
+    pub source: Option<String>,
+    /// Further arguments of `psql-fleet run` (Git credentials, say).
+    pub args: Vec<String>,
 }
 
 /// `psql-fleet run` as a child process; killed (SIGKILL) if still running when dropped.
@@ -336,9 +341,9 @@ impl Deref for AgentProcess {
 }
 
 impl AgentProcess {
-    /// Runs `psql-fleet run --source <fleet> --credentials-dir <credentials> --cache-dir
-    /// <cache>`, resyncing every second, both its outputs appended to `log`, and waits until
-    /// it serves its status.
+    /// Runs `psql-fleet run --source <fleet or options.source> --credentials-dir <credentials>
+    /// --cache-dir <cache>`, resyncing every second, both its outputs appended to `log`, and
+    /// waits until it serves its status.
     pub async fn spawn(
         fleet: &Path,
         credentials: &Path,
@@ -358,7 +363,12 @@ impl AgentProcess {
         command
             .arg("run")
             .arg("--source")
-            .arg(fleet)
+            .arg(
+                options
+                    .source
+                    .as_deref()
+                    .map_or(fleet.as_os_str(), OsStr::new),
+            )
             .arg("--credentials-dir")
             .arg(credentials)
             .arg("--cache-dir")
@@ -368,6 +378,7 @@ impl AgentProcess {
         if let Some(format) = &options.log_format {
             command.args(["--log-format", format]);
         }
+        command.args(&options.args);
         let child = command
             .env("RUST_LOG", options.rust_log.as_deref().unwrap_or("info"))
             .env("NO_COLOR", "1")
