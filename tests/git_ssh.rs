@@ -285,7 +285,12 @@ async fn the_agent_serves_commits_fetched_over_ssh_and_shows_no_key_material() {
     }
     let f = SimFleet::start(1, Duration::from_millis(300)).await;
     let name = f.names[0].clone();
-    f.add_claim(&claim("first", &name).namespace("first")).await;
+    f.add_claim(
+        &claim("first", &name)
+            .namespace("first")
+            .install_namespace("first"),
+    )
+    .await;
     let repo = FleetRepo::in_dir(f.fleet_dir());
     let first = repo.commit("first");
     let server = SshServer::start("ed25519");
@@ -316,8 +321,12 @@ async fn the_agent_serves_commits_fetched_over_ssh_and_shows_no_key_material() {
     let report = agent.wait_ready(&[(&name, 1)]).await;
     assert_eq!(report.source.revision.as_deref(), Some(first.as_str()));
 
-    f.add_claim(&claim("second", &name).namespace("second"))
-        .await;
+    f.add_claim(
+        &claim("second", &name)
+            .namespace("second")
+            .install_namespace("second"),
+    )
+    .await;
     let pushed = repo.commit("second");
     let report = agent.wait_ready(&[(&name, 2)]).await;
     assert_eq!(report.source.revision.as_deref(), Some(pushed.as_str()));
