@@ -108,9 +108,10 @@ pub fn run(args: SimArgs) -> ExitCode {
             }
         };
         println!(
-            "psql-fleet sim: {} clusters at {}/clusters/<name>",
+            "psql-fleet sim: {} clusters at {}, each under the TLS server name <name>.{}",
             handle.cluster_names.len(),
-            handle.base_url
+            handle.base_url,
+            kube_sim::kubeconfig::SERVER_DOMAIN
         );
         println!("  kubeconfigs:   {}/<name>.yaml", handle.dir.display());
         println!(

@@ -115,8 +115,7 @@ fn rotate(sim: &Sim, name: &str, body: &[u8]) -> Result<Value, ApiError> {
         tracing::info!(cluster = name, "token rotated; kubeconfig left as it was");
         return Ok(json!({"cluster": name, "rotated": true, "token": token}));
     }
-    let base = sim.base_url.get().cloned().unwrap_or_default();
-    let server = format!("{base}/clusters/{name}");
+    let server = sim.base_url.get().cloned().unwrap_or_default();
     let path = sim.shared.config.out.join(format!("{name}.yaml"));
     kubeconfig::write_atomic(
         &path,

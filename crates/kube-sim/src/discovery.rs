@@ -31,6 +31,38 @@ pub fn version() -> Value {
     })
 }
 
+/// The checks a health endpoint lists with `?verbose`, as kube-apiserver names them (a
+/// subset of its post-start hooks; the simulator has no etcd, so every check passes).
+const HEALTH_CHECKS: &[&str] = &[
+    "ping",
+    "log",
+    "etcd",
+    "poststarthook/start-apiserver-admission-initializer",
+    "poststarthook/generic-apiserver-start-informers",
+    "poststarthook/start-apiextensions-informers",
+    "poststarthook/start-apiextensions-controllers",
+    "poststarthook/crd-informer-synced",
+];
+
+/// The body of `/healthz`, `/livez` or `/readyz` (`check`): `ok`, or with `?verbose` one
+/// line per check and `<check> check passed`, as kube-apiserver answers.
+pub fn health(check: &str, query: Option<&str>) -> String {
+    let verbose = query.is_some_and(|q| {
+        form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "verbose" && v != "false")
+    });
+    if !verbose {
+        return "ok".into();
+    }
+    let mut lines: Vec<String> = HEALTH_CHECKS.iter().map(|c| format!("[+]{c} ok")).collect();
+    if check == "readyz" {
+        lines.insert(3, "[+]etcd-readiness ok".into());
+        lines.insert(4, "[+]informer-sync ok".into());
+        lines.push("[+]shutdown ok".into());
+    }
+    lines.push(format!("{check} check passed"));
+    lines.join("\n") + "\n"
+}
+
 pub fn core_versions() -> Value {
     json!({
         "kind": "APIVersions",
@@ -109,4 +141,18 @@ pub fn resource_list(sh: &Shared, group: &str, version: &str) -> Option<Value> {
     Some(
         json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn health_is_ok_or_every_check_with_verbose() {
+        assert_eq!(super::health("livez", None), "ok");
+        assert_eq!(super::health("livez", Some("verbose=false")), "ok");
+        let readyz = super::health("readyz", Some("verbose"));
+        assert!(readyz.starts_with("[+]ping ok\n"), "{readyz}");
+        assert!(readyz.contains("[+]etcd-readiness ok\n"), "{readyz}");
+        assert!(readyz.ends_with("readyz check passed\n"), "{readyz}");
+        assert!(super::health("healthz", Some("verbose=1")).ends_with("healthz check passed\n"));
+    }
 }

@@ -1,8 +1,8 @@
-//! Request routing: the cluster prefix and its faults, bearer-token auth, then what the
+//! Request routing: the cluster the connection's TLS server name chooses and its faults, bearer-token auth, then what the
 //! path addresses (`path`): discovery, OpenAPI and health answered from the path alone,
 //! resource paths (`/api/v1/...`, `/apis/<g>/<v>/...`) answered by a verb with the
-//! request's options (`params`). Every mutating request lands in the audit log; `/admin`
-//! goes to [`crate::admin`].
+//! request's options (`params`). Every mutating request lands in the audit log; `/admin`,
+//! on a connection without a cluster's server name, goes to [`crate::admin`].
 
 mod params;
 mod path;
@@ -28,38 +28,38 @@ use crate::status::ApiError;
 use crate::verbs::{self, PatchKind, Reply, Target};
 use crate::watch::{self, WatchOpts};
 use crate::wire::{bearer, error_response, json_response, text_response, token_eq, Body};
-use crate::{admin, discovery, objects, openapi, table};
+use crate::{admin, discovery, kubeconfig, objects, openapi, table};
 
 /// The connection should be dropped without an answer (an injected "down" cluster).
 #[derive(Debug, thiserror::Error)]
 #[error("simulated cluster is down")]
 pub struct Down;
 
-/// Every request on the listener: `/admin/...` or `/clusters/<name>/...`.
+/// Every request on the listener. On a connection whose TLS server name is a cluster's
+/// (`<cluster>.kube-sim.test`), that cluster's API at the root; on any other, `/admin/...`.
 pub async fn handle(
     sim: Arc<Sim>,
+    server_name: Option<Arc<str>>,
     req: http::Request<hyper::body::Incoming>,
 ) -> Result<Response<Body>, Down> {
     let path = req.uri().path().to_string();
-    if let Some(rest) = path.strip_prefix("/admin") {
-        return Ok(admin::handle(&sim, req, rest.to_string()).await);
-    }
-    let Some(rest) = path.strip_prefix("/clusters/") else {
-        return Ok(error_response(&ApiError::path_not_found()));
+    let cluster = server_name
+        .as_deref()
+        .and_then(kubeconfig::cluster_of_server_name);
+    let Some(name) = cluster else {
+        return Ok(match path.strip_prefix("/admin") {
+            Some(rest) => admin::handle(&sim, req, rest.to_string()).await,
+            None => error_response(&ApiError::path_not_found()),
+        });
     };
-    let (name, sub) = rest
-        .split_once('/')
-        .map(|(n, s)| (n, format!("/{s}")))
-        .unwrap_or((rest, "/".into()));
     let Some(slot) = sim.slot(name) else {
         return Ok(error_response(&ApiError::path_not_found()));
     };
     if let Some(refused) = admit(slot, req.headers()).await? {
         return Ok(refused);
     }
-    let prefix = format!("/clusters/{name}");
     let state = sim.state(slot);
-    Ok(route(&sim, &state, &prefix, req, &sub).await)
+    Ok(route(&sim, &state, req, &path).await)
 }
 
 /// The cluster's injected faults and its bearer token, in the order a request meets them:
@@ -93,7 +93,6 @@ async fn admit(slot: &ClusterSlot, headers: &HeaderMap) -> Result<Option<Respons
 async fn route(
     sim: &Arc<Sim>,
     cl: &Arc<ClusterState>,
-    prefix: &str,
     req: http::Request<hyper::body::Incoming>,
     path: &str,
 ) -> Response<Body> {
@@ -102,7 +101,7 @@ async fn route(
     let mut counted = Counted::new(&sim.requests, if get { "discovery" } else { "other" });
     let resource = match Endpoint::parse(path.trim_end_matches('/'), get) {
         Endpoint::Resource(p) => p,
-        endpoint => return describe(sh, prefix, endpoint),
+        endpoint => return describe(sh, endpoint, req.uri().query()),
     };
     let Some(t) = resource.resolve(sh) else {
         return error_response(&ApiError::path_not_found());
@@ -123,13 +122,14 @@ async fn route(
 }
 
 /// Discovery, OpenAPI and health: what the path alone decides.
-fn describe(sh: &Shared, prefix: &str, endpoint: Endpoint<'_>) -> Response<Body> {
+fn describe(sh: &Shared, endpoint: Endpoint<'_>, query: Option<&str>) -> Response<Body> {
     let found = match endpoint {
         Endpoint::Version => Some(discovery::version()),
-        Endpoint::Health => return text_response(200, "ok"),
+        Endpoint::Health(check) => return text_response(200, discovery::health(check, query)),
+        Endpoint::OpenApiV2 => Some(openapi::v2(sh)),
         Endpoint::CoreVersions => Some(discovery::core_versions()),
         Endpoint::Groups => Some(discovery::group_list(sh)),
-        Endpoint::OpenApiIndex => Some(openapi::index(sh, prefix)),
+        Endpoint::OpenApiIndex => Some(openapi::index(sh)),
         Endpoint::OpenApiDocument { group, version } => openapi::document(sh, group, version),
         Endpoint::Group(g) => discovery::group(sh, g),
         Endpoint::Resources { group, version } => discovery::resource_list(sh, group, version),
