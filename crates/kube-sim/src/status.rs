@@ -97,12 +97,25 @@ impl ApiError {
         } else {
             format!("{kind}.{group}")
         };
+        // An aggregate of several errors prints as `[a, b]`, one alone as itself.
+        let detail = match detail.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        let mut details = json!({"kind": kind, "causes": causes});
+        // Empty name and group are left out, as metav1.StatusDetails omits them.
+        if !name.is_empty() {
+            details["name"] = json!(name);
+        }
+        if !group.is_empty() {
+            details["group"] = json!(group);
+        }
         Self::new(
             422,
             "Invalid",
-            format!("{what} \"{name}\" is invalid: {}", detail.join(", ")),
+            format!("{what} \"{name}\" is invalid: {detail}"),
         )
-        .with_details(json!({"name": name, "group": group, "kind": kind, "causes": causes}))
+        .with_details(details)
     }
 
     /// A resourceVersion the server has not reached: what the watch cache answers after
@@ -170,6 +183,12 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
+        // StatusReasonUnknown is the empty reason, which metav1.Status omits.
+        if self.reason.is_empty() {
+            if let Some(m) = status.as_object_mut() {
+                m.remove("reason");
+            }
+        }
         if let Some(details) = &self.details {
             status["details"] = details.clone();
         }

@@ -52,6 +52,7 @@ fn run(sh: Arc<Shared>, cl: Arc<ClusterState>, resuming: bool) {
             usage::reconcile_all(&sh, &cl);
             garbage_collector::collect_orphans(&sh, &cl);
             garbage_collector::finish_foreground(&sh, &cl);
+            garbage_collector::orphan_all(&sh, &cl);
             namespace::terminate(&sh, &cl);
         }
         loop {
@@ -91,6 +92,8 @@ fn handle(sh: &Arc<Shared>, cl: &Arc<ClusterState>, e: &Event, scheduled: &mut r
     if e.kind == EventType::Deleted {
         usage::finish_deletions(sh, cl);
         garbage_collector::collect_dependents(sh, cl, &e.object);
+    } else {
+        garbage_collector::orphan_dependents(sh, cl, &e.key, &e.object);
     }
     namespace::terminate(sh, cl);
 }

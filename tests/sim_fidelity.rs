@@ -1,0 +1,266 @@
+//! The simulator answers as kube-apiserver does where a client can tell (issue 13): each
+//! test sends the request a client sends and checks the status code and the body the real
+//! server answers with, word for word where clients read the words. The table in
+//! `docs/simulator-fidelity.md` names the test of each behaviour.
+
+use test_support as common;
+
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use kube_sim::{SimConfig, SimHandle};
+use serde_json::{json, Value};
+
+const RELEASES: &str = "/apis/helm.m.crossplane.io/v1beta1/namespaces/default/releases";
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
+const APPLY: &str = "application/apply-patch+yaml";
+const JSON: &str = "application/json";
+
+/// One cluster whose Releases are ready at once, and a client of it.
+async fn start() -> (tempfile::TempDir, SimHandle, kube::Client) {
+    let (dir, handle) = common::sim::start(SimConfig {
+        clusters: 1,
+        ready_after: Duration::from_millis(50),
+        ..SimConfig::default()
+    })
+    .await;
+    let client = common::sim::client(&handle, &handle.cluster_names[0]).await;
+    (dir, handle, client)
+}
+
+/// A request as sent, and the answer's code and body (JSON when it parses, else a string).
+async fn send(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, Value) {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(http::header::ACCEPT, JSON)
+        .body(kube::client::Body::from(body.as_bytes().to_vec()))
+        .unwrap();
+    let response = client.send(request).await.unwrap();
+    let code = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (code, body)
+}
+
+fn release(name: &str, spec_extra: Value) -> Value {
+    let mut spec =
+        json!({"forProvider": {"chart": {"name": "atlas-operator", "version": "0.7.23"}}});
+    if let (Some(s), Some(extra)) = (spec.as_object_mut(), spec_extra.as_object()) {
+        s.extend(extra.clone());
+    }
+    json!({
+        "apiVersion": "helm.m.crossplane.io/v1beta1",
+        "kind": "Release",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": spec,
+    })
+}
+
+fn deployment(name: &str) -> Value {
+    kube_sim::crds::operator_deployment("default", name, "r", "c")
+}
+
+async fn apply(client: &kube::Client, name: &str, query: &str, body: &Value) -> (u16, Value) {
+    send(
+        client,
+        "PATCH",
+        &format!("{RELEASES}/{name}?{query}"),
+        APPLY,
+        &body.to_string(),
+    )
+    .await
+}
+
+// Point 4: server-side apply.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_without_a_field_manager_is_invalid_patch_options() {
+    let (_dir, handle, c) = start().await;
+    let (code, status) = apply(&c, "a", "", &release("a", json!({}))).await;
+    assert_eq!(code, 422, "{status}");
+    assert_eq!(status["reason"], "Invalid");
+    assert_eq!(
+        status["message"],
+        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+    );
+    assert_eq!(
+        status["details"],
+        json!({"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [
+            {"reason": "FieldValueRequired", "message": "Required value: is required for apply patch", "field": "fieldManager"}
+        ]})
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applied_field_not_in_the_schema_is_a_500_whatever_field_validation_says() {
+    let (_dir, handle, c) = start().await;
+    for validation in [
+        "",
+        "&fieldValidation=Ignore",
+        "&fieldValidation=Warn",
+        "&fieldValidation=Strict",
+    ] {
+        let body = release("a", json!({"rollbackLimitt": 3}));
+        let (code, status) = apply(&c, "a", &format!("fieldManager=t{validation}"), &body).await;
+        assert_eq!(code, 500, "{validation}: {status}");
+        assert_eq!(
+            status["message"],
+            "failed to create typed patch object (default/a; helm.m.crossplane.io/v1beta1, Kind=Release): .spec.rollbackLimitt: field not declared in schema",
+            "{validation}"
+        );
+    }
+    // Nothing was created.
+    let (code, _) = send(&c, "GET", &format!("{RELEASES}/a"), JSON, "").await;
+    assert_eq!(code, 404);
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_or_update_with_an_unknown_field_under_strict_validation_is_a_400() {
+    let (_dir, handle, c) = start().await;
+    let body = release("a", json!({"rollbackLimitt": 3})).to_string();
+    let (code, status) = send(
+        &c,
+        "POST",
+        &format!("{RELEASES}?fieldValidation=Strict"),
+        JSON,
+        &body,
+    )
+    .await;
+    assert_eq!(code, 400, "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("strict decoding error: unknown field \"spec.rollbackLimitt\""),
+        "{status}"
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_naming_another_object_than_the_url_is_a_409_naming_both() {
+    let (_dir, handle, c) = start().await;
+    let (code, status) = apply(
+        &c,
+        "on-the-url",
+        "fieldManager=t",
+        &release("in-the-body", json!({})),
+    )
+    .await;
+    assert_eq!(code, 409, "{status}");
+    assert_eq!(status["reason"], "Conflict");
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.contains("(in-the-body)") && message.contains("(on-the-url)"),
+        "{message}"
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_conflict_lists_its_causes_by_reason_and_names_no_object() {
+    let (_dir, handle, c) = start().await;
+    let (code, _) = apply(&c, "a", "fieldManager=first", &release("a", json!({}))).await;
+    assert_eq!(code, 201);
+    let mut other = release("a", json!({}));
+    other["spec"]["forProvider"]["chart"]["version"] = json!("0.7.22");
+    let (code, status) = apply(&c, "a", "fieldManager=second", &other).await;
+    assert_eq!(code, 409, "{status}");
+    assert_eq!(
+        status["details"],
+        json!({"causes": [{
+            "reason": "FieldManagerConflict",
+            "message": "conflict with \"first\"",
+            "field": ".spec.forProvider.chart.version"
+        }]})
+    );
+    handle.shutdown().await;
+}
+
+// Point 5: delete.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_object_without_finalizers_answers_a_success_status() {
+    let (_dir, handle, c) = start().await;
+    let (code, created) = send(&c, "POST", DEPLOYMENTS, JSON, &deployment("d").to_string()).await;
+    assert_eq!(code, 201, "{created}");
+    let (code, status) = send(&c, "DELETE", &format!("{DEPLOYMENTS}/d"), JSON, "").await;
+    assert_eq!(code, 200);
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["status"], "Success");
+    assert_eq!(
+        status["details"],
+        json!({"name": "d", "group": "apps", "kind": "deployments", "uid": created["metadata"]["uid"]})
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_object_with_finalizers_marks_it_and_increments_its_generation() {
+    let (_dir, handle, c) = start().await;
+    let mut body = release("a", json!({}));
+    body["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    let (code, created) = send(&c, "POST", RELEASES, JSON, &body.to_string()).await;
+    assert_eq!(code, 201, "{created}");
+    let generation = created["metadata"]["generation"].as_i64().unwrap();
+    let (code, deleted) = send(&c, "DELETE", &format!("{RELEASES}/a"), JSON, "").await;
+    assert_eq!(code, 200, "{deleted}");
+    assert_eq!(deleted["kind"], "Release");
+    assert!(
+        deleted["metadata"]["deletionTimestamp"].is_string(),
+        "{deleted}"
+    );
+    assert_eq!(deleted["metadata"]["generation"], generation + 1);
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orphan_delete_marks_the_owner_and_the_collector_releases_its_dependents() {
+    let (_dir, handle, c) = start().await;
+    let (_, owner) = send(
+        &c,
+        "POST",
+        DEPLOYMENTS,
+        JSON,
+        &deployment("owner").to_string(),
+    )
+    .await;
+    let mut dependent = deployment("dependent");
+    dependent["metadata"]["ownerReferences"] = json!([{
+        "apiVersion": "apps/v1", "kind": "Deployment", "name": "owner", "uid": owner["metadata"]["uid"]
+    }]);
+    let (code, _) = send(&c, "POST", DEPLOYMENTS, JSON, &dependent.to_string()).await;
+    assert_eq!(code, 201);
+    let orphan = format!("{DEPLOYMENTS}/owner?propagationPolicy=Orphan");
+    let (code, marked) = send(&c, "DELETE", &orphan, JSON, "").await;
+    assert_eq!(code, 200, "{marked}");
+    assert_eq!(
+        marked["metadata"]["finalizers"],
+        json!(["orphan"]),
+        "{marked}"
+    );
+    assert!(
+        marked["metadata"]["deletionTimestamp"].is_string(),
+        "{marked}"
+    );
+    let owner_path = format!("{DEPLOYMENTS}/owner");
+    common::wait::until("the owner gone", || async {
+        send(&c, "GET", &owner_path, JSON, "").await.0 == 404
+    })
+    .await;
+    let (code, kept) = send(&c, "GET", &format!("{DEPLOYMENTS}/dependent"), JSON, "").await;
+    assert_eq!(code, 200, "the dependent is orphaned, not deleted");
+    assert!(kept["metadata"].get("ownerReferences").is_none(), "{kept}");
+    handle.shutdown().await;
+}
