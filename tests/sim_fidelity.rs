@@ -264,3 +264,151 @@ async fn an_orphan_delete_marks_the_owner_and_the_collector_releases_its_depende
     assert!(kept["metadata"].get("ownerReferences").is_none(), "{kept}");
     handle.shutdown().await;
 }
+
+// Point 2: CRD defaults and the OpenAPI the CRDs publish.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn created_applied_and_dry_run_releases_get_the_schema_defaults() {
+    let (_dir, handle, c) = start().await;
+    let defaulted = |r: &Value| {
+        assert_eq!(r["spec"]["forProvider"]["maxHistory"], 20, "{r}");
+        assert_eq!(r["spec"]["managementPolicies"], json!(["*"]), "{r}");
+        assert_eq!(
+            r["spec"]["providerConfigRef"],
+            json!({"kind": "ClusterProviderConfig", "name": "default"}),
+            "{r}"
+        );
+    };
+    let body = release("created", json!({})).to_string();
+    let (code, created) = send(&c, "POST", RELEASES, JSON, &body).await;
+    assert_eq!(code, 201, "{created}");
+    defaulted(&created);
+    let body = release("dry", json!({})).to_string();
+    let (code, dry) = send(&c, "POST", &format!("{RELEASES}?dryRun=All"), JSON, &body).await;
+    assert_eq!(code, 201, "{dry}");
+    defaulted(&dry);
+    let (code, applied) = apply(
+        &c,
+        "applied",
+        "fieldManager=t",
+        &release("applied", json!({})),
+    )
+    .await;
+    assert_eq!(code, 201, "{applied}");
+    defaulted(&applied);
+    // A value given is kept, and the defaults are nobody's fields.
+    let given = release("given", json!({"managementPolicies": ["Observe"]}));
+    let (_, given) = apply(&c, "given", "fieldManager=t", &given).await;
+    assert_eq!(given["spec"]["managementPolicies"], json!(["Observe"]));
+    let owned = given["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"].to_string();
+    assert!(!owned.contains("providerConfigRef"), "{owned}");
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_published_schemas_mark_nothing_nullable_that_the_crds_do_not() {
+    let (_dir, handle, c) = start().await;
+    for path in [
+        "/openapi/v3/apis/helm.m.crossplane.io/v1beta1",
+        "/openapi/v3/apis/protection.crossplane.io/v1beta1",
+    ] {
+        let (code, doc) = send(&c, "GET", path, JSON, "").await;
+        assert_eq!(code, 200, "{path}");
+        assert!(!doc.to_string().contains("\"nullable\""), "{path}: {doc}");
+    }
+    // A null where the schema has no nullable is refused.
+    let body = release("n", json!({"rollbackLimit": null})).to_string();
+    let (code, status) = send(&c, "POST", RELEASES, JSON, &body).await;
+    assert_eq!(code, 422, "{status}");
+    handle.shutdown().await;
+}
+
+// Point 3: CEL rules, and ClusterUsage served.
+
+const USAGES: &str = "/apis/protection.crossplane.io/v1beta1/namespaces/default/usages";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_usage_with_neither_by_nor_reason_fails_its_cel_rule_with_a_422() {
+    let (_dir, handle, c) = start().await;
+    let usage = |spec: Value| {
+        json!({
+            "apiVersion": "protection.crossplane.io/v1beta1",
+            "kind": "Usage",
+            "metadata": {"name": "u", "namespace": "default"},
+            "spec": spec,
+        })
+        .to_string()
+    };
+    let of = json!({"apiVersion": "helm.m.crossplane.io/v1beta1", "kind": "Release", "resourceRef": {"name": "a"}});
+    let (code, status) = send(&c, "POST", USAGES, JSON, &usage(json!({"of": of}))).await;
+    assert_eq!(code, 422, "{status}");
+    assert_eq!(
+        status["message"],
+        "Usage.protection.crossplane.io \"u\" is invalid: spec: Invalid value: \"object\": either \"spec.by\" or \"spec.reason\" must be specified."
+    );
+    assert_eq!(
+        status["details"]["causes"],
+        json!([{"reason": "FieldValueInvalid", "message": "Invalid value: \"object\": either \"spec.by\" or \"spec.reason\" must be specified.", "field": "spec"}])
+    );
+    // The same through apply, and a cross-namespace "of" without "by".
+    let (code, _) = send(
+        &c,
+        "PATCH",
+        &format!("{USAGES}/u?fieldManager=t"),
+        APPLY,
+        &usage(json!({"of": of})),
+    )
+    .await;
+    assert_eq!(code, 422);
+    let mut elsewhere = of.clone();
+    elsewhere["resourceRef"]["namespace"] = json!("other");
+    let (code, status) = send(
+        &c,
+        "POST",
+        USAGES,
+        JSON,
+        &usage(json!({"of": elsewhere, "reason": "r"})),
+    )
+    .await;
+    assert_eq!(code, 422, "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("cross-namespace"),
+        "{status}"
+    );
+    let (code, created) = send(
+        &c,
+        "POST",
+        USAGES,
+        JSON,
+        &usage(json!({"of": of, "reason": "r"})),
+    )
+    .await;
+    assert_eq!(code, 201, "{created}");
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_usages_are_served_cluster_scoped_in_the_crossplane_category() {
+    let (_dir, handle, c) = start().await;
+    let (code, list) = send(
+        &c,
+        "GET",
+        "/apis/protection.crossplane.io/v1beta1",
+        JSON,
+        "",
+    )
+    .await;
+    assert_eq!(code, 200);
+    let resources = list["resources"].as_array().unwrap();
+    let cu = resources
+        .iter()
+        .find(|r| r["name"] == "clusterusages")
+        .unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(cu["kind"], "ClusterUsage");
+    assert_eq!(cu["namespaced"], false);
+    assert_eq!(cu["categories"], json!(["crossplane"]));
+    handle.shutdown().await;
+}

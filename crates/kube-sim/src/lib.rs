@@ -33,6 +33,7 @@
 pub mod admin;
 pub mod audit;
 pub mod catalogue;
+pub mod cel;
 pub mod cluster;
 pub mod config;
 pub mod controllers;

@@ -74,9 +74,16 @@ pub(super) fn validate_as(
     let Some(schema) = &r.schema else {
         return Ok(Vec::new());
     };
+    // The server defaults what it decodes; an apply configuration is merged first, and the
+    // merged object defaulted.
+    if !partial {
+        validation::apply_defaults(schema, obj);
+    }
     let mut found = validation::check(schema, obj);
     if partial {
         found.causes.retain(|c| c["reason"] != "FieldValueRequired");
+    } else {
+        found.causes.append(&mut found.rules);
     }
     if !found.unknown.is_empty() && v == Validation::Strict {
         return Err(ApiError::bad_request(validation::strict_message(
