@@ -412,3 +412,91 @@ async fn cluster_usages_are_served_cluster_scoped_in_the_crossplane_category() {
     assert_eq!(cu["categories"], json!(["crossplane"]));
     handle.shutdown().await;
 }
+
+// Point 6: lists and watches.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_with_a_selector_and_a_limit_has_no_remaining_item_count() {
+    let (_dir, handle, c) = start().await;
+    for n in ["a", "b", "c"] {
+        let mut d = deployment(n);
+        d["metadata"]["labels"]["tier"] = json!("x");
+        let (code, _) = send(&c, "POST", DEPLOYMENTS, JSON, &d.to_string()).await;
+        assert_eq!(code, 201);
+    }
+    let (_, all) = send(&c, "GET", &format!("{DEPLOYMENTS}?limit=1"), JSON, "").await;
+    assert_eq!(all["metadata"]["remainingItemCount"], 2, "{all}");
+    let (_, selected) = send(
+        &c,
+        "GET",
+        &format!("{DEPLOYMENTS}?limit=1&labelSelector=tier%3Dx"),
+        JSON,
+        "",
+    )
+    .await;
+    assert_eq!(selected["items"].as_array().unwrap().len(), 1);
+    assert!(selected["metadata"]["continue"].is_string(), "{selected}");
+    assert!(
+        selected["metadata"].get("remainingItemCount").is_none(),
+        "{selected}"
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_from_a_version_older_than_the_window_gets_one_410_error_event() {
+    let (dir, handle) = common::sim::start(SimConfig {
+        clusters: 1,
+        event_window: 2,
+        ..SimConfig::default()
+    })
+    .await;
+    let c = common::sim::client(&handle, &handle.cluster_names[0]).await;
+    let (_, first) = send(&c, "POST", DEPLOYMENTS, JSON, &deployment("a").to_string()).await;
+    let rv = first["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for n in ["b", "c", "d"] {
+        send(&c, "POST", DEPLOYMENTS, JSON, &deployment(n).to_string()).await;
+    }
+    let (code, body) = send(
+        &c,
+        "GET",
+        &format!("{DEPLOYMENTS}?watch=1&resourceVersion={rv}"),
+        JSON,
+        "",
+    )
+    .await;
+    assert_eq!(code, 200);
+    // One event, then the stream ends.
+    assert_eq!(body["type"], "ERROR", "{body}");
+    let status = &body["object"];
+    assert_eq!(status["code"], 410);
+    assert_eq!(status["reason"], "Expired");
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!("too old resource version: {rv} (")),
+        "{message}"
+    );
+    handle.shutdown().await;
+    drop(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_created_with_empty_labels_is_stored_without_them() {
+    let (_dir, handle, c) = start().await;
+    let mut body = release("a", json!({}));
+    body["metadata"]["labels"] = json!({});
+    body["metadata"]["annotations"] = json!({});
+    let (code, created) = send(&c, "POST", RELEASES, JSON, &body.to_string()).await;
+    assert_eq!(code, 201);
+    assert!(created["metadata"].get("labels").is_none(), "{created}");
+    assert!(
+        created["metadata"].get("annotations").is_none(),
+        "{created}"
+    );
+    let (_, read) = send(&c, "GET", &format!("{RELEASES}/a"), JSON, "").await;
+    assert!(read["metadata"].get("labels").is_none(), "{read}");
+    handle.shutdown().await;
+}

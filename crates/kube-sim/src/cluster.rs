@@ -73,7 +73,7 @@ pub struct ClusterState {
 impl ClusterState {
     /// A fresh cluster holding the namespaces and CRDs every cluster starts with.
     pub fn new(name: &str, shared: &Shared) -> Self {
-        let mut store = Store::new(shared.config.event_window);
+        let mut store = Store::new(shared.config.window());
         let ns_res = shared.find("", "v1", "namespaces");
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             if let Some(res) = ns_res {

@@ -141,6 +141,7 @@ pub(super) fn commit(
         warnings,
     } = change;
     let r = &sh.registry[t.res];
+    objects::drop_empty_metadata(&mut new);
     if !owned_by_apply {
         let now = objects::now();
         let api_version = r.api_version();
