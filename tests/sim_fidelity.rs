@@ -500,3 +500,188 @@ async fn an_object_created_with_empty_labels_is_stored_without_them() {
     assert!(read["metadata"].get("labels").is_none(), "{read}");
     handle.shutdown().await;
 }
+
+// Point 7: errors.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_resource_in_a_known_group_is_a_plain_text_404() {
+    let (_dir, handle, c) = start().await;
+    for path in [
+        "/apis/helm.m.crossplane.io/v1beta1/namespaces/default/nosuchthings",
+        "/apis/helm.m.crossplane.io/v1beta1/nosuchthings",
+        "/apis/no.such.group/v1/things",
+    ] {
+        let (code, body) = send(&c, "GET", path, JSON, "").await;
+        assert_eq!(code, 404, "{path}");
+        assert_eq!(body, json!("404 page not found\n"), "{path}");
+    }
+    // A known resource's missing object is a Status, as before.
+    let (code, status) = send(&c, "GET", &format!("{RELEASES}/missing"), JSON, "").await;
+    assert_eq!((code, status["reason"].as_str()), (404, Some("NotFound")));
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_field_errors_are_one_message_listing_them_in_brackets() {
+    let (_dir, handle, c) = start().await;
+    let body = release(
+        "a",
+        json!({"rollbackLimit": "three", "managementPolicies": ["Sometimes"]}),
+    );
+    let (code, status) = send(&c, "POST", RELEASES, JSON, &body.to_string()).await;
+    assert_eq!(code, 422, "{status}");
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Release.helm.m.crossplane.io \"a\" is invalid: [spec."),
+        "{message}"
+    );
+    assert!(message.ends_with(']'), "{message}");
+    assert_eq!(
+        status["details"]["causes"].as_array().unwrap().len(),
+        2,
+        "{status}"
+    );
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_patch_whose_test_fails_is_the_generic_422_with_empty_details() {
+    let (_dir, handle, c) = start().await;
+    send(
+        &c,
+        "POST",
+        RELEASES,
+        JSON,
+        &release("a", json!({})).to_string(),
+    )
+    .await;
+    let ops = json!([{"op": "test", "path": "/spec/rollbackLimit", "value": 99}]).to_string();
+    let (code, status) = send(
+        &c,
+        "PATCH",
+        &format!("{RELEASES}/a"),
+        "application/json-patch+json",
+        &ops,
+    )
+    .await;
+    assert_eq!(code, 422, "{status}");
+    assert_eq!(status["reason"], "Invalid");
+    assert_eq!(
+        status["message"],
+        "the server rejected our request due to an error in our request"
+    );
+    assert_eq!(status["details"], json!({}));
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_without_credentials_is_system_anonymous_and_forbidden() {
+    let (_dir, handle, _) = start().await;
+    let mut config = common::sim::config(&handle.kubeconfig_path(&handle.cluster_names[0])).await;
+    config.auth_info = Default::default();
+    let anonymous = kube::Client::try_from(config).unwrap();
+    let (code, status) = send(&anonymous, "GET", RELEASES, JSON, "").await;
+    assert_eq!(code, 403, "{status}");
+    assert_eq!(status["reason"], "Forbidden");
+    assert_eq!(
+        status["message"],
+        "releases.helm.m.crossplane.io is forbidden: User \"system:anonymous\" cannot list resource \"releases\" in API group \"helm.m.crossplane.io\" in the namespace \"default\""
+    );
+    let (code, status) = send(&anonymous, "GET", "/apis", JSON, "").await;
+    assert_eq!(code, 403, "{status}");
+    assert_eq!(
+        status["message"],
+        "forbidden: User \"system:anonymous\" cannot get path \"/apis\""
+    );
+    // Health and version are public.
+    let (code, _) = send(&anonymous, "GET", "/readyz", JSON, "").await;
+    assert_eq!(code, 200);
+    let (code, _) = send(&anonymous, "GET", "/version", JSON, "").await;
+    assert_eq!(code, 200);
+    handle.shutdown().await;
+}
+
+// Point 8: namespace termination.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminating_namespace_reports_the_deleters_conditions_and_refuses_new_content() {
+    let (_dir, handle, c) = start().await;
+    let ns =
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gone"}}).to_string();
+    send(&c, "POST", "/api/v1/namespaces", JSON, &ns).await;
+    let releases = "/apis/helm.m.crossplane.io/v1beta1/namespaces/gone/releases";
+    let mut held = release("held", json!({}));
+    held["metadata"]["namespace"] = json!("gone");
+    held["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    let (code, _) = send(&c, "POST", releases, JSON, &held.to_string()).await;
+    assert_eq!(code, 201);
+    let (code, _) = send(&c, "DELETE", "/api/v1/namespaces/gone", JSON, "").await;
+    assert_eq!(code, 200);
+    let conditions = common::wait::eventually("the deleter's conditions", || async {
+        let (_, ns) = send(&c, "GET", "/api/v1/namespaces/gone", JSON, "").await;
+        let conditions = ns["status"]["conditions"].as_array().cloned()?;
+        (conditions.len() == 5).then_some(conditions)
+    })
+    .await;
+    let by_type = |t: &str| conditions.iter().find(|c| c["type"] == t).cloned().unwrap();
+    for (t, status, reason) in [
+        (
+            "NamespaceDeletionDiscoveryFailure",
+            "False",
+            "ResourcesDiscovered",
+        ),
+        (
+            "NamespaceDeletionGroupVersionParsingFailure",
+            "False",
+            "ParsedGroupVersions",
+        ),
+        ("NamespaceDeletionContentFailure", "False", "ContentDeleted"),
+        ("NamespaceContentRemaining", "True", "SomeResourcesRemain"),
+        (
+            "NamespaceFinalizersRemaining",
+            "True",
+            "SomeFinalizersRemain",
+        ),
+    ] {
+        let c = by_type(t);
+        assert_eq!(
+            (c["status"].as_str(), c["reason"].as_str()),
+            (Some(status), Some(reason)),
+            "{c}"
+        );
+        assert!(c["lastTransitionTime"].is_string(), "{c}");
+    }
+    assert_eq!(
+        by_type("NamespaceContentRemaining")["message"],
+        "Some resources are remaining: releases.helm.m.crossplane.io has 1 resource instances"
+    );
+
+    let mut late = release("late", json!({}));
+    late["metadata"]["namespace"] = json!("gone");
+    let (code, status) = send(&c, "POST", releases, JSON, &late.to_string()).await;
+    assert_eq!(code, 403, "{status}");
+    assert_eq!(
+        status["message"],
+        "releases.helm.m.crossplane.io \"late\" is forbidden: unable to create new content in namespace gone because it is being terminated"
+    );
+    assert_eq!(
+        status["details"]["causes"],
+        json!([{"reason": "NamespaceTerminating", "message": "namespace gone is being terminated", "field": "metadata.namespace"}])
+    );
+
+    // The held object let go, the namespace goes.
+    let ops = json!([{"op": "remove", "path": "/metadata/finalizers"}]).to_string();
+    send(
+        &c,
+        "PATCH",
+        &format!("{releases}/held"),
+        "application/json-patch+json",
+        &ops,
+    )
+    .await;
+    common::wait::until("the namespace gone", || async {
+        send(&c, "GET", "/api/v1/namespaces/gone", JSON, "").await.0 == 404
+    })
+    .await;
+    handle.shutdown().await;
+}

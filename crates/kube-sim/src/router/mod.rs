@@ -28,7 +28,7 @@ use crate::status::ApiError;
 use crate::verbs::{self, PatchKind, Reply, Target};
 use crate::watch::{self, WatchOpts};
 use crate::wire::{bearer, error_response, json_response, text_response, token_eq, Body};
-use crate::{admin, discovery, kubeconfig, objects, openapi, table};
+use crate::{admin, discovery, kubeconfig, objects, openapi, table, wire};
 
 /// The connection should be dropped without an answer (an injected "down" cluster).
 #[derive(Debug, thiserror::Error)]
@@ -55,17 +55,90 @@ pub async fn handle(
     let Some(slot) = sim.slot(name) else {
         return Ok(error_response(&ApiError::path_not_found()));
     };
-    if let Some(refused) = admit(slot, req.headers()).await? {
-        return Ok(refused);
-    }
+    let anonymous = match admit(slot, req.headers()).await? {
+        Admitted::Refused(refused) => return Ok(refused),
+        Admitted::Anonymous => true,
+        Admitted::User => false,
+    };
     let state = sim.state(slot);
-    Ok(route(&sim, &state, req, &path).await)
+    Ok(route(&sim, &state, req, &path, anonymous).await)
+}
+
+/// Who a request is, once its cluster let it through.
+enum Admitted {
+    /// The cluster's bearer token.
+    User,
+    /// No credentials at all: `system:anonymous`, whom RBAC lets read only the public
+    /// info (health, version), as kube-apiserver's default anonymous auth does.
+    Anonymous,
+    /// The answer of a refused request (a wrong token, an injected error).
+    Refused(Response<Body>),
+}
+
+/// The plain-text 404 Go's mux answers for a path nothing serves (an unknown resource in
+/// a known group included), before any Status is written.
+fn page_not_found() -> Response<Body> {
+    text_response(404, "404 page not found\n")
+}
+
+/// The verb RBAC checks a request to a resource path for.
+fn rbac_verb(method: &Method, named: bool, watch: bool) -> &'static str {
+    match (method, named) {
+        (&Method::GET, false) if watch => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::GET, true) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => "unknown",
+    }
+}
+
+/// The 403 RBAC answers `system:anonymous` with, for a path or a resource.
+fn anonymous_forbidden(
+    req: &http::Request<hyper::body::Incoming>,
+    path: &str,
+    resource: Option<&path::ResourcePath<'_>>,
+) -> Response<Body> {
+    const WHO: &str = "User \"system:anonymous\"";
+    let Some(p) = resource else {
+        let verb = req.method().as_str().to_lowercase();
+        return error_response(&ApiError::forbidden_path(&format!(
+            "{WHO} cannot {verb} path \"{path}\""
+        )));
+    };
+    let watch = wire::query(req.uri().query())
+        .get("watch")
+        .is_some_and(|w| w == "1" || w == "true");
+    let verb = rbac_verb(req.method(), p.name.is_some(), watch);
+    let resource = match p.subresource {
+        Some(sub) => format!("{}/{sub}", p.plural),
+        None => p.plural.to_string(),
+    };
+    let scope = match p.namespace {
+        Some(ns) => format!("in the namespace \"{ns}\""),
+        None => "at the cluster scope".to_string(),
+    };
+    let subject = crate::status::Subject {
+        group: p.group,
+        plural: p.plural,
+        name: p.name.unwrap_or_default(),
+    };
+    error_response(&ApiError::forbidden(
+        subject,
+        &format!(
+            "{WHO} cannot {verb} resource \"{resource}\" in API group \"{}\" {scope}",
+            p.group
+        ),
+    ))
 }
 
 /// The cluster's injected faults and its bearer token, in the order a request meets them:
 /// a down cluster drops it, latency delays it, a bad token is refused before an injected
 /// error is rolled. `Some` is the answer of a refused request.
-async fn admit(slot: &ClusterSlot, headers: &HeaderMap) -> Result<Option<Response<Body>>, Down> {
+async fn admit(slot: &ClusterSlot, headers: &HeaderMap) -> Result<Admitted, Down> {
     let faults = slot.faults();
     if faults.down {
         return Err(Down);
@@ -73,19 +146,23 @@ async fn admit(slot: &ClusterSlot, headers: &HeaderMap) -> Result<Option<Respons
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
-    if !bearer(headers).is_some_and(|t| token_eq(t, &slot.token())) {
-        return Ok(Some(error_response(&ApiError::unauthorized())));
-    }
+    let who = if headers.get(header::AUTHORIZATION).is_none() {
+        Admitted::Anonymous
+    } else if bearer(headers).is_some_and(|t| token_eq(t, &slot.token())) {
+        Admitted::User
+    } else {
+        return Ok(Admitted::Refused(error_response(&ApiError::unauthorized())));
+    };
     if faults.error_rate > 0.0 {
         let roll =
             f64::from(u32::from_le_bytes(objects::random_bytes::<4>())) / f64::from(u32::MAX);
         if roll < faults.error_rate {
-            return Ok(Some(error_response(&ApiError::internal(
+            return Ok(Admitted::Refused(error_response(&ApiError::internal(
                 "simulated server error (fault injection)",
             ))));
         }
     }
-    Ok(None)
+    Ok(who)
 }
 
 /// A request to one cluster: what its path addresses, then the answer. Counted once under
@@ -95,16 +172,22 @@ async fn route(
     cl: &Arc<ClusterState>,
     req: http::Request<hyper::body::Incoming>,
     path: &str,
+    anonymous: bool,
 ) -> Response<Body> {
     let sh = &sim.shared;
     let get = req.method() == Method::GET;
     let mut counted = Counted::new(&sim.requests, if get { "discovery" } else { "other" });
     let resource = match Endpoint::parse(path.trim_end_matches('/'), get) {
+        Endpoint::Resource(p) if anonymous => return anonymous_forbidden(&req, path, Some(&p)),
         Endpoint::Resource(p) => p,
+        endpoint @ (Endpoint::Health(_) | Endpoint::Version) => {
+            return describe(sh, endpoint, req.uri().query())
+        }
+        _ if anonymous => return anonymous_forbidden(&req, path, None),
         endpoint => return describe(sh, endpoint, req.uri().query()),
     };
     let Some(t) = resource.resolve(sh) else {
-        return error_response(&ApiError::path_not_found());
+        return page_not_found();
     };
     let request = match ResourceRequest::read(req).await {
         Ok(r) => r,
@@ -137,7 +220,7 @@ fn describe(sh: &Shared, endpoint: Endpoint<'_>, query: Option<&str>) -> Respons
     };
     match found {
         Some(doc) => json_response(200, &doc, &[]),
-        None => error_response(&ApiError::path_not_found()),
+        None => page_not_found(),
     }
 }
 

@@ -34,7 +34,7 @@ pub(super) enum Endpoint<'p> {
 
 /// A resource path as written, not yet checked against the served resource types.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct ResourcePath<'p> {
+pub(crate) struct ResourcePath<'p> {
     pub group: &'p str,
     pub version: &'p str,
     pub plural: &'p str,

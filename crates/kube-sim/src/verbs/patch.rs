@@ -41,8 +41,9 @@ pub fn patch(
                     "the server rejected our request due to an error in our request: {e}"
                 ))
             })?;
-            json_patch::patch(&mut new, &ops)
-                .map_err(|e| ApiError::invalid(&r.kind, &r.group, t.name, vec![json!({"reason": "FieldValueInvalid", "message": e.to_string(), "field": ""})]))?;
+            // The API server answers any failed operation (a `test` that does not hold, a
+            // path that is not there) with its generic 422 and empty details.
+            json_patch::patch(&mut new, &ops).map_err(|_| ApiError::rejected_request())?;
         }
         _ => {
             let p: Value = serde_json::from_slice(body)

@@ -38,13 +38,17 @@ pub(super) fn check_namespace(sh: &Shared, store: &Store, t: &Target<'_>) -> Res
             plural: "namespaces",
             name: ns,
         })),
-        Some(n) if objects::is_deleting(&n) => Err(ApiError::new(
-            403,
-            "Forbidden",
-            format!(
+        Some(n) if objects::is_deleting(&n) => Err(ApiError::forbidden(
+            subject(sh, t.res, t.name),
+            &format!(
                 "unable to create new content in namespace {ns} because it is being terminated"
             ),
-        )),
+        )
+        .with_causes(vec![json!({
+            "reason": "NamespaceTerminating",
+            "message": format!("namespace {ns} is being terminated"),
+            "field": "metadata.namespace",
+        })])),
         Some(_) => Ok(()),
     }
 }
@@ -168,7 +172,11 @@ pub(super) fn commit(
                 warnings,
             });
         }
-        if objects::is_deleting(&new) && objects::finalizers(&new).is_empty() {
+        // A namespace waits on its spec.finalizers and its contents, not on metadata's.
+        if objects::is_deleting(&new)
+            && objects::finalizers(&new).is_empty()
+            && !(r.kind == "Namespace" && r.group.is_empty())
+        {
             if !o.dry_run {
                 store.remove(&k);
             }
