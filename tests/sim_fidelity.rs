@@ -685,3 +685,77 @@ async fn a_terminating_namespace_reports_the_deleters_conditions_and_refuses_new
     .await;
     handle.shutdown().await;
 }
+
+// Point 9: a cluster without the Release or Usage API, and its later installation.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_started_without_the_usage_crd_serves_it_once_installed() {
+    use kube_sim::crds::{RELEASE_CRD, USAGE_CRD};
+    let f = common::SimFleet::start_with(SimConfig {
+        clusters: 2,
+        without_crds: vec![USAGE_CRD.to_string()],
+        ..SimConfig::default()
+    })
+    .await;
+    let names = f.names();
+    let c = f.client(&names[0]).await;
+    let served = |c: kube::Client| async move {
+        let (_, list) = send(
+            &c,
+            "GET",
+            "/apis/protection.crossplane.io/v1beta1",
+            JSON,
+            "",
+        )
+        .await;
+        list["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["name"] == "usages")
+    };
+    assert!(!served(c.clone()).await);
+    assert!(!f
+        .installed_crds(&names[0])
+        .await
+        .contains(&USAGE_CRD.to_string()));
+    let (code, body) = send(&c, "GET", USAGES, JSON, "").await;
+    assert_eq!((code, body), (404, json!("404 page not found\n")));
+    let (code, _) = send(
+        &c,
+        "GET",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/usages.protection.crossplane.io",
+        JSON,
+        "",
+    )
+    .await;
+    assert_eq!(code, 404);
+
+    f.install_crd(&names[0], USAGE_CRD).await;
+    assert!(served(c.clone()).await);
+    let (code, _) = send(&c, "GET", USAGES, JSON, "").await;
+    assert_eq!(code, 200);
+
+    // The Release API goes from one cluster with its objects, and comes back empty.
+    let c1 = f.client(&names[1]).await;
+    let (code, _) = send(
+        &c1,
+        "POST",
+        RELEASES,
+        JSON,
+        &release("a", json!({})).to_string(),
+    )
+    .await;
+    assert_eq!(code, 201);
+    f.uninstall_crd(&names[1], RELEASE_CRD).await;
+    let (code, _) = send(&c1, "GET", RELEASES, JSON, "").await;
+    assert_eq!(code, 404);
+    f.install_crd(&names[1], RELEASE_CRD).await;
+    let list = common::wait::eventually("the Release list served again", || async {
+        let (code, list) = send(&c1, "GET", RELEASES, JSON, "").await;
+        (code == 200).then_some(list)
+    })
+    .await;
+    assert_eq!(list["items"], json!([]), "{list}");
+    f.shutdown().await;
+}

@@ -58,6 +58,11 @@ pub struct SimArgs {
     /// faults, the audit log and the request counters (they belong to one process).
     #[arg(long)]
     pub state_file: Option<PathBuf>,
+    /// Start every cluster without this CRD (e.g. usages.protection.crossplane.io), so
+    /// that its kind is not served until it is installed through the admin API
+    /// (`POST /admin/clusters/<name>/crds {"install": [...]}`). Repeatable.
+    #[arg(long = "without-crd", value_name = "CRD")]
+    pub without_crds: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -92,6 +97,7 @@ pub fn run(args: SimArgs) -> ExitCode {
         name_prefix: args.name_prefix,
         event_window: args.event_window,
         event_max_age: args.event_max_age,
+        without_crds: args.without_crds.clone(),
         catalogue,
         audit_log: args.audit_log,
         state_file: args.state_file.clone(),

@@ -28,6 +28,10 @@ pub struct SimConfig {
     /// Where the state a restarted API server keeps is saved and restored from
     /// ([`crate::persist`]); `None` keeps everything in memory only.
     pub state_file: Option<PathBuf>,
+    /// CRDs (`releases.helm.m.crossplane.io`, `usages.protection.crossplane.io`) the
+    /// clusters start without: their kinds are not served until the CRD is installed
+    /// (through the admin API, or by creating the CRD object).
+    pub without_crds: Vec<String>,
 }
 
 impl SimConfig {
@@ -55,6 +59,7 @@ impl Default for SimConfig {
             catalogue: catalogue::Catalogue::default(),
             audit_log: None,
             state_file: None,
+            without_crds: Vec::new(),
         }
     }
 }

@@ -6,6 +6,11 @@ use serde_json::{json, Value};
 
 use fleet_core::api::{ClusterProviderConfig, ClusterUsage, ProviderConfig, Release, Usage};
 
+/// The CRD that serves provider-helm's namespaced `Release`.
+pub const RELEASE_CRD: &str = "releases.helm.m.crossplane.io";
+/// The CRD that serves Crossplane's namespaced `Usage`.
+pub const USAGE_CRD: &str = "usages.protection.crossplane.io";
+
 /// One served resource (group, version, plural) and what the server knows about it.
 #[derive(Debug, Clone)]
 pub struct ResourceType {

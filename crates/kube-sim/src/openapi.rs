@@ -9,6 +9,15 @@ use serde_json::{json, Map, Value};
 use super::cluster::Shared;
 use super::crds::ResourceType;
 
+/// The resource types a cluster serves (`served` by registry index).
+fn served_types<'a>(sh: &'a Shared, served: &'a [bool]) -> impl Iterator<Item = &'a ResourceType> {
+    sh.registry
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| served.get(*i).copied().unwrap_or(true))
+        .map(|(_, r)| r)
+}
+
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
         format!("api/{version}")
@@ -28,15 +37,15 @@ fn hash(doc: &Value) -> String {
 }
 
 /// The index; its URLs are relative to the server's root.
-pub fn index(sh: &Shared) -> Value {
+pub fn index(sh: &Shared, served: &[bool]) -> Value {
     let mut paths = Map::new();
     let mut seen = Vec::new();
-    for r in &sh.registry {
+    for r in served_types(sh, served) {
         let p = gv_path(&r.group, &r.version);
         if seen.contains(&p) {
             continue;
         }
-        let doc = document(sh, &r.group, &r.version).unwrap_or_default();
+        let doc = document(sh, served, &r.group, &r.version).unwrap_or_default();
         paths.insert(
             p.clone(),
             json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash(&doc))}),
@@ -67,14 +76,10 @@ fn operation(r: &ResourceType, params: &[&str], schema_ref: &Value) -> Value {
     })
 }
 
-pub fn document(sh: &Shared, group: &str, version: &str) -> Option<Value> {
+pub fn document(sh: &Shared, served: &[bool], group: &str, version: &str) -> Option<Value> {
     let mut paths = Map::new();
     let mut schemas = Map::new();
-    for r in sh
-        .registry
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-    {
+    for r in served_types(sh, served).filter(|r| r.group == group && r.version == version) {
         let name = schema_name(r);
         let mut schema = r.schema.clone().unwrap_or_else(
             || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
@@ -127,10 +132,10 @@ pub fn document(sh: &Shared, group: &str, version: &str) -> Option<Value> {
 }
 
 /// `/openapi/v2`: every served type's schema under `definitions`, and its object path.
-pub fn v2(sh: &Shared) -> Value {
+pub fn v2(sh: &Shared, served: &[bool]) -> Value {
     let mut paths = Map::new();
     let mut definitions = Map::new();
-    for r in &sh.registry {
+    for r in served_types(sh, served) {
         let name = schema_name(r);
         let mut schema = r
             .schema

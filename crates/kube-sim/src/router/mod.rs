@@ -181,12 +181,12 @@ async fn route(
         Endpoint::Resource(p) if anonymous => return anonymous_forbidden(&req, path, Some(&p)),
         Endpoint::Resource(p) => p,
         endpoint @ (Endpoint::Health(_) | Endpoint::Version) => {
-            return describe(sh, endpoint, req.uri().query())
+            return describe(sh, cl, endpoint, req.uri().query())
         }
         _ if anonymous => return anonymous_forbidden(&req, path, None),
-        endpoint => return describe(sh, endpoint, req.uri().query()),
+        endpoint => return describe(sh, cl, endpoint, req.uri().query()),
     };
-    let Some(t) = resource.resolve(sh) else {
+    let Some(t) = resource.resolve(sh).filter(|t| cl.serves(sh, t.res)) else {
         return page_not_found();
     };
     let request = match ResourceRequest::read(req).await {
@@ -205,17 +205,27 @@ async fn route(
 }
 
 /// Discovery, OpenAPI and health: what the path alone decides.
-fn describe(sh: &Shared, endpoint: Endpoint<'_>, query: Option<&str>) -> Response<Body> {
+fn describe(
+    sh: &Shared,
+    cl: &ClusterState,
+    endpoint: Endpoint<'_>,
+    query: Option<&str>,
+) -> Response<Body> {
+    let served = || cl.served(sh);
     let found = match endpoint {
         Endpoint::Version => Some(discovery::version()),
         Endpoint::Health(check) => return text_response(200, discovery::health(check, query)),
-        Endpoint::OpenApiV2 => Some(openapi::v2(sh)),
+        Endpoint::OpenApiV2 => Some(openapi::v2(sh, &served())),
         Endpoint::CoreVersions => Some(discovery::core_versions()),
-        Endpoint::Groups => Some(discovery::group_list(sh)),
-        Endpoint::OpenApiIndex => Some(openapi::index(sh)),
-        Endpoint::OpenApiDocument { group, version } => openapi::document(sh, group, version),
-        Endpoint::Group(g) => discovery::group(sh, g),
-        Endpoint::Resources { group, version } => discovery::resource_list(sh, group, version),
+        Endpoint::Groups => Some(discovery::group_list(sh, &served())),
+        Endpoint::OpenApiIndex => Some(openapi::index(sh, &served())),
+        Endpoint::OpenApiDocument { group, version } => {
+            openapi::document(sh, &served(), group, version)
+        }
+        Endpoint::Group(g) => discovery::group(sh, &served(), g),
+        Endpoint::Resources { group, version } => {
+            discovery::resource_list(sh, &served(), group, version)
+        }
         Endpoint::Resource(_) | Endpoint::NotFound => None,
     };
     match found {
