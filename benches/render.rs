@@ -26,6 +26,9 @@ fn fleet_tree() -> FileTree {
             .map(|i| {
                 claim(&format!("db{i}"), &name)
                     .namespace(&format!("team{i}"))
+                    // Charts of claims in different namespaces install apart: one Helm
+                    // release per name and namespace on a cluster.
+                    .install_namespace(&format!("team{i}"))
                     .label("team", &format!("t{i}"))
                     .stackgres(component().values(json!({
                         "deploy": {"restapi": false},

@@ -114,6 +114,7 @@ async fn main() {
             listen: format!("127.0.0.1:{hook_port}").parse().expect("addr"),
             secret: Secret::new(SECRET),
         }),
+        wait_for_source: false,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent = tokio::spawn(agent::run(config, async move {

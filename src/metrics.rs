@@ -41,10 +41,16 @@ pub enum ErrorReason {
     ApiError,
     Kubeconfig,
     MassPrune,
+    /// Another writer keeps changing an object this agent owns; its writes are held.
+    AnotherWriter,
+    /// Another cluster entry of the fleet reaches the same cluster; this one is refused.
+    DuplicateCluster,
+    /// A desired object exists already, labelled as another fleet's or entry's.
+    OwnedElsewhere,
 }
 
 impl ErrorReason {
-    pub const ALL: [ErrorReason; 8] = [
+    pub const ALL: [ErrorReason; 11] = [
         Self::Unreachable,
         Self::Timeout,
         Self::Conflict,
@@ -53,6 +59,9 @@ impl ErrorReason {
         Self::ApiError,
         Self::Kubeconfig,
         Self::MassPrune,
+        Self::AnotherWriter,
+        Self::DuplicateCluster,
+        Self::OwnedElsewhere,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +74,9 @@ impl ErrorReason {
             Self::ApiError => "api_error",
             Self::Kubeconfig => "kubeconfig",
             Self::MassPrune => "mass_prune",
+            Self::AnotherWriter => "another_writer",
+            Self::DuplicateCluster => "duplicate_cluster",
+            Self::OwnedElsewhere => "owned_elsewhere",
         }
     }
 }
@@ -520,7 +532,7 @@ mod tests {
     fn claims(names: &[&str]) -> Vec<Claim> {
         let mut files = FleetFiles::new().with(&cluster("c1"));
         for name in names {
-            files.add(&claim(name, "c1").namespace(name));
+            files.add(&claim(name, "c1").namespace(name).install_namespace(name));
         }
         load(&files.tree()).fleet.unwrap().claims
     }

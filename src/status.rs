@@ -181,6 +181,10 @@ pub struct ClusterStatus {
     pub pending_revision: Option<String>,
     #[serde(default)]
     pub claims: Vec<ClaimStatus>,
+    /// The cluster left the fleet: its objects are being pruned, after which it leaves the
+    /// status too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub leaving: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -245,7 +249,10 @@ impl StatusReport {
             .clusters
             .iter()
             .flat_map(|(name, c)| {
-                let cluster_state = if !c.reachable {
+                let cluster_state = if c.leaving {
+                    let reach = if c.reachable { "" } else { ", unreachable" };
+                    format!("leaving the fleet: pruning{reach}")
+                } else if !c.reachable {
                     "unreachable".to_string()
                 } else if let Some(s) = &c.suspended {
                     format!("suspended ({s})")
@@ -362,7 +369,21 @@ mod tests {
                 ..Default::default()
             },
         );
+        report.clusters.insert(
+            "gone-1".into(),
+            ClusterStatus {
+                reachable: true,
+                leaving: true,
+                ..Default::default()
+            },
+        );
         let table = report.to_table();
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("gone-1") && l.contains("leaving the fleet")),
+            "{table}"
+        );
         assert!(table.contains("revision 0123456789ab "), "{table}");
         assert!(table.contains("1/2 claims ready"), "{table}");
         assert!(

@@ -16,10 +16,11 @@ use test_support::audit::{
 use test_support::files::{git_url, FleetRepo};
 use test_support::{assert_quiet_for, until, Agent, AgentOptions, ProcessOptions, SimFleet};
 
-/// Claim `name` for `cluster` in a namespace of its own, also `name`: two claims on one
-/// cluster need two namespaces, since the Release names are fixed.
+/// Claim `name` for `cluster` in a namespace of its own, also `name`, its charts installed
+/// into that namespace too: two claims on one cluster need two namespaces for their
+/// Releases, and two for their Helm releases, since the Release names are fixed.
 fn own(name: &str, cluster: &str) -> Claim {
-    claim(name, cluster).namespace(name)
+    claim(name, cluster).namespace(name).install_namespace(name)
 }
 
 /// The fleet's own settings, named as a fleet without `fleet.yaml` is (`default`), so

@@ -247,6 +247,83 @@ fn generated_bad_inputs_are_refused_with_an_error_naming_the_file() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// A file name and a map key can hold anything, escape sequences and newlines included:
+/// `validate` shows them escaped, each diagnostic on its own line.
+#[test]
+fn control_characters_in_a_file_name_or_a_key_are_shown_escaped() {
+    let (_tmp, fleet) = base_with(|f| {
+        fs::write(
+            f.join("claims/x\u{1b}[2J\nforged.yaml"),
+            "apiVersion: stacks.hops.ops.com.ai/v1alpha1\nkind: Psql\nmetadata: {name: ok, labels: {\"k\\t\\u009b\": x}}\nspec: {clusterName: a}\n",
+        )
+        .unwrap();
+    });
+    let (code, stderr) = validate(&fleet);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        !stderr
+            .chars()
+            .any(|c| c != '\n' && fleet_core::text::is_unsafe(c)),
+        "{stderr:?}"
+    );
+    assert!(!stderr.lines().any(|l| l.starts_with("forged")), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.starts_with(
+            r"claims/x\u{1b}[2J\nforged.yaml:3:31: document 1: metadata.labels.k\t\u{9b}: "
+        )),
+        "{stderr}"
+    );
+}
+
+/// What the loader leaves unread where fleet files live is a warning naming it, never
+/// silence: the fleet stays valid (exit 0), and each skipped path is named.
+#[test]
+fn files_left_unread_are_warnings_naming_them() {
+    const CLUSTER: &str = "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Cluster\nmetadata: {name: x}\nspec: {kubeconfig: x.yaml}\n";
+    let (_tmp, fleet) = base_with(|f| {
+        fs::create_dir_all(f.join("clusters/sub")).unwrap();
+        fs::write(f.join("clusters/sub/x.yaml"), CLUSTER).unwrap();
+        fs::write(f.join("clusters/x.json"), "{}").unwrap();
+        fs::write(f.join("claims/x.YAML"), "kind: Psql\n").unwrap();
+        fs::write(f.join("clusters/empty.yaml"), "# nothing yet\n").unwrap();
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(f.join("claims/pipe.yaml"))
+            .status()
+            .unwrap();
+        assert!(fifo.success());
+    });
+    let out = common::psql_fleet(["validate"])
+        .arg(&fleet)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for line in [
+        "clusters/sub: warning: directory skipped: Cluster files are read from clusters/ itself, not from its subdirectories",
+        "clusters/x.json: warning: skipped: fleet files are YAML; only files ending in .yaml or .yml are read",
+        "claims/x.YAML: warning: skipped: only files ending in .yaml or .yml, in lowercase, are read",
+        "clusters/empty.yaml: warning: holds no document, so no Cluster is read from it; skipped",
+        "claims/pipe.yaml: warning: not a regular file (a FIFO); skipped",
+    ] {
+        assert!(stderr.lines().any(|l| l == line), "missing {line:?} in\n{stderr}");
+    }
+}
+
+/// A file over the size limit is refused with the size it has, not the size of what a
+/// capped read saw.
+#[test]
+fn the_size_error_states_the_real_size_and_the_limit() {
+    let size = 3 * 1024 * 1024 + 7;
+    let (_tmp, fleet) = base_with(|f| {
+        fs::write(f.join("claims/huge.yaml"), "#".repeat(size)).unwrap();
+    });
+    let (code, stderr) = validate(&fleet);
+    assert_eq!(code, Some(1));
+    let line =
+        format!("claims/huge.yaml: file is {size} bytes, larger than the limit of 1048576 bytes");
+    assert!(stderr.lines().any(|l| l == line), "{stderr}");
+}
+
 /// Kubeconfigs are read by the agent, not by `validate` (they are never in Git): each bad
 /// one gives an error naming the cluster and the file, never a panic and never the file's
 /// contents (the token below must not appear).

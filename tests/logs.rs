@@ -100,3 +100,50 @@ async fn text_logs_carry_reconcile_spans_and_no_token() {
         "{log}"
     );
 }
+
+/// What a forged log line would start with: a timestamp of its own.
+const FORGED: &str = "2026-01-01T00:00:00.000000Z  INFO psql_fleet::agent: serving revision";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_keep_one_event_per_line_whatever_a_file_name_or_a_halt_reason_holds() {
+    let f = SimFleet::start(1, Duration::from_millis(200)).await;
+    f.claim_everywhere();
+    let agent = f.spawn_agent(ProcessOptions::default()).await;
+    agent.wait_converged(&f.names, 1).await;
+
+    // A commit can name a file anything: this one clears the screen and starts a line.
+    f.write(
+        &format!("claims/x\u{1b}[2J\n{FORGED}.yaml"),
+        "kind: Psql\nspec: {bogus: 1}\n",
+    );
+    agent
+        .wait_for("the revision rejected", |r| r.source.rejected.is_some())
+        .await;
+    // A halt reason the same: refused, and not logged as sent.
+    let reason = format!("ok\u{1b}[2J\n{FORGED}");
+    let body = serde_json::json!({ "reason": reason }).to_string();
+    let (code, _, answer) =
+        psql_fleet::cli::status::send(&agent.server, "POST", "/api/v1/rollout/halt", Some(&body))
+            .await
+            .unwrap();
+    assert_eq!(code, 400, "{answer}");
+    let exit = agent.stop().await;
+    assert!(exit.success(), "the agent ended with {exit}");
+
+    let log = std::fs::read_to_string(f.sim_dir().join("agent.log")).unwrap();
+    assert!(
+        !log.contains('\u{1b}'),
+        "an escape sequence reached the log:\n{log}"
+    );
+    assert!(
+        !log.lines().any(|l| l.starts_with("2026-01-01")),
+        "a forged line:\n{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!(r"claims/x\u{{1b}}[2J\n{FORGED}.yaml"))),
+        "the file named, escaped, on one line:\n{log}"
+    );
+    assert!(log.contains("rollout halt refused"), "{log}");
+    f.shutdown().await;
+}

@@ -112,7 +112,7 @@ fn a_pin_outside_known_versions_is_a_warning_and_validate_still_passes() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("fleet.yaml: document 1: spec.pins.stackgres-operator: warning: 1.18.9 is not among the known versions"),
+        stderr.contains("fleet.yaml:19:5: document 1: spec.pins.stackgres-operator: warning: 1.18.9 is not among the known versions"),
         "{stderr}"
     );
     assert!(

@@ -93,7 +93,7 @@ async fn a_signed_push_is_fetched_and_applied_at_once_and_a_bad_one_changes_noth
     let took = took.expect("the signed push was not applied");
     eprintln!("signed push to applied revision: {} ms", took.as_millis());
     let live = f.client(&name).await;
-    let objects = psql_fleet::cluster::list::owned_objects(&live, "default")
+    let objects = psql_fleet::cluster::list::owned_objects(&live, "default", &name)
         .await
         .unwrap();
     assert!(!objects.is_empty());

@@ -73,6 +73,7 @@ pub fn accept(
         revision: revision.id.clone(),
         fleet,
         has_baseline: current.is_some(),
+        former_names: Vec::new(),
     })
 }
 
@@ -86,7 +87,7 @@ mod tests {
     fn revision(claims: &[&str], extra: &[&dyn Document]) -> Revision {
         let mut files = FleetFiles::new().with(&cluster("c1"));
         for c in claims {
-            files.add(&claim(c, "c1").namespace(c));
+            files.add(&claim(c, "c1").namespace(c).install_namespace(c));
         }
         for doc in extra {
             files.add(*doc);

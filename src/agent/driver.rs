@@ -94,6 +94,7 @@ impl RolloutDriver {
                                 revision,
                                 fleet,
                                 has_baseline: false,
+                                former_names: Vec::new(),
                             }),
                         );
                     }
@@ -267,12 +268,14 @@ impl RolloutDriver {
     fn finish(&self, inner: &mut Inner, transitions: Vec<Transition>) {
         for t in &transitions {
             let revision = t.revision.get(..12).unwrap_or(&t.revision);
+            // The description may hold an operator's reason or a cluster's error text: a
+            // field, so that the log format escapes it, never part of the message.
             match t.state {
                 WaveState::Failed | WaveState::Halted => {
-                    tracing::warn!(%revision, wave = %t.wave, state = t.state.as_str(), "rollout: {}", t.description)
+                    tracing::warn!(%revision, wave = %t.wave, state = t.state.as_str(), description = %t.description, "rollout wave")
                 }
                 _ => {
-                    tracing::info!(%revision, wave = %t.wave, state = t.state.as_str(), "rollout: {}", t.description)
+                    tracing::info!(%revision, wave = %t.wave, state = t.state.as_str(), description = %t.description, "rollout wave")
                 }
             }
             for o in &self.observers {

@@ -4,6 +4,11 @@
 //! POSTs take a small JSON body only (`Content-Type: application/json`, so a web page
 //! cannot send one without a CORS preflight this server never grants).
 //!
+//! A halt reason is data that reaches the status, the logs and GitHub commit statuses:
+//! at most [`MAX_REASON_CHARS`] characters of plain text on one line. Anything else is
+//! refused with 400 and says why (never cut or cleaned silently: what is recorded is what
+//! the operator sent).
+//!
 //! Served by [`crate::http_server`] with this server's bounds.
 
 use std::sync::{Arc, RwLock};
@@ -25,6 +30,7 @@ use super::driver::RolloutDriver;
 use crate::http_server::{serve_router, Connections};
 use crate::metrics::Metrics;
 use crate::status::StatusReport;
+use fleet_core::rollout::MAX_REASON_CHARS;
 
 /// Ready once a revision is served and every cluster has either been reconciled once or
 /// been found unreachable.
@@ -92,6 +98,8 @@ enum Refusal {
     Body(#[source] BytesRejection),
     #[error("bad body: {0}")]
     BadBody(#[source] serde_json::Error),
+    #[error("reason refused: {0}")]
+    BadReason(#[source] fleet_core::text::TextError),
     #[error("no rollout: no revision served yet")]
     NoRollout,
     /// The rollout driver's refusal (already halted, nothing to resume), in its words.
@@ -107,7 +115,7 @@ impl Refusal {
             Refusal::NotFound | Refusal::NoRollout => StatusCode::NOT_FOUND,
             Refusal::TimedOut => StatusCode::REQUEST_TIMEOUT,
             Refusal::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Refusal::BadBody(_) => StatusCode::BAD_REQUEST,
+            Refusal::BadBody(_) | Refusal::BadReason(_) => StatusCode::BAD_REQUEST,
             Refusal::Conflict(_) => StatusCode::CONFLICT,
         }
     }
@@ -119,6 +127,7 @@ impl Refusal {
                 | Refusal::NotJson
                 | Refusal::Body(_)
                 | Refusal::BadBody(_)
+                | Refusal::BadReason(_)
                 | Refusal::NoRollout
                 | Refusal::Conflict(_)
         )
@@ -260,10 +269,12 @@ async fn rollout(State(endpoints): Shared) -> Result<Response, Refusal> {
 
 async fn halt(State(endpoints): Shared, req: Request) -> Result<Response, Refusal> {
     let request = control_body(req).await?;
-    let status = endpoints
-        .rollouts
-        .halt(&request.reason)
-        .map_err(Refusal::Conflict)?;
+    let reason = fleet_core::text::check(&request.reason, MAX_REASON_CHARS).map_err(|e| {
+        // The refusal says where the bad character is; the text itself is not logged.
+        tracing::warn!(error = %e, "rollout halt refused");
+        Refusal::BadReason(e)
+    })?;
+    let status = endpoints.rollouts.halt(reason).map_err(Refusal::Conflict)?;
     Ok(json(&status))
 }
 
@@ -446,6 +457,22 @@ mod tests {
         let (code, _, _, body) = ask("POST", HALT, json, "{\"bogus\": 1}").await;
         assert_eq!(code, 400);
         assert!(body.contains("bad body: unknown field `bogus`"), "{body}");
+        // A reason is plain text on one line, and short: else 400, before anything else.
+        let forged: &'static str =
+            r#"{"reason": "ok\u001b[2J\u001b[H\n2026-01-01T00:00:00Z  INFO rollout resumed"}"#;
+        assert_eq!(
+            ask("POST", HALT, json, forged).await,
+            error(
+                400,
+                "reason refused: control character U+001B at character 3: plain text on one line only"
+            )
+        );
+        let long: &'static str =
+            format!("{{\"reason\": \"{}\"}}", "é".repeat(MAX_REASON_CHARS + 1)).leak();
+        assert_eq!(
+            ask("POST", HALT, json, long).await,
+            error(400, "reason refused: 201 characters, at most 200")
+        );
         // Nothing to halt yet: the driver's refusal, in its words.
         let (code, content_type, _, body) = ask("POST", HALT, json, " ").await;
         assert_eq!((code, content_type.as_str()), (409, "application/json"));

@@ -7,6 +7,7 @@ pub mod accept;
 pub mod commit_status;
 pub mod driver;
 pub mod http;
+mod names;
 pub mod workers;
 
 use std::net::SocketAddr;
@@ -38,6 +39,10 @@ pub enum Error {
     Metrics(#[from] crate::metrics::Error),
     #[error("rollout state: {0}")]
     State(#[from] fleet_core::rollout::store::Error),
+    /// The source could not be read at start: a supervisor must see a failure, not an
+    /// agent that serves nothing.
+    #[error("cannot read the fleet source at start (--wait-for-source waits for it instead): {0}")]
+    Source(#[source] crate::source::Error),
 }
 
 /// Everything `run` is told on the command line.
@@ -57,6 +62,9 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// GitHub push webhooks that make the Git source fetch at once.
     pub webhook: Option<WebhookConfig>,
+    /// A source that cannot be read at start is waited for (and said so in the status)
+    /// instead of ending the agent with an error.
+    pub wait_for_source: bool,
 }
 
 /// Where webhook deliveries are received, and the secret that signs them.
@@ -162,6 +170,8 @@ async fn serve(
         resync: config.interval,
         call_timeout: Duration::from_secs(15),
         reports: reports_tx,
+        identity: identity(),
+        reached: Default::default(),
     });
     let mut agent = Agent {
         allow_mass_prune: config.allow_mass_prune,
@@ -170,6 +180,7 @@ async fn serve(
         rollouts,
         workers: Workers::new(shared, stop_rx),
         newest: None,
+        names: names::Kept::open(names_dir(&config).as_deref()),
     };
     let (revisions_tx, mut revisions) = mpsc::channel(4);
     let git = GitSettings {
@@ -182,9 +193,10 @@ async fn serve(
     let mut ready_tick = tokio::time::interval(Duration::from_millis(500));
     let mut rollout_tick = tokio::time::interval(Duration::from_millis(250));
     tokio::pin!(shutdown);
-    loop {
+    let mut read_once = false;
+    let outcome = loop {
         tokio::select! {
-            _ = &mut shutdown => break,
+            _ = &mut shutdown => break Ok(()),
             _ = rollout_tick.tick() => agent.rollouts.tick(),
             Some(report) = reports.recv() => agent.rollouts.report(&report.cluster, report.health),
             changed = given_changed.changed() => {
@@ -194,11 +206,18 @@ async fn serve(
             }
             _ = ready_tick.tick() => agent.publish_ready(),
             revision = revisions.recv() => match revision {
-                Some(revision) => agent.receive(revision),
-                None => break,
+                Some(Err(e)) if !read_once && !config.wait_for_source => {
+                    break Err(Error::Source(e));
+                }
+                Some(Err(e)) if !read_once => agent.wait_for_source(&e),
+                Some(revision) => {
+                    read_once |= revision.is_ok();
+                    agent.receive(revision);
+                }
+                None => break Ok(()),
             },
         }
-    }
+    };
     tracing::info!("stopping: letting in-flight actions finish");
     let _ = stop_tx.send(true);
     source_task.abort();
@@ -211,7 +230,7 @@ async fn serve(
     server.abort();
     // Wait for the abort, so the listener is closed (and its port free) once `run` returns.
     let _ = server.await;
-    Ok(())
+    outcome
 }
 
 /// Where the rollout is kept. A dry run must not move the real agent's rollout: its state
@@ -225,6 +244,28 @@ fn rollout_store(config: &Config) -> Result<Option<Store>, Error> {
         .clone()
         .unwrap_or_else(|| config.cache_dir.join("state"));
     Ok(Some(Store::open(&dir)?))
+}
+
+/// Where the fleet's earlier names are kept: beside the rollout state, and, like it, not
+/// for a dry run.
+fn names_dir(config: &Config) -> Option<std::path::PathBuf> {
+    (!config.dry_run).then(|| {
+        config
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| config.cache_dir.join("state"))
+    })
+}
+
+/// How this agent names itself on what it applies: its host and process.
+fn identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into());
+    format!("psql-fleet on {host}, pid {}", std::process::id())
 }
 
 async fn serve_webhook(webhook: &WebhookConfig, trigger: Trigger) -> Result<JoinHandle<()>, Error> {
@@ -246,6 +287,7 @@ struct Agent {
     workers: Workers,
     /// The newest revision accepted.
     newest: Option<Arc<Accepted>>,
+    names: names::Kept,
 }
 
 impl Agent {
@@ -266,19 +308,52 @@ impl Agent {
         }
     }
 
-    /// What the source read: a revision to judge, or why there was none.
+    /// `--wait-for-source`: nothing read yet, and the status says what it waits for.
+    fn wait_for_source(&self, e: &crate::source::Error) {
+        tracing::warn!(error = %e, "waiting for the fleet source (--wait-for-source)");
+        self.with_status(|s| {
+            s.source.last_error = Some(format!("waiting for the fleet source: {e}"));
+        });
+    }
+
+    /// What the source read: a revision to judge, or why there was none. An unreadable
+    /// source changes nothing served: a directory that vanished is not an empty fleet.
     fn receive(&mut self, revision: Result<Revision, crate::source::Error>) {
         let revision = match revision {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the fleet source");
+                tracing::warn!(error = %e, "cannot read the fleet source; keeping the last good revision");
                 self.with_status(|s| s.source.last_error = Some(e.to_string()));
                 return;
             }
         };
+        if self
+            .newest
+            .as_ref()
+            .is_some_and(|n| n.revision == revision.id)
+        {
+            // Readable again, or fixed back, with what is served already: nothing to roll
+            // out again, but the newest revision is valid again.
+            tracing::info!(revision = %revision.short_id(), "the fleet source is readable again");
+            self.metrics.set_source(&revision.id, true, now_seconds());
+            self.with_status(|s| {
+                s.source.rejected = None;
+                s.source.diagnostics.clear();
+                s.source.last_sync = Some(now_rfc3339());
+                s.source.last_error = None;
+            });
+            return;
+        }
         match accept::accept(self.newest.as_deref(), &revision, self.allow_mass_prune) {
             Err(rejected) => self.reject(rejected),
-            Ok(accepted) => self.serve_revision(accepted, &revision),
+            Ok(mut accepted) => {
+                let name = &accepted.fleet.settings.name;
+                if let Some(old) = self.names.serve(name) {
+                    tracing::warn!(from = %old, to = %name, "fleet renamed: what the old name labels is relabelled, or pruned where the fleet dropped it");
+                }
+                accepted.former_names = self.names.names.former.clone();
+                self.serve_revision(accepted, &revision)
+            }
         }
     }
 
@@ -323,8 +398,6 @@ impl Agent {
             s.source.diagnostics.clear();
             s.source.last_sync = Some(now_rfc3339());
             s.source.last_error = None;
-            s.clusters
-                .retain(|name, _| accepted.fleet.clusters.contains_key(name));
         });
         let accepted = Arc::new(accepted);
         self.rollouts.accept(&accepted, &revision.tree);

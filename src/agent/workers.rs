@@ -1,6 +1,8 @@
 //! The agent's cluster workers: one task per cluster of the newest revision, each sent its
-//! assignment on a watch channel of its own. Dropping a worker's sender ends it, which is
-//! how a cluster that left the fleet stops being reconciled.
+//! assignment on a watch channel of its own. A cluster that left the fleet keeps its
+//! worker until the worker has pruned what it owns there (or released it, when the fleet
+//! says to orphan removed clusters); the worker then ends and takes the cluster out of the
+//! status and the metrics.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,17 +35,12 @@ impl Workers {
         }
     }
 
-    /// One worker per cluster of `newest`: workers of clusters that left end (their series
-    /// go with them), clusters that came (or whose worker ended) get one.
+    /// One worker per cluster of `newest`, and the workers of clusters that left until they
+    /// are done; clusters that came (or whose worker ended) get one.
     pub fn follow(&mut self, newest: &Arc<Accepted>, rollouts: &RolloutDriver) {
         let clusters = &newest.fleet.clusters;
-        self.by_cluster.retain(|name, _| {
-            let keep = clusters.contains_key(name);
-            if !keep {
-                self.shared.metrics.forget_cluster(name);
-            }
-            keep
-        });
+        self.by_cluster
+            .retain(|name, w| clusters.contains_key(name) || !w.task.is_finished());
         for name in clusters.keys() {
             if self
                 .by_cluster

@@ -1,6 +1,7 @@
 //! The `psql-fleet` command line (SPEC 2.7).
 
 pub mod demo;
+pub mod log_fields;
 pub mod plan;
 pub mod render;
 pub mod rollout;
@@ -72,7 +73,8 @@ pub fn load_dir(dir: &Path) -> LoadOutcome {
 
 /// Prints diagnostics to stderr, one per line.
 pub fn print_diagnostics(outcome: &LoadOutcome) {
+    // A file name or a map key from the fleet may hold anything a terminal obeys.
     for d in &outcome.diagnostics {
-        eprintln!("{d}");
+        eprintln!("{}", fleet_core::text::escape(&d.to_string()));
     }
 }

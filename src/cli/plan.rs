@@ -231,7 +231,7 @@ async fn read_live(
             let client = crate::cluster::kubeconfig::client_in(credentials, cluster)
                 .await
                 .map_err(|e| e.to_string())?;
-            crate::cluster::list::owned_objects(&client, &fleet.settings.name)
+            crate::cluster::list::owned_objects(&client, &fleet.settings.name, &cluster.name)
                 .await
                 .map_err(|e| format!("cannot list its objects: {}", list_error(&e)))
         };

@@ -38,7 +38,13 @@ pub struct RunArgs {
     /// Let a revision remove more than the allowed share of the fleet's claims.
     #[arg(long)]
     pub allow_mass_prune: bool,
-    /// Git fetch interval, and how often clusters re-check their kubeconfig (e.g. 30s, 2m).
+    /// When the source cannot be read at start, wait for it (the status says why)
+    /// instead of exiting with an error. Once a revision has been read, an unreadable
+    /// source never stops the agent: it keeps serving the last good revision.
+    #[arg(long)]
+    pub wait_for_source: bool,
+    /// Git fetch interval, how often a fleet directory is read again without an event, and
+    /// how often clusters re-check their kubeconfig (e.g. 30s, 2m).
     #[arg(long, default_value = "30s", value_parser = fleet_core::model::duration::parse)]
     pub interval: Duration,
     #[arg(long, conflicts_with_all = ["tag", "commit"])]
@@ -97,7 +103,10 @@ pub(crate) fn init_logging_at(format: LogFormat, default_level: &str) {
         // Colour codes only on a terminal, not in log files and collectors.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
+        // One event, one line: field values and messages escaped (see log_fields).
+        LogFormat::Text => builder
+            .fmt_fields(super::log_fields::EscapedFields)
+            .try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
 }
@@ -193,6 +202,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         max_concurrency: args.max_concurrency,
         state_dir: args.state_dir.clone(),
         webhook,
+        wait_for_source: args.wait_for_source,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

@@ -1,12 +1,22 @@
 //! `psql-fleet status`: asks a running agent for `/api/v1/status` and prints it. Also the
 //! client of the agent's HTTP API that `rollout`, the demo, the tests and the benches share:
 //! async ([`get`], [`send`], [`report`]) and blocking ([`fetch`], [`request`]).
+//!
+//! What an agent reports holds text from outside: clusters' error messages, file names
+//! from commits, operators' reasons. The agent refuses control characters where it takes
+//! text in, but not every source can be refused (a cluster says what it says), so the
+//! tables printed here escape every control character in it: a report never moves the
+//! cursor, clears the screen or adds a line of its own.
 
 use std::future::Future;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use fleet_core::text::escape;
 
 use crate::status::StatusReport;
 
@@ -214,7 +224,7 @@ pub fn run(args: &StatusArgs) -> ExitCode {
 
 /// What a command got from the agent, printed as `--output` says (JSON, or the table
 /// `table` makes of it), or its error with every cause.
-pub(crate) fn show<T: serde::Serialize, E: std::error::Error>(
+pub(crate) fn show<T: serde::Serialize + DeserializeOwned, E: std::error::Error>(
     read: Result<T, E>,
     output: Output,
     table: impl FnOnce(&T) -> String,
@@ -222,23 +232,128 @@ pub(crate) fn show<T: serde::Serialize, E: std::error::Error>(
     let value = match read {
         Ok(value) => value,
         Err(e) => {
-            eprintln!("error: {}", chain(&e));
+            // The agent's refusals are in the chain, in its words.
+            eprintln!("error: {}", escape(&chain(&e)));
             return ExitCode::FAILURE;
         }
     };
     match output {
+        // JSON strings escape their control characters themselves.
         Output::Json => println!(
             "{}",
             serde_json::to_string_pretty(&value).unwrap_or_default()
         ),
-        Output::Table => print!("{}", table(&value)),
+        Output::Table => print!("{}", escaped_table(&value, table)),
     }
     ExitCode::SUCCESS
+}
+
+/// `table` of `value` with every string in `value` escaped first, so that the table's own
+/// line breaks are the only ones.
+pub(crate) fn escaped_table<T: serde::Serialize + DeserializeOwned>(
+    value: &T,
+    table: impl FnOnce(&T) -> String,
+) -> String {
+    let escaped = serde_json::to_value(value).ok().and_then(|mut json| {
+        escape_strings(&mut json);
+        serde_json::from_value::<T>(json).ok()
+    });
+    match escaped {
+        Some(escaped) => table(&escaped),
+        // Not expected (the value came from JSON); still, nothing is printed raw.
+        None => table(value)
+            .lines()
+            .map(|line| format!("{}\n", escape(line)))
+            .collect(),
+    }
+}
+
+/// Escapes every string in `json`, object keys (cluster names) included.
+fn escape_strings(json: &mut Value) {
+    match json {
+        Value::String(s) => {
+            if let std::borrow::Cow::Owned(escaped) = escape(s) {
+                *s = escaped;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(escape_strings),
+        Value::Object(fields) => {
+            for (key, mut value) in std::mem::take(fields) {
+                escape_strings(&mut value);
+                fields.insert(escape(&key).into_owned(), value);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_status_table_escapes_whatever_the_agent_reports_and_keeps_one_line_per_row() {
+        use crate::status::{ClaimStatus, ClusterStatus, RolloutStatus};
+        use fleet_core::rollout::Halt;
+
+        let clear = "\u{1b}[2J\u{1b}[H";
+        let forged = "\n2026-01-01T00:00:00Z  INFO all clusters ready";
+        let mut report = StatusReport::default();
+        report.source.source = format!("fleet{clear}");
+        report.source.rejected = Some(format!("revision abc does not validate{forged}"));
+        report.source.diagnostics = vec![format!("claims/x{clear}.yaml: bad{forged}")];
+        report.source.last_error = Some(format!("cannot open{forged}"));
+        report.clusters.insert(
+            format!("evil{clear}"),
+            ClusterStatus {
+                reachable: true,
+                last_error: Some(format!("admission webhook said: {clear}denied{forged}")),
+                claims: vec![ClaimStatus {
+                    claim: "default/app".into(),
+                    reason: Some(format!("Release: \u{9b}31mred\u{202e}{forged}")),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        );
+        report.rollout = Some(RolloutStatus {
+            revision: "0123456789abcdef".into(),
+            phase: "halted".into(),
+            halted: Some(Halt {
+                wave: "dev".into(),
+                reason: format!("halted by an operator: {clear}{forged}"),
+                by_operator: true,
+                at_ms: 0,
+            }),
+            ..Default::default()
+        });
+        let plain = escaped_table(&report, StatusReport::to_table);
+        let steering = |c: &char| *c != '\n' && fleet_core::text::is_unsafe(*c);
+        assert!(!plain.chars().any(|c| steering(&c)), "{plain}");
+        assert!(
+            !plain.contains("\nINFO") && !plain.contains("\n2026"),
+            "{plain}"
+        );
+        for shown in [
+            r"source fleet\u{1b}[2J\u{1b}[H",
+            r"does not validate\n2026-01-01T00:00:00Z  INFO all clusters ready",
+            r"source error: cannot open\n2026",
+            r"halted by an operator: \u{1b}[2J\u{1b}[H\n2026",
+            r"Release: \u{9b}31mred\u{202e}\n2026",
+            r"error: admission webhook said: \u{1b}[2J\u{1b}[Hdenied\n2026",
+        ] {
+            assert!(plain.contains(shown), "{shown} not in:\n{plain}");
+        }
+        assert!(
+            plain
+                .lines()
+                .any(|l| l.starts_with(r"evil\u{1b}[2J\u{1b}[H") && l.contains("default/app")),
+            "{plain}"
+        );
+        // Printed raw, the report would have added lines of its own.
+        let raw = report.to_table();
+        assert!(plain.lines().count() < raw.lines().count(), "{raw}");
+    }
 
     #[test]
     fn only_http_servers_are_asked() {

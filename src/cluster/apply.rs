@@ -146,6 +146,8 @@ pub struct Writer {
     pub client: Client,
     pub cluster: String,
     pub timeout: Duration,
+    /// Who applies, written on each object beside its desired hash.
+    pub applied_by: String,
 }
 
 impl Writer {
@@ -185,7 +187,7 @@ impl Writer {
         if force {
             params = params.force();
         }
-        let body = object.apply_body();
+        let body = object.apply_body_by(Some(&self.applied_by));
         let api = self.api(&at);
         let served = self
             .bounded(&at, api.patch(&at.name, &params, &Patch::Apply(&body)))

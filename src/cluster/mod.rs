@@ -14,6 +14,7 @@
 //! - [`pass`]: one reconcile pass: plan, carry out the actions, report.
 
 pub mod apply;
+pub mod identity;
 pub mod kubeconfig;
 pub mod list;
 pub mod live_view;
@@ -32,6 +33,7 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::metrics::Metrics;
 use crate::status::{ClusterStatus, StatusReport};
 use fleet_core::fleetdir::LoadedFleet;
+use fleet_core::model::fleet::RemovedClusters;
 use fleet_core::model::Cluster;
 use fleet_core::rollout::Health;
 
@@ -43,6 +45,9 @@ pub struct Accepted {
     /// Whether an earlier revision was accepted in this process, so the fleet-wide guard
     /// compared against it; when not, each cluster guards its first prune itself.
     pub has_baseline: bool,
+    /// The fleet's earlier names (renames in `fleet.yaml`), newest last: objects labelled
+    /// with them are this fleet's to relabel or prune.
+    pub former_names: Vec<String>,
 }
 
 /// Everything one worker is told, replaced whole whenever any part of it changes.
@@ -90,14 +95,15 @@ impl Assignment {
         self.newest.fleet.clusters.get(name)
     }
 
-    pub fn fleet_name(&self) -> &str {
-        &self.newest.fleet.settings.name
+    /// Whether a cluster that left the fleet is emptied before its worker ends.
+    pub fn leaving_prunes(&self) -> bool {
+        self.newest.fleet.settings.removed_clusters() == RemovedClusters::Prune
     }
 
-    /// Whether `other` reaches cluster `name` differently, or watches another inventory:
-    /// a session must start over.
+    /// Whether `other` reaches cluster `name` differently: a session must start over. A
+    /// cluster that left the fleet keeps the entry it had, so leaving is no change here.
     pub fn reconnects(&self, other: &Assignment, name: &str) -> bool {
-        self.cluster(name) != other.cluster(name) || self.fleet_name() != other.fleet_name()
+        matches!((self.cluster(name), other.cluster(name)), (Some(a), Some(b)) if a != b)
     }
 }
 
@@ -124,6 +130,11 @@ pub struct Shared {
     pub call_timeout: Duration,
     /// Where the workers' health reports go.
     pub reports: mpsc::Sender<Report>,
+    /// Who this agent is, written on every object it applies, so that another agent on the
+    /// same objects can be named.
+    pub identity: String,
+    /// Which entries reach which cluster, by the cluster's identity.
+    pub reached: identity::Registry,
 }
 
 impl Shared {
@@ -131,5 +142,13 @@ impl Shared {
         if let Ok(mut status) = self.status.write() {
             f(status.clusters.entry(cluster.to_string()).or_default());
         }
+    }
+
+    /// A cluster done with: out of the status and the metrics.
+    pub fn forget(&self, cluster: &str) {
+        if let Ok(mut status) = self.status.write() {
+            status.clusters.remove(cluster);
+        }
+        self.metrics.forget_cluster(cluster);
     }
 }

@@ -14,8 +14,11 @@ use super::{Accepted, Assignment, Given, Report, Shared};
 use crate::metrics::ErrorReason;
 use crate::status::ClaimStatus;
 use fleet_core::api::LABEL_PSQL;
+use fleet_core::model::Cluster;
+use fleet_core::reconcile::contest::contest;
 use fleet_core::reconcile::{
-    plan_cluster, Action, ApplyReason, ClusterInput, ClusterPlan, Drift, LiveState,
+    plan_cluster, Action, ApplyReason, ClusterInput, ClusterPlan, Drift, Inventory, LiveState,
+    WriteBudget,
 };
 use fleet_core::render::ObjectRef;
 use fleet_core::rollout::Health;
@@ -30,6 +33,13 @@ pub struct Memory {
     /// The last failed apply per object, so a conflict that persists across retries is an
     /// Event once (the error metric counts every attempt), until an apply succeeds.
     pub failed: BTreeMap<ObjectRef, String>,
+    /// The desired hash this agent last applied to each object: a different one on the
+    /// object later was written by someone else.
+    pub applied: BTreeMap<ObjectRef, String>,
+    /// Writes that undo someone else's change, per object: bounded, so no fight loops.
+    pub budget: WriteBudget,
+    /// Objects whose contested writes are held now, so that is said once per episode.
+    pub held: BTreeSet<ObjectRef>,
 }
 
 /// What one reconcile pass found.
@@ -37,11 +47,15 @@ pub struct Outcome {
     pub failed: usize,
     /// Whether the pass's calls reached the server; `None` when it made none.
     pub reached: Option<bool>,
+    /// The cluster left the fleet and nothing the entry owns is left on it.
+    pub left: bool,
 }
 
-/// One reconcile pass.
+/// One reconcile pass. `entry` is the cluster's entry as last seen, which a cluster that
+/// left the fleet is still reached and emptied through.
 pub async fn run(
     name: &str,
+    entry: &Cluster,
     shared: &Shared,
     client: &kube::Client,
     assignment: &Assignment,
@@ -51,15 +65,29 @@ pub async fn run(
     let nothing = Outcome {
         failed: 0,
         reached: None,
+        left: false,
     };
-    let Some(given) = given_revision(name, shared, assignment) else {
-        return nothing;
+    // A cluster that left is emptied at once, whatever wave it was in.
+    let leaving = assignment.cluster(name).is_none();
+    let given = if leaving {
+        &assignment.newest
+    } else {
+        let Some(given) = given_revision(name, shared, assignment) else {
+            return nothing;
+        };
+        given
     };
-    let Some(cluster) = given.fleet.clusters.get(name) else {
-        return nothing;
+    let cluster = if leaving {
+        entry
+    } else {
+        let Some(cluster) = given.fleet.clusters.get(name) else {
+            return nothing;
+        };
+        cluster
     };
     let seen = state.seen.clone();
     let is_seen = move |at: &ObjectRef| seen.contains(at);
+    let former_names = &assignment.newest.former_names;
     let plan = plan_cluster(&ClusterInput {
         fleet: &given.fleet,
         cluster,
@@ -67,14 +95,35 @@ pub async fn run(
         seen: &is_seen,
         guard_prune: !assignment.newest.has_baseline,
         allow_mass_prune: shared.allow_mass_prune,
+        former_names,
     });
+    let inventory = Inventory {
+        fleet: &given.fleet.settings.name,
+        former: former_names,
+        cluster: &cluster.name,
+    };
+    if leaving && plan.actions.is_empty() && !view.live.values().any(|o| inventory.owns(o)) {
+        return Outcome {
+            left: true,
+            ..nothing
+        };
+    }
     let started = Instant::now();
     let writer = Writer {
         client: client.clone(),
         cluster: name.to_string(),
         timeout: shared.call_timeout,
+        applied_by: shared.identity.clone(),
     };
-    let carried = carry_out_all(shared, &writer, &plan, view, state).await;
+    let mut carried = carry_out_all(shared, &writer, &plan, view, state).await;
+    for (at, holder) in &plan.held {
+        shared
+            .metrics
+            .count_error(name, ErrorReason::OwnedElsewhere);
+        carried.errors.push(format!(
+            "{at} is not applied: it exists already, labelled as {holder}'s"
+        ));
+    }
     shared
         .metrics
         .observe_duration(name, started.elapsed().as_secs_f64());
@@ -85,8 +134,20 @@ pub async fn run(
         } else {
             carried.answered.then_some(true)
         },
+        left: false,
     };
-    publish(name, shared, given, &plan, carried.errors, outcome.reached).await;
+    if leaving {
+        record_status(
+            shared,
+            name,
+            &given.revision,
+            &plan,
+            carried.errors,
+            outcome.reached,
+        );
+    } else {
+        publish(name, shared, given, &plan, carried.errors, outcome.reached).await;
+    }
     outcome
 }
 
@@ -148,8 +209,37 @@ async fn carry_out_all(
     } else {
         None
     };
+    let now = std::time::Instant::now();
+    state.budget.settle(now);
+    let mut still_held = BTreeSet::new();
     for action in &plan.actions {
-        let span = tracing::info_span!("action", claim = %claim_of(action, &view.live), object = %action.object_ref());
+        let at = action.object_ref();
+        if let Some(contest) = contest(
+            action,
+            view.live.get(&at),
+            state.applied.get(&at).map(String::as_str),
+        ) {
+            if let Err(wait) = state.budget.take(&at, now) {
+                still_held.insert(at.clone());
+                let error = format!(
+                    "{at}: another writer keeps changing it ({contest}); holding this agent's writes to it, next in {}s",
+                    wait.as_secs().max(1)
+                );
+                shared.metrics.count_error(name, ErrorReason::AnotherWriter);
+                if state.held.insert(at.clone()) {
+                    tracing::warn!(cluster = %name, object = %at, %contest, "another writer keeps changing an object; writes to it held");
+                    if !shared.dry_run {
+                        writer
+                            .event(&at, true, "AnotherWriter", "Apply", &error)
+                            .await;
+                    }
+                }
+                carried.errors.push(error);
+                continue;
+            }
+        }
+        let span =
+            tracing::info_span!("action", claim = %claim_of(action, &view.live), object = %at);
         match carry_out(shared, writer, action, state)
             .instrument(span)
             .await
@@ -175,6 +265,7 @@ async fn carry_out_all(
             }
         }
     }
+    state.held.retain(|at| still_held.contains(at));
     if let Some(refused) = &plan.prune_refused {
         shared.metrics.count_error(name, ErrorReason::MassPrune);
         tracing::warn!(cluster = %name, %refused, "prune held back");
@@ -315,6 +406,7 @@ async fn carry_out(
                     }
                     state.reported.remove(&at);
                     state.failed.remove(&at);
+                    state.applied.insert(at, object.hash.clone());
                     Ok(served)
                 }
                 Err(e) => {

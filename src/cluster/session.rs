@@ -15,9 +15,10 @@ use tracing::Instrument;
 
 use super::live_view::LiveView;
 use super::pass::{self, Memory, Outcome};
-use super::{apply, kubeconfig, Assignment, Shared};
+use super::{apply, identity, kubeconfig, Assignment, Shared};
 use crate::metrics::ErrorReason;
 use fleet_core::api::LABEL_FLEET;
+use fleet_core::model::Cluster;
 use fleet_core::reconcile::backoff::{pass_due, Wake};
 use fleet_core::reconcile::Backoff;
 use fleet_core::render::ObjectKind;
@@ -29,6 +30,8 @@ pub enum End {
     Reconnect,
     /// The watches ended: connect again after a backoff.
     Failed,
+    /// The cluster left the fleet and nothing the entry owned is left on it.
+    Left,
 }
 
 /// A client built from a kubeconfig, and what is needed to notice the file change.
@@ -47,8 +50,13 @@ struct Reachability {
     watch_unreached: bool,
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one session's inputs, each from elsewhere"
+)]
 pub async fn run(
     name: &str,
+    entry: &Cluster,
     shared: &Arc<Shared>,
     connection: Connection,
     assignment: &mut watch::Receiver<Assignment>,
@@ -57,7 +65,14 @@ pub async fn run(
 ) -> End {
     let client = connection.client;
     let started_with = assignment.borrow().clone();
-    let selector = format!("{LABEL_FLEET}={}", started_with.fleet_name());
+    // Every object any fleet applied, not only this one's: the inventory labels then say
+    // what is ours, and an object another fleet or entry holds is seen before it would be
+    // applied over. A rename changes no watch.
+    let selector = LABEL_FLEET.to_string();
+    let entered = identity::read(&client, shared.call_timeout)
+        .await
+        .map(|uid| shared.reached.enter(&uid, name));
+    let mut refused_for: Option<String> = None;
     let stream_of = |kind: ObjectKind| {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &apply::resource(kind));
         watcher::watcher(api, watcher::Config::default().labels(&selector))
@@ -80,7 +95,7 @@ pub async fn run(
             changed = assignment.changed() => {
                 if changed.is_err() { return End::Stop; }
                 let now = assignment.borrow().clone();
-                if now.cluster(name).is_none() { return End::Stop; }
+                if now.cluster(name).is_none() && !now.leaving_prunes() { return End::Reconnect; }
                 if now.reconnects(&started_with, name) { return End::Reconnect; }
                 due = true;
             }
@@ -122,11 +137,32 @@ pub async fn run(
         if !due || !view.synced() {
             continue;
         }
+        let keeper = entered.as_ref().and_then(identity::Entered::refused_by);
+        if keeper != refused_for {
+            refused_for = keeper.clone();
+            if let (Some(keeper), Some(entered)) = (&keeper, &entered) {
+                let error = format!(
+                    "cluster {name}: refused: cluster entry {keeper} reaches the same cluster (kube-system namespace UID {}); only {keeper} is reconciled there: remove one of the two entries",
+                    entered.uid()
+                );
+                tracing::error!(cluster = %name, %keeper, "another cluster entry reaches the same cluster; this one is not reconciled");
+                shared
+                    .metrics
+                    .count_error(name, ErrorReason::DuplicateCluster);
+                shared.update_status(name, |s| s.last_error = Some(error));
+            }
+        }
+        if refused_for.is_some() {
+            continue;
+        }
         let current = assignment.borrow().clone();
         let span = tracing::info_span!("reconcile", cluster = %name, revision = %short(&current.newest.revision));
-        let outcome = pass::run(name, shared, &client, &current, &mut view, memory)
+        let outcome = pass::run(name, entry, shared, &client, &current, &mut view, memory)
             .instrument(span)
             .await;
+        if outcome.left {
+            return End::Left;
+        }
         if let Some(end) = reach
             .after_pass(shared, name, &client, &selector, &outcome)
             .await

@@ -12,8 +12,8 @@ use super::{kubeconfig, Assignment, Shared};
 use crate::metrics::ErrorReason;
 use fleet_core::reconcile::Backoff;
 
-/// Runs until `stop` turns true or the agent drops the cluster's assignment (the cluster
-/// left the fleet).
+/// Runs until `stop` turns true, the agent drops the cluster's assignment, or the cluster
+/// left the fleet and what it owned there is pruned or released.
 pub async fn run(
     name: String,
     shared: Arc<Shared>,
@@ -23,14 +23,24 @@ pub async fn run(
     let backoff = Backoff::default();
     let mut attempt = 0u32;
     let mut memory = Memory::default();
+    // The entry as last seen: a cluster that left the fleet is still reached through it.
+    let mut entry = None;
     loop {
         if *stop.borrow() {
             return;
         }
         let current = assignment.borrow().clone();
-        let Some(cluster) = current.cluster(&name).cloned() else {
+        entry = current.cluster(&name).cloned().or(entry);
+        let Some(cluster) = entry.clone() else {
             return;
         };
+        if current.cluster(&name).is_none() && !current.leaving_prunes() {
+            tracing::info!(cluster = %name, "cluster left the fleet; its objects are left in place (spec.prune.removedClusters: orphan)");
+            shared.forget(&name);
+            return;
+        }
+        let leaving = current.cluster(&name).is_none();
+        shared.update_status(&name, |s| s.leaving = leaving);
         let connected = match kubeconfig::resolve(&shared.credentials_dir, &cluster) {
             Ok(path) => {
                 let print = kubeconfig::fingerprint(&path);
@@ -48,6 +58,7 @@ pub async fn run(
             Ok(connection) => {
                 session::run(
                     &name,
+                    &cluster,
                     &shared,
                     connection,
                     &mut assignment,
@@ -71,6 +82,11 @@ pub async fn run(
         };
         match end {
             End::Stop => return,
+            End::Left => {
+                tracing::info!(cluster = %name, "cluster left the fleet and nothing of the fleet's is left on it");
+                shared.forget(&name);
+                return;
+            }
             End::Reconnect => attempt = 0,
             End::Failed => {
                 let delay = backoff.delay(attempt, fastrand::f64());

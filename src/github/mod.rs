@@ -291,8 +291,9 @@ impl Client {
         }
     }
 
-    /// Sets the status `context` of commit `sha`. `description` is cut to
-    /// [`MAX_DESCRIPTION`] characters.
+    /// Sets the status `context` of commit `sha`. `description` has its control characters
+    /// escaped (it may carry a cluster's error text, and GitHub shows it in pages, mails and
+    /// other tools' terminals) and is cut to [`MAX_DESCRIPTION`] characters.
     pub async fn set_commit_status(
         &self,
         sha: &str,
@@ -305,7 +306,7 @@ impl Client {
         let request = StatusBody {
             state,
             target_url,
-            description: truncate(description, MAX_DESCRIPTION),
+            description: truncate(&fleet_core::text::escape(description), MAX_DESCRIPTION),
             context,
         };
         let _: (serde_json::Value, bool) =

@@ -188,6 +188,32 @@ async fn a_status_without_target_url_leaves_the_field_out() {
 }
 
 #[tokio::test]
+async fn a_status_description_has_its_control_characters_escaped_before_it_is_cut() {
+    let gh = FakeGitHub::start(vec![reply(201, json!({"id": 1}))]).await;
+    let description = format!("failed: cluster c1: \u{1b}[2J\nforged{}", "x".repeat(200));
+    gh.client()
+        .set_commit_status(
+            "abc",
+            "psql-fleet/dev",
+            StatusState::Failure,
+            &description,
+            None,
+        )
+        .await
+        .unwrap();
+    let sent = gh.seen()[0].body["description"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        sent.starts_with(r"failed: cluster c1: \u{1b}[2J\nforged"),
+        "{sent}"
+    );
+    assert_eq!(sent.chars().count(), MAX_DESCRIPTION);
+    assert!(sent.ends_with('…'), "{sent}");
+}
+
+#[tokio::test]
 async fn the_first_plan_comment_is_created_with_its_marker() {
     let gh = FakeGitHub::start(vec![
         reply(200, json!([{"id": 7, "body": "LGTM"}])),

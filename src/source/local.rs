@@ -1,12 +1,23 @@
 //! A local fleet directory, watched with `notify`. Events are debounced: a revision is read
 //! only once the directory has been quiet for the settle time, so an editor's partial write
 //! (truncate, then write; or write a temporary file, then rename) is never taken as one.
+//!
+//! The directory is followed by its path, not by what the path named at start: deploy
+//! tools replace a fleet whole (`rm -rf` and copy back, or `ln -sfn new current`), and an
+//! inotify watch stays with the inode it was set on. So the parent folder is watched too,
+//! for the name being removed, created or re-pointed; the directory's own watch is set
+//! again whenever what the path resolves to changes; and a re-read every `recheck` catches
+//! whatever the events missed (a parent that cannot be watched, a lost event). A directory
+//! that cannot be read is an error, never an empty fleet: the agent keeps the last good
+//! revision.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use fleet_core::fleetdir::FileTree;
 
@@ -27,6 +38,15 @@ pub enum Error {
     Read(#[from] fleet_core::fleetdir::OpenError),
 }
 
+/// How the directory is watched.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// Quiet time after the last change before reading.
+    pub settle: Duration,
+    /// How often the directory is read even without an event.
+    pub recheck: Duration,
+}
+
 /// Reads the directory as a revision named by its content hash.
 pub fn read(dir: &Path) -> Result<Revision, Error> {
     let tree = FileTree::from_dir(dir).map_err(Error::Read)?;
@@ -37,51 +57,159 @@ pub fn read(dir: &Path) -> Result<Revision, Error> {
 }
 
 /// Watches `dir` and sends a revision at start and after every settled change that alters
-/// the files. Ends when the receiver is dropped.
-pub async fn watch(dir: PathBuf, settle: Duration, out: mpsc::Sender<Result<Revision, Error>>) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+/// the files; an error when the directory cannot be read, once per distinct error, and the
+/// revision again once it can (even unchanged, so that the error is known to be over).
+/// Ends when the receiver is dropped.
+pub async fn watch(dir: PathBuf, timing: Timing, out: mpsc::Sender<Result<Revision, Error>>) {
+    // Absolute, not resolved: the name is what is followed, whatever it points to.
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            let _ = tx.send(());
+        // Reads (ours included) open files; only changes count.
+        if let Ok(event) = event {
+            if !matches!(event.kind, EventKind::Access(_)) {
+                let _ = tx.send(event.paths);
+            }
         }
-    })
-    .and_then(|mut w| w.watch(&dir, RecursiveMode::Recursive).map(|()| w));
-    let _watcher = match watcher {
-        Ok(w) => w,
+    });
+    let mut follow = match watcher {
+        Ok(watcher) => Follow::new(dir.clone(), watcher),
         Err(source) => {
-            let _ = out
-                .send(Err(Error::Watch {
-                    dir: dir.clone(),
-                    source,
-                }))
-                .await;
+            let _ = out.send(Err(Error::Watch { dir, source })).await;
             return;
         }
     };
-    let mut last: Option<String> = None;
+    let mut last: Option<Result<String, String>> = None;
+    let mut recheck = tokio::time::interval_at(Instant::now() + timing.recheck, timing.recheck);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        follow.refresh();
         let revision = read(&dir);
-        let changed = match &revision {
-            Ok(r) => last.as_deref() != Some(r.id.as_str()),
-            Err(_) => true,
+        let seen = match &revision {
+            Ok(r) => Ok(r.id.clone()),
+            Err(e) => Err(e.to_string()),
         };
-        if changed {
-            if let Ok(r) = &revision {
-                last = Some(r.id.clone());
-            }
+        if last.as_ref() != Some(&seen) {
+            last = Some(seen);
             if out.send(revision).await.is_err() {
                 return;
             }
         }
-        // Wait for a change, then for the directory to settle.
-        if rx.recv().await.is_none() {
+        // Wait for a change that concerns the directory (or the re-check), then for the
+        // directory to settle.
+        let changed = loop {
+            tokio::select! {
+                paths = rx.recv() => match paths {
+                    None => return,
+                    Some(paths) if follow.concerns(&paths) => break true,
+                    Some(_) => {}
+                },
+                _ = recheck.tick() => break false,
+            }
+        };
+        if !changed {
+            continue;
+        }
+        let mut quiet = Instant::now() + timing.settle;
+        loop {
+            // A directory created again is watched at once, so that the rest of its copy
+            // keeps the settle time running.
+            follow.refresh();
+            tokio::select! {
+                paths = rx.recv() => match paths {
+                    None => return,
+                    Some(paths) if follow.concerns(&paths) => {
+                        quiet = Instant::now() + timing.settle;
+                    }
+                    Some(_) => {}
+                },
+                _ = tokio::time::sleep_until(quiet) => break,
+            }
+        }
+    }
+}
+
+/// What the followed path resolves to: the directory's real path and its inode, which
+/// changes when it is deleted and created again under the same name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Target {
+    path: PathBuf,
+    inode: (u64, u64),
+}
+
+impl Target {
+    fn of(dir: &Path) -> Option<Target> {
+        let path = std::fs::canonicalize(dir).ok()?;
+        let meta = std::fs::metadata(&path).ok()?;
+        meta.is_dir().then(|| Target {
+            path,
+            inode: (meta.dev(), meta.ino()),
+        })
+    }
+}
+
+/// The watches that follow one directory path.
+struct Follow {
+    dir: PathBuf,
+    watcher: RecommendedWatcher,
+    /// The directory watched now, if any.
+    target: Option<Target>,
+    /// The parent folder as watched, if it is (it may not exist yet either, and it may be
+    /// replaced as the directory is).
+    parent: Option<Target>,
+}
+
+impl Follow {
+    fn new(dir: PathBuf, watcher: RecommendedWatcher) -> Follow {
+        Follow {
+            dir,
+            watcher,
+            target: None,
+            parent: None,
+        }
+    }
+
+    /// Whether an event about `paths` may change what the directory holds: the name itself
+    /// (from the parent's watch), or anything under the directory it resolves to. Other
+    /// entries of the parent are ignored, so a busy parent never holds off a read.
+    fn concerns(&self, paths: &[PathBuf]) -> bool {
+        paths.iter().any(|p| {
+            p.starts_with(&self.dir) || self.target.as_ref().is_some_and(|t| p.starts_with(&t.path))
+        })
+    }
+
+    /// Sets the watches again where what they watch has changed.
+    fn refresh(&mut self) {
+        if let Some(parent) = self.dir.parent() {
+            let now = Target::of(parent);
+            if now != self.parent {
+                let _ = self.watcher.unwatch(parent);
+                // Watched by the path as given, so that its events name `dir` as given.
+                self.parent = now.filter(|_| {
+                    self.watcher
+                        .watch(parent, RecursiveMode::NonRecursive)
+                        .is_ok()
+                });
+            }
+        }
+        let now = Target::of(&self.dir);
+        if now == self.target {
             return;
         }
-        loop {
-            match tokio::time::timeout(settle, rx.recv()).await {
-                Ok(Some(())) => continue,
-                Ok(None) => return,
-                Err(_) => break,
+        if let Some(old) = self.target.take() {
+            // Already gone with its directory, as often as not.
+            let _ = self.watcher.unwatch(&old.path);
+        }
+        if let Some(target) = now {
+            match self.watcher.watch(&target.path, RecursiveMode::Recursive) {
+                Ok(()) => {
+                    tracing::debug!(dir = ?self.dir, target = ?target.path, "watching the fleet directory");
+                    self.target = Some(target);
+                }
+                // Left unwatched: the next refresh tries again, the re-check reads it.
+                Err(error) => {
+                    tracing::warn!(dir = ?self.dir, %error, "cannot watch the fleet directory; reading it periodically")
+                }
             }
         }
     }
@@ -93,18 +221,37 @@ mod tests {
 
     const CLUSTER: &str = "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Cluster\nmetadata: {name: c1}\nspec: {kubeconfig: c1.yaml}\n";
 
+    /// Re-checks far apart, so that only events explain what the tests see.
+    const EVENTS_ONLY: Timing = Timing {
+        settle: Duration::from_millis(300),
+        recheck: Duration::from_secs(3600),
+    };
+
+    async fn next(rx: &mut mpsc::Receiver<Result<Revision, Error>>) -> Result<Revision, Error> {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("a revision within 5 s")
+            .expect("the watcher still runs")
+    }
+
+    fn fleet_in(dir: &Path, clusters: &[&str]) {
+        std::fs::create_dir_all(dir.join("clusters")).unwrap();
+        for name in clusters {
+            std::fs::write(
+                dir.join(format!("clusters/{name}.yaml")),
+                CLUSTER.replace("c1", name),
+            )
+            .unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn a_burst_of_writes_becomes_one_revision_after_it_settles() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("clusters")).unwrap();
-        std::fs::write(dir.path().join("clusters/c1.yaml"), CLUSTER).unwrap();
+        fleet_in(dir.path(), &["c1"]);
         let (tx, mut rx) = mpsc::channel(8);
-        let task = tokio::spawn(watch(
-            dir.path().to_path_buf(),
-            Duration::from_millis(300),
-            tx,
-        ));
-        let first = rx.recv().await.unwrap().unwrap();
+        let task = tokio::spawn(watch(dir.path().to_path_buf(), EVENTS_ONLY, tx));
+        let first = next(&mut rx).await.unwrap();
         assert!(first.tree.files.contains_key("clusters/c1.yaml"));
 
         // A partial write followed quickly by the complete one.
@@ -112,17 +259,106 @@ mod tests {
         std::fs::write(&path, "apiVersion: fleet.hops").unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         std::fs::write(&path, CLUSTER.replace("c1", "c2")).unwrap();
-        let second = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let second = next(&mut rx).await.unwrap();
         assert_ne!(second.id, first.id);
         assert!(fleet_core::fleetdir::load(&second.tree).fleet.is_some());
         // No third revision: the partial file was never read on its own.
         assert!(tokio::time::timeout(Duration::from_millis(800), rx.recv())
             .await
             .is_err());
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_directory_deleted_and_created_again_is_followed_by_its_events() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("fleet");
+        fleet_in(&dir, &["c1"]);
+        let (tx, mut rx) = mpsc::channel(8);
+        let task = tokio::spawn(watch(dir.clone(), EVENTS_ONLY, tx));
+        let first = next(&mut rx).await.unwrap();
+
+        std::fs::remove_dir_all(&dir).unwrap();
+        let gone = next(&mut rx).await.unwrap_err();
+        assert!(
+            gone.to_string().contains("cannot open fleet directory"),
+            "{gone}"
+        );
+        // Back as it was: sent again, so the reader knows the error is over.
+        fleet_in(&dir, &["c1"]);
+        assert_eq!(next(&mut rx).await.unwrap().id, first.id);
+        // And its new inode is watched: a change inside is seen.
+        fleet_in(&dir, &["c2"]);
+        let changed = next(&mut rx).await.unwrap();
+        assert!(changed.tree.files.contains_key("clusters/c2.yaml"));
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_symlink_pointed_elsewhere_is_followed_to_its_new_target() {
+        let root = tempfile::tempdir().unwrap();
+        let (one, two) = (root.path().join("one"), root.path().join("two"));
+        fleet_in(&one, &["c1"]);
+        fleet_in(&two, &["c1", "c2"]);
+        let current = root.path().join("current");
+        std::os::unix::fs::symlink(&one, &current).unwrap();
+        let (tx, mut rx) = mpsc::channel(8);
+        let task = tokio::spawn(watch(current.clone(), EVENTS_ONLY, tx));
+        assert_eq!(next(&mut rx).await.unwrap().tree.files.len(), 1);
+
+        // `ln -sfn two current` done atomically: a new link renamed over the old one.
+        let staged = root.path().join(".current.new");
+        std::os::unix::fs::symlink(&two, &staged).unwrap();
+        std::fs::rename(&staged, &current).unwrap();
+        assert_eq!(next(&mut rx).await.unwrap().tree.files.len(), 2);
+        // The old target is no longer what counts; the new one is.
+        fleet_in(&one, &["c3"]);
+        fleet_in(&two, &["c4"]);
+        let changed = next(&mut rx).await.unwrap();
+        assert!(changed.tree.files.contains_key("clusters/c4.yaml"));
+        assert!(!changed.tree.files.contains_key("clusters/c3.yaml"));
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_parent_folder_replaced_is_picked_up_by_the_re_check_and_watched_again() {
+        let root = tempfile::tempdir().unwrap();
+        let parent = root.path().join("releases");
+        let dir = parent.join("current");
+        fleet_in(&dir, &["c1"]);
+        let (tx, mut rx) = mpsc::channel(8);
+        let timing = Timing {
+            settle: Duration::from_millis(100),
+            recheck: Duration::from_millis(300),
+        };
+        let task = tokio::spawn(watch(dir.clone(), timing, tx));
+        assert!(next(&mut rx).await.is_ok());
+        std::fs::remove_dir_all(&parent).unwrap();
+        assert!(next(&mut rx).await.is_err());
+        // Nothing watches the grandparent: the re-check sees the new parent and directory.
+        fleet_in(&dir, &["c1", "c2"]);
+        assert_eq!(next(&mut rx).await.unwrap().tree.files.len(), 2);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_directory_missing_at_start_is_reported_once_and_read_when_it_appears() {
+        let root = tempfile::tempdir().unwrap();
+        // Not even the parent exists: only the re-check can see it arrive.
+        let dir = root.path().join("later/fleet");
+        let (tx, mut rx) = mpsc::channel(8);
+        let timing = Timing {
+            settle: Duration::from_millis(100),
+            recheck: Duration::from_millis(200),
+        };
+        let task = tokio::spawn(watch(dir.clone(), timing, tx));
+        assert!(next(&mut rx).await.is_err());
+        // The same error is not repeated at every re-check.
+        assert!(tokio::time::timeout(Duration::from_millis(700), rx.recv())
+            .await
+            .is_err());
+        fleet_in(&dir, &["c1"]);
+        assert!(next(&mut rx).await.is_ok());
         task.abort();
     }
 }

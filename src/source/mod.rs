@@ -33,13 +33,15 @@ pub struct GitSettings {
     pub cache_dir: PathBuf,
     pub reference: git::GitRef,
     pub credentials: git::Credentials,
-    /// How often the remote is fetched when no webhook says so sooner.
+    /// How often the remote is fetched when no webhook says so sooner (and a directory
+    /// read again when no event said it changed).
     pub interval: Duration,
 }
 
 /// Reads revisions from `spec` into `out` until the receiver goes away: a directory on
-/// every change (debounced), a Git repository on the interval and whenever `trigger`
-/// fires (a webhook delivery), handing over only commits not handed over yet.
+/// every change (debounced) and on the interval, a Git repository on the interval and
+/// whenever `trigger` fires (a webhook delivery), handing over only revisions not handed
+/// over yet, or the first one read after an error.
 pub fn spawn(
     spec: &SourceSpec,
     git: GitSettings,
@@ -49,7 +51,11 @@ pub fn spawn(
     match spec {
         SourceSpec::Dir(dir) => {
             let (tx, mut rx) = mpsc::channel(4);
-            tokio::spawn(local::watch(dir.clone(), local::SETTLE, tx));
+            let timing = local::Timing {
+                settle: local::SETTLE,
+                recheck: git.interval,
+            };
+            tokio::spawn(local::watch(dir.clone(), timing, tx));
             tokio::spawn(async move {
                 while let Some(r) = rx.recv().await {
                     if out.send(r.map_err(Error::from)).await.is_err() {
@@ -73,13 +79,13 @@ pub fn spawn(
                         Ok(fetched) => fetched.map_err(Error::from),
                         Err(stopped) => Err(Error::from(stopped)),
                     };
+                    // After an error the commit is sent again even if unchanged, so that
+                    // the agent knows the remote is back.
                     let fresh = match &result {
                         Ok(r) => last.as_deref() != Some(r.id.as_str()),
                         Err(_) => true,
                     };
-                    if let Ok(r) = &result {
-                        last = Some(r.id.clone());
-                    }
+                    last = result.as_ref().ok().map(|r| r.id.clone());
                     if fresh && out.send(result).await.is_err() {
                         return;
                     }

@@ -114,6 +114,23 @@ fn router(secret: Secret, trigger: Trigger) -> Router {
         .with_state(Arc::new(Hook { secret, trigger }))
 }
 
+/// A header shown in the log as a name: a delivery id (a UUID) or an event name. It comes
+/// before the signature is checked, from anyone, so anything else shows as `(malformed)`.
+fn token_header(headers: &HeaderMap, name: &str) -> String {
+    let Some(value) = headers.get(name) else {
+        return String::new();
+    };
+    let bytes = value.as_bytes();
+    let token = bytes.len() <= 64
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_');
+    match value.to_str() {
+        Ok(v) if token => v.to_string(),
+        _ => "(malformed)".into(),
+    }
+}
+
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
@@ -130,7 +147,8 @@ async fn deliver(State(hook): State<Arc<Hook>>, req: Request) -> Result<Response
     }
     let signature = header(headers, "x-hub-signature-256");
     let event = header(headers, "x-github-event");
-    let delivery_id = header(headers, "x-github-delivery").unwrap_or_default();
+    let delivery_id = token_header(headers, "x-github-delivery");
+    let shown_event = token_header(headers, "x-github-event");
     // Bounded by the router's `DefaultBodyLimit`, and in time by its timeout.
     let body = Bytes::from_request(req, &())
         .await
@@ -144,7 +162,7 @@ async fn deliver(State(hook): State<Arc<Hook>>, req: Request) -> Result<Response
         Some("push") => Delivery::Push,
         _ => Delivery::Ignored,
     };
-    tracing::info!(delivery = %delivery_id, event = event.as_deref().unwrap_or(""), "webhook delivery");
+    tracing::info!(delivery = %delivery_id, event = %shown_event, "webhook delivery");
     Ok(match delivery {
         Delivery::Ping => reply(StatusCode::OK, "pong\n"),
         Delivery::Push => {
@@ -153,4 +171,28 @@ async fn deliver(State(hook): State<Arc<Hook>>, req: Request) -> Result<Response
         }
         Delivery::Ignored => reply(StatusCode::NO_CONTENT, Body::empty()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn headers_logged_before_the_signature_is_checked_are_ids_or_shown_as_malformed() {
+        let with = |value: &'static [u8]| {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-github-delivery", HeaderValue::from_bytes(value).unwrap());
+            token_header(&headers, "x-github-delivery")
+        };
+        assert_eq!(
+            with(b"72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+            "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+        );
+        assert_eq!(with(b"id\tINFO forged"), "(malformed)");
+        assert_eq!(with(b"\xc3\xa9t\xc3\xa9"), "(malformed)");
+        assert_eq!(with("x".repeat(65).leak().as_bytes()), "(malformed)");
+        assert_eq!(token_header(&HeaderMap::new(), "x-github-delivery"), "");
+    }
 }

@@ -83,9 +83,10 @@ pub fn fleet(name: &str) -> Fleet {
 }
 
 impl Fleet {
-    /// A `Fleet` without `metadata.name`: the fleet is then named `default`.
+    /// A `Fleet` named `default`, the name a fleet without `fleet.yaml` has (a
+    /// `fleet.yaml` must name its fleet).
     pub fn unnamed() -> Fleet {
-        Fleet::default()
+        fleet(crate::model::fleet::DEFAULT_FLEET_NAME)
     }
 
     /// A fleet-wide pin of `chart` (`stackgres-operator` or `atlas-operator`).
@@ -559,7 +560,9 @@ mod tests {
                 "claims/more.yaml",
                 vec![
                     claim("one", "dev-1").namespace("one"),
-                    claim("two", "dev-1").namespace("two"),
+                    claim("two", "dev-1")
+                        .namespace("two")
+                        .install_namespace("two"),
                 ],
             ));
         let outcome = load(&files.tree());

@@ -36,6 +36,8 @@ pub struct AgentOptions {
     pub observers: Vec<Arc<dyn WaveObserver>>,
     /// Where GitHub push webhooks are received, and their secret.
     pub webhook: Option<agent::WebhookConfig>,
+    /// Wait for a source that cannot be read at start instead of ending with an error.
+    pub wait_for_source: bool,
 }
 
 impl AgentOptions {

@@ -335,6 +335,7 @@ impl SimFleet {
             max_concurrency: options.max_concurrency.unwrap_or(4),
             state_dir: None,
             webhook: options.webhook.clone(),
+            wait_for_source: options.wait_for_source,
         }
     }
 

@@ -22,5 +22,9 @@ pub const LABEL_PSQL: &str = "hops.ops.com.ai/psql";
 /// psql-fleet's own inventory label: which fleet owns the object, so that pruning only ever
 /// selects objects this fleet applied and two fleets can share a cluster.
 pub const LABEL_FLEET: &str = "fleet.hops.ops.com.ai/fleet";
+/// The second half of the inventory: which of the fleet's `Cluster` entries applied the
+/// object. Two entries that reach one API server (a copied cluster file, two kubeconfigs
+/// for one cluster) then each see only their own objects, and neither prunes the other's.
+pub const LABEL_CLUSTER: &str = "fleet.hops.ops.com.ai/cluster";
 /// Label keys under this prefix belong to psql-fleet; claims may not set them.
 pub const RESERVED_LABEL_PREFIX: &str = "fleet.hops.ops.com.ai/";

@@ -1,12 +1,17 @@
-//! From a [`FileTree`] to a validated fleet, with the cross-file rules of SPEC 2.1.
+//! From a [`FileTree`] to a validated fleet: every file split and parsed, then the
+//! cross-file rules of SPEC 2.1 (`rules.rs`), then every finding placed at its field.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use crate::model::claim::PSQL_KIND;
 use crate::model::document::{split, RawDocument};
-use crate::model::{Claim, Cluster, Diagnostic, FleetSettings, Origin};
-use crate::render::{claim_object_refs, ObjectRef};
+use crate::model::{Claim, Cluster, Diagnostic, FleetSettings};
 
+use super::documents::Documents;
+use super::rules::{
+    check_claim_targets, check_helm_release_collisions, check_kubeconfig_reuse,
+    check_object_collisions, index_clusters,
+};
 use super::tree::FileTree;
 
 /// A fleet directory that passed every check.
@@ -45,9 +50,11 @@ pub fn load(tree: &FileTree) -> LoadOutcome {
     let mut settings: Option<FleetSettings> = None;
     let mut clusters: Vec<Cluster> = Vec::new();
     let mut claims: Vec<Claim> = Vec::new();
+    // Every document read, to place the findings made after parsing.
+    let mut documents = Documents::default();
 
-    let has_layout =
-        tree.files.keys().any(|p| FileTree::is_fleet_path(p)) || !tree.problems.is_empty();
+    let has_layout = tree.files.keys().any(|p| FileTree::is_fleet_path(p))
+        || tree.problems.iter().any(Diagnostic::is_error);
     if !has_layout {
         out.push(Diagnostic::file(
             ".",
@@ -65,7 +72,7 @@ pub fn load(tree: &FileTree) -> LoadOutcome {
         if !FileTree::is_fleet_path(path) {
             continue;
         }
-        let documents = match split(path, bytes) {
+        let file_documents = match split(path, bytes) {
             Ok(documents) => documents,
             Err(e) => {
                 out.push(e);
@@ -73,14 +80,18 @@ pub fn load(tree: &FileTree) -> LoadOutcome {
             }
         };
         let expected = expected_kind(path);
-        if expected == "Fleet" && documents.len() > 1 {
+        if let Some(problem) = empty_file(path, expected, &file_documents) {
+            out.push(problem);
+            continue;
+        }
+        if expected == "Fleet" && file_documents.len() > 1 {
             out.push(Diagnostic::file(
                 path,
                 "fleet.yaml holds one Fleet document, found several",
             ));
             continue;
         }
-        for doc in &documents {
+        for doc in &file_documents {
             if !check_kind(doc, expected, &mut out) {
                 continue;
             }
@@ -90,12 +101,18 @@ pub fn load(tree: &FileTree) -> LoadOutcome {
                 _ => claims.extend(Claim::parse(doc, &mut out)),
             }
         }
+        documents.add(file_documents);
     }
 
-    let clusters = index_clusters(clusters, &mut out);
+    let clusters = index_clusters(clusters, &documents, &mut out);
+    check_kubeconfig_reuse(&clusters, &documents, &mut out);
     check_claim_targets(&claims, &clusters, &mut out);
-    check_object_collisions(&claims, &mut out);
+    check_object_collisions(&claims, &documents, &mut out);
+    check_helm_release_collisions(&claims, &documents, &mut out);
 
+    for d in &mut out {
+        documents.place(d);
+    }
     out.sort();
     out.dedup();
     let fleet = (!out.iter().any(Diagnostic::is_error)).then(|| LoadedFleet {
@@ -107,6 +124,26 @@ pub fn load(tree: &FileTree) -> LoadOutcome {
         fleet,
         diagnostics: out,
     }
+}
+
+/// A file with no document: `fleet.yaml` would otherwise silently rename the fleet to
+/// the default (and so disown every object it owns); a cluster or claim file contributes
+/// nothing, which its author should hear.
+fn empty_file(path: &str, expected: &str, documents: &[RawDocument<'_>]) -> Option<Diagnostic> {
+    if !documents.is_empty() {
+        return None;
+    }
+    Some(match expected {
+        "Fleet" => Diagnostic::file(
+            path,
+            "holds no document; remove it to use the defaults, or set metadata.name",
+        ),
+        kind => Diagnostic::file(
+            path,
+            format!("holds no document, so no {kind} is read from it; skipped"),
+        )
+        .warning(),
+    })
 }
 
 fn expected_kind(path: &str) -> &'static str {
@@ -149,85 +186,5 @@ fn where_kind_lives(kind: &str) -> &'static str {
         "Cluster" => "clusters/",
         "Fleet" => "fleet.yaml",
         _ => "claims/",
-    }
-}
-
-fn index_clusters(clusters: Vec<Cluster>, out: &mut Vec<Diagnostic>) -> BTreeMap<String, Cluster> {
-    let mut by_name: BTreeMap<String, Cluster> = BTreeMap::new();
-    for cluster in clusters {
-        if let Some(first) = by_name.get(&cluster.name) {
-            out.push(Diagnostic::field(
-                &cluster.origin,
-                "metadata.name",
-                format!(
-                    "duplicate cluster {:?}, already defined in {}",
-                    cluster.name, first.origin
-                ),
-            ));
-            continue;
-        }
-        by_name.insert(cluster.name.clone(), cluster);
-    }
-    by_name
-}
-
-fn check_claim_targets(
-    claims: &[Claim],
-    clusters: &BTreeMap<String, Cluster>,
-    out: &mut Vec<Diagnostic>,
-) {
-    for claim in claims {
-        if clusters.contains_key(claim.cluster()) {
-            continue;
-        }
-        let known: Vec<&str> = clusters.keys().map(String::as_str).take(10).collect();
-        let hint = if known.is_empty() {
-            "clusters/ defines none".to_string()
-        } else {
-            let more = if clusters.len() > known.len() {
-                ", ..."
-            } else {
-                ""
-            };
-            format!("known clusters: {}{more}", known.join(", "))
-        };
-        out.push(Diagnostic::field(
-            &claim.origin,
-            "spec.clusterName",
-            format!(
-                "no Cluster named {:?} in clusters/ ({hint})",
-                claim.cluster()
-            ),
-        ));
-    }
-}
-
-/// Two claims may not write the same object on one cluster: the second would silently take
-/// the first one's object over.
-fn check_object_collisions(claims: &[Claim], out: &mut Vec<Diagnostic>) {
-    const FIELDS: [&str; 3] = [
-        "spec.stackgresOperator.name",
-        "spec.atlasOperator.name",
-        "metadata.name",
-    ];
-    let mut seen: HashMap<(&str, ObjectRef), &Origin> = HashMap::new();
-    for claim in claims {
-        for (object, field) in claim_object_refs(claim).into_iter().zip(FIELDS) {
-            let description = object.to_string();
-            match seen.entry((claim.cluster(), object)) {
-                std::collections::hash_map::Entry::Occupied(first) => out.push(Diagnostic::field(
-                    &claim.origin,
-                    field,
-                    format!(
-                        "renders {description} on cluster {:?}, which {} renders too",
-                        claim.cluster(),
-                        first.get()
-                    ),
-                )),
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    slot.insert(&claim.origin);
-                }
-            }
-        }
     }
 }

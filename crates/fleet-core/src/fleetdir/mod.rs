@@ -2,8 +2,10 @@
 //! rule checked, every problem reported. A fleet either loads completely or not at all, so
 //! that a bad revision can never be half-applied.
 
+mod documents;
 pub mod fuzz;
 pub mod load;
+mod rules;
 pub mod tree;
 
 pub use load::{load, LoadOutcome, LoadedFleet};

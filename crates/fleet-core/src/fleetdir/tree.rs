@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::model::document::{self, MAX_FILE_BYTES};
 use crate::model::Diagnostic;
 
 /// Upper bound on the files of one revision; a fleet of thousands of clusters fits easily,
@@ -94,8 +95,22 @@ impl FileTree {
                         || relative.starts_with("claims/")
                     {
                         pending.push((path, format!("{relative}/")));
+                    } else if relative.starts_with("clusters/") {
+                        tree.skipped(
+                            relative,
+                            "directory skipped: Cluster files are read from clusters/ itself, not from its subdirectories",
+                        );
                     }
-                } else if metadata.is_file() && Self::is_fleet_path(&relative) {
+                } else if !Self::is_fleet_path(&relative) {
+                    if let Some(reason) = skip_reason(&relative) {
+                        tree.skipped(relative, reason);
+                    }
+                } else if !metadata.is_file() {
+                    tree.skipped(
+                        relative,
+                        format!("not a regular file ({}); skipped", file_kind(&metadata)),
+                    );
+                } else {
                     if tree.files.len() >= MAX_FILES {
                         return Err(OpenError::TooManyFiles(root.to_path_buf()));
                     }
@@ -133,9 +148,24 @@ impl FileTree {
         }
     }
 
+    /// A file or directory the loader will not read, reported so that nobody wonders
+    /// why what they wrote has no effect.
+    fn skipped(&mut self, relative: String, reason: impl std::fmt::Display) {
+        self.problems
+            .push(Diagnostic::file(relative, reason).warning());
+    }
+
     fn read_file(&mut self, path: &Path, relative: String, len: u64) {
-        // Read at most one byte past the limit: enough for the loader to report the size.
-        let limit = crate::model::document::MAX_FILE_BYTES as u64 + 1;
+        if len > MAX_FILE_BYTES as u64 {
+            // Refused unread, with the size the file has rather than what a capped read
+            // would see.
+            self.problems
+                .push(Diagnostic::file(relative, document::too_large(len)));
+            return;
+        }
+        // Read at most one byte past the limit, in case the file grew since its size was
+        // taken: enough for the loader to refuse it.
+        let limit = MAX_FILE_BYTES as u64 + 1;
         let result = fs::File::open(path).and_then(|f| {
             use std::io::Read;
             let mut buf = Vec::with_capacity(len.min(limit) as usize);
@@ -150,6 +180,48 @@ impl FileTree {
                 .problems
                 .push(Diagnostic::file(relative, format!("cannot read file: {e}"))),
         }
+    }
+}
+
+/// Why a file the loader does not read deserves a word: it sits where fleet files live
+/// and looks meant as one. `None` for the rest of a repository (README.md, CI files).
+fn skip_reason(relative: &str) -> Option<String> {
+    let in_fleet_dir = relative.starts_with("clusters/") || relative.starts_with("claims/");
+    let name = relative.rsplit('/').next().unwrap_or(relative);
+    let lower = name.to_ascii_lowercase();
+    if relative.starts_with("clusters/") && relative.matches('/').count() > 1 {
+        // Inside a subdirectory of clusters/, reported once for the directory.
+        return None;
+    }
+    if !in_fleet_dir && !lower.starts_with("fleet.") {
+        return None;
+    }
+    Some(
+        if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+            "skipped: only files ending in .yaml or .yml, in lowercase, are read"
+        } else if lower.ends_with(".json") {
+            "skipped: fleet files are YAML; only files ending in .yaml or .yml are read"
+        } else if !in_fleet_dir {
+            return None;
+        } else {
+            "skipped: only files ending in .yaml or .yml are read"
+        }
+        .to_string(),
+    )
+}
+
+/// What a file that is not a regular file is, for the warning that skips it.
+fn file_kind(metadata: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = metadata.file_type();
+    if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "an unknown kind of file"
     }
 }
 
@@ -207,5 +279,69 @@ mod tests {
         );
         assert_eq!(tree.problems.len(), 1);
         assert_eq!(tree.problems[0].file, "claims/evil.yaml");
+    }
+
+    #[test]
+    fn every_file_left_unread_where_fleet_files_live_is_a_warning_naming_it() {
+        let root = tempfile::tempdir().unwrap();
+        let at = |p: &str| root.path().join(p);
+        for dir in ["clusters/sub", "claims/team"] {
+            std::fs::create_dir_all(at(dir)).unwrap();
+        }
+        for file in [
+            "clusters/a.yaml",
+            "clusters/b.json",
+            "clusters/c.YAML",
+            "clusters/sub/x.yaml",
+            "claims/team/d.Yml",
+            "claims/notes.txt",
+            "fleet.json",
+            "README.md",
+        ] {
+            std::fs::write(at(file), "kind: Cluster\n").unwrap();
+        }
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(at("claims/pipe.yaml"))
+            .status();
+        let tree = FileTree::from_dir(root.path()).unwrap();
+        assert_eq!(
+            tree.files.keys().collect::<Vec<_>>(),
+            vec!["clusters/a.yaml"]
+        );
+        let mut warned: Vec<_> = tree
+            .problems
+            .iter()
+            .inspect(|d| assert!(!d.is_error(), "{d}"))
+            .map(|d| d.file.as_str())
+            .collect();
+        warned.sort();
+        let mut expected = vec![
+            "claims/notes.txt",
+            "claims/team/d.Yml",
+            "clusters/b.json",
+            "clusters/c.YAML",
+            "clusters/sub",
+            "fleet.json",
+        ];
+        if fifo.is_ok_and(|s| s.success()) {
+            expected.insert(1, "claims/pipe.yaml");
+        }
+        assert_eq!(warned, expected);
+    }
+
+    #[test]
+    fn a_file_over_the_limit_is_refused_with_its_real_size() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("claims")).unwrap();
+        let size = MAX_FILE_BYTES + 5000;
+        std::fs::write(root.path().join("claims/big.yaml"), vec![b'#'; size]).unwrap();
+        let tree = FileTree::from_dir(root.path()).unwrap();
+        assert!(tree.files.is_empty());
+        assert_eq!(
+            tree.problems[0].to_string(),
+            format!(
+                "claims/big.yaml: file is {size} bytes, larger than the limit of 1048576 bytes"
+            )
+        );
     }
 }

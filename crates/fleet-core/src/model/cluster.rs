@@ -124,6 +124,22 @@ pub fn check_kubeconfig_path(path: &str) -> Result<(), KubeconfigPathError> {
     Ok(())
 }
 
+/// A kubeconfig path as the file it names: `./eu/../a.yaml` and `a.yaml` are one file.
+/// Lexical, like [`check_kubeconfig_path`], which it assumes has passed.
+pub fn normalise_kubeconfig_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    parts.join("/")
+}
+
 /// Why a kubeconfig path is refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KubeconfigPathError {
@@ -140,6 +156,18 @@ pub enum KubeconfigPathError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kubeconfig_paths_normalise_to_the_file_they_name() {
+        for (path, file) in [
+            ("a.yaml", "a.yaml"),
+            ("./a.yaml", "a.yaml"),
+            ("eu/../a.yaml", "a.yaml"),
+            ("eu//prod.yaml", "eu/prod.yaml"),
+        ] {
+            assert_eq!(normalise_kubeconfig_path(path), file, "{path}");
+        }
+    }
 
     #[test]
     fn kubeconfig_paths_stay_inside_the_credentials_directory() {

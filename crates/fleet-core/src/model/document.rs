@@ -5,6 +5,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::diagnostic::{Diagnostic, Origin};
+use super::nesting::{self, MAX_NESTING_DEPTH};
 
 /// Files larger than this are refused before parsing: a fleet file is a few kilobytes, and
 /// a huge one is a mistake or an attack.
@@ -29,6 +30,8 @@ pub struct RawDocument<'a> {
     index: usize,
     /// Lines of the file before `text`, so positions name lines of the whole file.
     line_offset: usize,
+    /// Whether a mapping of the document has a merge key (`<<`).
+    merges: bool,
 }
 
 impl RawDocument<'_> {
@@ -44,20 +47,57 @@ impl RawDocument<'_> {
         let doc = serde_yaml::Deserializer::from_str(self.text)
             .nth(self.index)
             .ok_or_else(|| Diagnostic::file(&self.origin.file, "document vanished on reparse"))?;
-        T::deserialize(doc).map_err(|e| {
+        let diagnostic = |e: &serde_yaml::Error| {
             yaml_diagnostic(
                 &self.origin.file,
                 Some(self.origin.document),
                 self.line_offset,
-                &e,
+                e,
             )
+        };
+        if !self.merges {
+            return T::deserialize(doc).map_err(|e| diagnostic(&e));
+        }
+        // Merge keys are applied as go-yaml applies them under kubectl (see `keys`): on
+        // the document's value, which has no positions, so the typed parse's errors are
+        // placed by their field path instead.
+        let mut value = serde_yaml::Value::deserialize(doc).map_err(|e| diagnostic(&e))?;
+        value.apply_merge().map_err(|e| {
+            let d = diagnostic(&e);
+            match first_merge_key(self.text, self.line_offset) {
+                Some((line, column)) => d.at(line, column),
+                None => d,
+            }
+        })?;
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let message = match path.as_str() {
+                "." => e.inner().to_string(),
+                _ => format!("{path}: {}", e.inner()),
+            };
+            let mut d = message_diagnostic(&self.origin.file, Some(self.origin.document), message);
+            if let Some((line, column)) = d.field.as_deref().and_then(|f| self.locate(f)) {
+                d = d.at(line, column);
+            }
+            d
         })
+    }
+
+    /// The line and column of `field` (a path such as `spec.labels.env`) in the file, or
+    /// of the nearest enclosing field the document writes (a defaulted field, or one only
+    /// a merged mapping holds, points at its parent, a missing top-level field at the
+    /// document).
+    pub fn locate(&self, field: &str) -> Option<(usize, usize)> {
+        super::locate::locate(self.text, self.index, field)
+            .map(|(line, column)| (line + self.line_offset, column))
     }
 }
 
 /// A run of lines from one `---` marker to the next. A marker at column 0 always starts a
 /// document in YAML (it may not appear inside any scalar), so splitting there is exact and
-/// spares re-parsing a whole multi-document file for each of its documents.
+/// spares re-parsing a whole multi-document file for each of its documents. Directives
+/// (`%YAML 1.2`, `%TAG ...`) belong to the document after them, so the lines from the
+/// first directive before a marker travel with the marker.
 struct Slice<'a> {
     text: &'a str,
     line_offset: usize,
@@ -66,17 +106,31 @@ struct Slice<'a> {
 fn slices(text: &str) -> Vec<Slice<'_>> {
     let mut out = Vec::new();
     let (mut start, mut start_line, mut offset) = (0, 0, 0);
+    // Where the directives waiting for the next marker begin: (byte offset, line index).
+    let mut directives: Option<(usize, usize)> = None;
+    // Whether the slice so far holds more than comments and directives; one that does not
+    // is the preamble of the document after it, not a document of its own.
+    let mut has_content = false;
     for (line_no, line) in text.split_inclusive('\n').enumerate() {
         let is_marker = line
             .strip_prefix("---")
             .is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace));
-        if is_marker && offset > start {
-            out.push(Slice {
-                text: &text[start..offset],
-                line_offset: start_line,
-            });
-            start = offset;
-            start_line = line_no;
+        if is_marker {
+            let (cut, cut_line) = directives.take().unwrap_or((offset, line_no));
+            if has_content && cut > start {
+                out.push(Slice {
+                    text: &text[start..cut],
+                    line_offset: start_line,
+                });
+                start = cut;
+                start_line = cut_line;
+            }
+            has_content = true;
+        } else if line.starts_with('%') {
+            directives.get_or_insert((offset, line_no));
+        } else if !(line.trim().is_empty() || line.trim_start().starts_with('#')) {
+            directives = None;
+            has_content = true;
         }
         offset += line.len();
     }
@@ -87,77 +141,28 @@ fn slices(text: &str) -> Vec<Slice<'_>> {
     out
 }
 
-/// Deeper flow nesting (`[[[...` or `{{{...`) is refused before libyaml sees it: its scanner
-/// takes time quadratic in the depth (a 200 KB file of brackets took minutes), long before
-/// serde_yaml's own recursion limit (128) is reached.
-pub const MAX_FLOW_DEPTH: usize = 128;
-
-/// The line and column of the first flow indicator that opens a collection deeper than
-/// [`MAX_FLOW_DEPTH`], found lexically: brackets inside quotes and comments, or in the
-/// middle of a plain scalar (`a[b`), do not count. Deliberately simple: a false count needs
-/// more than a hundred unclosed brackets at token starts, which no fleet file has.
-fn too_deep_flow(text: &str) -> Option<(usize, usize)> {
-    let (mut depth, mut line, mut column) = (0usize, 1usize, 0usize);
-    let (mut single, mut double, mut comment, mut escaped) = (false, false, false, false);
-    // Whether the next character starts a token: after whitespace or an indicator, not in
-    // the middle of a plain scalar.
-    let mut token_start = true;
-    for c in text.chars() {
-        column += 1;
-        if c == '\n' {
-            line += 1;
-            column = 0;
-            comment = false;
-        }
-        let at_start = token_start;
-        token_start = c.is_whitespace();
-        if comment {
-        } else if double {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                double = false;
-            }
-        } else if single {
-            single = c != '\'';
-        } else {
-            match c {
-                '#' if at_start => comment = true,
-                '"' if at_start => double = true,
-                '\'' if at_start => single = true,
-                '[' | '{' if at_start => {
-                    depth += 1;
-                    token_start = true;
-                    if depth > MAX_FLOW_DEPTH {
-                        return Some((line, column));
-                    }
-                }
-                ']' | '}' => depth = depth.saturating_sub(1),
-                ',' | '-' if at_start || depth > 0 => token_start = true,
-                _ => {}
-            }
-        }
-    }
-    None
+/// Where the first merge key of `text` is written, found lexically: serde_yaml's merge
+/// errors do not say which merge failed, and the first is the likeliest culprit.
+fn first_merge_key(text: &str, line_offset: usize) -> Option<(usize, usize)> {
+    text.lines().enumerate().find_map(|(i, line)| {
+        let column = line.find("<<")?;
+        line[column + 2..]
+            .trim_start()
+            .starts_with(':')
+            .then_some((i + 1 + line_offset, column + 1))
+    })
 }
 
 /// Decodes a file and splits it into its non-empty documents. A file that is not UTF-8,
-/// too large, or not YAML gives one diagnostic and no documents.
+/// too large, too deeply nested, not YAML, or with a key given twice gives one diagnostic
+/// and no documents.
 #[allow(
     clippy::result_large_err,
     reason = "a diagnostic is the cold path of a one-shot parse"
 )]
 pub fn split<'a>(file: &str, bytes: &'a [u8]) -> Result<Vec<RawDocument<'a>>, Diagnostic> {
     if bytes.len() > MAX_FILE_BYTES {
-        return Err(Diagnostic::file(
-            file,
-            format!(
-                "file is {} bytes, larger than the limit of {MAX_FILE_BYTES} bytes",
-                bytes.len()
-            ),
-        ));
+        return Err(Diagnostic::file(file, too_large(bytes.len() as u64)));
     }
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let valid = &bytes[..e.valid_up_to()];
@@ -166,26 +171,32 @@ pub fn split<'a>(file: &str, bytes: &'a [u8]) -> Result<Vec<RawDocument<'a>>, Di
         Diagnostic::file(file, "not valid UTF-8; fleet files must be UTF-8 encoded")
             .at(line, column)
     })?;
-    if let Some((line, column)) = too_deep_flow(text) {
+    // A byte order mark may open a YAML stream (editors on Windows write one); it is not
+    // text, and columns are counted without it, as editors show them.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if let Some((line, column)) = nesting::too_deep(text) {
         return Err(Diagnostic::file(
             file,
-            format!("flow collections nest deeper than {MAX_FLOW_DEPTH} levels; refusing to parse (the document nests too deeply)"),
+            format!("collections nest deeper than {MAX_NESTING_DEPTH} levels (indentation and brackets counted together); refusing to parse (the document nests too deeply)"),
         )
         .at(line, column));
     }
     let mut documents = Vec::new();
     let mut number = 0;
     for slice in slices(text) {
-        for (index, doc) in serde_yaml::Deserializer::from_str(slice.text).enumerate() {
+        let heads = serde_yaml::Deserializer::from_str(slice.text).map(Option::<Head>::deserialize);
+        let keys = serde_yaml::Deserializer::from_str(slice.text).map(super::keys::check);
+        for (index, (keys, head)) in keys.zip(heads).enumerate() {
             number += 1;
-            let head = Option::<Head>::deserialize(doc).map_err(|e| {
+            let located = |e: serde_yaml::Error| {
                 at_reader_position(
                     yaml_diagnostic(file, Some(number), slice.line_offset, &e),
                     slice.text,
                     slice.line_offset,
                 )
-            })?;
-            if let Some(head) = head {
+            };
+            let keys = keys.map_err(located)?;
+            if let Some(head) = head.map_err(located)? {
                 documents.push(RawDocument {
                     origin: Origin {
                         file: file.to_string(),
@@ -195,11 +206,17 @@ pub fn split<'a>(file: &str, bytes: &'a [u8]) -> Result<Vec<RawDocument<'a>>, Di
                     text: slice.text,
                     index,
                     line_offset: slice.line_offset,
+                    merges: keys.merges,
                 });
             }
         }
     }
     Ok(documents)
+}
+
+/// What the size limit says of a file of `size` bytes.
+pub fn too_large(size: u64) -> String {
+    format!("file is {size} bytes, larger than the limit of {MAX_FILE_BYTES} bytes")
 }
 
 /// libyaml's reader errors (control characters, for one) carry a character offset into
@@ -227,14 +244,22 @@ pub fn yaml_diagnostic(
     err: &serde_yaml::Error,
 ) -> Diagnostic {
     let mut message = err.to_string();
+    match err.location() {
+        Some(location) => {
+            let suffix = format!(" at line {} column {}", location.line(), location.column());
+            // libyaml's own messages carry the position mid-sentence; say it once, up front.
+            message = message.replacen(&suffix, "", 1);
+            message_diagnostic(file, document, message)
+                .at(location.line() + line_offset, location.column())
+        }
+        None => message_diagnostic(file, document, message),
+    }
+}
+
+/// A diagnostic from a deserializer's `path: message`, in the reader's words.
+fn message_diagnostic(file: &str, document: Option<usize>, mut message: String) -> Diagnostic {
     let mut diagnostic = Diagnostic::file(file, String::new());
     diagnostic.document = document;
-    if let Some(location) = err.location() {
-        let suffix = format!(" at line {} column {}", location.line(), location.column());
-        // libyaml's own messages carry the position mid-sentence; say it once, up front.
-        message = message.replacen(&suffix, "", 1);
-        diagnostic = diagnostic.at(location.line() + line_offset, location.column());
-    }
     // `Head` is this module's name for a document's apiVersion and kind; say what the
     // reader wrote instead.
     if let Some(got) = message
@@ -345,9 +370,9 @@ mod tests {
             started.elapsed()
         );
         assert!(err.message.contains("nest deeper than 128"), "{err}");
-        // The 129th opening: the `{` at column 7 is the first, "spec: {x: " is 10
-        // characters, and 128 brackets follow it.
-        assert_eq!((err.line, err.column), (Some(2), Some(10 + 128)));
+        // The 129th level: `spec:` opens the first, its `{` the second, and "spec: {x: "
+        // is 10 characters, so the 127th `[` is at column 10 + 127.
+        assert_eq!((err.line, err.column), (Some(2), Some(10 + 127)));
         let text =
             "kind: A\nspec:\n  a: \"[[[[\"\n  b: '{{{{'\n  c: x[[[[\n  # [[[[\n  d: [[[1]]]\n";
         let brackets = text
@@ -440,8 +465,54 @@ mod tests {
             let refs = vec![format!("*{prev}"); 10].join(", ");
             text.push_str(&format!("l{i}: &l{i} [{refs}]\n"));
         }
-        let docs = split("bomb.yaml", text.as_bytes()).unwrap();
-        let err = docs[0].parse::<serde_json::Value>().unwrap_err();
+        // The key check walks every node, so the bomb is refused before any typed parse.
+        let err = split("bomb.yaml", text.as_bytes()).unwrap_err();
         assert!(err.message.contains("repetition limit"), "{err}");
+    }
+
+    #[test]
+    fn a_byte_order_mark_and_directives_are_accepted_and_lines_stay_true() {
+        let text = "\u{feff}%YAML 1.2\n%TAG !e! tag:example.com,2000:\n---\nkind: A\nspec: {clusterName: x}\n...\n%YAML 1.2\n---\nkind: A\nspec: {clusterName: x, bad: 1}\n";
+        let docs = split("f.yaml", text.as_bytes()).unwrap();
+        assert_eq!(docs.len(), 2);
+        let d = first_error(text);
+        assert_eq!(
+            (d.document, d.line, d.column),
+            (Some(2), Some(10), Some(24))
+        );
+        // Comments before the first marker are its preamble, not a document of their own.
+        let docs = split("f.yaml", "\u{feff}# c\n---\nkind: A\n".as_bytes()).unwrap();
+        assert_eq!(docs[0].origin.document, 1);
+    }
+
+    #[test]
+    fn a_key_given_twice_is_an_error_at_the_second_with_its_field_path() {
+        let err = split(
+            "f.yaml",
+            b"kind: A\nspec:\n  labels:\n    env: dev\n    env: prod\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("spec.labels.env"));
+        assert_eq!(err.message, "field appears more than once");
+        assert_eq!((err.line, err.column), (Some(5), Some(5)));
+        let err = split("f.yaml", b"kind: A\nvalues: {1: a, \"1\": b}\n").unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("values.1"));
+    }
+
+    #[test]
+    fn merge_keys_are_applied_and_explicit_keys_win() {
+        let text =
+            "kind: A\nbase: &b {clusterName: x, replicas: 1}\nspec:\n  <<: *b\n  replicas: 2\n";
+        let docs = split("f.yaml", text.as_bytes()).unwrap();
+        let value: serde_json::Value = docs[0].parse().unwrap();
+        assert_eq!(
+            value["spec"],
+            serde_json::json!({"clusterName": "x", "replicas": 2})
+        );
+        // A typed error in a merged document still names its field and position.
+        let bad = "kind: A\nspec:\n  <<: {clusterName: x}\n  replicas: many\n";
+        let d = first_error(bad);
+        assert_eq!(d.field.as_deref(), Some("spec.replicas"));
+        assert_eq!((d.line, d.column), (Some(4), Some(3)));
     }
 }

@@ -18,6 +18,9 @@ use super::FLEET_API_VERSION;
 
 /// Fleet name when `fleet.yaml` is absent; it becomes the value of the inventory label.
 pub const DEFAULT_FLEET_NAME: &str = "default";
+/// Name of the implicit last wave of the clusters no wave selector matches (the
+/// `wave="none"` of `psql_fleet_cluster_wave_info`); reserved, so no wave may take it.
+pub const IMPLICIT_WAVE: &str = "none";
 /// Share of the fleet's claims one revision may remove before the mass-prune guard stops it.
 pub const DEFAULT_MAX_PRUNE_FRACTION: f64 = 0.5;
 
@@ -112,6 +115,21 @@ pub struct PruneSettings {
     /// Let a revision remove more than `maxFraction` of the claims.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_mass_prune: Option<bool>,
+    /// What happens to the objects of a cluster removed from the fleet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_clusters: Option<RemovedClusters>,
+}
+
+/// What happens to the objects of a cluster whose `Cluster` file leaves the fleet.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RemovedClusters {
+    /// Pruned in the safe order, as if each of its claims had been removed, while the
+    /// cluster can still be reached through its last kubeconfig.
+    #[default]
+    Prune,
+    /// Left in place and no longer reconciled: the cluster is handed over, not emptied.
+    Orphan,
 }
 
 /// One wave with its durations parsed.
@@ -175,12 +193,16 @@ impl FleetSettings {
         let origin = &raw.origin;
         let before = out.len();
         check_api_version(&doc.api_version, FLEET_API_VERSION, origin, out);
-        let name = doc
-            .metadata
-            .name
-            .clone()
-            .unwrap_or_else(|| DEFAULT_FLEET_NAME.to_string());
-        if let Err(e) = check_dns_label(&name) {
+        // The name is the value of the inventory label on every object the fleet owns:
+        // falling back to the default here would disown them all without a word.
+        let name = doc.metadata.name.clone().unwrap_or_default();
+        if doc.metadata.name.is_none() {
+            out.push(Diagnostic::field(
+                origin,
+                "metadata.name",
+                format!("required field is missing: it names the fleet; set metadata.name, or remove {} to use the defaults (fleet name {DEFAULT_FLEET_NAME:?})", origin.file),
+            ));
+        } else if let Err(e) = check_dns_label(&name) {
             out.push(Diagnostic::field(origin, "metadata.name", e));
         }
         let spec = doc.spec;
@@ -268,6 +290,14 @@ impl FleetSettings {
             .as_ref()
             .and_then(|p| p.max_fraction)
             .unwrap_or(DEFAULT_MAX_PRUNE_FRACTION)
+    }
+
+    pub fn removed_clusters(&self) -> RemovedClusters {
+        self.spec
+            .prune
+            .as_ref()
+            .and_then(|p| p.removed_clusters)
+            .unwrap_or_default()
     }
 
     pub fn allow_mass_prune(&self) -> bool {
@@ -366,6 +396,13 @@ fn parse_waves(
         let at = format!("spec.rollout.waves[{i}]");
         if let Err(e) = check_dns_label(&w.name) {
             out.push(Diagnostic::field(origin, format!("{at}.name"), e));
+        } else if w.name == IMPLICIT_WAVE {
+            // Status, metrics and commit statuses would merge it with the implicit wave.
+            out.push(Diagnostic::field(
+                origin,
+                format!("{at}.name"),
+                format!("{IMPLICIT_WAVE:?} is reserved: it names the implicit last wave of the clusters no wave selects; choose another name"),
+            ));
         }
         if waves.iter().any(|seen: &Wave| seen.name == w.name) {
             out.push(Diagnostic::field(
@@ -457,7 +494,7 @@ mod tests {
     #[test]
     fn bad_pins_and_unknown_charts_are_errors_naming_the_field() {
         let (settings, out) = parse(
-            "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nspec:\n  pins: {stackgres-operator: latest, postgres: 1.0.0}\n",
+            "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nmetadata: {name: f}\nspec:\n  pins: {stackgres-operator: latest, postgres: 1.0.0}\n",
         );
         assert!(settings.is_none());
         let fields: Vec<_> = out.iter().map(|d| d.field.clone().unwrap()).collect();
@@ -470,11 +507,36 @@ mod tests {
     #[test]
     fn a_pin_outside_known_versions_is_a_warning() {
         let (settings, out) = parse(
-            "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nspec:\n  pins: {atlas-operator: 0.9.0}\n  knownVersions: {atlas-operator: [0.7.23]}\n",
+            "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nmetadata: {name: f}\nspec:\n  pins: {atlas-operator: 0.9.0}\n  knownVersions: {atlas-operator: [0.7.23]}\n",
         );
         assert!(settings.is_some());
         assert_eq!(out.len(), 1);
         assert!(!out[0].is_error());
         assert_eq!(out[0].field.as_deref(), Some("spec.pins.atlas-operator"));
+    }
+
+    #[test]
+    fn a_fleet_without_a_name_is_an_error_not_a_rename() {
+        let (settings, out) =
+            parse("apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nspec: {}\n");
+        assert!(settings.is_none());
+        assert_eq!(out[0].field.as_deref(), Some("metadata.name"));
+        assert!(out[0]
+            .message
+            .contains("remove fleet.yaml to use the defaults"));
+    }
+
+    #[test]
+    fn the_implicit_wave_name_is_reserved() {
+        let (settings, out) = parse(
+            "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nmetadata: {name: f}\nspec:\n  rollout:\n    waves: [{name: none, selector: {}}]\n",
+        );
+        assert!(settings.is_none());
+        assert_eq!(out[0].field.as_deref(), Some("spec.rollout.waves[0].name"));
+        assert!(
+            out[0].message.starts_with("\"none\" is reserved"),
+            "{}",
+            out[0]
+        );
     }
 }

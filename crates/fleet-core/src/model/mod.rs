@@ -8,8 +8,11 @@ pub mod diagnostic;
 pub mod document;
 pub mod duration;
 pub mod fleet;
+pub mod keys;
+pub mod locate;
 pub mod metadata;
 pub mod names;
+pub mod nesting;
 pub mod selector;
 pub mod version;
 

@@ -19,6 +19,9 @@ use super::live::LiveObject;
 
 /// Annotation holding [`desired_hash`] of what psql-fleet last applied.
 pub const ANNOTATION_DESIRED_HASH: &str = "fleet.hops.ops.com.ai/desired-hash";
+/// Annotation naming the agent that last applied the object (host and process): two agents
+/// share the field manager, so this is what tells them apart when they disagree.
+pub const ANNOTATION_APPLIED_BY: &str = "fleet.hops.ops.com.ai/applied-by";
 
 /// How a live object departs from the desired state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -124,6 +127,11 @@ impl Serialized {
 
     /// The server-side-apply body: the desired object plus its hash annotation.
     pub fn apply_body(&self) -> Value {
+        self.apply_body_by(None)
+    }
+
+    /// [`Serialized::apply_body`], saying who applies it when known.
+    pub fn apply_body_by(&self, applied_by: Option<&str>) -> Value {
         let mut json = self.json.clone();
         if let Some(meta) = json.get_mut("metadata").and_then(Value::as_object_mut) {
             let annotations = meta
@@ -134,6 +142,9 @@ impl Serialized {
                     ANNOTATION_DESIRED_HASH.to_string(),
                     Value::String(self.hash.clone()),
                 );
+                if let Some(by) = applied_by {
+                    a.insert(ANNOTATION_APPLIED_BY.to_string(), Value::String(by.into()));
+                }
             }
         }
         json

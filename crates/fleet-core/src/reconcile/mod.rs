@@ -4,8 +4,10 @@
 //! and carry actions out.
 
 pub mod backoff;
+pub mod contest;
 pub mod diff;
 pub mod live;
+pub mod ownership;
 pub mod prune;
 pub mod readiness;
 
@@ -14,8 +16,10 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 pub use backoff::Backoff;
+pub use contest::{Contest, WriteBudget};
 pub use diff::{Action, ApplyReason, DeleteReason, Drift};
 pub use live::{LiveObject, LiveState};
+pub use ownership::{Holder, Inventory, Ownership};
 pub use prune::{check_mass_prune, MassPrune};
 pub use readiness::{ClaimReadiness, ReleaseReadiness};
 
@@ -78,6 +82,8 @@ pub struct ClusterPlan {
     pub claims: Vec<ClaimPlan>,
     /// Set when the per-cluster guard held pruning back this pass.
     pub prune_refused: Option<MassPrune>,
+    /// Desired objects left alone because another fleet or cluster entry holds them.
+    pub held: Vec<(ObjectRef, Holder)>,
 }
 
 /// Where one claim stands on its cluster.
@@ -103,6 +109,8 @@ pub struct ClusterInput<'a> {
     /// cluster the fleet-wide guard never saw.
     pub guard_prune: bool,
     pub allow_mass_prune: bool,
+    /// The fleet's earlier names, whose objects this fleet relabels or prunes.
+    pub former_names: &'a [String],
 }
 
 /// The drift policy of a cluster: its own, else the fleet's.
@@ -124,6 +132,11 @@ pub fn plan_cluster(input: &ClusterInput<'_>) -> ClusterPlan {
         ..
     } = input;
     let ctx = RenderContext::for_cluster(&fleet.settings, cluster);
+    let inventory = Inventory {
+        fleet: &fleet.settings.name,
+        former: input.former_names,
+        cluster: &cluster.name,
+    };
     let policy = drift_policy(fleet, cluster);
     let mut plan = ClusterPlan {
         drift_policy: policy,
@@ -137,6 +150,11 @@ pub fn plan_cluster(input: &ClusterInput<'_>) -> ClusterPlan {
         let mut drift = Vec::new();
         for object in objects {
             let at = object.object_ref();
+            if let Some(Ownership::Foreign(holder)) = live.get(&at).map(|l| inventory.of(l)) {
+                plan.held.push((at.clone(), holder));
+                desired_refs.insert(at);
+                continue;
+            }
             // Serialised once: the diff, the drift check and the apply all read this.
             let object = diff::Serialized::new(object);
             let verdict = diff::diff_object(&object, live.get(&at), (input.seen)(&at));
@@ -174,12 +192,12 @@ pub fn plan_cluster(input: &ClusterInput<'_>) -> ClusterPlan {
         });
     }
 
-    let groups = prune::stale_groups(live, &fleet.settings.name, &desired_refs);
+    let groups = prune::stale_groups(live, &inventory, &desired_refs);
     let kept: BTreeSet<ClaimKey> = fleet.claims_of(&cluster.name).map(Claim::key).collect();
     if input.guard_prune {
         let live_claims: BTreeSet<ClaimKey> = live
             .values()
-            .filter(|o| o.fleet() == Some(fleet.settings.name.as_str()))
+            .filter(|o| inventory.owns(o))
             .map(prune::owner)
             .collect();
         let after: BTreeSet<ClaimKey> = live_claims.intersection(&kept).cloned().collect();
@@ -257,7 +275,11 @@ pub(crate) mod tests {
             files.add(&cluster(c));
         }
         for (name, cluster) in claims {
-            files.add(&testing::claim(name, cluster).namespace(name));
+            files.add(
+                &testing::claim(name, cluster)
+                    .namespace(name)
+                    .install_namespace(name),
+            );
         }
         files
     }

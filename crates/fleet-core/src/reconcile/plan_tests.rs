@@ -15,6 +15,8 @@ struct FakeCluster {
     live: LiveState,
     seen: BTreeSet<ObjectRef>,
     releases_ready: bool,
+    /// The fleet's earlier names, as the agent passes them after a rename.
+    former: Vec<String>,
 }
 
 impl FakeCluster {
@@ -23,6 +25,7 @@ impl FakeCluster {
             live: LiveState::new(),
             seen: BTreeSet::new(),
             releases_ready: true,
+            former: Vec::new(),
         }
     }
 
@@ -31,14 +34,20 @@ impl FakeCluster {
     }
 
     fn plan_with(&self, fleet: &LoadedFleet, cluster: &str, guard: bool) -> ClusterPlan {
+        self.plan_entry(fleet, &fleet.clusters[cluster], guard)
+    }
+
+    /// A pass for `entry`, which `fleet` may no longer have (a cluster leaving the fleet).
+    fn plan_entry(&self, fleet: &LoadedFleet, entry: &Cluster, guard: bool) -> ClusterPlan {
         let seen = |at: &ObjectRef| self.seen.contains(at);
         plan_cluster(&ClusterInput {
             fleet,
-            cluster: &fleet.clusters[cluster],
+            cluster: entry,
             live: &self.live,
             seen: &seen,
             guard_prune: guard,
             allow_mass_prune: false,
+            former_names: &self.former,
         })
     }
 
@@ -319,4 +328,125 @@ fn a_new_revision_forces_only_under_fleet_force_and_a_drift_correction_always() 
             vec![("Release app/stackgres-operator".to_string(), true)]
         );
     }
+}
+
+/// Every delete among `actions`.
+fn deletes(actions: &[Action]) -> Vec<String> {
+    names(actions)
+        .into_iter()
+        .filter(|a| a.starts_with("delete"))
+        .collect()
+}
+
+#[test]
+fn a_second_entry_for_the_same_cluster_neither_prunes_nor_takes_over_the_first_ones_objects() {
+    // `c2` is a copy of `c1`'s file: the same API server, under another name.
+    let (f, cluster) = converged_app();
+    let with_copy = fleet(&["c1", "c2"], &[("app", "c1")]);
+    let plan = cluster.plan(&with_copy, "c2");
+    assert!(plan.actions.is_empty(), "{:?}", names(&plan.actions));
+    assert!(cluster.plan(&f, "c1").actions.is_empty());
+
+    // A claim of the copy whose Releases have the same names is held, not applied over
+    // the first entry's.
+    let clash =
+        loaded(&files(&["c1", "c2"], &[("app", "c1")]).with(&claim("app2", "c2").namespace("app")));
+    let plan = cluster.plan(&clash, "c2");
+    let releases: Vec<_> = plan
+        .actions
+        .iter()
+        .filter(|a| a.object_ref().kind == ObjectKind::Release)
+        .collect();
+    assert!(releases.is_empty(), "{releases:?}");
+    assert_eq!(plan.held.len(), 2, "{:?}", plan.held);
+    assert_eq!(plan.held[0].1.cluster.as_deref(), Some("c1"));
+}
+
+#[test]
+fn a_renamed_fleet_relabels_its_objects_and_prunes_the_claims_it_dropped() {
+    let before = fleet(&["c1"], &[("app", "c1"), ("gone", "c1")]);
+    let mut cluster = FakeCluster::new();
+    cluster.converge(&before, "c1");
+    let renamed =
+        loaded(&files(&["c1"], &[("app", "c1")]).with(&crate::testing::fleet("payments")));
+
+    // Without the former name the old objects are someone else's: nothing is deleted,
+    // and what the fleet renders is held rather than applied over them.
+    let plan = cluster.plan(&renamed, "c1");
+    assert!(
+        deletes(&plan.actions).is_empty(),
+        "{:?}",
+        names(&plan.actions)
+    );
+    assert!(!plan.held.is_empty());
+
+    cluster.former = vec!["default".into()];
+    let plan = cluster.plan(&renamed, "c1");
+    assert!(
+        plan.claims.iter().all(|c| c.drift.is_empty()),
+        "a rename is not drift: {:?}",
+        plan.claims
+    );
+    let taken = cluster.converge(&renamed, "c1");
+    assert_eq!(
+        deletes(&taken),
+        vec![
+            "delete Release gone/atlas-operator",
+            "delete Usage gone/gone-delete-atlas-operator-before-stackgres-operator",
+            "delete Release gone/stackgres-operator",
+        ]
+    );
+    assert!(cluster.live.values().all(|o| o.fleet() == Some("payments")));
+    assert_eq!(cluster.live.len(), 3);
+}
+
+#[test]
+fn a_cluster_that_left_the_fleet_is_emptied_in_the_safe_order() {
+    let before = fleet(&["c1", "c2"], &[("app", "c1"), ("other", "c2")]);
+    let entry = before.clusters["c1"].clone();
+    let mut cluster = FakeCluster::new();
+    cluster.converge(&before, "c1");
+    let after = fleet(&["c2"], &[("other", "c2")]);
+    let mut taken = Vec::new();
+    for _ in 0..5 {
+        let actions = cluster.plan_entry(&after, &entry, false).actions;
+        cluster.carry_out(&actions);
+        taken.extend(actions);
+    }
+    assert_eq!(
+        names(&taken),
+        vec![
+            "delete Release app/atlas-operator",
+            "delete Usage app/app-delete-atlas-operator-before-stackgres-operator",
+            "delete Release app/stackgres-operator",
+        ]
+    );
+    assert!(cluster.live.is_empty());
+}
+
+#[test]
+fn objects_from_before_the_cluster_label_are_taken_over_when_desired_and_never_pruned() {
+    let (f, mut cluster) = converged_app();
+    // As an older psql-fleet applied them: no cluster label, so another desired hash.
+    let unlabel = |o: &mut LiveObject| {
+        o.edit(|j| {
+            j["metadata"]["labels"]
+                .as_object_mut()
+                .unwrap()
+                .remove(crate::api::LABEL_CLUSTER);
+            j["metadata"]["annotations"][diff::ANNOTATION_DESIRED_HASH] = json!("0ld");
+        })
+    };
+    cluster.live.values_mut().for_each(unlabel);
+    let plan = cluster.plan(&f, "c1");
+    assert_eq!(plan.actions.iter().filter(|a| a.writes()).count(), 3);
+    assert!(deletes(&plan.actions).is_empty());
+    assert!(
+        plan.claims[0].drift.is_empty(),
+        "{:?}",
+        plan.claims[0].drift
+    );
+
+    let without_app = fleet(&["c1"], &[]);
+    assert!(deletes(&cluster.plan(&without_app, "c1").actions).is_empty());
 }

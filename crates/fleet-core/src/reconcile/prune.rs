@@ -12,6 +12,7 @@ use crate::render::{ObjectKind, ObjectRef};
 
 use super::diff::{Action, DeleteReason};
 use super::live::{LiveObject, LiveState};
+use super::ownership::Inventory;
 
 /// A revision or pass that would remove too many claims at once.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -68,15 +69,15 @@ pub fn owner(object: &LiveObject) -> ClaimKey {
     }
 }
 
-/// Live objects of `fleet` that no desired object accounts for, by owning claim.
+/// Live objects the inventory owns that no desired object accounts for, by owning claim.
 pub fn stale_groups<'a>(
     live: &'a LiveState,
-    fleet: &str,
+    inventory: &Inventory<'_>,
     desired: &BTreeSet<ObjectRef>,
 ) -> BTreeMap<ClaimKey, Vec<&'a LiveObject>> {
     let mut groups: BTreeMap<ClaimKey, Vec<&LiveObject>> = BTreeMap::new();
     for object in live.values() {
-        if object.fleet() == Some(fleet) && !desired.contains(&object.object_ref) {
+        if inventory.owns(object) && !desired.contains(&object.object_ref) {
             groups.entry(owner(object)).or_default().push(object);
         }
     }
@@ -189,7 +190,7 @@ mod tests {
         let mut live = state(claim_objects("gone"));
         let mut order = Vec::new();
         for _ in 0..4 {
-            let groups = stale_groups(&live, "default", &BTreeSet::new());
+            let groups = stale_groups(&live, &inventory("default", "c1"), &BTreeSet::new());
             let Some(group) = groups.values().next() else {
                 break;
             };
@@ -220,11 +221,11 @@ mod tests {
         live.get_mut(&atlas)
             .unwrap()
             .edit(|j| j["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z"));
-        let groups = stale_groups(&live, "default", &BTreeSet::new());
+        let groups = stale_groups(&live, &inventory("default", "c1"), &BTreeSet::new());
         let group = groups.values().next().unwrap();
         assert!(next_deletions(group, &live).is_empty());
         live.remove(&atlas);
-        let groups = stale_groups(&live, "default", &BTreeSet::new());
+        let groups = stale_groups(&live, &inventory("default", "c1"), &BTreeSet::new());
         assert_eq!(
             deleted(&next_deletions(groups.values().next().unwrap(), &live)),
             vec!["Usage default/gone-delete-atlas-operator-before-stackgres-operator"]
@@ -240,7 +241,7 @@ mod tests {
             .filter(|o| o.object_ref.kind == ObjectKind::Usage)
             .map(|o| o.object_ref.clone())
             .collect();
-        let groups = stale_groups(&live, "default", &usage_only);
+        let groups = stale_groups(&live, &inventory("default", "c1"), &usage_only);
         let group = groups.values().next().unwrap();
         assert_eq!(
             deleted(&next_deletions(group, &live)),
@@ -248,13 +249,26 @@ mod tests {
         );
         let mut live = live;
         live.retain(|at, _| at.name != "atlas-operator");
-        let groups = stale_groups(&live, "default", &usage_only);
+        let groups = stale_groups(&live, &inventory("default", "c1"), &usage_only);
         assert!(next_deletions(groups.values().next().unwrap(), &live).is_empty());
     }
 
+    fn inventory(fleet: &'static str, cluster: &'static str) -> Inventory<'static> {
+        Inventory {
+            fleet,
+            former: &[],
+            cluster,
+        }
+    }
+
     #[test]
-    fn objects_of_another_fleet_are_never_stale() {
+    fn objects_of_another_fleet_or_another_cluster_entry_are_never_stale() {
         let live = state(claim_objects("gone"));
-        assert!(stale_groups(&live, "other-fleet", &BTreeSet::new()).is_empty());
+        assert!(stale_groups(&live, &inventory("other-fleet", "c1"), &BTreeSet::new()).is_empty());
+        assert!(stale_groups(&live, &inventory("default", "c2"), &BTreeSet::new()).is_empty());
+        assert_eq!(
+            stale_groups(&live, &inventory("default", "c1"), &BTreeSet::new()).len(),
+            1
+        );
     }
 }

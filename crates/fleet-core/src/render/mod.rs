@@ -13,8 +13,8 @@ pub use object::{DesiredObject, ObjectKind, ObjectRef};
 use crate::api::release::{ProviderConfigReference, ReleaseParameters};
 use crate::api::usage::{NamespacedResource, NamespacedResourceRef, Resource, ResourceRef};
 use crate::api::{
-    release, ChartSpec, Release, ReleaseSpec, Usage, UsageSpec, LABEL_FLEET, LABEL_MANAGED,
-    LABEL_PSQL,
+    release, ChartSpec, Release, ReleaseSpec, Usage, UsageSpec, LABEL_CLUSTER, LABEL_FLEET,
+    LABEL_MANAGED, LABEL_PSQL,
 };
 use crate::model::fleet::ChartVersions;
 use crate::model::{Chart, Claim, Cluster, FleetSettings};
@@ -25,8 +25,9 @@ pub const ROLLBACK_LIMIT: i32 = 3;
 /// What a render needs to know about where the claim lands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RenderContext {
-    /// Value of the inventory label.
+    /// Values of the inventory labels: the fleet, and the cluster entry.
     pub fleet: String,
+    pub cluster: String,
     pub versions: ChartVersions,
 }
 
@@ -34,6 +35,7 @@ impl RenderContext {
     pub fn for_cluster(fleet: &FleetSettings, cluster: &Cluster) -> Self {
         Self {
             fleet: fleet.name.clone(),
+            cluster: cluster.name.clone(),
             versions: fleet.versions_for(&cluster.labels),
         }
     }
@@ -128,12 +130,13 @@ pub fn usage_name(claim_name: &str) -> String {
     format!("{claim_name}-delete-atlas-operator-before-stackgres-operator")
 }
 
-/// The reference labels over the claim's own, plus the inventory label (SPEC 1.2).
+/// The reference labels over the claim's own, plus the inventory labels (SPEC 1.2).
 fn object_labels(claim: &Claim, ctx: &RenderContext) -> BTreeMap<String, String> {
     let mut labels = claim.spec().labels.clone().unwrap_or_default();
     labels.insert(LABEL_MANAGED.to_string(), "true".to_string());
     labels.insert(LABEL_PSQL.to_string(), claim.name().to_string());
     labels.insert(LABEL_FLEET.to_string(), ctx.fleet.clone());
+    labels.insert(LABEL_CLUSTER.to_string(), ctx.cluster.clone());
     labels
 }
 

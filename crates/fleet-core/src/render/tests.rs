@@ -19,6 +19,7 @@ fn claim(yaml: &str) -> Claim {
 fn ctx() -> RenderContext {
     RenderContext {
         fleet: "main".into(),
+        cluster: "c1".into(),
         versions: ChartVersions {
             stackgres: "1.18.4".into(),
             atlas: "0.7.23".into(),
@@ -51,7 +52,8 @@ fn a_minimal_claim_renders_both_releases_with_every_default() {
     let labels = json!({
         "hops.ops.com.ai/managed": "true",
         "hops.ops.com.ai/psql": "psql",
-        "fleet.hops.ops.com.ai/fleet": "main"
+        "fleet.hops.ops.com.ai/fleet": "main",
+        "fleet.hops.ops.com.ai/cluster": "c1"
     });
     assert_eq!(
         objects[0],
@@ -123,7 +125,8 @@ fn the_usage_appears_only_once_both_releases_are_ready() {
                 "labels": {
                     "hops.ops.com.ai/managed": "true",
                     "hops.ops.com.ai/psql": "analytics",
-                    "fleet.hops.ops.com.ai/fleet": "main"
+                    "fleet.hops.ops.com.ai/fleet": "main",
+                    "fleet.hops.ops.com.ai/cluster": "c1"
                 }
             },
             "spec": {

@@ -18,9 +18,7 @@ use crate::fleetdir::LoadedFleet;
 use crate::reconcile::diff::desired_hash;
 use crate::render::{render_cluster, Observed};
 
-/// Name of the implicit last wave of the clusters no wave selector matches (the
-/// `wave="none"` of `psql_fleet_cluster_wave_info`).
-pub const IMPLICIT_WAVE: &str = "none";
+pub use crate::model::fleet::IMPLICIT_WAVE;
 
 /// A wave's state, the `state` label of `psql_fleet_rollout_wave`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -236,7 +234,13 @@ pub enum ControlError {
     Complete { revision: String },
     #[error("the rollout of revision {revision} is not halted")]
     NotHalted { revision: String },
+    #[error("reason refused: {0}")]
+    BadReason(#[from] crate::text::TextError),
 }
+
+/// Longest halt reason, in characters: a sentence or two, and room in a GitHub commit
+/// status description (140 characters) for most of it after the wave's state.
+pub const MAX_REASON_CHARS: usize = 200;
 
 /// Everything the agent persists: per cluster what it was given, and the rollout.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -505,7 +509,10 @@ impl State {
 
     /// `psql-fleet rollout halt`: no further wave starts until resumed; clusters already
     /// given the revision keep it.
+    /// The reason is an operator's text: at most [`MAX_REASON_CHARS`] of plain text on one
+    /// line, else refused, since it reaches the status, the logs and commit statuses.
     pub fn halt(&mut self, reason: &str, now: u64) -> Result<Vec<Transition>, ControlError> {
+        let reason = crate::text::check(reason, MAX_REASON_CHARS)?;
         let r = self
             .rollout
             .as_mut()
@@ -521,10 +528,10 @@ impl State {
                 revision: short(&r.revision).to_string(),
             });
         };
-        let reason = if reason.trim().is_empty() {
+        let reason = if reason.is_empty() {
             "halted by an operator".to_string()
         } else {
-            format!("halted by an operator: {}", reason.trim())
+            format!("halted by an operator: {reason}")
         };
         r.halted = Some(Halt {
             wave,

@@ -381,6 +381,28 @@ fn halt_and_resume_explain_why_they_cannot() {
 }
 
 #[test]
+fn a_halt_reason_with_control_characters_or_too_long_is_refused_and_halts_nothing() {
+    let mut s = settled("a");
+    s.begin(&target("b", 0, "fb", &[]), 0);
+    let before = s.clone();
+    let forged = "ok\u{1b}[2J\nINFO rollout resumed";
+    assert_eq!(
+        s.halt(forged, S).unwrap_err().to_string(),
+        "reason refused: control character U+001B at character 3: plain text on one line only"
+    );
+    let long = "x".repeat(MAX_REASON_CHARS + 1);
+    assert_eq!(
+        s.halt(&long, S).unwrap_err().to_string(),
+        format!(
+            "reason refused: {} characters, at most {MAX_REASON_CHARS}",
+            MAX_REASON_CHARS + 1
+        )
+    );
+    assert_eq!(s, before);
+    s.halt(&"x".repeat(MAX_REASON_CHARS), S).unwrap();
+}
+
+#[test]
 fn targets_come_from_the_fleet_with_an_implicit_last_wave() {
     use crate::reconcile::tests::{files, loaded};
     use crate::testing::{wave, Fleet};
