@@ -247,6 +247,37 @@ impl SimFleet {
             .await;
     }
 
+    /// Removes the CRD `crd` (such as [`kube_sim::crds::USAGE_CRD`]) from `cluster`, as
+    /// `kubectl delete crd` does: its kind is no longer served (discovery leaves it out,
+    /// its paths answer 404) and its objects go. A cluster can also start without CRDs:
+    /// `SimConfig { without_crds: vec![...], .. }` through [`SimFleet::start_with`].
+    pub async fn uninstall_crd(&self, cluster: &str, crd: &str) {
+        self.admin(
+            "POST",
+            &format!("/clusters/{cluster}/crds"),
+            serde_json::json!({ "uninstall": [crd] }),
+        )
+        .await;
+    }
+
+    /// Installs the CRD `crd` on `cluster`: its kind is served (Established) at once.
+    pub async fn install_crd(&self, cluster: &str, crd: &str) {
+        self.admin(
+            "POST",
+            &format!("/clusters/{cluster}/crds"),
+            serde_json::json!({ "install": [crd] }),
+        )
+        .await;
+    }
+
+    /// The names of the CRDs `cluster` holds now.
+    pub async fn installed_crds(&self, cluster: &str) -> Vec<String> {
+        let answer = self
+            .admin("GET", &format!("/clusters/{cluster}/crds"), Value::Null)
+            .await;
+        serde_json::from_value(answer["installed"].clone()).unwrap_or_default()
+    }
+
     /// Every mutating request the simulator served for `cluster`, oldest first.
     pub fn audit(&self, cluster: &str) -> Vec<AuditEntry> {
         self.sim.sim.audit.entries(Some(cluster))

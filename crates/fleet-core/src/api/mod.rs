@@ -13,7 +13,7 @@ pub use condition::Condition;
 pub use provider_config::{ClusterProviderConfig, ProviderConfig};
 pub use psql::{ComponentSpec, ProviderConfigKind, ProviderConfigRef, Psql, PsqlSpec, PsqlStatus};
 pub use release::{ChartSpec, Release, ReleaseParameters, ReleaseSpec, ReleaseStatus};
-pub use usage::{Usage, UsageSpec};
+pub use usage::{ClusterUsage, ClusterUsageSpec, Usage, UsageSpec};
 
 /// Label every rendered object carries (SPEC 1.2); the reference composition sets it.
 pub const LABEL_MANAGED: &str = "hops.ops.com.ai/managed";
