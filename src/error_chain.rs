@@ -81,11 +81,24 @@ fn api_status<'a>(e: &'a (dyn Error + 'static)) -> Option<&'a Status> {
 /// What an API server answered: `API server answered 404 NotFound: namespaces "x" not found`.
 pub fn answer(status: &Status) -> String {
     let message = server_message(status);
-    let head = format!("API server answered {} {}", status.code, status.reason);
+    let head = format!(
+        "API server answered {}",
+        code_and_reason(status.code, &status.reason)
+    );
     if message.is_empty() {
         head
     } else {
         format!("{head}: {message}")
+    }
+}
+
+/// `404 NotFound`, or only the code when the server gave no reason (an unknown error, as
+/// kube-apiserver's 500 for a field its schema does not declare).
+pub fn code_and_reason(code: u16, reason: &str) -> String {
+    if reason.is_empty() {
+        code.to_string()
+    } else {
+        format!("{code} {reason}")
     }
 }
 

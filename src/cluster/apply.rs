@@ -33,7 +33,7 @@ pub enum Error {
         object: String,
         message: String,
     },
-    #[error("cluster {cluster}: {object}: API server answered {code} {reason}{}", said(.message))]
+    #[error("cluster {cluster}: {object}: API server answered {}{}", error_chain::code_and_reason(*.code, .reason), said(.message))]
     Api {
         cluster: String,
         object: String,
@@ -277,6 +277,18 @@ mod tests {
         );
         let bare = Status::failure("", "InternalError").with_code(500);
         assert!(answered(bare).ends_with("answered 500 InternalError"));
+        // kube-apiserver's answer to an applied field its schema does not declare: no reason.
+        let undeclared = Status::failure(
+            "failed to create typed patch object (payments/stackgres-operator; helm.m.crossplane.io/v1beta1, Kind=Release): .spec.rollbackLimitt: field not declared in schema",
+            "",
+        )
+        .with_code(500);
+        let said = answered(undeclared);
+        assert!(
+            said.contains("answered 500: failed to create typed patch object")
+                && said.contains(".spec.rollbackLimitt: field not declared in schema"),
+            "{said}"
+        );
     }
 
     #[test]

@@ -101,6 +101,10 @@ pub async fn run(
     let mut attempt = 0u32;
     let backoff = Backoff::default();
     let mut reach = Reachability::default();
+    if kinds.is_empty() {
+        // Discovery answered, so the server is there; no watch will say so.
+        reach.set(shared, name, true, None, None);
+    }
     loop {
         let mut due = false;
         tokio::select! {
