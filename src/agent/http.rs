@@ -9,6 +9,11 @@
 //! refused with 400 and says why (never cut or cleaned silently: what is recorded is what
 //! the operator sent).
 //!
+//! The rollout controls (and anything else under `/api/` that is not a status read) need a
+//! bearer token, the status reads one under `--status-requires-token`, and the probes and
+//! `/metrics` none: see [`super::control`]. Every control action is logged with the name
+//! of the token that asked and the reason given.
+//!
 //! Served by [`crate::http_server`] with this server's bounds.
 
 use std::sync::{Arc, RwLock};
@@ -26,6 +31,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tower::{BoxError, ServiceBuilder};
 
+use super::control::{self, Caller, Control, Guard};
 use super::driver::RolloutDriver;
 use crate::http_server::{serve_router, Connections};
 use crate::metrics::Metrics;
@@ -47,6 +53,7 @@ pub struct Endpoints {
     pub metrics: Arc<Metrics>,
     pub status: Arc<RwLock<StatusReport>>,
     pub rollouts: Arc<RolloutDriver>,
+    pub control: Arc<Control>,
 }
 
 /// Largest body a rollout POST may carry: `{"reason": "..."}` with a sentence or two of
@@ -69,6 +76,18 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 const HALT: &str = "/api/v1/rollout/halt";
 const RESUME: &str = "/api/v1/rollout/resume";
+const STATUS: &str = "/api/v1/status";
+const ROLLOUT: &str = "/api/v1/rollout";
+
+/// What a path needs to be let through. Under `/api/`, everything but the two status reads
+/// is a write, so an endpoint added later is guarded before anyone thinks of it.
+fn guard_of(path: &str) -> Guard {
+    match path {
+        STATUS | ROLLOUT => Guard::Read,
+        p if p.starts_with("/api/") => Guard::Write,
+        _ => Guard::Open,
+    }
+}
 
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -183,16 +202,19 @@ impl Endpoints {
 }
 
 fn router(endpoints: Arc<Endpoints>) -> Router {
+    let guard = (endpoints.control.clone(), guard_of as fn(&str) -> Guard);
     Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/api/v1/status", get(status))
-        .route("/api/v1/rollout", get(rollout))
+        .route(STATUS, get(status))
+        .route(ROLLOUT, get(rollout))
         .route(HALT, post(halt).fallback(use_post))
         .route(RESUME, post(resume).fallback(use_post))
         .fallback(not_found)
         .layer(middleware::from_fn(reads_only))
+        // Outside `reads_only`: who asks is settled before anything else is said.
+        .layer(middleware::from_fn_with_state(guard, control::authorize))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(
             ServiceBuilder::new()
@@ -267,21 +289,55 @@ async fn rollout(State(endpoints): Shared) -> Result<Response, Refusal> {
     Ok(json(&status))
 }
 
-async fn halt(State(endpoints): Shared, req: Request) -> Result<Response, Refusal> {
+/// The name of the token that let `req` through: the guard puts it there for every write.
+fn caller(req: &Request) -> Arc<str> {
+    req.extensions()
+        .get::<Caller>()
+        .map_or_else(|| Arc::from("unknown"), |c| c.0.clone())
+}
+
+/// The reason of a control request, checked; `action` names it in the log.
+async fn control_reason(req: Request, action: &'static str) -> Result<String, Refusal> {
     let request = control_body(req).await?;
-    let reason = fleet_core::text::check(&request.reason, MAX_REASON_CHARS).map_err(|e| {
-        // The refusal says where the bad character is; the text itself is not logged.
-        tracing::warn!(error = %e, "rollout halt refused");
-        Refusal::BadReason(e)
-    })?;
-    let status = endpoints.rollouts.halt(reason).map_err(Refusal::Conflict)?;
-    Ok(json(&status))
+    fleet_core::text::check(&request.reason, MAX_REASON_CHARS)
+        .map(str::to_string)
+        .map_err(|e| {
+            // The refusal says where the bad character is; the text itself is not logged.
+            tracing::warn!(error = %e, action, "rollout {action} refused");
+            Refusal::BadReason(e)
+        })
+}
+
+async fn halt(State(endpoints): Shared, req: Request) -> Result<Response, Refusal> {
+    let who = caller(&req);
+    let reason = control_reason(req, "halt").await?;
+    let done = endpoints.rollouts.halt(&reason);
+    log_control(&who, "halt", &reason, &done);
+    Ok(json(&done.map_err(Refusal::Conflict)?))
 }
 
 async fn resume(State(endpoints): Shared, req: Request) -> Result<Response, Refusal> {
-    control_body(req).await?;
-    let status = endpoints.rollouts.resume().map_err(Refusal::Conflict)?;
-    Ok(json(&status))
+    let who = caller(&req);
+    let reason = control_reason(req, "resume").await?;
+    let done = endpoints.rollouts.resume();
+    log_control(&who, "resume", &reason, &done);
+    Ok(json(&done.map_err(Refusal::Conflict)?))
+}
+
+/// Every control action, taken or refused by the driver, with who asked and why. A field
+/// each, so that the log format escapes them.
+fn log_control<T>(
+    who: &str,
+    action: &'static str,
+    reason: &str,
+    done: &Result<T, super::driver::ControlError>,
+) {
+    match done {
+        Ok(_) => tracing::warn!(who = %who, action, reason = %reason, "rollout control"),
+        Err(e) => {
+            tracing::warn!(who = %who, action, reason = %reason, error = %e, "rollout control refused")
+        }
+    }
 }
 
 /// The body of a rollout control: JSON (checked before anything is read), at most
@@ -311,7 +367,9 @@ mod tests {
 
     use super::*;
 
-    fn endpoints() -> Arc<Endpoints> {
+    const TOKEN: &str = "0123456789abcdef0123";
+
+    fn endpoints_with(control: Control) -> Arc<Endpoints> {
         let metrics = Arc::new(Metrics::new().unwrap());
         let status = Arc::new(RwLock::new(StatusReport::default()));
         let rollouts =
@@ -320,11 +378,39 @@ mod tests {
             metrics,
             status,
             rollouts: Arc::new(rollouts),
+            control: Arc::new(control),
         })
     }
 
-    /// The status, content type, `Connection` header and body of the answer to a request.
+    /// Endpoints whose control API takes [`TOKEN`], named `ops`.
+    fn endpoints() -> Arc<Endpoints> {
+        let tokens = control::Tokens::from_file(&token_file(&format!("ops:{TOKEN}\n"))).unwrap();
+        endpoints_with(Control {
+            tokens: Some(tokens),
+            status_requires_token: false,
+        })
+    }
+
+    fn token_file(text: &str) -> std::path::PathBuf {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file.into_temp_path().keep().unwrap()
+    }
+
+    /// The status, content type, `Connection` header and body of the answer to a request,
+    /// which carries [`TOKEN`].
     async fn ask(
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &'static str,
+    ) -> (u16, String, String, String) {
+        ask_as(endpoints(), Some(TOKEN), method, path, content_type, body).await
+    }
+
+    async fn ask_as(
+        endpoints: Arc<Endpoints>,
+        token: Option<&str>,
         method: &str,
         path: &str,
         content_type: Option<&str>,
@@ -334,8 +420,11 @@ mod tests {
         if let Some(t) = content_type {
             request = request.header(header::CONTENT_TYPE, t);
         }
+        if let Some(t) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
         let request = request.body(Body::from(body)).unwrap();
-        let response = router(endpoints()).oneshot(request).await.unwrap();
+        let response = router(endpoints).oneshot(request).await.unwrap();
         let header_of = |name| {
             response
                 .headers()
@@ -365,6 +454,7 @@ mod tests {
             .method("POST")
             .uri(HALT)
             .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
             .body(Body::from_stream(trickle))
             .unwrap();
         let started = tokio::time::Instant::now();
@@ -477,5 +567,64 @@ mod tests {
         let (code, content_type, _, body) = ask("POST", HALT, json, " ").await;
         assert_eq!((code, content_type.as_str()), (409, "application/json"));
         assert!(body.contains("no revision served yet"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn the_controls_want_a_valid_bearer_token_and_are_off_without_a_token_file() {
+        let json = Some("application/json");
+        for token in [None, Some("not-the-token-at-all")] {
+            let request = axum::http::Request::builder()
+                .method("POST")
+                .uri(RESUME)
+                .header(header::CONTENT_TYPE, "application/json");
+            let request = match token {
+                Some(t) => request.header(header::AUTHORIZATION, format!("Bearer {t}")),
+                None => request,
+            };
+            let response = router(endpoints())
+                .oneshot(request.body(Body::from("{}")).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+            let challenge = response.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap();
+            assert!(challenge.starts_with("Bearer "), "{challenge}");
+        }
+        // Anything else under /api/ is a write too, and unknown: guarded before it is found.
+        let (code, _, _, _) = ask_as(endpoints(), None, "POST", "/api/v2/later", json, "{}").await;
+        assert_eq!(code, 401);
+        // The probes, the metrics and (by default) the status reads stay open.
+        for path in ["/livez", "/metrics", "/api/v1/status"] {
+            let (code, _, _, _) = ask_as(endpoints(), None, "GET", path, None, "").await;
+            assert_eq!(code, 200, "{path}");
+        }
+        // No token file: the writes are off, and the answer says how to turn them on.
+        let off = || endpoints_with(Control::default());
+        let (code, _, _, body) = ask_as(off(), Some(TOKEN), "POST", HALT, json, "{}").await;
+        assert_eq!(code, 403);
+        assert!(body.contains("--control-token-file"), "{body}");
+        let (code, _, _, _) = ask_as(off(), None, "GET", "/api/v1/status", None, "").await;
+        assert_eq!(code, 200);
+    }
+
+    #[tokio::test]
+    async fn status_reads_want_the_token_under_status_requires_token() {
+        let strict = || {
+            let tokens = control::Tokens::from_file(&token_file(TOKEN)).unwrap();
+            endpoints_with(Control {
+                tokens: Some(tokens),
+                status_requires_token: true,
+            })
+        };
+        for path in ["/api/v1/status", "/api/v1/rollout"] {
+            let (code, _, _, _) = ask_as(strict(), None, "GET", path, None, "").await;
+            assert_eq!(code, 401, "{path}");
+        }
+        let (code, _, _, _) =
+            ask_as(strict(), Some(TOKEN), "GET", "/api/v1/status", None, "").await;
+        assert_eq!(code, 200);
+        let (code, _, _, _) = ask_as(strict(), None, "GET", "/readyz", None, "").await;
+        assert_eq!(code, 503);
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod accept;
 pub mod commit_status;
+pub mod control;
 pub mod driver;
 pub mod http;
 mod names;
@@ -65,6 +66,8 @@ pub struct Config {
     /// A source that cannot be read at start is waited for (and said so in the status)
     /// instead of ending the agent with an error.
     pub wait_for_source: bool,
+    /// Who may halt and resume the rollout (and read the status, if it says so).
+    pub control: control::Control,
 }
 
 /// Where webhook deliveries are received, and the secret that signs them.
@@ -145,10 +148,19 @@ async fn serve(
     )?);
     let listen = listener.local_addr().unwrap_or(config.listen);
     tracing::info!(%listen, "serving /livez /readyz /metrics /api/v1/status");
+    match &config.control.tokens {
+        Some(tokens) => tracing::info!(
+            ?tokens,
+            status_requires_token = config.control.status_requires_token,
+            "rollout controls need a bearer token"
+        ),
+        None => tracing::info!("rollout controls off (no --control-token-file)"),
+    }
     let endpoints = Arc::new(http::Endpoints {
         metrics: metrics.clone(),
         status: status.clone(),
         rollouts: rollouts.clone(),
+        control: Arc::new(config.control.clone()),
     });
     let server = tokio::spawn(endpoints.serve(listener));
     let trigger = Trigger::new();

@@ -87,6 +87,15 @@ pub struct RunArgs {
     /// File holding the webhook's shared secret (the HMAC key of X-Hub-Signature-256).
     #[arg(long, requires = "webhook_listen")]
     pub webhook_secret_file: Option<PathBuf>,
+    /// File of bearer tokens for the rollout controls (POST /api/v1/rollout/halt|resume):
+    /// `name:token` lines (the name is logged with every action), or one token alone,
+    /// named `default`. Without it the controls are off.
+    #[arg(long, value_name = "PATH")]
+    pub control_token_file: Option<PathBuf>,
+    /// Ask for a control token on GET /api/v1/status and /api/v1/rollout too (the probes
+    /// and /metrics stay open).
+    #[arg(long, requires = "control_token_file")]
+    pub status_requires_token: bool,
 }
 
 fn init_logging(format: LogFormat) {
@@ -171,6 +180,19 @@ pub fn run(args: &RunArgs) -> ExitCode {
         },
         _ => None,
     };
+    let control = match &args.control_token_file {
+        None => agent::control::Control::default(),
+        Some(file) => match agent::control::Tokens::from_file(file) {
+            Ok(tokens) => agent::control::Control {
+                tokens: Some(tokens),
+                status_requires_token: args.status_requires_token,
+            },
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let github = match &args.github_repo {
         None => None,
         Some(_) if !matches!(SourceSpec::parse(&args.source), SourceSpec::Git(_)) => {
@@ -203,6 +225,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         state_dir: args.state_dir.clone(),
         webhook,
         wait_for_source: args.wait_for_source,
+        control,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
