@@ -154,6 +154,9 @@ pub struct SourceStatus {
     pub source: String,
     /// The revision being served (the last good one).
     pub revision: Option<String>,
+    /// Under `--verify-commits`, who signed the revision served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<String>,
     pub last_sync: Option<String>,
     /// Why the newest revision is not served, when it is not.
     pub rejected: Option<String>,

@@ -68,6 +68,8 @@ pub struct Config {
     pub wait_for_source: bool,
     /// Who may halt and resume the rollout (and read the status, if it says so).
     pub control: control::Control,
+    /// `--verify-commits`: the signatures a Git revision must carry.
+    pub verify: Option<crate::source::verify::Policy>,
 }
 
 /// Where webhook deliveries are received, and the secret that signs them.
@@ -200,6 +202,7 @@ async fn serve(
         reference: config.reference.clone(),
         credentials: config.credentials.clone(),
         interval: config.interval,
+        verify: config.verify.clone(),
     };
     let source_task = crate::source::spawn(&config.source, git, revisions_tx, trigger);
     let mut ready_tick = tokio::time::interval(Duration::from_millis(500));
@@ -218,6 +221,14 @@ async fn serve(
             }
             _ = ready_tick.tick() => agent.publish_ready(),
             revision = revisions.recv() => match revision {
+                // Read, and refused: a verdict on a revision, whether or not one was read
+                // before, never a reason to stop.
+                Some(Err(crate::source::Error::Unverified(refused))) => {
+                    agent.reject(accept::Rejected::Unverified {
+                        revision: refused.commit.get(..12).unwrap_or(&refused.commit).to_string(),
+                        refused,
+                    });
+                }
                 Some(Err(e)) if !read_once && !config.wait_for_source => {
                     break Err(Error::Source(e));
                 }
@@ -382,7 +393,10 @@ impl Agent {
                 self.metrics.count_error(cluster, ErrorReason::MassPrune);
             }
         }
-        let valid = !matches!(rejected, accept::Rejected::Invalid { .. });
+        let valid = !matches!(
+            rejected,
+            accept::Rejected::Invalid { .. } | accept::Rejected::Unverified { .. }
+        );
         let served = self
             .newest
             .as_ref()
@@ -399,11 +413,12 @@ impl Agent {
 
     /// A revision accepted: kept for the rollout, and its clusters given workers.
     fn serve_revision(&mut self, accepted: Accepted, revision: &Revision) {
-        tracing::info!(revision = %revision.short_id(), claims = accepted.fleet.claims.len(), clusters = accepted.fleet.clusters.len(), "serving revision");
+        tracing::info!(revision = %revision.short_id(), claims = accepted.fleet.claims.len(), clusters = accepted.fleet.clusters.len(), verified = revision.verified.as_deref().unwrap_or("not checked"), "serving revision");
         self.metrics
             .set_source(&accepted.revision, true, now_seconds());
         self.with_status(|s| {
             s.source.revision = Some(accepted.revision.clone());
+            s.source.verified.clone_from(&revision.verified);
             s.source.rejected = None;
             s.source.diagnostics.clear();
             s.source.last_sync = Some(now_rfc3339());

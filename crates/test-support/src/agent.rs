@@ -40,6 +40,8 @@ pub struct AgentOptions {
     pub wait_for_source: bool,
     /// Run the agent without a control token file: its rollout controls are off.
     pub no_control_token: bool,
+    /// `--verify-commits` with these keys and mode.
+    pub verify: Option<psql_fleet::source::verify::Policy>,
 }
 
 /// The control token every agent the harness starts takes (named [`CONTROL_TOKEN_NAME`]),

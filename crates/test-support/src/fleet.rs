@@ -307,6 +307,7 @@ impl SimFleet {
             webhook: options.webhook.clone(),
             wait_for_source: options.wait_for_source,
             control: self.control(options),
+            verify: options.verify.clone(),
         }
     }
 
