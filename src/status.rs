@@ -219,6 +219,9 @@ impl StatusReport {
             s.last_sync.as_deref().unwrap_or("never"),
             if self.dry_run { "  (dry run)" } else { "" }
         );
+        if let Some(verified) = &s.verified {
+            let _ = writeln!(out, "revision served is {verified}");
+        }
         if let Some(rejected) = &s.rejected {
             let _ = writeln!(out, "newest revision rejected: {rejected}");
             for d in s.diagnostics.iter().take(10) {

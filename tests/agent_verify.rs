@@ -74,6 +74,13 @@ async fn an_unsigned_push_is_refused_and_the_signed_revision_stays_served() {
     assert!(f.deletions().is_empty(), "{:?}", f.deletions());
     let report = agent.report().await;
     assert_eq!(report.source.revision.as_deref(), Some(signed.as_str()));
+    let table = report.to_table();
+    assert!(
+        table.contains("revision served is signed by release-bot@example.invalid")
+            && table.contains("newest revision rejected: ")
+            && table.contains("not signed"),
+        "{table}"
+    );
     assert!(report.clusters[&names[1]].claims.len() == 1);
     agent.stop().await;
     f.shutdown().await;
