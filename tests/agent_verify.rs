@@ -63,6 +63,15 @@ async fn an_unsigned_push_is_refused_and_the_signed_revision_stays_served() {
         agent.metric("psql_fleet_source_revision_valid", &[]).await,
         Some(0.0)
     );
+    assert_eq!(
+        agent
+            .metric(
+                "psql_fleet_source_revision_rejected",
+                &[("reason", "unsigned")]
+            )
+            .await,
+        Some(1.0)
+    );
     agent
         .assert_holds_for_passes(
             "the unsigned revision changes nothing",

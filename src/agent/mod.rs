@@ -357,6 +357,8 @@ impl Agent {
         {
             // Readable again with what is served already: nothing to roll out again.
             tracing::info!(revision = %revision.short_id(), "the fleet source is readable again");
+            // The newest revision is the one served again: a refusal before it is over.
+            self.metrics.set_source(&revision.id, true, now_seconds());
             self.with_status(|s| {
                 s.source.rejected = None;
                 s.source.diagnostics.clear();
@@ -403,6 +405,7 @@ impl Agent {
             .map(|c| c.revision.clone())
             .unwrap_or_default();
         self.metrics.set_source(&served, valid, now_seconds());
+        self.metrics.set_source_rejected(rejected.reason());
         self.with_status(|s| {
             s.source.rejected = Some(rejected.to_string());
             s.source.diagnostics = diagnostics;
