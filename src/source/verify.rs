@@ -461,9 +461,12 @@ impl Policy {
         let mut signed = None;
         if matches!(self.mode, Mode::Tag | Mode::TagAndHead) {
             let GitRef::Tag(name) = reference else {
+                // `run` refuses the flags at start; a caller that gets here follows no tag.
                 return Err(refused(
                     format!("commit {}", &commit_id[..12.min(commit_id.len())]),
-                    Why::NotAnnotated,
+                    Why::Unreadable(
+                        "a tag's signature is asked for, but no tag is followed".into(),
+                    ),
                 ));
             };
             let object = format!("tag {name}");
