@@ -154,6 +154,9 @@ pub struct SourceStatus {
     pub source: String,
     /// The revision being served (the last good one).
     pub revision: Option<String>,
+    /// Under `--verify-commits`, who signed the revision served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<String>,
     pub last_sync: Option<String>,
     /// Why the newest revision is not served, when it is not.
     pub rejected: Option<String>,
@@ -219,6 +222,9 @@ impl StatusReport {
             s.last_sync.as_deref().unwrap_or("never"),
             if self.dry_run { "  (dry run)" } else { "" }
         );
+        if let Some(verified) = &s.verified {
+            let _ = writeln!(out, "revision served is {verified}");
+        }
         if let Some(rejected) = &s.rejected {
             let _ = writeln!(out, "newest revision rejected: {rejected}");
             for d in s.diagnostics.iter().take(10) {

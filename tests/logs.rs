@@ -123,11 +123,17 @@ async fn text_logs_keep_one_event_per_line_whatever_a_file_name_or_a_halt_reason
     // A halt reason the same: refused, and not logged as sent.
     let reason = format!("ok\u{1b}[2J\n{FORGED}");
     let body = serde_json::json!({ "reason": reason }).to_string();
-    let (code, _, answer) =
-        psql_fleet::cli::status::send(&agent.server, "POST", "/api/v1/rollout/halt", Some(&body))
-            .await
-            .unwrap();
+    let (code, _, answer) = agent
+        .control("POST", "/api/v1/rollout/halt", Some(&body))
+        .await;
     assert_eq!(code, 400, "{answer}");
+    // A control action is logged with who asked (the token's name) and why, taken or (here,
+    // the rollout being complete) refused; the token itself is nowhere.
+    let body = serde_json::json!({ "reason": "maintenance window" }).to_string();
+    let (code, _, answer) = agent
+        .control("POST", "/api/v1/rollout/halt", Some(&body))
+        .await;
+    assert!(code == 200 || code == 409, "{answer}");
     let exit = agent.stop().await;
     assert!(exit.success(), "the agent ended with {exit}");
 
@@ -146,6 +152,13 @@ async fn text_logs_keep_one_event_per_line_whatever_a_file_name_or_a_halt_reason
         "the file named, escaped, on one line:\n{log}"
     );
     assert!(log.contains("rollout halt refused"), "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("rollout control")
+            && l.contains(&format!("who={}", test_support::agent::CONTROL_TOKEN_NAME))
+            && l.contains("reason=maintenance window")),
+        "{log}"
+    );
+    assert!(!log.contains(test_support::agent::CONTROL_TOKEN), "{log}");
     f.shutdown().await;
 }
 

@@ -131,7 +131,7 @@ class Defaults(unittest.TestCase):
         self.assertIn("--interval=1m", self.args)
         self.assertIn("--credentials-dir=/etc/psql-fleet/clusters", self.args)
         self.assertIn("--log-format=json", self.args)
-        self.assertFalse([a for a in self.args if a.startswith(("--dry-run", "--allow-mass-prune", "--webhook"))])
+        self.assertFalse([a for a in self.args if a.startswith(("--dry-run", "--allow-mass-prune", "--webhook", "--control", "--status-requires"))])
         mount = next(m for m in self.container["volumeMounts"] if m["name"] == "credentials")
         self.assertEqual(mount, {"name": "credentials", "mountPath": "/etc/psql-fleet/clusters", "readOnly": True})
         volume = next(v for v in self.pod["volumes"] if v["name"] == "credentials")
@@ -223,6 +223,14 @@ class Example(unittest.TestCase):
         self.assertEqual(volume["secret"]["secretName"], "fleet-webhook")
         service = one(self.objects, "Service")
         self.assertEqual(sorted(p["port"] for p in service["spec"]["ports"]), [9464, 9465])
+
+    def test_the_control_tokens_come_from_a_secret_file(self):
+        self.assertIn("--control-token-file=/etc/psql-fleet/control/tokens", self.args)
+        self.assertIn("--status-requires-token", self.args)
+        volume = next(v for v in self.deploy["spec"]["template"]["spec"]["volumes"] if v["name"] == "control-token")
+        self.assertEqual(volume["secret"]["secretName"], "fleet-control")
+        mount = next(m for m in self.container["volumeMounts"] if m["name"] == "control-token")
+        self.assertIs(mount["readOnly"], True)
 
     def test_git_credentials_come_from_a_secret_file(self):
         self.assertIn("--git-token-file=/etc/psql-fleet/git/token", self.args)

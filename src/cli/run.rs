@@ -12,7 +12,7 @@ use crate::agent::commit_status::CommitStatuses;
 use crate::agent::driver::WaveObserver;
 use crate::agent::{self, Config};
 use crate::source::git::{Credentials, GitRef, SshAuth};
-use crate::source::SourceSpec;
+use crate::source::{verify, SourceSpec};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum LogFormat {
@@ -98,6 +98,27 @@ pub struct RunArgs {
     /// File holding the webhook's shared secret (the HMAC key of X-Hub-Signature-256).
     #[arg(long, requires = "webhook_listen")]
     pub webhook_secret_file: Option<PathBuf>,
+    /// File of bearer tokens for the rollout controls (POST /api/v1/rollout/halt|resume):
+    /// `name:token` lines (the name is logged with every action), or one token alone,
+    /// named `default`. Without it the controls are off.
+    #[arg(long, value_name = "PATH")]
+    pub control_token_file: Option<PathBuf>,
+    /// Ask for a control token on GET /api/v1/status and /api/v1/rollout too (the probes
+    /// and /metrics stay open).
+    #[arg(long, requires = "control_token_file")]
+    pub status_requires_token: bool,
+    /// Serve only Git revisions signed by a key in --trusted-keys; any other is refused
+    /// like a revision that does not validate (the last good one stays served).
+    #[arg(long, requires = "trusted_keys")]
+    pub verify_commits: bool,
+    /// The keys a revision may be signed with: SSH keys in git's allowed_signers format
+    /// and/or ASCII-armoured OpenPGP public keys, in one file.
+    #[arg(long, value_name = "FILE", requires = "verify_commits")]
+    pub trusted_keys: Option<PathBuf>,
+    /// What --verify-commits checks: the commit served (`head`), the annotated tag
+    /// followed (`tag`, needs --tag), or both. Default: `tag` with --tag, else `head`.
+    #[arg(long, value_enum, requires = "verify_commits")]
+    pub verify_mode: Option<crate::source::verify::Mode>,
 }
 
 fn init_logging(format: LogFormat) {
@@ -149,6 +170,31 @@ fn git_credentials(args: &RunArgs) -> Result<Credentials, crate::source::git::Er
         )?)),
         _ => Ok(credentials),
     }
+}
+
+/// `--verify-commits` as the flags say, or why they do not fit together.
+fn verify_policy(args: &RunArgs) -> Result<Option<verify::Policy>, String> {
+    let Some(file) = args.trusted_keys.as_deref().filter(|_| args.verify_commits) else {
+        return Ok(None);
+    };
+    if !matches!(SourceSpec::parse(&args.source), SourceSpec::Git(_)) {
+        return Err("--verify-commits needs a Git --source: a directory has no signatures".into());
+    }
+    let mode = args.verify_mode.unwrap_or(if args.tag.is_some() {
+        verify::Mode::Tag
+    } else {
+        verify::Mode::Head
+    });
+    if mode != verify::Mode::Head && args.tag.is_none() {
+        return Err("--verify-mode tag and tag-and-head need --tag".into());
+    }
+    let keys = verify::TrustedKeys::from_file(file).map_err(|e| e.to_string())?;
+    tracing::info!(
+        ?keys,
+        ?mode,
+        "serving only revisions signed by a trusted key"
+    );
+    Ok(Some(verify::Policy { keys, mode }))
 }
 
 pub fn run(args: &RunArgs) -> ExitCode {
@@ -209,6 +255,26 @@ pub fn run(args: &RunArgs) -> ExitCode {
         },
         _ => None,
     };
+    let verify = match verify_policy(args) {
+        Ok(policy) => policy,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let control = match &args.control_token_file {
+        None => agent::control::Control::default(),
+        Some(file) => match agent::control::Tokens::from_file(file) {
+            Ok(tokens) => agent::control::Control {
+                tokens: Some(tokens),
+                status_requires_token: args.status_requires_token,
+            },
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let github = match &args.github_repo {
         None => None,
         Some(_) if !matches!(SourceSpec::parse(&args.source), SourceSpec::Git(_)) => {
@@ -241,6 +307,8 @@ pub fn run(args: &RunArgs) -> ExitCode {
         state_dir: args.state_dir.clone(),
         webhook,
         wait_for_source: args.wait_for_source,
+        control,
+        verify,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

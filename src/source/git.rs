@@ -232,7 +232,7 @@ impl GitSource {
     }
 
     /// The bare repository for this URL in the cache directory.
-    fn repository(&self) -> Result<Repository, Error> {
+    pub(crate) fn repository(&self) -> Result<Repository, Error> {
         let digest = Sha256::digest(self.url.as_bytes());
         let name: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
         let path = self.cache_dir.join(format!("{name}.git"));
@@ -293,7 +293,11 @@ impl GitSource {
             commit: id.clone(),
             source,
         })?;
-        Ok(Revision { id, tree })
+        Ok(Revision {
+            id,
+            tree,
+            verified: None,
+        })
     }
 
     fn fetch(&self, repo: &Repository, refspecs: &[String]) -> Result<(), Error> {

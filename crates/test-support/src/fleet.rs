@@ -12,6 +12,7 @@ use std::time::Duration;
 use fleet_core::testing::{claim, cluster, Claim, Document, FleetFiles};
 use kube_sim::audit::AuditEntry;
 use kube_sim::{self as sim, Sim, SimConfig, SimHandle};
+use psql_fleet::agent::control::{Control, Tokens};
 use psql_fleet::agent::Config;
 use psql_fleet::cli::sim_fault::{self, FaultAction, FaultArgs};
 use psql_fleet::source::git::{Credentials, GitRef};
@@ -336,6 +337,21 @@ impl SimFleet {
             state_dir: None,
             webhook: options.webhook.clone(),
             wait_for_source: options.wait_for_source,
+            control: self.control(options),
+            verify: options.verify.clone(),
+        }
+    }
+
+    /// The control API of an agent on this fleet: the harness's token, unless the options
+    /// say none.
+    pub fn control(&self, options: &AgentOptions) -> Control {
+        if options.no_control_token {
+            return Control::default();
+        }
+        let file = crate::agent::control_token_file(self.sim_dir());
+        Control {
+            tokens: Some(Tokens::from_file(&file).unwrap()),
+            status_requires_token: false,
         }
     }
 

@@ -9,6 +9,7 @@
 //! - [`files`]: fleets written to a directory or committed to a Git repository; [`git`],
 //!   [`git_https`] and [`git_ssh`]: Git over `git://`, HTTPS and SSH (a real `sshd`) on
 //!   loopback; [`github`]: a fake GitHub API.
+//! - [`signing`]: SSH and OpenPGP keys that sign commits and tags through `git` itself.
 //! - [`sim`]: a bare simulator and kube-rs clients of its clusters; [`kubectl`]: the real
 //!   kubectl against it; [`status`]: judging status reports and metric expositions.
 
@@ -118,6 +119,7 @@ pub mod git_https;
 pub mod git_ssh;
 pub mod github;
 pub mod kubectl;
+pub mod signing;
 pub mod sim;
 pub mod status;
 pub mod wait;

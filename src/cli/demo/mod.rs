@@ -229,6 +229,8 @@ async fn demo_main(args: &DemoArgs, example: &FileTree, work: &Path) -> Result<(
         state_dir: None,
         webhook: None,
         wait_for_source: false,
+        control: Default::default(),
+        verify: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut agent = tokio::spawn(agent::run(config, async move {
