@@ -115,6 +115,8 @@ async fn main() {
             secret: Secret::new(SECRET),
         }),
         wait_for_source: false,
+        control: Default::default(),
+        verify: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent = tokio::spawn(agent::run(config, async move {

@@ -22,6 +22,7 @@
 pub mod agent;
 pub mod cli;
 pub mod cluster;
+pub mod error_chain;
 pub mod github;
 pub mod http_server;
 pub mod metrics;

@@ -47,10 +47,12 @@ pub enum ErrorReason {
     DuplicateCluster,
     /// A desired object exists already, labelled as another fleet's or entry's.
     OwnedElsewhere,
+    /// The cluster does not serve the Release or the Usage API.
+    MissingApi,
 }
 
 impl ErrorReason {
-    pub const ALL: [ErrorReason; 11] = [
+    pub const ALL: [ErrorReason; 12] = [
         Self::Unreachable,
         Self::Timeout,
         Self::Conflict,
@@ -62,6 +64,7 @@ impl ErrorReason {
         Self::AnotherWriter,
         Self::DuplicateCluster,
         Self::OwnedElsewhere,
+        Self::MissingApi,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -77,6 +80,7 @@ impl ErrorReason {
             Self::AnotherWriter => "another_writer",
             Self::DuplicateCluster => "duplicate_cluster",
             Self::OwnedElsewhere => "owned_elsewhere",
+            Self::MissingApi => "missing_api",
         }
     }
 }
@@ -122,6 +126,8 @@ struct SourceFacts {
     revision: String,
     valid: bool,
     synced_at: f64,
+    /// Why the newest revision is not served, when it is not.
+    rejected: Option<&'static str>,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, Error> {
@@ -279,7 +285,19 @@ impl Metrics {
                 revision: revision.to_string(),
                 valid,
                 synced_at,
+                rejected: None,
             });
+        });
+    }
+
+    /// Why the newest revision is not served (a bounded reason: `invalid`, `mass_prune`, or
+    /// a signature's `unsigned`, `untrusted_key`, ...); cleared by the next
+    /// [`Metrics::set_source`].
+    pub fn set_source_rejected(&self, reason: &'static str) {
+        self.with_latest(|l| {
+            if let Some(source) = &mut l.source {
+                source.rejected = Some(reason);
+            }
         });
     }
 
@@ -323,6 +341,7 @@ struct Gauges {
     source_info: IntGaugeVec,
     source_last_sync: Gauge,
     source_valid: IntGaugeVec,
+    source_rejected: IntGaugeVec,
     rollout_wave: IntGaugeVec,
     cluster_wave_info: IntGaugeVec,
 }
@@ -384,6 +403,11 @@ impl Gauges {
                 "1 when the newest revision of the fleet source validated, 0 when it did not (the last good one is still served)",
                 &[],
             )?,
+            source_rejected: gauge(
+                "psql_fleet_source_revision_rejected",
+                "1 with why the newest revision of the fleet source is not served: invalid, mass_prune, or under --verify-commits unsigned, not_annotated, untrusted_key, bad_signature, unreadable; no series while it is served",
+                &["reason"],
+            )?,
             rollout_wave: gauge(
                 "psql_fleet_rollout_wave",
                 "1 for the current state of each rollout wave",
@@ -397,7 +421,7 @@ impl Gauges {
         })
     }
 
-    fn collectors(&self) -> [&dyn Collector; 12] {
+    fn collectors(&self) -> [&dyn Collector; 13] {
         [
             &self.release_ready,
             &self.release_not_ready,
@@ -409,6 +433,7 @@ impl Gauges {
             &self.source_info,
             &self.source_last_sync,
             &self.source_valid,
+            &self.source_rejected,
             &self.rollout_wave,
             &self.cluster_wave_info,
         ]
@@ -435,6 +460,9 @@ impl Gauges {
             self.source_valid
                 .with_label_values::<&str>(&[])
                 .set(i64::from(source.valid));
+            if let Some(reason) = source.rejected {
+                self.source_rejected.with_label_values(&[reason]).set(1);
+            }
             self.source_info
                 .with_label_values(&[source.revision.as_str()])
                 .set(1);

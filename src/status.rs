@@ -154,6 +154,9 @@ pub struct SourceStatus {
     pub source: String,
     /// The revision being served (the last good one).
     pub revision: Option<String>,
+    /// Under `--verify-commits`, who signed the revision served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<String>,
     pub last_sync: Option<String>,
     /// Why the newest revision is not served, when it is not.
     pub rejected: Option<String>,
@@ -185,6 +188,9 @@ pub struct ClusterStatus {
     /// status too.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub leaving: bool,
+    /// The APIs the fleet writes that the cluster does not serve (`releases.helm…/v1beta1`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_apis: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -216,6 +222,9 @@ impl StatusReport {
             s.last_sync.as_deref().unwrap_or("never"),
             if self.dry_run { "  (dry run)" } else { "" }
         );
+        if let Some(verified) = &s.verified {
+            let _ = writeln!(out, "revision served is {verified}");
+        }
         if let Some(rejected) = &s.rejected {
             let _ = writeln!(out, "newest revision rejected: {rejected}");
             for d in s.diagnostics.iter().take(10) {
@@ -254,6 +263,8 @@ impl StatusReport {
                     format!("leaving the fleet: pruning{reach}")
                 } else if !c.reachable {
                     "unreachable".to_string()
+                } else if !c.missing_apis.is_empty() {
+                    format!("missing API {}", c.missing_apis.join(", "))
                 } else if let Some(s) = &c.suspended {
                     format!("suspended ({s})")
                 } else if c.pending_revision.is_some() {

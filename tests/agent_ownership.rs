@@ -193,18 +193,30 @@ async fn a_renamed_fleet_relabels_its_objects_and_prunes_a_claim_dropped_with_th
     f.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cluster_removed_from_the_fleet_is_emptied_in_the_safe_order_and_leaves_status_and_metrics(
-) {
+/// Two clusters with the claim `app` each, converged; then the second cluster's file and
+/// claim are removed in one change. `fleet_yaml` is written first when given.
+async fn converged_then_second_cluster_removed(
+    fleet_yaml: Option<&str>,
+) -> (SimFleet, Agent, Vec<String>) {
     let f = SimFleet::start(2, ms(200)).await;
     f.claim_everywhere();
+    if let Some(text) = fleet_yaml {
+        f.write("fleet.yaml", text);
+    }
     let names = f.names();
     let agent = f.start_agent(AgentOptions::default()).await;
     agent.wait_converged(&names, 1).await;
-
     let leaving = &names[1];
     f.remove_doc(&claim("app", leaving));
     f.remove(&format!("clusters/{leaving}.yaml"));
+    (f, agent, names)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_removed_from_the_fleet_is_emptied_in_the_safe_order_and_leaves_status_and_metrics(
+) {
+    let (f, agent, names) = converged_then_second_cluster_removed(None).await;
+    let leaving = &names[1];
     eventually("the cluster emptied and forgotten", || async {
         let r = agent.status().await?;
         (f.live_objects(leaving).is_empty() && !r.clusters.contains_key(leaving)).then_some(())
@@ -236,19 +248,9 @@ async fn a_cluster_removed_from_the_fleet_is_emptied_in_the_safe_order_and_leave
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_removed_from_a_fleet_that_orphans_keeps_its_objects_and_leaves_the_status() {
-    let f = SimFleet::start(2, ms(200)).await;
-    f.claim_everywhere();
-    f.write(
-        "fleet.yaml",
-        "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nmetadata:\n  name: default\nspec:\n  prune:\n    removedClusters: orphan\n",
-    );
-    let names = f.names();
-    let agent = f.start_agent(AgentOptions::default()).await;
-    agent.wait_converged(&names, 1).await;
-
+    const ORPHANS: &str = "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nmetadata:\n  name: default\nspec:\n  prune:\n    removedClusters: orphan\n";
+    let (f, agent, names) = converged_then_second_cluster_removed(Some(ORPHANS)).await;
     let leaving = &names[1];
-    f.remove_doc(&claim("app", leaving));
-    f.remove(&format!("clusters/{leaving}.yaml"));
     eventually("the cluster released", || async {
         let r = agent.status().await?;
         (!r.clusters.contains_key(leaving)).then_some(())

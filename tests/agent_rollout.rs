@@ -7,8 +7,10 @@
 use std::time::Duration;
 
 use fleet_core::testing::{claim, cluster, fleet, wave, Fleet};
+use psql_fleet::agent::control::TOKEN_ENV as CONTROL_TOKEN_ENV;
 use psql_fleet::cli::status::request;
 use psql_fleet::status::{RolloutStatus, StatusReport};
+use test_support::agent::CONTROL_TOKEN;
 use test_support::audit::{release_version, RELEASES};
 use test_support::{until, Agent, AgentOptions, SimFleet};
 
@@ -217,6 +219,7 @@ async fn a_failure_in_staging_halts_the_rollout_before_prod_until_resumed() {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_psql-fleet"))
             .args(args)
             .args(["--server", &a.server])
+            .env(CONTROL_TOKEN_ENV, CONTROL_TOKEN)
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned()
@@ -236,22 +239,38 @@ async fn a_failure_in_staging_halts_the_rollout_before_prod_until_resumed() {
     let server = a.server.clone();
     let codes = tokio::task::spawn_blocking(move || {
         let big = format!("{{\"reason\": \"{}\"}}", "x".repeat(5000));
+        let token = Some(CONTROL_TOKEN);
         [
-            request(&server, "GET", "/api/v1/rollout/resume", None),
-            request(&server, "POST", "/api/v1/rollout/resume", None),
-            request(&server, "POST", "/api/v1/rollout/halt", Some(&big)),
+            request(&server, "GET", "/api/v1/rollout/resume", None, token),
+            request(&server, "POST", "/api/v1/rollout/resume", None, token),
+            request(&server, "POST", "/api/v1/rollout/halt", Some(&big), token),
             request(
                 &server,
                 "POST",
                 "/api/v1/rollout/halt",
                 Some("{\"bogus\": 1}"),
+                token,
+            ),
+            // Without the token, or with another, nothing is done.
+            request(&server, "POST", "/api/v1/rollout/resume", Some("{}"), None),
+            request(
+                &server,
+                "POST",
+                "/api/v1/rollout/resume",
+                Some("{}"),
+                Some("someone-else-s-token-1234"),
             ),
         ]
         .map(|r| r.unwrap().0)
     })
     .await
     .unwrap();
-    assert_eq!(codes, [405, 415, 413, 400]);
+    assert_eq!(codes, [405, 415, 413, 400, 401, 401]);
+    let (ok, text) = cli(&["rollout", "resume", "--token-file", "/nonexistent/token"]);
+    assert!(
+        !ok && text.contains("cannot read the control token file"),
+        "{text}"
+    );
     let (ok, text) = cli(&["rollout", "resume"]);
     assert!(ok && text.contains("progressing"), "{text}");
     a.wait_for("the resumed rollout to complete", |s| {

@@ -80,6 +80,54 @@ async fn no_token_or_kubeconfig_content_in_status_metrics_or_errors_after_failur
     f.sim.shutdown().await;
 }
 
+/// A cluster whose kubeconfig trusts another CA than the one that signed its API
+/// server's certificate, as after a CA rotation the kubeconfig missed: the status says
+/// the TLS cause, not only that the list failed, and never the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_failure_is_reported_down_to_its_cause_without_the_token() {
+    let f = SimFleet::start(1, Duration::from_millis(200)).await;
+    let name = f.names()[0].clone();
+    f.claim_everywhere();
+    let path = f.sim.kubeconfig_path(&name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let token = {
+        let at = text.find("token: ").unwrap() + "token: ".len();
+        text[at..].lines().next().unwrap().trim().to_string()
+    };
+    let other_ca = f.sim_dir().join("other-ca.pem");
+    std::fs::write(&other_ca, kube_sim::tls::generate().unwrap().ca_pem).unwrap();
+    let wrong: String = text
+        .lines()
+        .map(
+            |line| match line.split_once("certificate-authority-data:") {
+                Some((indent, _)) => {
+                    format!("{indent}certificate-authority: {}\n", other_ca.display())
+                }
+                None => format!("{line}\n"),
+            },
+        )
+        .collect();
+    assert_ne!(wrong, text, "no CA in the kubeconfig to replace");
+    std::fs::write(&path, wrong).unwrap();
+
+    let agent = f.start_agent(AgentOptions::default()).await;
+    let error = eventually("the TLS failure reported", || async {
+        let report = agent.status().await?;
+        report.clusters.get(&name)?.last_error.clone()
+    })
+    .await;
+    // The other CA has the same name but another key: rustls says BadSignature.
+    let prefix = format!("cluster {name}: watch failed: initial list failed: ");
+    assert!(
+        error.starts_with(&prefix) && error.contains("invalid peer certificate: "),
+        "{error}"
+    );
+    assert!(!error.contains(&token), "{error}");
+    agent.assert_error_counted(&name, "unreachable").await;
+    agent.stop().await;
+    f.sim.shutdown().await;
+}
+
 /// The agent's endpoints alone, on a fleet with no clusters.
 async fn endpoints_only() -> (SimFleet, Agent) {
     let f = SimFleet::start(0, Duration::ZERO).await;

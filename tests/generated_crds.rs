@@ -15,6 +15,18 @@ fn compare(path: &str, up: &Value, ours: &Value, diffs: &mut Vec<String>) {
         "x-kubernetes-list-map-keys",
         "x-kubernetes-preserve-unknown-fields",
         "x-kubernetes-map-type",
+        "x-kubernetes-int-or-string",
+        "x-kubernetes-embedded-resource",
+        "x-kubernetes-validations",
+        "default",
+        "nullable",
+        "minimum",
+        "maximum",
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+        "pattern",
     ] {
         let (a, b) = (up.get(key), ours.get(key));
         let norm = |v: Option<&Value>| match (key, v) {
@@ -47,8 +59,18 @@ fn compare(path: &str, up: &Value, ours: &Value, diffs: &mut Vec<String>) {
     for k in our_props.keys().filter(|k| !up_props.contains_key(*k)) {
         diffs.push(format!("{path}.{k}: not upstream"));
     }
-    if let (Some(a), Some(b)) = (up.get("items"), ours.get("items")) {
-        compare(&format!("{path}[]"), a, b, diffs);
+    for (key, suffix) in [("items", "[]"), ("additionalProperties", "{}")] {
+        match (up.get(key), ours.get(key)) {
+            (Some(a), Some(b)) if a.is_object() && b.is_object() => {
+                compare(&format!("{path}{suffix}"), a, b, diffs)
+            }
+            (a, b) if a != b => diffs.push(format!(
+                "{path}: {key}: upstream {:?}, generated {:?}",
+                a.map(Value::to_string),
+                b.map(Value::to_string)
+            )),
+            _ => {}
+        }
     }
 }
 

@@ -32,6 +32,7 @@ async fn run_agent(format: &str) -> (String, Vec<String>) {
         .spawn_agent(ProcessOptions {
             log_format: Some(format.into()),
             rust_log: Some("debug".into()),
+            ..ProcessOptions::default()
         })
         .await;
     agent.wait_converged(&f.names, 1).await;
@@ -122,11 +123,17 @@ async fn text_logs_keep_one_event_per_line_whatever_a_file_name_or_a_halt_reason
     // A halt reason the same: refused, and not logged as sent.
     let reason = format!("ok\u{1b}[2J\n{FORGED}");
     let body = serde_json::json!({ "reason": reason }).to_string();
-    let (code, _, answer) =
-        psql_fleet::cli::status::send(&agent.server, "POST", "/api/v1/rollout/halt", Some(&body))
-            .await
-            .unwrap();
+    let (code, _, answer) = agent
+        .control("POST", "/api/v1/rollout/halt", Some(&body))
+        .await;
     assert_eq!(code, 400, "{answer}");
+    // A control action is logged with who asked (the token's name) and why, taken or (here,
+    // the rollout being complete) refused; the token itself is nowhere.
+    let body = serde_json::json!({ "reason": "maintenance window" }).to_string();
+    let (code, _, answer) = agent
+        .control("POST", "/api/v1/rollout/halt", Some(&body))
+        .await;
+    assert!(code == 200 || code == 409, "{answer}");
     let exit = agent.stop().await;
     assert!(exit.success(), "the agent ended with {exit}");
 
@@ -145,5 +152,54 @@ async fn text_logs_keep_one_event_per_line_whatever_a_file_name_or_a_halt_reason
         "the file named, escaped, on one line:\n{log}"
     );
     assert!(log.contains("rollout halt refused"), "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("rollout control")
+            && l.contains(&format!("who={}", test_support::agent::CONTROL_TOKEN_NAME))
+            && l.contains("reason=maintenance window")),
+        "{log}"
+    );
+    assert!(!log.contains(test_support::agent::CONTROL_TOKEN), "{log}");
     f.shutdown().await;
+}
+
+/// Without `--cache-dir` the agent keeps its cache in the user's cache directory, never in
+/// the working directory (often a checkout of the fleet repository), and says where at
+/// start, before anything else can fail.
+#[test]
+fn without_cache_dir_the_cache_is_the_users_cache_directory_and_the_start_up_log_says_so() {
+    let scratch = tempfile::tempdir().unwrap();
+    let checkout = scratch.path().join("checkout");
+    std::fs::create_dir(&checkout).unwrap();
+    let xdg = scratch.path().join("xdg");
+    // A source missing at start: the agent gets as far as its rollout state, then ends.
+    let out = test_support::psql_fleet(["run", "--listen", "127.0.0.1:0"])
+        .arg("--source")
+        .arg(scratch.path().join("no-such-fleet"))
+        .arg("--credentials-dir")
+        .arg(scratch.path())
+        .current_dir(&checkout)
+        .env("XDG_CACHE_HOME", &xdg)
+        .env("HOME", scratch.path().join("home"))
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("cache directory"))
+        .unwrap_or_else(|| panic!("no cache directory line:\n{stderr}"));
+    let cache = xdg.join("psql-fleet");
+    assert!(
+        line.contains(&format!("cache_dir={}", cache.display()))
+            && line.contains(r#"from="$XDG_CACHE_HOME""#),
+        "{line}"
+    );
+    assert!(cache.join("state").is_dir(), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(&checkout).unwrap().count(),
+        0,
+        "the agent wrote into the working directory"
+    );
 }

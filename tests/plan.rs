@@ -288,3 +288,63 @@ fn a_base_from_before_the_fleet_existed_shows_every_object_as_created() {
         .iter()
         .all(|c| c["change"] == "added"));
 }
+
+#[test]
+fn with_trusted_keys_the_plan_says_whether_the_head_is_signed_by_one() {
+    if !common::signing::tools_present() {
+        return;
+    }
+    let key = common::signing::SigningKey::gpg("Fleet Signer");
+    let trusted = key.trusted_file(&[&key]);
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    key.use_in(dir.path());
+    common::files::copy_dir(
+        &common::root().join("tests/golden/plan/fleet"),
+        &dir.path().join("fleet"),
+    );
+    git(dir.path(), &["add", "."]);
+    git(dir.path(), &["commit", "-q", "-S", "-m", "signed"]);
+    bump(&dir.path().join("fleet"));
+    git(dir.path(), &["commit", "-q", "-a", "-m", "unsigned"]);
+    let signature = |head: &str, format: &str| {
+        let out = Command::new(common::binary())
+            .args([
+                "plan",
+                "--base",
+                "HEAD~1",
+                "--head",
+                head,
+                "--fleet-path",
+                "fleet",
+            ])
+            .args(["-o", format, "--trusted-keys"])
+            .arg(&trusted)
+            .arg("--repo")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json: serde_json::Value = serde_json::from_str(&signature("HEAD", "json")).unwrap();
+    assert_eq!(json["headSignature"]["trusted"], false);
+    assert_eq!(json["headSignature"]["reason"], "unsigned");
+    let markdown = signature("HEAD", "markdown");
+    assert!(
+        markdown.contains("**the head is not signed by a trusted key** (not signed)"),
+        "{markdown}"
+    );
+    git(dir.path(), &["tag", "signed", "HEAD~1"]);
+    let json: serde_json::Value = serde_json::from_str(&signature("signed", "json")).unwrap();
+    assert_eq!(json["headSignature"]["trusted"], true);
+    let detail = json["headSignature"]["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("signed by Fleet Signer <signer@example.invalid> (openpgp key "),
+        "{detail}"
+    );
+}

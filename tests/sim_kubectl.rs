@@ -247,3 +247,68 @@ async fn a_deployment_with_a_wrongly_typed_field_is_refused_as_a_real_server_ref
     );
     handle.shutdown().await;
 }
+
+/// `kubectl get --raw` drops the path of a server URL, so each cluster answers at the root
+/// of its kubeconfig's server (chosen by its TLS server name): health checks, both OpenAPI
+/// versions, and `kubectl explain` of a CRD's kind, with the kubeconfig unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_paths_health_openapi_and_explain_work_at_the_root_of_each_cluster() {
+    let Some((_dir, handle, k)) = on_sim(SimConfig {
+        clusters: 2,
+        ..SimConfig::default()
+    })
+    .await
+    else {
+        return;
+    };
+    for path in ["/readyz", "/livez", "/healthz"] {
+        let o = k.run(&["get", "--raw", path], None).await;
+        assert!(o.status.success(), "{path}: {}", text(&o));
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "ok", "{path}");
+    }
+    let o = k.run(&["get", "--raw", "/readyz?verbose"], None).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("[+]ping ok"), "{}", text(&o));
+    assert!(text(&o).contains("readyz check passed"), "{}", text(&o));
+
+    let o = k.run(&["get", "--raw", "/openapi/v2"], None).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let v2: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v2["swagger"], "2.0");
+    assert!(
+        v2["definitions"]["io.crossplane.m.helm.v1beta1.Release"]["properties"]["spec"].is_object(),
+        "{v2}"
+    );
+
+    let o = k
+        .run(
+            &["explain", "releases.helm.m.crossplane.io.spec.forProvider"],
+            None,
+        )
+        .await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("chart"), "{}", text(&o));
+    let o = k
+        .run(&["explain", "releases.helm.m.crossplane.io"], None)
+        .await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("KIND:       Release"), "{}", text(&o));
+
+    // The second cluster is another server name on the same address: its namespace is not
+    // the first one's.
+    let other = common::kubectl::Kubectl {
+        kubeconfig: handle.kubeconfig_path(&handle.cluster_names[1]),
+    };
+    let o = k
+        .run(&["create", "namespace", "only-on-the-first"], None)
+        .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let o = other
+        .run(&["get", "namespace", "only-on-the-first"], None)
+        .await;
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("NotFound"), "{}", text(&o));
+    let o = other.run(&["get", "--raw", "/livez"], None).await;
+    assert!(o.status.success(), "{}", text(&o));
+    handle.shutdown().await;
+}

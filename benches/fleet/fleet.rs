@@ -22,10 +22,18 @@ pub fn claim_namespace(i: usize, per: usize) -> String {
     }
 }
 
-/// The `per` claims of `cluster`, in one file.
+/// The `per` claims of `cluster`, in one file. Several claims on a cluster install their
+/// charts apart, or they would share (and fight over) one Helm release.
 fn claims(cluster: &str, per: usize) -> ClaimsFile {
     let claims = (0..per)
-        .map(|i| claim(&format!("db{i}"), cluster).namespace(&claim_namespace(i, per)))
+        .map(|i| {
+            let claim = claim(&format!("db{i}"), cluster).namespace(&claim_namespace(i, per));
+            if per == 1 {
+                claim
+            } else {
+                claim.install_namespace(&claim_namespace(i, per))
+            }
+        })
         .collect();
     claims_file(&format!("claims/{cluster}.yaml"), claims)
 }

@@ -131,7 +131,7 @@ class Defaults(unittest.TestCase):
         self.assertIn("--interval=1m", self.args)
         self.assertIn("--credentials-dir=/etc/psql-fleet/clusters", self.args)
         self.assertIn("--log-format=json", self.args)
-        self.assertFalse([a for a in self.args if a.startswith(("--dry-run", "--allow-mass-prune", "--webhook"))])
+        self.assertFalse([a for a in self.args if a.startswith(("--dry-run", "--allow-mass-prune", "--webhook", "--control", "--status-requires"))])
         mount = next(m for m in self.container["volumeMounts"] if m["name"] == "credentials")
         self.assertEqual(mount, {"name": "credentials", "mountPath": "/etc/psql-fleet/clusters", "readOnly": True})
         volume = next(v for v in self.pod["volumes"] if v["name"] == "credentials")
@@ -162,6 +162,49 @@ class Defaults(unittest.TestCase):
         self.assertIn("psql-fleet status --server", self.release["notes"])
 
 
+class SshSource(unittest.TestCase):
+    """An SSH URL: the deploy key and known_hosts from the Secret, no token file."""
+
+    SECRET = {"existingSecret": "fleet-git"}
+
+    def render(self, url, credentials):
+        values = merge(REQUIRED, {"source": {"url": url, "credentials": credentials}})
+        objects, _ = install_dry_run(values)
+        deploy = one(objects, "Deployment")
+        return deploy, deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+
+    def test_the_key_and_known_hosts_come_from_the_secret_and_no_token_file(self):
+        for url in ["ssh://git@git.example.com:2222/org/fleet.git", "git@git.example.com:org/fleet.git"]:
+            deploy, args = self.render(url, self.SECRET)
+            self.assertIn(f"--source={url}", args)
+            self.assertIn("--git-ssh-key=/etc/psql-fleet/git/ssh-privatekey", args)
+            self.assertIn("--git-known-hosts=/etc/psql-fleet/git/known_hosts", args)
+            self.assertFalse([a for a in args if a.startswith(("--git-token-file", "--git-ssh-key-passphrase-file"))])
+            volume = next(v for v in deploy["spec"]["template"]["spec"]["volumes"] if v["name"] == "git-credentials")
+            self.assertEqual(volume["secret"], {"secretName": "fleet-git", "defaultMode": 0o400})
+            container = deploy["spec"]["template"]["spec"]["containers"][0]
+            mount = next(m for m in container["volumeMounts"] if m["name"] == "git-credentials")
+            self.assertEqual((mount["mountPath"], mount["readOnly"]), ("/etc/psql-fleet/git", True))
+
+    def test_a_passphrase_and_other_key_names_are_passed_as_files(self):
+        ssh = {"privateKeyKey": "identity", "knownHostsKey": "hosts", "passphraseKey": "passphrase"}
+        _, args = self.render("ssh://git.example.com/fleet.git", {**self.SECRET, "ssh": ssh})
+        self.assertIn("--git-ssh-key=/etc/psql-fleet/git/identity", args)
+        self.assertIn("--git-known-hosts=/etc/psql-fleet/git/hosts", args)
+        self.assertIn("--git-ssh-key-passphrase-file=/etc/psql-fleet/git/passphrase", args)
+
+    def test_without_the_secret_or_known_hosts_the_install_fails_and_says_why(self):
+        with self.assertRaisesRegex(Exception, "existingSecret is required for an SSH source"):
+            self.render("git@git.example.com:org/fleet.git", {})
+        with self.assertRaisesRegex(Exception, "knownHostsKey is required"):
+            self.render("ssh://git.example.com/fleet.git", {**self.SECRET, "ssh": {"knownHostsKey": ""}})
+
+    def test_https_sources_get_no_ssh_flags(self):
+        _, args = self.render("https://git.example.com/fleet.git", self.SECRET)
+        self.assertIn("--git-token-file=/etc/psql-fleet/git/token", args)
+        self.assertFalse([a for a in args if a.startswith(("--git-ssh", "--git-known-hosts"))])
+
+
 class Example(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -180,6 +223,14 @@ class Example(unittest.TestCase):
         self.assertEqual(volume["secret"]["secretName"], "fleet-webhook")
         service = one(self.objects, "Service")
         self.assertEqual(sorted(p["port"] for p in service["spec"]["ports"]), [9464, 9465])
+
+    def test_the_control_tokens_come_from_a_secret_file(self):
+        self.assertIn("--control-token-file=/etc/psql-fleet/control/tokens", self.args)
+        self.assertIn("--status-requires-token", self.args)
+        volume = next(v for v in self.deploy["spec"]["template"]["spec"]["volumes"] if v["name"] == "control-token")
+        self.assertEqual(volume["secret"]["secretName"], "fleet-control")
+        mount = next(m for m in self.container["volumeMounts"] if m["name"] == "control-token")
+        self.assertIs(mount["readOnly"], True)
 
     def test_git_credentials_come_from_a_secret_file(self):
         self.assertIn("--git-token-file=/etc/psql-fleet/git/token", self.args)
@@ -200,7 +251,7 @@ class Example(unittest.TestCase):
         rule = one(self.objects, "PrometheusRule")
         alerts = helm.values_from_yaml((ROOT / "dashboards" / "alerts.yaml").read_text())
         self.assertEqual(rule["spec"], alerts)
-        self.assertEqual(len(rule["spec"]["groups"][0]["rules"]), 6, "six alerts")
+        self.assertEqual(len(rule["spec"]["groups"][0]["rules"]), 8, "eight alerts")
 
     def test_the_dashboards_are_config_maps_for_the_grafana_sidecar(self):
         maps = [o for o in self.objects if o["kind"] == "ConfigMap"]
@@ -236,6 +287,7 @@ class Schema(unittest.TestCase):
         "pod stays non-root": ({"podSecurityContext": {"runAsNonRoot": False}}, "runAsNonRoot"),
         "webhook needs its secret": ({"webhook": {"enabled": True}}, "existingSecret"),
         "port in range": ({"port": 70000}, "/port"),
+        "no switch to skip host key checks": ({"source": {"credentials": {"ssh": {"insecureSkipVerify": True}}}}, "insecureSkipVerify"),
     }
 
     def test_bad_values_fail_the_install_naming_the_field(self):

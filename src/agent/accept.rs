@@ -18,6 +18,12 @@ pub enum Rejected {
         revision: String,
         diagnostics: Vec<Diagnostic>,
     },
+    /// `--verify-commits`: not signed by a trusted key.
+    #[error("revision {revision} refused: {refused}")]
+    Unverified {
+        revision: String,
+        refused: crate::source::verify::Refused,
+    },
     #[error("revision {revision} refused by the mass-prune guard: {guard}")]
     MassPrune {
         revision: String,
@@ -32,6 +38,7 @@ impl Rejected {
         match self {
             Rejected::Invalid { .. } => "invalid",
             Rejected::MassPrune { .. } => "mass_prune",
+            Rejected::Unverified { refused, .. } => refused.why.reason(),
         }
     }
 }
@@ -96,6 +103,7 @@ mod tests {
         Revision {
             id: content_hash(&tree),
             tree,
+            verified: None,
         }
     }
 

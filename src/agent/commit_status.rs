@@ -44,7 +44,7 @@ impl CommitStatuses {
                     )
                     .await;
                 if let Err(e) = result {
-                    tracing::warn!(wave = %t.wave, error = %e, "cannot set the commit status");
+                    tracing::warn!(wave = %t.wave, error = %crate::error_chain::chain(&e), "cannot set the commit status");
                 }
             }
         });

@@ -80,7 +80,7 @@ impl RolloutDriver {
             for revision in state.revisions() {
                 let loaded = s
                     .load_revision(&revision)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| crate::error_chain::chain(&e))
                     .and_then(|tree| {
                         load(&tree)
                             .fleet
@@ -142,7 +142,7 @@ impl RolloutDriver {
     pub fn accept(&self, accepted: &Arc<Accepted>, tree: &FileTree) {
         if let Some(store) = &self.store {
             if let Err(e) = store.save_revision(&accepted.revision, tree) {
-                tracing::error!(error = %e, "cannot keep the revision's files for the rollout");
+                tracing::error!(error = %crate::error_chain::chain(&e), "cannot keep the revision's files for the rollout");
             }
         }
         let target = Target::of(&accepted.revision, &accepted.fleet);
@@ -286,7 +286,7 @@ impl RolloutDriver {
         inner.fleets.retain(|r, _| keep.contains(r));
         if let Some(store) = &self.store {
             if let Err(e) = store.save(&inner.state) {
-                tracing::error!(error = %e, "cannot save the rollout state");
+                tracing::error!(error = %crate::error_chain::chain(&e), "cannot save the rollout state");
             }
             store.retain_revisions(&keep);
         }

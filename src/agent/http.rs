@@ -9,6 +9,11 @@
 //! refused with 400 and says why (never cut or cleaned silently: what is recorded is what
 //! the operator sent).
 //!
+//! The rollout controls (and anything else under `/api/` that is not a status read) need a
+//! bearer token, the status reads one under `--status-requires-token`, and the probes and
+//! `/metrics` none: see [`super::control`]. Every control action is logged with the name
+//! of the token that asked and the reason given.
+//!
 //! Served by [`crate::http_server`] with this server's bounds.
 
 use std::sync::{Arc, RwLock};
@@ -26,6 +31,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tower::{BoxError, ServiceBuilder};
 
+use super::control::{self, Caller, Control, Guard};
 use super::driver::RolloutDriver;
 use crate::http_server::{serve_router, Connections};
 use crate::metrics::Metrics;
@@ -47,6 +53,7 @@ pub struct Endpoints {
     pub metrics: Arc<Metrics>,
     pub status: Arc<RwLock<StatusReport>>,
     pub rollouts: Arc<RolloutDriver>,
+    pub control: Arc<Control>,
 }
 
 /// Largest body a rollout POST may carry: `{"reason": "..."}` with a sentence or two of
@@ -69,6 +76,18 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 const HALT: &str = "/api/v1/rollout/halt";
 const RESUME: &str = "/api/v1/rollout/resume";
+const STATUS: &str = "/api/v1/status";
+const ROLLOUT: &str = "/api/v1/rollout";
+
+/// What a path needs to be let through. Under `/api/`, everything but the two status reads
+/// is a write, so an endpoint added later is guarded before anyone thinks of it.
+fn guard_of(path: &str) -> Guard {
+    match path {
+        STATUS | ROLLOUT => Guard::Read,
+        p if p.starts_with("/api/") => Guard::Write,
+        _ => Guard::Open,
+    }
+}
 
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -183,16 +202,19 @@ impl Endpoints {
 }
 
 fn router(endpoints: Arc<Endpoints>) -> Router {
+    let guard = (endpoints.control.clone(), guard_of as fn(&str) -> Guard);
     Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/api/v1/status", get(status))
-        .route("/api/v1/rollout", get(rollout))
+        .route(STATUS, get(status))
+        .route(ROLLOUT, get(rollout))
         .route(HALT, post(halt).fallback(use_post))
         .route(RESUME, post(resume).fallback(use_post))
         .fallback(not_found)
         .layer(middleware::from_fn(reads_only))
+        // Outside `reads_only`: who asks is settled before anything else is said.
+        .layer(middleware::from_fn_with_state(guard, control::authorize))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(
             ServiceBuilder::new()
@@ -267,21 +289,55 @@ async fn rollout(State(endpoints): Shared) -> Result<Response, Refusal> {
     Ok(json(&status))
 }
 
-async fn halt(State(endpoints): Shared, req: Request) -> Result<Response, Refusal> {
+/// The name of the token that let `req` through: the guard puts it there for every write.
+fn caller(req: &Request) -> Arc<str> {
+    req.extensions()
+        .get::<Caller>()
+        .map_or_else(|| Arc::from("unknown"), |c| c.0.clone())
+}
+
+/// The reason of a control request, checked; `action` names it in the log.
+async fn control_reason(req: Request, action: &'static str) -> Result<String, Refusal> {
     let request = control_body(req).await?;
-    let reason = fleet_core::text::check(&request.reason, MAX_REASON_CHARS).map_err(|e| {
-        // The refusal says where the bad character is; the text itself is not logged.
-        tracing::warn!(error = %e, "rollout halt refused");
-        Refusal::BadReason(e)
-    })?;
-    let status = endpoints.rollouts.halt(reason).map_err(Refusal::Conflict)?;
-    Ok(json(&status))
+    fleet_core::text::check(&request.reason, MAX_REASON_CHARS)
+        .map(str::to_string)
+        .map_err(|e| {
+            // The refusal says where the bad character is; the text itself is not logged.
+            tracing::warn!(error = %e, action, "rollout {action} refused");
+            Refusal::BadReason(e)
+        })
+}
+
+async fn halt(State(endpoints): Shared, req: Request) -> Result<Response, Refusal> {
+    let who = caller(&req);
+    let reason = control_reason(req, "halt").await?;
+    let done = endpoints.rollouts.halt(&reason);
+    log_control(&who, "halt", &reason, &done);
+    Ok(json(&done.map_err(Refusal::Conflict)?))
 }
 
 async fn resume(State(endpoints): Shared, req: Request) -> Result<Response, Refusal> {
-    control_body(req).await?;
-    let status = endpoints.rollouts.resume().map_err(Refusal::Conflict)?;
-    Ok(json(&status))
+    let who = caller(&req);
+    let reason = control_reason(req, "resume").await?;
+    let done = endpoints.rollouts.resume();
+    log_control(&who, "resume", &reason, &done);
+    Ok(json(&done.map_err(Refusal::Conflict)?))
+}
+
+/// Every control action, taken or refused by the driver, with who asked and why. A field
+/// each, so that the log format escapes them.
+fn log_control<T>(
+    who: &str,
+    action: &'static str,
+    reason: &str,
+    done: &Result<T, super::driver::ControlError>,
+) {
+    match done {
+        Ok(_) => tracing::warn!(who = %who, action, reason = %reason, "rollout control"),
+        Err(e) => {
+            tracing::warn!(who = %who, action, reason = %reason, error = %e, "rollout control refused")
+        }
+    }
 }
 
 /// The body of a rollout control: JSON (checked before anything is read), at most
@@ -304,178 +360,4 @@ async fn control_body(req: Request) -> Result<HaltRequest, Refusal> {
 }
 
 #[cfg(test)]
-mod tests {
-    use axum::body::Body;
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
-
-    use super::*;
-
-    fn endpoints() -> Arc<Endpoints> {
-        let metrics = Arc::new(Metrics::new().unwrap());
-        let status = Arc::new(RwLock::new(StatusReport::default()));
-        let rollouts =
-            RolloutDriver::open(None, metrics.clone(), status.clone(), Vec::new()).unwrap();
-        Arc::new(Endpoints {
-            metrics,
-            status,
-            rollouts: Arc::new(rollouts),
-        })
-    }
-
-    /// The status, content type, `Connection` header and body of the answer to a request.
-    async fn ask(
-        method: &str,
-        path: &str,
-        content_type: Option<&str>,
-        body: &'static str,
-    ) -> (u16, String, String, String) {
-        let mut request = axum::http::Request::builder().method(method).uri(path);
-        if let Some(t) = content_type {
-            request = request.header(header::CONTENT_TYPE, t);
-        }
-        let request = request.body(Body::from(body)).unwrap();
-        let response = router(endpoints()).oneshot(request).await.unwrap();
-        let header_of = |name| {
-            response
-                .headers()
-                .get(name)
-                .map(|v: &HeaderValue| v.to_str().unwrap().to_string())
-                .unwrap_or_default()
-        };
-        let (code, content_type, connection) = (
-            response.status().as_u16(),
-            header_of(header::CONTENT_TYPE),
-            header_of(header::CONNECTION),
-        );
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        (
-            code,
-            content_type,
-            connection,
-            String::from_utf8(body.to_vec()).unwrap(),
-        )
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_request_not_completed_within_its_timeout_gets_408() {
-        // A rollout control whose body never finishes arriving.
-        let trickle = futures::stream::pending::<Result<Bytes, std::io::Error>>();
-        let request = axum::http::Request::builder()
-            .method("POST")
-            .uri(HALT)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from_stream(trickle))
-            .unwrap();
-        let started = tokio::time::Instant::now();
-        let response = router(endpoints()).oneshot(request).await.unwrap();
-        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
-        assert_eq!(started.elapsed(), REQUEST_TIMEOUT);
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(body, "request not completed in time\n");
-    }
-
-    #[tokio::test]
-    async fn the_read_endpoints_answer_as_documented() {
-        let plain = |code: u16, text: &str| (code, "text/plain".into(), String::new(), text.into());
-        assert_eq!(ask("GET", "/livez", None, "").await, plain(200, "ok\n"));
-        assert_eq!(
-            ask("GET", "/readyz", None, "").await,
-            plain(503, "not ready\n")
-        );
-        assert_eq!(
-            ask("GET", "/nowhere", None, "").await,
-            plain(404, "not found\n")
-        );
-        let (code, content_type, _, _) = ask("GET", "/metrics", None, "").await;
-        assert_eq!(
-            (code, content_type.as_str()),
-            (200, "text/plain; version=0.0.4")
-        );
-        let (code, content_type, _, body) = ask("GET", "/api/v1/status", None, "").await;
-        assert_eq!((code, content_type.as_str()), (200, "application/json"));
-        let report: StatusReport = serde_json::from_str(&body).unwrap();
-        assert!(!report.ready);
-        let (code, _, _, body) = ask("HEAD", "/livez", None, "").await;
-        assert_eq!((code, body.as_str()), (200, ""));
-    }
-
-    #[tokio::test]
-    async fn writes_and_bodies_to_the_read_endpoints_are_refused_and_the_connection_closed() {
-        let refused = |code: u16, text: &str| {
-            (
-                code,
-                "text/plain".into(),
-                "close".into(),
-                String::from(text),
-            )
-        };
-        for path in ["/metrics", "/api/v1/rollout", "/nowhere"] {
-            assert_eq!(
-                ask("POST", path, None, "").await,
-                refused(405, "only GET\n"),
-                "{path}"
-            );
-        }
-        assert_eq!(
-            ask("DELETE", "/api/v1/status", None, "").await,
-            refused(405, "only GET\n")
-        );
-        assert_eq!(
-            ask("GET", "/api/v1/status", None, "x").await,
-            refused(413, "requests take no body\n")
-        );
-    }
-
-    #[tokio::test]
-    async fn the_rollout_controls_take_small_json_posts_and_answer_json_errors() {
-        let error = |code: u16, message: &str| {
-            (
-                code,
-                "application/json".into(),
-                String::new(),
-                serde_json::json!({ "error": message }).to_string(),
-            )
-        };
-        let json = Some("application/json");
-        assert_eq!(
-            ask("GET", "/api/v1/rollout", None, "").await,
-            error(404, "no rollout: no revision served yet")
-        );
-        for path in [HALT, RESUME] {
-            assert_eq!(ask("GET", path, None, "").await, error(405, "use POST"));
-            assert_eq!(
-                ask("POST", path, None, "{}").await,
-                error(415, "Content-Type must be application/json")
-            );
-        }
-        let big: &'static str = format!("{{\"reason\": \"{}\"}}", "x".repeat(MAX_BODY)).leak();
-        assert_eq!(
-            ask("POST", HALT, json, big).await,
-            error(413, "body too large or unreadable")
-        );
-        let (code, _, _, body) = ask("POST", HALT, json, "{\"bogus\": 1}").await;
-        assert_eq!(code, 400);
-        assert!(body.contains("bad body: unknown field `bogus`"), "{body}");
-        // A reason is plain text on one line, and short: else 400, before anything else.
-        let forged: &'static str =
-            r#"{"reason": "ok\u001b[2J\u001b[H\n2026-01-01T00:00:00Z  INFO rollout resumed"}"#;
-        assert_eq!(
-            ask("POST", HALT, json, forged).await,
-            error(
-                400,
-                "reason refused: control character U+001B at character 3: plain text on one line only"
-            )
-        );
-        let long: &'static str =
-            format!("{{\"reason\": \"{}\"}}", "é".repeat(MAX_REASON_CHARS + 1)).leak();
-        assert_eq!(
-            ask("POST", HALT, json, long).await,
-            error(400, "reason refused: 201 characters, at most 200")
-        );
-        // Nothing to halt yet: the driver's refusal, in its words.
-        let (code, content_type, _, body) = ask("POST", HALT, json, " ").await;
-        assert_eq!((code, content_type.as_str()), (409, "application/json"));
-        assert!(body.contains("no revision served yet"), "{body}");
-    }
-}
+mod tests;

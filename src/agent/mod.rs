@@ -5,6 +5,7 @@
 
 pub mod accept;
 pub mod commit_status;
+pub mod control;
 pub mod driver;
 pub mod http;
 mod names;
@@ -19,6 +20,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::cluster::{Accepted, Report, Shared};
+use crate::error_chain;
 use crate::metrics::{ErrorReason, Metrics};
 use crate::source::git::GitRef;
 use crate::source::{GitSettings, Revision, SourceSpec};
@@ -65,6 +67,10 @@ pub struct Config {
     /// A source that cannot be read at start is waited for (and said so in the status)
     /// instead of ending the agent with an error.
     pub wait_for_source: bool,
+    /// Who may halt and resume the rollout (and read the status, if it says so).
+    pub control: control::Control,
+    /// `--verify-commits`: the signatures a Git revision must carry.
+    pub verify: Option<crate::source::verify::Policy>,
 }
 
 /// Where webhook deliveries are received, and the secret that signs them.
@@ -145,10 +151,19 @@ async fn serve(
     )?);
     let listen = listener.local_addr().unwrap_or(config.listen);
     tracing::info!(%listen, "serving /livez /readyz /metrics /api/v1/status");
+    match &config.control.tokens {
+        Some(tokens) => tracing::info!(
+            ?tokens,
+            status_requires_token = config.control.status_requires_token,
+            "rollout controls need a bearer token"
+        ),
+        None => tracing::info!("rollout controls off (no --control-token-file)"),
+    }
     let endpoints = Arc::new(http::Endpoints {
         metrics: metrics.clone(),
         status: status.clone(),
         rollouts: rollouts.clone(),
+        control: Arc::new(config.control.clone()),
     });
     let server = tokio::spawn(endpoints.serve(listener));
     let trigger = Trigger::new();
@@ -188,6 +203,7 @@ async fn serve(
         reference: config.reference.clone(),
         credentials: config.credentials.clone(),
         interval: config.interval,
+        verify: config.verify.clone(),
     };
     let source_task = crate::source::spawn(&config.source, git, revisions_tx, trigger);
     let mut ready_tick = tokio::time::interval(Duration::from_millis(500));
@@ -206,6 +222,14 @@ async fn serve(
             }
             _ = ready_tick.tick() => agent.publish_ready(),
             revision = revisions.recv() => match revision {
+                // Read, and refused: a verdict on a revision, whether or not one was read
+                // before, never a reason to stop.
+                Some(Err(crate::source::Error::Unverified(refused))) => {
+                    agent.reject(accept::Rejected::Unverified {
+                        revision: refused.commit.get(..12).unwrap_or(&refused.commit).to_string(),
+                        refused,
+                    });
+                }
                 Some(Err(e)) if !read_once && !config.wait_for_source => {
                     break Err(Error::Source(e));
                 }
@@ -310,6 +334,7 @@ impl Agent {
 
     /// `--wait-for-source`: nothing read yet, and the status says what it waits for.
     fn wait_for_source(&self, e: &crate::source::Error) {
+        let e = error_chain::chain(e);
         tracing::warn!(error = %e, "waiting for the fleet source (--wait-for-source)");
         self.with_status(|s| {
             s.source.last_error = Some(format!("waiting for the fleet source: {e}"));
@@ -322,8 +347,9 @@ impl Agent {
         let revision = match revision {
             Ok(r) => r,
             Err(e) => {
+                let e = error_chain::chain(&e);
                 tracing::warn!(error = %e, "cannot read the fleet source; keeping the last good revision");
-                self.with_status(|s| s.source.last_error = Some(e.to_string()));
+                self.with_status(|s| s.source.last_error = Some(e));
                 return;
             }
         };
@@ -372,13 +398,17 @@ impl Agent {
                 self.metrics.count_error(cluster, ErrorReason::MassPrune);
             }
         }
-        let valid = !matches!(rejected, accept::Rejected::Invalid { .. });
+        let valid = !matches!(
+            rejected,
+            accept::Rejected::Invalid { .. } | accept::Rejected::Unverified { .. }
+        );
         let served = self
             .newest
             .as_ref()
             .map(|c| c.revision.clone())
             .unwrap_or_default();
         self.metrics.set_source(&served, valid, now_seconds());
+        self.metrics.set_source_rejected(rejected.reason());
         self.with_status(|s| {
             s.source.rejected = Some(rejected.to_string());
             s.source.diagnostics = diagnostics;
@@ -389,11 +419,12 @@ impl Agent {
 
     /// A revision accepted: kept for the rollout, and its clusters given workers.
     fn serve_revision(&mut self, accepted: Accepted, revision: &Revision) {
-        tracing::info!(revision = %revision.short_id(), claims = accepted.fleet.claims.len(), clusters = accepted.fleet.clusters.len(), "serving revision");
+        tracing::info!(revision = %revision.short_id(), claims = accepted.fleet.claims.len(), clusters = accepted.fleet.clusters.len(), verified = revision.verified.as_deref().unwrap_or("not checked"), "serving revision");
         self.metrics
             .set_source(&accepted.revision, true, now_seconds());
         self.with_status(|s| {
             s.source.revision = Some(accepted.revision.clone());
+            s.source.verified.clone_from(&revision.verified);
             s.source.rejected = None;
             s.source.diagnostics.clear();
             s.source.last_sync = Some(now_rfc3339());

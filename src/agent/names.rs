@@ -69,7 +69,7 @@ impl Kept {
             if let Some(path) = &self.path {
                 let bytes = serde_json::to_vec_pretty(&self.names).unwrap_or_default();
                 if let Err(e) = write_atomic(path, &bytes) {
-                    tracing::warn!(error = %e, "cannot keep the fleet's names; a rename while the agent is down would not be followed");
+                    tracing::warn!(error = %crate::error_chain::chain(&e), "cannot keep the fleet's names; a rename while the agent is down would not be followed");
                 }
             }
         }

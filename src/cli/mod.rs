@@ -1,5 +1,6 @@
 //! The `psql-fleet` command line (SPEC 2.7).
 
+pub mod cache_dir;
 pub mod demo;
 pub mod log_fields;
 pub mod plan;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use git2::Repository;
 
+use crate::error_chain::{chain, with_cause};
 use crate::github;
 use fleet_core::fleetdir::{self, FileTree, LoadOutcome, LoadedFleet};
 use fleet_core::plan::{self, markdown, Against, Labels, Plan, Snapshot};
@@ -54,6 +55,10 @@ pub struct PlanArgs {
     /// File holding the GitHub token (else $GITHUB_TOKEN).
     #[arg(long)]
     pub github_token_file: Option<PathBuf>,
+    /// Say whether the head commit is signed by one of these keys (the agent's
+    /// `run --trusted-keys` file: allowed_signers lines and/or armoured OpenPGP keys).
+    #[arg(long, value_name = "FILE")]
+    pub trusted_keys: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +85,8 @@ enum Error {
     Runtime(std::io::Error),
     #[error("--base REV or --live is required")]
     NoBase,
+    #[error(transparent)]
+    Keys(#[from] crate::source::verify::KeysError),
 }
 
 pub fn run(args: &PlanArgs) -> ExitCode {
@@ -92,7 +99,7 @@ pub fn run(args: &PlanArgs) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", chain(&e));
             ExitCode::FAILURE
         }
     }
@@ -103,6 +110,11 @@ fn plan(args: &PlanArgs) -> Result<Plan, Error> {
         path: args.repo.clone(),
         source,
     })?;
+    let keys = args
+        .trusted_keys
+        .as_deref()
+        .map(crate::source::verify::TrustedKeys::from_file)
+        .transpose()?;
     let (head_id, head) = load_revision(&repo, &args.head, &args.fleet_path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -125,7 +137,7 @@ fn plan(args: &PlanArgs) -> Result<Plan, Error> {
         base: base_label,
         head: label(&args.head, &head_id),
     };
-    let result = match &head.fleet {
+    let mut result = match &head.fleet {
         None => plan::invalid(&labels, against, &head.diagnostics),
         Some(fleet) => {
             let head_snapshot = Snapshot::of_fleet(fleet);
@@ -155,6 +167,9 @@ fn plan(args: &PlanArgs) -> Result<Plan, Error> {
             }
         }
     };
+    if let Some(keys) = &keys {
+        result.head_signature = Some(head_signature(&repo, &head_id, keys));
+    }
     match args.output {
         Format::Markdown => print!("{}", markdown::render(&result)),
         Format::Json => println!(
@@ -177,6 +192,29 @@ fn plan(args: &PlanArgs) -> Result<Plan, Error> {
         }
     }
     Ok(result)
+}
+
+/// Whether the commit `id` is signed by one of `keys`.
+fn head_signature(
+    repo: &Repository,
+    id: &str,
+    keys: &crate::source::verify::TrustedKeys,
+) -> plan::HeadSignature {
+    let checked = git2::Oid::from_str(id)
+        .map_err(|e| crate::source::verify::Why::Unreadable(e.message().into()))
+        .and_then(|oid| crate::source::verify::check_commit(repo, oid, keys));
+    match checked {
+        Ok(signed) => plan::HeadSignature {
+            trusted: true,
+            detail: signed.to_string(),
+            reason: None,
+        },
+        Err(why) => plan::HeadSignature {
+            trusted: false,
+            detail: why.to_string(),
+            reason: Some(why.reason()),
+        },
+    }
 }
 
 /// The commit id and the loaded fleet of `rev`.
@@ -230,10 +268,10 @@ async fn read_live(
         let read = async {
             let client = crate::cluster::kubeconfig::client_in(credentials, cluster)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| chain(&e))?;
             crate::cluster::list::owned_objects(&client, &fleet.settings.name, &cluster.name)
                 .await
-                .map_err(|e| format!("cannot list its objects: {}", list_error(&e)))
+                .map_err(|e| with_cause("cannot list its objects", &e))
         };
         let result = tokio::time::timeout(CLUSTER_TIMEOUT, read)
             .await
@@ -241,14 +279,6 @@ async fn read_live(
         (cluster.name.clone(), result)
     });
     futures::future::join_all(reads).await.into_iter().collect()
-}
-
-/// A short reason for a failed list: the API's own message, or the kind of transport error.
-fn list_error(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(status) => format!("HTTP {}: {}", status.code, status.message),
-        _ => "the cluster cannot be reached".to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -277,6 +307,7 @@ mod tests {
             pr: Some(7),
             github_api_url: api.to_string(),
             github_token_file: Some(token_file.to_path_buf()),
+            trusted_keys: None,
         }
     }
 

@@ -18,6 +18,10 @@ pub struct RolloutArgs {
     pub server: String,
     #[arg(short = 'o', long, global = true, value_enum, default_value = "table")]
     pub output: Output,
+    /// File holding the control token (a token alone, or one `name:token` line); else
+    /// $PSQL_FLEET_CONTROL_TOKEN. The agent's controls need one.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -31,13 +35,19 @@ pub enum Action {
         reason: String,
     },
     /// Start the halted or failed wave over (fresh timeout, full bake).
-    Resume,
+    Resume {
+        /// Recorded in the logs.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Request(#[from] super::status::Error),
+    #[error(transparent)]
+    Token(#[from] crate::agent::control::Error),
     /// The agent's answer other than 200: its `{"error": ...}` message, else its status
     /// line.
     #[error("{0}")]
@@ -52,13 +62,30 @@ pub enum Error {
 
 /// The rollout after `args.action`, as the agent reports it.
 fn act(args: &RolloutArgs) -> Result<RolloutStatus, Error> {
+    let token = crate::agent::control::client_token(args.token_file.as_deref())?;
+    let token = token.as_deref();
     let (code, status_line, body) = match &args.action {
-        Action::Status => request(&args.server, "GET", "/api/v1/rollout", None),
+        Action::Status => request(&args.server, "GET", "/api/v1/rollout", None, token),
         Action::Halt { reason } => {
             let body = serde_json::json!({ "reason": reason }).to_string();
-            request(&args.server, "POST", "/api/v1/rollout/halt", Some(&body))
+            request(
+                &args.server,
+                "POST",
+                "/api/v1/rollout/halt",
+                Some(&body),
+                token,
+            )
         }
-        Action::Resume => request(&args.server, "POST", "/api/v1/rollout/resume", Some("{}")),
+        Action::Resume { reason } => {
+            let body = serde_json::json!({ "reason": reason }).to_string();
+            request(
+                &args.server,
+                "POST",
+                "/api/v1/rollout/resume",
+                Some(&body),
+                token,
+            )
+        }
     }?;
     if code != 200 {
         let message = serde_json::from_str::<serde_json::Value>(&body)

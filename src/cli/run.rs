@@ -11,8 +11,8 @@ use clap::{Args, ValueEnum};
 use crate::agent::commit_status::CommitStatuses;
 use crate::agent::driver::WaveObserver;
 use crate::agent::{self, Config};
-use crate::source::git::{Credentials, GitRef};
-use crate::source::SourceSpec;
+use crate::source::git::{Credentials, GitRef, SshAuth};
+use crate::source::{verify, SourceSpec};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum LogFormat {
@@ -23,8 +23,8 @@ pub enum LogFormat {
 /// Run the agent: watch the fleet source and keep every cluster reconciled.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Fleet directory, or a Git URL (https://, http://, git://, file://; this build has no
-    /// SSH transport).
+    /// Fleet directory, or a Git URL (https://, http://, git://, file://, ssh:// or
+    /// user@host:path).
     #[arg(long)]
     pub source: String,
     /// Directory holding the kubeconfig files the Cluster documents name.
@@ -58,9 +58,10 @@ pub struct RunArgs {
     pub max_concurrency: usize,
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    /// Where Git sources are cloned.
-    #[arg(long, default_value = ".psql-fleet-cache")]
-    pub cache_dir: PathBuf,
+    /// Where Git sources are cloned and, unless --state-dir, the rollout state is kept
+    /// [default: $XDG_CACHE_HOME/psql-fleet, else ~/.cache/psql-fleet].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
     /// Where the rollout state is kept: which revision each cluster was given and where
     /// each wave stands, so a restart skips no gate (default `<cache-dir>/state`).
     #[arg(long)]
@@ -71,6 +72,16 @@ pub struct RunArgs {
     /// PEM bundle of CAs trusted, besides the system roots, for the Git remote's TLS.
     #[arg(long, value_name = "PATH")]
     pub git_ca_file: Option<PathBuf>,
+    /// Private key (a read-only deploy key) for an SSH Git source.
+    #[arg(long, value_name = "PATH", requires = "git_known_hosts")]
+    pub git_ssh_key: Option<PathBuf>,
+    /// File holding the passphrase of --git-ssh-key, when it has one.
+    #[arg(long, value_name = "PATH", requires = "git_ssh_key")]
+    pub git_ssh_key_passphrase_file: Option<PathBuf>,
+    /// known_hosts file (OpenSSH format, plain or hashed) holding the SSH Git host's keys:
+    /// a host whose key is not in it is refused; there is no trust on first use.
+    #[arg(long, value_name = "PATH", requires = "git_ssh_key")]
+    pub git_known_hosts: Option<PathBuf>,
     /// Set a GitHub commit status per rollout wave (`psql-fleet/<wave>`) on the commit
     /// being rolled out (needs a Git source; token in $GITHUB_TOKEN or --github-token-file).
     #[arg(long, value_name = "OWNER/NAME")]
@@ -87,6 +98,27 @@ pub struct RunArgs {
     /// File holding the webhook's shared secret (the HMAC key of X-Hub-Signature-256).
     #[arg(long, requires = "webhook_listen")]
     pub webhook_secret_file: Option<PathBuf>,
+    /// File of bearer tokens for the rollout controls (POST /api/v1/rollout/halt|resume):
+    /// `name:token` lines (the name is logged with every action), or one token alone,
+    /// named `default`. Without it the controls are off.
+    #[arg(long, value_name = "PATH")]
+    pub control_token_file: Option<PathBuf>,
+    /// Ask for a control token on GET /api/v1/status and /api/v1/rollout too (the probes
+    /// and /metrics stay open).
+    #[arg(long, requires = "control_token_file")]
+    pub status_requires_token: bool,
+    /// Serve only Git revisions signed by a key in --trusted-keys; any other is refused
+    /// like a revision that does not validate (the last good one stays served).
+    #[arg(long, requires = "trusted_keys")]
+    pub verify_commits: bool,
+    /// The keys a revision may be signed with: SSH keys in git's allowed_signers format
+    /// and/or ASCII-armoured OpenPGP public keys, in one file.
+    #[arg(long, value_name = "FILE", requires = "verify_commits")]
+    pub trusted_keys: Option<PathBuf>,
+    /// What --verify-commits checks: the commit served (`head`), the annotated tag
+    /// followed (`tag`, needs --tag), or both. Default: `tag` with --tag, else `head`.
+    #[arg(long, value_enum, requires = "verify_commits")]
+    pub verify_mode: Option<crate::source::verify::Mode>,
 }
 
 fn init_logging(format: LogFormat) {
@@ -126,19 +158,71 @@ async fn shutdown_signal() {
     }
 }
 
+/// The HTTPS token, and the SSH key and known_hosts when given (checked here, so that a
+/// wrong path ends the agent at start).
+fn git_credentials(args: &RunArgs) -> Result<Credentials, crate::source::git::Error> {
+    let credentials = Credentials::load(args.git_token_file.as_deref())?;
+    match (&args.git_ssh_key, &args.git_known_hosts) {
+        (Some(key), Some(known_hosts)) => Ok(credentials.with_ssh(SshAuth::load(
+            key,
+            args.git_ssh_key_passphrase_file.as_deref(),
+            known_hosts,
+        )?)),
+        _ => Ok(credentials),
+    }
+}
+
+/// `--verify-commits` as the flags say, or why they do not fit together.
+fn verify_policy(args: &RunArgs) -> Result<Option<verify::Policy>, String> {
+    let Some(file) = args.trusted_keys.as_deref().filter(|_| args.verify_commits) else {
+        return Ok(None);
+    };
+    if !matches!(SourceSpec::parse(&args.source), SourceSpec::Git(_)) {
+        return Err("--verify-commits needs a Git --source: a directory has no signatures".into());
+    }
+    let mode = args.verify_mode.unwrap_or(if args.tag.is_some() {
+        verify::Mode::Tag
+    } else {
+        verify::Mode::Head
+    });
+    if mode != verify::Mode::Head && args.tag.is_none() {
+        return Err("--verify-mode tag and tag-and-head need --tag".into());
+    }
+    let keys = verify::TrustedKeys::from_file(file).map_err(|e| e.to_string())?;
+    tracing::info!(
+        ?keys,
+        ?mode,
+        "serving only revisions signed by a trusted key"
+    );
+    Ok(Some(verify::Policy { keys, mode }))
+}
+
 pub fn run(args: &RunArgs) -> ExitCode {
     init_logging(args.log_format);
-    let credentials = match Credentials::load(args.git_token_file.as_deref()) {
+    let cache_dir =
+        match super::cache_dir::resolve(args.cache_dir.as_deref(), |name| std::env::var_os(name)) {
+            Ok(dir) => dir,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    tracing::info!(
+        cache_dir = %cache_dir.path.display(),
+        from = cache_dir.from,
+        "cache directory (Git clones; the rollout state unless --state-dir)"
+    );
+    let credentials = match git_credentials(args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::error_chain::chain(&e));
             return ExitCode::FAILURE;
         }
     };
     if let SourceSpec::Git(url) = SourceSpec::parse(&args.source) {
         crate::source::git::init();
-        if let Err(e) = crate::source::git::check_transport(&url) {
-            eprintln!("error: {e}");
+        if let Err(e) = crate::source::git::check_transport(&url, &credentials) {
+            eprintln!("error: {}", crate::error_chain::chain(&e));
             return ExitCode::FAILURE;
         }
     }
@@ -148,7 +232,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         #[allow(unsafe_code, reason = "see trust_ca_file's safety section")]
         let trusted = unsafe { crate::source::git::trust_ca_file(ca_file) };
         if let Err(e) = trusted {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::error_chain::chain(&e));
             return ExitCode::FAILURE;
         }
     }
@@ -165,11 +249,31 @@ pub fn run(args: &RunArgs) -> ExitCode {
                 secret,
             }),
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", crate::error_chain::chain(&e));
                 return ExitCode::FAILURE;
             }
         },
         _ => None,
+    };
+    let verify = match verify_policy(args) {
+        Ok(policy) => policy,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let control = match &args.control_token_file {
+        None => agent::control::Control::default(),
+        Some(file) => match agent::control::Tokens::from_file(file) {
+            Ok(tokens) => agent::control::Control {
+                tokens: Some(tokens),
+                status_requires_token: args.status_requires_token,
+            },
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
     };
     let github = match &args.github_repo {
         None => None,
@@ -183,7 +287,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
             match client {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("error: {}", crate::error_chain::chain(&e));
                     return ExitCode::FAILURE;
                 }
             }
@@ -193,7 +297,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         source: SourceSpec::parse(&args.source),
         reference,
         credentials,
-        cache_dir: args.cache_dir.clone(),
+        cache_dir: cache_dir.path,
         credentials_dir: args.credentials_dir.clone(),
         listen: args.listen,
         dry_run: args.dry_run,
@@ -203,6 +307,8 @@ pub fn run(args: &RunArgs) -> ExitCode {
         state_dir: args.state_dir.clone(),
         webhook,
         wait_for_source: args.wait_for_source,
+        control,
+        verify,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -221,7 +327,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
     match runtime.block_on(running) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::error_chain::chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -41,9 +41,14 @@ pub struct SimArgs {
     /// Append every mutating request to this file as JSON lines.
     #[arg(long)]
     pub audit_log: Option<PathBuf>,
-    /// Change events kept per cluster; older watch resourceVersions get 410 Gone.
-    #[arg(long, default_value_t = 1000)]
+    /// Change events kept per cluster at most (as the API server's watch cache, 100 Ki);
+    /// older watch resourceVersions get 410 Gone.
+    #[arg(long, default_value_t = 100 * 1024)]
     pub event_window: usize,
+    /// How long a change event is kept (e.g. 5m, 30s); older watch resourceVersions get
+    /// 410 Gone.
+    #[arg(long, default_value = "5m", value_parser = duration::parse)]
+    pub event_max_age: Duration,
     /// Keep the clusters in this JSON file, as a real API server keeps them in etcd: every
     /// object (uid, resourceVersion, managedFields, finalizers), each cluster's
     /// resourceVersion counter, the tokens, the CA and serving certificate, the listen
@@ -53,6 +58,11 @@ pub struct SimArgs {
     /// faults, the audit log and the request counters (they belong to one process).
     #[arg(long)]
     pub state_file: Option<PathBuf>,
+    /// Start every cluster without this CRD (e.g. usages.protection.crossplane.io), so
+    /// that its kind is not served until it is installed through the admin API
+    /// (`POST /admin/clusters/<name>/crds {"install": [...]}`). Repeatable.
+    #[arg(long = "without-crd", value_name = "CRD")]
+    pub without_crds: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -86,6 +96,8 @@ pub fn run(args: SimArgs) -> ExitCode {
         seed: args.seed,
         name_prefix: args.name_prefix,
         event_window: args.event_window,
+        event_max_age: args.event_max_age,
+        without_crds: args.without_crds.clone(),
         catalogue,
         audit_log: args.audit_log,
         state_file: args.state_file.clone(),
@@ -108,9 +120,10 @@ pub fn run(args: SimArgs) -> ExitCode {
             }
         };
         println!(
-            "psql-fleet sim: {} clusters at {}/clusters/<name>",
+            "psql-fleet sim: {} clusters at {}, each under the TLS server name <name>.{}",
             handle.cluster_names.len(),
-            handle.base_url
+            handle.base_url,
+            kube_sim::kubeconfig::SERVER_DOMAIN
         );
         println!("  kubeconfigs:   {}/<name>.yaml", handle.dir.display());
         println!(

@@ -32,6 +32,10 @@ pub struct StatusArgs {
     /// The agent's `--listen` address.
     #[arg(long, default_value = "http://127.0.0.1:9464")]
     pub server: String,
+    /// File holding a control token, for an agent run with `--status-requires-token`
+    /// (else $PSQL_FLEET_CONTROL_TOKEN).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<std::path::PathBuf>,
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: Output,
 }
@@ -99,22 +103,28 @@ fn client() -> Result<reqwest::Client, Error> {
         .map_err(Error::Client)
 }
 
-/// One request to the agent at `server` with an optional JSON body; the status code, the
-/// status line (`HTTP/1.1 409 Conflict`) and the body.
+/// One request to the agent at `server` with an optional JSON body and bearer token; the
+/// status code, the status line (`HTTP/1.1 409 Conflict`) and the body.
 pub async fn send(
     server: &str,
     method: &str,
     path: &str,
     json: Option<&str>,
+    token: Option<&str>,
 ) -> Result<(u16, String, String), Error> {
-    let answer = exchange(server, method, path, json).await?;
+    let answer = exchange(server, method, path, json, token).await?;
     let status_line = format!("{:?} {}", answer.version, answer.status);
     Ok((answer.status.as_u16(), status_line, answer.body))
 }
 
 /// The body of `GET path` from the agent at `server`, which must answer 200.
 pub async fn get(server: &str, path: &str) -> Result<String, Error> {
-    let answer = exchange(server, "GET", path, None).await?;
+    get_with(server, path, None).await
+}
+
+/// [`get`] with a bearer token (an agent run with `--status-requires-token`).
+pub async fn get_with(server: &str, path: &str, token: Option<&str>) -> Result<String, Error> {
+    let answer = exchange(server, "GET", path, None, token).await?;
     if answer.status != reqwest::StatusCode::OK {
         return Err(Error::Status {
             url: answer.url,
@@ -136,6 +146,7 @@ async fn exchange(
     method: &str,
     path: &str,
     json: Option<&str>,
+    token: Option<&str>,
 ) -> Result<Answer, Error> {
     if !server.starts_with("http://") {
         return Err(Error::Scheme {
@@ -149,6 +160,9 @@ async fn exchange(
             source,
         })?;
     let mut request = client()?.request(method, &url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
     if let Some(body) = json {
         request = request
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -177,7 +191,12 @@ pub async fn report(server: &str) -> Option<StatusReport> {
 
 /// [`get`], blocking.
 pub fn fetch(server: &str, path: &str) -> Result<String, Error> {
-    block_on(get(server, path))
+    fetch_with(server, path, None)
+}
+
+/// [`get_with`], blocking.
+pub fn fetch_with(server: &str, path: &str, token: Option<&str>) -> Result<String, Error> {
+    block_on(get_with(server, path, token))
 }
 
 /// [`send`], blocking.
@@ -186,8 +205,9 @@ pub fn request(
     method: &str,
     path: &str,
     json: Option<&str>,
+    token: Option<&str>,
 ) -> Result<(u16, String, String), Error> {
-    block_on(send(server, method, path, json))
+    block_on(send(server, method, path, json, token))
 }
 
 /// Runs `request` on a thread and a runtime of its own, so that the blocking calls work
@@ -213,7 +233,14 @@ fn block_on<T: Send>(request: impl Future<Output = Result<T, Error>> + Send) -> 
 }
 
 pub fn run(args: &StatusArgs) -> ExitCode {
-    let read = fetch(&args.server, "/api/v1/status").and_then(|body| {
+    let token = match crate::agent::control::client_token(args.token_file.as_deref()) {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let read = fetch_with(&args.server, "/api/v1/status", token.as_deref()).and_then(|body| {
         serde_json::from_str::<StatusReport>(&body).map_err(|source| Error::NotStatusReport {
             server: args.server.clone(),
             source,

@@ -1,17 +1,21 @@
 //! Writes to one cluster: server-side apply with field manager `psql-fleet`, deletes, and
 //! `events.k8s.io/v1` Events. Every call has a timeout; errors are typed so that the worker
-//! counts them by a fixed reason and never quotes anything but codes and names.
+//! counts them by a fixed reason, and say what failed down to its cause (the server's
+//! answer, or why it could not be reached), through [`crate::error_chain`].
 
 use std::time::Duration;
 
+use either::Either;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams,
 };
+use kube::core::Status;
 use kube::Client;
 
+use crate::error_chain;
 use crate::metrics::ErrorReason;
 use fleet_core::api::{Release, Usage};
 use fleet_core::reconcile::diff::Serialized;
@@ -29,14 +33,14 @@ pub enum Error {
         object: String,
         message: String,
     },
-    #[error("cluster {cluster}: {object}: API server answered {code} {reason}{}", said(.message))]
+    #[error("cluster {cluster}: {object}: API server answered {}{}", error_chain::code_and_reason(*.code, .reason), said(.message))]
     Api {
         cluster: String,
         object: String,
         code: u16,
         reason: String,
         /// The Status message, such as `namespaces "payments" not found`, as far as it
-        /// may be quoted (`server_message`).
+        /// may be quoted ([`error_chain::server_message`]).
         message: String,
     },
     #[error("cluster {cluster}: {object}: no answer within {seconds}s")]
@@ -45,8 +49,13 @@ pub enum Error {
         object: String,
         seconds: u64,
     },
-    #[error("cluster {cluster}: {object}: cannot reach the API server")]
-    Unreachable { cluster: String, object: String },
+    #[error("cluster {cluster}: {object}: cannot reach the API server: {cause}")]
+    Unreachable {
+        cluster: String,
+        object: String,
+        /// Why, down to the innermost cause (a TLS or connection error), redacted.
+        cause: String,
+    },
 }
 
 impl Error {
@@ -72,33 +81,6 @@ fn said(message: &str) -> String {
     } else {
         format!(": {message}")
     }
-}
-
-/// kube-rs's reason for an error body that is not a Kubernetes Status.
-const NOT_A_STATUS: &str = "Failed to parse error data";
-
-/// What of an error answer may be quoted in status, Events and logs. A Status message is
-/// written by the API server about the object (no credentials in it), but an error body
-/// that is not a Status comes from whatever answered (a proxy page may echo the request
-/// and its Authorization header), so only a Status is quoted, on one bounded line, and
-/// never one that mentions credentials.
-fn server_message(status: &kube::core::Status) -> String {
-    if status.reason == NOT_A_STATUS {
-        return String::new();
-    }
-    let lower = status.message.to_lowercase();
-    if ["bearer", "authorization", "token", "client-key", "password"]
-        .iter()
-        .any(|word| lower.contains(word))
-    {
-        return "(message withheld: it mentions credentials)".to_string();
-    }
-    status
-        .message
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect()
 }
 
 pub fn resource(kind: ObjectKind) -> ApiResource {
@@ -128,17 +110,33 @@ fn error(cluster: &str, at: &ObjectRef, e: kube::Error) -> Error {
         kube::Error::Api(status) if status.code == 409 => Error::Conflict {
             cluster,
             object,
-            message: server_message(&status),
+            message: error_chain::server_message(&status),
         },
         kube::Error::Api(status) => Error::Api {
             cluster,
             object,
             code: status.code,
-            message: server_message(&status),
+            message: error_chain::server_message(&status),
             reason: status.reason,
         },
-        _ => Error::Unreachable { cluster, object },
+        e => Error::Unreachable {
+            cluster,
+            object,
+            cause: error_chain::chain(&e),
+        },
     }
+}
+
+/// What a delete's answer says is left: the object, terminating, while finalizers hold
+/// it; `None` once it is gone. An object deleted at once is answered with a `Status`
+/// (`Success`, as a real API server does for an object without finalizers) or, for a
+/// custom resource, with the object as it was, without a deletion timestamp: both are
+/// deleted.
+fn still_there(kind: ObjectKind, answer: Either<DynamicObject, Status>) -> Option<LiveObject> {
+    answer
+        .left()
+        .and_then(|held| to_live(kind, held))
+        .filter(LiveObject::terminating)
 }
 
 /// Writes to one cluster.
@@ -204,12 +202,7 @@ impl Writer {
             .bounded(at, api.delete(&at.name, &DeleteParams::default()))
             .await
         {
-            // A custom resource deleted at once comes back too (as it was), without a
-            // deletion timestamp: only a terminating answer is still there.
-            Ok(answer) => Ok(answer
-                .left()
-                .and_then(|held| to_live(at.kind, held))
-                .filter(LiveObject::terminating)),
+            Ok(answer) => Ok(still_there(at.kind, answer)),
             Err(Error::Api { code: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -261,7 +254,6 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::core::Status;
 
     fn at() -> ObjectRef {
         ObjectRef {
@@ -285,13 +277,25 @@ mod tests {
         );
         let bare = Status::failure("", "InternalError").with_code(500);
         assert!(answered(bare).ends_with("answered 500 InternalError"));
+        // kube-apiserver's answer to an applied field its schema does not declare: no reason.
+        let undeclared = Status::failure(
+            "failed to create typed patch object (payments/stackgres-operator; helm.m.crossplane.io/v1beta1, Kind=Release): .spec.rollbackLimitt: field not declared in schema",
+            "",
+        )
+        .with_code(500);
+        let said = answered(undeclared);
+        assert!(
+            said.contains("answered 500: failed to create typed patch object")
+                && said.contains(".spec.rollbackLimitt: field not declared in schema"),
+            "{said}"
+        );
     }
 
     #[test]
     fn a_body_that_is_not_a_status_or_that_mentions_credentials_is_not_quoted() {
         // What kube-rs makes of a proxy's page that echoes the request.
         let echo = "GET /apis HTTP/1.1\nAuthorization: Bearer s3cret";
-        let proxy = Status::failure(echo, NOT_A_STATUS).with_code(502);
+        let proxy = Status::failure(echo, error_chain::NOT_A_STATUS).with_code(502);
         let said = answered(proxy);
         assert!(
             !said.contains("s3cret") && !said.contains("Bearer"),
@@ -308,5 +312,37 @@ mod tests {
         let long = Status::failure(&"x\n".repeat(400), "Invalid").with_code(422);
         let said = answered(long);
         assert!(!said.contains('\n') && said.len() < 500, "{said}");
+    }
+
+    fn served(deletion_timestamp: Option<&str>) -> DynamicObject {
+        let mut metadata = serde_json::json!({
+            "name": "atlas-operator",
+            "namespace": "payments",
+            "finalizers": ["finalizer.managedresource.crossplane.io"],
+        });
+        if let Some(at) = deletion_timestamp {
+            metadata["deletionTimestamp"] = at.into();
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "helm.m.crossplane.io/v1beta1",
+            "kind": "Release",
+            "metadata": metadata,
+            "spec": {},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_delete_answered_with_success_or_the_object_as_it_was_is_deleted_and_one_with_a_deletion_timestamp_is_terminating(
+    ) {
+        let kind = ObjectKind::Release;
+        let mut success = Status::success();
+        success.code = 200;
+        assert!(still_there(kind, Either::Right(success)).is_none());
+        assert!(still_there(kind, Either::Left(served(None))).is_none());
+        let held = still_there(kind, Either::Left(served(Some("2026-12-03T11:00:00Z"))))
+            .expect("a terminating object is still there");
+        assert!(held.terminating());
+        assert_eq!(held.object_ref.name, "atlas-operator");
     }
 }

@@ -1,7 +1,8 @@
 //! A cluster's client, built from its kubeconfig in the credentials directory. The file is
 //! fingerprinted so that a rotated token is picked up, and a path that resolves (after
 //! symbolic links) outside the credentials directory is refused. Nothing read from the
-//! file ever reaches a message: errors name the cluster and the path only.
+//! file ever reaches a message: errors name the cluster, the path and the kind of problem
+//! (and a client that cannot be built, the TLS stack's cause).
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +28,18 @@ pub enum Error {
         context: String,
         /// The kind of problem only; kube's own message may quote the file.
         kind: &'static str,
+    },
+    /// The kubeconfig parsed, but no client could be made of it. The cause is the TLS
+    /// stack's or the auth layer's (a certificate that is not PEM, a token file that
+    /// cannot be read), which names what is wrong, never the material itself.
+    #[error("cluster {cluster}: kubeconfig {} is not usable (context {context}): client cannot be built", path.display())]
+    Client {
+        cluster: String,
+        path: PathBuf,
+        context: String,
+        /// Boxed: kube's errors are large, and every call of [`client`] would carry one.
+        #[source]
+        source: Box<super::transport::Error>,
     },
 }
 
@@ -130,7 +143,12 @@ pub async fn client(
     config.connect_timeout = Some(std::time::Duration::from_secs(5));
     config.read_timeout = Some(std::time::Duration::from_secs(30));
     config.write_timeout = Some(std::time::Duration::from_secs(15));
-    super::transport::client(&config).map_err(|_| invalid("client cannot be built (TLS material?)"))
+    super::transport::client(&config).map_err(|source| Error::Client {
+        cluster: cluster.name.clone(),
+        path: path.to_path_buf(),
+        context: shown_context.clone(),
+        source: Box::new(source),
+    })
 }
 
 #[cfg(test)]
@@ -186,6 +204,27 @@ mod tests {
         let e = e.to_string();
         assert!(!e.contains("s3cr3t"), "{e}");
         assert!(e.contains("cluster c1"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_cannot_be_built_says_why_without_quoting_the_kubeconfig() {
+        let creds = tempfile::tempdir().unwrap();
+        let path = creds.path().join("c1.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1', tls-server-name: 'not a name!'}}]\nusers: [{name: u, user: {token: s3cr3t-token}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
+        )
+        .unwrap();
+        let Err(e) = client(&path, &cluster("c1.yaml"), false).await else {
+            panic!("a server name that is none built a client")
+        };
+        let said = crate::error_chain::chain(&e);
+        assert!(said.starts_with("cluster c1: kubeconfig "), "{said}");
+        assert!(
+            said.ends_with("client cannot be built: tls-server-name is not a valid server name"),
+            "{said}"
+        );
+        assert!(!said.contains("s3cr3t"), "{said}");
     }
 
     #[tokio::test]

@@ -11,15 +11,31 @@ use super::apply;
 use fleet_core::reconcile::LiveState;
 use fleet_core::render::{ObjectKind, ObjectRef};
 
-#[derive(Default)]
 pub struct LiveView {
     pub live: LiveState,
     /// Each kind's initial list while it is coming in.
     init: BTreeMap<ObjectKind, LiveState>,
     synced: BTreeSet<ObjectKind>,
+    /// How many kinds are watched: both, or only the Releases on a cluster without Usages.
+    watched: usize,
+}
+
+impl Default for LiveView {
+    fn default() -> LiveView {
+        LiveView::watching(2)
+    }
 }
 
 impl LiveView {
+    pub fn watching(kinds: usize) -> LiveView {
+        LiveView {
+            live: LiveState::new(),
+            init: BTreeMap::new(),
+            synced: BTreeSet::new(),
+            watched: kinds,
+        }
+    }
+
     /// Takes one watch event; every object found live is added to `seen`, so that its
     /// later absence reads as a deletion by hand.
     pub fn handle(
@@ -75,7 +91,7 @@ impl LiveView {
     /// Whether both initial lists are in: before that, a missing object may only not have
     /// been listed yet.
     pub fn synced(&self) -> bool {
-        self.synced.len() == 2
+        self.watched > 0 && self.synced.len() == self.watched
     }
 }
 

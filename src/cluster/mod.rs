@@ -13,6 +13,7 @@
 //! - [`live_view`]: the cluster's objects as the watch events say they are;
 //! - [`pass`]: one reconcile pass: plan, carry out the actions, report.
 
+pub mod apis;
 pub mod apply;
 pub mod identity;
 pub mod kubeconfig;
@@ -33,6 +34,7 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::metrics::Metrics;
 use crate::status::{ClusterStatus, StatusReport};
 use fleet_core::fleetdir::LoadedFleet;
+use fleet_core::model::fleet::RemovedClusters;
 use fleet_core::model::Cluster;
 use fleet_core::rollout::Health;
 
@@ -92,6 +94,11 @@ impl Assignment {
     /// The cluster's entry in the newest revision; `None` once it left the fleet.
     pub fn cluster(&self, name: &str) -> Option<&Cluster> {
         self.newest.fleet.clusters.get(name)
+    }
+
+    /// Whether a cluster that left the fleet is emptied before its worker ends.
+    pub fn leaving_prunes(&self) -> bool {
+        self.newest.fleet.settings.removed_clusters() == RemovedClusters::Prune
     }
 
     /// Whether `other` reaches cluster `name` differently: a session must start over. A

@@ -47,24 +47,33 @@ pub struct Outcome {
     pub failed: usize,
     /// Whether the pass's calls reached the server; `None` when it made none.
     pub reached: Option<bool>,
+    /// Why a call did not reach it, down to the cause, for the status to say.
+    pub unreached: Option<String>,
     /// The cluster left the fleet and nothing the entry owns is left on it.
     pub left: bool,
 }
 
 /// One reconcile pass. `entry` is the cluster's entry as last seen, which a cluster that
-/// left the fleet is still reached and emptied through.
+/// left the fleet is still reached and emptied through; `usage_api`, whether the cluster
+/// serves Usages at all.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one pass's inputs, each from elsewhere"
+)]
 pub async fn run(
     name: &str,
     entry: &Cluster,
     shared: &Shared,
     client: &kube::Client,
     assignment: &Assignment,
+    usage_api: bool,
     view: &mut LiveView,
     state: &mut Memory,
 ) -> Outcome {
     let nothing = Outcome {
         failed: 0,
         reached: None,
+        unreached: None,
         left: false,
     };
     // A cluster that left is emptied at once, whatever wave it was in.
@@ -96,6 +105,7 @@ pub async fn run(
         guard_prune: !assignment.newest.has_baseline,
         allow_mass_prune: shared.allow_mass_prune,
         former_names,
+        usage_api,
     });
     let inventory = Inventory {
         fleet: &given.fleet.settings.name,
@@ -129,11 +139,12 @@ pub async fn run(
         .observe_duration(name, started.elapsed().as_secs_f64());
     let outcome = Outcome {
         failed: carried.errors.len(),
-        reached: if carried.unreachable {
+        reached: if carried.unreachable.is_some() {
             Some(false)
         } else {
             carried.answered.then_some(true)
         },
+        unreached: carried.unreachable.clone(),
         left: false,
     };
     if leaving {
@@ -183,8 +194,9 @@ fn given_revision<'a>(
 /// What carrying out a plan's actions came to.
 struct Carried {
     errors: Vec<String>,
-    /// A call could not reach the server, whatever the watch said last.
-    unreachable: bool,
+    /// A call could not reach the server, whatever the watch said last: the first such
+    /// error.
+    unreachable: Option<String>,
     /// A write was answered by the server.
     answered: bool,
 }
@@ -199,7 +211,7 @@ async fn carry_out_all(
     let name = writer.cluster.as_str();
     let mut carried = Carried {
         errors: Vec::new(),
-        unreachable: false,
+        unreachable: None,
         answered: false,
     };
     // Only passes that write hold a permit: reading the plan is free.
@@ -257,8 +269,9 @@ async fn carry_out_all(
                 }
             }
             Err(e) => {
-                carried.unreachable |=
-                    matches!(e.reason(), ErrorReason::Unreachable | ErrorReason::Timeout);
+                if matches!(e.reason(), ErrorReason::Unreachable | ErrorReason::Timeout) {
+                    carried.unreachable.get_or_insert_with(|| e.to_string());
+                }
                 shared.metrics.count_error(name, e.reason());
                 tracing::warn!(cluster = %name, error = %e, "action failed");
                 carried.errors.push(e.to_string());

@@ -15,7 +15,8 @@ use tracing::Instrument;
 
 use super::live_view::LiveView;
 use super::pass::{self, Memory, Outcome};
-use super::{apply, identity, kubeconfig, worker, Assignment, Shared};
+use super::{apis, apply, identity, kubeconfig, Assignment, Shared};
+use crate::error_chain;
 use crate::metrics::ErrorReason;
 use fleet_core::api::LABEL_FLEET;
 use fleet_core::model::Cluster;
@@ -80,14 +81,30 @@ pub async fn run(
             .map(move |e| (kind, e))
             .boxed()
     };
-    let mut events =
-        futures::stream::select(stream_of(ObjectKind::Release), stream_of(ObjectKind::Usage));
-    let mut view = LiveView::default();
+    let served = apis::served(&client, shared.call_timeout).await;
+    report_missing(shared, name, &served);
+    // Only what is served is watched: a watch on a missing API fails for good, and a
+    // cluster without Releases gets no pass at all until its APIs are there.
+    let kinds: Vec<ObjectKind> = match (served.releases, served.usages) {
+        (false, _) => Vec::new(),
+        (true, false) => vec![ObjectKind::Release],
+        (true, true) => vec![ObjectKind::Release, ObjectKind::Usage],
+    };
+    let mut events = if kinds.is_empty() {
+        futures::stream::pending().boxed()
+    } else {
+        futures::stream::select_all(kinds.iter().map(|k| stream_of(*k))).boxed()
+    };
+    let mut view = LiveView::watching(kinds.len());
     let mut resync = tokio::time::interval(shared.resync);
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut attempt = 0u32;
     let backoff = Backoff::default();
     let mut reach = Reachability::default();
+    if kinds.is_empty() {
+        // Discovery answered, so the server is there; no watch will say so.
+        reach.set(shared, name, true, None, None);
+    }
     loop {
         let mut due = false;
         tokio::select! {
@@ -95,7 +112,7 @@ pub async fn run(
             changed = assignment.changed() => {
                 if changed.is_err() { return End::Stop; }
                 let now = assignment.borrow().clone();
-                if now.cluster(name).is_none() && !worker::leaving_prunes(&now) { return End::Reconnect; }
+                if now.cluster(name).is_none() && !now.leaving_prunes() { return End::Reconnect; }
                 if now.reconnects(&started_with, name) { return End::Reconnect; }
                 due = true;
             }
@@ -127,6 +144,14 @@ pub async fn run(
                     tracing::info!(cluster = %name, "kubeconfig changed; reconnecting");
                     return End::Reconnect;
                 }
+                if served != apis::Served::ALL {
+                    let now = apis::served(&client, shared.call_timeout).await;
+                    report_missing(shared, name, &now);
+                    if now != served {
+                        tracing::info!(cluster = %name, "the cluster's APIs changed; reconnecting");
+                        return End::Reconnect;
+                    }
+                }
                 due = pass_due(Wake::Resync, retry_at.is_some());
             }
             _ = async { if let Some(at) = retry_at { tokio::time::sleep_until(at).await } else { std::future::pending::<()>().await } } => {
@@ -157,9 +182,18 @@ pub async fn run(
         }
         let current = assignment.borrow().clone();
         let span = tracing::info_span!("reconcile", cluster = %name, revision = %short(&current.newest.revision));
-        let outcome = pass::run(name, entry, shared, &client, &current, &mut view, memory)
-            .instrument(span)
-            .await;
+        let outcome = pass::run(
+            name,
+            entry,
+            shared,
+            &client,
+            &current,
+            served.usages,
+            &mut view,
+            memory,
+        )
+        .instrument(span)
+        .await;
         if outcome.left {
             return End::Left;
         }
@@ -177,6 +211,16 @@ pub async fn run(
             attempt = attempt.saturating_add(1);
         }
     }
+}
+
+/// Says what the cluster lacks (status, log, metric), or that it lacks nothing now.
+fn report_missing(shared: &Shared, name: &str, served: &apis::Served) {
+    let missing = served.missing();
+    if let Some(problem) = served.problem(name) {
+        tracing::warn!(cluster = %name, missing = ?missing, "{problem}");
+        shared.metrics.count_error(name, ErrorReason::MissingApi);
+    }
+    shared.update_status(name, |s| s.missing_apis = missing);
 }
 
 impl Reachability {
@@ -226,8 +270,12 @@ impl Reachability {
         match outcome.reached {
             // The pass's own calls are the latest word on the server.
             Some(reached) => {
-                let error =
-                    (!reached).then(|| format!("cluster {name}: unreachable while applying"));
+                let error = (!reached).then(|| {
+                    outcome
+                        .unreached
+                        .clone()
+                        .unwrap_or_else(|| format!("cluster {name}: unreachable while applying"))
+                });
                 self.set(shared, name, reached, None, error);
             }
             // A pass that called nothing knows nothing new, and a watch that reconnected
@@ -261,37 +309,79 @@ impl Reachability {
     }
 }
 
-/// What failed, with the API server's code and reason when it answered (never its
-/// message, which may quote a request), and the metric reason it counts under.
+/// What failed, down to its cause: the API server's code, reason and message when it
+/// answered, else why it could not be reached (a refused connection, an untrusted
+/// certificate); and the metric reason it counts under.
 fn watch_error(e: &watcher::Error) -> (String, ErrorReason) {
-    let (what, answer) = match e {
-        watcher::Error::InitialListFailed(e) => ("initial list failed", api_answer(e)),
-        watcher::Error::WatchStartFailed(e) => ("watch could not start", api_answer(e)),
-        watcher::Error::WatchError(s) => {
-            ("API server returned an error", Some((s.code, &s.reason)))
-        }
-        watcher::Error::WatchFailed(e) => ("watch connection failed", api_answer(e)),
-        _ => ("watch failed", None),
+    let (what, cause): (&str, &(dyn std::error::Error + 'static)) = match e {
+        watcher::Error::InitialListFailed(e) => ("initial list failed", e),
+        watcher::Error::WatchStartFailed(e) => ("watch could not start", e),
+        watcher::Error::WatchError(s) => ("API server returned an error", s.as_ref()),
+        watcher::Error::WatchFailed(e) => ("watch connection failed", e),
+        _ => ("watch failed", e),
     };
-    match answer {
-        Some((code, reason)) => (
-            format!("{what}: API server answered {code} {reason}"),
-            match code {
-                401 | 403 => ErrorReason::Forbidden,
-                _ => ErrorReason::ApiError,
-            },
-        ),
-        None => (what.to_string(), ErrorReason::Unreachable),
-    }
+    let text = error_chain::with_cause(what, cause);
+    let reason = match answered_code(e) {
+        Some(401 | 403) => ErrorReason::Forbidden,
+        Some(_) => ErrorReason::ApiError,
+        None => ErrorReason::Unreachable,
+    };
+    (text, reason)
 }
 
-fn api_answer(e: &kube::Error) -> Option<(u16, &String)> {
+/// The code the API server answered with, when it answered.
+fn answered_code(e: &watcher::Error) -> Option<u16> {
     match e {
-        kube::Error::Api(s) => Some((s.code, &s.reason)),
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => Some(s.code),
+        watcher::Error::WatchError(s) => Some(s.code),
         _ => None,
     }
 }
 
 fn short(revision: &str) -> &str {
     revision.get(..12).unwrap_or(revision)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    #[test]
+    fn a_watch_error_says_the_server_answer_or_the_cause_it_could_not_reach_it_for() {
+        let forbidden = Status::failure("releases is forbidden: User cannot list", "Forbidden")
+            .with_code(403)
+            .boxed();
+        let (text, reason) = watch_error(&watcher::Error::InitialListFailed(kube::Error::Api(
+            forbidden,
+        )));
+        assert_eq!(
+            text,
+            "initial list failed: API server answered 403 Forbidden: releases is forbidden: User cannot list"
+        );
+        assert_eq!(reason, ErrorReason::Forbidden);
+
+        let tls = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "invalid peer certificate: CaUsedAsEndEntity",
+        );
+        let (text, reason) = watch_error(&watcher::Error::InitialListFailed(kube::Error::Service(
+            Box::new(tls),
+        )));
+        assert_eq!(
+            text,
+            "initial list failed: ServiceError: invalid peer certificate: CaUsedAsEndEntity"
+        );
+        assert_eq!(reason, ErrorReason::Unreachable);
+
+        let gone = Status::failure("too old resource version", "Expired").with_code(410);
+        let (text, reason) = watch_error(&watcher::Error::WatchError(gone.boxed()));
+        assert_eq!(
+            text,
+            "API server returned an error: API server answered 410 Expired: too old resource version"
+        );
+        assert_eq!(reason, ErrorReason::ApiError);
+    }
 }

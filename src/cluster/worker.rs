@@ -9,14 +9,9 @@ use tokio::sync::watch;
 use super::pass::Memory;
 use super::session::{self, End};
 use super::{kubeconfig, Assignment, Shared};
+use crate::error_chain;
 use crate::metrics::ErrorReason;
-use fleet_core::model::fleet::RemovedClusters;
 use fleet_core::reconcile::Backoff;
-
-/// Whether a cluster that left the fleet is emptied before its worker ends.
-pub fn leaving_prunes(assignment: &Assignment) -> bool {
-    assignment.newest.fleet.settings.removed_clusters() == RemovedClusters::Prune
-}
 
 /// Runs until `stop` turns true, the agent drops the cluster's assignment, or the cluster
 /// left the fleet and what it owned there is pruned or released.
@@ -40,7 +35,7 @@ pub async fn run(
         let Some(cluster) = entry.clone() else {
             return;
         };
-        if current.cluster(&name).is_none() && !leaving_prunes(&current) {
+        if current.cluster(&name).is_none() && !current.leaving_prunes() {
             tracing::info!(cluster = %name, "cluster left the fleet; its objects are left in place (spec.prune.removedClusters: orphan)");
             shared.forget(&name);
             return;
@@ -74,6 +69,7 @@ pub async fn run(
                 .await
             }
             Err(e) => {
+                let e = error_chain::chain(&e);
                 tracing::warn!(cluster = %name, error = %e, "cannot build client");
                 shared.metrics.count_error(&name, ErrorReason::Kubeconfig);
                 shared.metrics.set_reachable(&name, false);
@@ -81,7 +77,7 @@ pub async fn run(
                 shared.metrics.record_unobserved(&name, claims);
                 shared.update_status(&name, |s| {
                     s.reachable = false;
-                    s.last_error = Some(e.to_string());
+                    s.last_error = Some(e);
                 });
                 End::Failed
             }

@@ -4,14 +4,15 @@
 //! checked out, so nothing in the repository (links, hooks, attributes) touches the disk.
 //!
 //! Transports: `file://`, `git://`, `http://` and `https://` (TLS through the system
-//! OpenSSL, verified against the system roots plus `--git-ca-file`). This build has no SSH
-//! transport (it would bring libssh2); an `ssh://` or `user@host:path` URL is refused with
-//! an error saying so.
+//! OpenSSL, verified against the system roots plus `--git-ca-file`), and SSH (`ssh://` and
+//! scp-like `user@host:path`, through libssh2: a deploy key, the host key checked against
+//! `--git-known-hosts`; see [`ssh`]).
 //!
-//! Credentials (an HTTPS token) come from a file or the environment and are handed to
-//! libgit2 only when the server asks; they never appear in a log or an error, and user
-//! information in the URL is cut from every message.
+//! Credentials (an HTTPS token, an SSH key and its passphrase) come from files or the
+//! environment and are handed to libgit2 only when the server asks; they never appear in a
+//! log or an error, and user information in the URL is cut from every message.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use git2::{Cred, CredentialType, FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository};
@@ -22,6 +23,11 @@ use fleet_core::fleetdir::FileTree;
 use fleet_core::model::Diagnostic;
 
 use super::Revision;
+
+pub mod known_hosts;
+pub mod ssh;
+
+pub use ssh::SshAuth;
 
 /// Environment variable holding an HTTPS token, when no token file is given.
 pub const TOKEN_ENV: &str = "PSQL_FLEET_GIT_TOKEN";
@@ -46,8 +52,12 @@ pub enum Error {
         #[source]
         source: git2::Error,
     },
-    #[error("git source {url}: {scheme} URLs are not supported: this build has no SSH transport (use an https:// URL with a token)")]
-    Unsupported { url: String, scheme: &'static str },
+    #[error("git source {url}: {message}")]
+    Ssh { url: String, message: &'static str },
+    #[error("cannot use {} as the SSH key (--git-ssh-key): {message}", path.display())]
+    SshKey { path: PathBuf, message: String },
+    #[error("cannot use {} as the known_hosts file (--git-known-hosts): {message}", path.display())]
+    KnownHosts { path: PathBuf, message: String },
     #[error("cannot use {} as the Git CA file: {message}", path.display())]
     CaFile { path: PathBuf, message: String },
     #[error("cannot read git credentials from {}: {source}", path.display())]
@@ -79,11 +89,13 @@ impl std::fmt::Display for GitRef {
     }
 }
 
-/// Secrets for the remote. Its `Debug` never shows them.
+/// Secrets for the remote, and for SSH the host keys it is trusted by. Its `Debug`
+/// never shows them.
 #[derive(Clone, Default)]
 pub struct Credentials {
     pub username: Option<String>,
     token: Option<String>,
+    ssh: Option<SshAuth>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -91,6 +103,7 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("username", &self.username)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ssh", &self.ssh)
             .finish()
     }
 }
@@ -113,7 +126,16 @@ impl Credentials {
         Ok(Self {
             username: None,
             token,
+            ssh: None,
         })
+    }
+
+    /// These credentials with an SSH deploy key and the known_hosts it trusts hosts by.
+    pub fn with_ssh(self, ssh: SshAuth) -> Self {
+        Self {
+            ssh: Some(ssh),
+            ..self
+        }
     }
 }
 
@@ -152,19 +174,31 @@ pub fn init() {
     let _ = git2::Config::new();
 }
 
-/// Refuses URLs whose transport this build lacks, before libgit2 gives a vaguer error.
-pub fn check_transport(url: &str) -> Result<(), Error> {
-    let scheme = match url.split_once("://") {
-        Some((scheme, _)) if scheme.split('+').any(|part| part == "ssh") => "ssh://",
-        Some(_) => return Ok(()),
-        // `user@host:path`, the scp-like form, is SSH too.
-        None if url.contains('@') && url.contains(':') => "scp-like (user@host:path)",
-        None => return Ok(()),
+/// Refuses an SSH URL that names no host, or that comes without a key and a known_hosts
+/// file, and SSH settings for a source that is not SSH, before libgit2 gives a vaguer
+/// error (or none).
+pub fn check_transport(url: &str, credentials: &Credentials) -> Result<(), Error> {
+    let refuse = |message| {
+        Err(Error::Ssh {
+            url: redact_url(url),
+            message,
+        })
     };
-    Err(Error::Unsupported {
-        url: redact_url(url),
-        scheme,
-    })
+    if !ssh::is_ssh(url) {
+        if credentials.ssh.is_some() {
+            return refuse("--git-ssh-key and --git-known-hosts are for ssh:// and user@host:path sources only");
+        }
+        return Ok(());
+    }
+    if ssh::endpoint(url).is_none() {
+        return refuse(
+            "not an SSH URL with a host (ssh://[user@]host[:port]/path or user@host:path)",
+        );
+    }
+    if credentials.ssh.is_none() {
+        return refuse("an SSH source needs a deploy key (--git-ssh-key) and the host's keys (--git-known-hosts); hosts are never trusted on first use");
+    }
+    Ok(())
 }
 
 /// Trusts the PEM certificates in `path` (in addition to the system roots) for the TLS of
@@ -198,7 +232,7 @@ impl GitSource {
     }
 
     /// The bare repository for this URL in the cache directory.
-    fn repository(&self) -> Result<Repository, Error> {
+    pub(crate) fn repository(&self) -> Result<Repository, Error> {
         let digest = Sha256::digest(self.url.as_bytes());
         let name: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
         let path = self.cache_dir.join(format!("{name}.git"));
@@ -220,7 +254,7 @@ impl GitSource {
     /// Fetches and reads the revision the reference points at. Blocking: run it on a
     /// blocking thread.
     pub fn sync(&self) -> Result<Revision, Error> {
-        check_transport(&self.url)?;
+        check_transport(&self.url, &self.credentials)?;
         let repo = self.repository()?;
         let refspecs: Vec<String> = match &self.reference {
             GitRef::Head => vec!["+HEAD:refs/remotes/origin/HEAD".into()],
@@ -259,53 +293,122 @@ impl GitSource {
             commit: id.clone(),
             source,
         })?;
-        Ok(Revision { id, tree })
+        Ok(Revision {
+            id,
+            tree,
+            verified: None,
+        })
     }
 
     fn fetch(&self, repo: &Repository, refspecs: &[String]) -> Result<(), Error> {
+        let endpoint = ssh::endpoint(&self.url).filter(|_| ssh::is_ssh(&self.url));
+        // libgit2 replaces the message of a refused host key with its own vaguer one;
+        // the reason is kept here for the error instead.
+        let host_key_refused: RefCell<Option<String>> = RefCell::new(None);
         let mut callbacks = RemoteCallbacks::new();
-        let credentials = self.credentials.clone();
-        let mut attempts = 0;
-        callbacks.credentials(move |_url, _username_from_url, allowed| {
-            // libgit2 asks again after a refusal; stop instead of looping.
-            attempts += 1;
-            if attempts > 3 {
-                return Err(git2::Error::from_str(
-                    "the remote refused the credentials (the token from --git-token-file or $PSQL_FLEET_GIT_TOKEN)",
-                ));
-            }
-            if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-                if let Some(token) = &credentials.token {
-                    let user = credentials.username.as_deref().unwrap_or("x-access-token");
-                    return Cred::userpass_plaintext(user, token);
-                }
-            }
-            Err(git2::Error::from_str(
-                "no credentials configured for this source",
-            ))
-        });
+        callbacks.credentials(credential_callback(
+            self.credentials.clone(),
+            endpoint.clone(),
+        ));
+        if let Some(endpoint) = &endpoint {
+            let ssh = self.credentials.ssh.as_ref();
+            let refused = &host_key_refused;
+            callbacks.certificate_check(move |cert, _host| {
+                // check_transport lets no SSH source through without the file; still,
+                // without it nothing is trusted.
+                let verdict = match ssh {
+                    Some(ssh) => ssh.check_host_key(endpoint, cert),
+                    None => Err(format!("no --git-known-hosts for {}", endpoint.name())),
+                };
+                verdict
+                    .map(|()| git2::CertificateCheckStatus::CertificateOk)
+                    .map_err(|why| {
+                        let error = git2::Error::new(
+                            git2::ErrorCode::Certificate,
+                            git2::ErrorClass::Ssh,
+                            &why,
+                        );
+                        *refused.borrow_mut() = Some(why);
+                        error
+                    })
+            });
+        }
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks);
         let mut remote = repo
             .remote_anonymous(&self.url)
-            .map_err(|e| self.fetch_error(&e))?;
-        remote
-            .fetch(refspecs, Some(&mut options), None)
-            .map_err(|e| self.fetch_error(&e))
+            .map_err(|e| self.fetch_error(&e, None))?;
+        let fetched = remote.fetch(refspecs, Some(&mut options), None);
+        fetched.map_err(|e| self.fetch_error(&e, host_key_refused.take()))
     }
 
-    fn fetch_error(&self, e: &git2::Error) -> Error {
+    fn fetch_error(&self, e: &git2::Error, host_key_refused: Option<String>) -> Error {
+        if let Some(why) = host_key_refused {
+            return Error::Fetch {
+                url: self.shown_url(),
+                message: why,
+            };
+        }
         // libgit2 may echo the URL it was given; keep any user information out.
         let mut message = e.message().replace(&self.url, &self.shown_url());
-        if e.code() == git2::ErrorCode::Certificate {
+        if e.code() == git2::ErrorCode::Certificate && e.class() != git2::ErrorClass::Ssh {
             message.push_str(
                 " (the remote's TLS certificate is not trusted: pass the CA that signed it with --git-ca-file)",
+            );
+        }
+        // libssh2 says "unsupported private key format" for a wrong passphrase too.
+        if e.class() == git2::ErrorClass::Ssh && message.contains("private key") {
+            message.push_str(
+                " (--git-ssh-key must be an OpenSSH or PEM private key, and --git-ssh-key-passphrase-file its passphrase when it has one)",
             );
         }
         Error::Fetch {
             url: self.shown_url(),
             message,
         }
+    }
+}
+
+/// What libgit2 is given when the remote asks who we are: the SSH key (once: a key
+/// refused once is refused again), the user name of an SSH URL, or the HTTPS token.
+fn credential_callback(
+    credentials: Credentials,
+    endpoint: Option<ssh::Endpoint>,
+) -> impl FnMut(&str, Option<&str>, CredentialType) -> Result<Cred, git2::Error> {
+    let mut token_attempts = 0;
+    let mut key_offered = false;
+    move |_url, _username_from_url, allowed| {
+        if let (Some(endpoint), Some(ssh)) = (&endpoint, &credentials.ssh) {
+            if allowed.contains(CredentialType::SSH_KEY) {
+                if key_offered {
+                    // The user is not named: user information stays out of messages.
+                    return Err(git2::Error::from_str(
+                        "the remote refused the SSH key (--git-ssh-key): is its public key a deploy key of the repository, for the user the URL names (git when none)?",
+                    ));
+                }
+                key_offered = true;
+                return ssh.credential(&endpoint.user);
+            }
+            if allowed.contains(CredentialType::USERNAME) {
+                return Cred::username(&endpoint.user);
+            }
+        }
+        // libgit2 asks again after a refusal; stop instead of looping.
+        token_attempts += 1;
+        if token_attempts > 3 {
+            return Err(git2::Error::from_str(
+                "the remote refused the credentials (the token from --git-token-file or $PSQL_FLEET_GIT_TOKEN)",
+            ));
+        }
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+            if let Some(token) = &credentials.token {
+                let user = credentials.username.as_deref().unwrap_or("x-access-token");
+                return Cred::userpass_plaintext(user, token);
+            }
+        }
+        Err(git2::Error::from_str(
+            "no credentials configured for this source",
+        ))
     }
 }
 

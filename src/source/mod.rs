@@ -5,6 +5,7 @@
 
 pub mod git;
 pub mod local;
+pub mod verify;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,6 +26,10 @@ pub enum Error {
     Git(#[from] git::Error),
     #[error("the Git fetch stopped before it finished: {0}")]
     Fetch(#[from] tokio::task::JoinError),
+    /// A revision read but not signed as `--verify-commits` asks: judged and refused like
+    /// one that does not validate, not a source that cannot be read.
+    #[error("revision not trusted: {0}")]
+    Unverified(#[from] verify::Refused),
 }
 
 /// How to read a Git source.
@@ -36,6 +41,8 @@ pub struct GitSettings {
     /// How often the remote is fetched when no webhook says so sooner (and a directory
     /// read again when no event said it changed).
     pub interval: Duration,
+    /// `--verify-commits`: the signatures a Git revision must carry.
+    pub verify: Option<verify::Policy>,
 }
 
 /// Reads revisions from `spec` into `out` until the receiver goes away: a directory on
@@ -71,21 +78,31 @@ pub fn spawn(
                 reference: git.reference,
                 credentials: git.credentials,
             };
+            let policy = git.verify;
             tokio::spawn(async move {
                 let mut last: Option<String> = None;
                 loop {
                     let s = source.clone();
-                    let result = match tokio::task::spawn_blocking(move || s.sync()).await {
-                        Ok(fetched) => fetched.map_err(Error::from),
+                    let p = policy.clone();
+                    let read = move || {
+                        s.sync()
+                            .map_err(Error::from)
+                            .and_then(|r| verified(&s, r, p.as_ref()))
+                    };
+                    let result = match tokio::task::spawn_blocking(read).await {
+                        Ok(fetched) => fetched,
                         Err(stopped) => Err(Error::from(stopped)),
                     };
                     // After an error the commit is sent again even if unchanged, so that
-                    // the agent knows the remote is back.
-                    let fresh = match &result {
-                        Ok(r) => last.as_deref() != Some(r.id.as_str()),
-                        Err(_) => true,
+                    // the agent knows the remote is back; a commit refused for its
+                    // signature is a verdict, not an error: said once, like a revision.
+                    let seen = match &result {
+                        Ok(r) => Some(r.id.clone()),
+                        Err(Error::Unverified(refused)) => Some(refused.commit.clone()),
+                        Err(_) => None,
                     };
-                    last = result.as_ref().ok().map(|r| r.id.clone());
+                    let fresh = seen.is_none() || seen != last;
+                    last = seen;
                     if fresh && out.send(result).await.is_err() {
                         return;
                     }
@@ -99,12 +116,34 @@ pub fn spawn(
     }
 }
 
+/// `revision` as `policy` judges it: who signed it, or why it is refused. Blocking.
+fn verified(
+    source: &git::GitSource,
+    mut revision: Revision,
+    policy: Option<&verify::Policy>,
+) -> Result<Revision, Error> {
+    let Some(policy) = policy else {
+        return Ok(revision);
+    };
+    let repo = source.repository()?;
+    let commit = git2::Oid::from_str(&revision.id).map_err(|e| verify::Refused {
+        commit: revision.id.clone(),
+        object: format!("commit {}", revision.short_id()),
+        why: verify::Why::Unreadable(e.message().into()),
+    })?;
+    let signed = policy.check(&repo, &source.reference, commit)?;
+    revision.verified = Some(signed.to_string());
+    Ok(revision)
+}
+
 /// One revision of the fleet directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Revision {
     /// A commit id for Git, a content hash for a directory.
     pub id: String,
     pub tree: FileTree,
+    /// Under `--verify-commits`, who signed it.
+    pub verified: Option<String>,
 }
 
 impl Revision {

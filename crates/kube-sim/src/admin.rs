@@ -1,6 +1,7 @@
 //! The admin API (`/admin/...`, its own bearer token in `<out>/admin-token`): list clusters,
 //! inject faults, expire watches, rotate a cluster's token (rewriting its kubeconfig), make
-//! a hand edit as another field manager, and read the audit log and the request counts.
+//! a hand edit as another field manager, install or remove a cluster's CRDs, and read the
+//! audit log and the request counts.
 
 use std::sync::Arc;
 
@@ -44,6 +45,8 @@ pub async fn handle(
         ("POST", ["clusters", name, "expire-watches"]) => expire(sim, name),
         ("POST", ["clusters", name, "rotate-token"]) => rotate(sim, name, &body),
         ("POST", ["clusters", name, "edit"]) => edit(sim, name, &body),
+        ("GET", ["clusters", name, "crds"]) => crds(sim, name),
+        ("POST", ["clusters", name, "crds"]) => set_crds(sim, name, &body),
         _ => Err(ApiError::path_not_found()),
     };
     match result {
@@ -86,6 +89,72 @@ fn set_faults(sim: &Sim, name: &str, body: &[u8]) -> Result<Value, ApiError> {
     Ok(json!({"cluster": name, "faults": faults}))
 }
 
+/// The CRDs `name` holds now (and so the kinds it serves).
+fn crds(sim: &Sim, name: &str) -> Result<Value, ApiError> {
+    let slot = sim.slot(name).ok_or_else(|| unknown(name))?;
+    let state = sim.state(slot);
+    let sh = &sim.shared;
+    let installed: Vec<String> = (0..sh.registry.len())
+        .filter(|i| state.serves(sh, *i))
+        .filter_map(|i| sh.crd_name(i))
+        .collect();
+    Ok(json!({"cluster": name, "installed": installed}))
+}
+
+/// `{"install": [crd names], "uninstall": [crd names]}`: a CRD installed is served at
+/// once (Established); one uninstalled goes with every object of its kind, as
+/// `kubectl delete crd` does. Only the CRDs the simulator knows can be installed.
+fn set_crds(sim: &Sim, name: &str, body: &[u8]) -> Result<Value, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Change {
+        #[serde(default)]
+        install: Vec<String>,
+        #[serde(default)]
+        uninstall: Vec<String>,
+    }
+    let slot = sim.slot(name).ok_or_else(|| unknown(name))?;
+    let change: Change = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid CRD change: {e}")))?;
+    let sh = &sim.shared;
+    let find = |crd: &str| {
+        sh.find_crd(crd)
+            .ok_or_else(|| ApiError::bad_request(format!("unknown CRD {crd:?}")))
+    };
+    let crd_res = sh
+        .find("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        .ok_or_else(|| ApiError::internal("no CustomResourceDefinition type"))?;
+    let state = sim.state(slot);
+    for crd in &change.uninstall {
+        find(crd)?;
+        let t = Target {
+            res: crd_res,
+            namespace: None,
+            name: crd,
+            subresource: None,
+        };
+        match verbs::delete(sh, &state, &t, &verbs::DeleteOpts::default()) {
+            Ok(_) => {}
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    for crd in &change.install {
+        let res = find(crd)?;
+        if state.serves(sh, res) {
+            continue;
+        }
+        let object = sh
+            .crd_object(res)
+            .ok_or_else(|| ApiError::internal("no CRD object"))?;
+        // Stored as the API server stores it once its controller has set the status.
+        state
+            .store()
+            .put(crate::cluster::key(crd_res, "", crd), object);
+    }
+    tracing::info!(cluster = name, install = ?change.install, uninstall = ?change.uninstall, "CRDs changed");
+    crds(sim, name)
+}
+
 fn expire(sim: &Sim, name: &str) -> Result<Value, ApiError> {
     let slot = sim.slot(name).ok_or_else(|| unknown(name))?;
     let state = sim.state(slot);
@@ -115,8 +184,7 @@ fn rotate(sim: &Sim, name: &str, body: &[u8]) -> Result<Value, ApiError> {
         tracing::info!(cluster = name, "token rotated; kubeconfig left as it was");
         return Ok(json!({"cluster": name, "rotated": true, "token": token}));
     }
-    let base = sim.base_url.get().cloned().unwrap_or_default();
-    let server = format!("{base}/clusters/{name}");
+    let server = sim.base_url.get().cloned().unwrap_or_default();
     let path = sim.shared.config.out.join(format!("{name}.yaml"));
     kubeconfig::write_atomic(
         &path,

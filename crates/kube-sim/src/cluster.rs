@@ -48,6 +48,33 @@ impl Shared {
             .position(|r| r.group == group && r.version == version && r.plural == plural)
     }
 
+    /// The name of the CRD that serves `res` (`<plural>.<group>`); `None` for a built-in.
+    pub fn crd_name(&self, res: usize) -> Option<String> {
+        let r = &self.registry[res];
+        r.crd.as_ref().map(|_| format!("{}.{}", r.plural, r.group))
+    }
+
+    /// The CRD object a cluster holds to serve `res`, as freshly installed and Established.
+    pub fn crd_object(&self, res: usize) -> Option<Value> {
+        let r = &self.registry[res];
+        let mut crd = r.crd.clone()?;
+        objects::init_metadata(&mut crd, None, true);
+        crd["status"] = json!({
+            "acceptedNames": crd["spec"]["names"],
+            "storedVersions": [r.version],
+            "conditions": [
+                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": objects::now()},
+                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": objects::now()}
+            ]
+        });
+        Some(crd)
+    }
+
+    /// Resource index by CRD name (`releases.helm.m.crossplane.io`).
+    pub fn find_crd(&self, name: &str) -> Option<usize> {
+        (0..self.registry.len()).find(|i| self.crd_name(*i).as_deref() == Some(name))
+    }
+
     /// Resource index by apiVersion and kind, for object references.
     pub fn find_kind(&self, api_version: &str, kind: &str) -> Option<usize> {
         self.registry
@@ -73,7 +100,7 @@ pub struct ClusterState {
 impl ClusterState {
     /// A fresh cluster holding the namespaces and CRDs every cluster starts with.
     pub fn new(name: &str, shared: &Shared) -> Self {
-        let mut store = Store::new(shared.config.event_window);
+        let mut store = Store::new(shared.config.window());
         let ns_res = shared.find("", "v1", "namespaces");
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             if let Some(res) = ns_res {
@@ -81,22 +108,16 @@ impl ClusterState {
             }
         }
         if let Some(res) = shared.find("apiextensions.k8s.io", "v1", "customresourcedefinitions") {
-            for r in &shared.registry {
-                if let Some(crd) = &r.crd {
-                    let mut crd = crd.clone();
-                    objects::init_metadata(&mut crd, None, true);
-                    crd["status"] = json!({
-                        "acceptedNames": crd["spec"]["names"],
-                        "storedVersions": [r.version],
-                        "conditions": [
-                            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": objects::now()},
-                            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": objects::now()}
-                        ]
-                    });
-                    let name = crd["metadata"]["name"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
+            for i in 0..shared.registry.len() {
+                let Some(name) = shared.crd_name(i) else {
+                    continue;
+                };
+                // A cluster started without an API holds no CRD for it: nothing serves it
+                // until the CRD is installed.
+                if shared.config.without_crds.contains(&name) {
+                    continue;
+                }
+                if let Some(crd) = shared.crd_object(i) {
                     store.put(key(res, "", &name), crd);
                 }
             }
@@ -121,6 +142,25 @@ impl ClusterState {
     /// so it is recovered rather than propagated.
     pub fn store(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the cluster serves `res`: a built-in always, a custom resource while its
+    /// CRD object exists, as an API server serves what its CRDs define.
+    pub fn serves(&self, shared: &Shared, res: usize) -> bool {
+        let (Some(name), Some(crds)) = (
+            shared.crd_name(res),
+            shared.find("apiextensions.k8s.io", "v1", "customresourcedefinitions"),
+        ) else {
+            return true;
+        };
+        self.store().get(&key(crds, "", &name)).is_some()
+    }
+
+    /// [`ClusterState::serves`] of every resource type, by registry index.
+    pub fn served(&self, shared: &Shared) -> Vec<bool> {
+        (0..shared.registry.len())
+            .map(|i| self.serves(shared, i))
+            .collect()
     }
 
     pub fn replays(&self) -> MutexGuard<'_, BTreeMap<Key, Replay>> {

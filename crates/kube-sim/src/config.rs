@@ -17,14 +17,31 @@ pub struct SimConfig {
     pub ready_after: Duration,
     pub seed: u64,
     pub name_prefix: String,
-    /// Change events kept per cluster; a watch from an older resourceVersion gets 410.
+    /// Change events kept per cluster at most; a watch from an older resourceVersion
+    /// gets 410. kube-apiserver's watch cache holds up to 100 Ki events per resource.
     pub event_window: usize,
+    /// How long a change event is kept; the API server's etcd is compacted every 5 minutes.
+    pub event_max_age: Duration,
     pub bookmark_interval: Duration,
     pub catalogue: catalogue::Catalogue,
     pub audit_log: Option<PathBuf>,
     /// Where the state a restarted API server keeps is saved and restored from
     /// ([`crate::persist`]); `None` keeps everything in memory only.
     pub state_file: Option<PathBuf>,
+    /// CRDs (`releases.helm.m.crossplane.io`, `usages.protection.crossplane.io`) the
+    /// clusters start without: their kinds are not served until the CRD is installed
+    /// (through the admin API, or by creating the CRD object).
+    pub without_crds: Vec<String>,
+}
+
+impl SimConfig {
+    /// The event window of each cluster's store.
+    pub fn window(&self) -> crate::store::Window {
+        crate::store::Window {
+            events: self.event_window,
+            age: self.event_max_age,
+        }
+    }
 }
 
 impl Default for SimConfig {
@@ -36,11 +53,13 @@ impl Default for SimConfig {
             ready_after: Duration::from_secs(2),
             seed: 0,
             name_prefix: "sim-".into(),
-            event_window: 1000,
+            event_window: 100 * 1024,
+            event_max_age: Duration::from_secs(300),
             bookmark_interval: Duration::from_secs(15),
             catalogue: catalogue::Catalogue::default(),
             audit_log: None,
             state_file: None,
+            without_crds: Vec::new(),
         }
     }
 }

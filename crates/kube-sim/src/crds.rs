@@ -4,7 +4,12 @@
 use kube::CustomResourceExt;
 use serde_json::{json, Value};
 
-use fleet_core::api::{ClusterProviderConfig, ProviderConfig, Release, Usage};
+use fleet_core::api::{ClusterProviderConfig, ClusterUsage, ProviderConfig, Release, Usage};
+
+/// The CRD that serves provider-helm's namespaced `Release`.
+pub const RELEASE_CRD: &str = "releases.helm.m.crossplane.io";
+/// The CRD that serves Crossplane's namespaced `Usage`.
+pub const USAGE_CRD: &str = "usages.protection.crossplane.io";
 
 /// One served resource (group, version, plural) and what the server knows about it.
 #[derive(Debug, Clone)]
@@ -143,6 +148,7 @@ pub fn generated_crds() -> Vec<Value> {
         serde_json::to_value(ProviderConfig::crd()),
         serde_json::to_value(ClusterProviderConfig::crd()),
         serde_json::to_value(Usage::crd()),
+        serde_json::to_value(ClusterUsage::crd()),
     ]
     .into_iter()
     .filter_map(Result::ok)
@@ -153,6 +159,12 @@ pub fn generated_crds() -> Vec<Value> {
 /// Adds what controller-gen writes and kube's generator leaves out (listKind and the root
 /// apiVersion/kind/metadata properties), so the served CRDs read like the upstream ones.
 fn like_controller_gen(mut crd: Value) -> Value {
+    // kube's generator marks every `Option` nullable; controller-gen marks a field
+    // nullable only when asked (`+nullable`), which none of these upstream fields is, so
+    // the API server refuses null in them.
+    if let Some(schema) = crd.pointer_mut("/spec/versions") {
+        drop_nullable(schema);
+    }
     let kind = crd["spec"]["names"]["kind"]
         .as_str()
         .unwrap_or_default()
@@ -171,6 +183,20 @@ fn like_controller_gen(mut crd: Value) -> Value {
         }
     }
     crd
+}
+
+/// Removes `nullable` from every schema under `v` (property names are left alone).
+fn drop_nullable(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if m.get("nullable").is_some_and(Value::is_boolean) {
+                m.remove("nullable");
+            }
+            m.values_mut().for_each(drop_nullable);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_nullable),
+        _ => {}
+    }
 }
 
 /// Every served resource type, in discovery order.

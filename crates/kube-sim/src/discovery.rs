@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 
 use super::cluster::Shared;
+use super::crds::ResourceType;
 
 const VERBS: [&str; 8] = [
     "create",
@@ -31,6 +32,38 @@ pub fn version() -> Value {
     })
 }
 
+/// The checks a health endpoint lists with `?verbose`, as kube-apiserver names them (a
+/// subset of its post-start hooks; the simulator has no etcd, so every check passes).
+const HEALTH_CHECKS: &[&str] = &[
+    "ping",
+    "log",
+    "etcd",
+    "poststarthook/start-apiserver-admission-initializer",
+    "poststarthook/generic-apiserver-start-informers",
+    "poststarthook/start-apiextensions-informers",
+    "poststarthook/start-apiextensions-controllers",
+    "poststarthook/crd-informer-synced",
+];
+
+/// The body of `/healthz`, `/livez` or `/readyz` (`check`): `ok`, or with `?verbose` one
+/// line per check and `<check> check passed`, as kube-apiserver answers.
+pub fn health(check: &str, query: Option<&str>) -> String {
+    let verbose = query.is_some_and(|q| {
+        form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "verbose" && v != "false")
+    });
+    if !verbose {
+        return "ok".into();
+    }
+    let mut lines: Vec<String> = HEALTH_CHECKS.iter().map(|c| format!("[+]{c} ok")).collect();
+    if check == "readyz" {
+        lines.insert(3, "[+]etcd-readiness ok".into());
+        lines.insert(4, "[+]informer-sync ok".into());
+        lines.push("[+]shutdown ok".into());
+    }
+    lines.push(format!("{check} check passed"));
+    lines.join("\n") + "\n"
+}
+
 pub fn core_versions() -> Value {
     json!({
         "kind": "APIVersions",
@@ -39,9 +72,19 @@ pub fn core_versions() -> Value {
     })
 }
 
-fn groups(sh: &Shared) -> Vec<(String, String)> {
+/// The served resource types: `served` is by registry index (a cluster without a CRD
+/// does not serve its kind).
+fn served_types<'a>(sh: &'a Shared, served: &'a [bool]) -> impl Iterator<Item = &'a ResourceType> {
+    sh.registry
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| served.get(*i).copied().unwrap_or(true))
+        .map(|(_, r)| r)
+}
+
+fn groups(sh: &Shared, served: &[bool]) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
-    for r in sh.registry.iter().filter(|r| !r.group.is_empty()) {
+    for r in served_types(sh, served).filter(|r| !r.group.is_empty()) {
         if !out.iter().any(|(g, v)| *g == r.group && *v == r.version) {
             out.push((r.group.clone(), r.version.clone()));
         }
@@ -54,26 +97,25 @@ fn group_entry(group: &str, version: &str) -> Value {
     json!({"name": group, "versions": [gv], "preferredVersion": gv})
 }
 
-pub fn group_list(sh: &Shared) -> Value {
-    let groups: Vec<Value> = groups(sh).iter().map(|(g, v)| group_entry(g, v)).collect();
+pub fn group_list(sh: &Shared, served: &[bool]) -> Value {
+    let groups: Vec<Value> = groups(sh, served)
+        .iter()
+        .map(|(g, v)| group_entry(g, v))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-pub fn group(sh: &Shared, group: &str) -> Option<Value> {
-    let (g, v) = groups(sh).into_iter().find(|(g, _)| g == group)?;
+pub fn group(sh: &Shared, served: &[bool], group: &str) -> Option<Value> {
+    let (g, v) = groups(sh, served).into_iter().find(|(g, _)| g == group)?;
     let mut doc = group_entry(&g, &v);
     doc["kind"] = json!("APIGroup");
     doc["apiVersion"] = json!("v1");
     Some(doc)
 }
 
-pub fn resource_list(sh: &Shared, group: &str, version: &str) -> Option<Value> {
+pub fn resource_list(sh: &Shared, served: &[bool], group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
-    for r in sh
-        .registry
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-    {
+    for r in served_types(sh, served).filter(|r| r.group == group && r.version == version) {
         let mut entry = json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -109,4 +151,18 @@ pub fn resource_list(sh: &Shared, group: &str, version: &str) -> Option<Value> {
     Some(
         json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn health_is_ok_or_every_check_with_verbose() {
+        assert_eq!(super::health("livez", None), "ok");
+        assert_eq!(super::health("livez", Some("verbose=false")), "ok");
+        let readyz = super::health("readyz", Some("verbose"));
+        assert!(readyz.starts_with("[+]ping ok\n"), "{readyz}");
+        assert!(readyz.contains("[+]etcd-readiness ok\n"), "{readyz}");
+        assert!(readyz.ends_with("readyz check passed\n"), "{readyz}");
+        assert!(super::health("healthz", Some("verbose=1")).ends_with("healthz check passed\n"));
+    }
 }

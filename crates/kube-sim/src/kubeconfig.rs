@@ -1,5 +1,5 @@
 //! Files the simulator writes into its output directory (`SimConfig::out`, `psql-fleet sim
-//! --out`): one kubeconfig per cluster (server, CA, bearer token), `clusters/<name>.yaml`
+//! --out`): one kubeconfig per cluster (server, TLS server name, CA, bearer token), `clusters/<name>.yaml`
 //! in the fleet format (SPEC 2.1), and the admin token. Written atomically, owner-only, so
 //! a token rotation never shows a torn file.
 
@@ -27,6 +27,25 @@ pub fn labels(seed: u64, index: usize) -> Vec<(String, String)> {
         "us"
     };
     vec![("env".into(), env.into()), ("region".into(), region.into())]
+}
+
+/// The DNS suffix of the clusters' TLS server names: a cluster is the server name
+/// `<cluster>.kube-sim.test` on the simulator's one address (`.test` is reserved, RFC
+/// 2606, so the name never resolves anywhere else).
+pub const SERVER_DOMAIN: &str = "kube-sim.test";
+
+/// The TLS server name (SNI) a client of `cluster` sends, its kubeconfig's
+/// `tls-server-name`.
+pub fn server_name(cluster: &str) -> String {
+    format!("{cluster}.{SERVER_DOMAIN}")
+}
+
+/// The cluster a TLS server name addresses, if it is one of the simulator's.
+pub fn cluster_of_server_name(server_name: &str) -> Option<&str> {
+    server_name
+        .strip_suffix(SERVER_DOMAIN)?
+        .strip_suffix('.')
+        .filter(|c| !c.is_empty() && !c.contains('.'))
 }
 
 pub fn cluster_name(prefix: &str, index: usize, total: usize) -> String {
@@ -62,6 +81,9 @@ fn write_replacing(path: &Path, contents: &str, sync: bool) -> std::io::Result<(
     std::fs::rename(tmp, path)
 }
 
+/// The kubeconfig of cluster `name`: the simulator's `server` URL (no path: `kubectl get
+/// --raw` drops a server URL's path) with the cluster's TLS server name, which chooses the
+/// cluster.
 pub fn kubeconfig(name: &str, server: &str, ca_pem: &str, token: &str) -> String {
     let user = format!("admin@{name}");
     let doc = json!({
@@ -69,6 +91,7 @@ pub fn kubeconfig(name: &str, server: &str, ca_pem: &str, token: &str) -> String
         "kind": "Config",
         "clusters": [{"name": name, "cluster": {
             "server": server,
+            "tls-server-name": server_name(name),
             "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(ca_pem),
         }}],
         "users": [{"name": user, "user": {"token": token}}],
@@ -104,6 +127,20 @@ mod tests {
         let envs: std::collections::BTreeSet<String> =
             (0..50).map(|i| labels(1, i)[0].1.clone()).collect();
         assert_eq!(envs.len(), 3);
+    }
+
+    #[test]
+    fn a_server_name_names_its_cluster_and_nothing_else_does() {
+        assert_eq!(server_name("sim-007"), "sim-007.kube-sim.test");
+        assert_eq!(
+            cluster_of_server_name("sim-007.kube-sim.test"),
+            Some("sim-007")
+        );
+        assert_eq!(cluster_of_server_name("kube-sim.test"), None);
+        assert_eq!(cluster_of_server_name(".kube-sim.test"), None);
+        assert_eq!(cluster_of_server_name("a.b.kube-sim.test"), None);
+        assert_eq!(cluster_of_server_name("sim-007xkube-sim.test"), None);
+        assert_eq!(cluster_of_server_name("localhost"), None);
     }
 
     #[test]

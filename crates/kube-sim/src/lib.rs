@@ -1,5 +1,6 @@
 //! kube-sim: a fleet of Kubernetes-API-compatible clusters on one loopback HTTPS listener
-//! (`https://127.0.0.1:PORT/clusters/<name>`), honest enough for kubectl and kube-rs
+//! (`https://127.0.0.1:PORT`, each cluster at the root under its TLS server name
+//! `<name>.kube-sim.test`), honest enough for kubectl and kube-rs
 //! unchanged: discovery, OpenAPI, real verb semantics, watches, server-side apply, Status
 //! errors, simulated provider-helm and Crossplane Usage controllers, fault injection, an
 //! audit log and a state file that survives restarts. It is psql-fleet's test and demo
@@ -32,6 +33,7 @@
 pub mod admin;
 pub mod audit;
 pub mod catalogue;
+pub mod cel;
 pub mod cluster;
 pub mod config;
 pub mod controllers;

@@ -173,6 +173,26 @@ pub fn is_deleting(obj: &Value) -> bool {
     meta_str(obj, "deletionTimestamp").is_some()
 }
 
+/// Metadata as the server stores it: an empty `labels`, `annotations`, `finalizers` or
+/// `ownerReferences` is left out, since ObjectMeta omits empty ones when it is encoded
+/// (a custom resource's metadata goes through ObjectMeta too).
+pub fn drop_empty_metadata(obj: &mut Value) {
+    let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for field in ["labels", "annotations", "finalizers", "ownerReferences"] {
+        let empty = match m.get(field) {
+            Some(Value::Object(o)) => o.is_empty(),
+            Some(Value::Array(a)) => a.is_empty(),
+            Some(Value::Null) => true,
+            _ => false,
+        };
+        if empty {
+            m.remove(field);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

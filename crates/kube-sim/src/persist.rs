@@ -259,7 +259,7 @@ pub fn restore_cluster(
             },
         );
     }
-    let store = Store::restore(sh.config.event_window, saved.resource_version, objects);
+    let store = Store::restore(sh.config.window(), saved.resource_version, objects);
     Ok(ClusterState::restored(name, store, replays))
 }
 

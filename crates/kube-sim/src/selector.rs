@@ -19,6 +19,13 @@ enum Requirement {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LabelSelector(Vec<Requirement>);
 
+impl LabelSelector {
+    /// Whether it selects everything (no requirement).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Splits on commas that are not inside a parenthesised value set.
 fn split_top_level(s: &str) -> Vec<&str> {
     let mut parts = Vec::new();
@@ -104,6 +111,11 @@ impl LabelSelector {
 pub struct FieldSelector(Vec<(String, bool, String)>);
 
 impl FieldSelector {
+    /// Whether it selects everything (no requirement).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Parses and checks each field against `supported`, as the API server rejects a field
     /// label a resource does not index.
     pub fn parse(s: &str, supported: &[&str]) -> Result<Self, ApiError> {

@@ -3,7 +3,10 @@
 //! controllers), starts persisting and spawns the accept loop; it returns a [`SimHandle`].
 //! The listener is one socket for every cluster: TLS (rustls with ring), then HTTP/1.1 or
 //! HTTP/2 (hyper-util auto) served by hyper itself, with no framework between it and
-//! [`crate::router`], since the wire details are what the simulator is for.
+//! [`crate::router`], since the wire details are what the simulator is for. A connection's
+//! TLS server name (SNI) chooses its cluster, which it serves at the root of the URL as a
+//! real API server does; a connection without one reaches the admin API. One port for
+//! every cluster keeps 10,000 clusters at one socket and one certificate.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -67,8 +70,15 @@ impl SimHandle {
         self.dir.join(format!("{cluster}.yaml"))
     }
 
-    pub fn server_url(&self, cluster: &str) -> String {
-        format!("{}/clusters/{cluster}", self.base_url)
+    /// The server URL of `cluster`'s kubeconfig: the simulator's address, the same for
+    /// every cluster; [`SimHandle::server_name`] chooses the cluster.
+    pub fn server_url(&self, _cluster: &str) -> String {
+        self.base_url.clone()
+    }
+
+    /// The TLS server name (the kubeconfig's `tls-server-name`) that reaches `cluster`.
+    pub fn server_name(&self, cluster: &str) -> String {
+        kubeconfig::server_name(cluster)
     }
 
     pub fn admin_url(&self) -> String {
@@ -200,12 +210,7 @@ fn write_cluster_files(
         if saved.is_none() || !kubeconfig_path.exists() {
             write(
                 kubeconfig_path,
-                &kubeconfig::kubeconfig(
-                    &name,
-                    &format!("{base_url}/clusters/{name}"),
-                    ca_pem,
-                    &token,
-                ),
+                &kubeconfig::kubeconfig(&name, base_url, ca_pem, &token),
             )?;
         }
         write(
@@ -303,7 +308,10 @@ async fn serve_connection(
     let Ok(tls) = acceptor.accept(tcp).await else {
         return;
     };
-    let service = hyper::service::service_fn(move |req| router::handle(sim.clone(), req));
+    let server_name: Option<Arc<str>> = tls.get_ref().1.server_name().map(Arc::from);
+    let service = hyper::service::service_fn(move |req| {
+        router::handle(sim.clone(), server_name.clone(), req)
+    });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
     tokio::select! {

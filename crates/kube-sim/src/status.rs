@@ -81,6 +81,43 @@ impl ApiError {
         .with_details(s.details())
     }
 
+    /// Refused by admission or authorization, worded as `NewForbidden`: the resource and
+    /// name, then why.
+    pub fn forbidden(s: Subject<'_>, why: &str) -> Self {
+        let what = if s.name.is_empty() {
+            s.resource()
+        } else {
+            format!("{} \"{}\"", s.resource(), s.name)
+        };
+        let mut details = json!({"group": s.group, "kind": s.plural});
+        if !s.name.is_empty() {
+            details["name"] = json!(s.name);
+        }
+        Self::new(403, "Forbidden", format!("{what} is forbidden: {why}")).with_details(details)
+    }
+
+    /// A forbidden non-resource path (`/apis`, `/openapi/v3`): no resource to name.
+    pub fn forbidden_path(why: &str) -> Self {
+        Self::new(403, "Forbidden", format!("forbidden: {why}")).with_details(json!({}))
+    }
+
+    /// Adds `causes` to the details.
+    pub fn with_causes(mut self, causes: Vec<Value>) -> Self {
+        let details = self.details.get_or_insert_with(|| json!({}));
+        details["causes"] = Value::Array(causes);
+        self
+    }
+
+    /// A JSON patch whose `test` operation failed: the generic 422 with empty details.
+    pub fn rejected_request() -> Self {
+        Self::new(
+            422,
+            "Invalid",
+            "the server rejected our request due to an error in our request",
+        )
+        .with_details(json!({}))
+    }
+
     pub fn invalid(kind: &str, group: &str, name: &str, causes: Vec<Value>) -> Self {
         let detail: Vec<String> = causes
             .iter()
@@ -97,12 +134,25 @@ impl ApiError {
         } else {
             format!("{kind}.{group}")
         };
+        // An aggregate of several errors prints as `[a, b]`, one alone as itself.
+        let detail = match detail.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        let mut details = json!({"kind": kind, "causes": causes});
+        // Empty name and group are left out, as metav1.StatusDetails omits them.
+        if !name.is_empty() {
+            details["name"] = json!(name);
+        }
+        if !group.is_empty() {
+            details["group"] = json!(group);
+        }
         Self::new(
             422,
             "Invalid",
-            format!("{what} \"{name}\" is invalid: {}", detail.join(", ")),
+            format!("{what} \"{name}\" is invalid: {detail}"),
         )
-        .with_details(json!({"name": name, "group": group, "kind": kind, "causes": causes}))
+        .with_details(details)
     }
 
     /// A resourceVersion the server has not reached: what the watch cache answers after
@@ -170,6 +220,12 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
+        // StatusReasonUnknown is the empty reason, which metav1.Status omits.
+        if self.reason.is_empty() {
+            if let Some(m) = status.as_object_mut() {
+                m.remove("reason");
+            }
+        }
         if let Some(details) = &self.details {
             status["details"] = details.clone();
         }

@@ -1,8 +1,10 @@
 //! One cluster's objects, its resourceVersion counter and a bounded window of change
-//! events that watches resume from; older resourceVersions answer 410 Gone.
+//! events that watches resume from, bounded as kube-apiserver's watch cache is, by count
+//! and by age; older resourceVersions answer 410 Gone.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -43,12 +45,23 @@ pub struct Event {
     pub old: Option<Arc<Value>>,
 }
 
+/// How many change events a cluster keeps, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub events: usize,
+    pub age: Duration,
+}
+
+/// Watch streams that fall this far behind are ended (they relist), as the API server
+/// ends a watcher whose buffer fills; the window is what they resume from.
+const BROADCAST_CAPACITY: usize = 1024;
+
 /// Objects plus the event window; callers hold the cluster's lock around every use.
 pub struct Store {
     rv: u64,
     objects: BTreeMap<Key, Arc<Value>>,
-    events: VecDeque<Arc<Event>>,
-    window: usize,
+    events: VecDeque<(Instant, Arc<Event>)>,
+    window: Window,
     /// Highest resourceVersion dropped from the window (or expired by fault injection);
     /// a watch from at or below it cannot be served.
     compacted: u64,
@@ -56,13 +69,16 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn new(window: usize) -> Self {
-        let (tx, _) = broadcast::channel(window.max(16));
+    pub fn new(window: Window) -> Self {
+        let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         Self {
             rv: 1,
             objects: BTreeMap::new(),
             events: VecDeque::new(),
-            window: window.max(1),
+            window: Window {
+                events: window.events.max(1),
+                age: window.age,
+            },
             compacted: 0,
             tx,
         }
@@ -71,7 +87,7 @@ impl Store {
     /// A store holding `objects` as they were saved at `rv`, as an API server finds etcd
     /// after a restart: its event window starts empty there, so a watch from an older
     /// resourceVersion gets 410 and relists.
-    pub fn restore(window: usize, rv: u64, objects: BTreeMap<Key, Value>) -> Self {
+    pub fn restore(window: Window, rv: u64, objects: BTreeMap<Key, Value>) -> Self {
         let mut store = Self::new(window);
         store.rv = rv;
         store.compacted = rv;
@@ -150,9 +166,15 @@ impl Store {
             object,
             old,
         });
-        self.events.push_back(event.clone());
-        while self.events.len() > self.window {
-            if let Some(e) = self.events.pop_front() {
+        let now = Instant::now();
+        self.events.push_back((now, event.clone()));
+        while self.events.len() > self.window.events
+            || self
+                .events
+                .front()
+                .is_some_and(|(at, _)| now.duration_since(*at) > self.window.age)
+        {
+            if let Some((_, e)) = self.events.pop_front() {
                 self.compacted = self.compacted.max(e.rv);
             }
         }
@@ -162,10 +184,25 @@ impl Store {
 
     /// Events after `rv` still in the window, or `Err(oldest servable)` when `rv` is too old.
     pub fn events_since(&self, rv: u64) -> Result<Vec<Arc<Event>>, u64> {
-        if rv < self.compacted {
-            return Err(self.compacted + 1);
+        // Events past their age are gone even when no write has pruned them yet.
+        let now = Instant::now();
+        let aged = self
+            .events
+            .iter()
+            .take_while(|(at, _)| now.duration_since(*at) > self.window.age)
+            .map(|(_, e)| e.rv)
+            .last()
+            .unwrap_or(0);
+        let compacted = self.compacted.max(aged);
+        if rv < compacted {
+            return Err(compacted + 1);
         }
-        Ok(self.events.iter().filter(|e| e.rv > rv).cloned().collect())
+        Ok(self
+            .events
+            .iter()
+            .filter(|(_, e)| e.rv > rv)
+            .map(|(_, e)| e.clone())
+            .collect())
     }
 
     /// Marks everything up to now as compacted: the next watch from an older
@@ -181,7 +218,7 @@ impl Store {
 
     /// Drops live watch streams by replacing the channel (expire watches).
     pub fn close_watchers(&mut self) {
-        let (tx, _) = broadcast::channel(self.window.max(16));
+        let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         self.tx = tx;
     }
 }
@@ -190,6 +227,28 @@ impl Store {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn window(events: usize) -> Window {
+        Window {
+            events,
+            age: Duration::from_secs(300),
+        }
+    }
+
+    #[test]
+    fn events_past_their_age_are_gone_even_without_a_later_write() {
+        let mut s = Store::new(Window {
+            events: 100,
+            age: Duration::from_millis(50),
+        });
+        s.put(key("a"), json!({"metadata": {"name": "a"}}));
+        s.put(key("b"), json!({"metadata": {"name": "b"}}));
+        assert_eq!(s.events_since(1).unwrap().len(), 2);
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(s.events_since(1).err(), Some(4));
+        // The newest version is still a place to watch from: nothing is missed there.
+        assert!(s.events_since(s.resource_version()).unwrap().is_empty());
+    }
 
     fn key(name: &str) -> Key {
         Key {
@@ -201,7 +260,7 @@ mod tests {
 
     #[test]
     fn resource_versions_increase_and_events_resume_from_a_version() {
-        let mut s = Store::new(10);
+        let mut s = Store::new(window(10));
         let a = s.put(key("a"), json!({"metadata": {"name": "a"}}));
         let rv_a: u64 = a["metadata"]["resourceVersion"]
             .as_str()
@@ -218,7 +277,7 @@ mod tests {
 
     #[test]
     fn a_version_older_than_the_window_is_gone() {
-        let mut s = Store::new(2);
+        let mut s = Store::new(window(2));
         for n in ["a", "b", "c", "d"] {
             s.put(key(n), json!({"metadata": {"name": n}}));
         }
@@ -231,7 +290,7 @@ mod tests {
     #[test]
     fn a_restored_store_continues_its_versions_and_serves_watches_only_from_there() {
         let saved = json!({"metadata": {"name": "a", "resourceVersion": "41"}});
-        let mut s = Store::restore(10, 42, BTreeMap::from([(key("a"), saved.clone())]));
+        let mut s = Store::restore(window(10), 42, BTreeMap::from([(key("a"), saved.clone())]));
         assert_eq!(*s.get(&key("a")).unwrap(), saved);
         assert_eq!(s.resource_version(), 42);
         assert!(s.events_since(41).is_err());
@@ -243,7 +302,7 @@ mod tests {
 
     #[test]
     fn list_is_scoped_by_resource_and_namespace() {
-        let mut s = Store::new(10);
+        let mut s = Store::new(window(10));
         s.put(key("a"), json!({}));
         s.put(
             Key {

@@ -1,7 +1,10 @@
-//! A CA generated at start and a server certificate for 127.0.0.1 and localhost signed by
-//! it; kubeconfigs carry the CA so clients verify the server as they would a real one. A
-//! restarted simulator (with a state file) serves the certificate it saved, so the
-//! kubeconfigs clients hold keep verifying.
+//! A CA generated at start and a server certificate signed by it for 127.0.0.1, localhost
+//! and `*.`[`crate::kubeconfig::SERVER_DOMAIN`]: every cluster is reached at the same
+//! address under a TLS server name of its own (`<cluster>.kube-sim.test`, the
+//! kubeconfig's `tls-server-name`), which the one wildcard name covers however many
+//! clusters there are. Kubeconfigs carry the CA so clients verify the server as they would
+//! a real one. A restarted simulator (with a state file) serves the certificate it saved,
+//! so the kubeconfigs clients hold keep verifying.
 
 use std::sync::Arc;
 
@@ -65,7 +68,10 @@ pub fn generate() -> Result<Tls, TlsError> {
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
 
     let server_key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec!["localhost".to_string()])?;
+    let mut params = CertificateParams::new(vec![
+        "localhost".to_string(),
+        format!("*.{}", crate::kubeconfig::SERVER_DOMAIN),
+    ])?;
     params
         .subject_alt_names
         .push(SanType::IpAddress(std::net::IpAddr::V4(

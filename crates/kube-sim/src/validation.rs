@@ -1,6 +1,7 @@
 //! Structural-schema checks for custom resources: unknown fields (pruned, or rejected under
-//! `fieldValidation=Strict`), types, required fields and enums, worded as the API server
-//! words them.
+//! `fieldValidation=Strict`), types, required fields, enums and CEL rules
+//! (`x-kubernetes-validations`, through [`crate::cel`]), worded as the API server words
+//! them; and structural defaulting ([`apply_defaults`]).
 
 use serde_json::{json, Map, Value};
 
@@ -11,6 +12,9 @@ pub struct Findings {
     pub unknown: Vec<String>,
     /// `Status` causes (`reason`, `message`, `field`) for invalid values.
     pub causes: Vec<Value>,
+    /// Causes from CEL rules, which hold of a whole object only (not of a partial apply
+    /// configuration).
+    pub rules: Vec<Value>,
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -80,6 +84,59 @@ fn walk(schema: &Value, value: &mut Value, path: &str, root: bool, f: &mut Findi
             if let Some(item_schema) = schema.get("items") {
                 for (i, item) in items.iter_mut().enumerate() {
                     walk(item_schema, item, &format!("{path}[{i}]"), false, f);
+                }
+            }
+        }
+        _ => {}
+    }
+    let type_name = schema["type"].as_str().unwrap_or("object");
+    for failure in crate::cel::check(schema, value) {
+        let message = match failure {
+            crate::cel::Failure::False(m) | crate::cel::Failure::Error(m) => m,
+        };
+        f.rules.push(json!({
+            "reason": "FieldValueInvalid",
+            "message": format!("Invalid value: \"{type_name}\": {message}"),
+            "field": path,
+        }));
+    }
+}
+
+/// Structural defaulting, as the API server defaults a custom resource when it decodes
+/// one: each absent property whose schema has a `default` gets it, in objects at every
+/// depth (list items and map values included); `metadata` is the server's own.
+pub fn apply_defaults(schema: &Value, value: &mut Value) {
+    default_walk(schema, value, true);
+}
+
+fn default_walk(schema: &Value, value: &mut Value, root: bool) {
+    match value {
+        Value::Object(map) => {
+            if let Some(props) = schema["properties"].as_object() {
+                for (k, s) in props {
+                    if root && k == "metadata" {
+                        continue;
+                    }
+                    match (map.get_mut(k), s.get("default")) {
+                        (Some(v), _) => default_walk(s, v, false),
+                        (None, Some(d)) => {
+                            let mut d = d.clone();
+                            default_walk(s, &mut d, false);
+                            map.insert(k.clone(), d);
+                        }
+                        (None, None) => {}
+                    }
+                }
+            } else if let Some(s) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+                for v in map.values_mut() {
+                    default_walk(s, v, false);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for item in items {
+                    default_walk(s, item, false);
                 }
             }
         }
@@ -168,6 +225,51 @@ mod tests {
         assert!(f.causes.is_empty());
         assert!(v["spec"].get("bogus").is_none());
         assert_eq!(v["spec"]["values"]["any"]["thing"], 1);
+    }
+
+    #[test]
+    fn absent_properties_get_their_defaults_at_every_depth() {
+        let schema = json!({"type": "object", "properties": {
+            "metadata": {"type": "object", "default": {"name": "never"}},
+            "spec": {"type": "object", "properties": {
+                "max": {"type": "integer", "default": 20},
+                "policies": {"type": "array", "default": ["*"]},
+                "ref": {"type": "object", "default": {"kind": "K"}, "properties": {
+                    "kind": {"type": "string"}, "name": {"type": "string", "default": "default"}
+                }},
+                "items": {"type": "array", "items": {"type": "object", "properties": {
+                    "n": {"type": "integer", "default": 1}
+                }}}
+            }}
+        }});
+        let mut v = json!({"spec": {"max": 3, "items": [{}, {"n": 2}]}});
+        apply_defaults(&schema, &mut v);
+        assert_eq!(
+            v,
+            json!({"spec": {
+                "max": 3, "policies": ["*"], "ref": {"kind": "K", "name": "default"},
+                "items": [{"n": 1}, {"n": 2}]
+            }})
+        );
+    }
+
+    #[test]
+    fn a_failed_cel_rule_is_an_invalid_value_of_its_node() {
+        let schema = json!({"type": "object", "properties": {"spec": {
+            "type": "object",
+            "properties": {"by": {"type": "object"}, "reason": {"type": "string"}},
+            "x-kubernetes-validations": [{"rule": "has(self.by) || has(self.reason)", "message": "by or reason"}]
+        }}});
+        let f = check(&schema, &mut json!({"spec": {}}));
+        assert_eq!(
+            f.rules,
+            vec![
+                json!({"reason": "FieldValueInvalid", "message": "Invalid value: \"object\": by or reason", "field": "spec"})
+            ]
+        );
+        assert!(check(&schema, &mut json!({"spec": {"reason": "r"}}))
+            .rules
+            .is_empty());
     }
 
     #[test]

@@ -35,8 +35,8 @@ pub fn error_response(e: &ApiError) -> Response<Body> {
     json_response(e.code, &e.to_status(), &[])
 }
 
-pub fn text_response(code: u16, text: &'static str) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())).boxed_unsync());
+pub fn text_response(code: u16, text: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(text.into()).boxed_unsync());
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
     r.headers_mut().insert(
         header::CONTENT_TYPE,

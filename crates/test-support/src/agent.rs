@@ -4,6 +4,7 @@
 //! on them. Both deref to their `Endpoint`, so `agent.wait_ready(..)` reads the same for
 //! both. Start them with `SimFleet::start_agent` / `SimFleet::spawn_agent`.
 
+use std::ffi::OsStr;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,6 +39,22 @@ pub struct AgentOptions {
     pub webhook: Option<agent::WebhookConfig>,
     /// Wait for a source that cannot be read at start instead of ending with an error.
     pub wait_for_source: bool,
+    /// Run the agent without a control token file: its rollout controls are off.
+    pub no_control_token: bool,
+    /// `--verify-commits` with these keys and mode.
+    pub verify: Option<psql_fleet::source::verify::Policy>,
+}
+
+/// The control token every agent the harness starts takes (named [`CONTROL_TOKEN_NAME`]),
+/// unless [`AgentOptions::no_control_token`].
+pub const CONTROL_TOKEN: &str = "harness-control-token-0123456789";
+pub const CONTROL_TOKEN_NAME: &str = "tests";
+
+/// Writes the token file the harness's agents are given into `dir`; its path.
+pub fn control_token_file(dir: &Path) -> PathBuf {
+    let path = dir.join("control-token");
+    std::fs::write(&path, format!("{CONTROL_TOKEN_NAME}:{CONTROL_TOKEN}\n")).unwrap();
+    path
 }
 
 impl AgentOptions {
@@ -54,9 +71,24 @@ impl AgentOptions {
 pub struct Endpoint {
     /// `http://127.0.0.1:<port>`.
     pub server: String,
+    /// The control token it takes, if any.
+    pub token: Option<String>,
 }
 
 impl Endpoint {
+    /// `method path` with the JSON `body` and the agent's control token; the status code,
+    /// status line and body.
+    pub async fn control(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, String, String) {
+        psql_fleet::cli::status::send(&self.server, method, path, body, self.token.as_deref())
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path} to {}: {e}", self.server))
+    }
+
     /// GET `path`; `None` while the agent does not answer 200.
     pub async fn get(&self, path: &str) -> Option<String> {
         psql_fleet::cli::status::get(&self.server, path).await.ok()
@@ -268,6 +300,7 @@ impl Agent {
     /// Starts `agent::run` with `config` on a loopback port of its own (`config.listen` is
     /// replaced), telling `observers` of the rollout, and waits until it serves its status.
     pub async fn start(mut config: Config, observers: Vec<Arc<dyn WaveObserver>>) -> Agent {
+        let token = config.control.tokens.is_some();
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = async move {
             let _ = stopped.await;
@@ -290,7 +323,10 @@ impl Agent {
             (format!("http://127.0.0.1:{port}"), task)
         };
         let agent = Agent {
-            endpoint: Endpoint { server },
+            endpoint: Endpoint {
+                server,
+                token: token.then(|| CONTROL_TOKEN.to_string()),
+            },
             stop: Some(stop),
             task,
         };
@@ -319,6 +355,10 @@ pub struct ProcessOptions {
     pub log_format: Option<String>,
     /// `RUST_LOG`; `info` when `None`.
     pub rust_log: Option<String>,
+    /// `--source`; the fleet directory when `None`.
+    pub source: Option<String>,
+    /// Further arguments of `psql-fleet run` (Git credentials, say).
+    pub args: Vec<String>,
 }
 
 /// `psql-fleet run` as a child process; killed (SIGKILL) if still running when dropped.
@@ -336,9 +376,9 @@ impl Deref for AgentProcess {
 }
 
 impl AgentProcess {
-    /// Runs `psql-fleet run --source <fleet> --credentials-dir <credentials> --cache-dir
-    /// <cache>`, resyncing every second, both its outputs appended to `log`, and waits until
-    /// it serves its status.
+    /// Runs `psql-fleet run --source <fleet or options.source> --credentials-dir <credentials>
+    /// --cache-dir <cache>`, resyncing every second, both its outputs appended to `log`, and
+    /// waits until it serves its status.
     pub async fn spawn(
         fleet: &Path,
         credentials: &Path,
@@ -358,16 +398,24 @@ impl AgentProcess {
         command
             .arg("run")
             .arg("--source")
-            .arg(fleet)
+            .arg(
+                options
+                    .source
+                    .as_deref()
+                    .map_or(fleet.as_os_str(), OsStr::new),
+            )
             .arg("--credentials-dir")
             .arg(credentials)
             .arg("--cache-dir")
             .arg(cache)
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--interval", "1s", "--max-concurrency", "4"]);
+            .args(["--interval", "1s", "--max-concurrency", "4"])
+            .arg("--control-token-file")
+            .arg(control_token_file(credentials));
         if let Some(format) = &options.log_format {
             command.args(["--log-format", format]);
         }
+        command.args(&options.args);
         let child = command
             .env("RUST_LOG", options.rust_log.as_deref().unwrap_or("info"))
             .env("NO_COLOR", "1")
@@ -379,6 +427,7 @@ impl AgentProcess {
         let mut agent = AgentProcess {
             endpoint: Endpoint {
                 server: format!("http://127.0.0.1:{port}"),
+                token: Some(CONTROL_TOKEN.to_string()),
             },
             child,
             log: log.to_path_buf(),

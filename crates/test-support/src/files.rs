@@ -113,6 +113,30 @@ impl FleetRepo {
         git(&self.work, &["rev-parse", "HEAD"])
     }
 
+    /// [`FleetRepo::commit`], signed with the key the working copy is set to sign with
+    /// (see `signing::SigningKey::use_in`).
+    pub fn commit_signed(&self, message: &str) -> String {
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-q", "-S", "-m", message]);
+        self.push(&[]);
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+
+    /// Tags HEAD as `name` (annotated and signed when `signed`, else lightweight) and
+    /// pushes the tag, moving it if it exists.
+    pub fn tag(&self, name: &str, signed: bool) {
+        if signed {
+            git(&self.work, &["tag", "-f", "-s", "-m", name, name]);
+        } else {
+            git(&self.work, &["tag", "-f", name]);
+        }
+        let bare = self.bare().display().to_string();
+        git(
+            &self.work,
+            &["push", "-q", "--force", &bare, &format!("refs/tags/{name}")],
+        );
+    }
+
     /// Replaces the last commit with the working copy as it is now and force-pushes it: a
     /// rewritten history.
     pub fn amend(&self, message: &str) -> String {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use fleet_core::testing::{claim, cluster, Claim, Document, FleetFiles};
 use kube_sim::audit::AuditEntry;
 use kube_sim::{self as sim, Sim, SimConfig, SimHandle};
+use psql_fleet::agent::control::{Control, Tokens};
 use psql_fleet::agent::Config;
 use psql_fleet::cli::sim_fault::{self, FaultAction, FaultArgs};
 use psql_fleet::source::git::{Credentials, GitRef};
@@ -247,6 +248,37 @@ impl SimFleet {
             .await;
     }
 
+    /// Removes the CRD `crd` (such as [`kube_sim::crds::USAGE_CRD`]) from `cluster`, as
+    /// `kubectl delete crd` does: its kind is no longer served (discovery leaves it out,
+    /// its paths answer 404) and its objects go. A cluster can also start without CRDs:
+    /// `SimConfig { without_crds: vec![...], .. }` through [`SimFleet::start_with`].
+    pub async fn uninstall_crd(&self, cluster: &str, crd: &str) {
+        self.admin(
+            "POST",
+            &format!("/clusters/{cluster}/crds"),
+            serde_json::json!({ "uninstall": [crd] }),
+        )
+        .await;
+    }
+
+    /// Installs the CRD `crd` on `cluster`: its kind is served (Established) at once.
+    pub async fn install_crd(&self, cluster: &str, crd: &str) {
+        self.admin(
+            "POST",
+            &format!("/clusters/{cluster}/crds"),
+            serde_json::json!({ "install": [crd] }),
+        )
+        .await;
+    }
+
+    /// The names of the CRDs `cluster` holds now.
+    pub async fn installed_crds(&self, cluster: &str) -> Vec<String> {
+        let answer = self
+            .admin("GET", &format!("/clusters/{cluster}/crds"), Value::Null)
+            .await;
+        serde_json::from_value(answer["installed"].clone()).unwrap_or_default()
+    }
+
     /// Every mutating request the simulator served for `cluster`, oldest first.
     pub fn audit(&self, cluster: &str) -> Vec<AuditEntry> {
         self.sim.sim.audit.entries(Some(cluster))
@@ -305,6 +337,21 @@ impl SimFleet {
             state_dir: None,
             webhook: options.webhook.clone(),
             wait_for_source: options.wait_for_source,
+            control: self.control(options),
+            verify: options.verify.clone(),
+        }
+    }
+
+    /// The control API of an agent on this fleet: the harness's token, unless the options
+    /// say none.
+    pub fn control(&self, options: &AgentOptions) -> Control {
+        if options.no_control_token {
+            return Control::default();
+        }
+        let file = crate::agent::control_token_file(self.sim_dir());
+        Control {
+            tokens: Some(Tokens::from_file(&file).unwrap()),
+            status_requires_token: false,
         }
     }
 

@@ -6,8 +6,10 @@
 //! - [`wait`]: waiting on conditions with deadlines, and the one bounded "nothing happens"
 //!   window.
 //! - [`audit`]: the simulator's audit log and stores: what was written, in which order.
-//! - [`files`]: fleets written to a directory or committed to a Git repository; [`git`] and
-//!   [`git_https`]: Git over `git://` and HTTPS on loopback; [`github`]: a fake GitHub API.
+//! - [`files`]: fleets written to a directory or committed to a Git repository; [`git`],
+//!   [`git_https`] and [`git_ssh`]: Git over `git://`, HTTPS and SSH (a real `sshd`) on
+//!   loopback; [`github`]: a fake GitHub API.
+//! - [`signing`]: SSH and OpenPGP keys that sign commits and tags through `git` itself.
 //! - [`sim`]: a bare simulator and kube-rs clients of its clusters; [`kubectl`]: the real
 //!   kubectl against it; [`status`]: judging status reports and metric expositions.
 
@@ -114,8 +116,10 @@ pub mod files;
 pub mod fleet;
 pub mod git;
 pub mod git_https;
+pub mod git_ssh;
 pub mod github;
 pub mod kubectl;
+pub mod signing;
 pub mod sim;
 pub mod status;
 pub mod wait;

@@ -192,9 +192,10 @@ async fn demo_main(args: &DemoArgs, example: &FileTree, work: &Path) -> Result<(
 
     let server = format!("http://{}", args.listen);
     println!(
-        "psql-fleet demo: {} simulated clusters at {}/clusters/<name>",
+        "psql-fleet demo: {} simulated clusters at {}, each under the TLS server name <name>.{}",
         handle.cluster_names.len(),
-        handle.base_url
+        handle.base_url,
+        kube_sim::kubeconfig::SERVER_DOMAIN
     );
     println!(
         "  fleet:    {} ({claims} clusters, each with the claims of the cluster in {} with the same env and region labels)",
@@ -228,6 +229,8 @@ async fn demo_main(args: &DemoArgs, example: &FileTree, work: &Path) -> Result<(
         state_dir: None,
         webhook: None,
         wait_for_source: false,
+        control: Default::default(),
+        verify: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut agent = tokio::spawn(agent::run(config, async move {

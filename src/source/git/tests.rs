@@ -94,12 +94,13 @@ fn user_information_never_appears_in_messages() {
     let c = Credentials {
         username: None,
         token: Some("s3cr3t".into()),
+        ssh: None,
     };
     assert!(!format!("{c:?}").contains("s3cr3t"));
 }
 
 #[test]
-fn ssh_urls_are_refused_naming_the_transport() {
+fn ssh_urls_without_a_key_and_known_hosts_are_refused_naming_the_flags() {
     for url in [
         "ssh://git@example.invalid/fleet.git",
         "git+ssh://example.invalid/fleet.git",
@@ -110,16 +111,24 @@ fn ssh_urls_are_refused_naming_the_transport() {
             .sync()
             .unwrap_err()
             .to_string();
-        assert!(err.contains("no SSH transport"), "{err}");
+        assert!(err.contains("--git-ssh-key"), "{err}");
+        assert!(err.contains("--git-known-hosts"), "{err}");
         assert!(err.contains("example.invalid"), "{err}");
         assert!(!err.contains("git@"), "user information shown: {err}");
     }
+    let err = check_transport("ssh://:22/fleet.git", &Credentials::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not an SSH URL with a host"), "{err}");
     for url in [
         "https://example.invalid/f.git",
         "git://example.invalid/f.git",
         "file:///f",
     ] {
-        assert!(check_transport(url).is_ok(), "{url}");
+        assert!(
+            check_transport(url, &Credentials::default()).is_ok(),
+            "{url}"
+        );
     }
 }
 

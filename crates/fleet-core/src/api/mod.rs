@@ -16,7 +16,7 @@ pub use psql::{
     PsqlStatus, ValuesCustomization,
 };
 pub use release::{ChartSpec, Release, ReleaseParameters, ReleaseSpec, ReleaseStatus};
-pub use usage::{Usage, UsageSpec};
+pub use usage::{ClusterUsage, ClusterUsageSpec, Usage, UsageSpec};
 
 /// Label every rendered object carries (SPEC 1.2); the reference composition sets it.
 pub const LABEL_MANAGED: &str = "hops.ops.com.ai/managed";

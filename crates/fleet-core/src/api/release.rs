@@ -41,9 +41,13 @@ pub struct ReleaseSpec {
     pub connection_details: Option<Vec<ConnectionDetail>>,
     pub for_provider: ReleaseParameters,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::schema::management_policies")]
+    #[schemars(
+        schema_with = "crate::api::schema::management_policies",
+        extend("default" = ["*"])
+    )]
     pub management_policies: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = {"kind": "ClusterProviderConfig", "name": "default"}))]
     pub provider_config_ref: Option<ProviderConfigReference>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_limit: Option<i32>,
@@ -63,7 +67,7 @@ pub struct ReleaseParameters {
     )]
     pub insecure_skip_tls_verify: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::api::schema::plain_integer")]
+    #[schemars(schema_with = "crate::api::schema::plain_integer", extend("default" = 20))]
     pub max_history: Option<i64>,
     /// Namespace to install the release into.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,6 +102,7 @@ pub struct ReleaseParameters {
 #[serde(rename_all = "camelCase")]
 pub struct ChartSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("pattern" = "^sha256:[a-f0-9]{64}$"))]
     pub digest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,

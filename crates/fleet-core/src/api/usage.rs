@@ -28,6 +28,10 @@ pub const KIND: &str = "Usage";
     printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"message": "either \"spec.by\" or \"spec.reason\" must be specified.", "rule": "has(self.by) || has(self.reason)"},
+    {"message": "cross-namespace \"spec.of\" is not allowed without \"spec.by\" resource.", "rule": "has(self.by) || (!has(self.of.resourceRef) || !has(self.of.resourceRef.__namespace__)) && (!has(self.of.resourceSelector) || !has(self.of.resourceSelector.__namespace__))"}
+]))]
 pub struct UsageSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<Resource>,
@@ -38,9 +42,40 @@ pub struct UsageSpec {
     pub replay_deletion: Option<bool>,
 }
 
+/// Crossplane's cluster-scoped `ClusterUsage`: a Usage between cluster-scoped resources.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    derive = "PartialEq",
+    derive = "Default",
+    group = "protection.crossplane.io",
+    version = "v1beta1",
+    kind = "ClusterUsage",
+    status = "UsageStatus",
+    category = "crossplane",
+    printcolumn = r#"{"name":"DETAILS","type":"string","jsonPath":".metadata.annotations.crossplane\\.io/usage-details"}"#,
+    printcolumn = r#"{"name":"READY","type":"string","jsonPath":".status.conditions[?(@.type=='Ready')].status"}"#,
+    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"message": "either \"spec.by\" or \"spec.reason\" must be specified.", "rule": "has(self.by) || has(self.reason)"}
+]))]
+pub struct ClusterUsageSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<Resource>,
+    pub of: Resource,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_deletion: Option<bool>,
+}
+
 /// The resource using the other one; it always resolves in the Usage's namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"message": "either a resource reference or a resource selector should be set.", "rule": "has(self.resourceRef) || has(self.resourceSelector)"}
+]))]
 pub struct Resource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
@@ -55,6 +90,9 @@ pub struct Resource {
 /// The resource being used; may name another namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"message": "either a resource reference or a resource selector should be set.", "rule": "has(self.resourceRef) || has(self.resourceSelector)"}
+]))]
 pub struct NamespacedResource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,

@@ -15,10 +15,12 @@ use super::names::check_dns_label;
 use super::selector::LabelSelector;
 use super::version::check_version;
 use super::FLEET_API_VERSION;
-use crate::rollout::IMPLICIT_WAVE;
 
 /// Fleet name when `fleet.yaml` is absent; it becomes the value of the inventory label.
 pub const DEFAULT_FLEET_NAME: &str = "default";
+/// Name of the implicit last wave of the clusters no wave selector matches (the
+/// `wave="none"` of `psql_fleet_cluster_wave_info`); reserved, so no wave may take it.
+pub const IMPLICIT_WAVE: &str = "none";
 /// Share of the fleet's claims one revision may remove before the mass-prune guard stops it.
 pub const DEFAULT_MAX_PRUNE_FRACTION: f64 = 0.5;
 

@@ -71,6 +71,19 @@ pub fn render_with_limit(plan: &Plan, limit: usize) -> String {
             plural(s.deletes)
         );
     }
+    match &plan.head_signature {
+        Some(s) if s.trusted => {
+            let _ = writeln!(out, "\n:lock: the head is {}.", s.detail);
+        }
+        Some(s) => {
+            let _ = writeln!(
+                out,
+                "\n:warning: **the head is not signed by a trusted key** ({}): an agent run with `--verify-commits` refuses it.",
+                s.detail
+            );
+        }
+        None => {}
+    }
     if let Some(why) = &plan.base_invalid {
         let _ = writeln!(
             out,

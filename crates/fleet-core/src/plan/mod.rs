@@ -113,11 +113,27 @@ pub struct Plan {
     /// Set when the base does not validate: the plan then treats it as empty.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base_invalid: Option<String>,
+    /// With `plan --trusted-keys`: whether the head commit is signed by a trusted key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_signature: Option<HeadSignature>,
     pub summary: Summary,
     /// Clusters with a change, in rollout order (wave, then name).
     pub clusters: Vec<ClusterPlan>,
     /// Clusters with no change, by name.
     pub unchanged: Vec<String>,
+}
+
+/// Whether the head commit is signed by a trusted key, as the agent under
+/// `--verify-commits` would judge it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeadSignature {
+    pub trusted: bool,
+    /// `signed by <who> (<format> key <fingerprint>)` when trusted, else why not.
+    pub detail: String,
+    /// When not trusted: `unsigned`, `untrusted_key`, `bad_signature` or `unreadable`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -206,6 +222,7 @@ pub fn invalid(labels: &Labels, against: Against, diagnostics: &[Diagnostic]) ->
         errors,
         warnings,
         base_invalid: None,
+        head_signature: None,
         summary: Summary::default(),
         clusters: vec![],
         unchanged: vec![],
@@ -300,6 +317,7 @@ pub fn plan(
         errors: vec![],
         warnings,
         base_invalid: None,
+        head_signature: None,
         summary,
         clusters,
         unchanged,

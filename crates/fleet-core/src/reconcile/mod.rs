@@ -111,6 +111,8 @@ pub struct ClusterInput<'a> {
     pub allow_mass_prune: bool,
     /// The fleet's earlier names, whose objects this fleet relabels or prunes.
     pub former_names: &'a [String],
+    /// Whether the cluster serves Usages: without them the Releases are applied alone.
+    pub usage_api: bool,
 }
 
 /// The drift policy of a cluster: its own, else the fleet's.
@@ -149,6 +151,9 @@ pub fn plan_cluster(input: &ClusterInput<'_>) -> ClusterPlan {
         let objects = render_claim(claim, &ctx, readiness.observed()).into_objects();
         let mut drift = Vec::new();
         for object in objects {
+            if !input.usage_api && object.kind() == ObjectKind::Usage {
+                continue;
+            }
             let at = object.object_ref();
             if let Some(Ownership::Foreign(holder)) = live.get(&at).map(|l| inventory.of(l)) {
                 plan.held.push((at.clone(), holder));

@@ -17,6 +17,8 @@ struct FakeCluster {
     releases_ready: bool,
     /// The fleet's earlier names, as the agent passes them after a rename.
     former: Vec<String>,
+    /// Whether the cluster serves Usages.
+    usage_api: bool,
 }
 
 impl FakeCluster {
@@ -26,6 +28,7 @@ impl FakeCluster {
             seen: BTreeSet::new(),
             releases_ready: true,
             former: Vec::new(),
+            usage_api: true,
         }
     }
 
@@ -48,6 +51,7 @@ impl FakeCluster {
             guard_prune: guard,
             allow_mass_prune: false,
             former_names: &self.former,
+            usage_api: self.usage_api,
         })
     }
 
@@ -105,6 +109,13 @@ fn names(actions: &[Action]) -> Vec<String> {
         })
         .collect()
 }
+
+/// The claim `app`'s objects deleted, in the safe order.
+const APP_PRUNED: [&str; 3] = [
+    "delete Release app/atlas-operator",
+    "delete Usage app/app-delete-atlas-operator-before-stackgres-operator",
+    "delete Release app/stackgres-operator",
+];
 
 /// One claim, `app`, on cluster `c1`, applied and ready there.
 fn converged_app() -> (LoadedFleet, FakeCluster) {
@@ -229,14 +240,7 @@ fn a_removed_claim_is_pruned_in_the_safe_order_while_others_stay() {
     let mut cluster = FakeCluster::new();
     cluster.converge(&before, "c1");
     let taken = cluster.converge(&after, "c1");
-    assert_eq!(
-        names(&taken),
-        vec![
-            "delete Release app/atlas-operator",
-            "delete Usage app/app-delete-atlas-operator-before-stackgres-operator",
-            "delete Release app/stackgres-operator",
-        ]
-    );
+    assert_eq!(names(&taken), APP_PRUNED);
     assert_eq!(cluster.live.len(), 3);
 }
 
@@ -413,14 +417,7 @@ fn a_cluster_that_left_the_fleet_is_emptied_in_the_safe_order() {
         cluster.carry_out(&actions);
         taken.extend(actions);
     }
-    assert_eq!(
-        names(&taken),
-        vec![
-            "delete Release app/atlas-operator",
-            "delete Usage app/app-delete-atlas-operator-before-stackgres-operator",
-            "delete Release app/stackgres-operator",
-        ]
-    );
+    assert_eq!(names(&taken), APP_PRUNED);
     assert!(cluster.live.is_empty());
 }
 
@@ -449,4 +446,27 @@ fn objects_from_before_the_cluster_label_are_taken_over_when_desired_and_never_p
 
     let without_app = fleet(&["c1"], &[]);
     assert!(deletes(&cluster.plan(&without_app, "c1").actions).is_empty());
+}
+
+#[test]
+fn a_cluster_without_usages_gets_its_releases_alone_and_prunes_atlas_first() {
+    let f = fleet(&["c1"], &[("app", "c1")]);
+    let mut cluster = FakeCluster::new();
+    cluster.usage_api = false;
+    let taken = cluster.converge(&f, "c1");
+    assert_eq!(
+        names(&taken),
+        vec![
+            "apply Release app/stackgres-operator",
+            "apply Release app/atlas-operator",
+        ]
+    );
+    let taken = cluster.converge(&fleet(&["c1"], &[]), "c1");
+    assert_eq!(
+        names(&taken),
+        vec![
+            "delete Release app/atlas-operator",
+            "delete Release app/stackgres-operator",
+        ]
+    );
 }

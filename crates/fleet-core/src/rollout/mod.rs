@@ -18,9 +18,7 @@ use crate::fleetdir::LoadedFleet;
 use crate::reconcile::diff::desired_hash;
 use crate::render::{render_cluster, Observed};
 
-/// Name of the implicit last wave of the clusters no wave selector matches (the
-/// `wave="none"` of `psql_fleet_cluster_wave_info`).
-pub const IMPLICIT_WAVE: &str = "none";
+pub use crate::model::fleet::IMPLICIT_WAVE;
 
 /// A wave's state, the `state` label of `psql_fleet_rollout_wave`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -1,7 +1,8 @@
 //! kube-controller-manager's garbage collector: dependents of a deleted object go too
 //! (background propagation), an owner deleted in the foreground goes once its dependents
-//! are gone, and dependents whose owners all went while it was not running are found
-//! when it starts.
+//! are gone, an owner deleted with `propagationPolicy=Orphan` goes once its dependents no
+//! longer name it, and dependents whose owners all went while it was not running are
+//! found when it starts.
 
 use std::collections::HashSet;
 
@@ -14,7 +15,7 @@ use crate::store::Key;
 use crate::verbs::{self, DeleteOpts};
 
 const MANAGER: &str = "kube-controller-manager";
-const FOREGROUND: &str = "foregroundDeletion";
+use crate::verbs::{FOREGROUND, ORPHAN};
 
 /// Background propagation: dependents of a deleted object go too.
 pub(super) fn collect_dependents(sh: &Shared, cl: &ClusterState, deleted: &Value) {
@@ -93,4 +94,50 @@ fn owned_by(o: &Value, uid: &str) -> bool {
     o.pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
         .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid))
+}
+
+/// Orphan propagation: the owner references naming a deleting owner with the `orphan`
+/// finalizer are removed from its dependents, then the finalizer, which lets it go.
+pub(super) fn orphan_dependents(sh: &Shared, cl: &ClusterState, k: &Key, owner: &Value) {
+    if !objects::is_deleting(owner) || !objects::finalizers(owner).iter().any(|f| f == ORPHAN) {
+        return;
+    }
+    let Some(uid) = meta_str(owner, "uid").map(String::from) else {
+        return;
+    };
+    let dependents: Vec<Key> = cl
+        .store()
+        .all()
+        .filter(|(_, o)| owned_by(o, &uid))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for d in dependents {
+        mutate(sh, cl, &d, None, MANAGER, |o| {
+            let Some(refs) = o
+                .pointer_mut("/metadata/ownerReferences")
+                .and_then(Value::as_array_mut)
+            else {
+                return false;
+            };
+            refs.retain(|r| r["uid"] != uid.as_str());
+            if refs.is_empty() {
+                objects::meta_mut(o).remove("ownerReferences");
+            }
+            true
+        });
+    }
+    mutate(sh, cl, k, None, MANAGER, |o| remove_finalizer(o, ORPHAN));
+}
+
+/// [`orphan_dependents`] of every deleting owner, for a collector that starts.
+pub(super) fn orphan_all(sh: &Shared, cl: &ClusterState) {
+    let owners: Vec<(Key, std::sync::Arc<Value>)> = cl
+        .store()
+        .all()
+        .filter(|(_, o)| objects::is_deleting(o))
+        .map(|(k, o)| (k.clone(), o.clone()))
+        .collect();
+    for (k, o) in owners {
+        orphan_dependents(sh, cl, &k, &o);
+    }
 }

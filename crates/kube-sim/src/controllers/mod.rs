@@ -52,6 +52,7 @@ fn run(sh: Arc<Shared>, cl: Arc<ClusterState>, resuming: bool) {
             usage::reconcile_all(&sh, &cl);
             garbage_collector::collect_orphans(&sh, &cl);
             garbage_collector::finish_foreground(&sh, &cl);
+            garbage_collector::orphan_all(&sh, &cl);
             namespace::terminate(&sh, &cl);
         }
         loop {
@@ -86,11 +87,33 @@ fn handle(sh: &Arc<Shared>, cl: &Arc<ClusterState>, e: &Event, scheduled: &mut r
             usage::replay(sh, cl, &e.key)
         }
         (("protection.crossplane.io", "Usage"), _) => usage::reconcile(sh, cl, &e.key, &e.object),
+        (("apiextensions.k8s.io", "CustomResourceDefinition"), EventType::Deleted) => {
+            remove_instances(sh, cl, &e.key.name)
+        }
         _ => {}
     }
     if e.kind == EventType::Deleted {
         usage::finish_deletions(sh, cl);
         garbage_collector::collect_dependents(sh, cl, &e.object);
+    } else {
+        garbage_collector::orphan_dependents(sh, cl, &e.key, &e.object);
     }
     namespace::terminate(sh, cl);
+}
+
+/// A deleted CRD takes its objects with it, as the API server's CRD cleanup does; they
+/// go without waiting on finalizers, since no controller of a kind no longer served could
+/// remove them.
+fn remove_instances(sh: &Shared, cl: &ClusterState, crd: &str) {
+    let Some(res) = sh.find_crd(crd) else {
+        return;
+    };
+    let mut store = cl.store();
+    let keys: Vec<Key> = store
+        .list(res, None, None)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in keys {
+        store.remove(&k);
+    }
 }

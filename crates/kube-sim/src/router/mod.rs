@@ -1,8 +1,8 @@
-//! Request routing: the cluster prefix and its faults, bearer-token auth, then what the
+//! Request routing: the cluster the connection's TLS server name chooses and its faults, bearer-token auth, then what the
 //! path addresses (`path`): discovery, OpenAPI and health answered from the path alone,
 //! resource paths (`/api/v1/...`, `/apis/<g>/<v>/...`) answered by a verb with the
-//! request's options (`params`). Every mutating request lands in the audit log; `/admin`
-//! goes to [`crate::admin`].
+//! request's options (`params`). Every mutating request lands in the audit log; `/admin`,
+//! on a connection without a cluster's server name, goes to [`crate::admin`].
 
 mod params;
 mod path;
@@ -28,44 +28,117 @@ use crate::status::ApiError;
 use crate::verbs::{self, PatchKind, Reply, Target};
 use crate::watch::{self, WatchOpts};
 use crate::wire::{bearer, error_response, json_response, text_response, token_eq, Body};
-use crate::{admin, discovery, objects, openapi, table};
+use crate::{admin, discovery, kubeconfig, objects, openapi, table, wire};
 
 /// The connection should be dropped without an answer (an injected "down" cluster).
 #[derive(Debug, thiserror::Error)]
 #[error("simulated cluster is down")]
 pub struct Down;
 
-/// Every request on the listener: `/admin/...` or `/clusters/<name>/...`.
+/// Every request on the listener. On a connection whose TLS server name is a cluster's
+/// (`<cluster>.kube-sim.test`), that cluster's API at the root; on any other, `/admin/...`.
 pub async fn handle(
     sim: Arc<Sim>,
+    server_name: Option<Arc<str>>,
     req: http::Request<hyper::body::Incoming>,
 ) -> Result<Response<Body>, Down> {
     let path = req.uri().path().to_string();
-    if let Some(rest) = path.strip_prefix("/admin") {
-        return Ok(admin::handle(&sim, req, rest.to_string()).await);
-    }
-    let Some(rest) = path.strip_prefix("/clusters/") else {
-        return Ok(error_response(&ApiError::path_not_found()));
+    let cluster = server_name
+        .as_deref()
+        .and_then(kubeconfig::cluster_of_server_name);
+    let Some(name) = cluster else {
+        return Ok(match path.strip_prefix("/admin") {
+            Some(rest) => admin::handle(&sim, req, rest.to_string()).await,
+            None => error_response(&ApiError::path_not_found()),
+        });
     };
-    let (name, sub) = rest
-        .split_once('/')
-        .map(|(n, s)| (n, format!("/{s}")))
-        .unwrap_or((rest, "/".into()));
     let Some(slot) = sim.slot(name) else {
         return Ok(error_response(&ApiError::path_not_found()));
     };
-    if let Some(refused) = admit(slot, req.headers()).await? {
-        return Ok(refused);
-    }
-    let prefix = format!("/clusters/{name}");
+    let anonymous = match admit(slot, req.headers()).await? {
+        Admitted::Refused(refused) => return Ok(refused),
+        Admitted::Anonymous => true,
+        Admitted::User => false,
+    };
     let state = sim.state(slot);
-    Ok(route(&sim, &state, &prefix, req, &sub).await)
+    Ok(route(&sim, &state, req, &path, anonymous).await)
+}
+
+/// Who a request is, once its cluster let it through.
+enum Admitted {
+    /// The cluster's bearer token.
+    User,
+    /// No credentials at all: `system:anonymous`, whom RBAC lets read only the public
+    /// info (health, version), as kube-apiserver's default anonymous auth does.
+    Anonymous,
+    /// The answer of a refused request (a wrong token, an injected error).
+    Refused(Response<Body>),
+}
+
+/// The plain-text 404 Go's mux answers for a path nothing serves (an unknown resource in
+/// a known group included), before any Status is written.
+fn page_not_found() -> Response<Body> {
+    text_response(404, "404 page not found\n")
+}
+
+/// The verb RBAC checks a request to a resource path for.
+fn rbac_verb(method: &Method, named: bool, watch: bool) -> &'static str {
+    match (method, named) {
+        (&Method::GET, false) if watch => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::GET, true) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        _ => "unknown",
+    }
+}
+
+/// The 403 RBAC answers `system:anonymous` with, for a path or a resource.
+fn anonymous_forbidden(
+    req: &http::Request<hyper::body::Incoming>,
+    path: &str,
+    resource: Option<&path::ResourcePath<'_>>,
+) -> Response<Body> {
+    const WHO: &str = "User \"system:anonymous\"";
+    let Some(p) = resource else {
+        let verb = req.method().as_str().to_lowercase();
+        return error_response(&ApiError::forbidden_path(&format!(
+            "{WHO} cannot {verb} path \"{path}\""
+        )));
+    };
+    let watch = wire::query(req.uri().query())
+        .get("watch")
+        .is_some_and(|w| w == "1" || w == "true");
+    let verb = rbac_verb(req.method(), p.name.is_some(), watch);
+    let resource = match p.subresource {
+        Some(sub) => format!("{}/{sub}", p.plural),
+        None => p.plural.to_string(),
+    };
+    let scope = match p.namespace {
+        Some(ns) => format!("in the namespace \"{ns}\""),
+        None => "at the cluster scope".to_string(),
+    };
+    let subject = crate::status::Subject {
+        group: p.group,
+        plural: p.plural,
+        name: p.name.unwrap_or_default(),
+    };
+    error_response(&ApiError::forbidden(
+        subject,
+        &format!(
+            "{WHO} cannot {verb} resource \"{resource}\" in API group \"{}\" {scope}",
+            p.group
+        ),
+    ))
 }
 
 /// The cluster's injected faults and its bearer token, in the order a request meets them:
 /// a down cluster drops it, latency delays it, a bad token is refused before an injected
 /// error is rolled. `Some` is the answer of a refused request.
-async fn admit(slot: &ClusterSlot, headers: &HeaderMap) -> Result<Option<Response<Body>>, Down> {
+async fn admit(slot: &ClusterSlot, headers: &HeaderMap) -> Result<Admitted, Down> {
     let faults = slot.faults();
     if faults.down {
         return Err(Down);
@@ -73,19 +146,23 @@ async fn admit(slot: &ClusterSlot, headers: &HeaderMap) -> Result<Option<Respons
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
-    if !bearer(headers).is_some_and(|t| token_eq(t, &slot.token())) {
-        return Ok(Some(error_response(&ApiError::unauthorized())));
-    }
+    let who = if headers.get(header::AUTHORIZATION).is_none() {
+        Admitted::Anonymous
+    } else if bearer(headers).is_some_and(|t| token_eq(t, &slot.token())) {
+        Admitted::User
+    } else {
+        return Ok(Admitted::Refused(error_response(&ApiError::unauthorized())));
+    };
     if faults.error_rate > 0.0 {
         let roll =
             f64::from(u32::from_le_bytes(objects::random_bytes::<4>())) / f64::from(u32::MAX);
         if roll < faults.error_rate {
-            return Ok(Some(error_response(&ApiError::internal(
+            return Ok(Admitted::Refused(error_response(&ApiError::internal(
                 "simulated server error (fault injection)",
             ))));
         }
     }
-    Ok(None)
+    Ok(who)
 }
 
 /// A request to one cluster: what its path addresses, then the answer. Counted once under
@@ -93,19 +170,24 @@ async fn admit(slot: &ClusterSlot, headers: &HeaderMap) -> Result<Option<Respons
 async fn route(
     sim: &Arc<Sim>,
     cl: &Arc<ClusterState>,
-    prefix: &str,
     req: http::Request<hyper::body::Incoming>,
     path: &str,
+    anonymous: bool,
 ) -> Response<Body> {
     let sh = &sim.shared;
     let get = req.method() == Method::GET;
     let mut counted = Counted::new(&sim.requests, if get { "discovery" } else { "other" });
     let resource = match Endpoint::parse(path.trim_end_matches('/'), get) {
+        Endpoint::Resource(p) if anonymous => return anonymous_forbidden(&req, path, Some(&p)),
         Endpoint::Resource(p) => p,
-        endpoint => return describe(sh, prefix, endpoint),
+        endpoint @ (Endpoint::Health(_) | Endpoint::Version) => {
+            return describe(sh, cl, endpoint, req.uri().query())
+        }
+        _ if anonymous => return anonymous_forbidden(&req, path, None),
+        endpoint => return describe(sh, cl, endpoint, req.uri().query()),
     };
-    let Some(t) = resource.resolve(sh) else {
-        return error_response(&ApiError::path_not_found());
+    let Some(t) = resource.resolve(sh).filter(|t| cl.serves(sh, t.res)) else {
+        return page_not_found();
     };
     let request = match ResourceRequest::read(req).await {
         Ok(r) => r,
@@ -123,21 +205,32 @@ async fn route(
 }
 
 /// Discovery, OpenAPI and health: what the path alone decides.
-fn describe(sh: &Shared, prefix: &str, endpoint: Endpoint<'_>) -> Response<Body> {
+fn describe(
+    sh: &Shared,
+    cl: &ClusterState,
+    endpoint: Endpoint<'_>,
+    query: Option<&str>,
+) -> Response<Body> {
+    let served = || cl.served(sh);
     let found = match endpoint {
         Endpoint::Version => Some(discovery::version()),
-        Endpoint::Health => return text_response(200, "ok"),
+        Endpoint::Health(check) => return text_response(200, discovery::health(check, query)),
+        Endpoint::OpenApiV2 => Some(openapi::v2(sh, &served())),
         Endpoint::CoreVersions => Some(discovery::core_versions()),
-        Endpoint::Groups => Some(discovery::group_list(sh)),
-        Endpoint::OpenApiIndex => Some(openapi::index(sh, prefix)),
-        Endpoint::OpenApiDocument { group, version } => openapi::document(sh, group, version),
-        Endpoint::Group(g) => discovery::group(sh, g),
-        Endpoint::Resources { group, version } => discovery::resource_list(sh, group, version),
+        Endpoint::Groups => Some(discovery::group_list(sh, &served())),
+        Endpoint::OpenApiIndex => Some(openapi::index(sh, &served())),
+        Endpoint::OpenApiDocument { group, version } => {
+            openapi::document(sh, &served(), group, version)
+        }
+        Endpoint::Group(g) => discovery::group(sh, &served(), g),
+        Endpoint::Resources { group, version } => {
+            discovery::resource_list(sh, &served(), group, version)
+        }
         Endpoint::Resource(_) | Endpoint::NotFound => None,
     };
     match found {
         Some(doc) => json_response(200, &doc, &[]),
-        None => error_response(&ApiError::path_not_found()),
+        None => page_not_found(),
     }
 }
 

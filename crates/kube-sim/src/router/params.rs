@@ -37,7 +37,13 @@ impl ResourceRequest {
             Ok(b) => b.to_bytes(),
             Err(_) => return Err(ApiError::bad_request("cannot read the request body")),
         };
-        let write = write_opts(&query, &user_agent);
+        let mut write = write_opts(&query, &user_agent);
+        // An apply names its manager itself: the server defaults it for no apply.
+        if PatchKind::from_content_type(&content_type) == Some(PatchKind::Apply)
+            && method == Method::PATCH
+        {
+            write.manager = query.get("fieldManager").cloned().unwrap_or_default();
+        }
         Ok(Self {
             method,
             query,

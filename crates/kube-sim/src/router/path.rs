@@ -10,12 +10,14 @@ use crate::verbs::Target;
 pub(super) enum Endpoint<'p> {
     /// `/version`.
     Version,
-    /// `/healthz`, `/readyz` and `/livez`.
-    Health,
+    /// `/healthz`, `/readyz` and `/livez`: the check's name.
+    Health(&'p str),
     /// `/api`: the core group's versions.
     CoreVersions,
     /// `/apis`: every group.
     Groups,
+    /// `/openapi/v2`: one Swagger 2.0 document of every served type.
+    OpenApiV2,
     /// `/openapi/v3`: the index of the OpenAPI v3 documents.
     OpenApiIndex,
     /// `/openapi/v3/api/<v>` or `/openapi/v3/apis/<g>/<v>`.
@@ -32,7 +34,7 @@ pub(super) enum Endpoint<'p> {
 
 /// A resource path as written, not yet checked against the served resource types.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct ResourcePath<'p> {
+pub(crate) struct ResourcePath<'p> {
     pub group: &'p str,
     pub version: &'p str,
     pub plural: &'p str,
@@ -55,12 +57,11 @@ impl<'p> Endpoint<'p> {
     pub(super) fn parse(path: &'p str, get: bool) -> Self {
         match path {
             "/version" if get => return Self::Version,
-            "/healthz" | "/readyz" | "/livez" if get => return Self::Health,
+            "/healthz" | "/readyz" | "/livez" if get => return Self::Health(&path[1..]),
             "/api" if get => return Self::CoreVersions,
             "/apis" if get => return Self::Groups,
             "/openapi/v3" if get => return Self::OpenApiIndex,
-            // Only OpenAPI v3 is served.
-            "/openapi/v2" => return Self::NotFound,
+            "/openapi/v2" if get => return Self::OpenApiV2,
             _ => {}
         }
         if let Some(gv) = path.strip_prefix("/openapi/v3/") {
@@ -172,7 +173,9 @@ mod tests {
     fn discovery_and_health_answer_only_a_get() {
         for (path, want) in [
             ("/version", Endpoint::Version),
-            ("/livez", Endpoint::Health),
+            ("/livez", Endpoint::Health("livez")),
+            ("/readyz", Endpoint::Health("readyz")),
+            ("/openapi/v2", Endpoint::OpenApiV2),
             ("/api", Endpoint::CoreVersions),
             ("/apis", Endpoint::Groups),
             ("/openapi/v3", Endpoint::OpenApiIndex),
@@ -188,7 +191,6 @@ mod tests {
             assert_eq!(Endpoint::parse(path, true), want, "{path}");
             assert_eq!(Endpoint::parse(path, false), Endpoint::NotFound, "{path}");
         }
-        assert_eq!(Endpoint::parse("/openapi/v2", true), Endpoint::NotFound);
     }
 
     #[test]

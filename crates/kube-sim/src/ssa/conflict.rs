@@ -93,7 +93,7 @@ impl Conflicts {
             .iter()
             .map(|c| {
                 json!({
-                    "type": "FieldManagerConflict",
+                    "reason": "FieldManagerConflict",
                     "message": format!("conflict with {}", c.manager_label()),
                     "field": c.field,
                 })
@@ -194,7 +194,7 @@ mod tests {
         assert_eq!(
             conflicts.causes(),
             json!([{
-                "type": "FieldManagerConflict",
+                "reason": "FieldManagerConflict",
                 "message": "conflict with \"kubectl-edit\" using helm.m.crossplane.io/v1beta1",
                 "field": ".spec.x"
             }])

@@ -1,13 +1,14 @@
 //! Deletion: preconditions, Crossplane Usage refusals (kept for replay), finalizers and
-//! foreground propagation marking the object instead of removing it, and namespaces
-//! going to `Terminating`.
+//! foreground or orphan propagation marking the object instead of removing it (its
+//! generation incremented, as the registry's BeforeDelete does), namespaces going to
+//! `Terminating`, and the `Status` a delete that removed its object at once answers with.
 
 use serde_json::{json, Value};
 
 use super::{subject, target_key, DeleteOpts, Reply, Target};
 use crate::cluster::{ClusterState, Replay, Shared};
 use crate::objects::{self, meta_str};
-use crate::status::ApiError;
+use crate::status::{self, ApiError};
 use crate::usage;
 
 pub fn delete(
@@ -58,20 +59,32 @@ pub fn delete(
         return Ok(Reply::ok(200, (*old).clone()));
     }
     let mut finalizers = objects::finalizers(&old);
-    if o.propagation.as_deref() == Some("Foreground")
-        && r.kind != "Namespace"
-        && !objects::is_deleting(&old)
-    {
-        finalizers.push("foregroundDeletion".into());
+    let gc_finalizer = match o.propagation.as_deref() {
+        Some("Foreground") => Some(FOREGROUND),
+        Some("Orphan") => Some(ORPHAN),
+        _ => None,
+    };
+    if let Some(f) = gc_finalizer {
+        if r.kind != "Namespace"
+            && !objects::is_deleting(&old)
+            && !finalizers.iter().any(|x| x == f)
+        {
+            finalizers.push(f.into());
+        }
     }
     if r.kind == "Namespace" || !finalizers.is_empty() {
         if objects::is_deleting(&old) {
             return Ok(Reply::ok(200, (*old).clone()));
         }
         let mut new = (*old).clone();
+        let generation = new["metadata"]["generation"].as_i64().unwrap_or(0);
         let m = objects::meta_mut(&mut new);
         m.insert("deletionTimestamp".into(), Value::String(objects::now()));
         m.insert("deletionGracePeriodSeconds".into(), Value::from(0));
+        // The registry's BeforeDelete: a graceful deletion is a change of the object.
+        if generation > 0 {
+            m.insert("generation".into(), Value::from(generation + 1));
+        }
         if !finalizers.is_empty() {
             m.insert("finalizers".into(), json!(finalizers));
         }
@@ -82,5 +95,22 @@ pub fn delete(
         return Ok(Reply::ok(200, (*stored).clone()));
     }
     let last = store.remove(&k).unwrap_or(old);
-    Ok(Reply::ok(200, (*last).clone()))
+    // Only the registries that set ReturnDeletedObject (pods among what is served here)
+    // answer with the object; every other one, custom resources included, with a Status.
+    if r.is_builtin() && r.kind == "Pod" {
+        return Ok(Reply::ok(200, (*last).clone()));
+    }
+    Ok(Reply::ok(
+        200,
+        status::success(
+            &r.group,
+            &r.plural,
+            t.name,
+            meta_str(&last, "uid").unwrap_or_default(),
+        ),
+    ))
 }
+
+/// The finalizers the garbage collector honours for `propagationPolicy`.
+pub const FOREGROUND: &str = "foregroundDeletion";
+pub const ORPHAN: &str = "orphan";

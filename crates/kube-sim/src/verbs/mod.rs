@@ -16,7 +16,7 @@ use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::Subject;
 use crate::store::Key;
 
-pub use delete::delete;
+pub use delete::{delete, FOREGROUND, ORPHAN};
 pub use patch::patch;
 pub use read::{get, list};
 pub use write::{create, update};

@@ -41,8 +41,9 @@ pub fn patch(
                     "the server rejected our request due to an error in our request: {e}"
                 ))
             })?;
-            json_patch::patch(&mut new, &ops)
-                .map_err(|e| ApiError::invalid(&r.kind, &r.group, t.name, vec![json!({"reason": "FieldValueInvalid", "message": e.to_string(), "field": ""})]))?;
+            // The API server answers any failed operation (a `test` that does not hold, a
+            // path that is not there) with its generic 422 and empty details.
+            json_patch::patch(&mut new, &ops).map_err(|_| ApiError::rejected_request())?;
         }
         _ => {
             let p: Value = serde_json::from_slice(body)
@@ -81,6 +82,7 @@ fn apply(
 ) -> Result<Reply, ApiError> {
     let r = &sh.registry[t.res];
     let mut config = apply_configuration(r, t, body, o)?;
+    typed_patch_object(r, t, &config)?;
     // An apply configuration is partial: it holds only the fields its manager cares about
     // (the SSA docs hand `spec.replicas` of a Deployment over with a config holding nothing
     // else). Unknown fields, types and enums are checked in it; required fields only in
@@ -101,9 +103,8 @@ fn apply(
     };
     let mut new =
         ssa::apply(&sh.schemas[t.res], old.as_deref(), &config, o.force, &ctx).map_err(|c| {
-            ApiError::new(409, "Conflict", c.message()).with_details(json!({
-                "name": t.name, "group": r.group, "kind": r.plural, "causes": c.causes()
-            }))
+            // The field manager's conflict error names no object, only the causes.
+            ApiError::new(409, "Conflict", c.message()).with_details(json!({"causes": c.causes()}))
         })?;
     match &old {
         Some(old) => {
@@ -167,11 +168,51 @@ fn apply_configuration(
             r.api_version()
         )));
     }
-    if meta_str(&config, "name").is_some_and(|n| n != t.name) {
-        return Err(ApiError::bad_request(
-            "the name of the object does not match the name on the URL",
+    if let Some(named) = meta_str(&config, "name").filter(|n| *n != t.name) {
+        return Err(ApiError::conflict(
+            crate::status::Subject {
+                group: &r.group,
+                plural: &r.plural,
+                name: t.name,
+            },
+            &format!(
+                "the name of the object ({named}) does not match the name on the URL ({})",
+                t.name
+            ),
         ));
     }
     typed::check(r, &config, typed::Path::Apply, t.namespace, t.name)?;
     Ok(config)
+}
+
+/// The apply configuration as the field manager types it against the schema: a field the
+/// schema does not declare (outside preserved maps) fails the apply with a 500, whatever
+/// `fieldValidation` says, as structured-merge-diff's conversion fails in kube-apiserver.
+fn typed_patch_object(r: &ResourceType, t: &Target<'_>, config: &Value) -> Result<(), ApiError> {
+    let Some(schema) = &r.schema else {
+        return Ok(());
+    };
+    let mut probe = config.clone();
+    let found = crate::validation::check(schema, &mut probe);
+    let errors: Vec<String> = found
+        .unknown
+        .iter()
+        .map(|u| format!(".{u}: field not declared in schema"))
+        .collect();
+    let detail = match errors.as_slice() {
+        [] => return Ok(()),
+        [one] => one.clone(),
+        many => format!("errors:\n  {}", many.join("\n  ")),
+    };
+    Err(ApiError::new(
+        500,
+        "",
+        format!(
+            "failed to create typed patch object ({}/{}; {}, Kind={}): {detail}",
+            t.namespace.unwrap_or_default(),
+            t.name,
+            r.api_version(),
+            r.kind
+        ),
+    ))
 }

@@ -73,7 +73,11 @@ pub fn list(
     if remaining > 0 {
         if let Some(last) = last {
             metadata["continue"] = Value::String(encode_continue(rv, &last));
-            metadata["remainingItemCount"] = Value::from(remaining);
+            // The server counts what remains only of an unfiltered list: a selector's
+            // matches are not known without reading them all.
+            if o.labels.is_empty() && o.fields.is_empty() {
+                metadata["remainingItemCount"] = Value::from(remaining);
+            }
         }
     }
     Ok(Reply::ok(

@@ -38,13 +38,17 @@ pub(super) fn check_namespace(sh: &Shared, store: &Store, t: &Target<'_>) -> Res
             plural: "namespaces",
             name: ns,
         })),
-        Some(n) if objects::is_deleting(&n) => Err(ApiError::new(
-            403,
-            "Forbidden",
-            format!(
+        Some(n) if objects::is_deleting(&n) => Err(ApiError::forbidden(
+            subject(sh, t.res, t.name),
+            &format!(
                 "unable to create new content in namespace {ns} because it is being terminated"
             ),
-        )),
+        )
+        .with_causes(vec![json!({
+            "reason": "NamespaceTerminating",
+            "message": format!("namespace {ns} is being terminated"),
+            "field": "metadata.namespace",
+        })])),
         Some(_) => Ok(()),
     }
 }
@@ -74,9 +78,16 @@ pub(super) fn validate_as(
     let Some(schema) = &r.schema else {
         return Ok(Vec::new());
     };
+    // The server defaults what it decodes; an apply configuration is merged first, and the
+    // merged object defaulted.
+    if !partial {
+        validation::apply_defaults(schema, obj);
+    }
     let mut found = validation::check(schema, obj);
     if partial {
         found.causes.retain(|c| c["reason"] != "FieldValueRequired");
+    } else {
+        found.causes.append(&mut found.rules);
     }
     if !found.unknown.is_empty() && v == Validation::Strict {
         return Err(ApiError::bad_request(validation::strict_message(
@@ -134,6 +145,7 @@ pub(super) fn commit(
         warnings,
     } = change;
     let r = &sh.registry[t.res];
+    objects::drop_empty_metadata(&mut new);
     if !owned_by_apply {
         let now = objects::now();
         let api_version = r.api_version();
@@ -160,7 +172,11 @@ pub(super) fn commit(
                 warnings,
             });
         }
-        if objects::is_deleting(&new) && objects::finalizers(&new).is_empty() {
+        // A namespace waits on its spec.finalizers and its contents, not on metadata's.
+        if objects::is_deleting(&new)
+            && objects::finalizers(&new).is_empty()
+            && !(r.kind == "Namespace" && r.group.is_empty())
+        {
             if !o.dry_run {
                 store.remove(&k);
             }

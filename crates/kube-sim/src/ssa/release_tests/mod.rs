@@ -230,7 +230,7 @@ fn a_kubectl_edit_makes_the_agents_next_apply_conflict_until_forced() {
     );
     assert_eq!(
         conflicts.causes(),
-        json!([{"type": "FieldManagerConflict",
+        json!([{"reason": "FieldManagerConflict",
                 "message": "conflict with \"kubectl-edit\" using helm.m.crossplane.io/v1beta1",
                 "field": ".spec.forProvider.chart.version"}])
     );

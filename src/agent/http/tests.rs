@@ -1,0 +1,267 @@
+//! The endpoints answered in-process, through the router: bounds, refusals and the token
+//! guard.
+
+use axum::body::Body;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use super::*;
+
+const TOKEN: &str = "0123456789abcdef0123";
+
+fn endpoints_with(control: Control) -> Arc<Endpoints> {
+    let metrics = Arc::new(Metrics::new().unwrap());
+    let status = Arc::new(RwLock::new(StatusReport::default()));
+    let rollouts = RolloutDriver::open(None, metrics.clone(), status.clone(), Vec::new()).unwrap();
+    Arc::new(Endpoints {
+        metrics,
+        status,
+        rollouts: Arc::new(rollouts),
+        control: Arc::new(control),
+    })
+}
+
+/// Endpoints whose control API takes [`TOKEN`], named `ops`.
+fn endpoints() -> Arc<Endpoints> {
+    let tokens = control::Tokens::from_file(&token_file(&format!("ops:{TOKEN}\n"))).unwrap();
+    endpoints_with(Control {
+        tokens: Some(tokens),
+        status_requires_token: false,
+    })
+}
+
+fn token_file(text: &str) -> std::path::PathBuf {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    file.into_temp_path().keep().unwrap()
+}
+
+/// The status, content type, `Connection` header and body of the answer to a request,
+/// which carries [`TOKEN`].
+async fn ask(
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &'static str,
+) -> (u16, String, String, String) {
+    ask_as(endpoints(), Some(TOKEN), method, path, content_type, body).await
+}
+
+async fn ask_as(
+    endpoints: Arc<Endpoints>,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &'static str,
+) -> (u16, String, String, String) {
+    let mut request = axum::http::Request::builder().method(method).uri(path);
+    if let Some(t) = content_type {
+        request = request.header(header::CONTENT_TYPE, t);
+    }
+    if let Some(t) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let request = request.body(Body::from(body)).unwrap();
+    let response = router(endpoints).oneshot(request).await.unwrap();
+    let header_of = |name| {
+        response
+            .headers()
+            .get(name)
+            .map(|v: &HeaderValue| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let (code, content_type, connection) = (
+        response.status().as_u16(),
+        header_of(header::CONTENT_TYPE),
+        header_of(header::CONNECTION),
+    );
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        code,
+        content_type,
+        connection,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_not_completed_within_its_timeout_gets_408() {
+    // A rollout control whose body never finishes arriving.
+    let trickle = futures::stream::pending::<Result<Bytes, std::io::Error>>();
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri(HALT)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::from_stream(trickle))
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let response = router(endpoints()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(started.elapsed(), REQUEST_TIMEOUT);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "request not completed in time\n");
+}
+
+#[tokio::test]
+async fn the_read_endpoints_answer_as_documented() {
+    let plain = |code: u16, text: &str| (code, "text/plain".into(), String::new(), text.into());
+    assert_eq!(ask("GET", "/livez", None, "").await, plain(200, "ok\n"));
+    assert_eq!(
+        ask("GET", "/readyz", None, "").await,
+        plain(503, "not ready\n")
+    );
+    assert_eq!(
+        ask("GET", "/nowhere", None, "").await,
+        plain(404, "not found\n")
+    );
+    let (code, content_type, _, _) = ask("GET", "/metrics", None, "").await;
+    assert_eq!(
+        (code, content_type.as_str()),
+        (200, "text/plain; version=0.0.4")
+    );
+    let (code, content_type, _, body) = ask("GET", "/api/v1/status", None, "").await;
+    assert_eq!((code, content_type.as_str()), (200, "application/json"));
+    let report: StatusReport = serde_json::from_str(&body).unwrap();
+    assert!(!report.ready);
+    let (code, _, _, body) = ask("HEAD", "/livez", None, "").await;
+    assert_eq!((code, body.as_str()), (200, ""));
+}
+
+#[tokio::test]
+async fn writes_and_bodies_to_the_read_endpoints_are_refused_and_the_connection_closed() {
+    let refused = |code: u16, text: &str| {
+        (
+            code,
+            "text/plain".into(),
+            "close".into(),
+            String::from(text),
+        )
+    };
+    for path in ["/metrics", "/api/v1/rollout", "/nowhere"] {
+        assert_eq!(
+            ask("POST", path, None, "").await,
+            refused(405, "only GET\n"),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        ask("DELETE", "/api/v1/status", None, "").await,
+        refused(405, "only GET\n")
+    );
+    assert_eq!(
+        ask("GET", "/api/v1/status", None, "x").await,
+        refused(413, "requests take no body\n")
+    );
+}
+
+#[tokio::test]
+async fn the_rollout_controls_take_small_json_posts_and_answer_json_errors() {
+    let error = |code: u16, message: &str| {
+        (
+            code,
+            "application/json".into(),
+            String::new(),
+            serde_json::json!({ "error": message }).to_string(),
+        )
+    };
+    let json = Some("application/json");
+    assert_eq!(
+        ask("GET", "/api/v1/rollout", None, "").await,
+        error(404, "no rollout: no revision served yet")
+    );
+    for path in [HALT, RESUME] {
+        assert_eq!(ask("GET", path, None, "").await, error(405, "use POST"));
+        assert_eq!(
+            ask("POST", path, None, "{}").await,
+            error(415, "Content-Type must be application/json")
+        );
+    }
+    let big: &'static str = format!("{{\"reason\": \"{}\"}}", "x".repeat(MAX_BODY)).leak();
+    assert_eq!(
+        ask("POST", HALT, json, big).await,
+        error(413, "body too large or unreadable")
+    );
+    let (code, _, _, body) = ask("POST", HALT, json, "{\"bogus\": 1}").await;
+    assert_eq!(code, 400);
+    assert!(body.contains("bad body: unknown field `bogus`"), "{body}");
+    // A reason is plain text on one line, and short: else 400, before anything else.
+    let forged: &'static str =
+        r#"{"reason": "ok\u001b[2J\u001b[H\n2026-01-01T00:00:00Z  INFO rollout resumed"}"#;
+    assert_eq!(
+        ask("POST", HALT, json, forged).await,
+        error(
+            400,
+            "reason refused: control character U+001B at character 3: plain text on one line only"
+        )
+    );
+    let long: &'static str =
+        format!("{{\"reason\": \"{}\"}}", "é".repeat(MAX_REASON_CHARS + 1)).leak();
+    assert_eq!(
+        ask("POST", HALT, json, long).await,
+        error(400, "reason refused: 201 characters, at most 200")
+    );
+    // Nothing to halt yet: the driver's refusal, in its words.
+    let (code, content_type, _, body) = ask("POST", HALT, json, " ").await;
+    assert_eq!((code, content_type.as_str()), (409, "application/json"));
+    assert!(body.contains("no revision served yet"), "{body}");
+}
+
+#[tokio::test]
+async fn the_controls_want_a_valid_bearer_token_and_are_off_without_a_token_file() {
+    let json = Some("application/json");
+    for token in [None, Some("not-the-token-at-all")] {
+        let request = axum::http::Request::builder()
+            .method("POST")
+            .uri(RESUME)
+            .header(header::CONTENT_TYPE, "application/json");
+        let request = match token {
+            Some(t) => request.header(header::AUTHORIZATION, format!("Bearer {t}")),
+            None => request,
+        };
+        let response = router(endpoints())
+            .oneshot(request.body(Body::from("{}")).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let challenge = response.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap();
+        assert!(challenge.starts_with("Bearer "), "{challenge}");
+    }
+    // Anything else under /api/ is a write too, and unknown: guarded before it is found.
+    let (code, _, _, _) = ask_as(endpoints(), None, "POST", "/api/v2/later", json, "{}").await;
+    assert_eq!(code, 401);
+    // The probes, the metrics and (by default) the status reads stay open.
+    for path in ["/livez", "/metrics", "/api/v1/status"] {
+        let (code, _, _, _) = ask_as(endpoints(), None, "GET", path, None, "").await;
+        assert_eq!(code, 200, "{path}");
+    }
+    // No token file: the writes are off, and the answer says how to turn them on.
+    let off = || endpoints_with(Control::default());
+    let (code, _, _, body) = ask_as(off(), Some(TOKEN), "POST", HALT, json, "{}").await;
+    assert_eq!(code, 403);
+    assert!(body.contains("--control-token-file"), "{body}");
+    let (code, _, _, _) = ask_as(off(), None, "GET", "/api/v1/status", None, "").await;
+    assert_eq!(code, 200);
+}
+
+#[tokio::test]
+async fn status_reads_want_the_token_under_status_requires_token() {
+    let strict = || {
+        let tokens = control::Tokens::from_file(&token_file(TOKEN)).unwrap();
+        endpoints_with(Control {
+            tokens: Some(tokens),
+            status_requires_token: true,
+        })
+    };
+    for path in ["/api/v1/status", "/api/v1/rollout"] {
+        let (code, _, _, _) = ask_as(strict(), None, "GET", path, None, "").await;
+        assert_eq!(code, 401, "{path}");
+    }
+    let (code, _, _, _) = ask_as(strict(), Some(TOKEN), "GET", "/api/v1/status", None, "").await;
+    assert_eq!(code, 200);
+    let (code, _, _, _) = ask_as(strict(), None, "GET", "/readyz", None, "").await;
+    assert_eq!(code, 503);
+}
