@@ -155,6 +155,7 @@ mod tests {
         Revision {
             id: content_hash(&tree),
             tree,
+            verified: None,
         }
     }
 
