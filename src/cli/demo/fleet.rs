@@ -1,9 +1,12 @@
 //! `psql-fleet demo`: the pure parts. A copy of an example fleet (normally `fleet/`) laid
 //! over the clusters of a simulator, and the one-line progress summary of a status report.
 //!
-//! Each simulated cluster gets the claims of the example cluster most like it (same `env`
-//! and `region` labels, else the same `env`, else any), so the demo shows the example's
-//! claims, pins, overrides and rollout waves on a fleet of any size.
+//! Selector claims (`spec.clusterSelector`) are kept as they are: the simulated clusters
+//! carry `env` and `region` labels, so each selector picks its share of them. A claim that
+//! names an example cluster goes to every simulated cluster with that cluster's `env` and
+//! `region` (when the example has no selector claims, to the most alike of all, so that
+//! every simulated cluster gets something). So the demo shows the example's claims, pins,
+//! overrides and rollout waves on a fleet of any size.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -38,7 +41,7 @@ pub enum GenerateError {
         #[source]
         source: serde_yaml::Error,
     },
-    #[error("{path}: a claim without spec.clusterName")]
+    #[error("{path}: a claim with neither spec.clusterName nor spec.clusterSelector")]
     NoCluster { path: String },
     #[error("the example fleet has no claims")]
     NoClaims,
@@ -66,7 +69,8 @@ pub fn generate(
             files.insert("fleet.yaml".into(), text);
         }
     }
-    // The example's claim documents, by the example cluster they target.
+    // The example's claim documents: by selector, kept whole; by the cluster they name.
+    let mut selected: Vec<Value> = Vec::new();
     let mut claims_of: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for (path, bytes) in example
         .files
@@ -79,8 +83,12 @@ pub fn generate(
             if doc.is_null() {
                 continue;
             }
-            let target = doc
-                .get("spec")
+            let spec = doc.get("spec");
+            if spec.and_then(|s| s.get("clusterSelector")).is_some() {
+                selected.push(doc);
+                continue;
+            }
+            let target = spec
                 .and_then(|s| s.get("clusterName"))
                 .and_then(Value::as_str)
                 .ok_or_else(|| GenerateError::NoCluster { path: path.clone() })?
@@ -94,16 +102,34 @@ pub fn generate(
         .filter(|(name, _)| claims_of.contains_key(*name))
         .map(|(name, c)| (name, &c.labels))
         .collect();
-    if templates.is_empty() {
+    if templates.is_empty() && selected.is_empty() {
         return Err(GenerateError::NoClaims);
     }
+    if !selected.is_empty() {
+        let path = "claims/selected.yaml";
+        let docs = selected
+            .iter()
+            .map(|d| serde_yaml::to_string(d).map_err(yaml_at(path)))
+            .collect::<Result<Vec<_>, _>>()?;
+        files.insert(
+            path.into(),
+            format!(
+                "# The example fleet's selector claims, as they are.\n{}",
+                docs.join("---\n")
+            ),
+        );
+    }
+    let only_alike = !selected.is_empty();
     let mut next_of_kind: BTreeMap<Vec<String>, usize> = BTreeMap::new();
     for sim in sims {
         files.insert(
             format!("clusters/{}.yaml", sim.name),
             sim.cluster_file.clone(),
         );
-        let template = pick_template(&templates, &sim.labels, &mut next_of_kind);
+        let Some(template) = pick_template(&templates, &sim.labels, only_alike, &mut next_of_kind)
+        else {
+            continue;
+        };
         let mut out = Vec::new();
         for claim in &claims_of[template] {
             let mut claim = claim.clone();
@@ -122,18 +148,23 @@ pub fn generate(
     Ok(files)
 }
 
-/// The example cluster whose labels match best; ties are taken in turn, so that a
-/// simulated prod fleet spreads over every prod example.
+/// The example cluster whose labels match best, and under `only_alike` only one with the
+/// same `env` and `region`; ties are taken in turn, so that a simulated prod fleet spreads
+/// over every prod example.
 fn pick_template<'a>(
     templates: &[(&'a String, &BTreeMap<String, String>)],
     labels: &BTreeMap<String, String>,
+    only_alike: bool,
     next: &mut BTreeMap<Vec<String>, usize>,
-) -> &'a String {
+) -> Option<&'a String> {
     let score = |l: &BTreeMap<String, String>| {
         let same = |k: &str| l.get(k).is_some() && l.get(k) == labels.get(k);
         u8::from(same("env")) * 2 + u8::from(same("region"))
     };
-    let best = templates.iter().map(|(_, l)| score(l)).max().unwrap_or(0);
+    let best = templates.iter().map(|(_, l)| score(l)).max()?;
+    if only_alike && best < 3 {
+        return None;
+    }
     let candidates: Vec<&'a String> = templates
         .iter()
         .filter(|(_, l)| score(l) == best)
@@ -143,7 +174,7 @@ fn pick_template<'a>(
     let turn = next.entry(key).or_default();
     let pick = candidates[*turn % candidates.len()];
     *turn += 1;
-    pick
+    Some(pick)
 }
 
 /// Points a claim at another cluster: its `clusterName`, and a provider config that was
@@ -282,8 +313,60 @@ mod tests {
     use super::*;
     use crate::status::{ClaimStatus, ClusterStatus};
 
+    fn tree(dir: &str) -> FileTree {
+        FileTree::from_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)).unwrap()
+    }
+
+    /// The repository's example fleet: selector claims and one named claim.
     fn example() -> FileTree {
-        FileTree::from_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fleet")).unwrap()
+        tree("fleet")
+    }
+
+    /// An example fleet of named claims only (the plan goldens' copy of an earlier
+    /// `fleet/`).
+    fn named_only() -> FileTree {
+        tree("tests/golden/plan/fleet")
+    }
+
+    fn sims() -> [SimCluster; 5] {
+        [
+            sim("sim-000", "dev", "us"),
+            sim("sim-001", "staging", "eu"),
+            sim("sim-002", "prod", "us"),
+            sim("sim-003", "prod", "eu"),
+            sim("sim-004", "prod", "us"),
+        ]
+    }
+
+    fn loaded(files: &Files) -> fleetdir::LoadedFleet {
+        let mut tree = FileTree::default();
+        for (path, text) in files {
+            tree.insert(path.clone(), text.clone());
+        }
+        let outcome = fleetdir::load(&tree);
+        let errors: Vec<String> = outcome.errors().map(ToString::to_string).collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        outcome.fleet.unwrap()
+    }
+
+    fn claims_of(fleet: &fleetdir::LoadedFleet, cluster: &str) -> Vec<String> {
+        let mut keys: Vec<String> = fleet
+            .claims_of(cluster)
+            .map(|c| c.key().to_string())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn selector_claims_pick_their_simulated_clusters_and_a_named_claim_goes_to_the_alike() {
+        let fleet = loaded(&generate(&example(), &sims(), Duration::from_secs(10)).unwrap());
+        let claims = |c: &str| claims_of(&fleet, c);
+        assert_eq!(claims("sim-000"), ["default/psql"]);
+        assert_eq!(claims("sim-001"), ["default/psql"]);
+        assert_eq!(claims("sim-002"), ["default/psql", "orders/orders"]);
+        assert_eq!(claims("sim-003"), ["default/psql", "payments/payments"]);
+        assert_eq!(claims("sim-004"), ["default/psql", "orders/orders"]);
     }
 
     fn sim(name: &str, env: &str, region: &str) -> SimCluster {
@@ -302,25 +385,9 @@ mod tests {
     }
 
     #[test]
-    fn every_simulated_cluster_gets_the_claims_of_the_example_cluster_like_it() {
-        let sims = [
-            sim("sim-000", "dev", "us"),
-            sim("sim-001", "staging", "eu"),
-            sim("sim-002", "prod", "us"),
-            sim("sim-003", "prod", "eu"),
-            sim("sim-004", "prod", "us"),
-        ];
-        let files = generate(&example(), &sims, Duration::from_secs(10)).unwrap();
-        let mut tree = FileTree::default();
-        for (path, text) in &files {
-            tree.insert(path.clone(), text.clone());
-        }
-        let outcome = fleetdir::load(&tree);
-        let errors: Vec<String> = outcome.errors().map(ToString::to_string).collect();
-        assert!(errors.is_empty(), "{errors:?}");
-        let fleet = outcome.fleet.unwrap();
-        let claims =
-            |c: &str| -> Vec<String> { fleet.claims_of(c).map(|c| c.key().to_string()).collect() };
+    fn without_selector_claims_every_simulated_cluster_gets_those_of_the_example_like_it() {
+        let fleet = loaded(&generate(&named_only(), &sims(), Duration::from_secs(10)).unwrap());
+        let claims = |c: &str| claims_of(&fleet, c);
         assert_eq!(claims("sim-000"), ["default/psql"]);
         assert_eq!(claims("sim-001"), ["data/analytics"]);
         assert_eq!(claims("sim-002"), ["orders/orders", "reporting/reporting"]);

@@ -187,7 +187,7 @@ async fn demo_main(args: &DemoArgs, example: &FileTree, work: &Path) -> Result<(
         .collect::<Result<_, DemoError>>()?;
     let files = fleet::generate(example, &sims, args.max_bake)?;
     write_fleet(&fleet_dir, &files).map_err(io_at(&fleet_dir))?;
-    let claims = files.keys().filter(|p| p.starts_with("claims/")).count();
+    let clusters = files.keys().filter(|p| p.starts_with("clusters/")).count();
     let (waves, wave_of) = create_namespaces(&fleet_dir, &sim_dir).await?;
 
     let server = format!("http://{}", args.listen);
@@ -198,7 +198,7 @@ async fn demo_main(args: &DemoArgs, example: &FileTree, work: &Path) -> Result<(
         kube_sim::kubeconfig::SERVER_DOMAIN
     );
     println!(
-        "  fleet:    {} ({claims} clusters, each with the claims of the cluster in {} with the same env and region labels)",
+        "  fleet:    {} ({clusters} clusters: the selector claims of {} as they are, its named claims on the clusters with the same env and region labels)",
         fleet_dir.display(),
         args.fleet.display()
     );
