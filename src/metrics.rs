@@ -20,7 +20,7 @@ use prometheus::{
 
 use fleet_core::model::fleet::ChartVersions;
 use fleet_core::model::Claim;
-use fleet_core::reconcile::{ClaimReadiness, ClusterPlan, Component};
+use fleet_core::reconcile::{ClaimReadiness, ClusterPlan, Component, ManagerKind};
 use fleet_core::rollout::WaveState;
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +88,7 @@ impl ErrorReason {
 pub struct Metrics {
     registry: Registry,
     drift_corrections: IntCounterVec,
+    drift_found: IntCounterVec,
     reconcile_duration: HistogramVec,
     reconcile_errors: IntCounterVec,
     prunes: IntCounterVec,
@@ -156,6 +157,12 @@ impl Metrics {
                 "psql_fleet_drift_corrections_total",
                 "Objects changed or deleted by hand that the agent re-applied (drift policy correct)",
                 &["cluster"],
+            )?,
+            drift_found: counter(
+                &r,
+                "psql_fleet_drift_found_total",
+                "Drifts found on a cluster (corrected or reported, each once), by who made them: manager kubectl, helm, other, or unknown (a deleted object)",
+                &["cluster", "manager"],
             )?,
             reconcile_duration,
             reconcile_errors: counter(
@@ -232,12 +239,33 @@ impl Metrics {
         });
     }
 
+    /// A cluster the fleet has: its counters exist from now on, at 0 until something
+    /// happens, so that `rate()` and `increase()` over them read 0 rather than nothing.
+    pub fn know_cluster(&self, cluster: &str) {
+        self.drift_corrections.with_label_values(&[cluster]);
+        for manager in ManagerKind::ALL {
+            self.drift_found
+                .with_label_values(&[cluster, manager.as_str()]);
+        }
+        self.prunes.with_label_values(&[cluster]);
+        self.applies.with_label_values(&[cluster]);
+        for reason in ErrorReason::ALL {
+            self.reconcile_errors
+                .with_label_values(&[cluster, reason.as_str()]);
+        }
+    }
+
     /// Deletes every series of a cluster that left the fleet.
     pub fn forget_cluster(&self, cluster: &str) {
         self.with_latest(|l| {
             l.clusters.remove(cluster);
         });
         let _ = self.drift_corrections.remove_label_values(&[cluster]);
+        for manager in ManagerKind::ALL {
+            let _ = self
+                .drift_found
+                .remove_label_values(&[cluster, manager.as_str()]);
+        }
         let _ = self.reconcile_duration.remove_label_values(&[cluster]);
         let _ = self.prunes.remove_label_values(&[cluster]);
         let _ = self.applies.remove_label_values(&[cluster]);
@@ -262,6 +290,13 @@ impl Metrics {
 
     pub fn count_drift_correction(&self, cluster: &str) {
         self.drift_corrections.with_label_values(&[cluster]).inc();
+    }
+
+    /// A drift found (each once: when first reported, or when corrected), by who made it.
+    pub fn count_drift_found(&self, cluster: &str, manager: ManagerKind) {
+        self.drift_found
+            .with_label_values(&[cluster, manager.as_str()])
+            .inc();
     }
 
     pub fn count_prune(&self, cluster: &str) {
@@ -323,6 +358,9 @@ impl Metrics {
     }
 }
 
+/// The `reason` of `psql_fleet_release_not_ready_reason` while the cluster does not answer.
+const UNREACHABLE: &str = "unreachable";
+
 /// The series of what the agent knows now, built from [`Latest`] at every scrape.
 struct LatestCollector {
     latest: Arc<Mutex<Latest>>,
@@ -356,17 +394,17 @@ impl Gauges {
         Ok(Gauges {
             release_ready: gauge(
                 "psql_fleet_release_ready",
-                "1 when the claim's Release (component stackgres or atlas) reports Ready=True on the cluster, else 0",
+                "1 when the claim's Release (component stackgres or atlas) reports Ready=True on the cluster, else 0 (0 too while the cluster does not answer)",
                 ccc,
             )?,
             release_not_ready: gauge(
                 "psql_fleet_release_not_ready_reason",
-                "1 for each of the claim's Releases that is not ready, with why: missing, no_condition, ready_false, ready_unknown, or unobserved (the cluster was never read); no series for a ready Release",
+                "1 for each of the claim's Releases that is not ready, with why: missing, no_condition, ready_false, ready_unknown, unobserved (the cluster was never read), or unreachable (the cluster does not answer now, so its state is not known); no series for a ready Release",
                 &["cluster", "claim", "component", "reason"],
             )?,
             claim_ready: gauge(
                 "psql_fleet_claim_ready",
-                "1 when both Releases of the claim are Ready on the cluster, else 0",
+                "1 when both Releases of the claim are Ready on the cluster, else 0 (0 too while the cluster does not answer: its state is then not known)",
                 cc,
             )?,
             usage_present: gauge(
@@ -451,8 +489,10 @@ impl Gauges {
                     .with_label_values(&[cluster.as_str(), wave])
                     .set(1);
             }
+            // What the last pass saw of a cluster that no longer answers is not known now.
+            let known = facts.reachable != Some(false);
             for (key, claim) in &facts.claims {
-                self.fill_claim(cluster, key, claim);
+                self.fill_claim(cluster, key, claim, known);
             }
         }
         if let Some(source) = &latest.source {
@@ -476,19 +516,26 @@ impl Gauges {
         }
     }
 
-    fn fill_claim(&self, cluster: &str, key: &str, claim: &ClaimFacts) {
+    /// The series of one claim; under `known == false` (its cluster does not answer) none
+    /// says ready, and each Release is not ready for reason `unreachable`.
+    fn fill_claim(&self, cluster: &str, key: &str, claim: &ClaimFacts, known: bool) {
         let cc = [cluster, key];
         self.claim_ready
             .with_label_values(&cc)
-            .set(i64::from(claim.readiness.is_ready()));
+            .set(i64::from(known && claim.readiness.is_ready()));
         for release in &claim.readiness.releases {
             let component = release.component.as_str();
             self.release_ready
                 .with_label_values(&[cluster, key, component])
-                .set(i64::from(release.readiness.is_ready()));
-            if let Some(cause) = release.readiness.cause() {
+                .set(i64::from(known && release.readiness.is_ready()));
+            let cause = if known {
+                release.readiness.cause().map(|c| c.as_str())
+            } else {
+                Some(UNREACHABLE)
+            };
+            if let Some(cause) = cause {
                 self.release_not_ready
-                    .with_label_values(&[cluster, key, component, cause.as_str()])
+                    .with_label_values(&[cluster, key, component, cause])
                     .set(1);
             }
         }
@@ -624,6 +671,79 @@ mod tests {
         m.forget_cluster("c1");
         let text = m.encode();
         assert!(!text.contains(r#"cluster="c1""#), "{text}");
+    }
+
+    #[test]
+    fn a_claim_on_a_cluster_that_does_not_answer_is_not_ready_for_reason_unreachable() {
+        let m = Metrics::new().unwrap();
+        m.record_plan("c1", &plan(&["a"], "1.18.4"));
+        m.set_reachable("c1", true);
+        let text = m.encode();
+        assert!(text.contains(r#"psql_fleet_claim_ready{claim="a/a",cluster="c1"} 1"#));
+        assert!(not_ready_series(&text).is_empty(), "{text}");
+
+        m.set_reachable("c1", false);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"psql_fleet_claim_ready{claim="a/a",cluster="c1"} 0"#),
+            "{text}"
+        );
+        for component in ["atlas", "stackgres"] {
+            assert!(text.contains(&format!(
+                r#"psql_fleet_release_ready{{claim="a/a",cluster="c1",component="{component}"}} 0"#
+            )));
+        }
+        assert_eq!(
+            not_ready_series(&text),
+            [
+                r#"psql_fleet_release_not_ready_reason{claim="a/a",cluster="c1",component="atlas",reason="unreachable"} 1"#,
+                r#"psql_fleet_release_not_ready_reason{claim="a/a",cluster="c1",component="stackgres",reason="unreachable"} 1"#,
+            ],
+            "{text}"
+        );
+        m.set_reachable("c1", true);
+        assert!(m
+            .encode()
+            .contains(r#"psql_fleet_claim_ready{claim="a/a",cluster="c1"} 1"#));
+    }
+
+    #[test]
+    fn the_counters_of_a_cluster_read_zero_from_the_start_and_go_with_it() {
+        let m = Metrics::new().unwrap();
+        m.know_cluster("c1");
+        let text = m.encode();
+        for name in [
+            "psql_fleet_drift_corrections_total",
+            "psql_fleet_prune_deletions_total",
+            "psql_fleet_applies_total",
+        ] {
+            assert!(
+                text.contains(&format!(r#"{name}{{cluster="c1"}} 0"#)),
+                "{name}:\n{text}"
+            );
+        }
+        for reason in ErrorReason::ALL {
+            let series = format!(
+                r#"psql_fleet_reconcile_errors_total{{cluster="c1",reason="{}"}} 0"#,
+                reason.as_str()
+            );
+            assert!(text.contains(&series), "{series}:\n{text}");
+        }
+        for manager in ["kubectl", "helm", "other", "unknown"] {
+            let series =
+                format!(r#"psql_fleet_drift_found_total{{cluster="c1",manager="{manager}"}} 0"#);
+            assert!(text.contains(&series), "{series}:\n{text}");
+        }
+        m.count_drift_found("c1", ManagerKind::Kubectl);
+        assert!(m
+            .encode()
+            .contains(r#"psql_fleet_drift_found_total{cluster="c1",manager="kubectl"} 1"#));
+        m.count_error("c1", ErrorReason::Conflict);
+        assert!(m
+            .encode()
+            .contains(r#"psql_fleet_reconcile_errors_total{cluster="c1",reason="conflict"} 1"#));
+        m.forget_cluster("c1");
+        assert!(!m.encode().contains(r#"cluster="c1""#));
     }
 
     fn not_ready_series(text: &str) -> Vec<&str> {

@@ -191,6 +191,39 @@ pub struct ClusterStatus {
     /// The APIs the fleet writes that the cluster does not serve (`releases.helm…/v1beta1`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing_apis: Vec<String>,
+    /// Since when the cluster cannot be reached (RFC 3339); `None` while it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreachable_since: Option<String>,
+}
+
+impl ClusterStatus {
+    /// Keeps the report from claiming more than the agent knows: while the cluster cannot
+    /// be reached, the state of its claims is unknown, whatever the last pass saw, and
+    /// stays so until a pass reads the cluster again (which rebuilds the claims). `now`
+    /// (RFC 3339) is when it was first found unreachable, if it was not already; a cluster
+    /// not tried yet (no error, no claims) is not stamped.
+    pub fn settle(&mut self, now: impl FnOnce() -> String) {
+        if self.reachable {
+            self.unreachable_since = None;
+            return;
+        }
+        if self.last_error.is_none() && self.claims.is_empty() {
+            return;
+        }
+        let since = self.unreachable_since.get_or_insert_with(now).clone();
+        for claim in &mut self.claims {
+            if claim.unknown_since.is_some() {
+                continue;
+            }
+            let seen = if claim.ready { "ready" } else { "not ready" };
+            claim.reason = Some(match claim.reason.take() {
+                Some(why) => format!("cluster unreachable since {since}; last seen {seen}: {why}"),
+                None => format!("cluster unreachable since {since}; last seen {seen}"),
+            });
+            claim.ready = false;
+            claim.unknown_since = Some(since.clone());
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -203,6 +236,10 @@ pub struct ClaimStatus {
     pub suspended: bool,
     #[serde(default)]
     pub drift: Vec<String>,
+    /// Set while the claim's cluster cannot be reached: since when its state is unknown
+    /// (`ready` is then false, and `reason` says what the last pass saw).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown_since: Option<String>,
 }
 
 fn short(revision: Option<&str>) -> &str {
@@ -241,10 +278,21 @@ impl StatusReport {
             .filter(|c| c.ready)
             .count();
         let all_claims: usize = self.clusters.values().map(|c| c.claims.len()).sum();
+        let unknown = self
+            .clusters
+            .values()
+            .flat_map(|c| &c.claims)
+            .filter(|c| c.unknown_since.is_some())
+            .count();
         let _ = writeln!(
             out,
-            "{} clusters, {ready_claims}/{all_claims} claims ready{}\n",
+            "{} clusters, {ready_claims}/{all_claims} claims ready{}{}\n",
             self.clusters.len(),
+            if unknown > 0 {
+                format!(" ({unknown} unknown: cluster unreachable)")
+            } else {
+                String::new()
+            },
             if self.ready {
                 ""
             } else {
@@ -262,7 +310,10 @@ impl StatusReport {
                     let reach = if c.reachable { "" } else { ", unreachable" };
                     format!("leaving the fleet: pruning{reach}")
                 } else if !c.reachable {
-                    "unreachable".to_string()
+                    match &c.unreachable_since {
+                        Some(since) => format!("unreachable since {since}"),
+                        None => "unreachable".to_string(),
+                    }
                 } else if !c.missing_apis.is_empty() {
                     format!("missing API {}", c.missing_apis.join(", "))
                 } else if let Some(s) = &c.suspended {
@@ -276,7 +327,9 @@ impl StatusReport {
                     .claims
                     .iter()
                     .map(|claim| {
-                        let ready = if claim.suspended {
+                        let ready = if claim.unknown_since.is_some() {
+                            "unknown".to_string()
+                        } else if claim.suspended {
                             "suspended".to_string()
                         } else if claim.ready {
                             "yes".to_string()
@@ -416,5 +469,80 @@ mod tests {
         );
         let json = serde_json::to_string(&report).unwrap();
         assert_eq!(serde_json::from_str::<StatusReport>(&json).unwrap(), report);
+    }
+
+    fn claim(name: &str, ready: bool, reason: Option<&str>) -> ClaimStatus {
+        ClaimStatus {
+            claim: name.into(),
+            ready,
+            reason: reason.map(Into::into),
+            usage_present: ready,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_claims_of_an_unreachable_cluster_are_unknown_since_it_went_away_not_ready() {
+        let mut c = ClusterStatus {
+            reachable: true,
+            reconciled: true,
+            claims: vec![
+                claim("default/a", true, None),
+                claim(
+                    "default/b",
+                    false,
+                    Some("Release default/atlas-operator: not ready"),
+                ),
+            ],
+            ..Default::default()
+        };
+        let before = c.clone();
+        c.settle(|| unreachable!("a reachable cluster needs no time"));
+        assert_eq!(c, before, "a reachable cluster's report stands");
+        let mut untried = ClusterStatus::default();
+        untried.settle(|| unreachable!("a cluster not tried yet is not stamped"));
+        assert_eq!(untried, ClusterStatus::default());
+
+        c.reachable = false;
+        c.settle(|| "2026-12-03T12:00:00Z".into());
+        assert_eq!(c.unreachable_since.as_deref(), Some("2026-12-03T12:00:00Z"));
+        assert!(c.claims.iter().all(|c| !c.ready), "{c:?}");
+        assert!(c
+            .claims
+            .iter()
+            .all(|c| c.unknown_since.as_deref() == Some("2026-12-03T12:00:00Z")));
+        assert_eq!(
+            c.claims[0].reason.as_deref(),
+            Some("cluster unreachable since 2026-12-03T12:00:00Z; last seen ready")
+        );
+        assert_eq!(
+            c.claims[1].reason.as_deref(),
+            Some("cluster unreachable since 2026-12-03T12:00:00Z; last seen not ready: Release default/atlas-operator: not ready")
+        );
+        // Settled again later (another status update while down): nothing moves.
+        let once = c.clone();
+        c.settle(|| "2026-12-03T12:05:00Z".into());
+        assert_eq!(c, once);
+
+        let mut report = StatusReport::default();
+        report.clusters.insert("down-1".into(), c.clone());
+        let table = report.to_table();
+        assert!(
+            table.contains("0/2 claims ready (2 unknown: cluster unreachable)"),
+            "{table}"
+        );
+        assert!(
+            table.lines().any(|l| l.starts_with("down-1")
+                && l.contains("unreachable since 2026-12-03T12:00:00Z")
+                && l.contains("default/a")
+                && l.contains("unknown")),
+            "{table}"
+        );
+
+        // Back: the time goes; the claims stay unknown until a pass reads them again.
+        c.reachable = true;
+        c.settle(|| unreachable!());
+        assert_eq!(c.unreachable_since, None);
+        assert!(c.claims.iter().all(|c| c.unknown_since.is_some()));
     }
 }

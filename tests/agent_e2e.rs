@@ -226,6 +226,31 @@ async fn event_reasons(client: &kube::Client, namespace: &str) -> Vec<String> {
         .collect()
 }
 
+/// The messages of the Events of `reason` in `namespace`.
+async fn event_messages(client: &kube::Client, namespace: &str, reason: &str) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.note)
+        .collect()
+}
+
+/// Drifts the agent found on `cluster` made by `manager` (kubectl, helm, other, unknown).
+async fn drifts_by(agent: &Agent, cluster: &str, manager: &str) -> f64 {
+    agent
+        .metric(
+            "psql_fleet_drift_found_total",
+            &[("cluster", cluster), ("manager", manager)],
+        )
+        .await
+        .unwrap_or(0.0)
+}
+
 /// Drift corrections the agent counted on `cluster`.
 async fn corrections(agent: &Agent, cluster: &str) -> f64 {
     agent
@@ -285,13 +310,21 @@ async fn a_hand_edit_is_corrected_and_counted_and_a_deleted_release_recreated() 
         "{after:?}"
     );
     assert!(f.audit(&name)[mark..].iter().all(|e| e.code < 300));
-    // The Event is written after the correction is counted.
+    // The Event is written after the correction is counted, and names who made the drift.
     until("a DriftCorrected Event", || async {
         event_reasons(&client, "edited")
             .await
             .contains(&"DriftCorrected".to_string())
     })
     .await;
+    let messages = event_messages(&client, "edited", "DriftCorrected").await;
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("modified by kubectl at ") && m.contains("spec.rollbackLimit")),
+        "{messages:?}"
+    );
+    assert!(drifts_by(&agent, &name, "kubectl").await >= 1.0);
 
     // `kubectl edit` (an update, not an apply) moves the field to its manager too.
     f.admin(
@@ -330,6 +363,8 @@ async fn a_hand_edit_is_corrected_and_counted_and_a_deleted_release_recreated() 
     .await;
     agent.wait_ready(&[(&name, 1)]).await;
     assert!(corrections(&agent, &name).await >= 3.0);
+    // Who deletes an object leaves no trace on it.
+    assert!(drifts_by(&agent, &name, "unknown").await >= 1.0);
     agent.stop().await;
     f.shutdown().await;
 }
@@ -347,13 +382,17 @@ async fn under_policy_report_a_hand_edit_is_reported_and_left_alone() {
             "patch": {"spec": {"rollbackLimit": 7}}}),
     )
     .await;
+    // It says who made it, and when, from the object's managedFields.
     let report = agent
         .wait_for("the drift to be reported", |r| {
-            r.clusters[&name].claims[0].drift
-                == vec!["stackgres: modified: spec.rollbackLimit".to_string()]
+            let drift = &r.clusters[&name].claims[0].drift;
+            drift.len() == 1
+                && drift[0].starts_with("stackgres: modified by kubectl-edit at ")
+                && drift[0].ends_with(": spec.rollbackLimit")
         })
         .await;
     assert_eq!(report.clusters[&name].drift_policy, "report");
+    assert_eq!(drifts_by(&agent, &name, "kubectl").await, 1.0);
     let detected = [
         ("claim", "watched/watched"),
         ("cluster", name.as_str()),

@@ -667,3 +667,90 @@ async fn an_unreachable_git_remote_keeps_the_last_good_revision_and_a_force_push
     drop(daemon);
     f.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_on_a_cluster_that_went_down_is_unknown_not_ready_until_it_is_read_again() {
+    let f = SimFleet::start(2, ms(200)).await;
+    f.claim_everywhere();
+    let names = f.names();
+    let (down, up) = (names[0].clone(), names[1].clone());
+    let agent = f.start_agent(AgentOptions::default()).await;
+    agent.wait_converged(&names, 1).await;
+    // Every counter of a cluster reads 0 before anything happened on it.
+    let m = agent.metrics().await;
+    for n in &names {
+        assert_eq!(
+            metric(&m, "psql_fleet_drift_corrections_total", &[("cluster", n)]),
+            Some(0.0),
+            "{m}"
+        );
+        assert_eq!(
+            metric(
+                &m,
+                "psql_fleet_reconcile_errors_total",
+                &[("cluster", n), ("reason", "conflict")]
+            ),
+            Some(0.0),
+            "{m}"
+        );
+    }
+
+    f.faults(&down, json!({"down": true})).await;
+    let report = eventually("the down cluster's claim reported unknown", || async {
+        let r = agent.status().await?;
+        let claim = r.clusters.get(&down)?.claims.first()?;
+        claim.unknown_since.is_some().then_some(r)
+    })
+    .await;
+    let cluster = &report.clusters[&down];
+    let claim = &cluster.claims[0];
+    assert!(!claim.ready, "{claim:?}");
+    assert_eq!(
+        claim.unknown_since, cluster.unreachable_since,
+        "{cluster:?}"
+    );
+    let reason = claim.reason.clone().unwrap_or_default();
+    assert!(reason.contains("last seen ready"), "{reason}");
+    assert!(report.clusters[&up].claims.iter().all(|c| c.ready));
+    let table = report.to_table();
+    assert!(
+        table.contains("1/2 claims ready (1 unknown: cluster unreachable)"),
+        "{table}"
+    );
+    let m = agent.metrics().await;
+    let labels = [("cluster", down.as_str()), ("claim", "default/app")];
+    assert_eq!(
+        metric(&m, "psql_fleet_claim_ready", &labels),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "psql_fleet_release_not_ready_reason",
+            &[
+                ("cluster", down.as_str()),
+                ("claim", "default/app"),
+                ("component", "stackgres"),
+                ("reason", "unreachable")
+            ]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+
+    f.faults(&down, json!({})).await;
+    let report = agent.wait_converged(&names, 1).await;
+    let cluster = &report.clusters[&down];
+    assert_eq!(cluster.unreachable_since, None);
+    assert!(
+        cluster
+            .claims
+            .iter()
+            .all(|c| c.ready && c.unknown_since.is_none()),
+        "{cluster:?}"
+    );
+    assert!(f.deletions().is_empty(), "{:?}", f.deletions());
+    agent.stop().await;
+    f.shutdown().await;
+}

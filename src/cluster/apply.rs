@@ -23,7 +23,7 @@ use fleet_core::reconcile::LiveObject;
 use fleet_core::render::{ObjectKind, ObjectRef};
 
 /// Field manager of every apply (SPEC 2.2).
-pub const FIELD_MANAGER: &str = "psql-fleet";
+pub use fleet_core::reconcile::writers::FIELD_MANAGER;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -91,11 +91,9 @@ pub fn resource(kind: ObjectKind) -> ApiResource {
 }
 
 /// A dynamic object as served, made into a [`LiveObject`]; list items may lack their kind.
-/// `metadata.managedFields` is left out: it is most of a served object (every field path
-/// of every manager, as nested maps), no decision reads it (the server judges ownership on
-/// apply), and a live view holds every object of every cluster.
-pub fn to_live(kind: ObjectKind, mut object: DynamicObject) -> Option<LiveObject> {
-    object.metadata.managed_fields = None;
+/// Of `metadata.managedFields` only the other managers' field paths are kept (see
+/// [`LiveObject::from_json`]).
+pub fn to_live(kind: ObjectKind, object: DynamicObject) -> Option<LiveObject> {
     let mut json = serde_json::to_value(object).ok()?;
     let map = json.as_object_mut()?;
     map.insert("kind".into(), kind.as_str().into());

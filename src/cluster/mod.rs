@@ -141,7 +141,9 @@ pub struct Shared {
 impl Shared {
     pub fn update_status(&self, cluster: &str, f: impl FnOnce(&mut ClusterStatus)) {
         if let Ok(mut status) = self.status.write() {
-            f(status.clusters.entry(cluster.to_string()).or_default());
+            let s = status.clusters.entry(cluster.to_string()).or_default();
+            f(s);
+            s.settle(|| jiff::Timestamp::now().to_string());
         }
     }
 

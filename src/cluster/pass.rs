@@ -378,6 +378,9 @@ async fn carry_out(
         Action::ReportDrift { drift, .. } => {
             if state.reported.get(&at) != Some(drift) {
                 tracing::warn!(cluster, object = %at, drift = %drift.describe(), "drift reported");
+                shared
+                    .metrics
+                    .count_drift_found(cluster, drift.manager_kind());
                 if !shared.dry_run {
                     writer
                         .event(
@@ -407,6 +410,9 @@ async fn carry_out(
                     shared.metrics.count_apply(cluster);
                     if let ApplyReason::CorrectDrift(drift) = reason {
                         shared.metrics.count_drift_correction(cluster);
+                        shared
+                            .metrics
+                            .count_drift_found(cluster, drift.manager_kind());
                         writer
                             .event(
                                 &at,
@@ -495,6 +501,7 @@ fn record_status(
                     .iter()
                     .map(|(comp, d)| format!("{}: {}", comp.as_str(), d.describe()))
                     .collect(),
+                unknown_since: None,
             })
             .collect();
     });

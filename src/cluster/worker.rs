@@ -21,6 +21,7 @@ pub async fn run(
     mut assignment: watch::Receiver<Assignment>,
     mut stop: watch::Receiver<bool>,
 ) {
+    shared.metrics.know_cluster(&name);
     let backoff = Backoff::default();
     let mut attempt = 0u32;
     let mut memory = Memory::default();

@@ -16,6 +16,7 @@ use crate::model::fleet::DriftPolicy;
 use crate::render::{DesiredObject, ObjectRef};
 
 use super::live::LiveObject;
+use super::writers::{ManagerKind, Writer};
 
 /// Annotation holding [`desired_hash`] of what psql-fleet last applied.
 pub const ANNOTATION_DESIRED_HASH: &str = "fleet.hops.ops.com.ai/desired-hash";
@@ -27,8 +28,13 @@ pub const ANNOTATION_APPLIED_BY: &str = "fleet.hops.ops.com.ai/applied-by";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Drift {
-    /// Fields set by psql-fleet hold other values (their paths, as `spec.rollbackLimit`).
-    Modified { fields: Vec<String> },
+    /// Fields set by psql-fleet hold other values (their paths, as `spec.rollbackLimit`),
+    /// and who wrote them last, when `managedFields` names another manager.
+    Modified {
+        fields: Vec<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<Writer>,
+    },
     /// The object was seen on the cluster and is gone.
     Deleted,
 }
@@ -36,8 +42,28 @@ pub enum Drift {
 impl Drift {
     pub fn describe(&self) -> String {
         match self {
-            Drift::Modified { fields } => format!("modified: {}", fields.join(", ")),
+            Drift::Modified { fields, by: None } => format!("modified: {}", fields.join(", ")),
+            Drift::Modified {
+                fields,
+                by: Some(w),
+            } => format!(
+                "modified by {}{}: {}",
+                w.manager,
+                w.time
+                    .as_deref()
+                    .map(|t| format!(" at {t}"))
+                    .unwrap_or_default(),
+                fields.join(", ")
+            ),
             Drift::Deleted => "deleted".to_string(),
+        }
+    }
+
+    /// Who made it, as the drift metric's bounded `manager` label.
+    pub fn manager_kind(&self) -> ManagerKind {
+        match self {
+            Drift::Modified { by, .. } => ManagerKind::of(by.as_ref()),
+            Drift::Deleted => ManagerKind::Unknown,
         }
     }
 }
@@ -178,7 +204,10 @@ pub fn diff_object(
         return ObjectDiff::InSync;
     }
     match live.annotation(ANNOTATION_DESIRED_HASH) {
-        Some(hash) if hash == desired.hash => ObjectDiff::Drift(Drift::Modified { fields }),
+        Some(hash) if hash == desired.hash => {
+            let by = live.last_writer_of(&fields);
+            ObjectDiff::Drift(Drift::Modified { fields, by })
+        }
         _ => ObjectDiff::Update,
     }
 }
@@ -297,6 +326,34 @@ mod tests {
     }
 
     #[test]
+    fn a_drift_names_the_manager_that_now_owns_the_field_and_when() {
+        let objects = rendered(&claim("a", "c1"), false);
+        let sg = Serialized::new(objects[0].clone());
+        let mut json = applied(&objects[0], Some(true)).into_json();
+        json["spec"]["rollbackLimit"] = json!(7);
+        json["metadata"]["managedFields"] = json!([
+            {"manager": "psql-fleet", "operation": "Apply", "time": "2026-12-03T10:00:00Z",
+             "fieldsV1": {"f:spec": {"f:forProvider": {}}}},
+            {"manager": "kubectl-edit", "operation": "Update", "time": "2026-12-03T11:00:00Z",
+             "fieldsV1": {"f:spec": {"f:rollbackLimit": {}}}}
+        ]);
+        let edited = LiveObject::from_json(json).unwrap();
+        assert!(
+            edited.json()["metadata"].get("managedFields").is_none(),
+            "managedFields is not kept"
+        );
+        let ObjectDiff::Drift(drift) = diff_object(&sg, Some(&edited), true) else {
+            panic!("no drift");
+        };
+        assert_eq!(
+            drift.describe(),
+            "modified by kubectl-edit at 2026-12-03T11:00:00Z: spec.rollbackLimit"
+        );
+        assert_eq!(drift.manager_kind(), ManagerKind::Kubectl);
+        assert_eq!(Drift::Deleted.manager_kind(), ManagerKind::Unknown);
+    }
+
+    #[test]
     fn verdicts_tell_creation_update_drift_and_deletion_apart() {
         let objects = rendered(&claim("a", "c1"), false);
         let sg = &objects[0];
@@ -323,6 +380,7 @@ mod tests {
                 true,
                 ObjectDiff::Drift(Drift::Modified {
                     fields: vec!["spec.rollbackLimit".into()],
+                    by: None,
                 }),
             ),
             (
@@ -376,6 +434,7 @@ mod tests {
         let sg = Serialized::new(rendered(&claim("a", "c1"), false).remove(0));
         let modified = Drift::Modified {
             fields: vec!["spec.rollbackLimit".into()],
+            by: None,
         };
         let cases = [
             ("create", ObjectDiff::Create, false, false),

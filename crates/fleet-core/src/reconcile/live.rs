@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use serde::Deserialize;
 
+use super::writers::{last_writer_of, other_writers, FieldWriter, Writer};
 use crate::api::release::{NotReadyCause, Readiness, ReleaseStatus};
 use crate::api::{LABEL_FLEET, LABEL_PSQL};
 use crate::model::Chart;
@@ -22,6 +23,10 @@ pub struct LiveObject {
     /// pass, the metrics, the status and both gates read it, never the JSON again); `None`
     /// for a Usage.
     readiness: Option<Readiness>,
+    /// The other field managers of the object, read from `metadata.managedFields`, which
+    /// is not kept: it is most of a served object, and a live view holds every object of
+    /// every cluster.
+    writers: Vec<FieldWriter>,
 }
 
 /// The live objects of one cluster, by where they live.
@@ -29,7 +34,14 @@ pub type LiveState = BTreeMap<ObjectRef, LiveObject>;
 
 impl LiveObject {
     /// Reads kind, name and namespace from the object itself; `None` for other kinds.
-    pub fn from_json(json: Value) -> Option<LiveObject> {
+    /// `metadata.managedFields` is read for the other writers, then dropped.
+    pub fn from_json(mut json: Value) -> Option<LiveObject> {
+        let writers = json
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+            .and_then(|meta| meta.remove("managedFields"))
+            .map(|managed| other_writers(&managed))
+            .unwrap_or_default();
         let kind = match json.get("kind").and_then(Value::as_str)? {
             k if k == ObjectKind::Release.as_str() => ObjectKind::Release,
             k if k == ObjectKind::Usage.as_str() => ObjectKind::Usage,
@@ -51,6 +63,7 @@ impl LiveObject {
             },
             json,
             readiness,
+            writers,
         })
     }
 
@@ -99,6 +112,12 @@ impl LiveObject {
         self.json
             .pointer("/metadata/deletionTimestamp")
             .is_some_and(|v| !v.is_null())
+    }
+
+    /// Of the other field managers, the one that wrote last among those owning any of
+    /// `fields`: who made a drift.
+    pub fn last_writer_of(&self, fields: &[String]) -> Option<Writer> {
+        last_writer_of(&self.writers, fields)
     }
 
     /// A Release's readiness (SPEC 1.6); `None` for a Usage.

@@ -10,6 +10,7 @@ pub mod live;
 pub mod ownership;
 pub mod prune;
 pub mod readiness;
+pub mod writers;
 
 use std::collections::BTreeSet;
 
@@ -22,6 +23,7 @@ pub use live::{LiveObject, LiveState};
 pub use ownership::{Holder, Inventory, Ownership};
 pub use prune::{check_mass_prune, MassPrune};
 pub use readiness::{ClaimReadiness, ReleaseReadiness};
+pub use writers::{ManagerKind, Writer};
 
 use crate::fleetdir::LoadedFleet;
 use crate::model::fleet::{ChartVersions, DriftPolicy};

@@ -226,7 +226,8 @@ fn a_hand_edit_is_corrected_or_reported_by_the_cluster_policy() {
             vec![(
                 Component::Stackgres,
                 Drift::Modified {
-                    fields: vec!["spec.forProvider.chart.version".into()]
+                    fields: vec!["spec.forProvider.chart.version".into()],
+                    by: None,
                 }
             )]
         );
