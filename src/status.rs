@@ -50,6 +50,31 @@ pub struct WaveStatus {
     pub finished_at: Option<String>,
     /// Why it failed, or what it waits for.
     pub reason: Option<String>,
+    /// The changed clusters in the batches the wave takes them in (none: one go).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<Vec<String>>,
+    /// The batch in progress, from 1, when the wave has batches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+    /// Clusters the wave completed without (unreachable then), until they catch up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stragglers: Vec<String>,
+}
+
+/// A wave's CLUSTERS cell: its changed clusters, the batch in progress, the stragglers.
+fn wave_clusters(w: &WaveStatus) -> String {
+    let mut cell = if w.clusters.is_empty() {
+        "-".to_string()
+    } else {
+        w.clusters.join(",")
+    };
+    if let Some(b) = w.batch {
+        cell.push_str(&format!(" (batch {b} of {})", w.batches.len()));
+    }
+    if !w.stragglers.is_empty() {
+        cell.push_str(&format!(" (stragglers: {})", w.stragglers.join(",")));
+    }
+    cell
 }
 
 fn rfc3339(ms: Option<u64>) -> Option<String> {
@@ -86,6 +111,9 @@ impl RolloutStatus {
                     ready_since: rfc3339(w.ready_since_ms),
                     finished_at: rfc3339(w.finished_ms),
                     reason: w.reason.clone(),
+                    batches: w.batches.clone(),
+                    batch: (!w.batches.is_empty()).then_some(w.batch + 1),
+                    stragglers: w.stragglers.keys().cloned().collect(),
                 })
                 .collect(),
         }
@@ -117,11 +145,7 @@ impl RolloutStatus {
                 [
                     w.name.clone(),
                     w.state.clone(),
-                    if w.clusters.is_empty() {
-                        "-".into()
-                    } else {
-                        w.clusters.join(",")
-                    },
+                    wave_clusters(w),
                     w.bake_time.clone(),
                     w.reason.clone().unwrap_or_else(|| "-".into()),
                 ]
@@ -469,6 +493,47 @@ mod tests {
         );
         let json = serde_json::to_string(&report).unwrap();
         assert_eq!(serde_json::from_str::<StatusReport>(&json).unwrap(), report);
+    }
+
+    #[test]
+    fn the_rollout_table_shows_the_batch_in_progress_and_the_stragglers() {
+        let wave = |name: &str, clusters: &[&str]| WaveStatus {
+            name: name.into(),
+            state: "progressing".into(),
+            clusters: clusters.iter().map(|c| c.to_string()).collect(),
+            ..Default::default()
+        };
+        let r = RolloutStatus {
+            revision: "0123456789abcdef".into(),
+            phase: "progressing".into(),
+            current_wave: Some("prod".into()),
+            waves: vec![
+                WaveStatus {
+                    stragglers: vec!["dev-3".into()],
+                    state: "complete".into(),
+                    ..wave("dev", &["dev-1", "dev-3"])
+                },
+                WaveStatus {
+                    batches: vec![vec!["p1".into(), "p2".into()], vec!["p3".into()]],
+                    batch: Some(2),
+                    ..wave("prod", &["p1", "p2", "p3"])
+                },
+            ],
+            ..Default::default()
+        };
+        let table = r.to_table();
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("dev") && l.contains("(stragglers: dev-3)")),
+            "{table}"
+        );
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("prod") && l.contains("p1,p2,p3 (batch 2 of 2)")),
+            "{table}"
+        );
     }
 
     fn claim(name: &str, ready: bool, reason: Option<&str>) -> ClaimStatus {

@@ -4,7 +4,7 @@
 //! publishes every wave transition to the log, the metrics, the status report, the saved
 //! state and any [`WaveObserver`] (commit statuses).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -221,14 +221,30 @@ impl RolloutDriver {
     }
 
     fn advance(&self, inner: &mut Inner) {
+        let unreachable = self.unreachable();
         let Inner { state, health, .. } = inner;
-        let transitions = state.advance(health, now_ms());
+        let transitions = state.advance_seeing(health, &unreachable, now_ms());
         if transitions.is_empty() {
             // The reason a wave waits may have changed.
             self.publish_status(inner);
         } else {
             self.finish(inner, transitions);
         }
+    }
+
+    /// The clusters the workers report unreachable now (in the status they keep), which a
+    /// wave may leave behind as stragglers.
+    fn unreachable(&self) -> BTreeSet<String> {
+        self.status
+            .read()
+            .map(|s| {
+                s.clusters
+                    .iter()
+                    .filter(|(_, c)| !c.reachable && c.unreachable_since.is_some())
+                    .map(|(name, _)| name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// `psql-fleet rollout halt`.

@@ -204,15 +204,17 @@ fn shorten_bake_times(doc: &mut Value, max: Duration) {
         return;
     };
     for wave in waves {
-        let Some(bake) = wave.get_mut("bakeTime") else {
-            continue;
-        };
-        let too_long = bake
-            .as_str()
-            .and_then(|s| fleet_core::model::duration::parse(s).ok())
-            .is_some_and(|d| d > max);
-        if too_long {
-            *bake = Value::from(format!("{}s", max.as_secs()));
+        for field in ["bakeTime", "batchBakeTime"] {
+            let Some(bake) = wave.get_mut(field) else {
+                continue;
+            };
+            let too_long = bake
+                .as_str()
+                .and_then(|s| fleet_core::model::duration::parse(s).ok())
+                .is_some_and(|d| d > max);
+            if too_long {
+                *bake = Value::from(format!("{}s", max.as_secs()));
+            }
         }
     }
 }
@@ -367,6 +369,15 @@ mod tests {
         assert_eq!(claims("sim-002"), ["default/psql", "orders/orders"]);
         assert_eq!(claims("sim-003"), ["default/psql", "payments/payments"]);
         assert_eq!(claims("sim-004"), ["default/psql", "orders/orders"]);
+        // The example's batches stay, their bake shortened like the waves'.
+        let prod = fleet
+            .settings
+            .waves
+            .iter()
+            .find(|w| w.name == "prod")
+            .unwrap();
+        assert!(prod.max_unavailable.is_some());
+        assert_eq!(prod.batch_bake_time, Duration::from_secs(10));
     }
 
     fn sim(name: &str, env: &str, region: &str) -> SimCluster {

@@ -13,6 +13,7 @@ use super::duration;
 use super::metadata::{check_api_version, Metadata};
 use super::names::check_dns_label;
 use super::selector::LabelSelector;
+use super::share::{Share, ShareSpec};
 use super::version::check_version;
 use super::FLEET_API_VERSION;
 
@@ -84,9 +85,28 @@ pub struct WaveSpec {
     /// How long a wave stays healthy before the next one starts (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bake_time: Option<String>,
-    /// How long a wave may take to become ready before the rollout halts (default 10m).
+    /// How long a wave may take to become ready before the rollout halts (default 10m);
+    /// with batches, each batch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// How many of the wave's changed clusters may be in progress (given the revision and
+    /// not yet ready) at once: a count or a percentage, rounded down, at least 1. The wave
+    /// then goes in batches of that size. Default: all at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<ShareSpec>,
+    /// How long each batch but the last stays ready before the next starts (default 0;
+    /// the last batch bakes for `bakeTime`, as the wave).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_bake_time: Option<String>,
+    /// A cluster label whose values the batches mix (e.g. `region`), so that no batch is
+    /// one region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spread_by: Option<String>,
+    /// How many of the wave's changed clusters may be unreachable when it completes: they
+    /// are left behind as stragglers, catch up when they come back, and hold no later wave.
+    /// Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unreachable: Option<ShareSpec>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -139,6 +159,10 @@ pub struct Wave {
     pub selector: LabelSelector,
     pub bake_time: Duration,
     pub timeout: Duration,
+    pub max_unavailable: Option<Share>,
+    pub batch_bake_time: Duration,
+    pub spread_by: Option<String>,
+    pub max_unreachable: Option<Share>,
 }
 
 /// Default for a wave's `timeout`.
@@ -428,11 +452,55 @@ fn parse_waves(
         };
         let bake_time = parse_duration("bakeTime", w.bake_time.as_deref(), Duration::ZERO);
         let timeout = parse_duration("timeout", w.timeout.as_deref(), DEFAULT_WAVE_TIMEOUT);
+        let batch_bake_time = parse_duration(
+            "batchBakeTime",
+            w.batch_bake_time.as_deref(),
+            Duration::ZERO,
+        );
+        let mut share = |field: &str, spec: Option<&ShareSpec>| {
+            spec.and_then(|s| {
+                Share::parse(s)
+                    .map_err(|e| out.push(Diagnostic::field(origin, format!("{at}.{field}"), e)))
+                    .ok()
+            })
+        };
+        let max_unavailable = share("maxUnavailable", w.max_unavailable.as_ref());
+        let max_unreachable = share("maxUnreachable", w.max_unreachable.as_ref());
+        if matches!(max_unavailable, Some(Share::Count(0) | Share::Percent(0))) {
+            out.push(Diagnostic::field(
+                origin,
+                format!("{at}.maxUnavailable"),
+                "must allow at least one cluster in progress (a count of 1 or more, or a percentage above 0)",
+            ));
+        }
+        if w.batch_bake_time.is_some() && w.max_unavailable.is_none() {
+            out.push(
+                Diagnostic::field(
+                    origin,
+                    format!("{at}.batchBakeTime"),
+                    "has no effect without maxUnavailable: the wave goes as one batch",
+                )
+                .warning(),
+            );
+        }
+        if let Some(label) = &w.spread_by {
+            if label.trim().is_empty() {
+                out.push(Diagnostic::field(
+                    origin,
+                    format!("{at}.spreadBy"),
+                    "must name a cluster label",
+                ));
+            }
+        }
         waves.push(Wave {
             name: w.name.clone(),
             selector: w.selector.clone(),
             bake_time,
             timeout,
+            max_unavailable,
+            batch_bake_time,
+            spread_by: w.spread_by.clone(),
+            max_unreachable,
         });
     }
     waves
@@ -489,6 +557,46 @@ mod tests {
         assert_eq!(s.waves[1].timeout, DEFAULT_WAVE_TIMEOUT);
         assert_eq!(s.wave_of(&labels(&[("env", "prod")])).unwrap().name, "prod");
         assert!(s.wave_of(&labels(&[("env", "qa")])).is_none());
+    }
+
+    #[test]
+    fn batches_and_stragglers_are_read_and_bad_shares_named() {
+        let head = "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nmetadata: {name: main}\nspec:\n  rollout:\n    waves:\n";
+        let (s, out) = parse(&format!("{head}    - {{name: prod, selector: {{}}, maxUnavailable: 25%, batchBakeTime: 1m, spreadBy: region, maxUnreachable: 2}}\n"));
+        assert!(out.is_empty(), "{out:?}");
+        let w = &s.unwrap().waves[0];
+        assert_eq!(w.max_unavailable, Some(Share::Percent(25)));
+        assert_eq!(w.max_unreachable, Some(Share::Count(2)));
+        assert_eq!(w.batch_bake_time, Duration::from_secs(60));
+        assert_eq!(w.spread_by.as_deref(), Some("region"));
+
+        let (_, out) = parse(&format!(
+            "{head}    - {{name: prod, selector: {{}}, maxUnavailable: 0, maxUnreachable: 150%}}\n"
+        ));
+        let messages: Vec<String> = out.iter().map(ToString::to_string).collect();
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("spec.rollout.waves[0].maxUnavailable")
+                    && m.contains("at least one")),
+            "{messages:?}"
+        );
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("spec.rollout.waves[0].maxUnreachable")
+                    && m.contains("more than 100%")),
+            "{messages:?}"
+        );
+        let (_, out) = parse(&format!(
+            "{head}    - {{name: prod, selector: {{}}, batchBakeTime: 1m}}\n"
+        ));
+        assert!(
+            out.iter()
+                .any(|d| d.to_string().contains("batchBakeTime")
+                    && d.to_string().contains("no effect")),
+            "{out:?}"
+        );
     }
 
     #[test]

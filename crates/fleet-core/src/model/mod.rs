@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod names;
 pub mod nesting;
 pub mod selector;
+pub mod share;
 pub mod target;
 pub mod version;
 

@@ -6,6 +6,7 @@
 //! ([`crate::agent`]) feeds in health and the clock, carries out the assignments and
 //! persists [`State`], so a restart skips no gate and re-rolls nothing.
 
+pub mod batches;
 pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::fleetdir::LoadedFleet;
+use crate::model::share::Share;
 use crate::reconcile::diff::desired_hash;
 use crate::render::{render_cluster, Observed};
 
@@ -54,13 +56,19 @@ impl WaveState {
     }
 }
 
-/// One wave of a revision: its clusters in the order the fleet lists waves.
-#[derive(Clone, Debug, PartialEq)]
+/// One wave of a revision: its clusters, in the order its batches take them.
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct WaveDef {
     pub name: String,
     pub bake_time: Duration,
     pub timeout: Duration,
     pub clusters: Vec<String>,
+    /// Batches of at most this many changed clusters; `None`: all at once.
+    pub max_unavailable: Option<Share>,
+    /// How long a batch but the last stays ready before the next starts.
+    pub batch_bake_time: Duration,
+    /// How many changed clusters may be left behind unreachable.
+    pub max_unreachable: Option<Share>,
 }
 
 /// What a revision asks of the fleet: its waves and, per cluster, a fingerprint of its
@@ -85,13 +93,15 @@ impl Target {
                 bake_time: w.bake_time,
                 timeout: w.timeout,
                 clusters: Vec::new(),
+                max_unavailable: w.max_unavailable,
+                batch_bake_time: w.batch_bake_time,
+                max_unreachable: w.max_unreachable,
             })
             .collect();
         let mut implicit = WaveDef {
             name: IMPLICIT_WAVE.to_string(),
-            bake_time: Duration::ZERO,
             timeout: crate::model::fleet::DEFAULT_WAVE_TIMEOUT,
-            clusters: Vec::new(),
+            ..WaveDef::default()
         };
         let mut fingerprints = BTreeMap::new();
         for (name, cluster) in &fleet.clusters {
@@ -104,6 +114,17 @@ impl Target {
                 None => implicit.clusters.push(name.clone()),
             }
             fingerprints.insert(name.clone(), fingerprint(fleet, name));
+        }
+        for (def, settings) in waves.iter_mut().zip(&settings.waves) {
+            if let Some(label) = &settings.spread_by {
+                def.clusters = batches::spread(&def.clusters, |c| {
+                    fleet
+                        .clusters
+                        .get(c)
+                        .and_then(|c| c.labels.get(label))
+                        .map(String::as_str)
+                });
+            }
         }
         if !implicit.clusters.is_empty() {
             waves.push(implicit);
@@ -179,6 +200,54 @@ pub struct WaveProgress {
     /// Why the wave failed or waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The changed clusters cut into batches when the rollout began (empty: one batch).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<Vec<String>>,
+    /// The batch in progress, from 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub batch: usize,
+    #[serde(default, skip_serializing_if = "is_zero_ms")]
+    pub batch_bake_ms: u64,
+    /// How many changed clusters may be left behind unreachable.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_unreachable: usize,
+    /// Clusters the wave completed without, unreachable then; each leaves the list once
+    /// ready at the revision for the wave's bake time (since when, once ready).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stragglers: BTreeMap<String, Option<u64>>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+fn is_zero_ms(n: &u64) -> bool {
+    *n == 0
+}
+
+impl WaveProgress {
+    /// The clusters of batch `b` (all changed clusters when the wave has no batches).
+    fn batch_members(&self, b: usize) -> Vec<&String> {
+        if self.batches.is_empty() {
+            return self.clusters.keys().collect();
+        }
+        self.batches
+            .get(b)
+            .map(|m| m.iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// The clusters given the revision so far: every batch up to the current one.
+    fn given_so_far(&self) -> Vec<&String> {
+        if self.batches.is_empty() {
+            return self.clusters.keys().collect();
+        }
+        self.batches.iter().take(self.batch + 1).flatten().collect()
+    }
+
+    fn last_batch(&self) -> bool {
+        self.batch + 1 >= self.batches.len()
+    }
 }
 
 /// Why a rollout stopped.
@@ -317,6 +386,7 @@ impl State {
         let mut waves = Vec::new();
         for def in &target.waves {
             let mut changed = BTreeMap::new();
+            let mut in_order = Vec::new();
             for cluster in &def.clusters {
                 let Some(fp) = target.fingerprints.get(cluster) else {
                     continue;
@@ -327,9 +397,11 @@ impl State {
                     }
                     _ => {
                         changed.insert(cluster.clone(), fp.clone());
+                        in_order.push(cluster.clone());
                     }
                 }
             }
+            let max_unreachable = def.max_unreachable.map_or(0, |s| s.of(changed.len()));
             waves.push(WaveProgress {
                 name: def.name.clone(),
                 state: WaveState::Pending,
@@ -341,6 +413,11 @@ impl State {
                 ready_since_ms: None,
                 finished_ms: None,
                 reason: None,
+                batches: batches::cut(&in_order, def.max_unavailable),
+                batch: 0,
+                batch_bake_ms: ms(def.batch_bake_time),
+                max_unreachable,
+                stragglers: BTreeMap::new(),
             });
         }
         let mut rollout = Rollout {
@@ -383,14 +460,22 @@ impl State {
     /// the current one is complete, and fails it on apply errors or when its timeout
     /// passes before every changed cluster is ready at the rollout's revision.
     pub fn advance(&mut self, health: &BTreeMap<String, Health>, now: u64) -> Vec<Transition> {
+        self.advance_seeing(health, &BTreeSet::new(), now)
+    }
+
+    /// [`State::advance`], knowing which clusters cannot be reached now: up to a wave's
+    /// `maxUnreachable` of them are left behind as stragglers rather than holding it.
+    pub fn advance_seeing(
+        &mut self,
+        health: &BTreeMap<String, Health>,
+        unreachable: &BTreeSet<String>,
+        now: u64,
+    ) -> Vec<Transition> {
         let mut out = Vec::new();
         let State { clusters, rollout } = self;
         let Some(r) = rollout.as_mut() else {
             return out;
         };
-        if r.halted.is_some() {
-            return out;
-        }
         let revision = r.revision.clone();
         let note = |out: &mut Vec<Transition>, w: &WaveProgress, description: String| {
             out.push(Transition {
@@ -400,6 +485,23 @@ impl State {
                 description,
             });
         };
+        catch_up(r, health, unreachable, now, &mut out);
+        if r.halted.is_some() {
+            return out;
+        }
+        let give = |clusters: &mut BTreeMap<String, Given>, w: &WaveProgress, b: usize| {
+            for cluster in w.batch_members(b) {
+                if let Some(fp) = w.clusters.get(cluster) {
+                    clusters.insert(
+                        cluster.clone(),
+                        Given {
+                            revision: revision.clone(),
+                            fingerprint: fp.clone(),
+                        },
+                    );
+                }
+            }
+        };
         while let Some(i) = r.waves.iter().position(|w| w.state != WaveState::Complete) {
             let w = &mut r.waves[i];
             match w.state {
@@ -408,36 +510,49 @@ impl State {
                     w.started_ms = Some(now);
                     w.progressing_since_ms = Some(now);
                     w.reason = None;
-                    for (cluster, fp) in &w.clusters {
-                        clusters.insert(
-                            cluster.clone(),
-                            Given {
-                                revision: revision.clone(),
-                                fingerprint: fp.clone(),
-                            },
-                        );
-                    }
+                    w.batch = 0;
+                    w.stragglers.clear();
+                    give(clusters, w, 0);
                     if w.clusters.is_empty() {
                         w.state = WaveState::Complete;
                         w.finished_ms = Some(now);
                         note(&mut out, w, "no cluster of this wave changes".into());
                         continue;
                     }
-                    let names: Vec<&str> = w.clusters.keys().map(String::as_str).collect();
-                    let description = format!("applying to {}", names.join(", "));
+                    let description = applying(w);
                     note(&mut out, w, description);
                     // The new revision has only just been given: no health to judge yet.
                     break;
                 }
                 WaveState::Progressing | WaveState::Baking => {
-                    let verdict = judge(w, &revision, health);
+                    let verdict = judge(w, &revision, health, unreachable);
                     match verdict {
                         Verdict::Errors(reason) => {
                             fail(r, i, reason, now, &mut out);
                             break;
                         }
-                        Verdict::Ready => {
+                        Verdict::Ready(left_behind) => {
                             let since = *w.ready_since_ms.get_or_insert(now);
+                            if !w.last_batch() {
+                                // A batch ready: the next starts once it has baked.
+                                if now.saturating_sub(since) < w.batch_bake_ms {
+                                    w.reason = Some(format!(
+                                        "batch {} of {} ready; baking for {}",
+                                        w.batch + 1,
+                                        w.batches.len(),
+                                        human(w.batch_bake_ms)
+                                    ));
+                                    break;
+                                }
+                                w.batch += 1;
+                                w.ready_since_ms = None;
+                                w.progressing_since_ms = Some(now);
+                                w.reason = None;
+                                give(clusters, w, w.batch);
+                                let description = applying(w);
+                                note(&mut out, w, description);
+                                break;
+                            }
                             if w.state == WaveState::Progressing {
                                 w.state = WaveState::Baking;
                                 w.reason = None;
@@ -450,7 +565,15 @@ impl State {
                             }
                             w.state = WaveState::Complete;
                             w.finished_ms = Some(now);
-                            let description = format!("ready and baked for {}", human(w.bake_ms));
+                            let mut description =
+                                format!("ready and baked for {}", human(w.bake_ms));
+                            if !left_behind.is_empty() {
+                                description.push_str(&format!(
+                                    "; left behind unreachable, to catch up: {}",
+                                    left_behind.join(", ")
+                                ));
+                            }
+                            w.stragglers = left_behind.into_iter().map(|c| (c, None)).collect();
                             note(&mut out, w, description);
                         }
                         Verdict::NotReady(reason) => {
@@ -580,6 +703,7 @@ impl State {
             w.progressing_since_ms = None;
             w.ready_since_ms = None;
             w.reason = None;
+            w.batch = 0;
             out.push(Transition {
                 revision: r.revision.clone(),
                 wave: w.name.clone(),
@@ -593,17 +717,50 @@ impl State {
 }
 
 enum Verdict {
-    Ready,
+    /// Ready, but for these unreachable clusters, within the wave's `maxUnreachable`.
+    Ready(Vec<String>),
     NotReady(String),
     Errors(String),
 }
 
-/// The wave's changed clusters, judged at `revision`: apply errors first, then the first
-/// cluster not ready (or not yet reported), else ready.
-fn judge(w: &WaveProgress, revision: &str, health: &BTreeMap<String, Health>) -> Verdict {
+/// "applying to a, b" (with the batch when the wave has several).
+fn applying(w: &WaveProgress) -> String {
+    let names: Vec<&str> = w
+        .batch_members(w.batch)
+        .into_iter()
+        .map(String::as_str)
+        .collect();
+    if w.batches.len() > 1 {
+        format!(
+            "batch {} of {}: applying to {}",
+            w.batch + 1,
+            w.batches.len(),
+            names.join(", ")
+        )
+    } else {
+        format!("applying to {}", names.join(", "))
+    }
+}
+
+/// The clusters given the revision so far, judged at `revision`: apply errors first, then
+/// the first cluster not ready (or not yet reported), else ready. Unreachable clusters not
+/// ready at the revision are left behind while there are no more of them than the wave's
+/// `maxUnreachable`.
+fn judge(
+    w: &WaveProgress,
+    revision: &str,
+    health: &BTreeMap<String, Health>,
+    unreachable: &BTreeSet<String>,
+) -> Verdict {
     let mut not_ready = Vec::new();
-    for cluster in w.clusters.keys() {
-        match health.get(cluster).filter(|h| h.revision == revision) {
+    let mut away = Vec::new();
+    for cluster in w.given_so_far() {
+        let h = health.get(cluster).filter(|h| h.revision == revision);
+        if unreachable.contains(cluster) && !h.is_some_and(|h| h.ready) {
+            away.push(cluster.clone());
+            continue;
+        }
+        match h {
             Some(h) if h.errors.is_some() => {
                 let errors = h.errors.as_deref().unwrap_or_default();
                 return Verdict::Errors(if errors.starts_with(&format!("cluster {cluster}:")) {
@@ -622,10 +779,59 @@ fn judge(w: &WaveProgress, revision: &str, health: &BTreeMap<String, Health>) ->
             )),
         }
     }
+    if away.len() > w.max_unreachable {
+        not_ready.extend(away.iter().map(|c| format!("cluster {c}: unreachable")));
+        away.clear();
+    }
     if not_ready.is_empty() {
-        Verdict::Ready
+        Verdict::Ready(away)
     } else {
         Verdict::NotReady(not_ready.join("; "))
+    }
+}
+
+/// Stragglers of the waves already complete catch up: each leaves the list once ready at
+/// the revision (it was given it with its batch) for its wave's bake time, holding no
+/// other wave meanwhile.
+fn catch_up(
+    r: &mut Rollout,
+    health: &BTreeMap<String, Health>,
+    unreachable: &BTreeSet<String>,
+    now: u64,
+    out: &mut Vec<Transition>,
+) {
+    for w in r
+        .waves
+        .iter_mut()
+        .filter(|w| w.state == WaveState::Complete)
+    {
+        let mut caught_up = Vec::new();
+        for (cluster, since) in &mut w.stragglers {
+            let ready = !unreachable.contains(cluster)
+                && health
+                    .get(cluster)
+                    .is_some_and(|h| h.revision == r.revision && h.ready && h.errors.is_none());
+            if !ready {
+                *since = None;
+                continue;
+            }
+            let since = *since.get_or_insert(now);
+            if now.saturating_sub(since) >= w.bake_ms {
+                caught_up.push(cluster.clone());
+            }
+        }
+        for cluster in caught_up {
+            w.stragglers.remove(&cluster);
+            out.push(Transition {
+                revision: r.revision.clone(),
+                wave: w.name.clone(),
+                state: w.state,
+                description: format!(
+                    "straggler {cluster} caught up: ready and baked for {}",
+                    human(w.bake_ms)
+                ),
+            });
+        }
     }
 }
 

@@ -15,6 +15,7 @@ fn target(revision: &str, bake: u64, fp: &str, overrides: &[(&str, &str)]) -> Ta
         bake_time: Duration::from_millis(bake),
         timeout: Duration::from_secs(60),
         clusters: clusters.iter().map(|c| c.to_string()).collect(),
+        ..WaveDef::default()
     };
     let mut fingerprints: BTreeMap<String, String> = ["dev-1", "stg-1", "stg-2", "prod-1"]
         .iter()
@@ -502,4 +503,169 @@ proptest! {
             }
         }
     }
+}
+
+/// One wave `prod` of `n` clusters `p00`.., in batches of `max_unavailable`, leaving up to
+/// `max_unreachable` behind, each batch baking `batch_bake` and the wave `bake`.
+fn one_wave(
+    revision: &str,
+    n: usize,
+    max_unavailable: Option<Share>,
+    max_unreachable: Option<Share>,
+    batch_bake: u64,
+    bake: u64,
+) -> Target {
+    let clusters: Vec<String> = (0..n).map(|i| format!("p{i:02}")).collect();
+    Target {
+        revision: revision.into(),
+        waves: vec![WaveDef {
+            name: "prod".into(),
+            bake_time: Duration::from_millis(bake),
+            timeout: Duration::from_secs(60),
+            clusters: clusters.clone(),
+            max_unavailable,
+            batch_bake_time: Duration::from_millis(batch_bake),
+            max_unreachable,
+        }],
+        fingerprints: clusters.iter().map(|c| (c.clone(), "f".into())).collect(),
+    }
+}
+
+fn names(from: usize, to: usize) -> Vec<String> {
+    (from..to).map(|i| format!("p{i:02}")).collect()
+}
+
+fn given<'a>(s: &'a State, clusters: &[String]) -> Vec<Option<&'a str>> {
+    clusters.iter().map(|c| s.given(c)).collect()
+}
+
+fn ready_all(revision: &str, clusters: &[String]) -> BTreeMap<String, Health> {
+    let names: Vec<&str> = clusters.iter().map(String::as_str).collect();
+    ready(revision, &names)
+}
+
+#[test]
+fn a_wave_in_batches_gives_the_next_batch_only_once_the_last_is_ready_and_baked() {
+    let mut s = State::default();
+    s.begin(
+        &one_wave("a", 40, Some(Share::Percent(25)), None, 2 * S, 3 * S),
+        0,
+    );
+    let w = &s.rollout.as_ref().unwrap().waves[0];
+    assert_eq!(w.batches.len(), 4);
+    assert!(w.batches.iter().all(|b| b.len() == 10));
+    assert!(given(&s, &names(0, 10)).iter().all(|g| *g == Some("a")));
+    assert!(given(&s, &names(10, 40)).iter().all(Option::is_none));
+
+    // Nine of the first ten ready: the second batch waits.
+    s.advance(&ready_all("a", &names(0, 9)), S);
+    assert!(given(&s, &names(10, 20)).iter().all(Option::is_none));
+    // All ten: the batch bakes 2 s, then the second starts.
+    s.advance(&ready_all("a", &names(0, 10)), 2 * S);
+    assert!(given(&s, &names(10, 20)).iter().all(Option::is_none));
+    let t = s.advance(&ready_all("a", &names(0, 10)), 4 * S);
+    assert!(given(&s, &names(10, 20)).iter().all(|g| *g == Some("a")));
+    assert!(given(&s, &names(20, 40)).iter().all(Option::is_none));
+    assert!(
+        t.iter()
+            .any(|t| t.description.starts_with("batch 2 of 4: applying to p10")),
+        "{t:?}"
+    );
+    // A cluster of an earlier batch no longer ready holds the next batch too.
+    let mut health = ready_all("a", &names(1, 20));
+    health.insert(
+        "p00".into(),
+        Health {
+            revision: "a".into(),
+            reason: Some("Release default/x: not ready".into()),
+            ..Health::default()
+        },
+    );
+    s.advance(&health, 5 * S);
+    s.advance(&health, 10 * S);
+    assert!(given(&s, &names(20, 30)).iter().all(Option::is_none));
+    // The rest go batch by batch; the last one bakes the wave's 3 s.
+    let all = ready_all("a", &names(0, 40));
+    for at in [11, 13, 14, 16, 17, 19] {
+        s.advance(&all, at * S);
+    }
+    assert!(given(&s, &names(0, 40)).iter().all(|g| *g == Some("a")));
+    assert_eq!(states(&s), [("prod", Baking)]);
+    s.advance(&all, 22 * S);
+    assert_eq!(states(&s), [("prod", Complete)]);
+}
+
+#[test]
+fn batches_are_kept_in_the_state_across_a_restart() {
+    let mut s = State::default();
+    s.begin(&one_wave("a", 6, Some(Share::Count(2)), None, 0, 0), 0);
+    s.advance(&ready_all("a", &names(0, 2)), S);
+    let saved = serde_json::to_string(&s).unwrap();
+    let mut back: State = serde_json::from_str(&saved).unwrap();
+    assert_eq!(back, s);
+    back.restarted(2 * S);
+    assert_eq!(back.rollout.as_ref().unwrap().waves[0].batch, 1);
+    assert!(given(&back, &names(4, 6)).iter().all(Option::is_none));
+    // A state saved before batches existed reads as one batch.
+    let old = r#"{"clusters":{},"rollout":{"revision":"a","startedMs":0,"waves":[{"name":"prod","state":"pending","bakeMs":0,"timeoutMs":1000,"clusters":{"p00":"f"}}]}}"#;
+    let old: State = serde_json::from_str(old).unwrap();
+    assert!(old.rollout.unwrap().waves[0].batches.is_empty());
+}
+
+#[test]
+fn a_wave_completes_without_up_to_max_unreachable_clusters_which_catch_up_later() {
+    let mut s = State::default();
+    s.begin(
+        &one_wave("a", 20, None, Some(Share::Percent(10)), 0, 2 * S),
+        0,
+    );
+    let down: BTreeSet<String> = ["p03".to_string(), "p07".to_string()].into();
+    let up: Vec<String> = names(0, 20)
+        .into_iter()
+        .filter(|c| !down.contains(c))
+        .collect();
+    s.advance_seeing(&ready_all("a", &up), &down, S);
+    s.advance_seeing(&ready_all("a", &up), &down, 3 * S);
+    let w = &s.rollout.as_ref().unwrap().waves[0];
+    assert_eq!(w.state, Complete, "{w:?}");
+    assert_eq!(w.stragglers.keys().collect::<Vec<_>>(), ["p03", "p07"]);
+    assert_eq!(
+        s.given("p03"),
+        Some("a"),
+        "a straggler is given the revision too"
+    );
+
+    // One back and ready: it leaves the list after the wave's bake time.
+    let back: BTreeSet<String> = ["p07".to_string()].into();
+    let all = ready_all("a", &names(0, 20));
+    s.advance_seeing(&all, &back, 4 * S);
+    let t = s.advance_seeing(&all, &back, 6 * S);
+    let w = &s.rollout.as_ref().unwrap().waves[0];
+    assert_eq!(w.stragglers.keys().collect::<Vec<_>>(), ["p07"]);
+    assert!(
+        t.iter()
+            .any(|t| t.description.starts_with("straggler p03 caught up")),
+        "{t:?}"
+    );
+}
+
+#[test]
+fn more_unreachable_clusters_than_allowed_hold_the_wave_and_fail_it_at_its_timeout() {
+    let mut s = State::default();
+    s.begin(&one_wave("a", 20, None, Some(Share::Percent(10)), 0, 0), 0);
+    let down: BTreeSet<String> = ["p01", "p02", "p03"]
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    let up: Vec<String> = names(0, 20)
+        .into_iter()
+        .filter(|c| !down.contains(c))
+        .collect();
+    s.advance_seeing(&ready_all("a", &up), &down, S);
+    let w = &s.rollout.as_ref().unwrap().waves[0];
+    assert_eq!(w.state, Progressing);
+    let reason = w.reason.clone().unwrap();
+    assert!(reason.contains("cluster p01: unreachable"), "{reason}");
+    s.advance_seeing(&ready_all("a", &up), &down, 61 * S);
+    assert_eq!(states(&s), [("prod", Failed)]);
 }

@@ -31,6 +31,7 @@ use crate::model::fleet::{
     DriftPolicy, DriftSettings, FleetSpec, PinOverride, PruneSettings, RolloutSpec, WaveSpec,
 };
 use crate::model::selector::LabelSelector;
+use crate::model::share::ShareSpec;
 use crate::model::FLEET_API_VERSION;
 
 mod claim;
@@ -184,6 +185,10 @@ pub fn wave(name: &str, match_labels: &[(&str, &str)]) -> Wave {
         selector: selector(match_labels),
         bake_time: None,
         timeout: None,
+        max_unavailable: None,
+        batch_bake_time: None,
+        spread_by: None,
+        max_unreachable: None,
     })
 }
 
@@ -197,6 +202,30 @@ impl Wave {
     /// How long the wave may take to become ready before the rollout halts.
     pub fn timeout(mut self, duration: &str) -> Wave {
         self.0.timeout = Some(duration.into());
+        self
+    }
+
+    /// Batches: at most `share` (`"25%"`, `"3"`) of the changed clusters in progress.
+    pub fn max_unavailable(mut self, share: &str) -> Wave {
+        self.0.max_unavailable = Some(ShareSpec::Text(share.into()));
+        self
+    }
+
+    /// How long each batch but the last stays ready before the next.
+    pub fn batch_bake_time(mut self, duration: &str) -> Wave {
+        self.0.batch_bake_time = Some(duration.into());
+        self
+    }
+
+    /// The cluster label whose values the batches mix.
+    pub fn spread_by(mut self, label: &str) -> Wave {
+        self.0.spread_by = Some(label.into());
+        self
+    }
+
+    /// How many clusters may be left behind unreachable (`"10%"`, `"2"`).
+    pub fn max_unreachable(mut self, share: &str) -> Wave {
+        self.0.max_unreachable = Some(ShareSpec::Text(share.into()));
         self
     }
 }
