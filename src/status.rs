@@ -336,6 +336,7 @@ impl StatusReport {
                 } else if !c.reachable {
                     match &c.unreachable_since {
                         Some(since) => format!("unreachable since {since}"),
+                        None if c.last_error.is_none() => "not reached yet".to_string(),
                         None => "unreachable".to_string(),
                     }
                 } else if !c.missing_apis.is_empty() {
@@ -457,6 +458,9 @@ mod tests {
                 ..Default::default()
             },
         );
+        report
+            .clusters
+            .insert("new-1".into(), ClusterStatus::default());
         report.clusters.insert(
             "gone-1".into(),
             ClusterStatus {
@@ -473,6 +477,12 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("revision 0123456789ab "), "{table}");
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("new-1") && l.contains("not reached yet")),
+            "{table}"
+        );
         assert!(table.contains("1/2 claims ready"), "{table}");
         assert!(
             table.lines().any(|l| l.starts_with("prod-1")

@@ -263,7 +263,8 @@ impl Progress {
                 && c.applied_revision.is_some()
                 && c.applied_revision == report.source.revision
                 && c.claims.iter().all(|c| c.ready);
-            if !c.reachable {
+            // A cluster not tried yet is not unreachable: only one that failed to answer.
+            if !c.reachable && c.unreachable_since.is_some() {
                 p.unreachable += 1;
             } else if ready {
                 p.ready_clusters += 1;
@@ -449,7 +450,15 @@ mod tests {
                 ..ClusterStatus::default()
             },
         );
-        report.clusters.insert("c".into(), ClusterStatus::default());
+        report.clusters.insert(
+            "c".into(),
+            ClusterStatus {
+                unreachable_since: Some("2026-12-03T12:00:00Z".into()),
+                ..ClusterStatus::default()
+            },
+        );
+        // Not tried yet: neither ready nor unreachable.
+        report.clusters.insert("d".into(), ClusterStatus::default());
         let waves = ["dev".to_string(), "prod".to_string(), "none".to_string()];
         let wave_of: BTreeMap<String, String> = [("a", "dev"), ("b", "prod"), ("c", "prod")]
             .into_iter()
@@ -458,7 +467,7 @@ mod tests {
         let p = Progress::of(&report, &waves, &wave_of);
         assert_eq!(
             p.to_string(),
-            "1/3 clusters ready, 3/4 claims ready, 3/4 Usages, 1 unreachable  (waves: dev 1/1, prod 0/2)"
+            "1/4 clusters ready, 3/4 claims ready, 3/4 Usages, 1 unreachable  (waves: dev 1/1, prod 0/2)"
         );
         assert!(!p.all_ready());
     }
