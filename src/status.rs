@@ -59,6 +59,12 @@ pub struct WaveStatus {
     /// Clusters the wave completed without (unreachable then), until they catch up.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stragglers: Vec<String>,
+    /// The wave starts only once approved (`psql-fleet rollout approve <wave>`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requires_approval: bool,
+    /// Who approved it for this revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
 }
 
 /// A wave's CLUSTERS cell: its changed clusters, the batch in progress, the stragglers.
@@ -114,6 +120,8 @@ impl RolloutStatus {
                     batches: w.batches.clone(),
                     batch: (!w.batches.is_empty()).then_some(w.batch + 1),
                     stragglers: w.stragglers.keys().cloned().collect(),
+                    requires_approval: w.require_approval,
+                    approved_by: w.approved.as_ref().map(|a| a.by.clone()),
                 })
                 .collect(),
         }

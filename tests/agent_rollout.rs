@@ -333,3 +333,81 @@ async fn an_agent_restart_mid_rollout_resumes_where_it_was() {
     b.stop().await;
     f.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wave_that_requires_approval_waits_until_an_operator_approves_it() {
+    let f = SimFleet::start(3, Duration::from_millis(200)).await;
+    for (name, env) in f.names.iter().zip(["dev", "staging", "prod"]) {
+        f.put(&cluster(name).label("env", env));
+        f.put(&claim("app", name));
+    }
+    f.put(
+        &fleet("main")
+            .wave(wave("dev", &[("env", "dev")]).timeout("20s"))
+            .wave(
+                wave("staging", &[("env", "staging")])
+                    .require_approval()
+                    .timeout("1s"),
+            )
+            .wave(wave("prod", &[("env", "prod")]).timeout("20s")),
+    );
+    let (dev, staging, prod) = (f.names[0].clone(), f.names[1].clone(), f.names[2].clone());
+    let a = start_agent(&f).await;
+    a.wait_for("staging to wait for approval", |s| {
+        s.rollout.as_ref().is_some_and(|r| {
+            wave_of(r, "dev").state == "complete"
+                && wave_of(r, "staging").state == "awaiting_approval"
+        })
+    })
+    .await;
+    // Waiting is no failure: not after the wave's 1 s timeout, not after several passes.
+    a.assert_holds_for_passes("staging to keep waiting", &dev, 2, || async {
+        let r = a.report().await.rollout.unwrap();
+        wave_of(&r, "staging").state == "awaiting_approval"
+    })
+    .await;
+    assert!(f.live_objects(&staging).is_empty());
+    assert!(f.live_objects(&prod).is_empty());
+    let metrics = a.metrics().await;
+    assert!(
+        metrics.contains(r#"psql_fleet_rollout_wave{state="awaiting_approval",wave="staging"} 1"#),
+        "{metrics}"
+    );
+
+    // An operator approves it from the command line.
+    let server = a.server.clone();
+    let cli = move |args: Vec<&'static str>| {
+        let server = server.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_psql-fleet"))
+                    .args(args)
+                    .args(["--server", &server])
+                    .env(CONTROL_TOKEN_ENV, CONTROL_TOKEN)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let out = cli(vec!["rollout", "approve", "prod"]).await;
+    assert!(!out.status.success());
+    let out = cli(vec!["rollout", "approve", "staging"]).await;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done = a
+        .wait_for("the rollout complete", |s| rollout_complete(s, None))
+        .await;
+    let r = done.rollout.unwrap();
+    assert_eq!(wave_of(&r, "staging").approved_by.as_deref(), Some("tests"));
+    for c in [&dev, &staging, &prod] {
+        assert_eq!(f.live_objects(c).len(), 3, "{c}");
+    }
+    a.stop().await;
+    f.shutdown().await;
+}

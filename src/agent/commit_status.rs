@@ -17,7 +17,10 @@ pub fn context(wave: &str) -> String {
 /// How a wave's state reads as a commit status.
 pub fn status_state(state: WaveState) -> StatusState {
     match state {
-        WaveState::Pending | WaveState::Progressing | WaveState::Baking => StatusState::Pending,
+        WaveState::Pending
+        | WaveState::AwaitingApproval
+        | WaveState::Progressing
+        | WaveState::Baking => StatusState::Pending,
         WaveState::Complete => StatusState::Success,
         WaveState::Failed | WaveState::Halted => StatusState::Failure,
     }

@@ -255,6 +255,14 @@ impl RolloutDriver {
         self.current(&inner)
     }
 
+    /// `psql-fleet rollout approve <wave>`, by the control token named `who`.
+    pub fn approve(&self, wave: &str, who: &str) -> Result<RolloutStatus, ControlError> {
+        let mut inner = self.inner.lock().map_err(|_| ControlError::Unavailable)?;
+        let transitions = inner.state.approve(wave, who, now_ms())?;
+        self.finish(&mut inner, transitions);
+        self.current(&inner)
+    }
+
     /// `psql-fleet rollout resume`.
     pub fn resume(&self) -> Result<RolloutStatus, ControlError> {
         let mut inner = self.inner.lock().map_err(|_| ControlError::Unavailable)?;

@@ -1,6 +1,7 @@
 //! The agent's HTTP endpoints: `GET /livez`, `/readyz`, `/metrics` and `/api/v1/status`,
 //! and the rollout's: `GET /api/v1/rollout`, `POST /api/v1/rollout/halt` (optional JSON
-//! body `{"reason": "..."}`) and `POST /api/v1/rollout/resume`. The GETs take no body; the
+//! body `{"reason": "..."}`), `POST /api/v1/rollout/resume` and `POST
+//! /api/v1/rollout/approve` (`{"wave": "..."}`). The GETs take no body; the
 //! POSTs take a small JSON body only (`Content-Type: application/json`, so a web page
 //! cannot send one without a CORS preflight this server never grants).
 //!
@@ -76,6 +77,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 const HALT: &str = "/api/v1/rollout/halt";
 const RESUME: &str = "/api/v1/rollout/resume";
+const APPROVE: &str = "/api/v1/rollout/approve";
 const STATUS: &str = "/api/v1/status";
 const ROLLOUT: &str = "/api/v1/rollout";
 
@@ -92,6 +94,14 @@ fn guard_of(path: &str) -> Guard {
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct HaltRequest {
+    #[serde(default)]
+    reason: String,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ApproveRequest {
+    wave: String,
     #[serde(default)]
     reason: String,
 }
@@ -211,6 +221,7 @@ fn router(endpoints: Arc<Endpoints>) -> Router {
         .route(ROLLOUT, get(rollout))
         .route(HALT, post(halt).fallback(use_post))
         .route(RESUME, post(resume).fallback(use_post))
+        .route(APPROVE, post(approve).fallback(use_post))
         .fallback(not_found)
         .layer(middleware::from_fn(reads_only))
         // Outside `reads_only`: who asks is settled before anything else is said.
@@ -227,7 +238,7 @@ fn router(endpoints: Arc<Endpoints>) -> Router {
 /// Every endpoint but the rollout controls is a GET that takes no body: anything else is
 /// answered at once, without reading what the client sends, and the connection is closed.
 async fn reads_only(req: Request, next: Next) -> Response {
-    if matches!(req.uri().path(), HALT | RESUME) {
+    if matches!(req.uri().path(), HALT | RESUME | APPROVE) {
         return next.run(req).await;
     }
     let refusal = if !matches!(*req.method(), Method::GET | Method::HEAD) {
@@ -298,8 +309,13 @@ fn caller(req: &Request) -> Arc<str> {
 
 /// The reason of a control request, checked; `action` names it in the log.
 async fn control_reason(req: Request, action: &'static str) -> Result<String, Refusal> {
-    let request = control_body(req).await?;
-    fleet_core::text::check(&request.reason, MAX_REASON_CHARS)
+    let request: HaltRequest = control_body(req).await?;
+    checked_reason(&request.reason, action)
+}
+
+/// An operator's text, checked before it reaches the status, the logs and commit statuses.
+fn checked_reason(text: &str, action: &'static str) -> Result<String, Refusal> {
+    fleet_core::text::check(text, MAX_REASON_CHARS)
         .map(str::to_string)
         .map_err(|e| {
             // The refusal says where the bad character is; the text itself is not logged.
@@ -324,6 +340,17 @@ async fn resume(State(endpoints): Shared, req: Request) -> Result<Response, Refu
     Ok(json(&done.map_err(Refusal::Conflict)?))
 }
 
+async fn approve(State(endpoints): Shared, req: Request) -> Result<Response, Refusal> {
+    let who = caller(&req);
+    let request: ApproveRequest = control_body(req).await?;
+    let reason = checked_reason(&request.reason, "approve")?;
+    // A wave name is a DNS label; anything else names no wave, and is not echoed.
+    let wave = checked_reason(&request.wave, "approve")?;
+    let done = endpoints.rollouts.approve(&wave, &who);
+    log_control(&who, "approve", &reason, &done);
+    Ok(json(&done.map_err(Refusal::Conflict)?))
+}
+
 /// Every control action, taken or refused by the driver, with who asked and why. A field
 /// each, so that the log format escapes them.
 fn log_control<T>(
@@ -341,8 +368,10 @@ fn log_control<T>(
 }
 
 /// The body of a rollout control: JSON (checked before anything is read), at most
-/// [`MAX_BODY`] bytes, empty or `{"reason": "..."}`.
-async fn control_body(req: Request) -> Result<HaltRequest, Refusal> {
+/// [`MAX_BODY`] bytes, empty (the request's defaults) or its JSON.
+async fn control_body<T: serde::de::DeserializeOwned + Default>(
+    req: Request,
+) -> Result<T, Refusal> {
     let json = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -354,7 +383,7 @@ async fn control_body(req: Request) -> Result<HaltRequest, Refusal> {
     // Bounded by the router's `DefaultBodyLimit`.
     let body = Bytes::from_request(req, &()).await.map_err(Refusal::Body)?;
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(HaltRequest::default());
+        return Ok(T::default());
     }
     serde_json::from_slice(&body).map_err(Refusal::BadBody)
 }

@@ -1,4 +1,4 @@
-//! `psql-fleet rollout status|halt|resume`: the operator's hand on a running agent's
+//! `psql-fleet rollout status|halt|resume|approve`: the operator's hand on a running agent's
 //! rollout, through its HTTP API.
 
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use super::status::{request, show, Output};
 use crate::status::RolloutStatus;
 
-/// Show, halt or resume the rollout of a running agent.
+/// Show, halt, resume or approve the rollout of a running agent.
 #[derive(Args, Debug)]
 pub struct RolloutArgs {
     #[command(subcommand)]
@@ -36,6 +36,14 @@ pub enum Action {
     },
     /// Start the halted or failed wave over (fresh timeout, full bake).
     Resume {
+        /// Recorded in the logs.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Let a wave that requires approval start, for the revision being rolled out.
+    Approve {
+        /// The wave's name.
+        wave: String,
         /// Recorded in the logs.
         #[arg(long, default_value = "")]
         reason: String,
@@ -72,6 +80,16 @@ fn act(args: &RolloutArgs) -> Result<RolloutStatus, Error> {
                 &args.server,
                 "POST",
                 "/api/v1/rollout/halt",
+                Some(&body),
+                token,
+            )
+        }
+        Action::Approve { wave, reason } => {
+            let body = serde_json::json!({ "wave": wave, "reason": reason }).to_string();
+            request(
+                &args.server,
+                "POST",
+                "/api/v1/rollout/approve",
                 Some(&body),
                 token,
             )

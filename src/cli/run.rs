@@ -98,7 +98,7 @@ pub struct RunArgs {
     /// File holding the webhook's shared secret (the HMAC key of X-Hub-Signature-256).
     #[arg(long, requires = "webhook_listen")]
     pub webhook_secret_file: Option<PathBuf>,
-    /// File of bearer tokens for the rollout controls (POST /api/v1/rollout/halt|resume):
+    /// File of bearer tokens for the rollout controls (POST /api/v1/rollout/halt|resume|approve):
     /// `name:token` lines (the name is logged with every action), or one token alone,
     /// named `default`. Without it the controls are off.
     #[arg(long, value_name = "PATH")]

@@ -107,6 +107,10 @@ pub struct WaveSpec {
     /// Default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_unreachable: Option<ShareSpec>,
+    /// The wave starts only once a person approves it (`psql-fleet rollout approve
+    /// <wave>`), for each revision that changes one of its clusters. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_approval: Option<bool>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -163,6 +167,7 @@ pub struct Wave {
     pub batch_bake_time: Duration,
     pub spread_by: Option<String>,
     pub max_unreachable: Option<Share>,
+    pub require_approval: bool,
 }
 
 /// Default for a wave's `timeout`.
@@ -501,6 +506,7 @@ fn parse_waves(
             batch_bake_time,
             spread_by: w.spread_by.clone(),
             max_unreachable,
+            require_approval: w.require_approval.unwrap_or(false),
         });
     }
     waves

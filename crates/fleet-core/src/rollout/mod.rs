@@ -27,6 +27,8 @@ pub use crate::model::fleet::IMPLICIT_WAVE;
 #[serde(rename_all = "lowercase")]
 pub enum WaveState {
     Pending,
+    /// Would start, but waits for a person's approval.
+    AwaitingApproval,
     Progressing,
     Baking,
     Complete,
@@ -35,8 +37,9 @@ pub enum WaveState {
 }
 
 impl WaveState {
-    pub const ALL: [WaveState; 6] = [
+    pub const ALL: [WaveState; 7] = [
         WaveState::Pending,
+        WaveState::AwaitingApproval,
         WaveState::Progressing,
         WaveState::Baking,
         WaveState::Complete,
@@ -47,6 +50,7 @@ impl WaveState {
     pub fn as_str(self) -> &'static str {
         match self {
             WaveState::Pending => "pending",
+            WaveState::AwaitingApproval => "awaiting_approval",
             WaveState::Progressing => "progressing",
             WaveState::Baking => "baking",
             WaveState::Complete => "complete",
@@ -69,6 +73,8 @@ pub struct WaveDef {
     pub batch_bake_time: Duration,
     /// How many changed clusters may be left behind unreachable.
     pub max_unreachable: Option<Share>,
+    /// The wave starts only once approved.
+    pub require_approval: bool,
 }
 
 /// What a revision asks of the fleet: its waves and, per cluster, a fingerprint of its
@@ -96,6 +102,7 @@ impl Target {
                 max_unavailable: w.max_unavailable,
                 batch_bake_time: w.batch_bake_time,
                 max_unreachable: w.max_unreachable,
+                require_approval: w.require_approval,
             })
             .collect();
         let mut implicit = WaveDef {
@@ -215,6 +222,19 @@ pub struct WaveProgress {
     /// ready at the revision for the wave's bake time (since when, once ready).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub stragglers: BTreeMap<String, Option<u64>>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_approval: bool,
+    /// Who approved the wave for this revision, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved: Option<Approval>,
+}
+
+/// A person's go for a wave.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Approval {
+    pub by: String,
+    pub at_ms: u64,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -305,6 +325,14 @@ pub enum ControlError {
     NotHalted { revision: String },
     #[error("reason refused: {0}")]
     BadReason(#[from] crate::text::TextError),
+    #[error("no wave {wave} in the rollout of revision {revision}")]
+    UnknownWave { wave: String, revision: String },
+    #[error("wave {wave} needs no approval")]
+    NoApprovalNeeded { wave: String },
+    #[error("wave {wave} is already approved, by {by}")]
+    AlreadyApproved { wave: String, by: String },
+    #[error("wave {wave} has started already ({state})")]
+    Started { wave: String, state: &'static str },
 }
 
 /// Longest halt reason, in characters: a sentence or two, and room in a GitHub commit
@@ -418,6 +446,8 @@ impl State {
                 batch_bake_ms: ms(def.batch_bake_time),
                 max_unreachable,
                 stragglers: BTreeMap::new(),
+                require_approval: def.require_approval,
+                approved: None,
             });
         }
         let mut rollout = Rollout {
@@ -505,7 +535,20 @@ impl State {
         while let Some(i) = r.waves.iter().position(|w| w.state != WaveState::Complete) {
             let w = &mut r.waves[i];
             match w.state {
-                WaveState::Pending => {
+                WaveState::Pending | WaveState::AwaitingApproval
+                    if w.require_approval && w.approved.is_none() && !w.clusters.is_empty() =>
+                {
+                    if w.state == WaveState::Pending {
+                        w.state = WaveState::AwaitingApproval;
+                        w.reason = Some(format!(
+                            "waiting for approval: psql-fleet rollout approve {}",
+                            w.name
+                        ));
+                        note(&mut out, w, "waiting for approval".into());
+                    }
+                    break;
+                }
+                WaveState::Pending | WaveState::AwaitingApproval => {
                     w.state = WaveState::Progressing;
                     w.started_ms = Some(now);
                     w.progressing_since_ms = Some(now);
@@ -677,6 +720,63 @@ impl State {
                 description: reason.clone(),
             });
         }
+        Ok(out)
+    }
+
+    /// `psql-fleet rollout approve <wave>`: the wave may start (now, if it is the one
+    /// waiting; else when its turn comes), for the revision being rolled out only.
+    pub fn approve(
+        &mut self,
+        wave: &str,
+        by: &str,
+        now: u64,
+    ) -> Result<Vec<Transition>, ControlError> {
+        let r = self
+            .rollout
+            .as_mut()
+            .ok_or(ControlError::NoRollout { verb: "approve" })?;
+        let revision = r.revision.clone();
+        let w = r.waves.iter_mut().find(|w| w.name == wave).ok_or_else(|| {
+            ControlError::UnknownWave {
+                wave: wave.to_string(),
+                revision: short(&revision).to_string(),
+            }
+        })?;
+        if !w.require_approval {
+            return Err(ControlError::NoApprovalNeeded {
+                wave: wave.to_string(),
+            });
+        }
+        if let Some(a) = &w.approved {
+            return Err(ControlError::AlreadyApproved {
+                wave: wave.to_string(),
+                by: a.by.clone(),
+            });
+        }
+        if !matches!(
+            w.state,
+            WaveState::Pending | WaveState::AwaitingApproval | WaveState::Halted
+        ) {
+            return Err(ControlError::Started {
+                wave: wave.to_string(),
+                state: w.state.as_str(),
+            });
+        }
+        w.approved = Some(Approval {
+            by: by.to_string(),
+            at_ms: now,
+        });
+        if w.state == WaveState::AwaitingApproval {
+            w.state = WaveState::Pending;
+            w.reason = None;
+        }
+        let mut out = vec![Transition {
+            revision,
+            wave: w.name.clone(),
+            state: w.state,
+            description: format!("approved by {by}"),
+        }];
+        out.extend(self.advance(&BTreeMap::new(), now));
         Ok(out)
     }
 

@@ -526,6 +526,7 @@ fn one_wave(
             max_unavailable,
             batch_bake_time: Duration::from_millis(batch_bake),
             max_unreachable,
+            require_approval: false,
         }],
         fingerprints: clusters.iter().map(|c| (c.clone(), "f".into())).collect(),
     }
@@ -668,4 +669,101 @@ fn more_unreachable_clusters_than_allowed_hold_the_wave_and_fail_it_at_its_timeo
     assert!(reason.contains("cluster p01: unreachable"), "{reason}");
     s.advance_seeing(&ready_all("a", &up), &down, 61 * S);
     assert_eq!(states(&s), [("prod", Failed)]);
+}
+
+/// [`target`] with staging requiring approval.
+fn gated(revision: &str, fp: &str) -> Target {
+    let mut t = target(revision, 0, fp, &[]);
+    t.waves[1].require_approval = true;
+    t
+}
+
+#[test]
+fn a_wave_that_requires_approval_waits_for_it_and_starts_once_approved() {
+    let mut s = State::default();
+    s.begin(&gated("a", "fa"), 0);
+    let all = ["dev-1", "stg-1", "stg-2", "prod-1"];
+    let t = s.advance(&ready("a", &all), S);
+    assert_eq!(
+        states(&s),
+        [
+            ("dev", Complete),
+            ("staging", AwaitingApproval),
+            ("prod", Pending)
+        ]
+    );
+    assert!(t
+        .iter()
+        .any(|t| t.wave == "staging" && t.state == AwaitingApproval));
+    assert_eq!(s.given("stg-1"), None);
+    // Waiting is no failure, however long.
+    s.advance(&ready("a", &all), 3600 * S);
+    assert_eq!(states(&s)[1], ("staging", AwaitingApproval));
+    let w = &s.rollout.as_ref().unwrap().waves[1];
+    assert_eq!(
+        w.reason.as_deref(),
+        Some("waiting for approval: psql-fleet rollout approve staging")
+    );
+
+    assert!(matches!(
+        s.approve("prod", "alice", 3601 * S),
+        Err(ControlError::NoApprovalNeeded { .. })
+    ));
+    assert!(matches!(
+        s.approve("qa", "alice", 3601 * S),
+        Err(ControlError::UnknownWave { .. })
+    ));
+    let t = s.approve("staging", "alice", 3601 * S).unwrap();
+    assert!(
+        t.iter().any(|t| t.description == "approved by alice"),
+        "{t:?}"
+    );
+    assert_eq!(states(&s)[1], ("staging", Progressing));
+    assert_eq!(s.given("stg-1"), Some("a"));
+    assert!(matches!(
+        s.approve("staging", "bob", 3602 * S),
+        Err(ControlError::AlreadyApproved { by, .. }) if by == "alice"
+    ));
+    for at in [3603, 3604] {
+        s.advance(&ready("a", &all), at * S);
+    }
+    assert!(s.rollout.as_ref().unwrap().complete(), "{s:?}");
+
+    // A new revision that changes staging asks again; one that does not, does not.
+    s.begin(&gated("b", "fb"), 4000 * S);
+    s.advance(&ready("b", &all), 4001 * S);
+    assert_eq!(states(&s)[1], ("staging", AwaitingApproval));
+    let mut s = State::default();
+    s.begin(&gated("a", "fa"), 0);
+    s.advance(&ready("a", &all), S);
+    s.approve("staging", "alice", 2 * S).unwrap();
+    for at in [3, 4, 5] {
+        s.advance(&ready("a", &all), at * S);
+    }
+    let mut unchanged = gated("c", "fa");
+    unchanged.fingerprints.insert("dev-1".into(), "fc".into());
+    s.begin(&unchanged, 10 * S);
+    s.advance(&ready("c", &all), 11 * S);
+    assert_eq!(states(&s)[1], ("staging", Complete));
+}
+
+#[test]
+fn a_later_wave_can_be_approved_ahead_and_an_approval_survives_a_halt() {
+    let mut s = State::default();
+    let mut t = gated("a", "fa");
+    t.waves[2].require_approval = true;
+    s.begin(&t, 0);
+    s.approve("prod", "carol", 0).unwrap();
+    assert_eq!(states(&s)[2], ("prod", Pending));
+    s.halt("incident", S).unwrap();
+    s.approve("staging", "alice", 2 * S).unwrap();
+    s.resume(3 * S).unwrap();
+    let all = ["dev-1", "stg-1", "stg-2", "prod-1"];
+    for at in [4, 5, 6, 7] {
+        s.advance(&ready("a", &all), at * S);
+    }
+    assert!(s.rollout.as_ref().unwrap().complete(), "{s:?}");
+    // Saved and read back, the approvals stay.
+    let back: State = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+    assert_eq!(back, s);
 }

@@ -189,6 +189,7 @@ pub fn wave(name: &str, match_labels: &[(&str, &str)]) -> Wave {
         batch_bake_time: None,
         spread_by: None,
         max_unreachable: None,
+        require_approval: None,
     })
 }
 
@@ -220,6 +221,12 @@ impl Wave {
     /// The cluster label whose values the batches mix.
     pub fn spread_by(mut self, label: &str) -> Wave {
         self.0.spread_by = Some(label.into());
+        self
+    }
+
+    /// The wave waits for `psql-fleet rollout approve`.
+    pub fn require_approval(mut self) -> Wave {
+        self.0.require_approval = Some(true);
         self
     }
 
