@@ -214,13 +214,14 @@ fn releases(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
 }
 
 /// The reasons of the Events written in `namespace`.
-async fn event_reasons(client: &kube::Client, namespace: &str) -> Vec<String> {
+async fn events(client: &kube::Client, namespace: &str) -> Vec<Event> {
     let events: Api<Event> = Api::namespaced(client.clone(), namespace);
-    events
-        .list(&ListParams::default())
+    events.list(&ListParams::default()).await.unwrap().items
+}
+
+async fn event_reasons(client: &kube::Client, namespace: &str) -> Vec<String> {
+    events(client, namespace)
         .await
-        .unwrap()
-        .items
         .into_iter()
         .filter_map(|e| e.reason)
         .collect()
@@ -228,12 +229,8 @@ async fn event_reasons(client: &kube::Client, namespace: &str) -> Vec<String> {
 
 /// The messages of the Events of `reason` in `namespace`.
 async fn event_messages(client: &kube::Client, namespace: &str, reason: &str) -> Vec<String> {
-    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
-    events
-        .list(&ListParams::default())
+    events(client, namespace)
         .await
-        .unwrap()
-        .items
         .into_iter()
         .filter(|e| e.reason.as_deref() == Some(reason))
         .filter_map(|e| e.note)
@@ -604,18 +601,7 @@ async fn the_mass_prune_guard_refuses_until_allowed() {
 
     // Two of three claims at once: the revision is refused.
     one_file(&f, &name, &["c"]);
-    let report = agent
-        .wait_for("the revision to be refused", |r| {
-            r.source.rejected.is_some()
-        })
-        .await;
-    let rejected = report.source.rejected.unwrap();
-    assert!(rejected.contains("mass-prune"), "{rejected}");
-    assert!(
-        rejected.contains("would remove 2 of 3 claims"),
-        "{rejected}"
-    );
-    assert_eq!(report.source.revision, served);
+    agent.wait_mass_prune_refused(&served, 2, 3).await;
     assert!(agent.errors(&name, "mass_prune").await >= 1.0);
     agent
         .assert_holds_for_passes("the three claims to stay", &name, 2, || async {

@@ -11,7 +11,7 @@ use psql_fleet::agent::control::TOKEN_ENV as CONTROL_TOKEN_ENV;
 use psql_fleet::cli::status::request;
 use psql_fleet::status::{RolloutStatus, StatusReport};
 use test_support::agent::CONTROL_TOKEN;
-use test_support::audit::{release_version, RELEASES};
+use test_support::audit::{agent_release_writes, release_version};
 use test_support::{until, Agent, AgentOptions, SimFleet};
 
 /// The fleet's waves, with `stackgres` pinned and `staging_bake` as staging's bake time.
@@ -89,14 +89,8 @@ fn stackgres_version(f: &SimFleet, cluster: &str) -> String {
 
 /// Release writes by psql-fleet in the audit log from `from` on, as cluster names in order.
 fn release_writes(f: &SimFleet, from: usize) -> Vec<String> {
-    f.audit_all()[from..]
-        .iter()
-        .filter(|e| {
-            e.resource == RELEASES
-                && e.subresource.is_none()
-                && e.field_manager.as_deref() == Some("psql-fleet")
-                && e.code < 300
-        })
+    agent_release_writes(&f.audit_all()[from..])
+        .into_iter()
         .map(|e| e.cluster.clone())
         .collect()
 }

@@ -7,9 +7,8 @@
 use std::time::Duration;
 
 use fleet_core::testing::{cluster, fleet, selector_claim, wave, Claim};
-use kube_sim::audit::AuditEntry;
 use psql_fleet::status::{RolloutStatus, StatusReport, WaveStatus};
-use test_support::audit::{assert_pruned_in_safe_order, deletes, RELEASES};
+use test_support::audit::{agent_release_writes, assert_pruned_in_safe_order, deletes};
 use test_support::{until, AgentOptions, SimFleet};
 
 /// Claim `db` for every prod cluster, in a namespace of its own so that the safe prune
@@ -85,19 +84,6 @@ async fn a_selector_claim_reaches_fifty_clusters() {
     assert!(f.deletions().is_empty(), "{:?}", f.deletions());
     agent.stop().await;
     f.shutdown().await;
-}
-
-/// Release writes by the agent in `entries`.
-fn release_writes(entries: &[AuditEntry]) -> Vec<&AuditEntry> {
-    entries
-        .iter()
-        .filter(|e| {
-            e.resource == RELEASES
-                && e.subresource.is_none()
-                && e.field_manager.as_deref() == Some("psql-fleet")
-                && e.code < 300
-        })
-        .collect()
 }
 
 fn at(time: &str) -> jiff::Timestamp {
@@ -194,7 +180,7 @@ async fn cluster_files_added_get_the_claim_through_their_waves() {
     // write to the new dev cluster, and not before dev's bake ended (the log keeps whole
     // seconds).
     let all = f.audit_all();
-    let writes = release_writes(&all);
+    let writes = agent_release_writes(&all);
     let last_dev = writes.iter().rposition(|w| w.cluster == new_dev);
     let first_prod = writes.iter().position(|w| w.cluster == new_prod);
     assert!(
@@ -230,18 +216,7 @@ async fn relabelling_most_of_the_fleet_out_of_a_selector_is_refused() {
     for name in &f.names[1..] {
         f.put(&cluster(name).label("env", "staging"));
     }
-    let report = agent
-        .wait_for("the revision to be refused", |r| {
-            r.source.rejected.is_some()
-        })
-        .await;
-    let rejected = report.source.rejected.unwrap();
-    assert!(rejected.contains("mass-prune"), "{rejected}");
-    assert!(
-        rejected.contains("would remove 3 of 4 claims"),
-        "{rejected}"
-    );
-    assert_eq!(report.source.revision, served);
+    agent.wait_mass_prune_refused(&served, 3, 4).await;
     agent
         .assert_holds_for_passes(
             "every copy of the claim to stay",

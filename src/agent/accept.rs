@@ -99,6 +99,11 @@ mod tests {
         for doc in extra {
             files.add(*doc);
         }
+        revision_of(&files)
+    }
+
+    /// The files as a revision named by their content, unsigned.
+    fn revision_of(files: &FleetFiles) -> Revision {
         let tree = files.tree();
         Revision {
             id: content_hash(&tree),
@@ -151,12 +156,7 @@ mod tests {
             let env = if i < relabelled { "dev" } else { "prod" };
             files.add(&cluster(&format!("p{i}")).label("env", env));
         }
-        let tree = files.tree();
-        Revision {
-            id: content_hash(&tree),
-            tree,
-            verified: None,
-        }
+        revision_of(&files)
     }
 
     #[test]

@@ -228,6 +228,29 @@ impl Endpoint {
         }
     }
 
+    /// Waits until the newest revision is refused by the mass-prune guard as one removing
+    /// `removed` of `total` claims, while `served` stays served; the refusal.
+    pub async fn wait_mass_prune_refused(
+        &self,
+        served: &Option<String>,
+        removed: usize,
+        total: usize,
+    ) -> String {
+        let report = self
+            .wait_for("the revision to be refused", |r| {
+                r.source.rejected.is_some()
+            })
+            .await;
+        let rejected = report.source.rejected.unwrap_or_default();
+        assert!(rejected.contains("mass-prune"), "{rejected}");
+        assert!(
+            rejected.contains(&format!("would remove {removed} of {total} claims")),
+            "{rejected}"
+        );
+        assert_eq!(&report.source.revision, served);
+        rejected
+    }
+
     /// Waits until each `(cluster, n)` shows exactly `n` claims, every one ready with its
     /// Usage and no drift.
     pub async fn wait_ready(&self, clusters: &[(&str, usize)]) -> StatusReport {

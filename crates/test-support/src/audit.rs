@@ -12,6 +12,19 @@ pub const EVENTS: &str = "events.events.k8s.io";
 
 /// Audit entries that write Releases or Usages (what psql-fleet owns), leaving out
 /// Events and the tests' own namespaces.
+/// The Release writes psql-fleet made that the simulator accepted, in order.
+pub fn agent_release_writes(entries: &[AuditEntry]) -> Vec<&AuditEntry> {
+    entries
+        .iter()
+        .filter(|e| {
+            e.resource == RELEASES
+                && e.subresource.is_none()
+                && e.field_manager.as_deref() == Some("psql-fleet")
+                && e.code < 300
+        })
+        .collect()
+}
+
 pub fn object_writes(entries: &[AuditEntry]) -> Vec<&AuditEntry> {
     entries
         .iter()
