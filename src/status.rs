@@ -20,6 +20,30 @@ pub struct StatusReport {
     /// The rollout of the newest revision through the waves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,
+    /// Leader election, under `--leader-elect`: whether this replica leads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<LeaderStatus>,
+}
+
+/// Where this replica stands in leader election (`run --leader-elect`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaderStatus {
+    /// This replica's `holderIdentity`.
+    pub identity: String,
+    /// `namespace/name` of the Lease on the management cluster.
+    pub lease: String,
+    /// `leader` (it writes to fleet clusters), `standby` (another replica leads; nothing
+    /// is written) or `lost` (it could not renew in time and stopped writing).
+    pub role: String,
+    /// The Lease's holder as last read.
+    pub holder: Option<String>,
+    /// When this replica took its role (RFC 3339).
+    pub since: Option<String>,
+    /// The holder's `acquireTime`.
+    pub acquire_time: Option<String>,
+    /// Why it lost the Lease, or why it cannot read or write it now.
+    pub message: Option<String>,
 }
 
 /// Where the rollout of the newest revision stands (SPEC 2.3).
@@ -270,6 +294,23 @@ impl StatusReport {
         }
         if let Some(e) = &s.last_error {
             let _ = writeln!(out, "source error: {e}");
+        }
+        if let Some(l) = &self.leader {
+            let _ = writeln!(
+                out,
+                "leader election: {} is {}{} (lease {}){}",
+                l.identity,
+                l.role,
+                match (&l.holder, l.role.as_str()) {
+                    (Some(h), "standby") => format!(", {h} leads"),
+                    _ => String::new(),
+                },
+                l.lease,
+                l.message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            );
         }
         let ready_claims = self
             .clusters
