@@ -442,6 +442,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_table_says_whether_this_replica_leads_and_who_does() {
+        let mut report = StatusReport {
+            leader: Some(LeaderStatus {
+                identity: "host-b_42".into(),
+                lease: "default/psql-fleet".into(),
+                role: "standby".into(),
+                holder: Some("host-a_7".into()),
+                ..LeaderStatus::default()
+            }),
+            ..StatusReport::default()
+        };
+        let table = report.to_table();
+        assert!(
+            table.contains(
+                "leader election: host-b_42 is standby, host-a_7 leads (lease default/psql-fleet)\n"
+            ),
+            "{table}"
+        );
+        if let Some(l) = report.leader.as_mut() {
+            l.role = "lost".into();
+            l.message = Some("lost the lease: not renewed in time".into());
+        }
+        let table = report.to_table();
+        assert!(
+            table.contains("host-b_42 is lost (lease default/psql-fleet): lost the lease: not renewed in time\n"),
+            "{table}"
+        );
+        assert!(!StatusReport::default()
+            .to_table()
+            .contains("leader election"));
+    }
+
+    #[test]
     fn the_table_shows_every_claim_with_its_reason_and_the_clusters_state() {
         let mut report = StatusReport::default();
         report.source.source = "fleet/".into();

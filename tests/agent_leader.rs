@@ -4,7 +4,8 @@
 //! leader writes; `kill -9` of the leader hands over within a lease duration and a retry
 //! period; a leader paused past its lease (SIGSTOP, SIGCONT) writes nothing once it has
 //! lost the Lease, which the simulator's audit log (one log, in the order requests were
-//! served) shows against the Lease writes.
+//! served) shows against the Lease writes. In-process, electors racing for one Lease never
+//! hold two open write fences at once.
 
 use test_support as common;
 
@@ -228,4 +229,72 @@ async fn a_leader_paused_past_its_lease_writes_nothing_after_losing_it() {
     );
     let held = lease(&f, &management).await.spec.unwrap();
     assert_eq!(held.holder_identity.as_deref(), Some("agent-a"));
+}
+
+/// Five electors in one process race for one Lease from the start; then the leader's
+/// task is aborted (a crash without a word). Sampled every 10 ms throughout: never two
+/// fences open at once, and someone leads again once the lease has expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_electors_never_hold_two_open_fences_at_once() {
+    use psql_fleet::agent::leader::{Elector, Fence, Settings};
+    use std::sync::{Arc, RwLock};
+
+    let (_dir, handle, name, _client) = common::sim::one_cluster().await;
+    let mut electors = Vec::new();
+    for i in 0..5 {
+        let client = common::sim::client(&handle, &name).await;
+        let settings = Settings {
+            kubeconfig: None,
+            namespace: "default".into(),
+            lease_name: "race".into(),
+            identity: format!("elector-{i}"),
+            lease_duration: Duration::from_secs(1),
+            renew_deadline: Duration::from_millis(600),
+            retry_period: Duration::from_millis(100),
+        };
+        let fence = Fence::closed();
+        let status = Arc::new(RwLock::new(StatusReport::default()));
+        let (role, _releaser, task) = Elector::spawn(client, settings, fence.clone(), status);
+        electors.push((fence, role, task));
+    }
+    let open = |electors: &[(Fence, _, _)]| {
+        electors
+            .iter()
+            .enumerate()
+            .filter(|(_, (f, _, _))| f.allows_writes())
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>()
+    };
+    let mut first = None;
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        let now = open(&electors);
+        assert!(now.len() <= 1, "fences open at once: {now:?}");
+        first = first.or(now.first().copied());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let first = first.expect("one elector leads within 2 s");
+    electors[first].2.abort();
+    let aborted = Instant::now();
+    let mut next = None;
+    while aborted.elapsed() < Duration::from_secs(5) && next.is_none() {
+        let now = open(&electors);
+        assert!(now.len() <= 1, "fences open at once: {now:?}");
+        next = now.first().copied().filter(|i| *i != first);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let next = next.expect("another elector leads after the leader's crash");
+    assert!(
+        aborted.elapsed() >= Duration::from_millis(400),
+        "elector-{next} led {:?} after the crash, before the lease could expire",
+        aborted.elapsed()
+    );
+    let holder = Api::<Lease>::namespaced(common::sim::client(&handle, &name).await, "default")
+        .get("race")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity;
+    assert_eq!(holder, Some(format!("elector-{next}")));
 }
