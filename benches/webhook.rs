@@ -117,6 +117,7 @@ async fn main() {
         wait_for_source: false,
         control: Default::default(),
         verify: None,
+        leader_election: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent = tokio::spawn(agent::run(config, async move {

@@ -20,6 +20,30 @@ pub struct StatusReport {
     /// The rollout of the newest revision through the waves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,
+    /// Leader election, under `--leader-elect`: whether this replica leads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<LeaderStatus>,
+}
+
+/// Where this replica stands in leader election (`run --leader-elect`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaderStatus {
+    /// This replica's `holderIdentity`.
+    pub identity: String,
+    /// `namespace/name` of the Lease on the management cluster.
+    pub lease: String,
+    /// `leader` (it writes to fleet clusters), `standby` (another replica leads; nothing
+    /// is written) or `lost` (it could not renew in time and stopped writing).
+    pub role: String,
+    /// The Lease's holder as last read.
+    pub holder: Option<String>,
+    /// When this replica took its role (RFC 3339).
+    pub since: Option<String>,
+    /// The holder's `acquireTime`.
+    pub acquire_time: Option<String>,
+    /// Why it lost the Lease, or why it cannot read or write it now.
+    pub message: Option<String>,
 }
 
 /// Where the rollout of the newest revision stands (SPEC 2.3).
@@ -303,6 +327,23 @@ impl StatusReport {
         if let Some(e) = &s.last_error {
             let _ = writeln!(out, "source error: {e}");
         }
+        if let Some(l) = &self.leader {
+            let _ = writeln!(
+                out,
+                "leader election: {} is {}{} (lease {}){}",
+                l.identity,
+                l.role,
+                match (&l.holder, l.role.as_str()) {
+                    (Some(h), "standby") => format!(", {h} leads"),
+                    _ => String::new(),
+                },
+                l.lease,
+                l.message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            );
+        }
         let ready_claims = self
             .clusters
             .values()
@@ -432,6 +473,39 @@ impl StatusReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_says_whether_this_replica_leads_and_who_does() {
+        let mut report = StatusReport {
+            leader: Some(LeaderStatus {
+                identity: "host-b_42".into(),
+                lease: "default/psql-fleet".into(),
+                role: "standby".into(),
+                holder: Some("host-a_7".into()),
+                ..LeaderStatus::default()
+            }),
+            ..StatusReport::default()
+        };
+        let table = report.to_table();
+        assert!(
+            table.contains(
+                "leader election: host-b_42 is standby, host-a_7 leads (lease default/psql-fleet)\n"
+            ),
+            "{table}"
+        );
+        if let Some(l) = report.leader.as_mut() {
+            l.role = "lost".into();
+            l.message = Some("lost the lease: not renewed in time".into());
+        }
+        let table = report.to_table();
+        assert!(
+            table.contains("host-b_42 is lost (lease default/psql-fleet): lost the lease: not renewed in time\n"),
+            "{table}"
+        );
+        assert!(!StatusReport::default()
+            .to_table()
+            .contains("leader election"));
+    }
 
     #[test]
     fn the_table_shows_every_claim_with_its_reason_and_the_clusters_state() {

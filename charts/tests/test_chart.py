@@ -205,6 +205,48 @@ class SshSource(unittest.TestCase):
         self.assertFalse([a for a in args if a.startswith(("--git-ssh", "--git-known-hosts"))])
 
 
+class LeaderElection(unittest.TestCase):
+    """leaderElection.enabled: the flag, a Role for Leases in the release namespace only, and
+    the token that reads them."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.objects, _ = install_dry_run(merge(REQUIRED, {"leaderElection": {"enabled": True}}))
+        cls.deploy = one(cls.objects, "Deployment")
+        cls.pod = cls.deploy["spec"]["template"]["spec"]
+        cls.args = cls.pod["containers"][0]["args"]
+
+    def test_the_agent_elects_a_leader_on_a_lease_named_after_the_release_in_its_namespace(self):
+        self.assertIn("--leader-elect", self.args)
+        self.assertIn("--leader-elect-namespace=psql-fleet", self.args)
+        self.assertIn("--leader-elect-lease-name=psql-fleet", self.args)
+
+    def test_the_role_grants_leases_in_the_release_namespace_only(self):
+        self.assertFalse({"ClusterRole", "ClusterRoleBinding"} & {o["kind"] for o in self.objects})
+        role = one(self.objects, "Role")
+        self.assertEqual(role["rules"], [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                                          "verbs": ["get", "create", "update"]}])
+        binding = one(self.objects, "RoleBinding")
+        self.assertEqual(binding["roleRef"], {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                              "name": role["metadata"]["name"]})
+        account = one(self.objects, "ServiceAccount")
+        self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
+                                                "namespace": "psql-fleet"}])
+
+    def test_the_service_account_token_is_mounted_to_read_the_lease(self):
+        self.assertIs(self.pod["automountServiceAccountToken"], True)
+        self.assertIs(one(self.objects, "ServiceAccount")["automountServiceAccountToken"], True)
+
+    def test_without_it_there_is_no_flag(self):
+        objects, _ = install_dry_run(REQUIRED)
+        args = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        self.assertFalse([a for a in args if a.startswith("--leader-elect")])
+
+    def test_a_wrong_type_is_refused_by_the_schema(self):
+        with self.assertRaisesRegex(helm.HelmError, "leaderElection"):
+            install_dry_run(merge(REQUIRED, {"leaderElection": {"enabled": "yes"}}))
+
+
 class Example(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

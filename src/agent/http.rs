@@ -271,8 +271,30 @@ async fn livez() -> Response {
     reply(StatusCode::OK, "text/plain", "ok\n".into())
 }
 
+/// Under leader election a standby is ready: it serves what a standby serves (probes,
+/// metrics, a status naming the leader), and a Deployment's rolling update must not wait
+/// for it to lead. A replica that lost the lease is not ready until it is a standby again
+/// or leads.
 async fn readyz(State(endpoints): Shared) -> Response {
-    if endpoints.snapshot().ready {
+    let status = endpoints.snapshot();
+    match status.leader.as_ref().map(|l| l.role.as_str()) {
+        Some("standby") => {
+            return reply(
+                StatusCode::OK,
+                "text/plain",
+                "ready (standby: another replica leads)\n".into(),
+            )
+        }
+        Some("lost") => {
+            return reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "not ready: lost the leader lease; not writing to fleet clusters\n".into(),
+            )
+        }
+        _ => {}
+    }
+    if status.ready {
         reply(StatusCode::OK, "text/plain", "ready\n".into())
     } else {
         reply(

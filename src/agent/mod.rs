@@ -8,11 +8,13 @@ pub mod commit_status;
 pub mod control;
 pub mod driver;
 pub mod http;
+pub mod leader;
 mod names;
 pub mod workers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -45,6 +47,8 @@ pub enum Error {
     /// agent that serves nothing.
     #[error("cannot read the fleet source at start (--wait-for-source waits for it instead): {0}")]
     Source(#[source] crate::source::Error),
+    #[error(transparent)]
+    Leader(#[from] leader::Error),
 }
 
 /// Everything `run` is told on the command line.
@@ -71,6 +75,8 @@ pub struct Config {
     pub control: control::Control,
     /// `--verify-commits`: the signatures a Git revision must carry.
     pub verify: Option<crate::source::verify::Policy>,
+    /// `--leader-elect`: write to fleet clusters only while holding the Lease.
+    pub leader_election: Option<leader::Settings>,
 }
 
 /// Where webhook deliveries are received, and the secret that signs them.
@@ -132,6 +138,15 @@ async fn serve(
     observers: Vec<Arc<dyn driver::WaveObserver>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
+    // The management cluster's client first: a leader-elected agent that cannot reach it
+    // is a configuration error, said at start.
+    let management = match &config.leader_election {
+        Some(settings) => {
+            settings.check()?;
+            Some(leader::client(settings.kubeconfig.as_deref()).await?)
+        }
+        None => None,
+    };
     let metrics = Arc::new(Metrics::new()?);
     let status = Arc::new(RwLock::new(StatusReport {
         dry_run: config.dry_run,
@@ -171,90 +186,201 @@ async fn serve(
         Some(webhook) => Some(serve_webhook(webhook, trigger.clone()).await?),
         None => None,
     };
-
-    let (reports_tx, mut reports) = mpsc::channel::<Report>(1024);
-    let mut given_changed = rollouts.subscribe();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let shared = Arc::new(Shared {
-        metrics: metrics.clone(),
-        status: status.clone(),
-        semaphore: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
-        credentials_dir: config.credentials_dir.clone(),
-        dry_run: config.dry_run,
-        allow_mass_prune: config.allow_mass_prune,
-        resync: config.interval,
-        call_timeout: Duration::from_secs(15),
-        reports: reports_tx,
-        identity: identity(),
-        reached: Default::default(),
-    });
-    let mut agent = Agent {
-        allow_mass_prune: config.allow_mass_prune,
-        metrics,
-        status,
-        rollouts,
-        workers: Workers::new(shared, stop_rx),
-        newest: None,
-        names: names::Kept::open(names_dir(&config).as_deref()),
+    let (fence, mut elector) = match (management, &config.leader_election) {
+        (Some(client), Some(settings)) => {
+            let fence = leader::Fence::closed();
+            let elected =
+                leader::Elector::spawn(client, settings.clone(), fence.clone(), status.clone());
+            (fence, Some(elected))
+        }
+        _ => (leader::Fence::open(), None),
     };
-    let (revisions_tx, mut revisions) = mpsc::channel(4);
-    let git = GitSettings {
-        cache_dir: config.cache_dir.clone(),
-        reference: config.reference.clone(),
-        credentials: config.credentials.clone(),
-        interval: config.interval,
-        verify: config.verify.clone(),
+    let term = Term {
+        config: &config,
+        metrics: &metrics,
+        status: &status,
+        rollouts: &rollouts,
+        trigger: &trigger,
+        fence: &fence,
     };
-    let source_task = crate::source::spawn(&config.source, git, revisions_tx, trigger);
-    let mut ready_tick = tokio::time::interval(Duration::from_millis(500));
-    let mut rollout_tick = tokio::time::interval(Duration::from_millis(250));
     tokio::pin!(shutdown);
-    let mut read_once = false;
     let outcome = loop {
-        tokio::select! {
-            _ = &mut shutdown => break Ok(()),
-            _ = rollout_tick.tick() => agent.rollouts.tick(),
-            Some(report) = reports.recv() => agent.rollouts.report(&report.cluster, report.health),
-            changed = given_changed.changed() => {
-                if changed.is_ok() {
-                    agent.assign();
-                }
+        // A standby starts nothing that writes: it waits for the Lease.
+        if let Some((role, _, _)) = elector.as_mut() {
+            let leads = tokio::select! {
+                _ = &mut shutdown => false,
+                r = role.wait_for(|r| r.leads()) => r.is_ok(),
+            };
+            if !leads {
+                break Ok(());
             }
-            _ = ready_tick.tick() => agent.publish_ready(),
-            revision = revisions.recv() => match revision {
-                // Read, and refused: a verdict on a revision, whether or not one was read
-                // before, never a reason to stop.
-                Some(Err(crate::source::Error::Unverified(refused))) => {
-                    agent.reject(accept::Rejected::Unverified {
-                        revision: refused.commit.get(..12).unwrap_or(&refused.commit).to_string(),
-                        refused,
-                    });
-                }
-                Some(Err(e)) if !read_once && !config.wait_for_source => {
-                    break Err(Error::Source(e));
-                }
-                Some(Err(e)) if !read_once => agent.wait_for_source(&e),
-                Some(revision) => {
-                    read_once |= revision.is_ok();
-                    agent.receive(revision);
-                }
-                None => break Ok(()),
-            },
+        }
+        let role = elector.as_ref().map(|(role, _, _)| role.clone());
+        match term.run(role, shutdown.as_mut()).await {
+            Ended::Stopped(result) => break result,
+            Ended::LostLease => term.forget_clusters(),
         }
     };
-    tracing::info!("stopping: letting in-flight actions finish");
-    let _ = stop_tx.send(true);
-    source_task.abort();
     if let Some(task) = webhook_task {
         task.abort();
     }
-    // Reports are not read any more: a worker's last one must not wait for room.
-    drop(reports);
-    agent.workers.join(Duration::from_secs(30)).await;
+    if let Some((_, releaser, task)) = elector {
+        task.abort();
+        releaser.release().await;
+    }
     server.abort();
     // Wait for the abort, so the listener is closed (and its port free) once `run` returns.
     let _ = server.await;
     outcome
+}
+
+/// How a term of serving the fleet ended.
+enum Ended {
+    /// Shutdown, or the source could not be read at start.
+    Stopped(Result<(), Error>),
+    /// The leader lease was lost: the workers were stopped; take it again first.
+    LostLease,
+}
+
+/// What a term of serving the fleet (the whole run, or one leadership) works with.
+struct Term<'a> {
+    config: &'a Config,
+    metrics: &'a Arc<Metrics>,
+    status: &'a Arc<RwLock<StatusReport>>,
+    rollouts: &'a Arc<driver::RolloutDriver>,
+    trigger: &'a Trigger,
+    fence: &'a leader::Fence,
+}
+
+/// Resolves once `role` says this replica does not lead any more, or leads in a later term
+/// (it lost the Lease and took it again before this was polled: the term's workers are
+/// ended all the same); never without leader election.
+async fn lease_lost(role: &mut Option<(watch::Receiver<leader::Role>, leader::Role)>) {
+    match role {
+        Some((role, term)) => {
+            let term = *term;
+            let _ = role.wait_for(|r| *r != term).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+impl Term<'_> {
+    /// Reads the source, drives the rollout and runs the cluster workers until shutdown or,
+    /// under leader election, until the lease is lost.
+    async fn run(
+        &self,
+        role: Option<watch::Receiver<leader::Role>>,
+        mut shutdown: Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> Ended {
+        let config = self.config;
+        // The leadership this term serves: it ends when that one does.
+        let mut role = role.map(|r| {
+            let term = *r.borrow();
+            (r, term)
+        });
+        let (reports_tx, mut reports) = mpsc::channel::<Report>(1024);
+        let mut given_changed = self.rollouts.subscribe();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            metrics: self.metrics.clone(),
+            status: self.status.clone(),
+            semaphore: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
+            credentials_dir: config.credentials_dir.clone(),
+            dry_run: config.dry_run,
+            allow_mass_prune: config.allow_mass_prune,
+            resync: config.interval,
+            call_timeout: Duration::from_secs(15),
+            reports: reports_tx,
+            identity: identity(),
+            reached: Default::default(),
+            fence: self.fence.clone(),
+        });
+        let mut agent = Agent {
+            allow_mass_prune: config.allow_mass_prune,
+            metrics: self.metrics.clone(),
+            status: self.status.clone(),
+            rollouts: self.rollouts.clone(),
+            workers: Workers::new(shared, stop_rx),
+            newest: None,
+            names: names::Kept::open(names_dir(config).as_deref()),
+        };
+        let (revisions_tx, mut revisions) = mpsc::channel(4);
+        let git = GitSettings {
+            cache_dir: config.cache_dir.clone(),
+            reference: config.reference.clone(),
+            credentials: config.credentials.clone(),
+            interval: config.interval,
+            verify: config.verify.clone(),
+        };
+        let source_task =
+            crate::source::spawn(&config.source, git, revisions_tx, self.trigger.clone());
+        let mut ready_tick = tokio::time::interval(Duration::from_millis(500));
+        let mut rollout_tick = tokio::time::interval(Duration::from_millis(250));
+        let mut read_once = false;
+        let outcome = loop {
+            tokio::select! {
+                _ = &mut shutdown => break Ended::Stopped(Ok(())),
+                _ = lease_lost(&mut role) => break Ended::LostLease,
+                _ = rollout_tick.tick() => agent.rollouts.tick(),
+                Some(report) = reports.recv() => agent.rollouts.report(&report.cluster, report.health),
+                changed = given_changed.changed() => {
+                    if changed.is_ok() {
+                        agent.assign();
+                    }
+                }
+                _ = ready_tick.tick() => agent.publish_ready(),
+                revision = revisions.recv() => match revision {
+                    // Read, and refused: a verdict on a revision, whether or not one was read
+                    // before, never a reason to stop.
+                    Some(Err(crate::source::Error::Unverified(refused))) => {
+                        agent.reject(accept::Rejected::Unverified {
+                            revision: refused.commit.get(..12).unwrap_or(&refused.commit).to_string(),
+                            refused,
+                        });
+                    }
+                    Some(Err(e)) if !read_once && !config.wait_for_source => {
+                        break Ended::Stopped(Err(Error::Source(e)));
+                    }
+                    Some(Err(e)) if !read_once => agent.wait_for_source(&e),
+                    Some(revision) => {
+                        read_once |= revision.is_ok();
+                        agent.receive(revision);
+                    }
+                    None => break Ended::Stopped(Ok(())),
+                },
+            }
+        };
+        let _ = stop_tx.send(true);
+        source_task.abort();
+        // Reports are not read any more: a worker's last one must not wait for room.
+        drop(reports);
+        match outcome {
+            Ended::LostLease => {
+                // The fence already refuses every write; the workers are ended at once
+                // rather than let finish, since another replica may lead by now.
+                tracing::warn!("stopping the cluster workers: not the leader any more");
+                agent.workers.abort().await;
+            }
+            Ended::Stopped(_) => {
+                tracing::info!("stopping: letting in-flight actions finish");
+                agent.workers.join(Duration::from_secs(30)).await;
+            }
+        }
+        outcome
+    }
+
+    /// After a lost lease: no cluster is reported on, as a standby reports none (another
+    /// replica's series are the fleet's now).
+    fn forget_clusters(&self) {
+        if let Ok(mut s) = self.status.write() {
+            for cluster in s.clusters.keys() {
+                self.metrics.forget_cluster(cluster);
+            }
+            s.clusters.clear();
+            s.ready = false;
+        }
+    }
 }
 
 /// Where the rollout is kept. A dry run must not move the real agent's rollout: its state
@@ -281,15 +407,19 @@ fn names_dir(config: &Config) -> Option<std::path::PathBuf> {
     })
 }
 
-/// How this agent names itself on what it applies: its host and process.
-fn identity() -> String {
-    let host = std::env::var("HOSTNAME")
+/// The host this agent runs on (a pod's name in Kubernetes).
+fn host() -> String {
+    std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown-host".into());
-    format!("psql-fleet on {host}, pid {}", std::process::id())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// How this agent names itself on what it applies: its host and process.
+fn identity() -> String {
+    format!("psql-fleet on {}, pid {}", host(), std::process::id())
 }
 
 async fn serve_webhook(webhook: &WebhookConfig, trigger: Trigger) -> Result<JoinHandle<()>, Error> {

@@ -79,6 +79,15 @@ impl Workers {
         }
     }
 
+    /// Ends every worker now, wherever it is (leadership lost: the fence refuses their
+    /// writes already), and waits until they are gone.
+    pub async fn abort(self) {
+        for (_, worker) in self.by_cluster {
+            worker.task.abort();
+            let _ = worker.task.await;
+        }
+    }
+
     /// Waits for every worker to finish its action in flight (they were told to stop).
     pub async fn join(self, grace: Duration) {
         for (_, worker) in self.by_cluster {

@@ -119,6 +119,59 @@ pub struct RunArgs {
     /// followed (`tag`, needs --tag), or both. Default: `tag` with --tag, else `head`.
     #[arg(long, value_enum, requires = "verify_commits")]
     pub verify_mode: Option<crate::source::verify::Mode>,
+    /// Run as one of several replicas: write to fleet clusters only while holding a
+    /// coordination.k8s.io/v1 Lease on the management cluster (client-go's leader
+    /// election); a standby serves its probes, metrics and status, and writes nothing.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Kubeconfig of the management cluster holding the Lease [default: the in-cluster
+    /// configuration of the pod's service account].
+    #[arg(long, value_name = "PATH", requires = "leader_elect")]
+    pub leader_elect_kubeconfig: Option<PathBuf>,
+    /// Namespace of the Lease [default: the pod's namespace, else `default`].
+    #[arg(long, value_name = "NAMESPACE", requires = "leader_elect")]
+    pub leader_elect_namespace: Option<String>,
+    /// Name of the Lease; replicas of one fleet share it, and two fleets in one namespace
+    /// need two names.
+    #[arg(long, value_name = "NAME", default_value = agent::leader::DEFAULT_LEASE_NAME, requires = "leader_elect")]
+    pub leader_elect_lease_name: String,
+    /// This replica's holderIdentity [default: <hostname>_<pid>].
+    #[arg(long, value_name = "ID", requires = "leader_elect")]
+    pub leader_elect_identity: Option<String>,
+    /// How long a Lease holds without renewal before another replica may take it.
+    #[arg(long, default_value = "15s", value_parser = fleet_core::model::duration::parse, requires = "leader_elect")]
+    pub leader_elect_lease_duration: Duration,
+    /// How long the leader keeps writing without a successful renewal; shorter than the
+    /// lease duration, so it stops before anyone else can take the Lease.
+    #[arg(long, default_value = "10s", value_parser = fleet_core::model::duration::parse, requires = "leader_elect")]
+    pub leader_elect_renew_deadline: Duration,
+    /// How often the leader renews, and a standby tries to take the Lease.
+    #[arg(long, default_value = "2s", value_parser = fleet_core::model::duration::parse, requires = "leader_elect")]
+    pub leader_elect_retry_period: Duration,
+}
+
+/// `--leader-elect` and its flags, checked.
+fn leader_election(args: &RunArgs) -> Result<Option<agent::leader::Settings>, String> {
+    if !args.leader_elect {
+        return Ok(None);
+    }
+    let settings = agent::leader::Settings {
+        kubeconfig: args.leader_elect_kubeconfig.clone(),
+        namespace: args
+            .leader_elect_namespace
+            .clone()
+            .unwrap_or_else(agent::leader::default_namespace),
+        lease_name: args.leader_elect_lease_name.clone(),
+        identity: args
+            .leader_elect_identity
+            .clone()
+            .unwrap_or_else(agent::leader::default_identity),
+        lease_duration: args.leader_elect_lease_duration,
+        renew_deadline: args.leader_elect_renew_deadline,
+        retry_period: args.leader_elect_retry_period,
+    };
+    settings.check().map_err(|e| e.to_string())?;
+    Ok(Some(settings))
 }
 
 fn init_logging(format: LogFormat) {
@@ -262,6 +315,13 @@ pub fn run(args: &RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let leader_election = match leader_election(args) {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
     let control = match &args.control_token_file {
         None => agent::control::Control::default(),
         Some(file) => match agent::control::Tokens::from_file(file) {
@@ -309,6 +369,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         wait_for_source: args.wait_for_source,
         control,
         verify,
+        leader_election,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

@@ -56,6 +56,12 @@ pub enum Error {
         /// Why, down to the innermost cause (a TLS or connection error), redacted.
         cause: String,
     },
+    /// Leader election: this replica's renew deadline has passed, so it may not write (its
+    /// workers are being stopped).
+    #[error(
+        "cluster {cluster}: {object}: not written: this replica does not hold the leader lease"
+    )]
+    Fenced { cluster: String, object: String },
 }
 
 impl Error {
@@ -71,6 +77,9 @@ impl Error {
             Error::Api { .. } => ErrorReason::ApiError,
             Error::Timeout { .. } => ErrorReason::Timeout,
             Error::Unreachable { .. } => ErrorReason::Unreachable,
+            // Only ever counted in the moment between the fence closing and the workers
+            // ending, whose series are then forgotten with the cluster's.
+            Error::Fenced { .. } => ErrorReason::ApiError,
         }
     }
 }
@@ -144,6 +153,8 @@ pub struct Writer {
     pub timeout: Duration,
     /// Who applies, written on each object beside its desired hash.
     pub applied_by: String,
+    /// Checked just before every write: under leader election, only the leader writes.
+    pub fence: crate::agent::leader::Fence,
 }
 
 impl Writer {
@@ -153,6 +164,18 @@ impl Writer {
 
     fn error(&self, at: &ObjectRef, e: kube::Error) -> Error {
         error(&self.cluster, at, e)
+    }
+
+    /// Refuses to start a write once the fence is closed.
+    fn fenced(&self, at: &ObjectRef) -> Result<(), Error> {
+        if self.fence.allows_writes() {
+            Ok(())
+        } else {
+            Err(Error::Fenced {
+                cluster: self.cluster.clone(),
+                object: at.to_string(),
+            })
+        }
     }
 
     async fn bounded<T>(
@@ -185,6 +208,7 @@ impl Writer {
         }
         let body = object.apply_body_by(Some(&self.applied_by));
         let api = self.api(&at);
+        self.fenced(&at)?;
         let served = self
             .bounded(&at, api.patch(&at.name, &params, &Patch::Apply(&body)))
             .await?;
@@ -196,6 +220,7 @@ impl Writer {
     /// blocks what comes after it in the prune order until the watch reports it gone.
     pub async fn delete(&self, at: &ObjectRef) -> Result<Option<LiveObject>, Error> {
         let api = self.api(at);
+        self.fenced(at)?;
         match self
             .bounded(at, api.delete(&at.name, &DeleteParams::default()))
             .await
@@ -240,6 +265,9 @@ impl Writer {
             ..Event::default()
         };
         let api: Api<Event> = Api::namespaced(self.client.clone(), &at.namespace);
+        if self.fenced(at).is_err() {
+            return;
+        }
         if let Err(e) = self
             .bounded(at, api.create(&PostParams::default(), &event))
             .await

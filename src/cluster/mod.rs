@@ -136,6 +136,8 @@ pub struct Shared {
     pub identity: String,
     /// Which entries reach which cluster, by the cluster's identity.
     pub reached: identity::Registry,
+    /// Whether writes are allowed now (always, unless leader election fences them).
+    pub fence: crate::agent::leader::Fence,
 }
 
 impl Shared {

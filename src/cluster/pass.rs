@@ -124,6 +124,7 @@ pub async fn run(
         cluster: name.to_string(),
         timeout: shared.call_timeout,
         applied_by: shared.identity.clone(),
+        fence: shared.fence.clone(),
     };
     let mut carried = carry_out_all(shared, &writer, &plan, view, state).await;
     for (at, holder) in &plan.held {

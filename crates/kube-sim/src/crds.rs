@@ -222,6 +222,17 @@ pub fn registry() -> Vec<ResourceType> {
             &["deploy"],
             true,
         ),
+        // Leader election: client-go's and kube-rs's leader electors take a Lease, updated
+        // under a resourceVersion precondition (a stale one is 409 Conflict).
+        builtin(
+            "coordination.k8s.io",
+            "v1",
+            "Lease",
+            "leases",
+            true,
+            &[],
+            false,
+        ),
         builtin(
             "apiextensions.k8s.io",
             "v1",
@@ -279,5 +290,7 @@ mod tests {
         assert!(!find("ClusterProviderConfig").namespaced);
         assert_eq!(find("Usage").group, "protection.crossplane.io");
         assert!(find("Release").schema.is_some());
+        assert!(find("Lease").namespaced);
+        assert_eq!(find("Lease").api_version(), "coordination.k8s.io/v1");
     }
 }

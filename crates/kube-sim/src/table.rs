@@ -87,6 +87,10 @@ fn columns(r: &ResourceType) -> Vec<Value> {
             col("Status", ".status.phase", "string"),
             col("Age", ".metadata.creationTimestamp", "date"),
         ],
+        "Lease" => vec![
+            col("Holder", ".spec.holderIdentity", "string"),
+            col("Age", ".metadata.creationTimestamp", "date"),
+        ],
         "Deployment" => vec![
             col("Ready", ".status.readyReplicas", "string"),
             col("Up-to-date", ".status.updatedReplicas", "integer"),

@@ -11,7 +11,9 @@ use serde_json::Value;
 use super::crds::ResourceType;
 use super::status::ApiError;
 
-use k8s_openapi::api::{apps::v1 as apps, core::v1 as core, events::v1 as events};
+use k8s_openapi::api::{
+    apps::v1 as apps, coordination::v1 as coordination, core::v1 as core, events::v1 as events,
+};
 
 /// How the body reached the server: decoded from JSON (create, update, patch) or
 /// converted for server-side apply, which words and codes the failure differently.
@@ -99,6 +101,7 @@ pub fn check(
         ("", "v1", "Event") => decode::<core::Event>(&typed),
         ("events.k8s.io", "v1", "Event") => decode::<events::Event>(&typed),
         ("apps", "v1", "Deployment") => decode::<apps::Deployment>(&typed),
+        ("coordination.k8s.io", "v1", "Lease") => decode::<coordination::Lease>(&typed),
         _ => Ok(()),
     };
     let Err(m) = result else { return Ok(()) };

@@ -382,6 +382,10 @@ pub struct ProcessOptions {
     pub source: Option<String>,
     /// Further arguments of `psql-fleet run` (Git credentials, say).
     pub args: Vec<String>,
+    /// A name for this agent when several run at once (leader election): its cache is
+    /// `agent-cache-<name>` and its log `agent-<name>.log` in the simulator's folder,
+    /// instead of the shared ones.
+    pub name: Option<String>,
 }
 
 /// `psql-fleet run` as a child process; killed (SIGKILL) if still running when dropped.
@@ -478,11 +482,21 @@ impl AgentProcess {
 
     /// Sends SIGTERM, as a service manager stopping it does.
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `SIG<name>` (`STOP`, `CONT`, `TERM`, ...).
+    pub fn signal(&self, name: &str) {
         let sent = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .unwrap();
-        assert!(sent.success(), "kill -TERM {} failed", self.child.id());
+        assert!(sent.success(), "kill -{name} {} failed", self.child.id());
     }
 
     /// Its exit status once it ends, or `None` if it still runs after `timeout`.

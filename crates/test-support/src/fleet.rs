@@ -339,6 +339,7 @@ impl SimFleet {
             wait_for_source: options.wait_for_source,
             control: self.control(options),
             verify: options.verify.clone(),
+            leader_election: None,
         }
     }
 
@@ -363,13 +364,13 @@ impl SimFleet {
     /// Starts `psql-fleet run` on this fleet in a child process (its log in the simulator's
     /// folder, its cache kept across restarts) and waits until it serves its status.
     pub async fn spawn_agent(&self, options: ProcessOptions) -> AgentProcess {
-        AgentProcess::spawn(
-            self.fleet_dir(),
-            self.sim_dir(),
-            &self.agent_cache(),
-            &self.sim_dir().join("agent.log"),
-            &options,
-        )
-        .await
+        let (cache, log) = match &options.name {
+            Some(name) => (
+                self.sim_dir().join(format!("agent-cache-{name}")),
+                self.sim_dir().join(format!("agent-{name}.log")),
+            ),
+            None => (self.agent_cache(), self.sim_dir().join("agent.log")),
+        };
+        AgentProcess::spawn(self.fleet_dir(), self.sim_dir(), &cache, &log, &options).await
     }
 }

@@ -265,3 +265,33 @@ async fn status_reads_want_the_token_under_status_requires_token() {
     let (code, _, _, _) = ask_as(strict(), None, "GET", "/readyz", None, "").await;
     assert_eq!(code, 503);
 }
+
+#[tokio::test]
+async fn readyz_says_a_standby_is_ready_and_a_replica_that_lost_the_lease_is_not() {
+    let endpoints = endpoints();
+    let with_role = |role: &str| {
+        endpoints.status.write().unwrap().leader = Some(crate::status::LeaderStatus {
+            identity: "me".into(),
+            lease: "default/psql-fleet".into(),
+            role: role.into(),
+            ..Default::default()
+        });
+    };
+    with_role("standby");
+    let (code, _, _, body) = ask_as(endpoints.clone(), None, "GET", "/readyz", None, "").await;
+    assert_eq!(
+        (code, body.as_str()),
+        (200, "ready (standby: another replica leads)\n")
+    );
+    with_role("lost");
+    let (code, _, _, body) = ask_as(endpoints.clone(), None, "GET", "/readyz", None, "").await;
+    assert_eq!(code, 503);
+    assert!(body.contains("lost the leader lease"), "{body}");
+    // A leader is ready as a single agent is: once its clusters are reconciled.
+    with_role("leader");
+    let (code, _, _, _) = ask_as(endpoints.clone(), None, "GET", "/readyz", None, "").await;
+    assert_eq!(code, 503);
+    endpoints.status.write().unwrap().ready = true;
+    let (code, _, _, _) = ask_as(endpoints, None, "GET", "/readyz", None, "").await;
+    assert_eq!(code, 200);
+}

@@ -231,6 +231,7 @@ async fn demo_main(args: &DemoArgs, example: &FileTree, work: &Path) -> Result<(
         wait_for_source: false,
         control: Default::default(),
         verify: None,
+        leader_election: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut agent = tokio::spawn(agent::run(config, async move {

@@ -122,6 +122,7 @@ impl Schema {
         let (fragment, status) = match (api_version, kind) {
             ("v1", "Namespace") => (namespace_fragment(), true),
             ("v1", "Event") | ("events.k8s.io/v1", "Event") => (json!({"type": "object"}), false),
+            ("coordination.k8s.io/v1", "Lease") => (json!({"type": "object"}), false),
             ("apps/v1", "Deployment") => (deployment_fragment(), true),
             ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => (crd_fragment(), true),
             _ => return None,

@@ -1,0 +1,300 @@
+//! Leader election end to end: two `psql-fleet run --leader-elect` processes on one
+//! simulated fleet, the Lease on a simulated cluster that doubles as the management
+//! cluster, with short timings (lease 3 s, renew deadline 2 s, retry 0.5 s). Only the
+//! leader writes; `kill -9` of the leader hands over within a lease duration and a retry
+//! period; a leader paused past its lease (SIGSTOP, SIGCONT) writes nothing once it has
+//! lost the Lease, which the simulator's audit log (one log, in the order requests were
+//! served) shows against the Lease writes. In-process, electors racing for one Lease never
+//! hold two open write fences at once.
+
+use test_support as common;
+
+use std::time::{Duration, Instant};
+
+use common::agent::{AgentProcess, ProcessOptions};
+use common::audit::{EVENTS, RELEASES, USAGES};
+use common::SimFleet;
+use fleet_core::api::Release;
+use fleet_core::testing::claim;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::Api;
+use kube_sim::audit::AuditEntry;
+use psql_fleet::status::StatusReport;
+
+const LEASE: Duration = Duration::from_secs(3);
+const RETRY: Duration = Duration::from_millis(500);
+/// Polling the status (50 ms), process scheduling on a loaded 2-core machine, and the
+/// standby's retry jitter (a fifth of the retry period).
+const SLACK: Duration = Duration::from_millis(1500);
+const LEASE_RESOURCE: &str = "leases.coordination.k8s.io";
+
+/// `psql-fleet run --leader-elect` as `name`, the Lease on `management`.
+async fn spawn(f: &SimFleet, name: &str, management: &str) -> AgentProcess {
+    let kubeconfig = f.sim.kubeconfig_path(management);
+    f.spawn_agent(ProcessOptions {
+        name: Some(name.into()),
+        args: [
+            "--leader-elect",
+            "--leader-elect-kubeconfig",
+            &kubeconfig.display().to_string(),
+            "--leader-elect-namespace",
+            "default",
+            "--leader-elect-identity",
+            &format!("agent-{name}"),
+            "--leader-elect-lease-duration",
+            "3s",
+            "--leader-elect-renew-deadline",
+            "2s",
+            "--leader-elect-retry-period",
+            "500ms",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..ProcessOptions::default()
+    })
+    .await
+}
+
+fn role(r: &StatusReport) -> &str {
+    r.leader.as_ref().map_or("", |l| l.role.as_str())
+}
+
+async fn lease(f: &SimFleet, management: &str) -> Lease {
+    Api::<Lease>::namespaced(f.client(management).await, "default")
+        .get("psql-fleet")
+        .await
+        .unwrap()
+}
+
+/// Who applied each Release on `cluster` (`fleet.hops.ops.com.ai/applied-by`).
+async fn applied_by(f: &SimFleet, cluster: &str) -> Vec<String> {
+    let api: Api<Release> = Api::all(f.client(cluster).await);
+    api.list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|r| {
+            r.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("fleet.hops.ops.com.ai/applied-by"))
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn fleet_write(e: &AuditEntry) -> bool {
+    e.resource == RELEASES || e.resource == USAGES || e.resource == EVENTS
+}
+
+fn lease_write(e: &AuditEntry) -> bool {
+    e.resource == LEASE_RESOURCE && e.code < 300 && e.verb != "delete"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_writes_and_a_standby_takes_over_within_a_lease_after_kill_9() {
+    let f = SimFleet::start(3, Duration::from_millis(200)).await;
+    let management = f.names[0].clone();
+    f.claim_everywhere();
+    let mut a = spawn(&f, "a", &management).await;
+    a.wait_for("agent-a to lead", |r| role(r) == "leader").await;
+    let b = spawn(&f, "b", &management).await;
+    let standby = b
+        .wait_for("agent-b to be a standby", |r| role(r) == "standby")
+        .await;
+    let leader = standby.leader.as_ref().unwrap();
+    assert_eq!(leader.holder.as_deref(), Some("agent-a"), "{leader:?}");
+    assert_eq!(leader.identity, "agent-b");
+    a.wait_converged(&f.names, 1).await;
+
+    // The standby runs no cluster worker: it reports no cluster, applies nothing, and
+    // every object carries the leader's name.
+    let b_status = b.report().await;
+    assert!(b_status.clusters.is_empty(), "{b_status:?}");
+    assert_eq!(
+        b.get("/readyz").await.as_deref(),
+        Some("ready (standby: another replica leads)\n")
+    );
+    for cluster in &f.names {
+        let by = applied_by(&f, cluster).await;
+        assert!(
+            !by.is_empty() && by.iter().all(|w| w.ends_with(&format!("pid {}", a.pid()))),
+            "{cluster}: {by:?} (agent-a is pid {}, agent-b pid {})",
+            a.pid(),
+            b.pid()
+        );
+    }
+    let b_log = std::fs::read_to_string(f.sim_dir().join("agent-b.log")).unwrap();
+    assert!(
+        !b_log.contains(" apply ") && !b_log.contains("prune"),
+        "the standby applied:\n{b_log}"
+    );
+
+    // The leader dies without a word; a change to the fleet arrives meanwhile.
+    let before = lease(&f, &management).await.spec.unwrap();
+    a.kill();
+    let killed = Instant::now();
+    f.add_claim(
+        &claim("second", &f.names[1])
+            .namespace("second")
+            .install_namespace("second"),
+    )
+    .await;
+    b.wait_for_within("agent-b to lead", LEASE * 4, |r| role(r) == "leader")
+        .await;
+    let took = killed.elapsed();
+    eprintln!("agent-b led {took:?} after agent-a was killed");
+    assert!(
+        took <= LEASE + RETRY + SLACK,
+        "agent-b led {took:?} after the kill, more than the lease duration and a retry period"
+    );
+    // Nor before the lease could expire: agent-a's last renewal, about a retry period
+    // before the kill at most, holds for a full lease duration (half of one is the bound
+    // here, so that a slow renewal on a loaded machine does not fail the test).
+    assert!(
+        took >= LEASE / 2,
+        "agent-b took a lease that had not expired: {took:?} after the kill"
+    );
+    let after = lease(&f, &management).await.spec.unwrap();
+    assert_eq!(after.holder_identity.as_deref(), Some("agent-b"));
+    assert_eq!(
+        after.lease_transitions.unwrap_or(0),
+        before.lease_transitions.unwrap_or(0) + 1
+    );
+    assert_ne!(after.acquire_time, before.acquire_time);
+
+    b.wait_ready(&[(&f.names[0], 1), (&f.names[1], 2), (&f.names[2], 1)])
+        .await;
+    let by = applied_by(&f, &f.names[1]).await;
+    assert!(
+        by.iter().any(|w| w.ends_with(&format!("pid {}", b.pid()))),
+        "the new claim is agent-b's: {by:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_paused_past_its_lease_writes_nothing_after_losing_it() {
+    let f = SimFleet::start(2, Duration::from_millis(200)).await;
+    let management = f.names[0].clone();
+    f.claim_everywhere();
+    let a = spawn(&f, "a", &management).await;
+    a.wait_for("agent-a to lead", |r| role(r) == "leader").await;
+    a.wait_converged(&f.names, 1).await;
+    let mut b = spawn(&f, "b", &management).await;
+    b.wait_for("agent-b to be a standby", |r| role(r) == "standby")
+        .await;
+
+    // Paused past its lease: agent-b takes the Lease.
+    a.signal("STOP");
+    b.wait_for_within("agent-b to lead", LEASE * 4, |r| role(r) == "leader")
+        .await;
+    b.wait_converged(&f.names, 1).await;
+    // agent-b goes too, so that every fleet write from here on is agent-a's; and the
+    // fleet drifts, which agent-a, woken, would correct at once if nothing fenced it.
+    b.kill();
+    f.admin(
+        "POST",
+        &format!("/clusters/{}/edit", f.names[1]),
+        serde_json::json!({"name": "stackgres-operator", "namespace": "default",
+            "manager": "kubectl-edit", "patch": {"spec": {"rollbackLimit": 7}}}),
+    )
+    .await;
+    let woken_at = f.audit_all().len();
+    a.signal("CONT");
+
+    // It says it lost the Lease, then takes it again once agent-b's expires.
+    a.wait_for_within("agent-a to lead again", LEASE * 4, |r| role(r) == "leader")
+        .await;
+    a.wait_ready(&[(&f.names[0], 1), (&f.names[1], 1)]).await;
+    let log = std::fs::read_to_string(f.sim_dir().join("agent-a.log")).unwrap();
+    assert!(log.contains("lost the lease"), "{log}");
+
+    let after: Vec<AuditEntry> = f.audit_all().split_off(woken_at);
+    let taken = after
+        .iter()
+        .position(lease_write)
+        .unwrap_or_else(|| panic!("agent-a never wrote the Lease again: {after:#?}"));
+    let early: Vec<&AuditEntry> = after[..taken].iter().filter(|e| fleet_write(e)).collect();
+    assert!(
+        early.is_empty(),
+        "agent-a wrote to fleet clusters before it held the Lease again: {early:#?}"
+    );
+    assert!(
+        after[taken..]
+            .iter()
+            .any(|e| e.resource == RELEASES && e.field_manager.as_deref() == Some("psql-fleet")),
+        "the drift was corrected once agent-a held the Lease again: {after:#?}"
+    );
+    let held = lease(&f, &management).await.spec.unwrap();
+    assert_eq!(held.holder_identity.as_deref(), Some("agent-a"));
+}
+
+/// Five electors in one process race for one Lease from the start; then the leader's
+/// task is aborted (a crash without a word). Sampled every 10 ms throughout: never two
+/// fences open at once, and someone leads again once the lease has expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_electors_never_hold_two_open_fences_at_once() {
+    use psql_fleet::agent::leader::{Elector, Fence, Settings};
+    use std::sync::{Arc, RwLock};
+
+    let (_dir, handle, name, _client) = common::sim::one_cluster().await;
+    let mut electors = Vec::new();
+    for i in 0..5 {
+        let client = common::sim::client(&handle, &name).await;
+        let settings = Settings {
+            kubeconfig: None,
+            namespace: "default".into(),
+            lease_name: "race".into(),
+            identity: format!("elector-{i}"),
+            lease_duration: Duration::from_secs(1),
+            renew_deadline: Duration::from_millis(600),
+            retry_period: Duration::from_millis(100),
+        };
+        let fence = Fence::closed();
+        let status = Arc::new(RwLock::new(StatusReport::default()));
+        let (role, _releaser, task) = Elector::spawn(client, settings, fence.clone(), status);
+        electors.push((fence, role, task));
+    }
+    let open = |electors: &[(Fence, _, _)]| {
+        electors
+            .iter()
+            .enumerate()
+            .filter(|(_, (f, _, _))| f.allows_writes())
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>()
+    };
+    let mut first = None;
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        let now = open(&electors);
+        assert!(now.len() <= 1, "fences open at once: {now:?}");
+        first = first.or(now.first().copied());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let first = first.expect("one elector leads within 2 s");
+    electors[first].2.abort();
+    let aborted = Instant::now();
+    let mut next = None;
+    while aborted.elapsed() < Duration::from_secs(5) && next.is_none() {
+        let now = open(&electors);
+        assert!(now.len() <= 1, "fences open at once: {now:?}");
+        next = now.first().copied().filter(|i| *i != first);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let next = next.expect("another elector leads after the leader's crash");
+    assert!(
+        aborted.elapsed() >= Duration::from_millis(400),
+        "elector-{next} led {:?} after the crash, before the lease could expire",
+        aborted.elapsed()
+    );
+    let holder = Api::<Lease>::namespaced(common::sim::client(&handle, &name).await, "default")
+        .get("race")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity;
+    assert_eq!(holder, Some(format!("elector-{next}")));
+}
