@@ -126,10 +126,20 @@ pub struct RunArgs {
     pub leader_elect: bool,
     /// Kubeconfig of the management cluster holding the Lease [default: the in-cluster
     /// configuration of the pod's service account].
-    #[arg(long, value_name = "PATH", requires = "leader_elect")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        requires = "leader_elect",
+        visible_alias = "management-kubeconfig"
+    )]
     pub leader_elect_kubeconfig: Option<PathBuf>,
     /// Namespace of the Lease [default: the pod's namespace, else `default`].
-    #[arg(long, value_name = "NAMESPACE", requires = "leader_elect")]
+    #[arg(
+        long,
+        value_name = "NAMESPACE",
+        requires = "leader_elect",
+        visible_alias = "namespace"
+    )]
     pub leader_elect_namespace: Option<String>,
     /// Name of the Lease; replicas of one fleet share it, and two fleets in one namespace
     /// need two names.
