@@ -107,6 +107,9 @@ struct Latest {
 #[derive(Default)]
 struct ClusterFacts {
     reachable: Option<bool>,
+    /// The cluster stopped answering after the last pass that read it: once it answers
+    /// again, what that pass saw stays unknown until the next pass.
+    stale: bool,
     wave: Option<String>,
     claims: BTreeMap<String, ClaimFacts>,
 }
@@ -212,7 +215,14 @@ impl Metrics {
                 (claim.key.to_string(), facts)
             })
             .collect();
-        self.with_latest(|l| l.clusters.entry(cluster.to_string()).or_default().claims = claims);
+        self.with_latest(|l| {
+            let facts = l.clusters.entry(cluster.to_string()).or_default();
+            facts.claims = claims;
+            // A pass over a cluster that does not answer read only what was seen before.
+            if facts.reachable != Some(false) {
+                facts.stale = false;
+            }
+        });
     }
 
     /// The claims of a cluster the agent has not been able to read: those it never read
@@ -278,7 +288,9 @@ impl Metrics {
 
     pub fn set_reachable(&self, cluster: &str, reachable: bool) {
         self.with_latest(|l| {
-            l.clusters.entry(cluster.to_string()).or_default().reachable = Some(reachable);
+            let facts = l.clusters.entry(cluster.to_string()).or_default();
+            facts.reachable = Some(reachable);
+            facts.stale |= !reachable;
         });
     }
 
@@ -489,8 +501,9 @@ impl Gauges {
                     .with_label_values(&[cluster.as_str(), wave])
                     .set(1);
             }
-            // What the last pass saw of a cluster that no longer answers is not known now.
-            let known = facts.reachable != Some(false);
+            // What the last pass saw of a cluster that does not answer now, or has not been
+            // read since it answers again, is not known.
+            let known = !facts.stale && facts.reachable != Some(false);
             for (key, claim) in &facts.claims {
                 self.fill_claim(cluster, key, claim, known);
             }
@@ -516,7 +529,8 @@ impl Gauges {
         }
     }
 
-    /// The series of one claim; under `known == false` (its cluster does not answer) none
+    /// The series of one claim; under `known == false` (its cluster does not answer, or was
+    /// not read since it answers again) none
     /// says ready, and each Release is not ready for reason `unreachable`.
     fn fill_claim(&self, cluster: &str, key: &str, claim: &ClaimFacts, known: bool) {
         let cc = [cluster, key];
@@ -701,10 +715,17 @@ mod tests {
             ],
             "{text}"
         );
+        // A pass while it does not answer reads nothing new; answering again is not yet
+        // being read again: unknown until the next pass.
+        m.record_plan("c1", &plan(&["a"], "1.18.4"));
         m.set_reachable("c1", true);
         assert!(m
             .encode()
-            .contains(r#"psql_fleet_claim_ready{claim="a/a",cluster="c1"} 1"#));
+            .contains(r#"psql_fleet_release_not_ready_reason{claim="a/a",cluster="c1",component="atlas",reason="unreachable"} 1"#));
+        m.record_plan("c1", &plan(&["a"], "1.18.4"));
+        let text = m.encode();
+        assert!(text.contains(r#"psql_fleet_claim_ready{claim="a/a",cluster="c1"} 1"#));
+        assert!(not_ready_series(&text).is_empty(), "{text}");
     }
 
     #[test]
