@@ -187,6 +187,7 @@ async fn serve(
         reports: reports_tx,
         identity: identity(),
         reached: Default::default(),
+        joined: rollouts.joined(),
     });
     let mut agent = Agent {
         allow_mass_prune: config.allow_mass_prune,

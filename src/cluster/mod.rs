@@ -25,7 +25,9 @@ pub mod session;
 pub mod transport;
 pub mod worker;
 
+use std::collections::btree_map::Entry;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -136,12 +138,25 @@ pub struct Shared {
     pub identity: String,
     /// Which entries reach which cluster, by the cluster's identity.
     pub reached: identity::Registry,
+    /// Set when a cluster is added to the status report, for the rollout driver's next
+    /// tick to fill in its wave ([`RolloutDriver::joined`]).
+    ///
+    /// [`RolloutDriver::joined`]: crate::agent::driver::RolloutDriver::joined
+    pub joined: Arc<AtomicBool>,
 }
 
 impl Shared {
     pub fn update_status(&self, cluster: &str, f: impl FnOnce(&mut ClusterStatus)) {
         if let Ok(mut status) = self.status.write() {
-            f(status.clusters.entry(cluster.to_string()).or_default());
+            let entry = match status.clusters.entry(cluster.to_string()) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    // Its wave and pending revision are the rollout's to fill in.
+                    self.joined.store(true, Ordering::Release);
+                    e.insert(ClusterStatus::default())
+                }
+            };
+            f(entry);
         }
     }
 

@@ -277,6 +277,16 @@ impl State {
         self.clusters.get(cluster).map(|g| g.revision.as_str())
     }
 
+    /// Whether [`advance`](State::advance) may move the rollout on with the clock alone: a
+    /// rollout neither complete nor halted (a wave to start, bake or time out). A complete
+    /// or halted one stays as it is, whatever the health and the time, until a new
+    /// revision, a halt or a resume.
+    pub fn moves_with_clock(&self) -> bool {
+        self.rollout
+            .as_ref()
+            .is_some_and(|r| r.halted.is_none() && !r.complete())
+    }
+
     /// Every revision some cluster is given, or the rollout is about.
     pub fn revisions(&self) -> BTreeSet<String> {
         self.clusters
