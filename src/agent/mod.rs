@@ -175,11 +175,14 @@ async fn serve(
     let (reports_tx, mut reports) = mpsc::channel::<Report>(1024);
     let mut given_changed = rollouts.subscribe();
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (kubeconfigs, kubeconfigs_task) =
+        crate::cluster::credentials::watch(config.credentials_dir.clone(), config.interval);
     let shared = Arc::new(Shared {
         metrics: metrics.clone(),
         status: status.clone(),
         semaphore: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
         credentials_dir: config.credentials_dir.clone(),
+        kubeconfigs,
         dry_run: config.dry_run,
         allow_mass_prune: config.allow_mass_prune,
         resync: config.interval,
@@ -252,6 +255,7 @@ async fn serve(
     // Reports are not read any more: a worker's last one must not wait for room.
     drop(reports);
     agent.workers.join(Duration::from_secs(30)).await;
+    kubeconfigs_task.abort();
     server.abort();
     // Wait for the abort, so the listener is closed (and its port free) once `run` returns.
     let _ = server.await;

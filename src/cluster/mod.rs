@@ -9,12 +9,14 @@
 //! status report.
 //!
 //! - [`worker`]: connect from the kubeconfig, reconnect with backoff;
+//! - [`credentials`]: changes in the credentials directory, for the kubeconfigs' re-check;
 //! - [`session`]: one connection's life: watches, resync, retries, reachability;
 //! - [`live_view`]: the cluster's objects as the watch events say they are;
 //! - [`pass`]: one reconcile pass: plan, carry out the actions, report.
 
 pub mod apis;
 pub mod apply;
+pub mod credentials;
 pub mod identity;
 pub mod kubeconfig;
 pub mod list;
@@ -124,10 +126,12 @@ pub struct Shared {
     /// Bounds the clusters being written to at once across the fleet.
     pub semaphore: Arc<Semaphore>,
     pub credentials_dir: PathBuf,
+    /// Changes in the credentials directory: a worker re-checks its kubeconfig on each.
+    pub kubeconfigs: credentials::Changes,
     pub dry_run: bool,
     pub allow_mass_prune: bool,
-    /// How often a worker re-checks its kubeconfig and replays a pass (no writes when
-    /// nothing changed).
+    /// How often a worker replays a pass (no writes when nothing changed) and re-checks the
+    /// APIs a cluster lacked; its kubeconfig is re-checked on [`Shared::kubeconfigs`].
     pub resync: Duration,
     /// Bound on every API call.
     pub call_timeout: Duration,
