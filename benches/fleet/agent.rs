@@ -340,3 +340,22 @@ pub async fn once(bin: &Path, work: &Path, clusters: usize) -> Result<(Duration,
     .await?;
     Ok((o.cold, o.at_ready))
 }
+
+/// Only the steady state: a fresh simulator, the agent until every claim is ready, then
+/// `window` with nothing changing (the agent's CPU, the requests, the audited writes).
+pub async fn idle(bin: &Path, work: &Path, clusters: usize, window: Duration) -> Result<Steady> {
+    let o = run(
+        bin,
+        work,
+        Scenario {
+            clusters,
+            claims_per_cluster: 1,
+            ready_after: Duration::ZERO,
+            steady: Some(window),
+            drift: 0,
+            drift_limit: Duration::ZERO,
+        },
+    )
+    .await?;
+    o.steady.context("no steady window")
+}

@@ -7,7 +7,10 @@
 //! `BENCH_STEADY_SECS` (steady-state window, default 60), `BENCH_WATCH_CLUSTERS` (clusters
 //! given 100 watchers each, default 50), `BENCH_LOOP_MAX` (largest fleet the kubectl loop
 //! runs on, default 100; larger sizes are extrapolated). `cargo bench --bench fleet -- once
-//! agent|kubectl N` times one cold start of either alone, for an outside timer.
+//! agent|kubectl N` times one cold start of either alone, for an outside timer; `cargo bench
+//! --bench fleet -- idle N` measures only the agent's idle cost: N clusters with one claim
+//! each, then the agent's CPU seconds, the requests and the writes over the steady window
+//! (`BENCH_STEADY_SECS`, 60 s by default) with nothing changing.
 
 mod agent;
 mod baseline;
@@ -253,6 +256,24 @@ fn main() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    if let [idle, n] = args.as_slice() {
+        if idle == "idle" {
+            let n: usize = n.parse().context("a number of clusters")?;
+            let window = Duration::from_secs(env_or("BENCH_STEADY_SECS", 60));
+            let root = tempfile::tempdir()?;
+            let s = runtime.block_on(agent::idle(&bin(), root.path(), n, window))?;
+            println!(
+                "agent idle, {n} clusters x 1 claim, {:.0} s window: agent CPU {:.2} s ({:.2}% of a core), {} requests ({}), {} writes in the audit log",
+                s.window.as_secs_f64(),
+                s.agent_cpu_secs,
+                100.0 * s.agent_cpu_secs / s.window.as_secs_f64(),
+                simapi::total(&s.requests),
+                simapi::by_verb(&s.requests),
+                s.audited_writes
+            );
+            return Ok(());
+        }
+    }
     if let [once, what, n] = args.as_slice() {
         if once == "once" {
             let n: usize = n.parse().context("a number of clusters")?;

@@ -5,6 +5,7 @@
 //! state and any [`WaveObserver`] (commit statuses).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -32,6 +33,8 @@ struct Inner {
     health: BTreeMap<String, Health>,
     /// Each cluster's wave in the newest revision.
     wave_of: BTreeMap<String, String>,
+    /// A report changed some cluster's health since the last tick.
+    reported: bool,
 }
 
 pub struct RolloutDriver {
@@ -41,6 +44,9 @@ pub struct RolloutDriver {
     metrics: Arc<Metrics>,
     status: Arc<RwLock<StatusReport>>,
     observers: Vec<Arc<dyn WaveObserver>>,
+    /// Set when a cluster's entry is added to the status report, whose wave and pending
+    /// revision the next tick then fills in.
+    joined: Arc<AtomicBool>,
 }
 
 /// Why an operator's halt or resume did not take.
@@ -114,12 +120,14 @@ impl RolloutDriver {
                 broken,
                 health: BTreeMap::new(),
                 wave_of: BTreeMap::new(),
+                reported: false,
             }),
             store,
             wake,
             metrics,
             status,
             observers,
+            joined: Arc::new(AtomicBool::new(false)),
         };
         if let Ok(mut inner) = this.inner.lock() {
             let transitions = inner.state.restarted(now_ms());
@@ -136,6 +144,12 @@ impl RolloutDriver {
     /// the workers their assignments again.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.wake.subscribe()
+    }
+
+    /// What the workers set when they add their cluster to the status report (see
+    /// [`tick`](RolloutDriver::tick)).
+    pub fn joined(&self) -> Arc<AtomicBool> {
+        self.joined.clone()
     }
 
     /// A new revision is served: keep its files, and roll it out.
@@ -210,13 +224,22 @@ impl RolloutDriver {
         };
         if inner.health.get(cluster) != Some(&health) {
             inner.health.insert(cluster.to_string(), health);
+            inner.reported = true;
         }
     }
 
     /// Moves the rollout on with the clock (bake times and timeouts) and the workers' reports.
+    /// A tick with nothing to move on costs nothing: judging and publishing is linear in the
+    /// fleet, and at steady state (the rollout complete or halted with no straggler, no
+    /// health changed, no cluster new to the status report) it would publish what is
+    /// published already.
     pub fn tick(&self) {
         if let Ok(mut inner) = self.inner.lock() {
-            self.advance(&mut inner);
+            let joined = self.joined.swap(false, Ordering::AcqRel);
+            if inner.state.moves_with_clock() || inner.reported || joined {
+                inner.reported = false;
+                self.advance(&mut inner);
+            }
         }
     }
 

@@ -282,11 +282,14 @@ impl Term<'_> {
         let (reports_tx, mut reports) = mpsc::channel::<Report>(1024);
         let mut given_changed = self.rollouts.subscribe();
         let (stop_tx, stop_rx) = watch::channel(false);
+        let (kubeconfigs, kubeconfigs_task) =
+            crate::cluster::credentials::watch(config.credentials_dir.clone(), config.interval);
         let shared = Arc::new(Shared {
             metrics: self.metrics.clone(),
             status: self.status.clone(),
             semaphore: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
             credentials_dir: config.credentials_dir.clone(),
+            kubeconfigs,
             dry_run: config.dry_run,
             allow_mass_prune: config.allow_mass_prune,
             resync: config.interval,
@@ -295,6 +298,7 @@ impl Term<'_> {
             identity: identity(),
             reached: Default::default(),
             fence: self.fence.clone(),
+            joined: self.rollouts.joined(),
         });
         let mut agent = Agent {
             allow_mass_prune: config.allow_mass_prune,
@@ -367,6 +371,7 @@ impl Term<'_> {
                 agent.workers.join(Duration::from_secs(30)).await;
             }
         }
+        kubeconfigs_task.abort();
         outcome
     }
 

@@ -44,7 +44,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub wait_for_source: bool,
     /// Git fetch interval, how often a fleet directory is read again without an event, and
-    /// how often clusters re-check their kubeconfig (e.g. 30s, 2m).
+    /// how often each cluster's pass is replayed (e.g. 30s, 2m). Kubeconfigs are
+    /// re-checked when the credentials directory changes (every interval where it cannot be
+    /// watched).
     #[arg(long, default_value = "30s", value_parser = fleet_core::model::duration::parse)]
     pub interval: Duration,
     #[arg(long, conflicts_with_all = ["tag", "commit"])]

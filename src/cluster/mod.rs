@@ -9,12 +9,14 @@
 //! status report.
 //!
 //! - [`worker`]: connect from the kubeconfig, reconnect with backoff;
+//! - [`credentials`]: changes in the credentials directory, for the kubeconfigs' re-check;
 //! - [`session`]: one connection's life: watches, resync, retries, reachability;
 //! - [`live_view`]: the cluster's objects as the watch events say they are;
 //! - [`pass`]: one reconcile pass: plan, carry out the actions, report.
 
 pub mod apis;
 pub mod apply;
+pub mod credentials;
 pub mod identity;
 pub mod kubeconfig;
 pub mod list;
@@ -25,7 +27,9 @@ pub mod session;
 pub mod transport;
 pub mod worker;
 
+use std::collections::btree_map::Entry;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -122,10 +126,12 @@ pub struct Shared {
     /// Bounds the clusters being written to at once across the fleet.
     pub semaphore: Arc<Semaphore>,
     pub credentials_dir: PathBuf,
+    /// Changes in the credentials directory: a worker re-checks its kubeconfig on each.
+    pub kubeconfigs: credentials::Changes,
     pub dry_run: bool,
     pub allow_mass_prune: bool,
-    /// How often a worker re-checks its kubeconfig and replays a pass (no writes when
-    /// nothing changed).
+    /// How often a worker replays a pass (no writes when nothing changed) and re-checks the
+    /// APIs a cluster lacked; its kubeconfig is re-checked on [`Shared::kubeconfigs`].
     pub resync: Duration,
     /// Bound on every API call.
     pub call_timeout: Duration,
@@ -138,12 +144,24 @@ pub struct Shared {
     pub reached: identity::Registry,
     /// Whether writes are allowed now (always, unless leader election fences them).
     pub fence: crate::agent::leader::Fence,
+    /// Set when a cluster is added to the status report, for the rollout driver's next
+    /// tick to fill in its wave ([`RolloutDriver::joined`]).
+    ///
+    /// [`RolloutDriver::joined`]: crate::agent::driver::RolloutDriver::joined
+    pub joined: Arc<AtomicBool>,
 }
 
 impl Shared {
     pub fn update_status(&self, cluster: &str, f: impl FnOnce(&mut ClusterStatus)) {
         if let Ok(mut status) = self.status.write() {
-            let s = status.clusters.entry(cluster.to_string()).or_default();
+            let s = match status.clusters.entry(cluster.to_string()) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    // Its wave and pending revision are the rollout's to fill in.
+                    self.joined.store(true, Ordering::Release);
+                    e.insert(ClusterStatus::default())
+                }
+            };
             f(s);
             s.settle(|| jiff::Timestamp::now().to_string());
         }

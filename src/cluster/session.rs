@@ -1,7 +1,8 @@
 //! One connection's life: the two watches feed the [`LiveView`], and a [`pass`] runs when
 //! the assignment changes, the view does, a failed pass is due again, or the resync tick
-//! says so. The session owns the cluster's reachability: the watch and the passes that
-//! made calls both report here.
+//! says so. The kubeconfig is re-checked when the credentials directory changes. The
+//! session owns the cluster's reachability: the watch and the passes that made calls both
+//! report here.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,6 +41,9 @@ pub struct Connection {
     pub client: kube::Client,
     pub kubeconfig: PathBuf,
     pub print: Option<[u8; 32]>,
+    /// Moves when something in the credentials directory changed: the file is then read
+    /// and compared with `print` (never on a timer).
+    pub changes: watch::Receiver<u64>,
 }
 
 /// The cluster's reachability as last reported, and why the watch failed.
@@ -65,6 +69,8 @@ pub async fn run(
     memory: &mut Memory,
 ) -> End {
     let client = connection.client;
+    let mut changes = connection.changes;
+    let mut changes_open = true;
     let started_with = assignment.borrow().clone();
     // Every object any fleet applied, not only this one's: the inventory labels then say
     // what is ours, and an object another fleet or entry holds is seen before it would be
@@ -139,11 +145,14 @@ pub async fn run(
                 }
                 None => return End::Failed,
             },
-            _ = resync.tick() => {
+            changed = changes.changed(), if changes_open => {
+                changes_open = changed.is_ok();
                 if kubeconfig::fingerprint(&connection.kubeconfig) != connection.print {
                     tracing::info!(cluster = %name, "kubeconfig changed; reconnecting");
                     return End::Reconnect;
                 }
+            }
+            _ = resync.tick() => {
                 if served != apis::Served::ALL {
                     let now = apis::served(&client, shared.call_timeout).await;
                     report_missing(shared, name, &now);

@@ -45,6 +45,9 @@ pub async fn run(
         shared.update_status(&name, |s| s.leaving = leaving);
         let connected = match kubeconfig::resolve(&shared.credentials_dir, &cluster) {
             Ok(path) => {
+                // Told of every change from here on, so none between the read and the
+                // session is missed.
+                let changes = shared.kubeconfigs.subscribe();
                 let print = kubeconfig::fingerprint(&path);
                 kubeconfig::client(&path, &cluster, kubeconfig::insecure_allowed())
                     .await
@@ -52,6 +55,7 @@ pub async fn run(
                         client,
                         kubeconfig: path,
                         print,
+                        changes,
                     })
             }
             Err(e) => Err(e),

@@ -374,6 +374,18 @@ impl State {
         self.clusters.get(cluster).map(|g| g.revision.as_str())
     }
 
+    /// Whether [`advance`](State::advance) may move the rollout on with the clock alone: a
+    /// rollout neither complete nor halted (a wave to start, bake or time out), or one with
+    /// stragglers still to catch up (each bakes on the clock). A complete or halted one
+    /// without stragglers stays as it is, whatever the health and the time, until a new
+    /// revision, a halt or a resume.
+    pub fn moves_with_clock(&self) -> bool {
+        self.rollout.as_ref().is_some_and(|r| {
+            (r.halted.is_none() && !r.complete())
+                || r.waves.iter().any(|w| !w.stragglers.is_empty())
+        })
+    }
+
     /// Every revision some cluster is given, or the rollout is about.
     pub fn revisions(&self) -> BTreeSet<String> {
         self.clusters

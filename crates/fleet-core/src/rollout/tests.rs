@@ -503,6 +503,58 @@ proptest! {
             }
         }
     }
+
+    /// The agent's tick skips a rollout that does not move with the clock: such a rollout
+    /// (complete or halted) stays as it is and says nothing, whatever the health and the
+    /// time; one that is in progress does move with the clock.
+    #[test]
+    fn a_rollout_that_does_not_move_with_the_clock_stays_as_it_is_whatever_the_health(
+        halted in proptest::bool::ANY,
+        later in 0u64..1_000_000_000,
+        ready_bits in proptest::bits::u8::ANY,
+        revision_bits in proptest::bits::u8::ANY,
+    ) {
+        let clusters = ["dev-1", "stg-1", "stg-2", "prod-1"];
+        let mut s = settled("a");
+        prop_assert!(!s.moves_with_clock());
+        if halted {
+            s.begin(&target("b", 3 * S, "fb", &[]), 0);
+            prop_assert!(s.moves_with_clock());
+            s.halt("x", 0).unwrap();
+        }
+        prop_assert!(!s.moves_with_clock());
+        let before = s.clone();
+        let health: BTreeMap<String, Health> = clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.to_string(), Health {
+                revision: if revision_bits & (1 << i) == 0 { "b".into() } else { "a".into() },
+                ready: ready_bits & (1 << i) != 0,
+                reason: None,
+                errors: (ready_bits & (1 << (i + 4)) != 0).then(|| "boom".to_string()),
+            }))
+            .collect();
+        prop_assert!(s.advance(&health, later).is_empty());
+        prop_assert_eq!(s, before);
+    }
+}
+
+#[test]
+fn no_rollout_and_a_finished_one_do_not_move_with_the_clock_and_one_in_progress_does() {
+    assert!(!State::default().moves_with_clock());
+    let mut s = settled("a");
+    assert!(!s.moves_with_clock());
+    s.begin(&target("b", 5 * S, "fb", &[]), 100 * S);
+    assert!(s.moves_with_clock(), "progressing");
+    s.advance(&ready("b", &["dev-1"]), 101 * S);
+    assert_eq!(states(&s)[0], ("dev", Baking));
+    assert!(s.moves_with_clock(), "baking");
+    let all = ["dev-1", "stg-1", "stg-2", "prod-1"];
+    for now in [106, 107, 112, 113, 118, 119, 125] {
+        s.advance(&ready("b", &all), now * S);
+    }
+    assert!(s.rollout.as_ref().unwrap().complete(), "{s:?}");
+    assert!(!s.moves_with_clock(), "complete");
 }
 
 /// One wave `prod` of `n` clusters `p00`.., in batches of `max_unavailable`, leaving up to
@@ -635,6 +687,7 @@ fn a_wave_completes_without_up_to_max_unreachable_clusters_which_catch_up_later(
         Some("a"),
         "a straggler is given the revision too"
     );
+    assert!(s.moves_with_clock(), "stragglers bake on the clock");
 
     // One back and ready: it leaves the list after the wave's bake time.
     let back: BTreeSet<String> = ["p07".to_string()].into();
@@ -648,6 +701,10 @@ fn a_wave_completes_without_up_to_max_unreachable_clusters_which_catch_up_later(
             .any(|t| t.description.starts_with("straggler p03 caught up")),
         "{t:?}"
     );
+    s.advance_seeing(&all, &BTreeSet::new(), 7 * S);
+    s.advance_seeing(&all, &BTreeSet::new(), 9 * S);
+    assert!(s.rollout.as_ref().unwrap().waves[0].stragglers.is_empty());
+    assert!(!s.moves_with_clock(), "all caught up");
 }
 
 #[test]
