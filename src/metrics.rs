@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use fleet_core::model::fleet::ChartVersions;
@@ -93,6 +93,7 @@ pub struct Metrics {
     reconcile_errors: IntCounterVec,
     prunes: IntCounterVec,
     applies: IntCounterVec,
+    leader: IntGauge,
     latest: Arc<Mutex<Latest>>,
 }
 
@@ -154,6 +155,12 @@ impl Metrics {
         r.register(Box::new(reconcile_duration.clone()))?;
         let latest = Arc::new(Mutex::new(Latest::default()));
         r.register(Box::new(LatestCollector::new(latest.clone())?))?;
+        let leader = IntGauge::new(
+            "psql_fleet_leader",
+            "1 while this replica writes to fleet clusters (it holds the leader Lease, or runs without leader election), else 0",
+        )?;
+        leader.set(1);
+        r.register(Box::new(leader.clone()))?;
         Ok(Metrics {
             drift_corrections: counter(
                 &r,
@@ -187,8 +194,14 @@ impl Metrics {
                 &["cluster"],
             )?,
             registry: r,
+            leader,
             latest,
         })
+    }
+
+    /// Whether this replica leads now (see `psql_fleet_leader`).
+    pub fn set_leader(&self, leads: bool) {
+        self.leader.set(i64::from(leads));
     }
 
     fn with_latest(&self, f: impl FnOnce(&mut Latest)) {
@@ -835,7 +848,7 @@ mod tests {
         m.observe_duration("c1", 0.2);
         m.set_source("abc", true, 1.0);
         let families = m.registry.gather();
-        assert_eq!(families.len(), 15);
+        assert_eq!(families.len(), 16);
         for family in families {
             assert!(family.name().starts_with("psql_fleet_"));
             assert!(

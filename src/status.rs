@@ -23,6 +23,20 @@ pub struct StatusReport {
     /// Leader election, under `--leader-elect`: whether this replica leads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<LeaderStatus>,
+    /// Where the rollout state is kept, under leader election.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateStatus>,
+}
+
+/// The rollout state on the management cluster.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateStatus {
+    /// `ConfigMap <namespace>/<name>`.
+    pub kept_in: String,
+    /// Why it cannot be read back now (nothing is written to fleet clusters until it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Where this replica stands in leader election (`run --leader-elect`).

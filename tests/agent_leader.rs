@@ -15,9 +15,10 @@ use common::agent::{AgentProcess, ProcessOptions};
 use common::audit::{EVENTS, RELEASES, USAGES};
 use common::SimFleet;
 use fleet_core::api::Release;
-use fleet_core::testing::claim;
+use fleet_core::testing::{claim, cluster, fleet, wave};
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::Api;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams};
 use kube_sim::audit::AuditEntry;
 use psql_fleet::status::StatusReport;
 
@@ -297,4 +298,202 @@ async fn racing_electors_never_hold_two_open_fences_at_once() {
         .unwrap()
         .holder_identity;
     assert_eq!(holder, Some(format!("elector-{next}")));
+}
+
+/// Four clusters in waves dev (the management cluster too), staging and prod, one claim
+/// each, StackGres pinned at `stackgres`; staging bakes `staging_bake`.
+fn waved(f: &SimFleet, stackgres: &str, staging_bake: &str) {
+    f.put(
+        &fleet("main")
+            .force(true)
+            .pin("stackgres-operator", stackgres)
+            .wave(wave("dev", &[("env", "dev")]).bake_time("1s"))
+            .wave(wave("staging", &[("env", "staging")]).bake_time(staging_bake))
+            .wave(wave("prod", &[("env", "prod")])),
+    );
+}
+
+async fn four_in_waves() -> SimFleet {
+    let f = SimFleet::start(4, Duration::from_millis(200)).await;
+    for (name, env) in f.names.iter().zip(["dev", "dev", "staging", "prod"]) {
+        f.put(&cluster(name).label("env", env));
+        f.put(&claim("app", name));
+    }
+    waved(&f, "1.18.4", "1s");
+    f
+}
+
+fn rollout_phase<'a>(r: &'a StatusReport, not: &str) -> Option<&'a str> {
+    r.rollout
+        .as_ref()
+        .filter(|x| x.revision != not)
+        .map(|x| x.phase.as_str())
+}
+
+fn wave_state<'a>(r: &'a StatusReport, wave: &str) -> &'a str {
+    r.rollout
+        .as_ref()
+        .and_then(|x| x.waves.iter().find(|w| w.name == wave))
+        .map_or("", |w| w.state.as_str())
+}
+
+/// Under leader election the rollout state lives in ConfigMaps on the management
+/// cluster: an operator's halt, taken by the leader, survives both replicas being killed
+/// at once and two new ones, with empty caches, taking over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_halt_survives_every_replica_restarting_at_once() {
+    let f = four_in_waves().await;
+    let management = f.names[0].clone();
+    let mut a = spawn(&f, "a", &management).await;
+    let mut b = spawn(&f, "b", &management).await;
+    let first = a
+        .wait_for_within(
+            "the first revision everywhere",
+            Duration::from_secs(60),
+            |r| rollout_phase(r, "") == Some("complete"),
+        )
+        .await
+        .rollout
+        .unwrap()
+        .revision;
+    // The bump stops in staging's bake, where the operator halts it.
+    waved(&f, "1.19.0", "10m");
+    let baking = a
+        .wait_for_within("staging to bake the bump", Duration::from_secs(60), |r| {
+            wave_state(r, "staging") == "baking" && rollout_phase(r, &first).is_some()
+        })
+        .await;
+    let bump = baking.rollout.unwrap().revision;
+    let (code, _, body) = b
+        .control(
+            "POST",
+            "/api/v1/rollout/halt",
+            Some(r#"{"reason":"incident 42"}"#),
+        )
+        .await;
+    assert_eq!(code, 503, "a standby does not decide: {body}");
+    assert!(body.contains("agent-a"), "{body}");
+    let (code, _, body) = a
+        .control(
+            "POST",
+            "/api/v1/rollout/halt",
+            Some(r#"{"reason":"incident 42"}"#),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+
+    let maps: Api<ConfigMap> = Api::namespaced(f.client(&management).await, "default");
+    let kept = maps.get("psql-fleet-rollout").await.unwrap();
+    let labels = kept.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels
+            .get("fleet.hops.ops.com.ai/fleet")
+            .map(String::as_str),
+        Some("main")
+    );
+    let revisions = maps
+        .list(&ListParams::default().labels("fleet.hops.ops.com.ai/kept=revision"))
+        .await
+        .unwrap();
+    assert!(
+        revisions.items.iter().all(|cm| cm.immutable == Some(true)) && revisions.items.len() == 2,
+        "the first revision (prod's) and the bump are kept: {:?}",
+        revisions
+            .items
+            .iter()
+            .map(|cm| &cm.metadata.name)
+            .collect::<Vec<_>>()
+    );
+
+    a.kill();
+    b.kill();
+    let c = spawn(&f, "c", &management).await;
+    let d = spawn(&f, "d", &management).await;
+    let led = |r: &StatusReport| role(r) == "leader";
+    let halted = |r: &StatusReport| {
+        r.rollout
+            .as_ref()
+            .is_some_and(|x| x.revision == bump && x.phase == "halted")
+    };
+    let resumed = tokio::select! {
+        r = c.wait_for_within("agent-c or agent-d to lead, halted", LEASE * 6, |r| led(r) && halted(r)) => r,
+        r = d.wait_for_within("agent-c or agent-d to lead, halted", LEASE * 6, |r| led(r) && halted(r)) => r,
+    };
+    let h = resumed.rollout.unwrap().halted.unwrap();
+    assert!(h.reason.contains("incident 42") && h.by_operator, "{h:?}");
+    // Held: prod is still on the first revision's chart.
+    assert_eq!(
+        common::audit::release_version(&f.sim, &f.names[3], "stackgres-operator").as_deref(),
+        Some("1.18.4")
+    );
+}
+
+/// `kill -9` of the leader in the middle of a rollout: the replica that leads next goes on
+/// from the wave it was in, writing nothing to the waves already done, and every write
+/// names its replica in the User-Agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_goes_on_from_the_wave_the_rollout_was_in() {
+    let f = four_in_waves().await;
+    let management = f.names[0].clone();
+    let mut a = spawn(&f, "a", &management).await;
+    let b = spawn(&f, "b", &management).await;
+    let first = a
+        .wait_for_within(
+            "the first revision everywhere",
+            Duration::from_secs(60),
+            |r| rollout_phase(r, "") == Some("complete"),
+        )
+        .await
+        .rollout
+        .unwrap()
+        .revision;
+    waved(&f, "1.19.0", "6s");
+    let before = a
+        .wait_for_within("staging to bake the bump", Duration::from_secs(60), |r| {
+            wave_state(r, "staging") == "baking" && rollout_phase(r, &first).is_some()
+        })
+        .await;
+    let dev_done = before.rollout.as_ref().unwrap().waves[0].clone();
+    assert_eq!(dev_done.state, "complete");
+    a.kill();
+    let killed_at = f.audit_all().len();
+
+    let after = b
+        .wait_for_within(
+            "agent-b to lead, in the bump's staging wave",
+            LEASE * 4,
+            |r| role(r) == "leader" && wave_state(r, "staging") == "baking",
+        )
+        .await;
+    let r = after.rollout.as_ref().unwrap();
+    assert_eq!(r.revision, before.rollout.as_ref().unwrap().revision);
+    assert_eq!(r.waves[0], dev_done, "dev is not done again");
+    b.wait_for_within("the bump everywhere", Duration::from_secs(60), |r| {
+        r.rollout
+            .as_ref()
+            .is_some_and(|x| x.phase == "complete" && x.revision != first)
+    })
+    .await;
+    assert_eq!(
+        common::audit::release_version(&f.sim, &f.names[3], "stackgres-operator").as_deref(),
+        Some("1.19.0")
+    );
+    let writes = f.audit_all();
+    let version = env!("CARGO_PKG_VERSION");
+    for e in writes.iter().filter(|e| fleet_write(e)) {
+        let ua = e.user_agent.as_deref().unwrap_or_default();
+        assert!(
+            ua == format!("psql-fleet/{version} (agent-a)")
+                || ua == format!("psql-fleet/{version} (agent-b)"),
+            "{e:?}"
+        );
+    }
+    let again: Vec<&AuditEntry> = writes[killed_at..]
+        .iter()
+        .filter(|e| e.resource == RELEASES && [&f.names[0], &f.names[1]].contains(&&e.cluster))
+        .filter(|e| e.verb != "get")
+        .collect();
+    assert!(again.is_empty(), "dev was written again: {again:#?}");
+    let metrics = b.metrics().await;
+    assert!(metrics.contains("psql_fleet_leader 1"), "{metrics}");
 }

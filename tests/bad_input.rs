@@ -459,7 +459,9 @@ async fn bad_kubeconfigs_give_an_error_naming_cluster_and_file_and_never_their_c
             spec: serde_yaml::from_str(&spec).unwrap(),
         };
         let result = match resolve(creds.path(), &cluster) {
-            Ok(path) => client(&path, &cluster, false).await.map(|_| ()),
+            Ok(path) => client(&path, &cluster, false, "psql-fleet-test")
+                .await
+                .map(|_| ()),
             Err(e) => Err(e),
         };
         match result {

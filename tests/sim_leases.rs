@@ -233,3 +233,101 @@ async fn kubectl_gets_leases_with_their_holder() {
         .await;
     assert_eq!(common::kubectl::text(&o), "host-a_123");
 }
+
+/// ConfigMaps, where the agent keeps its rollout state under leader election: the same
+/// optimistic concurrency, kube-apiserver's 1 MiB bound and `immutable`, and kubectl's
+/// DATA column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_maps_take_preconditions_size_bounds_and_immutability_as_kubernetes_does() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use std::collections::BTreeMap;
+
+    let Some((_dir, handle, k)) = common::kubectl::on_sim(SimConfig {
+        clusters: 1,
+        ..SimConfig::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let client = common::sim::client(&handle, &handle.cluster_names[0]).await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let cm = |name: &str, value: String, immutable: Option<bool>| ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([
+            ("a".to_string(), value),
+            ("b".into(), "2".into()),
+        ])),
+        immutable,
+        ..ConfigMap::default()
+    };
+    let pp = PostParams::default();
+    let created = api
+        .create(&pp, &cm("state", "1".into(), None))
+        .await
+        .unwrap();
+    let mut stale = created.clone();
+    let mut fresh = created.clone();
+    fresh
+        .data
+        .as_mut()
+        .unwrap()
+        .insert("a".into(), "fresh".into());
+    api.replace("state", &pp, &fresh).await.unwrap();
+    stale
+        .data
+        .as_mut()
+        .unwrap()
+        .insert("a".into(), "stale".into());
+    let code = |e: kube::Error| match e {
+        kube::Error::Api(s) => (s.code, s.message),
+        other => panic!("not a Status: {other:?}"),
+    };
+    let (status, _) = code(api.replace("state", &pp, &stale).await.unwrap_err());
+    assert_eq!(status, 409);
+    assert_eq!(api.get("state").await.unwrap().data.unwrap()["a"], "fresh");
+
+    let (status, message) = code(
+        api.create(&pp, &cm("big", "x".repeat(1024 * 1024), None))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(status, 422, "{message}");
+    assert!(message.contains("Too long"), "{message}");
+
+    let locked = api
+        .create(&pp, &cm("locked", "1".into(), Some(true)))
+        .await
+        .unwrap();
+    let mut changed = locked.clone();
+    changed
+        .data
+        .as_mut()
+        .unwrap()
+        .insert("a".into(), "2".into());
+    let (status, message) = code(api.replace("locked", &pp, &changed).await.unwrap_err());
+    assert_eq!(status, 422, "{message}");
+    assert!(message.contains("field is immutable"), "{message}");
+
+    let o = k.run(&["get", "configmaps"], None).await;
+    let text = common::kubectl::text(&o);
+    assert!(o.status.success(), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("state "))
+        .unwrap_or_default();
+    assert!(
+        text.contains("DATA") && row.split_whitespace().nth(1) == Some("2"),
+        "{text}"
+    );
+    let o = k
+        .run(
+            &["get", "cm", "locked", "-o", "jsonpath={.immutable}"],
+            None,
+        )
+        .await;
+    assert_eq!(common::kubectl::text(&o), "true");
+}

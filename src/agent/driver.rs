@@ -11,11 +11,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
+use super::state_store::{Keeper, Loaded, Settled};
 use crate::cluster::{Accepted, Given};
 use crate::metrics::Metrics;
 use crate::status::{RolloutStatus, StatusReport};
 use fleet_core::fleetdir::{load, FileTree};
-use fleet_core::rollout::store::{self, Store};
 use fleet_core::rollout::{Health, State, Target, Transition, WaveState};
 
 /// Told of every wave transition, in order. Must not block: an observer that talks to
@@ -39,7 +39,7 @@ struct Inner {
 
 pub struct RolloutDriver {
     inner: Mutex<Inner>,
-    store: Option<Store>,
+    keeper: Option<Arc<dyn Keeper>>,
     wake: watch::Sender<u64>,
     metrics: Arc<Metrics>,
     status: Arc<RwLock<StatusReport>>,
@@ -68,76 +68,91 @@ pub fn now_ms() -> u64 {
 }
 
 impl RolloutDriver {
-    /// Loads the saved state and the revisions it names; without a store (dry run) the
-    /// state lives in memory only.
+    /// Starts from what was kept (`loaded`), handing every change on to `keeper`; without
+    /// one (a dry run) the state lives in memory only.
     pub fn open(
-        store: Option<Store>,
+        keeper: Option<Arc<dyn Keeper>>,
+        loaded: Loaded,
         metrics: Arc<Metrics>,
         status: Arc<RwLock<StatusReport>>,
         observers: Vec<Arc<dyn WaveObserver>>,
-    ) -> Result<RolloutDriver, store::Error> {
-        let state = match &store {
-            Some(s) => s.load()?,
-            None => State::default(),
-        };
-        let mut fleets = BTreeMap::new();
-        let mut broken = BTreeMap::new();
-        if let Some(s) = &store {
-            for revision in state.revisions() {
-                let loaded = s
-                    .load_revision(&revision)
-                    .map_err(|e| crate::error_chain::chain(&e))
-                    .and_then(|tree| {
-                        load(&tree)
-                            .fleet
-                            .ok_or_else(|| format!("kept revision {revision} no longer validates"))
-                    });
-                match loaded {
-                    Ok(fleet) => {
-                        fleets.insert(
-                            revision.clone(),
-                            Arc::new(Accepted {
-                                revision,
-                                fleet,
-                                has_baseline: false,
-                                former_names: Vec::new(),
-                            }),
-                        );
-                    }
-                    Err(e) => {
-                        tracing::error!(%revision, error = %e, "cannot read back a revision clusters are given; they are not reconciled until the rollout moves on");
-                        broken.insert(revision, e);
-                    }
-                }
-            }
-            tracing::info!(dir = %s.dir().display(), revisions = fleets.len(), rollout = ?state.rollout.as_ref().map(|r| &r.revision), "rollout state loaded");
-        }
+    ) -> RolloutDriver {
         let (wake, _) = watch::channel(0);
         let this = RolloutDriver {
             inner: Mutex::new(Inner {
-                state,
-                fleets,
-                broken,
+                state: State::default(),
+                fleets: BTreeMap::new(),
+                broken: BTreeMap::new(),
                 health: BTreeMap::new(),
                 wave_of: BTreeMap::new(),
                 reported: false,
             }),
-            store,
+            keeper,
             wake,
             metrics,
             status,
             observers,
             joined: Arc::new(AtomicBool::new(false)),
         };
-        if let Ok(mut inner) = this.inner.lock() {
-            let transitions = inner.state.restarted(now_ms());
-            if transitions.is_empty() {
-                this.publish(&inner);
-            } else {
-                this.finish(&mut inner, transitions);
+        this.adopt(loaded);
+        this
+    }
+
+    /// Takes up the rollout where `loaded` says it stood (at start, or when this replica
+    /// begins to lead): what was decided before is replaced, health is judged afresh.
+    pub fn adopt(&self, loaded: Loaded) {
+        let mut fleets = BTreeMap::new();
+        let mut broken = BTreeMap::new();
+        for (revision, tree) in loaded.revisions {
+            let fleet = tree.and_then(|tree| {
+                load(&tree)
+                    .fleet
+                    .ok_or_else(|| format!("kept revision {revision} no longer validates"))
+            });
+            match fleet {
+                Ok(fleet) => {
+                    fleets.insert(
+                        revision.clone(),
+                        Arc::new(Accepted {
+                            revision,
+                            fleet,
+                            has_baseline: false,
+                            former_names: Vec::new(),
+                        }),
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(%revision, error = %e, "cannot read back a revision clusters are given; they are not reconciled until the rollout moves on");
+                    broken.insert(revision, e);
+                }
             }
         }
-        Ok(this)
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        *inner = Inner {
+            state: loaded.state,
+            fleets,
+            broken,
+            health: BTreeMap::new(),
+            wave_of: BTreeMap::new(),
+            reported: false,
+        };
+        let transitions = inner.state.restarted(now_ms());
+        if transitions.is_empty() {
+            self.publish(&inner);
+            self.wake.send_modify(|n| *n = n.wrapping_add(1));
+        } else {
+            self.finish(&mut inner, transitions);
+        }
+    }
+
+    /// Resolves once every decision so far is kept (true), or after a while without.
+    pub fn settled(&self) -> Settled {
+        match &self.keeper {
+            Some(k) => k.settled(),
+            None => Box::pin(async { true }),
+        }
     }
 
     /// Changes whenever what some cluster is given may have changed: the agent then sends
@@ -154,10 +169,9 @@ impl RolloutDriver {
 
     /// A new revision is served: keep its files, and roll it out.
     pub fn accept(&self, accepted: &Arc<Accepted>, tree: &FileTree) {
-        if let Some(store) = &self.store {
-            if let Err(e) = store.save_revision(&accepted.revision, tree) {
-                tracing::error!(error = %crate::error_chain::chain(&e), "cannot keep the revision's files for the rollout");
-            }
+        if let Some(keeper) = &self.keeper {
+            keeper.fleet_named(&accepted.fleet.settings.name);
+            keeper.save_revision(&accepted.revision, tree);
         }
         let target = Target::of(&accepted.revision, &accepted.fleet);
         for wave in &target.waves {
@@ -331,11 +345,9 @@ impl RolloutDriver {
         }
         let keep = inner.state.revisions();
         inner.fleets.retain(|r, _| keep.contains(r));
-        if let Some(store) = &self.store {
-            if let Err(e) = store.save(&inner.state) {
-                tracing::error!(error = %crate::error_chain::chain(&e), "cannot save the rollout state");
-            }
-            store.retain_revisions(&keep);
+        if let Some(keeper) = &self.keeper {
+            keeper.save(&inner.state);
+            keeper.retain(&keep);
         }
         self.publish(inner);
         self.wake.send_modify(|n| *n = n.wrapping_add(1));

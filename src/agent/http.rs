@@ -36,7 +36,7 @@ use super::control::{self, Caller, Control, Guard};
 use super::driver::RolloutDriver;
 use crate::http_server::{serve_router, Connections};
 use crate::metrics::Metrics;
-use crate::status::StatusReport;
+use crate::status::{RolloutStatus, StatusReport};
 use fleet_core::rollout::MAX_REASON_CHARS;
 
 /// Ready once a revision is served and every cluster has either been reconciled once or
@@ -134,6 +134,15 @@ enum Refusal {
     /// The rollout driver's refusal (already halted, nothing to resume), in its words.
     #[error(transparent)]
     Conflict(#[from] super::driver::ControlError),
+    /// Under leader election only the leader decides; a standby's rollout is not the fleet's.
+    #[error("this replica does not lead; ask the leader ({0})")]
+    NotLeader(String),
+    /// Decided, but the management cluster did not take the state in time: a restart of
+    /// every replica now would lose the decision.
+    #[error(
+        "decided, but not yet saved on the management cluster; check the status and try again"
+    )]
+    NotKept,
 }
 
 impl Refusal {
@@ -146,6 +155,7 @@ impl Refusal {
             Refusal::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Refusal::BadBody(_) | Refusal::BadReason(_) => StatusCode::BAD_REQUEST,
             Refusal::Conflict(_) => StatusCode::CONFLICT,
+            Refusal::NotLeader(_) | Refusal::NotKept => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -159,6 +169,8 @@ impl Refusal {
                 | Refusal::BadReason(_)
                 | Refusal::NoRollout
                 | Refusal::Conflict(_)
+                | Refusal::NotLeader(_)
+                | Refusal::NotKept
         )
     }
 }
@@ -346,20 +358,44 @@ fn checked_reason(text: &str, action: &'static str) -> Result<String, Refusal> {
         })
 }
 
+/// Under leader election, the leader's identity unless this replica is the leader.
+fn not_leader(endpoints: &Endpoints) -> Result<(), Refusal> {
+    let Ok(status) = endpoints.status.read() else {
+        return Ok(());
+    };
+    match &status.leader {
+        Some(l) if l.role != "leader" => Err(Refusal::NotLeader(
+            l.holder.clone().unwrap_or_else(|| "none yet".into()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The answer to a control call once its decision is kept where a restart finds it.
+async fn kept(endpoints: &Endpoints, status: RolloutStatus) -> Result<Response, Refusal> {
+    if endpoints.rollouts.settled().await {
+        Ok(json(&status))
+    } else {
+        Err(Refusal::NotKept)
+    }
+}
+
 async fn halt(State(endpoints): Shared, req: Request) -> Result<Response, Refusal> {
     let who = caller(&req);
     let reason = control_reason(req, "halt").await?;
+    not_leader(&endpoints)?;
     let done = endpoints.rollouts.halt(&reason);
     log_control(&who, "halt", &reason, &done);
-    Ok(json(&done.map_err(Refusal::Conflict)?))
+    kept(&endpoints, done.map_err(Refusal::Conflict)?).await
 }
 
 async fn resume(State(endpoints): Shared, req: Request) -> Result<Response, Refusal> {
     let who = caller(&req);
     let reason = control_reason(req, "resume").await?;
+    not_leader(&endpoints)?;
     let done = endpoints.rollouts.resume();
     log_control(&who, "resume", &reason, &done);
-    Ok(json(&done.map_err(Refusal::Conflict)?))
+    kept(&endpoints, done.map_err(Refusal::Conflict)?).await
 }
 
 async fn approve(State(endpoints): Shared, req: Request) -> Result<Response, Refusal> {
@@ -368,9 +404,10 @@ async fn approve(State(endpoints): Shared, req: Request) -> Result<Response, Ref
     let reason = checked_reason(&request.reason, "approve")?;
     // A wave name is a DNS label; anything else names no wave, and is not echoed.
     let wave = checked_reason(&request.wave, "approve")?;
+    not_leader(&endpoints)?;
     let done = endpoints.rollouts.approve(&wave, &who);
     log_control(&who, "approve", &reason, &done);
-    Ok(json(&done.map_err(Refusal::Conflict)?))
+    kept(&endpoints, done.map_err(Refusal::Conflict)?).await
 }
 
 /// Every control action, taken or refused by the driver, with who asked and why. A field

@@ -10,6 +10,7 @@ pub mod driver;
 pub mod http;
 pub mod leader;
 mod names;
+pub mod state_store;
 pub mod workers;
 
 use std::net::SocketAddr;
@@ -158,12 +159,26 @@ async fn serve(
             SourceSpec::Git(u) => crate::source::git::redact_url(u),
         };
     }
+    // A replica under leader election writes nothing (not even its rollout state) until
+    // it leads.
+    let fence = match &config.leader_election {
+        Some(_) => leader::Fence::closed(),
+        None => leader::Fence::open(),
+    };
+    let kept = keep_state(&config, management.as_ref(), &fence)?;
+    if let (Ok(mut s), Some(maps)) = (status.write(), &kept.config_maps) {
+        s.state = Some(crate::status::StateStatus {
+            kept_in: maps.describe(),
+            error: None,
+        });
+    }
     let rollouts = Arc::new(driver::RolloutDriver::open(
-        rollout_store(&config)?,
+        kept.keeper,
+        kept.loaded,
         metrics.clone(),
         status.clone(),
         observers,
-    )?);
+    ));
     let listen = listener.local_addr().unwrap_or(config.listen);
     tracing::info!(%listen, "serving /livez /readyz /metrics /api/v1/status");
     match &config.control.tokens {
@@ -186,15 +201,19 @@ async fn serve(
         Some(webhook) => Some(serve_webhook(webhook, trigger.clone()).await?),
         None => None,
     };
-    let (fence, mut elector) = match (management, &config.leader_election) {
-        (Some(client), Some(settings)) => {
-            let fence = leader::Fence::closed();
-            let elected =
-                leader::Elector::spawn(client, settings.clone(), fence.clone(), status.clone());
-            (fence, Some(elected))
-        }
-        _ => (leader::Fence::open(), None),
+    let mut elector = match (management, &config.leader_election) {
+        (Some(client), Some(settings)) => Some(leader::Elector::spawn(
+            client,
+            settings.clone(),
+            fence.clone(),
+            status.clone(),
+        )),
+        _ => None,
     };
+    let leader_gauge = elector.as_ref().map(|(role, _, _)| {
+        metrics.set_leader(false);
+        tokio::spawn(follow_role(role.clone(), metrics.clone()))
+    });
     let term = Term {
         config: &config,
         metrics: &metrics,
@@ -202,6 +221,7 @@ async fn serve(
         rollouts: &rollouts,
         trigger: &trigger,
         fence: &fence,
+        state_maps: kept.config_maps.as_ref(),
     };
     tokio::pin!(shutdown);
     let outcome = loop {
@@ -219,9 +239,14 @@ async fn serve(
         match term.run(role, shutdown.as_mut()).await {
             Ended::Stopped(result) => break result,
             Ended::LostLease => term.forget_clusters(),
+            // Still leading: the next term reads the state back first.
+            Ended::StateConflict => term.forget_clusters(),
         }
     };
     if let Some(task) = webhook_task {
+        task.abort();
+    }
+    if let Some(task) = leader_gauge {
         task.abort();
     }
     if let Some((_, releaser, task)) = elector {
@@ -240,6 +265,9 @@ enum Ended {
     Stopped(Result<(), Error>),
     /// The leader lease was lost: the workers were stopped; take it again first.
     LostLease,
+    /// The rollout state on the management cluster was written by someone else: the
+    /// workers were stopped; read it back before deciding anything more.
+    StateConflict,
 }
 
 /// What a term of serving the fleet (the whole run, or one leadership) works with.
@@ -250,6 +278,8 @@ struct Term<'a> {
     rollouts: &'a Arc<driver::RolloutDriver>,
     trigger: &'a Trigger,
     fence: &'a leader::Fence,
+    /// Where the rollout state is kept under leader election, read back at every term.
+    state_maps: Option<&'a Arc<state_store::config_maps::ConfigMaps>>,
 }
 
 /// Resolves once `role` says this replica does not lead any more, or leads in a later term
@@ -279,6 +309,17 @@ impl Term<'_> {
             let term = *r.borrow();
             (r, term)
         });
+        let mut conflicts = match self.state_maps {
+            Some(maps) => {
+                tokio::select! {
+                    _ = &mut shutdown => return Ended::Stopped(Ok(())),
+                    _ = lease_lost(&mut role) => return Ended::LostLease,
+                    () = self.read_state_back(maps) => {}
+                }
+                Some(maps.conflicts())
+            }
+            None => None,
+        };
         let (reports_tx, mut reports) = mpsc::channel::<Report>(1024);
         let mut given_changed = self.rollouts.subscribe();
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -296,6 +337,7 @@ impl Term<'_> {
             call_timeout: Duration::from_secs(15),
             reports: reports_tx,
             identity: identity(),
+            user_agent: crate::cluster::transport::user_agent(Some(&replica(config))),
             reached: Default::default(),
             fence: self.fence.clone(),
             joined: self.rollouts.joined(),
@@ -326,6 +368,7 @@ impl Term<'_> {
             tokio::select! {
                 _ = &mut shutdown => break Ended::Stopped(Ok(())),
                 _ = lease_lost(&mut role) => break Ended::LostLease,
+                _ = state_conflict(&mut conflicts) => break Ended::StateConflict,
                 _ = rollout_tick.tick() => agent.rollouts.tick(),
                 Some(report) = reports.recv() => agent.rollouts.report(&report.cluster, report.health),
                 changed = given_changed.changed() => {
@@ -360,7 +403,7 @@ impl Term<'_> {
         // Reports are not read any more: a worker's last one must not wait for room.
         drop(reports);
         match outcome {
-            Ended::LostLease => {
+            Ended::LostLease | Ended::StateConflict => {
                 // The fence already refuses every write; the workers are ended at once
                 // rather than let finish, since another replica may lead by now.
                 tracing::warn!("stopping the cluster workers: not the leader any more");
@@ -373,6 +416,37 @@ impl Term<'_> {
         }
         kubeconfigs_task.abort();
         outcome
+    }
+
+    /// Reads the rollout state from the management cluster until it can: deciding on
+    /// anything else would start the rollout over, giving the newest revision to clusters
+    /// of waves that have not been reached.
+    async fn read_state_back(&self, maps: &state_store::config_maps::ConfigMaps) {
+        let mut wait = Duration::from_millis(500);
+        loop {
+            match maps.load().await {
+                Ok(loaded) => {
+                    self.set_state_error(None);
+                    self.rollouts.adopt(loaded);
+                    return;
+                }
+                Err(e) => {
+                    let e = error_chain::chain(&e);
+                    tracing::error!(error = %e, retry_in = ?wait, "cannot read the rollout state back; nothing is written to fleet clusters until it is read");
+                    self.set_state_error(Some(e));
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    fn set_state_error(&self, error: Option<String>) {
+        if let Ok(mut s) = self.status.write() {
+            if let Some(state) = s.state.as_mut() {
+                state.error = error;
+            }
+        }
     }
 
     /// After a lost lease: no cluster is reported on, as a standby reports none (another
@@ -388,17 +462,77 @@ impl Term<'_> {
     }
 }
 
-/// Where the rollout is kept. A dry run must not move the real agent's rollout: its state
-/// stays in memory.
-fn rollout_store(config: &Config) -> Result<Option<Store>, Error> {
+/// Keeps `psql_fleet_leader` to what the elector says.
+async fn follow_role(mut role: watch::Receiver<leader::Role>, metrics: Arc<Metrics>) {
+    loop {
+        let leads = role.borrow_and_update().leads();
+        metrics.set_leader(leads);
+        if role.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Resolves when the rollout state's ConfigMap was written by someone else; never without
+/// one.
+async fn state_conflict(conflicts: &mut Option<watch::Receiver<u64>>) {
+    match conflicts {
+        Some(c) => {
+            if c.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Where the rollout state is kept, and what was kept before.
+struct Kept {
+    keeper: Option<Arc<dyn state_store::Keeper>>,
+    loaded: state_store::Loaded,
+    config_maps: Option<Arc<state_store::config_maps::ConfigMaps>>,
+}
+
+/// Under leader election in ConfigMaps on the management cluster, read back whenever a
+/// term of leading begins; else in the state directory, read now. A dry run must not move
+/// the real agent's rollout: its state stays in memory.
+fn keep_state(
+    config: &Config,
+    management: Option<&kube::Client>,
+    fence: &leader::Fence,
+) -> Result<Kept, Error> {
     if config.dry_run {
-        return Ok(None);
+        return Ok(Kept {
+            keeper: None,
+            loaded: state_store::Loaded::default(),
+            config_maps: None,
+        });
+    }
+    if let (Some(client), Some(settings)) = (management, &config.leader_election) {
+        let maps = Arc::new(state_store::config_maps::ConfigMaps::spawn(
+            client.clone(),
+            &settings.namespace,
+            &settings.lease_name,
+            &settings.identity,
+            fence.clone(),
+        ));
+        return Ok(Kept {
+            keeper: Some(maps.clone()),
+            loaded: state_store::Loaded::default(),
+            config_maps: Some(maps),
+        });
     }
     let dir = config
         .state_dir
         .clone()
         .unwrap_or_else(|| config.cache_dir.join("state"));
-    Ok(Some(Store::open(&dir)?))
+    let disk = state_store::Disk(Store::open(&dir)?);
+    let loaded = disk.load()?;
+    Ok(Kept {
+        keeper: Some(Arc::new(disk)),
+        loaded,
+        config_maps: None,
+    })
 }
 
 /// Where the fleet's earlier names are kept: beside the rollout state, and, like it, not
@@ -410,6 +544,14 @@ fn names_dir(config: &Config) -> Option<std::path::PathBuf> {
             .clone()
             .unwrap_or_else(|| config.cache_dir.join("state"))
     })
+}
+
+/// Which replica this is: its identity in leader election, else its host.
+fn replica(config: &Config) -> String {
+    match &config.leader_election {
+        Some(settings) => settings.identity.clone(),
+        None => host(),
+    }
 }
 
 /// The host this agent runs on (a pod's name in Kubernetes).

@@ -86,6 +86,7 @@ pub async fn client_in(credentials_dir: &Path, cluster: &Cluster) -> Result<kube
         &resolve(credentials_dir, cluster)?,
         cluster,
         insecure_allowed(),
+        &super::transport::user_agent(None),
     )
     .await
 }
@@ -96,6 +97,7 @@ pub async fn client(
     path: &Path,
     cluster: &Cluster,
     allow_insecure: bool,
+    user_agent: &str,
 ) -> Result<kube::Client, Error> {
     let context = cluster.spec.context.clone();
     let shown_context = context.clone().unwrap_or_else(|| "current".into());
@@ -143,6 +145,10 @@ pub async fn client(
     config.connect_timeout = Some(std::time::Duration::from_secs(5));
     config.read_timeout = Some(std::time::Duration::from_secs(30));
     config.write_timeout = Some(std::time::Duration::from_secs(15));
+    // Says which replica wrote, in the API server's audit log.
+    if let Ok(value) = http::HeaderValue::from_str(user_agent) {
+        config.headers.push((http::header::USER_AGENT, value));
+    }
     super::transport::client(&config).map_err(|source| Error::Client {
         cluster: cluster.name.clone(),
         path: path.to_path_buf(),
@@ -198,7 +204,7 @@ mod tests {
             "users: [{name: u, user: {token: s3cr3t-token}}]\nthis is: [not valid",
         )
         .unwrap();
-        let Err(e) = client(&path, &cluster("c1.yaml"), false).await else {
+        let Err(e) = client(&path, &cluster("c1.yaml"), false, "t").await else {
             panic!("a broken kubeconfig built a client")
         };
         let e = e.to_string();
@@ -215,7 +221,7 @@ mod tests {
             "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1', tls-server-name: 'not a name!'}}]\nusers: [{name: u, user: {token: s3cr3t-token}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
         )
         .unwrap();
-        let Err(e) = client(&path, &cluster("c1.yaml"), false).await else {
+        let Err(e) = client(&path, &cluster("c1.yaml"), false, "t").await else {
             panic!("a server name that is none built a client")
         };
         let said = crate::error_chain::chain(&e);
@@ -236,11 +242,11 @@ mod tests {
             "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1', insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
         )
         .unwrap();
-        let Err(e) = client(&path, &cluster("c1.yaml"), false).await else {
+        let Err(e) = client(&path, &cluster("c1.yaml"), false, "t").await else {
             panic!("TLS verification switched off without the operator's consent")
         };
         assert!(e.to_string().contains("insecure-skip-tls-verify"), "{e}");
         assert!(e.to_string().contains(INSECURE_ENV), "{e}");
-        assert!(client(&path, &cluster("c1.yaml"), true).await.is_ok());
+        assert!(client(&path, &cluster("c1.yaml"), true, "t").await.is_ok());
     }
 }

@@ -140,6 +140,8 @@ pub struct Shared {
     /// Who this agent is, written on every object it applies, so that another agent on the
     /// same objects can be named.
     pub identity: String,
+    /// The User-Agent of every request to fleet clusters, naming this replica.
+    pub user_agent: String,
     /// Which entries reach which cluster, by the cluster's identity.
     pub reached: identity::Registry,
     /// Whether writes are allowed now (always, unless leader election fences them).

@@ -33,6 +33,24 @@ pub enum Error {
     ServerName,
 }
 
+/// `psql-fleet/<version> (<replica>)`, as client-go names its binary, version and more:
+/// an API server's audit log then says which replica of the agent wrote. Characters a
+/// header may not hold are left out of the replica's name.
+pub fn user_agent(replica: Option<&str>) -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    match replica {
+        Some(r) => {
+            let r: String = r
+                .chars()
+                .filter(|c| c.is_ascii_graphic() && !matches!(c, '(' | ')'))
+                .take(128)
+                .collect();
+            format!("psql-fleet/{version} ({r})")
+        }
+        None => format!("psql-fleet/{version}"),
+    }
+}
+
 /// A client for the cluster `config` describes.
 pub fn client(config: &kube::Config) -> Result<kube::Client, Error> {
     if config.proxy_url.is_some() {

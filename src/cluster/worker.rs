@@ -49,14 +49,19 @@ pub async fn run(
                 // session is missed.
                 let changes = shared.kubeconfigs.subscribe();
                 let print = kubeconfig::fingerprint(&path);
-                kubeconfig::client(&path, &cluster, kubeconfig::insecure_allowed())
-                    .await
-                    .map(|client| session::Connection {
-                        client,
-                        kubeconfig: path,
-                        print,
-                        changes,
-                    })
+                kubeconfig::client(
+                    &path,
+                    &cluster,
+                    kubeconfig::insecure_allowed(),
+                    &shared.user_agent,
+                )
+                .await
+                .map(|client| session::Connection {
+                    client,
+                    kubeconfig: path,
+                    print,
+                    changes,
+                })
             }
             Err(e) => Err(e),
         };

@@ -242,6 +242,7 @@ fn edit(sim: &Sim, name: &str, body: &[u8]) -> Result<Value, ApiError> {
         subresource: None,
         field_manager: Some(o.manager.clone()),
         code: reply.code,
+        user_agent: None,
     });
     Ok(reply.body)
 }

@@ -20,6 +20,9 @@ pub struct AuditEntry {
     pub subresource: Option<String>,
     pub field_manager: Option<String>,
     pub code: u16,
+    /// The client's User-Agent header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
 }
 
 /// Kept in memory up to a bound (oldest dropped), and appended to a file when configured.

@@ -204,6 +204,9 @@ pub fn registry() -> Vec<ResourceType> {
     let mut types = vec![
         builtin("", "v1", "Namespace", "namespaces", false, &["ns"], true),
         builtin("", "v1", "Event", "events", true, &["ev"], false),
+        // The agent's rollout state under leader election: written under a resourceVersion
+        // precondition, and bounded in size as kube-apiserver bounds it.
+        builtin("", "v1", "ConfigMap", "configmaps", true, &["cm"], false),
         builtin(
             "events.k8s.io",
             "v1",

@@ -87,6 +87,10 @@ fn columns(r: &ResourceType) -> Vec<Value> {
             col("Status", ".status.phase", "string"),
             col("Age", ".metadata.creationTimestamp", "date"),
         ],
+        "ConfigMap" => vec![
+            col("Data", ".data", "integer"),
+            col("Age", ".metadata.creationTimestamp", "date"),
+        ],
         "Lease" => vec![
             col("Holder", ".spec.holderIdentity", "string"),
             col("Age", ".metadata.creationTimestamp", "date"),
@@ -104,6 +108,11 @@ fn columns(r: &ResourceType) -> Vec<Value> {
 fn cell(obj: &Value, col: &Value, kind: &str) -> Value {
     let path = col["jsonPath"].as_str().unwrap_or_default();
     let v = json_path(obj, path);
+    // kubectl counts a ConfigMap's entries, both kinds of data.
+    if kind == "ConfigMap" && col["name"] == "Data" {
+        let count = |k: &str| obj.get(k).and_then(Value::as_object).map_or(0, |m| m.len());
+        return json!(count("data") + count("binaryData"));
+    }
     if kind == "Deployment" && col["name"] == "Ready" {
         let ready = v.and_then(Value::as_i64).unwrap_or(0);
         let want = obj

@@ -99,6 +99,7 @@ pub fn check(
     let result = match (r.group.as_str(), r.version.as_str(), r.kind.as_str()) {
         ("", "v1", "Namespace") => decode::<core::Namespace>(&typed),
         ("", "v1", "Event") => decode::<core::Event>(&typed),
+        ("", "v1", "ConfigMap") => decode::<core::ConfigMap>(&typed),
         ("events.k8s.io", "v1", "Event") => decode::<events::Event>(&typed),
         ("apps", "v1", "Deployment") => decode::<apps::Deployment>(&typed),
         ("coordination.k8s.io", "v1", "Lease") => decode::<coordination::Lease>(&typed),

@@ -12,7 +12,13 @@ const TOKEN: &str = "0123456789abcdef0123";
 fn endpoints_with(control: Control) -> Arc<Endpoints> {
     let metrics = Arc::new(Metrics::new().unwrap());
     let status = Arc::new(RwLock::new(StatusReport::default()));
-    let rollouts = RolloutDriver::open(None, metrics.clone(), status.clone(), Vec::new()).unwrap();
+    let rollouts = RolloutDriver::open(
+        None,
+        Default::default(),
+        metrics.clone(),
+        status.clone(),
+        Vec::new(),
+    );
     Arc::new(Endpoints {
         metrics,
         status,

@@ -315,6 +315,7 @@ fn audit(
         subresource: t.subresource.map(String::from),
         field_manager: (request.method != Method::DELETE).then(|| request.write.manager.clone()),
         code: result.as_ref().map(|r| r.code).unwrap_or_else(|e| e.code),
+        user_agent: Some(request.user_agent.clone()),
     });
 }
 

@@ -24,6 +24,8 @@ pub(super) struct ResourceRequest {
     pub content_type: String,
     pub write: WriteOpts,
     pub body: Bytes,
+    /// For the audit log, as kube-apiserver's audit events carry `userAgent`.
+    pub user_agent: String,
 }
 
 impl ResourceRequest {
@@ -51,6 +53,7 @@ impl ResourceRequest {
             content_type,
             write,
             body,
+            user_agent,
         })
     }
 

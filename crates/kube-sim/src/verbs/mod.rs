@@ -4,6 +4,7 @@
 //! with finalizers, preconditions and Usage refusals). HTTP parsing lives in the router,
 //! watches in [`crate::watch`]; the simulated controllers write through these too.
 
+mod configmap;
 mod delete;
 mod patch;
 mod read;

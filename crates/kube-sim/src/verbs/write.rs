@@ -146,6 +146,9 @@ pub(super) fn commit(
     } = change;
     let r = &sh.registry[t.res];
     objects::drop_empty_metadata(&mut new);
+    if r.kind == "ConfigMap" && r.group.is_empty() {
+        super::configmap::check(t.name, old.as_deref(), &new)?;
+    }
     if !owned_by_apply {
         let now = objects::now();
         let api_version = r.api_version();

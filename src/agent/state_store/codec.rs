@@ -1,0 +1,184 @@
+//! How the rollout state and a revision's files are written into a ConfigMap: JSON,
+//! gzipped into `binaryData`. The state names every cluster with its fingerprint, about
+//! 2 MB of JSON at 10,000 clusters; gzipped it stays well under the 1 MiB a ConfigMap
+//! holds (kube-apiserver refuses more, and etcd's request limit is 1.5 MiB).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+
+use fleet_core::fleetdir::FileTree;
+use fleet_core::rollout::State;
+
+/// What a ConfigMap holds at most (`data` and `binaryData` together), less room for the
+/// key names.
+pub const MAX_BYTES: usize = 1024 * 1024 - 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what} is {bytes} bytes gzipped, more than the {MAX_BYTES} a ConfigMap holds")]
+    TooLarge { what: String, bytes: usize },
+    #[error("{what} does not decode: {message}")]
+    Corrupt { what: String, message: String },
+}
+
+fn gzip(json: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(json.len() / 4), Compression::best());
+    // Writing into a Vec cannot fail.
+    let _ = encoder.write_all(json);
+    encoder.finish().unwrap_or_default()
+}
+
+fn gunzip(what: &str, bytes: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut json = Vec::new();
+    GzDecoder::new(bytes)
+        .read_to_end(&mut json)
+        .map_err(|e| Error::Corrupt {
+            what: what.into(),
+            message: e.to_string(),
+        })?;
+    Ok(json)
+}
+
+fn bounded(what: &str, bytes: Vec<u8>) -> Result<Vec<u8>, Error> {
+    if bytes.len() > MAX_BYTES {
+        return Err(Error::TooLarge {
+            what: what.into(),
+            bytes: bytes.len(),
+        });
+    }
+    Ok(bytes)
+}
+
+pub fn encode_state(state: &State) -> Result<Vec<u8>, Error> {
+    let json = serde_json::to_vec(state).unwrap_or_default();
+    bounded("the rollout state", gzip(&json))
+}
+
+pub fn decode_state(bytes: &[u8]) -> Result<State, Error> {
+    let what = "the rollout state";
+    serde_json::from_slice(&gunzip(what, bytes)?).map_err(|e| Error::Corrupt {
+        what: what.into(),
+        message: e.to_string(),
+    })
+}
+
+pub fn encode_files(revision: &str, tree: &FileTree) -> Result<Vec<u8>, Error> {
+    let files: BTreeMap<&str, String> = tree
+        .files
+        .iter()
+        .map(|(p, b)| (p.as_str(), String::from_utf8_lossy(b).into_owned()))
+        .collect();
+    let json = serde_json::to_vec(&files).unwrap_or_default();
+    bounded(&format!("revision {revision}"), gzip(&json))
+}
+
+pub fn decode_files(revision: &str, bytes: &[u8]) -> Result<FileTree, Error> {
+    let what = format!("revision {revision}");
+    let files: BTreeMap<String, String> =
+        serde_json::from_slice(&gunzip(&what, bytes)?).map_err(|e| Error::Corrupt {
+            what: what.clone(),
+            message: e.to_string(),
+        })?;
+    let mut tree = FileTree::default();
+    for (p, text) in files {
+        tree.insert(p, text);
+    }
+    Ok(tree)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleet_core::rollout::{Given, Rollout, WaveProgress, WaveState};
+
+    /// A rollout of 10,000 clusters in two waves, every cluster changed, with names,
+    /// revisions and fingerprints shaped as the agent writes them.
+    fn fleet_of(n: usize) -> State {
+        let fingerprint = |i: usize| {
+            format!(
+                "{:032x}",
+                (i as u128).wrapping_mul(0x9e3779b97f4a7c15f39cc0605cedc835)
+            )
+        };
+        let old = "3f2a9c0d5e7b8a1c4d6e9f0a2b3c5d7e9f1a3b5c";
+        let new = "8b1d3f5a7c9e0b2d4f6a8c0e2b4d6f8a0c2e4b6d";
+        let name = |i: usize| format!("prod-{}-{i:05}", ["us", "eu", "ap"][i % 3]);
+        let mut state = State::default();
+        let mut waves: Vec<WaveProgress> = Vec::new();
+        for (w, range) in [("canary", 0..n / 10), ("prod", n / 10..n)] {
+            let clusters: BTreeMap<String, String> = range
+                .clone()
+                .map(|i| (name(i), fingerprint(i + n)))
+                .collect();
+            waves.push(WaveProgress {
+                name: w.into(),
+                state: WaveState::Progressing,
+                bake_ms: 600_000,
+                timeout_ms: 3_600_000,
+                batches: vec![clusters.keys().cloned().collect()],
+                clusters,
+                started_ms: Some(1_700_000_000_000),
+                progressing_since_ms: None,
+                ready_since_ms: None,
+                finished_ms: None,
+                reason: None,
+                batch: 0,
+                batch_bake_ms: 0,
+                max_unreachable: 0,
+                stragglers: BTreeMap::new(),
+                require_approval: false,
+                approved: None,
+            });
+        }
+        for i in 0..n {
+            let revision = if i < n / 10 { new } else { old };
+            state.clusters.insert(
+                name(i),
+                Given {
+                    revision: revision.into(),
+                    fingerprint: fingerprint(i),
+                },
+            );
+        }
+        state.rollout = Some(Rollout {
+            revision: new.into(),
+            started_ms: 1_700_000_000_000,
+            waves,
+            halted: None,
+        });
+        state
+    }
+
+    #[test]
+    fn ten_thousand_clusters_fit_a_config_map_with_room_to_spare() {
+        let state = fleet_of(10_000);
+        let bytes = encode_state(&state).unwrap();
+        // Half the limit: room for the fleet to grow before the state must be split.
+        assert!(bytes.len() < MAX_BYTES / 2, "{} bytes", bytes.len());
+        assert_eq!(decode_state(&bytes).unwrap(), state);
+    }
+
+    #[test]
+    fn a_state_too_large_is_an_error_saying_so() {
+        let e = encode_state(&fleet_of(60_000)).unwrap_err().to_string();
+        assert!(
+            e.contains("the rollout state is") && e.contains("ConfigMap"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn files_round_trip_and_garbage_is_named() {
+        let mut tree = FileTree::default();
+        tree.insert("fleet.yaml", "kind: Fleet\n");
+        tree.insert("claims/a.yaml", "kind: Psql\n");
+        let bytes = encode_files("abc", &tree).unwrap();
+        assert_eq!(decode_files("abc", &bytes).unwrap().files, tree.files);
+        let e = decode_files("abc", b"not gzip").unwrap_err().to_string();
+        assert!(e.contains("revision abc"), "{e}");
+    }
+}
