@@ -98,13 +98,9 @@ class Defaults(unittest.TestCase):
         with self.assertRaisesRegex(helm.HelmError, "credentials.existingSecret is required"):
             install_dry_run({"source": {"url": "https://git.example.com/fleet.git"}})
 
-    def test_it_renders_a_deployment_a_service_and_a_service_account_only(self):
-        self.assertEqual(sorted(o["kind"] for o in self.objects), ["Deployment", "Service", "ServiceAccount"])
-
-    def test_it_grants_no_rbac_and_mounts_no_service_account_token(self):
-        self.assertFalse(RBAC_KINDS & {o["kind"] for o in self.objects})
-        self.assertIs(self.pod["automountServiceAccountToken"], False)
-        self.assertIs(one(self.objects, "ServiceAccount")["automountServiceAccountToken"], False)
+    def test_it_renders_the_agent_its_account_and_service_the_leader_role_and_a_budget(self):
+        self.assertEqual(sorted(o["kind"] for o in self.objects),
+                         ["Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"])
 
     def test_the_pod_runs_as_non_root_with_runtime_default_seccomp(self):
         psc = self.pod["securityContext"]
@@ -154,12 +150,47 @@ class Defaults(unittest.TestCase):
         self.assertTrue(service["spec"]["selector"].items() <= labels.items())
         self.assertEqual([p["port"] for p in service["spec"]["ports"]], [9464])
 
-    def test_one_writer_per_fleet(self):
-        self.assertEqual(self.deploy["spec"]["replicas"], 1)
-        self.assertEqual(self.deploy["spec"]["strategy"], {"type": "Recreate"})
+    def test_two_replicas_one_leading_rolled_without_losing_the_standby(self):
+        self.assertEqual(self.deploy["spec"]["replicas"], 2)
+        self.assertIn("--leader-elect", self.pod["containers"][0]["args"])
+        self.assertEqual(self.deploy["spec"]["strategy"],
+                         {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}})
+
+    def test_replicas_spread_over_nodes_and_one_survives_a_drain(self):
+        selector = self.deploy["spec"]["selector"]["matchLabels"]
+        spread = self.pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        self.assertEqual(spread, [{"weight": 100, "podAffinityTerm": {
+            "topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": selector}}}])
+        budget = one(self.objects, "PodDisruptionBudget")
+        self.assertEqual(budget["spec"], {"minAvailable": 1, "selector": {"matchLabels": selector}})
 
     def test_notes_tell_how_to_see_the_status(self):
         self.assertIn("psql-fleet status --server", self.release["notes"])
+
+
+class SingleAgent(unittest.TestCase):
+    """leaderElection off: one writer, no RBAC, no token, state in the emptyDir."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.objects, _ = install_dry_run(merge(REQUIRED, {"replicaCount": 1, "leaderElection": {"enabled": False}}))
+        cls.deploy = one(cls.objects, "Deployment")
+        cls.pod = cls.deploy["spec"]["template"]["spec"]
+
+    def test_it_grants_no_rbac_and_mounts_no_service_account_token(self):
+        self.assertEqual(sorted(o["kind"] for o in self.objects), ["Deployment", "Service", "ServiceAccount"])
+        self.assertFalse(RBAC_KINDS & {o["kind"] for o in self.objects})
+        self.assertIs(self.pod["automountServiceAccountToken"], False)
+        self.assertIs(one(self.objects, "ServiceAccount")["automountServiceAccountToken"], False)
+
+    def test_one_writer_per_fleet(self):
+        self.assertEqual(self.deploy["spec"]["replicas"], 1)
+        self.assertEqual(self.deploy["spec"]["strategy"], {"type": "Recreate"})
+        self.assertNotIn("affinity", self.pod)
+
+    def test_more_replicas_without_leader_election_fail_the_install_and_say_why(self):
+        with self.assertRaisesRegex(helm.HelmError, "replicaCount above 1 needs leaderElection.enabled"):
+            install_dry_run(merge(REQUIRED, {"replicaCount": 2, "leaderElection": {"enabled": False}}))
 
 
 class SshSource(unittest.TestCase):
@@ -206,12 +237,12 @@ class SshSource(unittest.TestCase):
 
 
 class LeaderElection(unittest.TestCase):
-    """leaderElection.enabled: the flag, a Role for Leases in the release namespace only, and
-    the token that reads them."""
+    """leaderElection.enabled (the default): the flag, a Role for Leases and the rollout
+    state's ConfigMaps in the release namespace only, and the token that reads them."""
 
     @classmethod
     def setUpClass(cls):
-        cls.objects, _ = install_dry_run(merge(REQUIRED, {"leaderElection": {"enabled": True}}))
+        cls.objects, _ = install_dry_run(merge(REQUIRED, {"replicaCount": 3}))
         cls.deploy = one(cls.objects, "Deployment")
         cls.pod = cls.deploy["spec"]["template"]["spec"]
         cls.args = cls.pod["containers"][0]["args"]
@@ -221,11 +252,16 @@ class LeaderElection(unittest.TestCase):
         self.assertIn("--leader-elect-namespace=psql-fleet", self.args)
         self.assertIn("--leader-elect-lease-name=psql-fleet", self.args)
 
-    def test_the_role_grants_leases_in_the_release_namespace_only(self):
+    def test_three_replicas_are_three(self):
+        self.assertEqual(self.deploy["spec"]["replicas"], 3)
+
+    def test_the_role_grants_leases_and_config_maps_in_the_release_namespace_only(self):
         self.assertFalse({"ClusterRole", "ClusterRoleBinding"} & {o["kind"] for o in self.objects})
         role = one(self.objects, "Role")
         self.assertEqual(role["rules"], [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                                          "verbs": ["get", "create", "update"]}])
+                                          "verbs": ["get", "create", "update"]},
+                                         {"apiGroups": [""], "resources": ["configmaps"],
+                                          "verbs": ["get", "list", "create", "update", "delete"]}])
         binding = one(self.objects, "RoleBinding")
         self.assertEqual(binding["roleRef"], {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                               "name": role["metadata"]["name"]})
@@ -238,7 +274,7 @@ class LeaderElection(unittest.TestCase):
         self.assertIs(one(self.objects, "ServiceAccount")["automountServiceAccountToken"], True)
 
     def test_without_it_there_is_no_flag(self):
-        objects, _ = install_dry_run(REQUIRED)
+        objects, _ = install_dry_run(merge(REQUIRED, {"replicaCount": 1, "leaderElection": {"enabled": False}}))
         args = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
         self.assertFalse([a for a in args if a.startswith("--leader-elect")])
 
@@ -255,8 +291,8 @@ class Example(unittest.TestCase):
         cls.container = cls.deploy["spec"]["template"]["spec"]["containers"][0]
         cls.args = cls.container["args"]
 
-    def test_it_still_grants_no_rbac(self):
-        self.assertFalse(RBAC_KINDS & {o["kind"] for o in self.objects})
+    def test_it_grants_nothing_beyond_the_release_namespace(self):
+        self.assertFalse({"ClusterRole", "ClusterRoleBinding"} & {o["kind"] for o in self.objects})
 
     def test_the_webhook_listens_with_its_secret_from_a_secret(self):
         self.assertIn("--webhook-listen=0.0.0.0:9465", self.args)
@@ -320,7 +356,8 @@ class Copies(unittest.TestCase):
 class Schema(unittest.TestCase):
     BAD = {
         "replicaCount is a number": ({"replicaCount": "two"}, "/replicaCount"),
-        "one writer per fleet": ({"replicaCount": 2}, "/replicaCount"),
+        "replicas not negative": ({"replicaCount": -1}, "/replicaCount"),
+        "anti-affinity from a fixed set": ({"antiAffinity": "maybe"}, "/antiAffinity"),
         "log format from a fixed set": ({"log": {"format": "xml"}}, "/log/format"),
         "no unknown top-level key": ({"replicas": 1}, "replicas"),
         "no unknown nested key": ({"source": {"revision": "abc"}}, "revision"),

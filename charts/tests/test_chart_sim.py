@@ -1,9 +1,10 @@
 """The chart's manifests applied to `psql-fleet sim` with `kubectl apply --server-side
 --dry-run=server`, for the kinds the simulator serves (python3 -m unittest).
 
-The simulator serves Namespace, Event, Deployment, CustomResourceDefinition and the Crossplane
-kinds psql-fleet writes; it does not serve ServiceAccount, Service, ConfigMap, Secret,
-ServiceMonitor or PrometheusRule, so objects of those kinds are skipped and named. Each served
+The simulator serves Namespace, Event, ConfigMap, Lease, Deployment, CustomResourceDefinition
+and the Crossplane kinds psql-fleet writes; it does not serve ServiceAccount, Service, Secret,
+Role, RoleBinding, PodDisruptionBudget, ServiceMonitor or PrometheusRule, so objects of those
+kinds are skipped and named. Each served
 object must be accepted by the server's validation and server-side apply as a dry run, and
 afterwards must not exist and must not be in the simulator's audit log (a dry run changes
 nothing).
@@ -101,12 +102,16 @@ class ChartOnTheSimulator(unittest.TestCase):
                 skipped.append(obj["kind"])
                 continue
             name = obj["metadata"]["name"]
+            # The dashboards may go to Grafana's namespace (dashboards.namespace).
+            namespace = obj["metadata"].get("namespace", NAMESPACE)
+            ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+            self.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(ns))
             result = self.kubectl(
                 "apply", "--server-side", "--dry-run=server", "--field-manager=helm",
-                "-n", NAMESPACE, "-f", "-", input=json.dumps(obj),
+                "-n", namespace, "-f", "-", input=json.dumps(obj),
             )
             self.assertIn("serverside-applied (server dry run)", result.stdout, result.stdout)
-            gone = self.kubectl("get", obj["kind"].lower(), name, "-n", NAMESPACE, check=False)
+            gone = self.kubectl("get", obj["kind"].lower(), name, "-n", namespace, check=False)
             self.assertNotEqual(gone.returncode, 0, f"{obj['kind']} {name} exists after a dry run")
             self.assertIn("NotFound", gone.stderr)
             self.assertEqual(self.audited(obj["kind"], name), [], "a dry run is in the audit log")
@@ -118,6 +123,9 @@ class ChartOnTheSimulator(unittest.TestCase):
 
     def test_the_default_manifests_apply_as_a_server_dry_run(self):
         self.dry_run_apply(REQUIRED)
+
+    def test_three_replicas_apply_as_a_server_dry_run(self):
+        self.dry_run_apply(merge(REQUIRED, {"replicaCount": 3}))
 
     def test_the_example_values_manifests_apply_as_a_server_dry_run(self):
         self.dry_run_apply(merge(REQUIRED, example_values()))
