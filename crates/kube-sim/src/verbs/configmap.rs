@@ -67,7 +67,7 @@ pub fn check(name: &str, old: Option<&Value>, new: &Value) -> Result<(), ApiErro
     if size > MAX_SIZE {
         causes.push(cause(
             "[]".into(),
-            format!("Too long: must have at most {MAX_SIZE} bytes"),
+            format!("Too long: may not be more than {MAX_SIZE} bytes"),
             "FieldValueTooLong",
         ));
     }
