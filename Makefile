@@ -1,7 +1,7 @@
 # psql-fleet: the two commands a newcomer needs are `make demo` and `make test`.
 CARGO ?= cargo
 
-.PHONY: all build demo render-demo test tools lint unit scripts bench clean
+.PHONY: all build demo render-demo test tools lint unit scripts bench clean image
 
 all: build
 
@@ -16,6 +16,15 @@ demo: build
 render-demo: build
 	./target/release/psql-fleet validate fleet
 	./target/release/psql-fleet render fleet --assume-ready -o summary
+
+# The container image the chart deploys by default (Dockerfile), with whichever builder the
+# machine has; tagged psql-fleet:<the chart's appVersion>.
+IMAGE ?= psql-fleet:$(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' charts/psql-fleet/Chart.yaml)
+image:
+	@builder="$$(command -v docker || command -v podman || command -v buildah)"; \
+	if [ -z "$$builder" ]; then echo "make image: no docker, podman or buildah on this machine" >&2; exit 1; fi; \
+	case "$$builder" in *buildah) set -- bud ;; *) set -- build ;; esac; \
+	echo "$$builder $$1 -t $(IMAGE) ."; "$$builder" "$$1" -t "$(IMAGE)" .
 
 # Formatting, lints and every test; what CI runs.
 test: tools lint unit scripts
