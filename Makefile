@@ -70,6 +70,8 @@ bench:
 	cat target/bench-selectors.md
 	$(CARGO) bench --bench fleet
 	$(CARGO) bench --bench webhook
+	$(CARGO) bench --bench failover > target/bench-failover.md
+	cat target/bench-failover.md
 
 clean:
 	$(CARGO) clean
