@@ -73,8 +73,7 @@ fn reconciled(r: &StatusReport, clusters: usize) -> bool {
     leads(r)
         && r.rollout.as_ref().is_some_and(|x| x.phase == "complete")
         && r.clusters.len() == clusters
-        && r
-            .clusters
+        && r.clusters
             .values()
             .all(|c| c.reachable && !c.claims.is_empty() && c.claims.iter().all(|c| c.ready))
 }

@@ -358,6 +358,18 @@ impl StatusReport {
                     .unwrap_or_default()
             );
         }
+        if let Some(state) = &self.state {
+            let _ = writeln!(
+                out,
+                "rollout state: {}{}",
+                state.kept_in,
+                state
+                    .error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+        }
         let ready_claims = self
             .clusters
             .values()

@@ -419,6 +419,11 @@ async fn a_halt_survives_every_replica_restarting_at_once() {
         r = c.wait_for_within("agent-c or agent-d to lead, halted", LEASE * 6, |r| led(r) && halted(r)) => r,
         r = d.wait_for_within("agent-c or agent-d to lead, halted", LEASE * 6, |r| led(r) && halted(r)) => r,
     };
+    let table = resumed.to_table();
+    assert!(
+        table.contains("rollout state: ConfigMap default/psql-fleet-rollout\n"),
+        "{table}"
+    );
     let h = resumed.rollout.unwrap().halted.unwrap();
     assert!(h.reason.contains("incident 42") && h.by_operator, "{h:?}");
     // Held: prod is still on the first revision's chart.

@@ -81,7 +81,10 @@ fn the_dockerfile_builds_in_one_stage_and_runs_unprivileged_on_distroless_in_ano
     assert_eq!(entry, Some(r#"["/usr/local/bin/psql-fleet"]"#));
     // The chart runs the same user the image declares.
     let values = read("charts/psql-fleet/values.yaml");
-    assert!(values.contains("runAsUser: 65532"), "chart values: runAsUser");
+    assert!(
+        values.contains("runAsUser: 65532"),
+        "chart values: runAsUser"
+    );
 }
 
 /// What the locked sources build: `cargo build --locked` refuses a Cargo.lock that does not
@@ -123,7 +126,10 @@ fn every_library_the_binary_links_is_in_the_image() {
         .arg(env!("CARGO_BIN_EXE_psql-fleet"))
         .output()
     else {
-        assert!(std::env::var_os("CI").is_none(), "ldd is missing (CI is set)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "ldd is missing (CI is set)"
+        );
         eprintln!("SKIP: no ldd");
         return;
     };
@@ -152,8 +158,14 @@ fn the_chart_deploys_the_image_make_image_tags() {
         .unwrap();
     assert_eq!(app_version, env!("CARGO_PKG_VERSION"));
     let values = read("charts/psql-fleet/values.yaml");
-    assert!(values.contains("  repository: psql-fleet\n"), "image.repository");
-    assert!(values.contains("  tag: \"\"\n"), "image.tag defaults to appVersion");
+    assert!(
+        values.contains("  repository: psql-fleet\n"),
+        "image.repository"
+    );
+    assert!(
+        values.contains("  tag: \"\"\n"),
+        "image.tag defaults to appVersion"
+    );
     let makefile = read("Makefile");
     assert!(
         makefile.contains("IMAGE ?= psql-fleet:$(shell sed")
