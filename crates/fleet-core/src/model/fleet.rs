@@ -10,6 +10,7 @@ use super::chart::Chart;
 use super::diagnostic::{Diagnostic, Origin};
 use super::document::RawDocument;
 use super::duration;
+use super::gate::{parse_gates, Gate, GateSpec};
 use super::metadata::{check_api_version, Metadata};
 use super::names::check_dns_label;
 use super::selector::LabelSelector;
@@ -111,6 +112,10 @@ pub struct WaveSpec {
     /// <wave>`), for each revision that changes one of its clusters. Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_approval: Option<bool>,
+    /// PromQL checks that must hold while the wave bakes; one out of its range fails the
+    /// wave.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateSpec>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -168,6 +173,7 @@ pub struct Wave {
     pub spread_by: Option<String>,
     pub max_unreachable: Option<Share>,
     pub require_approval: bool,
+    pub gates: Vec<Gate>,
 }
 
 /// Default for a wave's `timeout`.
@@ -507,6 +513,7 @@ fn parse_waves(
             spread_by: w.spread_by.clone(),
             max_unreachable,
             require_approval: w.require_approval.unwrap_or(false),
+            gates: parse_gates(&w.gates, origin, &at, out),
         });
     }
     waves

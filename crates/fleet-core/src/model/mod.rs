@@ -8,6 +8,7 @@ pub mod diagnostic;
 pub mod document;
 pub mod duration;
 pub mod fleet;
+pub mod gate;
 pub mod keys;
 pub mod locate;
 pub mod metadata;

@@ -7,6 +7,7 @@
 //! persists [`State`], so a restart skips no gate and re-rolls nothing.
 
 pub mod batches;
+pub mod gates;
 pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::fleetdir::LoadedFleet;
+use crate::model::gate::Gate;
 use crate::model::share::Share;
 use crate::reconcile::diff::desired_hash;
 use crate::render::{render_cluster, Observed};
@@ -75,6 +77,8 @@ pub struct WaveDef {
     pub max_unreachable: Option<Share>,
     /// The wave starts only once approved.
     pub require_approval: bool,
+    /// Metric checks that must pass while it bakes.
+    pub gates: Vec<Gate>,
 }
 
 /// What a revision asks of the fleet: its waves and, per cluster, a fingerprint of its
@@ -103,6 +107,7 @@ impl Target {
                 batch_bake_time: w.batch_bake_time,
                 max_unreachable: w.max_unreachable,
                 require_approval: w.require_approval,
+                gates: w.gates.clone(),
             })
             .collect();
         let mut implicit = WaveDef {
@@ -227,6 +232,9 @@ pub struct WaveProgress {
     /// Who approved the wave for this revision, and when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved: Option<Approval>,
+    /// Metric checks that must pass while it bakes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<Gate>,
 }
 
 /// A person's go for a wave.
@@ -460,6 +468,7 @@ impl State {
                 stragglers: BTreeMap::new(),
                 require_approval: def.require_approval,
                 approved: None,
+                gates: def.gates.clone(),
             });
         }
         let mut rollout = Rollout {
@@ -511,6 +520,19 @@ impl State {
         &mut self,
         health: &BTreeMap<String, Health>,
         unreachable: &BTreeSet<String>,
+        now: u64,
+    ) -> Vec<Transition> {
+        self.advance_judging(health, unreachable, &gates::Readings::new(), now)
+    }
+
+    /// [`State::advance_seeing`], with the latest answers to the waves' metric gates: a
+    /// baking wave completes only once its bake time is over and each of its gates has
+    /// passed since it became ready; one gate out of its range fails it.
+    pub fn advance_judging(
+        &mut self,
+        health: &BTreeMap<String, Health>,
+        unreachable: &BTreeSet<String>,
+        readings: &gates::Readings,
         now: u64,
     ) -> Vec<Transition> {
         let mut out = Vec::new();
@@ -615,13 +637,36 @@ impl State {
                                     format!("every claim ready; baking for {}", human(w.bake_ms));
                                 note(&mut out, w, description);
                             }
-                            if now.saturating_sub(since) < w.bake_ms {
+                            let verdict = gates::judge_gates(w, &revision, readings, since);
+                            if let gates::GateVerdict::Fail(reason) = verdict {
+                                fail(r, i, reason, now, &mut out);
+                                break;
+                            }
+                            let baked = since.saturating_add(w.bake_ms);
+                            if now < baked {
+                                break;
+                            }
+                            if let gates::GateVerdict::Waiting(reason) = verdict {
+                                match gates::overdue(w, &reason, now - baked) {
+                                    Some(reason) => fail(r, i, reason, now, &mut out),
+                                    None => {
+                                        w.reason =
+                                            Some(format!("baked; waiting for gates: {reason}"))
+                                    }
+                                }
                                 break;
                             }
                             w.state = WaveState::Complete;
                             w.finished_ms = Some(now);
+                            w.reason = None;
                             let mut description =
                                 format!("ready and baked for {}", human(w.bake_ms));
+                            if !w.gates.is_empty() {
+                                let names: Vec<&str> =
+                                    w.gates.iter().map(|g| g.name.as_str()).collect();
+                                description
+                                    .push_str(&format!("; gates passed: {}", names.join(", ")));
+                            }
                             if !left_behind.is_empty() {
                                 description.push_str(&format!(
                                     "; left behind unreachable, to catch up: {}",
@@ -974,5 +1019,7 @@ fn fail(r: &mut Rollout, i: usize, reason: String, now: u64, out: &mut Vec<Trans
     }
 }
 
+#[cfg(test)]
+mod gate_tests;
 #[cfg(test)]
 mod tests;

@@ -190,6 +190,7 @@ pub fn wave(name: &str, match_labels: &[(&str, &str)]) -> Wave {
         spread_by: None,
         max_unreachable: None,
         require_approval: None,
+        gates: Vec::new(),
     })
 }
 
@@ -227,6 +228,19 @@ impl Wave {
     /// The wave waits for `psql-fleet rollout approve`.
     pub fn require_approval(mut self) -> Wave {
         self.0.require_approval = Some(true);
+        self
+    }
+
+    /// A metric gate: `query` must stay at or below `max` while the wave bakes.
+    pub fn gate_max(mut self, name: &str, query: &str, max: f64) -> Wave {
+        self.0.gates.push(crate::model::gate::GateSpec {
+            name: name.into(),
+            query: query.into(),
+            threshold_range: crate::model::gate::ThresholdRange {
+                min: None,
+                max: Some(max),
+            },
+        });
         self
     }
 
