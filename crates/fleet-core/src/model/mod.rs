@@ -18,6 +18,7 @@ pub mod selector;
 pub mod share;
 pub mod target;
 pub mod version;
+pub mod window;
 
 pub use chart::Chart;
 pub use claim::{Claim, ClaimKey};

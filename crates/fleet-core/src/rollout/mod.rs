@@ -9,6 +9,7 @@
 pub mod batches;
 pub mod gates;
 pub mod store;
+pub mod windows;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -19,6 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::fleetdir::LoadedFleet;
 use crate::model::gate::Gate;
 use crate::model::share::Share;
+use crate::model::window::Window;
 use crate::reconcile::diff::desired_hash;
 use crate::render::{render_cluster, Observed};
 
@@ -31,6 +33,8 @@ pub enum WaveState {
     Pending,
     /// Would start, but waits for a person's approval.
     AwaitingApproval,
+    /// Would start, but no rollout window lets it now.
+    WaitingForWindow,
     Progressing,
     Baking,
     Complete,
@@ -39,9 +43,10 @@ pub enum WaveState {
 }
 
 impl WaveState {
-    pub const ALL: [WaveState; 7] = [
+    pub const ALL: [WaveState; 8] = [
         WaveState::Pending,
         WaveState::AwaitingApproval,
+        WaveState::WaitingForWindow,
         WaveState::Progressing,
         WaveState::Baking,
         WaveState::Complete,
@@ -53,6 +58,7 @@ impl WaveState {
         match self {
             WaveState::Pending => "pending",
             WaveState::AwaitingApproval => "awaiting_approval",
+            WaveState::WaitingForWindow => "waiting_for_window",
             WaveState::Progressing => "progressing",
             WaveState::Baking => "baking",
             WaveState::Complete => "complete",
@@ -79,6 +85,8 @@ pub struct WaveDef {
     pub require_approval: bool,
     /// Metric checks that must pass while it bakes.
     pub gates: Vec<Gate>,
+    /// When it may start: the fleet's windows and its own.
+    pub windows: Vec<Window>,
 }
 
 /// What a revision asks of the fleet: its waves and, per cluster, a fingerprint of its
@@ -108,11 +116,13 @@ impl Target {
                 max_unreachable: w.max_unreachable,
                 require_approval: w.require_approval,
                 gates: w.gates.clone(),
+                windows: settings.windows.iter().chain(&w.windows).cloned().collect(),
             })
             .collect();
         let mut implicit = WaveDef {
             name: IMPLICIT_WAVE.to_string(),
             timeout: crate::model::fleet::DEFAULT_WAVE_TIMEOUT,
+            windows: settings.windows.clone(),
             ..WaveDef::default()
         };
         let mut fingerprints = BTreeMap::new();
@@ -235,6 +245,12 @@ pub struct WaveProgress {
     /// Metric checks that must pass while it bakes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gates: Vec<Gate>,
+    /// When it may start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<Window>,
+    /// While it waits for a window: when one next lets it start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_window_ms: Option<u64>,
 }
 
 /// A person's go for a wave.
@@ -469,6 +485,8 @@ impl State {
                 require_approval: def.require_approval,
                 approved: None,
                 gates: def.gates.clone(),
+                windows: def.windows.clone(),
+                next_window_ms: None,
             });
         }
         let mut rollout = Rollout {
@@ -582,7 +600,31 @@ impl State {
                     }
                     break;
                 }
-                WaveState::Pending | WaveState::AwaitingApproval => {
+                WaveState::Pending | WaveState::AwaitingApproval | WaveState::WaitingForWindow => {
+                    if !w.clusters.is_empty() {
+                        if let windows::WindowVerdict::Closed { next_ms, why } =
+                            windows::judge(&w.windows, now)
+                        {
+                            let reason = match next_ms {
+                                Some(t) => format!(
+                                    "waiting for a window: {why}; may start at {}",
+                                    windows::rfc3339(t)
+                                ),
+                                None => {
+                                    format!("waiting for a window: {why}; none opens within a year")
+                                }
+                            };
+                            w.next_window_ms = next_ms;
+                            let entering = w.state != WaveState::WaitingForWindow;
+                            w.state = WaveState::WaitingForWindow;
+                            w.reason = Some(reason.clone());
+                            if entering {
+                                note(&mut out, w, reason);
+                            }
+                            break;
+                        }
+                    }
+                    w.next_window_ms = None;
                     w.state = WaveState::Progressing;
                     w.started_ms = Some(now);
                     w.progressing_since_ms = Some(now);
@@ -1023,3 +1065,5 @@ fn fail(r: &mut Rollout, i: usize, reason: String, now: u64, out: &mut Vec<Trans
 mod gate_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod window_tests;

@@ -191,6 +191,7 @@ pub fn wave(name: &str, match_labels: &[(&str, &str)]) -> Wave {
         max_unreachable: None,
         require_approval: None,
         gates: Vec::new(),
+        windows: Vec::new(),
     })
 }
 
@@ -240,6 +241,23 @@ impl Wave {
                 min: None,
                 max: Some(max),
             },
+        });
+        self
+    }
+
+    /// A rollout window of the wave: `kind` `allow` or `deny`, a five-field cron
+    /// `schedule`, how long it stays open, in UTC.
+    pub fn window(mut self, kind: &str, schedule: &str, duration: &str) -> Wave {
+        use crate::model::window::{WindowKind, WindowSpec};
+        self.0.windows.push(WindowSpec {
+            kind: if kind == "deny" {
+                WindowKind::Deny
+            } else {
+                WindowKind::Allow
+            },
+            schedule: schedule.into(),
+            duration: duration.into(),
+            time_zone: None,
         });
         self
     }
