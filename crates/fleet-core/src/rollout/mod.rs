@@ -812,6 +812,7 @@ impl State {
         {
             w.state = WaveState::Halted;
             w.ready_since_ms = None;
+            w.next_window_ms = None;
             out.push(Transition {
                 revision: r.revision.clone(),
                 wave: w.name.clone(),
