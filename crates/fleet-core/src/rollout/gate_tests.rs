@@ -96,19 +96,28 @@ fn a_value_above_the_threshold_fails_the_wave_at_once_with_query_value_and_thres
 fn the_wave_completes_only_after_its_bake_and_a_pass_read_since_it_became_ready() {
     let mut s = gated();
     step(&mut s, &Readings::new(), 11 * S);
-    // A pass read before the wave became ready (11 s) does not count.
+    // A pass read before the wave became ready (11 s) does not count: while baking the
+    // reason says what the gates wait for, and once baked the wave still waits.
     let early = reading(10 * S, value(0.0));
+    step(&mut s, &early, 12 * S);
+    assert_eq!(
+        reason(&s, 1),
+        "baking; gates so far: gate errors: not evaluated yet"
+    );
     step(&mut s, &early, 17 * S);
     assert_eq!(states(&s)[1], ("staging", Baking));
-    assert!(
-        reason(&s, 1).contains("gate errors: not evaluated yet"),
-        "{s:?}"
+    assert_eq!(
+        reason(&s, 1),
+        "baked; waiting for gates: gate errors: not evaluated yet"
     );
-    // A pass inside the bake: complete once the bake is over, not before.
+    // A pass read inside the bake: complete once the bake is over, not before.
+    let mut s = gated();
+    step(&mut s, &Readings::new(), 11 * S);
     let pass = reading(12 * S, value(1.0));
     step(&mut s, &pass, 15 * S);
     assert_eq!(states(&s)[1], ("staging", Baking));
-    let t = step(&mut s, &pass, 17 * S);
+    assert_eq!(reason(&s, 1), "");
+    let t = step(&mut s, &pass, 16 * S);
     assert_eq!(states(&s)[1], ("staging", Complete));
     assert!(t
         .iter()

@@ -686,6 +686,13 @@ impl State {
                             }
                             let baked = since.saturating_add(w.bake_ms);
                             if now < baked {
+                                // Say what the gates wait for while there is time left.
+                                w.reason = match &verdict {
+                                    gates::GateVerdict::Waiting(why) => {
+                                        Some(format!("baking; gates so far: {why}"))
+                                    }
+                                    _ => None,
+                                };
                                 break;
                             }
                             if let gates::GateVerdict::Waiting(reason) = verdict {
