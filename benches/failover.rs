@@ -134,7 +134,6 @@ async fn main() {
     let mut killed_lead = Vec::new();
     let mut killed_reconciled = Vec::new();
     let mut released_lead = Vec::new();
-    let mut next = 3;
     for round in 0..rounds * 2 {
         let graceful = round % 2 == 1;
         let at = Instant::now();
@@ -156,8 +155,7 @@ async fn main() {
         }
         leader = i;
         // Back to three replicas for the next round.
-        agents.push(spawn(&f, &format!("r{next}"), t).await);
-        next += 1;
+        agents.push(spawn(&f, &format!("r{}", round + 3), t).await);
     }
 
     let median = |v: &mut Vec<Duration>| {

@@ -118,6 +118,7 @@ async fn main() {
         control: Default::default(),
         verify: None,
         leader_election: None,
+        gates: Default::default(),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent = tokio::spawn(agent::run(config, async move {

@@ -103,6 +103,12 @@ pub struct WaveStatus {
     /// Who approved it for this revision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_by: Option<String>,
+    /// Metric gates it must pass while it bakes, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<String>,
+    /// While it waits for a rollout window: when one next lets it start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_window: Option<String>,
 }
 
 /// A wave's CLUSTERS cell: its changed clusters, the batch in progress, the stragglers.
@@ -160,6 +166,8 @@ impl RolloutStatus {
                     stragglers: w.stragglers.keys().cloned().collect(),
                     requires_approval: w.require_approval,
                     approved_by: w.approved.as_ref().map(|a| a.by.clone()),
+                    gates: w.gates.iter().map(|g| g.name.clone()).collect(),
+                    next_window: rfc3339(w.next_window_ms),
                 })
                 .collect(),
         }

@@ -19,6 +19,7 @@ pub fn status_state(state: WaveState) -> StatusState {
     match state {
         WaveState::Pending
         | WaveState::AwaitingApproval
+        | WaveState::WaitingForWindow
         | WaveState::Progressing
         | WaveState::Baking => StatusState::Pending,
         WaveState::Complete => StatusState::Success,

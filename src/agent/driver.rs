@@ -16,6 +16,7 @@ use crate::cluster::{Accepted, Given};
 use crate::metrics::Metrics;
 use crate::status::{RolloutStatus, StatusReport};
 use fleet_core::fleetdir::{load, FileTree};
+use fleet_core::rollout::gates::{GateCheck, GateReading, Readings};
 use fleet_core::rollout::{Health, State, Target, Transition, WaveState};
 
 /// Told of every wave transition, in order. Must not block: an observer that talks to
@@ -31,6 +32,8 @@ struct Inner {
     /// Revisions kept on disk that no longer load, with why.
     broken: BTreeMap<String, String>,
     health: BTreeMap<String, Health>,
+    /// The latest answer to each metric gate.
+    gates: Readings,
     /// Each cluster's wave in the newest revision.
     wave_of: BTreeMap<String, String>,
     /// A report changed some cluster's health since the last tick.
@@ -84,6 +87,7 @@ impl RolloutDriver {
                 fleets: BTreeMap::new(),
                 broken: BTreeMap::new(),
                 health: BTreeMap::new(),
+                gates: Readings::new(),
                 wave_of: BTreeMap::new(),
                 reported: false,
             }),
@@ -135,6 +139,7 @@ impl RolloutDriver {
             fleets,
             broken,
             health: BTreeMap::new(),
+            gates: Readings::new(),
             wave_of: BTreeMap::new(),
             reported: false,
         };
@@ -259,14 +264,38 @@ impl RolloutDriver {
 
     fn advance(&self, inner: &mut Inner) {
         let unreachable = self.unreachable();
-        let Inner { state, health, .. } = inner;
-        let transitions = state.advance_seeing(health, &unreachable, now_ms());
+        let Inner {
+            state,
+            health,
+            gates,
+            ..
+        } = inner;
+        let transitions = state.advance_judging(health, &unreachable, gates, now_ms());
         if transitions.is_empty() {
             // The reason a wave waits may have changed.
             self.publish_status(inner);
         } else {
             self.finish(inner, transitions);
         }
+    }
+
+    /// The metric gate queries to ask Prometheus now.
+    pub fn gate_checks(&self) -> Vec<GateCheck> {
+        self.inner
+            .lock()
+            .map(|inner| inner.state.gate_checks())
+            .unwrap_or_default()
+    }
+
+    /// Prometheus's answer to a gate: judged at once, so that no failing answer is
+    /// overwritten by the next before a tick sees it (answers come one interval apart).
+    pub fn gate_result(&self, reading: GateReading) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        let key = (reading.wave.clone(), reading.gate.clone());
+        inner.gates.insert(key, reading);
+        self.advance(&mut inner);
     }
 
     /// The clusters the workers report unreachable now (in the status they keep), which a
@@ -307,6 +336,7 @@ impl RolloutDriver {
         // The reports that failed the wave must not fail it again: it is judged on passes
         // made after the resume.
         inner.health.clear();
+        inner.gates.clear();
         self.finish(&mut inner, transitions);
         self.current(&inner)
     }

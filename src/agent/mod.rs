@@ -7,6 +7,7 @@ pub mod accept;
 pub mod commit_status;
 pub mod control;
 pub mod driver;
+pub mod gates;
 pub mod http;
 pub mod leader;
 mod names;
@@ -78,6 +79,8 @@ pub struct Config {
     pub verify: Option<crate::source::verify::Policy>,
     /// `--leader-elect`: write to fleet clusters only while holding the Lease.
     pub leader_election: Option<leader::Settings>,
+    /// `--prometheus-url`: where the waves' metric gates are asked.
+    pub gates: gates::Settings,
 }
 
 /// Where webhook deliveries are received, and the secret that signs them.
@@ -196,6 +199,7 @@ async fn serve(
         control: Arc::new(config.control.clone()),
     });
     let server = tokio::spawn(endpoints.serve(listener));
+    let gates_task = gates::spawn(config.gates.clone(), rollouts.clone());
     let trigger = Trigger::new();
     let webhook_task = match &config.webhook {
         Some(webhook) => Some(serve_webhook(webhook, trigger.clone()).await?),
@@ -253,6 +257,7 @@ async fn serve(
         task.abort();
         releaser.release().await;
     }
+    gates_task.abort();
     server.abort();
     // Wait for the abort, so the listener is closed (and its port free) once `run` returns.
     let _ = server.await;

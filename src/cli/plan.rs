@@ -167,6 +167,9 @@ fn plan(args: &PlanArgs) -> Result<Plan, Error> {
             }
         }
     };
+    if let Some(fleet) = &head.fleet {
+        result.rollout = plan::rules::rules(&fleet.settings, &result);
+    }
     if let Some(keys) = &keys {
         result.head_signature = Some(head_signature(&repo, &head_id, keys));
     }

@@ -55,6 +55,14 @@ pub struct RunArgs {
     pub tag: Option<String>,
     #[arg(long)]
     pub commit: Option<String>,
+    /// Prometheus's base URL (e.g. http://prometheus:9090): the waves' metric gates
+    /// (`gates` in fleet.yaml) are its instant queries. Without it a gated wave cannot pass
+    /// its gates.
+    #[arg(long)]
+    pub prometheus_url: Option<String>,
+    /// How often a baking wave's gates are asked (e.g. 15s, 1m).
+    #[arg(long, default_value = "30s", value_parser = fleet_core::model::duration::parse)]
+    pub prometheus_interval: Duration,
     /// Clusters written to at once.
     #[arg(long, default_value_t = 8)]
     pub max_concurrency: usize,
@@ -382,6 +390,10 @@ pub fn run(args: &RunArgs) -> ExitCode {
         control,
         verify,
         leader_election,
+        gates: crate::agent::gates::Settings {
+            prometheus_url: args.prometheus_url.clone(),
+            interval: args.prometheus_interval,
+        },
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

@@ -43,6 +43,8 @@ pub struct AgentOptions {
     pub no_control_token: bool,
     /// `--verify-commits` with these keys and mode.
     pub verify: Option<psql_fleet::source::verify::Policy>,
+    /// `--prometheus-url` for the waves' metric gates (asked every 250 ms).
+    pub prometheus_url: Option<String>,
 }
 
 /// The control token every agent the harness starts takes (named [`CONTROL_TOKEN_NAME`]),

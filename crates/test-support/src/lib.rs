@@ -119,6 +119,7 @@ pub mod git_https;
 pub mod git_ssh;
 pub mod github;
 pub mod kubectl;
+pub mod prometheus;
 pub mod signing;
 pub mod sim;
 pub mod status;

@@ -132,6 +132,9 @@ mod tests {
                 stragglers: BTreeMap::new(),
                 require_approval: false,
                 approved: None,
+                gates: Vec::new(),
+                windows: Vec::new(),
+                next_window_ms: None,
             });
         }
         for i in 0..n {

@@ -232,6 +232,7 @@ async fn demo_main(args: &DemoArgs, example: &FileTree, work: &Path) -> Result<(
         control: Default::default(),
         verify: None,
         leader_election: None,
+        gates: Default::default(),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut agent = tokio::spawn(agent::run(config, async move {

@@ -10,11 +10,13 @@ use super::chart::Chart;
 use super::diagnostic::{Diagnostic, Origin};
 use super::document::RawDocument;
 use super::duration;
+use super::gate::{parse_gates, Gate, GateSpec};
 use super::metadata::{check_api_version, Metadata};
 use super::names::check_dns_label;
 use super::selector::LabelSelector;
 use super::share::{Share, ShareSpec};
 use super::version::check_version;
+use super::window::{parse_windows, Window, WindowSpec};
 use super::FLEET_API_VERSION;
 
 /// Fleet name when `fleet.yaml` is absent; it becomes the value of the inventory label.
@@ -75,6 +77,9 @@ pub struct PinOverride {
 pub struct RolloutSpec {
     #[serde(default)]
     pub waves: Vec<WaveSpec>,
+    /// When any wave may start (each wave may add its own).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<WindowSpec>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -111,6 +116,13 @@ pub struct WaveSpec {
     /// <wave>`), for each revision that changes one of its clusters. Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_approval: Option<bool>,
+    /// PromQL checks that must hold while the wave bakes; one out of its range fails the
+    /// wave.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateSpec>,
+    /// When this wave may start, on top of the fleet's windows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<WindowSpec>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -168,6 +180,9 @@ pub struct Wave {
     pub spread_by: Option<String>,
     pub max_unreachable: Option<Share>,
     pub require_approval: bool,
+    pub gates: Vec<Gate>,
+    /// Its own windows (the fleet's apply too).
+    pub windows: Vec<Window>,
 }
 
 /// Default for a wave's `timeout`.
@@ -180,6 +195,8 @@ pub struct FleetSettings {
     pub name: String,
     pub spec: FleetSpec,
     pub waves: Vec<Wave>,
+    /// `spec.rollout.windows`: when any wave may start.
+    pub windows: Vec<Window>,
 }
 
 impl Default for FleetSettings {
@@ -189,6 +206,7 @@ impl Default for FleetSettings {
             name: DEFAULT_FLEET_NAME.to_string(),
             spec: FleetSpec::default(),
             waves: Vec::new(),
+            windows: Vec::new(),
         }
     }
 }
@@ -264,6 +282,15 @@ impl FleetSettings {
             }
         }
         let waves = parse_waves(spec.rollout.as_ref(), origin, out);
+        let windows = parse_windows(
+            spec.rollout
+                .as_ref()
+                .map(|r| r.windows.as_slice())
+                .unwrap_or_default(),
+            origin,
+            "spec.rollout.windows",
+            out,
+        );
         if let Some(fraction) = spec.prune.as_ref().and_then(|p| p.max_fraction) {
             if !(0.0..=1.0).contains(&fraction) {
                 out.push(Diagnostic::field(
@@ -281,6 +308,7 @@ impl FleetSettings {
             name,
             spec,
             waves,
+            windows,
         };
         settings.warn_unknown_versions(out);
         Some(settings)
@@ -507,6 +535,8 @@ fn parse_waves(
             spread_by: w.spread_by.clone(),
             max_unreachable,
             require_approval: w.require_approval.unwrap_or(false),
+            gates: parse_gates(&w.gates, origin, &at, out),
+            windows: parse_windows(&w.windows, origin, &format!("{at}.windows"), out),
         });
     }
     waves

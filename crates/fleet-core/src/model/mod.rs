@@ -8,6 +8,7 @@ pub mod diagnostic;
 pub mod document;
 pub mod duration;
 pub mod fleet;
+pub mod gate;
 pub mod keys;
 pub mod locate;
 pub mod metadata;
@@ -17,6 +18,7 @@ pub mod selector;
 pub mod share;
 pub mod target;
 pub mod version;
+pub mod window;
 
 pub use chart::Chart;
 pub use claim::{Claim, ClaimKey};

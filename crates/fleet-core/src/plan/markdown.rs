@@ -97,6 +97,19 @@ pub fn render_with_limit(plan: &Plan, limit: usize) -> String {
         }
         let _ = writeln!(out, "```");
     }
+    if !plan.rollout.is_empty() {
+        let _ = writeln!(out, "\nThe rollout will meet, per wave:\n");
+        for r in &plan.rollout {
+            let code = |s: &String| format!("`{}`", s.replace('`', "'"));
+            let mut parts: Vec<String> = r
+                .gates
+                .iter()
+                .map(|g| format!("gate {}", code(g)))
+                .collect();
+            parts.extend(r.windows.iter().map(|w| format!("window {}", code(w))));
+            let _ = writeln!(out, "- wave **{}**: {}", escape(&r.wave), parts.join("; "));
+        }
+    }
     if !plan.clusters.is_empty() {
         let _ = writeln!(
             out,

@@ -8,6 +8,7 @@
 
 pub mod fields;
 pub mod markdown;
+pub mod rules;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -121,6 +122,9 @@ pub struct Plan {
     pub clusters: Vec<ClusterPlan>,
     /// Clusters with no change, by name.
     pub unchanged: Vec<String>,
+    /// The gates and windows the changed waves will meet (see [`rules::rules`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rollout: Vec<rules::WaveRules>,
 }
 
 /// Whether the head commit is signed by a trusted key, as the agent under
@@ -226,6 +230,7 @@ pub fn invalid(labels: &Labels, against: Against, diagnostics: &[Diagnostic]) ->
         summary: Summary::default(),
         clusters: vec![],
         unchanged: vec![],
+        rollout: vec![],
     }
 }
 
@@ -321,6 +326,7 @@ pub fn plan(
         summary,
         clusters,
         unchanged,
+        rollout: vec![],
     }
 }
 

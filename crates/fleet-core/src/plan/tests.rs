@@ -317,3 +317,49 @@ fn relabelled_clusters_gain_and_lose_a_selector_claim_with_its_objects() {
         "{md}"
     );
 }
+
+#[test]
+fn the_plan_lists_the_gates_and_windows_of_the_waves_the_change_touches() {
+    let gated = |stackgres: &str| {
+        fleet("main")
+            .pin("stackgres-operator", stackgres)
+            .wave(wave("dev", &[("env", "dev")]).window("allow", "0 9 * * 1-5", "8h"))
+            .wave(
+                wave("prod", &[("env", "prod")])
+                    .gate_max(
+                        "errors",
+                        "sum(rate(e{cluster=~\"$wave_clusters\"}[5m]))",
+                        1.0,
+                    )
+                    .window("deny", "0 12 * * 5", "12h"),
+            )
+    };
+    let claims = [own("b", "prod-1")];
+    let base = snapshot(&tree(&gated("1.18.4"), CLUSTERS, &claims));
+    let head_tree = tree(&gated("1.18.5"), CLUSTERS, &claims);
+    let head_fleet = load(&head_tree).fleet.unwrap();
+    let mut p = plan(
+        &labels(),
+        Against::Revision,
+        &base,
+        &Snapshot::of_fleet(&head_fleet),
+        vec![],
+    );
+    p.rollout = rules::rules(&head_fleet.settings, &p);
+    // Only prod-1 carries a claim, so only prod changes: dev's window is not met.
+    assert_eq!(
+        p.rollout,
+        vec![rules::WaveRules {
+            wave: "prod".into(),
+            gates: vec![
+                "errors: sum(rate(e{cluster=~\"$wave_clusters\"}[5m])) (threshold max 1)".into()
+            ],
+            windows: vec!["deny 0 12 * * 5 for 12h (UTC)".into()],
+        }]
+    );
+    let md = markdown::render(&p);
+    assert!(
+        md.contains("- wave **prod**: gate `errors: sum(rate(e{cluster=~\"$wave_clusters\"}[5m])) (threshold max 1)`; window `deny 0 12 * * 5 for 12h (UTC)`"),
+        "{md}"
+    );
+}

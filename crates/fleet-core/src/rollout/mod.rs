@@ -7,7 +7,9 @@
 //! persists [`State`], so a restart skips no gate and re-rolls nothing.
 
 pub mod batches;
+pub mod gates;
 pub mod store;
+pub mod windows;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -16,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::fleetdir::LoadedFleet;
+use crate::model::gate::Gate;
 use crate::model::share::Share;
+use crate::model::window::Window;
 use crate::reconcile::diff::desired_hash;
 use crate::render::{render_cluster, Observed};
 
@@ -29,6 +33,8 @@ pub enum WaveState {
     Pending,
     /// Would start, but waits for a person's approval.
     AwaitingApproval,
+    /// Would start, but no rollout window lets it now.
+    WaitingForWindow,
     Progressing,
     Baking,
     Complete,
@@ -37,9 +43,10 @@ pub enum WaveState {
 }
 
 impl WaveState {
-    pub const ALL: [WaveState; 7] = [
+    pub const ALL: [WaveState; 8] = [
         WaveState::Pending,
         WaveState::AwaitingApproval,
+        WaveState::WaitingForWindow,
         WaveState::Progressing,
         WaveState::Baking,
         WaveState::Complete,
@@ -51,6 +58,7 @@ impl WaveState {
         match self {
             WaveState::Pending => "pending",
             WaveState::AwaitingApproval => "awaiting_approval",
+            WaveState::WaitingForWindow => "waiting_for_window",
             WaveState::Progressing => "progressing",
             WaveState::Baking => "baking",
             WaveState::Complete => "complete",
@@ -75,6 +83,10 @@ pub struct WaveDef {
     pub max_unreachable: Option<Share>,
     /// The wave starts only once approved.
     pub require_approval: bool,
+    /// Metric checks that must pass while it bakes.
+    pub gates: Vec<Gate>,
+    /// When it may start: the fleet's windows and its own.
+    pub windows: Vec<Window>,
 }
 
 /// What a revision asks of the fleet: its waves and, per cluster, a fingerprint of its
@@ -103,11 +115,14 @@ impl Target {
                 batch_bake_time: w.batch_bake_time,
                 max_unreachable: w.max_unreachable,
                 require_approval: w.require_approval,
+                gates: w.gates.clone(),
+                windows: settings.windows.iter().chain(&w.windows).cloned().collect(),
             })
             .collect();
         let mut implicit = WaveDef {
             name: IMPLICIT_WAVE.to_string(),
             timeout: crate::model::fleet::DEFAULT_WAVE_TIMEOUT,
+            windows: settings.windows.clone(),
             ..WaveDef::default()
         };
         let mut fingerprints = BTreeMap::new();
@@ -227,6 +242,15 @@ pub struct WaveProgress {
     /// Who approved the wave for this revision, and when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved: Option<Approval>,
+    /// Metric checks that must pass while it bakes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<Gate>,
+    /// When it may start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<Window>,
+    /// While it waits for a window: when one next lets it start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_window_ms: Option<u64>,
 }
 
 /// A person's go for a wave.
@@ -460,6 +484,9 @@ impl State {
                 stragglers: BTreeMap::new(),
                 require_approval: def.require_approval,
                 approved: None,
+                gates: def.gates.clone(),
+                windows: def.windows.clone(),
+                next_window_ms: None,
             });
         }
         let mut rollout = Rollout {
@@ -513,6 +540,19 @@ impl State {
         unreachable: &BTreeSet<String>,
         now: u64,
     ) -> Vec<Transition> {
+        self.advance_judging(health, unreachable, &gates::Readings::new(), now)
+    }
+
+    /// [`State::advance_seeing`], with the latest answers to the waves' metric gates: a
+    /// baking wave completes only once its bake time is over and each of its gates has
+    /// passed since it became ready; one gate out of its range fails it.
+    pub fn advance_judging(
+        &mut self,
+        health: &BTreeMap<String, Health>,
+        unreachable: &BTreeSet<String>,
+        readings: &gates::Readings,
+        now: u64,
+    ) -> Vec<Transition> {
         let mut out = Vec::new();
         let State { clusters, rollout } = self;
         let Some(r) = rollout.as_mut() else {
@@ -560,7 +600,31 @@ impl State {
                     }
                     break;
                 }
-                WaveState::Pending | WaveState::AwaitingApproval => {
+                WaveState::Pending | WaveState::AwaitingApproval | WaveState::WaitingForWindow => {
+                    if !w.clusters.is_empty() {
+                        if let windows::WindowVerdict::Closed { next_ms, why } =
+                            windows::judge(&w.windows, now)
+                        {
+                            let reason = match next_ms {
+                                Some(t) => format!(
+                                    "waiting for a window: {why}; may start at {}",
+                                    windows::rfc3339(t)
+                                ),
+                                None => {
+                                    format!("waiting for a window: {why}; none opens within a year")
+                                }
+                            };
+                            w.next_window_ms = next_ms;
+                            let entering = w.state != WaveState::WaitingForWindow;
+                            w.state = WaveState::WaitingForWindow;
+                            w.reason = Some(reason.clone());
+                            if entering {
+                                note(&mut out, w, reason);
+                            }
+                            break;
+                        }
+                    }
+                    w.next_window_ms = None;
                     w.state = WaveState::Progressing;
                     w.started_ms = Some(now);
                     w.progressing_since_ms = Some(now);
@@ -615,13 +679,43 @@ impl State {
                                     format!("every claim ready; baking for {}", human(w.bake_ms));
                                 note(&mut out, w, description);
                             }
-                            if now.saturating_sub(since) < w.bake_ms {
+                            let verdict = gates::judge_gates(w, &revision, readings, since);
+                            if let gates::GateVerdict::Fail(reason) = verdict {
+                                fail(r, i, reason, now, &mut out);
+                                break;
+                            }
+                            let baked = since.saturating_add(w.bake_ms);
+                            if now < baked {
+                                // Say what the gates wait for while there is time left.
+                                w.reason = match &verdict {
+                                    gates::GateVerdict::Waiting(why) => {
+                                        Some(format!("baking; gates so far: {why}"))
+                                    }
+                                    _ => None,
+                                };
+                                break;
+                            }
+                            if let gates::GateVerdict::Waiting(reason) = verdict {
+                                match gates::overdue(w, &reason, now - baked) {
+                                    Some(reason) => fail(r, i, reason, now, &mut out),
+                                    None => {
+                                        w.reason =
+                                            Some(format!("baked; waiting for gates: {reason}"))
+                                    }
+                                }
                                 break;
                             }
                             w.state = WaveState::Complete;
                             w.finished_ms = Some(now);
+                            w.reason = None;
                             let mut description =
                                 format!("ready and baked for {}", human(w.bake_ms));
+                            if !w.gates.is_empty() {
+                                let names: Vec<&str> =
+                                    w.gates.iter().map(|g| g.name.as_str()).collect();
+                                description
+                                    .push_str(&format!("; gates passed: {}", names.join(", ")));
+                            }
                             if !left_behind.is_empty() {
                                 description.push_str(&format!(
                                     "; left behind unreachable, to catch up: {}",
@@ -725,6 +819,7 @@ impl State {
         {
             w.state = WaveState::Halted;
             w.ready_since_ms = None;
+            w.next_window_ms = None;
             out.push(Transition {
                 revision: r.revision.clone(),
                 wave: w.name.clone(),
@@ -975,4 +1070,8 @@ fn fail(r: &mut Rollout, i: usize, reason: String, now: u64, out: &mut Vec<Trans
 }
 
 #[cfg(test)]
+mod gate_tests;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod window_tests;

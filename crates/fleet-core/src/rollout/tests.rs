@@ -5,11 +5,11 @@ use proptest::prelude::*;
 
 use super::*;
 
-const S: u64 = 1000;
+pub(super) const S: u64 = 1000;
 
 /// Waves dev (dev-1), staging (stg-1, stg-2), prod (prod-1), each with the given bake time
 /// and a 60 s timeout; every cluster's fingerprint is `fp` unless overridden.
-fn target(revision: &str, bake: u64, fp: &str, overrides: &[(&str, &str)]) -> Target {
+pub(super) fn target(revision: &str, bake: u64, fp: &str, overrides: &[(&str, &str)]) -> Target {
     let wave = |name: &str, clusters: &[&str]| WaveDef {
         name: name.into(),
         bake_time: Duration::from_millis(bake),
@@ -35,7 +35,7 @@ fn target(revision: &str, bake: u64, fp: &str, overrides: &[(&str, &str)]) -> Ta
     }
 }
 
-fn ready(revision: &str, clusters: &[&str]) -> BTreeMap<String, Health> {
+pub(super) fn ready(revision: &str, clusters: &[&str]) -> BTreeMap<String, Health> {
     clusters
         .iter()
         .map(|c| {
@@ -51,7 +51,7 @@ fn ready(revision: &str, clusters: &[&str]) -> BTreeMap<String, Health> {
         .collect()
 }
 
-fn states(state: &State) -> Vec<(&str, WaveState)> {
+pub(super) fn states(state: &State) -> Vec<(&str, WaveState)> {
     state
         .rollout
         .as_ref()
@@ -63,7 +63,7 @@ fn states(state: &State) -> Vec<(&str, WaveState)> {
 }
 
 /// A state where revision `a` is given to every cluster and fully rolled out.
-fn settled(a: &str) -> State {
+pub(super) fn settled(a: &str) -> State {
     let mut s = State::default();
     s.begin(&target(a, 0, "fa", &[]), 0);
     let all = ["dev-1", "stg-1", "stg-2", "prod-1"];
@@ -579,6 +579,7 @@ fn one_wave(
             batch_bake_time: Duration::from_millis(batch_bake),
             max_unreachable,
             require_approval: false,
+            ..WaveDef::default()
         }],
         fingerprints: clusters.iter().map(|c| (c.clone(), "f".into())).collect(),
     }

@@ -190,6 +190,8 @@ pub fn wave(name: &str, match_labels: &[(&str, &str)]) -> Wave {
         spread_by: None,
         max_unreachable: None,
         require_approval: None,
+        gates: Vec::new(),
+        windows: Vec::new(),
     })
 }
 
@@ -227,6 +229,36 @@ impl Wave {
     /// The wave waits for `psql-fleet rollout approve`.
     pub fn require_approval(mut self) -> Wave {
         self.0.require_approval = Some(true);
+        self
+    }
+
+    /// A metric gate: `query` must stay at or below `max` while the wave bakes.
+    pub fn gate_max(mut self, name: &str, query: &str, max: f64) -> Wave {
+        self.0.gates.push(crate::model::gate::GateSpec {
+            name: name.into(),
+            query: query.into(),
+            threshold_range: crate::model::gate::ThresholdRange {
+                min: None,
+                max: Some(max),
+            },
+        });
+        self
+    }
+
+    /// A rollout window of the wave: `kind` `allow` or `deny`, a five-field cron
+    /// `schedule`, how long it stays open, in UTC.
+    pub fn window(mut self, kind: &str, schedule: &str, duration: &str) -> Wave {
+        use crate::model::window::{WindowKind, WindowSpec};
+        self.0.windows.push(WindowSpec {
+            kind: if kind == "deny" {
+                WindowKind::Deny
+            } else {
+                WindowKind::Allow
+            },
+            schedule: schedule.into(),
+            duration: duration.into(),
+            time_zone: None,
+        });
         self
     }
 
