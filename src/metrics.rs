@@ -98,11 +98,25 @@ pub struct Metrics {
 }
 
 /// What the agent knows now, as last reported.
+/// What the metrics say of one rollout wave of the newest revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaveFacts {
+    pub name: String,
+    pub state: WaveState,
+    /// The batch in progress (or the last one, once the wave is through), from 1; 0 for a
+    /// wave taken in one go.
+    pub batch: usize,
+    /// How many batches the wave takes its changed clusters in (0: one go).
+    pub batches: usize,
+    /// Clusters the wave completed without, not caught up yet.
+    pub stragglers: usize,
+}
+
 #[derive(Default)]
 struct Latest {
     clusters: BTreeMap<String, ClusterFacts>,
     source: Option<SourceFacts>,
-    waves: Vec<(String, WaveState)>,
+    waves: Vec<WaveFacts>,
 }
 
 #[derive(Default)]
@@ -362,9 +376,9 @@ impl Metrics {
     }
 
     /// The state of each wave of the current rollout.
-    pub fn set_rollout_waves(&self, waves: &[(&str, WaveState)]) {
+    pub fn set_rollout_waves(&self, waves: &[WaveFacts]) {
         self.with_latest(|l| {
-            l.waves = waves.iter().map(|(w, s)| (w.to_string(), *s)).collect();
+            l.waves = waves.to_vec();
         });
     }
 
@@ -407,6 +421,9 @@ struct Gauges {
     source_rejected: IntGaugeVec,
     rollout_wave: IntGaugeVec,
     cluster_wave_info: IntGaugeVec,
+    rollout_wave_batch: IntGaugeVec,
+    rollout_wave_batches: IntGaugeVec,
+    rollout_wave_stragglers: IntGaugeVec,
 }
 
 impl Gauges {
@@ -481,10 +498,25 @@ impl Gauges {
                 "The rollout wave a cluster belongs to",
                 &["cluster", "wave"],
             )?,
+            rollout_wave_batch: gauge(
+                "psql_fleet_rollout_wave_batch",
+                "The batch a rollout wave is in (the last one once it is through), from 1; 0 for a wave that gives all its changed clusters the revision at once",
+                &["wave"],
+            )?,
+            rollout_wave_batches: gauge(
+                "psql_fleet_rollout_wave_batches",
+                "How many batches a rollout wave takes its changed clusters in (maxUnavailable); 0 for a wave taken in one go",
+                &["wave"],
+            )?,
+            rollout_wave_stragglers: gauge(
+                "psql_fleet_rollout_wave_stragglers",
+                "Clusters a rollout wave completed without because they did not answer (maxUnreachable) and that have not caught up yet",
+                &["wave"],
+            )?,
         })
     }
 
-    fn collectors(&self) -> [&dyn Collector; 13] {
+    fn collectors(&self) -> [&dyn Collector; 16] {
         [
             &self.release_ready,
             &self.release_not_ready,
@@ -499,6 +531,9 @@ impl Gauges {
             &self.source_rejected,
             &self.rollout_wave,
             &self.cluster_wave_info,
+            &self.rollout_wave_batch,
+            &self.rollout_wave_batches,
+            &self.rollout_wave_stragglers,
         ]
     }
 
@@ -533,12 +568,23 @@ impl Gauges {
                 .with_label_values(&[source.revision.as_str()])
                 .set(1);
         }
-        for (wave, state) in &latest.waves {
+        for wave in &latest.waves {
+            let w = wave.name.as_str();
             for s in WaveState::ALL {
                 self.rollout_wave
-                    .with_label_values(&[wave.as_str(), s.as_str()])
-                    .set(i64::from(s == *state));
+                    .with_label_values(&[w, s.as_str()])
+                    .set(i64::from(s == wave.state));
             }
+            let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+            self.rollout_wave_batch
+                .with_label_values(&[w])
+                .set(count(wave.batch));
+            self.rollout_wave_batches
+                .with_label_values(&[w])
+                .set(count(wave.batches));
+            self.rollout_wave_stragglers
+                .with_label_values(&[w])
+                .set(count(wave.stragglers));
         }
     }
 
@@ -860,16 +906,38 @@ mod tests {
         }
     }
 
+    fn wave(name: &str, state: WaveState) -> WaveFacts {
+        WaveFacts {
+            name: name.into(),
+            state,
+            batch: 0,
+            batches: 0,
+            stragglers: 0,
+        }
+    }
+
     #[test]
     fn wave_series_follow_the_rollout_and_the_clusters() {
         let m = Metrics::new().unwrap();
-        m.set_rollout_waves(&[("dev", WaveState::Complete), ("prod", WaveState::Halted)]);
+        m.set_rollout_waves(&[
+            wave("dev", WaveState::Complete),
+            WaveFacts {
+                batch: 2,
+                batches: 4,
+                stragglers: 1,
+                ..wave("prod", WaveState::Halted)
+            },
+        ]);
         m.set_cluster_wave("c1", "dev");
         let text = m.encode();
         assert!(text.contains(r#"psql_fleet_rollout_wave{state="halted",wave="prod"} 1"#));
         assert!(text.contains(r#"psql_fleet_rollout_wave{state="pending",wave="prod"} 0"#));
         assert!(text.contains(r#"psql_fleet_cluster_wave_info{cluster="c1",wave="dev"} 1"#));
-        m.set_rollout_waves(&[("dev", WaveState::Progressing)]);
+        assert!(text.contains(r#"psql_fleet_rollout_wave_batch{wave="prod"} 2"#));
+        assert!(text.contains(r#"psql_fleet_rollout_wave_batches{wave="prod"} 4"#));
+        assert!(text.contains(r#"psql_fleet_rollout_wave_stragglers{wave="prod"} 1"#));
+        assert!(text.contains(r#"psql_fleet_rollout_wave_batches{wave="dev"} 0"#));
+        m.set_rollout_waves(&[wave("dev", WaveState::Progressing)]);
         m.set_cluster_wave("c1", "none");
         let text = m.encode();
         assert!(!text.contains(r#"wave="prod""#), "{text}");

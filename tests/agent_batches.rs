@@ -64,6 +64,15 @@ async fn a_wave_of_forty_with_max_unavailable_25_percent_never_has_more_than_ten
         .unwrap();
     let w = &rollout.waves[0];
     assert_eq!(w.batches.len(), 4, "{w:?}");
+    let wave = [("wave", w.name.as_str())];
+    assert_eq!(
+        agent.metric("psql_fleet_rollout_wave_batches", &wave).await,
+        Some(4.0)
+    );
+    assert_eq!(
+        agent.metric("psql_fleet_rollout_wave_batch", &wave).await,
+        Some(4.0)
+    );
     assert!(w.batches.iter().all(|b| b.len() == 10), "{w:?}");
     // Spread by region: every batch holds both.
     let region_of = |c: &str| f.names.iter().position(|n| n == c).unwrap() % 2;
@@ -124,6 +133,13 @@ async fn a_wave_completes_with_two_of_twenty_down_and_they_catch_up_without_hold
     let mut want = down.to_vec();
     want.sort();
     assert_eq!(stragglers, want, "{rollout:?}");
+    let wave = [("wave", rollout.waves[0].name.as_str())];
+    assert_eq!(
+        agent
+            .metric("psql_fleet_rollout_wave_stragglers", &wave)
+            .await,
+        Some(2.0)
+    );
     for d in &down {
         assert!(f.live_objects(d).is_empty(), "{d}");
     }
@@ -139,6 +155,12 @@ async fn a_wave_completes_with_two_of_twenty_down_and_they_catch_up_without_hold
                 .is_some_and(|r| r.waves[0].stragglers.is_empty())
         })
         .await;
+    assert_eq!(
+        agent
+            .metric("psql_fleet_rollout_wave_stragglers", &wave)
+            .await,
+        Some(0.0)
+    );
     for d in &down {
         let c = &report.clusters[d];
         assert!(c.claims.len() == 1 && c.claims[0].ready, "{d}: {c:?}");

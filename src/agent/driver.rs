@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use super::state_store::{Keeper, Loaded, Settled};
 use crate::cluster::{Accepted, Given};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, WaveFacts};
 use crate::status::{RolloutStatus, StatusReport};
 use fleet_core::fleetdir::{load, FileTree};
 use fleet_core::rollout::gates::{GateCheck, GateReading, Readings};
@@ -385,8 +385,17 @@ impl RolloutDriver {
 
     fn publish(&self, inner: &Inner) {
         if let Some(r) = &inner.state.rollout {
-            let waves: Vec<(&str, WaveState)> =
-                r.waves.iter().map(|w| (w.name.as_str(), w.state)).collect();
+            let waves: Vec<WaveFacts> = r
+                .waves
+                .iter()
+                .map(|w| WaveFacts {
+                    name: w.name.clone(),
+                    state: w.state,
+                    batch: if w.batches.is_empty() { 0 } else { w.batch + 1 },
+                    batches: w.batches.len(),
+                    stragglers: w.stragglers.len(),
+                })
+                .collect();
             self.metrics.set_rollout_waves(&waves);
         }
         self.publish_status(inner);
