@@ -107,11 +107,17 @@ fn secs(d: Duration) -> String {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
-    let (clusters, rounds, steady, t) = if bench {
+    let (clusters, rounds, mut steady, t) = if bench {
         (100, 3, Duration::from_secs(60), &CLIENT_GO)
     } else {
         (3, 1, Duration::from_secs(2), &SHORT)
     };
+    if let Some(secs) = std::env::var("FAILOVER_STEADY_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        steady = Duration::from_secs(secs);
+    }
     let f = SimFleet::start(clusters, Duration::from_millis(200)).await;
     f.claim_everywhere();
     let limit = Duration::from_secs(120);
@@ -121,6 +127,9 @@ async fn main() {
     }
     let (mut leader, cold) = first(&agents, limit, |r| reconciled(r, clusters)).await;
 
+    // The save of the rollout's completion trails the status that says so by a request to
+    // the management cluster; the steady window starts after it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let mark = f.audit_all().len();
     tokio::time::sleep(steady).await;
     let window = f.audit_all().split_off(mark);
@@ -130,6 +139,9 @@ async fn main() {
         .filter(|e| e.resource == "leases.coordination.k8s.io")
         .count();
     let state_writes = window.iter().filter(|e| e.resource == "configmaps").count();
+    for e in window.iter().filter(|e| e.resource == "configmaps") {
+        eprintln!("state write at steady state: {e:?}");
+    }
 
     let mut killed_lead = Vec::new();
     let mut killed_reconciled = Vec::new();
