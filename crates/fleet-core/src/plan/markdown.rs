@@ -98,14 +98,23 @@ pub fn render_with_limit(plan: &Plan, limit: usize) -> String {
         let _ = writeln!(out, "```");
     }
     if !plan.rollout.is_empty() {
-        let _ = writeln!(out, "\nThe rollout will meet, per wave:\n");
+        let at_least = super::rules::at_least_ms(&plan.rollout);
+        let _ = writeln!(
+            out,
+            "\nThe rollout will meet, per wave{}:\n",
+            if at_least > 0 {
+                format!(
+                    " (at least {} once started: bake times; readiness, windows and approvals come on top)",
+                    crate::rollout::human(at_least)
+                )
+            } else {
+                String::new()
+            }
+        );
         for r in &plan.rollout {
             let code = |s: &String| format!("`{}`", s.replace('`', "'"));
-            let mut parts: Vec<String> = r
-                .gates
-                .iter()
-                .map(|g| format!("gate {}", code(g)))
-                .collect();
+            let mut parts = vec![r.summary()];
+            parts.extend(r.gates.iter().map(|g| format!("gate {}", code(g))));
             parts.extend(r.windows.iter().map(|w| format!("window {}", code(w))));
             let _ = writeln!(out, "- wave **{}**: {}", escape(&r.wave), parts.join("; "));
         }

@@ -351,15 +351,70 @@ fn the_plan_lists_the_gates_and_windows_of_the_waves_the_change_touches() {
         p.rollout,
         vec![rules::WaveRules {
             wave: "prod".into(),
+            changed: 1,
+            batches: 1,
+            requires_approval: false,
             gates: vec![
                 "errors: sum(rate(e{cluster=~\"$wave_clusters\"}[5m])) (threshold max 1)".into()
             ],
             windows: vec!["deny 0 12 * * 5 for 12h (UTC)".into()],
+            at_least_ms: 0,
         }]
     );
     let md = markdown::render(&p);
     assert!(
-        md.contains("- wave **prod**: gate `errors: sum(rate(e{cluster=~\"$wave_clusters\"}[5m])) (threshold max 1)`; window `deny 0 12 * * 5 for 12h (UTC)`"),
+        md.contains("- wave **prod**: 1 cluster; gate `errors: sum(rate(e{cluster=~\"$wave_clusters\"}[5m])) (threshold max 1)`; window `deny 0 12 * * 5 for 12h (UTC)`"),
+        "{md}"
+    );
+}
+
+#[test]
+fn the_plan_counts_batches_and_approvals_and_a_floor_for_the_rollout_time() {
+    let clusters: &[(&str, &str)] = &[
+        ("dev-1", "dev"),
+        ("prod-1", "prod"),
+        ("prod-2", "prod"),
+        ("prod-3", "prod"),
+        ("prod-4", "prod"),
+        ("prod-5", "prod"),
+    ];
+    let batched = |stackgres: &str| {
+        fleet("main")
+            .pin("stackgres-operator", stackgres)
+            .wave(wave("dev", &[("env", "dev")]).bake_time("5m"))
+            .wave(
+                wave("prod", &[("env", "prod")])
+                    .max_unavailable("40%")
+                    .batch_bake_time("2m")
+                    .bake_time("10m")
+                    .require_approval(),
+            )
+    };
+    let claims: Vec<Claim> = clusters
+        .iter()
+        .map(|(c, _)| own(&format!("x-{c}"), c))
+        .collect();
+    let base = snapshot(&tree(&batched("1.18.4"), clusters, &claims));
+    let head_tree = tree(&batched("1.18.5"), clusters, &claims);
+    let head_fleet = load(&head_tree).fleet.unwrap();
+    let mut p = plan(
+        &labels(),
+        Against::Revision,
+        &base,
+        &Snapshot::of_fleet(&head_fleet),
+        vec![],
+    );
+    p.rollout = rules::rules(&head_fleet.settings, &p);
+    let prod = &p.rollout[1];
+    // Five changed clusters, two at a time: three batches, two bakes between them.
+    assert_eq!((prod.changed, prod.batches), (5, 3), "{prod:?}");
+    assert!(prod.requires_approval);
+    assert_eq!(prod.at_least_ms, (2 * 2 + 10) * 60_000);
+    assert_eq!(rules::at_least_ms(&p.rollout), (5 + 14) * 60_000);
+    let md = markdown::render(&p);
+    assert!(md.contains("(at least 19m once started"), "{md}");
+    assert!(
+        md.contains("- wave **prod**: 5 clusters in 3 batches, waits for approval, at least 14m"),
         "{md}"
     );
 }
