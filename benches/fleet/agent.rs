@@ -343,7 +343,13 @@ pub async fn once(bin: &Path, work: &Path, clusters: usize) -> Result<(Duration,
 
 /// Only the steady state: a fresh simulator, the agent until every claim is ready, then
 /// `window` with nothing changing (the agent's CPU, the requests, the audited writes).
-pub async fn idle(bin: &Path, work: &Path, clusters: usize, window: Duration) -> Result<Steady> {
+/// The cold start (time to all ready, the agent's usage then) and the steady window.
+pub async fn idle(
+    bin: &Path,
+    work: &Path,
+    clusters: usize,
+    window: Duration,
+) -> Result<(Duration, Usage, Steady)> {
     let o = run(
         bin,
         work,
@@ -357,5 +363,5 @@ pub async fn idle(bin: &Path, work: &Path, clusters: usize, window: Duration) ->
         },
     )
     .await?;
-    o.steady.context("no steady window")
+    Ok((o.cold, o.at_ready, o.steady.context("no steady window")?))
 }

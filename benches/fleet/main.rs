@@ -8,9 +8,11 @@
 //! given 100 watchers each, default 50), `BENCH_LOOP_MAX` (largest fleet the kubectl loop
 //! runs on, default 100; larger sizes are extrapolated). `cargo bench --bench fleet -- once
 //! agent|kubectl N` times one cold start of either alone, for an outside timer; `cargo bench
-//! --bench fleet -- idle N` measures only the agent's idle cost: N clusters with one claim
-//! each, then the agent's CPU seconds, the requests and the writes over the steady window
-//! (`BENCH_STEADY_SECS`, 60 s by default) with nothing changing.
+//! --bench fleet -- idle N` measures only the agent's cold start (time to all ready, CPU,
+//! peak RSS) and idle cost: N clusters with one claim each, then the agent's CPU seconds,
+//! the requests and the writes over the steady window (`BENCH_STEADY_SECS`, 60 s by
+//! default) with nothing changing. `PSQL_FLEET_BIN` runs another build of the binary (the
+//! simulator and the agent) under the same harness, for before/after pairs.
 
 mod agent;
 mod baseline;
@@ -93,8 +95,12 @@ impl Plan {
     }
 }
 
+/// The binary under test; `PSQL_FLEET_BIN` names another build (a copy of the one before
+/// a change), so before and after can be measured back to back by the same harness.
 fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_psql-fleet"))
+    std::env::var_os("PSQL_FLEET_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_psql-fleet")))
 }
 
 fn work_dir(root: &Path, name: &str) -> Result<PathBuf> {
@@ -261,7 +267,14 @@ fn main() -> Result<()> {
             let n: usize = n.parse().context("a number of clusters")?;
             let window = Duration::from_secs(env_or("BENCH_STEADY_SECS", 60));
             let root = tempfile::tempdir()?;
-            let s = runtime.block_on(agent::idle(&bin(), root.path(), n, window))?;
+            let (cold, at_ready, s) =
+                runtime.block_on(agent::idle(&bin(), root.path(), n, window))?;
+            println!(
+                "agent cold start, {n} clusters x 1 claim: all ready in {:.2} s, agent CPU {:.2} s, peak RSS {:.0} MiB",
+                cold.as_secs_f64(),
+                at_ready.cpu_secs,
+                at_ready.peak_mib()
+            );
             println!(
                 "agent idle, {n} clusters x 1 claim, {:.0} s window: agent CPU {:.2} s ({:.2}% of a core), {} requests ({}), {} writes in the audit log",
                 s.window.as_secs_f64(),

@@ -103,11 +103,20 @@ pub fn resource(kind: ObjectKind) -> ApiResource {
 /// Of `metadata.managedFields` only the other managers' field paths are kept (see
 /// [`LiveObject::from_json`]).
 pub fn to_live(kind: ObjectKind, object: DynamicObject) -> Option<LiveObject> {
-    let mut json = serde_json::to_value(object).ok()?;
-    let map = json.as_object_mut()?;
+    // The object's fields (spec, status) move into the JSON as they are: serialising the
+    // object whole would copy each of them, most of what handling a watch event cost.
+    let mut map = match object.data {
+        serde_json::Value::Object(map) => map,
+        serde_json::Value::Null => serde_json::Map::new(),
+        _ => return None,
+    };
+    map.insert(
+        "metadata".into(),
+        serde_json::to_value(object.metadata).ok()?,
+    );
     map.insert("kind".into(), kind.as_str().into());
     map.insert("apiVersion".into(), kind.api_version().into());
-    LiveObject::from_json(json)
+    LiveObject::from_json(serde_json::Value::Object(map))
 }
 
 /// A failed call on `at`, typed by what the server answered.
@@ -280,6 +289,26 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_served_object_reads_as_its_whole_serialisation_would() {
+        let served = serde_json::json!({
+            "apiVersion": "helm.m.crossplane.io/v1beta1",
+            "kind": "Release",
+            "metadata": {
+                "name": "stackgres-operator",
+                "namespace": "payments",
+                "resourceVersion": "7",
+                "labels": {"hops.ops.com.ai/psql": "payments"},
+                "managedFields": [{"manager": "kubectl-edit", "operation": "Update"}],
+            },
+            "spec": {"forProvider": {"chart": {"version": "1.18.4"}}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+        });
+        let object: DynamicObject = serde_json::from_value(served.clone()).unwrap();
+        let whole = LiveObject::from_json(serde_json::to_value(&object).unwrap()).unwrap();
+        assert_eq!(to_live(ObjectKind::Release, object), Some(whole));
+    }
 
     fn at() -> ObjectRef {
         ObjectRef {

@@ -1,6 +1,7 @@
 //! A cluster's objects as its two watches (Releases and Usages carrying the fleet's
 //! inventory label) say they are: built from watch events without I/O, and synced once
-//! both initial lists are in.
+//! both initial lists are in. It also keeps the last plan made from it while nothing in it
+//! changed, so that a resync over a settled cluster need not render and diff again.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,7 +9,8 @@ use kube::api::DynamicObject;
 use kube::runtime::watcher::Event;
 
 use super::apply;
-use fleet_core::reconcile::LiveState;
+use super::Assignment;
+use fleet_core::reconcile::{ClusterPlan, LiveObject, LiveState};
 use fleet_core::render::{ObjectKind, ObjectRef};
 
 pub struct LiveView {
@@ -18,6 +20,16 @@ pub struct LiveView {
     synced: BTreeSet<ObjectKind>,
     /// How many kinds are watched: both, or only the Releases on a cluster without Usages.
     watched: usize,
+    settled: Option<Settled>,
+}
+
+/// A plan that had nothing to carry out, and the assignment it was made for. Planning is a
+/// pure function of the assignment, this view and the objects seen (which change only
+/// with the view), so until one of them changes, planning again would give the same plan:
+/// at a thousand idle clusters, rendering and diffing it again was most of the agent's CPU.
+struct Settled {
+    assignment: Assignment,
+    plan: ClusterPlan,
 }
 
 impl Default for LiveView {
@@ -33,7 +45,39 @@ impl LiveView {
             init: BTreeMap::new(),
             synced: BTreeSet::new(),
             watched: kinds,
+            settled: None,
         }
+    }
+
+    /// The plan kept by [`LiveView::settle`] for `assignment`, if nothing changed since.
+    pub fn take_settled(&mut self, assignment: &Assignment) -> Option<ClusterPlan> {
+        self.settled
+            .take()
+            .filter(|s| s.assignment == *assignment)
+            .map(|s| s.plan)
+    }
+
+    /// Keeps a plan made from this view for `assignment`, when it has nothing to carry out
+    /// (carrying out actions changes the view, and a failed one must be tried again).
+    pub fn settle(&mut self, assignment: &Assignment, plan: ClusterPlan) {
+        if plan.actions.is_empty() {
+            self.settled = Some(Settled {
+                assignment: assignment.clone(),
+                plan,
+            });
+        }
+    }
+
+    /// What the server answered to a write, until the watch says otherwise.
+    pub fn served(&mut self, object: LiveObject) {
+        self.settled = None;
+        self.live.insert(object.object_ref.clone(), object);
+    }
+
+    /// An object this agent deleted.
+    pub fn deleted(&mut self, at: &ObjectRef) {
+        self.settled = None;
+        self.live.remove(at);
     }
 
     /// Takes one watch event; every object found live is added to `seen`, so that its
@@ -45,6 +89,7 @@ impl LiveView {
         seen: &mut BTreeSet<ObjectRef>,
     ) {
         let live = |o: DynamicObject| apply::to_live(kind, o);
+        self.settled = None;
         match event {
             Event::Init => {
                 self.init.insert(kind, LiveState::new());

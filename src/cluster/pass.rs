@@ -94,18 +94,27 @@ pub async fn run(
         };
         cluster
     };
-    let seen = state.seen.clone();
-    let is_seen = move |at: &ObjectRef| seen.contains(at);
     let former_names = &assignment.newest.former_names;
-    let plan = plan_cluster(&ClusterInput {
-        fleet: &given.fleet,
-        cluster,
-        live: &view.live,
-        seen: &is_seen,
-        guard_prune: !assignment.newest.has_baseline,
-        allow_mass_prune: shared.allow_mass_prune,
-        former_names,
-        usage_api,
+    // The same inputs plan the same: what the last pass planned, when nothing changed since,
+    // is carried out and published again as planning it anew would have been.
+    let settled = if leaving {
+        None
+    } else {
+        view.take_settled(assignment)
+    };
+    let plan = settled.unwrap_or_else(|| {
+        let seen = &state.seen;
+        let is_seen = move |at: &ObjectRef| seen.contains(at);
+        plan_cluster(&ClusterInput {
+            fleet: &given.fleet,
+            cluster,
+            live: &view.live,
+            seen: &is_seen,
+            guard_prune: !assignment.newest.has_baseline,
+            allow_mass_prune: shared.allow_mass_prune,
+            former_names,
+            usage_api,
+        })
     });
     let inventory = Inventory {
         fleet: &given.fleet.settings.name,
@@ -159,6 +168,7 @@ pub async fn run(
         );
     } else {
         publish(name, shared, given, &plan, carried.errors, outcome.reached).await;
+        view.settle(assignment, plan);
     }
     outcome
 }
@@ -261,12 +271,12 @@ async fn carry_out_all(
             // woken by the next event does not apply the same object again.
             Ok(Some(served)) => {
                 carried.answered |= action.writes() && !shared.dry_run;
-                view.live.insert(served.object_ref.clone(), served);
+                view.served(served);
             }
             Ok(None) => {
                 carried.answered |= action.writes() && !shared.dry_run;
                 if matches!(action, Action::Delete { .. }) && !shared.dry_run {
-                    view.live.remove(&action.object_ref());
+                    view.deleted(&action.object_ref());
                 }
             }
             Err(e) => {
