@@ -14,6 +14,8 @@ use crate::watchers::WatchFigures;
 /// The idle cost measured before and after the changes of issue 16, point 1: history, not
 /// this run's figures (this run's idle CPU is in the steady-state table).
 const IDLE: &str = include_str!("idle.md");
+/// Measured by `cargo bench --bench failover`, which prints the table of a new run.
+const FAILOVER: &str = include_str!("failover.md");
 
 /// What the figures leave out and what limits them, as far as it is known.
 const LIMITS: &str = "## What limits the figures\n
@@ -180,6 +182,9 @@ impl Report {
         self.baseline(&mut o);
         self.render(&mut o);
         o.push_str(IDLE);
+        o.push_str("\n");
+        o.push_str(FAILOVER);
+        o.push_str("\n");
         o.push_str(LIMITS);
         o
     }
