@@ -119,6 +119,7 @@ async fn main() {
         verify: None,
         leader_election: None,
         gates: Default::default(),
+        github_approvals: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent = tokio::spawn(agent::run(config, async move {

@@ -10,6 +10,7 @@ use psql_fleet::agent::commit_status::CommitStatuses;
 use psql_fleet::agent::driver::WaveObserver;
 use psql_fleet::github::{Client, Token};
 use psql_fleet::source::git::GitRef;
+use serde_json::json;
 use test_support::files::FleetRepo;
 use test_support::github::FakeGitHub;
 use test_support::{until, AgentOptions, SimFleet};
@@ -79,6 +80,106 @@ async fn the_agent_sets_a_status_per_wave_on_each_commit_it_rolls_out() {
     assert!(
         at("psql-fleet/dev", "complete:") < at("psql-fleet/prod", "progressing:"),
         "{of_second:?}"
+    );
+    agent.stop().await;
+    f.shutdown().await;
+}
+
+/// A wave that requires approval waits, and its commit status says so, until the pull
+/// request of the commit approves it: not by a stranger's review, then by the wave's label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wave_waiting_for_approval_is_approved_from_the_pull_request_of_its_commit() {
+    let f = SimFleet::start(2, Duration::from_millis(100)).await;
+    let repo = FleetRepo::new();
+    let gated = fleet("default")
+        .pin("stackgres-operator", "1.18.4")
+        .wave(wave("dev", &[("env", "dev")]))
+        .wave(wave("prod", &[("env", "prod")]).require_approval());
+    let mut files = FleetFiles::new().with(&gated);
+    for (name, env) in f.names.iter().zip(["dev", "prod"]) {
+        files.add(&cluster(name).label("env", env));
+        files.add(&claim("app", name));
+    }
+    repo.write(&files);
+    let sha = repo.commit("first");
+
+    let gh = FakeGitHub::start().await;
+    let client = Client::new(&gh.url, "acme/fleet", Token::new("ghs_x")).unwrap();
+    let observers: Vec<Arc<dyn WaveObserver>> =
+        vec![Arc::new(CommitStatuses::start(client.clone()))];
+    let agent = f
+        .start_agent(AgentOptions {
+            reference: Some(GitRef::Branch("main".into())),
+            interval: Some(Duration::from_millis(300)),
+            observers,
+            github_approvals: Some(client),
+            ..AgentOptions::git(repo.file_url())
+        })
+        .await;
+    let prod_state = |s: &psql_fleet::status::StatusReport| {
+        s.rollout
+            .as_ref()
+            .and_then(|r| r.waves.iter().find(|w| w.name == "prod"))
+            .map(|w| w.state.clone())
+    };
+    agent
+        .wait_for("prod to wait for approval", |s| {
+            prod_state(s).as_deref() == Some("awaiting_approval")
+        })
+        .await;
+    until("the waiting status on GitHub", || async {
+        gh.statuses().iter().any(|s| {
+            s.sha == sha
+                && s.context == "psql-fleet/prod"
+                && s.state == "pending"
+                && s.description.contains("waiting for approval")
+        })
+    })
+    .await;
+
+    // A stranger's approving review, and a plain one, approve nothing.
+    gh.answer(
+        &format!("/repos/acme/fleet/commits/{sha}/pulls"),
+        json!([{"number": 7, "labels": []}]),
+    );
+    gh.answer(
+        "/repos/acme/fleet/pulls/7/reviews",
+        json!([
+            {"user": {"login": "mallory"}, "state": "APPROVED", "author_association": "NONE", "body": "/approve prod"},
+            {"user": {"login": "alice"}, "state": "APPROVED", "author_association": "MEMBER", "body": "LGTM"}
+        ]),
+    );
+    until("the agent to read the reviews", || async {
+        gh.seen()
+            .iter()
+            .filter(|r| r.path_and_query.contains("/pulls/7/reviews"))
+            .count()
+            >= 3
+    })
+    .await;
+    let still = agent.report().await;
+    assert_eq!(prod_state(&still).as_deref(), Some("awaiting_approval"));
+
+    // The wave's label approves it.
+    gh.answer(
+        &format!("/repos/acme/fleet/commits/{sha}/pulls"),
+        json!([{"number": 7, "labels": [{"name": "psql-fleet/approve-prod"}]}]),
+    );
+    let done = agent
+        .wait_for("prod approved and complete", |s| {
+            prod_state(s).as_deref() == Some("complete")
+        })
+        .await;
+    let prod = done
+        .rollout
+        .unwrap()
+        .waves
+        .into_iter()
+        .find(|w| w.name == "prod")
+        .unwrap();
+    assert_eq!(
+        prod.approved_by.as_deref(),
+        Some("github label psql-fleet/approve-prod on #7")
     );
     agent.stop().await;
     f.shutdown().await;

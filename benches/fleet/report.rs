@@ -182,9 +182,9 @@ impl Report {
         self.baseline(&mut o);
         self.render(&mut o);
         o.push_str(IDLE);
-        o.push_str("\n");
+        o.push('\n');
         o.push_str(FAILOVER);
-        o.push_str("\n");
+        o.push('\n');
         o.push_str(LIMITS);
         o
     }

@@ -346,6 +346,19 @@ impl RolloutDriver {
         self.current(&inner).ok()
     }
 
+    /// The revision and wave that wait for a person's approval, if one does.
+    pub fn awaiting_approval(&self) -> Option<(String, String)> {
+        let inner = self.inner.lock().ok()?;
+        let r = inner.state.rollout.as_ref()?;
+        if r.halted.is_some() {
+            return None;
+        }
+        r.waves
+            .iter()
+            .find(|w| w.state == WaveState::AwaitingApproval)
+            .map(|w| (r.revision.clone(), w.name.clone()))
+    }
+
     fn current(&self, inner: &Inner) -> Result<RolloutStatus, ControlError> {
         inner
             .state

@@ -4,6 +4,7 @@
 //! completes and no prune step is left half done.
 
 pub mod accept;
+pub mod approvals;
 pub mod commit_status;
 pub mod control;
 pub mod driver;
@@ -81,6 +82,9 @@ pub struct Config {
     pub leader_election: Option<leader::Settings>,
     /// `--prometheus-url`: where the waves' metric gates are asked.
     pub gates: gates::Settings,
+    /// `--github-repo`: a wave waiting for approval is approved from the pull request of
+    /// its commit, asked this often.
+    pub github_approvals: Option<(crate::github::Client, Duration)>,
 }
 
 /// Where webhook deliveries are received, and the secret that signs them.
@@ -200,6 +204,10 @@ async fn serve(
     });
     let server = tokio::spawn(endpoints.serve(listener));
     let gates_task = gates::spawn(config.gates.clone(), rollouts.clone());
+    let approvals_task = config
+        .github_approvals
+        .clone()
+        .map(|(client, every)| approvals::spawn(client, rollouts.clone(), every));
     let trigger = Trigger::new();
     let webhook_task = match &config.webhook {
         Some(webhook) => Some(serve_webhook(webhook, trigger.clone()).await?),
@@ -258,6 +266,9 @@ async fn serve(
         releaser.release().await;
     }
     gates_task.abort();
+    if let Some(task) = approvals_task {
+        task.abort();
+    }
     server.abort();
     // Wait for the abort, so the listener is closed (and its port free) once `run` returns.
     let _ = server.await;

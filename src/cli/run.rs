@@ -373,6 +373,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
             }
         }
     };
+    let github_approvals = github.clone().map(|client| (client, args.interval));
     let config = Config {
         source: SourceSpec::parse(&args.source),
         reference,
@@ -394,6 +395,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
             prometheus_url: args.prometheus_url.clone(),
             interval: args.prometheus_interval,
         },
+        github_approvals,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

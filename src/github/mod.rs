@@ -146,6 +146,38 @@ pub struct Comment {
     pub html_url: Option<String>,
 }
 
+/// A pull request as far as wave approvals need it: its number and labels.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Pull {
+    pub number: u64,
+    #[serde(default)]
+    pub labels: Vec<Label>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Label {
+    pub name: String,
+}
+
+/// A pull-request review: who, how (`APPROVED`, `COMMENTED`, ...), their standing in the
+/// repository (`OWNER`, `MEMBER`, `COLLABORATOR`, `CONTRIBUTOR`, `NONE`, ...), and what
+/// they wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Review {
+    #[serde(default)]
+    pub user: Option<User>,
+    pub state: String,
+    #[serde(default)]
+    pub author_association: String,
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct User {
+    pub login: String,
+}
+
 /// What [`Client::upsert_comment`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Upsert {
@@ -241,6 +273,34 @@ impl Client {
                 .send(Method::GET, &path, Some(&query), None::<&()>)
                 .await?;
             all.extend(comments);
+            if !has_next {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    /// The pull requests that carry commit `sha` (GitHub's "list pull requests associated
+    /// with a commit": for a merged commit, the pull request that merged it).
+    pub async fn pulls_of_commit(&self, sha: &str) -> Result<Vec<Pull>, Error> {
+        let path = format!("/repos/{}/{}/commits/{sha}/pulls", self.owner, self.repo);
+        let query = format!("per_page={PER_PAGE}");
+        let (pulls, _): (Vec<Pull>, bool) = self
+            .send(Method::GET, &path, Some(&query), None::<&()>)
+            .await?;
+        Ok(pulls)
+    }
+
+    /// Every review of pull request `number`, following pagination.
+    pub async fn reviews(&self, number: u64) -> Result<Vec<Review>, Error> {
+        let path = format!("/repos/{}/{}/pulls/{number}/reviews", self.owner, self.repo);
+        let mut all = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let query = format!("per_page={PER_PAGE}&page={page}");
+            let (reviews, has_next): (Vec<Review>, bool) = self
+                .send(Method::GET, &path, Some(&query), None::<&()>)
+                .await?;
+            all.extend(reviews);
             if !has_next {
                 break;
             }

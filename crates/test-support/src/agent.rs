@@ -45,6 +45,8 @@ pub struct AgentOptions {
     pub verify: Option<psql_fleet::source::verify::Policy>,
     /// `--prometheus-url` for the waves' metric gates (asked every 250 ms).
     pub prometheus_url: Option<String>,
+    /// Approvals from this GitHub repository's pull requests (asked every 250 ms).
+    pub github_approvals: Option<psql_fleet::github::Client>,
 }
 
 /// The control token every agent the harness starts takes (named [`CONTROL_TOKEN_NAME`]),

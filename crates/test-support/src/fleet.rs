@@ -344,6 +344,10 @@ impl SimFleet {
                 prometheus_url: options.prometheus_url.clone(),
                 interval: Duration::from_millis(250),
             },
+            github_approvals: options
+                .github_approvals
+                .clone()
+                .map(|client| (client, Duration::from_millis(250))),
         }
     }
 

@@ -1,7 +1,9 @@
-//! A local HTTP server that plays the GitHub REST API for the agent's commit statuses:
-//! it answers every request `201 {"id": 1}` and records what it was asked, so a test reads
-//! back the statuses the agent set.
+//! A local HTTP server that plays the GitHub REST API for the agent's commit statuses and
+//! wave approvals: it answers a GET of a path a test set with [`FakeGitHub::answer`] with
+//! that JSON, every other request `201 {"id": 1}`, and records what it was asked, so a test
+//! reads back the statuses the agent set.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -23,6 +25,7 @@ pub struct FakeGitHub {
     /// Its API base URL (`http://127.0.0.1:<port>/api/v3`), as `--github-api-url` takes it.
     pub url: String,
     seen: Arc<Mutex<Vec<Seen>>>,
+    answers: Arc<Mutex<HashMap<String, Value>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -37,13 +40,17 @@ impl FakeGitHub {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/api/v3", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let answers: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
         let log = seen.clone();
+        let known = answers.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let log = log.clone();
+                let known = known.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let log = log.clone();
+                        let known = known.clone();
                         async move {
                             let (parts, body) = req.into_parts();
                             let bytes = body.collect().await.unwrap().to_bytes();
@@ -52,10 +59,19 @@ impl FakeGitHub {
                                 path_and_query: parts.uri.to_string(),
                                 body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
                             });
-                            Response::builder()
-                                .status(201)
-                                .header("content-type", "application/json")
-                                .body(Full::new(Bytes::from_static(br#"{"id": 1}"#)))
+                            let answer = (parts.method == hyper::Method::GET)
+                                .then(|| known.lock().unwrap().get(parts.uri.path()).cloned())
+                                .flatten();
+                            match answer {
+                                Some(json) => Response::builder()
+                                    .status(200)
+                                    .header("content-type", "application/json")
+                                    .body(Full::new(Bytes::from(json.to_string()))),
+                                None => Response::builder()
+                                    .status(201)
+                                    .header("content-type", "application/json")
+                                    .body(Full::new(Bytes::from_static(br#"{"id": 1}"#))),
+                            }
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -64,7 +80,19 @@ impl FakeGitHub {
                 });
             }
         });
-        FakeGitHub { url, seen, task }
+        FakeGitHub {
+            url,
+            seen,
+            answers,
+            task,
+        }
+    }
+
+    /// Answers a GET of `path` (after the API root, e.g. `/repos/o/r/pulls/7/reviews`,
+    /// any query) with `json` from now on.
+    pub fn answer(&self, path: &str, json: Value) {
+        let full = format!("/api/v3{path}");
+        self.answers.lock().unwrap().insert(full, json);
     }
 
     /// Every request so far, oldest first.
