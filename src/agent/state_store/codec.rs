@@ -135,6 +135,9 @@ mod tests {
                 gates: Vec::new(),
                 windows: Vec::new(),
                 next_window_ms: None,
+                rollback: Default::default(),
+                previous: BTreeMap::new(),
+                rolled_back: None,
             });
         }
         for i in 0..n {
