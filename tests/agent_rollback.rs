@@ -2,8 +2,8 @@
 //! new chart version the simulated chart repository does not have fails its timeout, and
 //! its clusters go back to the chart versions they ran, the claim the failed revision
 //! added pruned in the safe order and nothing of the earlier revision deleted; the
-//! rollout halts saying both why. `psql-fleet rollout undo` does the same to a wave that
-//! is baking.
+//! rollout halts saying both why, and a resume tries the revision again from that wave.
+//! `psql-fleet rollout undo` does the same to a wave that is baking.
 
 use std::time::Duration;
 
@@ -75,6 +75,10 @@ fn wave_of<'a>(r: &'a RolloutStatus, name: &str) -> &'a WaveStatus {
     r.waves.iter().find(|w| w.name == name).unwrap()
 }
 
+fn at(time: &Option<String>) -> jiff::Timestamp {
+    time.as_deref().unwrap().parse().unwrap()
+}
+
 fn stackgres_version(f: &SimFleet, cluster: &str) -> Option<String> {
     release_version(&f.sim, cluster, "stackgres-operator")
 }
@@ -123,7 +127,10 @@ async fn a_failed_wave_under_rollback_auto_goes_back_to_the_chart_versions_it_ra
     assert_eq!(staging.state, "failed");
     let back = staging.rolled_back.clone().unwrap();
     assert_eq!(back.clusters, vec![stg_a.clone(), stg_b.clone()]);
-    assert_eq!((back.to, back.by.as_str()), (vec![first.clone()], "auto"));
+    assert_eq!(
+        (back.to.clone(), back.by.as_str()),
+        (vec![first.clone()], "auto")
+    );
     assert_eq!(wave_of(&r, "dev").state, "complete");
     assert_eq!(wave_of(&r, "prod").state, "halted");
 
@@ -188,6 +195,50 @@ async fn a_failed_wave_under_rollback_auto_goes_back_to_the_chart_versions_it_ra
         );
     }
     assert!(metrics.contains(r#"psql_fleet_rollout_wave{state="failed",wave="staging"} 1"#));
+
+    // A resume tries the same revision again from staging: given it, staging fails and
+    // goes back once more.
+    let server = a.server.clone();
+    let (code, _, body) = tokio::task::spawn_blocking(move || {
+        request(
+            &server,
+            "POST",
+            "/api/v1/rollout/resume",
+            Some("{}"),
+            Some(CONTROL_TOKEN),
+        )
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let mark = f.audit_all().len();
+    let again = a
+        .wait_for("staging to fail and roll back a second time", |s| {
+            s.rollout.as_ref().is_some_and(|r| {
+                wave_of(r, "staging")
+                    .rolled_back
+                    .as_ref()
+                    .is_some_and(|b| at(&b.at) > at(&back.at))
+            })
+        })
+        .await;
+    assert_eq!(wave_of(&again.rollout.unwrap(), "staging").state, "failed");
+    let retried: Vec<String> = agent_release_writes(&f.audit_all()[mark..])
+        .iter()
+        .map(|e| e.cluster.clone())
+        .collect();
+    assert!(
+        retried.contains(&stg_a) && retried.contains(&stg_b),
+        "{retried:?}"
+    );
+    assert!(!retried.contains(&prod), "{retried:?}");
+    until("the second rollback counted", || async {
+        a.metrics()
+            .await
+            .contains(r#"psql_fleet_rollbacks_total{wave="staging"} 2"#)
+    })
+    .await;
     a.stop().await;
     f.shutdown().await;
 }
