@@ -93,6 +93,7 @@ pub struct Metrics {
     reconcile_errors: IntCounterVec,
     prunes: IntCounterVec,
     applies: IntCounterVec,
+    rollbacks: IntCounterVec,
     leader: IntGauge,
     latest: Arc<Mutex<Latest>>,
 }
@@ -206,6 +207,12 @@ impl Metrics {
                 "psql_fleet_applies_total",
                 "Server-side apply requests the agent sent to a cluster",
                 &["cluster"],
+            )?,
+            rollbacks: counter(
+                &r,
+                "psql_fleet_rollbacks_total",
+                "Rollbacks of a rollout wave: its clusters given back the revision they ran before, after the wave failed under rollback: auto or on psql-fleet rollout undo",
+                &["wave"],
             )?,
             registry: r,
             leader,
@@ -380,6 +387,16 @@ impl Metrics {
         self.with_latest(|l| {
             l.waves = waves.to_vec();
         });
+    }
+
+    /// A wave of the fleet: its rollback counter exists, at 0 until the first rollback,
+    /// so that `increase()` reads 0 rather than nothing.
+    pub fn know_wave(&self, wave: &str) {
+        let _ = self.rollbacks.with_label_values(&[wave]);
+    }
+
+    pub fn count_rollback(&self, wave: &str) {
+        self.rollbacks.with_label_values(&[wave]).inc();
     }
 
     /// The wave a cluster belongs to (`none` for the implicit last wave).

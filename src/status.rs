@@ -109,6 +109,25 @@ pub struct WaveStatus {
     /// While it waits for a rollout window: when one next lets it start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_window: Option<String>,
+    /// Its clusters were given back the revision they ran before (until it starts again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back: Option<RolledBackStatus>,
+}
+
+/// A wave's rollback, as `/api/v1/status` reports it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolledBackStatus {
+    /// The clusters given back a previous revision.
+    pub clusters: Vec<String>,
+    /// Clusters new in the revision rolled back, left as they are (given nothing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left: Vec<String>,
+    /// The revisions given back.
+    pub to: Vec<String>,
+    /// `auto` (the wave failed under `rollback: auto`), or the control token's name.
+    pub by: String,
+    pub at: Option<String>,
 }
 
 /// A wave's CLUSTERS cell: its changed clusters, the batch in progress, the stragglers.
@@ -168,6 +187,13 @@ impl RolloutStatus {
                     approved_by: w.approved.as_ref().map(|a| a.by.clone()),
                     gates: w.gates.iter().map(|g| g.name.clone()).collect(),
                     next_window: rfc3339(w.next_window_ms),
+                    rolled_back: w.rolled_back.as_ref().map(|b| RolledBackStatus {
+                        clusters: b.clusters.clone(),
+                        left: b.left.clone(),
+                        to: b.to.clone(),
+                        by: b.by.clone(),
+                        at: rfc3339(Some(b.at_ms)),
+                    }),
                 })
                 .collect(),
         }

@@ -329,7 +329,7 @@ class Example(unittest.TestCase):
         rule = one(self.objects, "PrometheusRule")
         alerts = helm.values_from_yaml((ROOT / "dashboards" / "alerts.yaml").read_text())
         self.assertEqual(rule["spec"], alerts)
-        self.assertEqual(len(rule["spec"]["groups"][0]["rules"]), 10, "ten alerts")
+        self.assertEqual(len(rule["spec"]["groups"][0]["rules"]), 11, "eleven alerts")
 
     def test_the_dashboards_are_config_maps_for_the_grafana_sidecar(self):
         maps = [o for o in self.objects if o["kind"] == "ConfigMap"]

@@ -38,6 +38,8 @@ struct Inner {
     wave_of: BTreeMap<String, String>,
     /// A report changed some cluster's health since the last tick.
     reported: bool,
+    /// The rollbacks counted in `psql_fleet_rollbacks_total`: (revision, wave, when).
+    rollbacks: BTreeSet<(String, String, u64)>,
 }
 
 pub struct RolloutDriver {
@@ -90,6 +92,7 @@ impl RolloutDriver {
                 gates: Readings::new(),
                 wave_of: BTreeMap::new(),
                 reported: false,
+                rollbacks: BTreeSet::new(),
             }),
             keeper,
             wake,
@@ -134,6 +137,8 @@ impl RolloutDriver {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
+        // Rollbacks made before this replica took over were counted where they were made.
+        let rollbacks = rollbacks_in(&loaded.state);
         *inner = Inner {
             state: loaded.state,
             fleets,
@@ -142,6 +147,7 @@ impl RolloutDriver {
             gates: Readings::new(),
             wave_of: BTreeMap::new(),
             reported: false,
+            rollbacks,
         };
         let transitions = inner.state.restarted(now_ms());
         if transitions.is_empty() {
@@ -180,6 +186,7 @@ impl RolloutDriver {
         }
         let target = Target::of(&accepted.revision, &accepted.fleet);
         for wave in &target.waves {
+            self.metrics.know_wave(&wave.name);
             for cluster in &wave.clusters {
                 self.metrics.set_cluster_wave(cluster, &wave.name);
             }
@@ -329,6 +336,19 @@ impl RolloutDriver {
         self.current(&inner)
     }
 
+    /// `psql-fleet rollout undo [wave]`, by the control token named `who`.
+    pub fn undo(
+        &self,
+        wave: Option<&str>,
+        who: &str,
+        reason: &str,
+    ) -> Result<RolloutStatus, ControlError> {
+        let mut inner = self.inner.lock().map_err(|_| ControlError::Unavailable)?;
+        let transitions = inner.state.undo(wave, who, reason, now_ms())?;
+        self.finish(&mut inner, transitions);
+        self.current(&inner)
+    }
+
     /// `psql-fleet rollout resume`.
     pub fn resume(&self) -> Result<RolloutStatus, ControlError> {
         let mut inner = self.inner.lock().map_err(|_| ControlError::Unavailable)?;
@@ -386,6 +406,11 @@ impl RolloutDriver {
                 o.transition(t);
             }
         }
+        for key in rollbacks_in(&inner.state) {
+            if inner.rollbacks.insert(key.clone()) {
+                self.metrics.count_rollback(&key.1);
+            }
+        }
         let keep = inner.state.revisions();
         inner.fleets.retain(|r, _| keep.contains(r));
         if let Some(keeper) = &self.keeper {
@@ -427,4 +452,18 @@ impl RolloutDriver {
             }
         }
     }
+}
+
+/// Every rollback the state records, as (revision, wave, when).
+fn rollbacks_in(state: &State) -> BTreeSet<(String, String, u64)> {
+    state
+        .rollout
+        .iter()
+        .flat_map(|r| {
+            r.waves.iter().filter_map(|w| {
+                let done = w.rolled_back.as_ref()?;
+                Some((r.revision.clone(), w.name.clone(), done.at_ms))
+            })
+        })
+        .collect()
 }

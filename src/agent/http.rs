@@ -1,8 +1,8 @@
 //! The agent's HTTP endpoints: `GET /livez`, `/readyz`, `/metrics` and `/api/v1/status`,
 //! and the rollout's: `GET /api/v1/rollout`, `POST /api/v1/rollout/halt` (optional JSON
 //! body `{"reason": "..."}`), `POST /api/v1/rollout/resume` and `POST
-//! /api/v1/rollout/approve` (`{"wave": "..."}`). The GETs take no body; the
-//! POSTs take a small JSON body only (`Content-Type: application/json`, so a web page
+//! /api/v1/rollout/approve` (`{"wave": "..."}`) and `POST /api/v1/rollout/undo` (optional
+//! `{"wave": "..."}`). The GETs take no body; the POSTs take a small JSON body only (`Content-Type: application/json`, so a web page
 //! cannot send one without a CORS preflight this server never grants).
 //!
 //! A halt reason is data that reaches the status, the logs and GitHub commit statuses:
@@ -78,6 +78,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const HALT: &str = "/api/v1/rollout/halt";
 const RESUME: &str = "/api/v1/rollout/resume";
 const APPROVE: &str = "/api/v1/rollout/approve";
+const UNDO: &str = "/api/v1/rollout/undo";
 const STATUS: &str = "/api/v1/status";
 const ROLLOUT: &str = "/api/v1/rollout";
 
@@ -94,6 +95,16 @@ fn guard_of(path: &str) -> Guard {
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct HaltRequest {
+    #[serde(default)]
+    reason: String,
+}
+
+/// No wave: the last wave that gave its clusters the revision.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct UndoRequest {
+    #[serde(default)]
+    wave: Option<String>,
     #[serde(default)]
     reason: String,
 }
@@ -234,6 +245,7 @@ fn router(endpoints: Arc<Endpoints>) -> Router {
         .route(HALT, post(halt).fallback(use_post))
         .route(RESUME, post(resume).fallback(use_post))
         .route(APPROVE, post(approve).fallback(use_post))
+        .route(UNDO, post(undo).fallback(use_post))
         .fallback(not_found)
         .layer(middleware::from_fn(reads_only))
         // Outside `reads_only`: who asks is settled before anything else is said.
@@ -250,7 +262,7 @@ fn router(endpoints: Arc<Endpoints>) -> Router {
 /// Every endpoint but the rollout controls is a GET that takes no body: anything else is
 /// answered at once, without reading what the client sends, and the connection is closed.
 async fn reads_only(req: Request, next: Next) -> Response {
-    if matches!(req.uri().path(), HALT | RESUME | APPROVE) {
+    if matches!(req.uri().path(), HALT | RESUME | APPROVE | UNDO) {
         return next.run(req).await;
     }
     let refusal = if !matches!(*req.method(), Method::GET | Method::HEAD) {
@@ -407,6 +419,20 @@ async fn approve(State(endpoints): Shared, req: Request) -> Result<Response, Ref
     not_leader(&endpoints)?;
     let done = endpoints.rollouts.approve(&wave, &who);
     log_control(&who, "approve", &reason, &done);
+    kept(&endpoints, done.map_err(Refusal::Conflict)?).await
+}
+
+async fn undo(State(endpoints): Shared, req: Request) -> Result<Response, Refusal> {
+    let who = caller(&req);
+    let request: UndoRequest = control_body(req).await?;
+    let reason = checked_reason(&request.reason, "undo")?;
+    let wave = match &request.wave {
+        Some(w) => Some(checked_reason(w, "undo")?),
+        None => None,
+    };
+    not_leader(&endpoints)?;
+    let done = endpoints.rollouts.undo(wave.as_deref(), &who, &reason);
+    log_control(&who, "undo", &reason, &done);
     kept(&endpoints, done.map_err(Refusal::Conflict)?).await
 }
 

@@ -1,4 +1,4 @@
-//! `psql-fleet rollout status|halt|resume|approve`: the operator's hand on a running agent's
+//! `psql-fleet rollout status|halt|resume|approve|undo`: the operator's hand on a running agent's
 //! rollout, through its HTTP API.
 
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use super::status::{request, show, Output};
 use crate::status::RolloutStatus;
 
-/// Show, halt, resume or approve the rollout of a running agent.
+/// Show, halt, resume, approve or undo the rollout of a running agent.
 #[derive(Args, Debug)]
 pub struct RolloutArgs {
     #[command(subcommand)]
@@ -45,6 +45,15 @@ pub enum Action {
         /// The wave's name.
         wave: String,
         /// Recorded in the logs.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Give a wave's clusters back the revision they ran before, and halt the rollout
+    /// (`resume` then gives that wave the revision again).
+    Undo {
+        /// The wave's name; by default the last wave that gave its clusters the revision.
+        wave: Option<String>,
+        /// Recorded in the status, the logs and the commit status.
         #[arg(long, default_value = "")]
         reason: String,
     },
@@ -90,6 +99,16 @@ fn act(args: &RolloutArgs) -> Result<RolloutStatus, Error> {
                 &args.server,
                 "POST",
                 "/api/v1/rollout/approve",
+                Some(&body),
+                token,
+            )
+        }
+        Action::Undo { wave, reason } => {
+            let body = serde_json::json!({ "wave": wave, "reason": reason }).to_string();
+            request(
+                &args.server,
+                "POST",
+                "/api/v1/rollout/undo",
                 Some(&body),
                 token,
             )

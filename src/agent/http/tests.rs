@@ -177,7 +177,7 @@ async fn the_rollout_controls_take_small_json_posts_and_answer_json_errors() {
         ask("GET", "/api/v1/rollout", None, "").await,
         error(404, "no rollout: no revision served yet")
     );
-    for path in [HALT, RESUME] {
+    for path in [HALT, RESUME, UNDO] {
         assert_eq!(ask("GET", path, None, "").await, error(405, "use POST"));
         assert_eq!(
             ask("POST", path, None, "{}").await,
@@ -300,4 +300,44 @@ async fn readyz_says_a_standby_is_ready_and_a_replica_that_lost_the_lease_is_not
     endpoints.status.write().unwrap().ready = true;
     let (code, _, _, _) = ask_as(endpoints, None, "GET", "/readyz", None, "").await;
     assert_eq!(code, 200);
+}
+
+#[tokio::test]
+async fn a_standby_refuses_every_control_undo_included_naming_the_leader() {
+    let endpoints = endpoints();
+    endpoints.status.write().unwrap().leader = Some(crate::status::LeaderStatus {
+        identity: "me".into(),
+        lease: "default/psql-fleet".into(),
+        role: "standby".into(),
+        holder: Some("agent-b".into()),
+        ..Default::default()
+    });
+    let json = Some("application/json");
+    for (path, body) in [
+        (HALT, "{}"),
+        (RESUME, "{}"),
+        (APPROVE, r#"{"wave": "prod"}"#),
+        (UNDO, "{}"),
+        (UNDO, r#"{"wave": "prod", "reason": "latency"}"#),
+    ] {
+        let (code, _, _, answer) =
+            ask_as(endpoints.clone(), Some(TOKEN), "POST", path, json, body).await;
+        assert_eq!(code, 503, "{path}: {answer}");
+        assert!(
+            answer.contains("ask the leader (agent-b)"),
+            "{path}: {answer}"
+        );
+    }
+    // The leader's own refusal, in the driver's words, once this replica leads.
+    endpoints
+        .status
+        .write()
+        .unwrap()
+        .leader
+        .as_mut()
+        .unwrap()
+        .role = "leader".into();
+    let (code, _, _, answer) = ask_as(endpoints, Some(TOKEN), "POST", UNDO, json, "{}").await;
+    assert_eq!(code, 409, "{answer}");
+    assert!(answer.contains("no rollout to undo"), "{answer}");
 }

@@ -95,9 +95,10 @@ mod tests {
     use super::*;
     use fleet_core::rollout::{Given, Rollout, WaveProgress, WaveState};
 
-    /// A rollout of 10,000 clusters in two waves, every cluster changed, with names,
-    /// revisions and fingerprints shaped as the agent writes them.
-    fn fleet_of(n: usize) -> State {
+    /// A rollout of `n` clusters in two waves, every cluster changed, with names, revisions
+    /// and fingerprints shaped as the agent writes them; with `previous`, every cluster's
+    /// previous revision kept for a rollback too.
+    fn fleet_of(n: usize, previous: bool) -> State {
         let fingerprint = |i: usize| {
             format!(
                 "{:032x}",
@@ -135,6 +136,21 @@ mod tests {
                 gates: Vec::new(),
                 windows: Vec::new(),
                 next_window_ms: None,
+                rollback: Default::default(),
+                // The most a rollout keeps: what every cluster ran before, as when its
+                // last wave has given the revision and might still be rolled back.
+                previous: range
+                    .clone()
+                    .filter(|_| previous)
+                    .map(|i| {
+                        let before = Given {
+                            revision: old.into(),
+                            fingerprint: fingerprint(i),
+                        };
+                        (name(i), Some(before))
+                    })
+                    .collect(),
+                rolled_back: None,
             });
         }
         for i in 0..n {
@@ -158,16 +174,30 @@ mod tests {
 
     #[test]
     fn ten_thousand_clusters_fit_a_config_map_with_room_to_spare() {
-        let state = fleet_of(10_000);
+        let state = fleet_of(10_000, false);
         let bytes = encode_state(&state).unwrap();
         // Half the limit: room for the fleet to grow before the state must be split.
         assert!(bytes.len() < MAX_BYTES / 2, "{} bytes", bytes.len());
         assert_eq!(decode_state(&bytes).unwrap(), state);
     }
 
+    /// What each cluster ran before is kept while a rollback may give it back: at worst
+    /// (every cluster given the revision, the rollout not over) about half as much again,
+    /// which still fits.
+    #[test]
+    fn ten_thousand_clusters_with_every_previous_revision_kept_still_fit() {
+        let state = fleet_of(10_000, true);
+        let bytes = encode_state(&state).unwrap();
+        assert!(bytes.len() < MAX_BYTES * 4 / 5, "{} bytes", bytes.len());
+        assert!(bytes.len() > encode_state(&fleet_of(10_000, false)).unwrap().len());
+        assert_eq!(decode_state(&bytes).unwrap(), state);
+    }
+
     #[test]
     fn a_state_too_large_is_an_error_saying_so() {
-        let e = encode_state(&fleet_of(60_000)).unwrap_err().to_string();
+        let e = encode_state(&fleet_of(60_000, false))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("the rollout state is") && e.contains("ConfigMap"),
             "{e}"

@@ -123,6 +123,21 @@ pub struct WaveSpec {
     /// When this wave may start, on top of the fleet's windows.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<WindowSpec>,
+    /// What a failure of the wave does to its clusters: `none` (default) leaves them on
+    /// the failed revision; `auto` gives them back the revision they ran before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<Rollback>,
+}
+
+/// What a failed wave does to the clusters it gave the revision.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Rollback {
+    /// They stay on the failed revision until an operator resumes, undoes or pushes a fix.
+    #[default]
+    None,
+    /// They are given back the revision each ran before the wave gave it the failed one.
+    Auto,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -183,6 +198,7 @@ pub struct Wave {
     pub gates: Vec<Gate>,
     /// Its own windows (the fleet's apply too).
     pub windows: Vec<Window>,
+    pub rollback: Rollback,
 }
 
 /// Default for a wave's `timeout`.
@@ -537,6 +553,7 @@ fn parse_waves(
             require_approval: w.require_approval.unwrap_or(false),
             gates: parse_gates(&w.gates, origin, &at, out),
             windows: parse_windows(&w.windows, origin, &format!("{at}.windows"), out),
+            rollback: w.rollback.unwrap_or_default(),
         });
     }
     waves
@@ -632,6 +649,29 @@ mod tests {
                 .any(|d| d.to_string().contains("batchBakeTime")
                     && d.to_string().contains("no effect")),
             "{out:?}"
+        );
+    }
+
+    #[test]
+    fn rollback_is_none_by_default_auto_when_asked_and_anything_else_is_named() {
+        let head = "apiVersion: fleet.hops.ops.com.ai/v1alpha1\nkind: Fleet\nmetadata: {name: main}\nspec:\n  rollout:\n    waves:\n";
+        let (s, out) = parse(&format!(
+            "{head}    - {{name: dev, selector: {{}}}}\n    - {{name: prod, selector: {{}}, rollback: auto}}\n"
+        ));
+        assert!(out.is_empty(), "{out:?}");
+        let s = s.unwrap();
+        assert_eq!(s.waves[0].rollback, Rollback::None);
+        assert_eq!(s.waves[1].rollback, Rollback::Auto);
+        let (_, out) = parse(&format!(
+            "{head}    - {{name: prod, selector: {{}}, rollback: always}}\n"
+        ));
+        let messages: Vec<String> = out.iter().map(ToString::to_string).collect();
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("spec.rollout.waves[0].rollback")
+                    && m.contains("expected `none` or `auto`")),
+            "{messages:?}"
         );
     }
 

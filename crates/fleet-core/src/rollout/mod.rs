@@ -8,6 +8,7 @@
 
 pub mod batches;
 pub mod gates;
+pub mod rollback;
 pub mod store;
 pub mod windows;
 
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::fleetdir::LoadedFleet;
+use crate::model::fleet::Rollback;
 use crate::model::gate::Gate;
 use crate::model::share::Share;
 use crate::model::window::Window;
@@ -87,6 +89,8 @@ pub struct WaveDef {
     pub gates: Vec<Gate>,
     /// When it may start: the fleet's windows and its own.
     pub windows: Vec<Window>,
+    /// Whether a failure gives its clusters back what they ran before.
+    pub rollback: Rollback,
 }
 
 /// What a revision asks of the fleet: its waves and, per cluster, a fingerprint of its
@@ -117,6 +121,7 @@ impl Target {
                 require_approval: w.require_approval,
                 gates: w.gates.clone(),
                 windows: settings.windows.iter().chain(&w.windows).cloned().collect(),
+                rollback: w.rollback,
             })
             .collect();
         let mut implicit = WaveDef {
@@ -251,6 +256,21 @@ pub struct WaveProgress {
     /// While it waits for a window: when one next lets it start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_window_ms: Option<u64>,
+    /// Whether a failure rolls its clusters back.
+    #[serde(default, skip_serializing_if = "is_no_rollback")]
+    pub rollback: Rollback,
+    /// What each cluster the wave gave the revision was given before (`None`: nothing,
+    /// the cluster is new to the fleet), kept so that a rollback can give it back and its
+    /// revision's files stay kept until then.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub previous: BTreeMap<String, Option<Given>>,
+    /// The wave's clusters were given back their previous revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back: Option<rollback::RolledBack>,
+}
+
+fn is_no_rollback(r: &Rollback) -> bool {
+    *r == Rollback::None
 }
 
 /// A person's go for a wave.
@@ -357,6 +377,18 @@ pub enum ControlError {
     AlreadyApproved { wave: String, by: String },
     #[error("wave {wave} has started already ({state})")]
     Started { wave: String, state: &'static str },
+    #[error("{}", nothing_to_undo(wave.as_deref(), revision))]
+    NothingToUndo {
+        wave: Option<String>,
+        revision: String,
+    },
+}
+
+fn nothing_to_undo(wave: Option<&str>, revision: &str) -> String {
+    match wave {
+        Some(w) => format!("wave {w} has given its clusters nothing to undo in the rollout of revision {revision} (not started yet, or rolled back already)"),
+        None => format!("no wave of the rollout of revision {revision} has given its clusters anything to undo"),
+    }
 }
 
 /// Longest halt reason, in characters: a sentence or two, and room in a GitHub commit
@@ -410,12 +442,20 @@ impl State {
         })
     }
 
-    /// Every revision some cluster is given, or the rollout is about.
+    /// Every revision some cluster is given, the rollout is about, or a rollback of it
+    /// would give back.
     pub fn revisions(&self) -> BTreeSet<String> {
+        let previous = self
+            .rollout
+            .iter()
+            .flat_map(|r| &r.waves)
+            .flat_map(|w| w.previous.values().flatten())
+            .map(|g| g.revision.clone());
         self.clusters
             .values()
             .map(|g| g.revision.clone())
             .chain(self.rollout.iter().map(|r| r.revision.clone()))
+            .chain(previous)
             .collect()
     }
 
@@ -487,6 +527,9 @@ impl State {
                 gates: def.gates.clone(),
                 windows: def.windows.clone(),
                 next_window_ms: None,
+                rollback: def.rollback,
+                previous: BTreeMap::new(),
+                rolled_back: None,
             });
         }
         let mut rollout = Rollout {
@@ -571,16 +614,18 @@ impl State {
         if r.halted.is_some() {
             return out;
         }
-        let give = |clusters: &mut BTreeMap<String, Given>, w: &WaveProgress, b: usize| {
-            for cluster in w.batch_members(b) {
-                if let Some(fp) = w.clusters.get(cluster) {
-                    clusters.insert(
-                        cluster.clone(),
-                        Given {
-                            revision: revision.clone(),
-                            fingerprint: fp.clone(),
-                        },
-                    );
+        let give = |clusters: &mut BTreeMap<String, Given>, w: &mut WaveProgress, b: usize| {
+            let members: Vec<String> = w.batch_members(b).into_iter().cloned().collect();
+            for cluster in members {
+                if let Some(fp) = w.clusters.get(&cluster) {
+                    let given = Given {
+                        revision: revision.clone(),
+                        fingerprint: fp.clone(),
+                    };
+                    let before = clusters.insert(cluster.clone(), given);
+                    // A wave started over (after a resume) gives again what it gave: the
+                    // first giving's `before` is the one a rollback gives back.
+                    w.previous.entry(cluster).or_insert(before);
                 }
             }
         };
@@ -631,6 +676,7 @@ impl State {
                     w.reason = None;
                     w.batch = 0;
                     w.stragglers.clear();
+                    w.rolled_back = None;
                     give(clusters, w, 0);
                     if w.clusters.is_empty() {
                         w.state = WaveState::Complete;
@@ -667,7 +713,8 @@ impl State {
                                 w.ready_since_ms = None;
                                 w.progressing_since_ms = Some(now);
                                 w.reason = None;
-                                give(clusters, w, w.batch);
+                                let b = w.batch;
+                                give(clusters, w, b);
                                 let description = applying(w);
                                 note(&mut out, w, description);
                                 break;
@@ -747,6 +794,9 @@ impl State {
                 }
                 WaveState::Failed | WaveState::Halted | WaveState::Complete => break,
             }
+        }
+        if r.halted.is_some() {
+            rollback::after_failure(clusters, r, now, &mut out);
         }
         out
     }
@@ -1071,6 +1121,8 @@ fn fail(r: &mut Rollout, i: usize, reason: String, now: u64, out: &mut Vec<Trans
 
 #[cfg(test)]
 mod gate_tests;
+#[cfg(test)]
+mod rollback_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -192,6 +192,7 @@ pub fn wave(name: &str, match_labels: &[(&str, &str)]) -> Wave {
         require_approval: None,
         gates: Vec::new(),
         windows: Vec::new(),
+        rollback: None,
     })
 }
 
@@ -223,6 +224,12 @@ impl Wave {
     /// The cluster label whose values the batches mix.
     pub fn spread_by(mut self, label: &str) -> Wave {
         self.0.spread_by = Some(label.into());
+        self
+    }
+
+    /// A failure of the wave gives its clusters back the revision they ran before.
+    pub fn rollback_auto(mut self) -> Wave {
+        self.0.rollback = Some(crate::model::fleet::Rollback::Auto);
         self
     }
 
