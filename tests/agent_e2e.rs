@@ -321,6 +321,21 @@ async fn a_hand_edit_is_corrected_and_counted_and_a_deleted_release_recreated() 
             .any(|m| m.contains("modified by kubectl at ") && m.contains("spec.rollbackLimit")),
         "{messages:?}"
     );
+    // Each Event names the replica that reported it (this process: the agent runs in it).
+    let pid = format!("pid {}", std::process::id());
+    let ours: Vec<Event> = events(&client, "edited")
+        .await
+        .into_iter()
+        .filter(|e| e.reporting_controller.as_deref() == Some("ops.com.ai/psql-fleet"))
+        .collect();
+    assert!(!ours.is_empty());
+    for e in ours {
+        let by = e.reporting_instance.unwrap_or_default();
+        assert!(
+            by.starts_with("psql-fleet on ") && by.ends_with(&pid),
+            "{by}"
+        );
+    }
     assert!(drifts_by(&agent, &name, "kubectl").await >= 1.0);
 
     // `kubectl edit` (an update, not an apply) moves the field to its manager too.

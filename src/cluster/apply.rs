@@ -263,7 +263,8 @@ impl Writer {
             note: Some(note.chars().take(1000).collect()),
             type_: Some(if warning { "Warning" } else { "Normal" }.to_string()),
             reporting_controller: Some("ops.com.ai/psql-fleet".to_string()),
-            reporting_instance: Some(FIELD_MANAGER.to_string()),
+            // Which replica reported it (events.k8s.io allows 128 characters).
+            reporting_instance: Some(self.applied_by.chars().take(128).collect()),
             regarding: Some(ObjectReference {
                 api_version: Some(at.kind.api_version().to_string()),
                 kind: Some(at.kind.as_str().to_string()),
