@@ -184,3 +184,68 @@ async fn a_wave_waiting_for_approval_is_approved_from_the_pull_request_of_its_co
     agent.stop().await;
     f.shutdown().await;
 }
+
+/// A wave rolled back is said on the pull request of the commit too, besides its status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_is_said_on_the_pull_request_of_the_commit() {
+    let f = SimFleet::start(2, Duration::from_millis(100)).await;
+    let repo = FleetRepo::new();
+    // dev goes back to what it ran when it cannot be made ready in time.
+    let settings = |pin: &str| {
+        fleet("default")
+            .pin("stackgres-operator", pin)
+            .wave(wave("dev", &[("env", "dev")]).timeout("2s").rollback_auto())
+            .wave(wave("prod", &[("env", "prod")]))
+    };
+    let mut files = FleetFiles::new().with(&settings("1.18.4"));
+    for (name, env) in f.names.iter().zip(["dev", "prod"]) {
+        files.add(&cluster(name).label("env", env));
+        files.add(&claim("app", name));
+    }
+    repo.write(&files);
+    repo.commit("first");
+
+    let gh = FakeGitHub::start().await;
+    let client = Client::new(&gh.url, "acme/fleet", Token::new("ghs_x")).unwrap();
+    let observers: Vec<Arc<dyn WaveObserver>> = vec![Arc::new(CommitStatuses::start(client))];
+    let agent = f
+        .start_agent(AgentOptions {
+            reference: Some(GitRef::Branch("main".into())),
+            interval: Some(Duration::from_millis(300)),
+            observers,
+            ..AgentOptions::git(repo.file_url())
+        })
+        .await;
+    agent
+        .wait_for("the first revision everywhere", |s| {
+            s.rollout.as_ref().is_some_and(|r| r.phase == "complete")
+        })
+        .await;
+    // A chart version the simulated provider-helm cannot install.
+    repo.write(&FleetFiles::new().with(&settings("1.99.0")));
+    let bad = repo.commit("bump to a version that does not exist");
+    gh.answer(
+        &format!("/repos/acme/fleet/commits/{bad}/pulls"),
+        json!([{"number": 9, "labels": []}]),
+    );
+    gh.answer("/repos/acme/fleet/issues/9/comments", json!([]));
+    agent
+        .wait_for("dev rolled back", |s| {
+            s.rollout
+                .as_ref()
+                .is_some_and(|r| r.revision == bad && r.phase == "halted")
+        })
+        .await;
+    until("the comment on #9", || async {
+        gh.seen().iter().any(|r| {
+            r.method == "POST"
+                && r.path_and_query.ends_with("/issues/9/comments")
+                && r.body["body"]
+                    .as_str()
+                    .is_some_and(|b| b.contains("rolled back wave `dev`") && b.contains(&bad))
+        })
+    })
+    .await;
+    agent.stop().await;
+    f.shutdown().await;
+}

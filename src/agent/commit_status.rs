@@ -1,13 +1,38 @@
 //! Rollout waves as GitHub commit statuses: one context per wave (`psql-fleet/<wave>`) on
 //! the commit being rolled out, so the statuses of different waves never overwrite each
-//! other. Transitions are sent in order by one task; a failed request is logged (the
+//! other. A rollback is also said in a comment on the pull request that brought the commit
+//! (one per wave, kept up to date), since a status is easily missed once a pull request is
+//! merged. Transitions are sent in order by one task; a failed request is logged (the
 //! client already retried it) and never stops the rollout.
 
 use tokio::sync::mpsc;
 
 use super::driver::WaveObserver;
 use crate::github::{Client, StatusState};
+use fleet_core::rollout::rollback::is_rollback;
 use fleet_core::rollout::{Transition, WaveState};
+
+/// The comment about a rollback of `wave`, found again by this marker.
+fn rollback_marker(wave: &str) -> String {
+    format!("<!-- psql-fleet:rollback:{wave} -->")
+}
+
+/// Comments on every pull request that carries the commit rolled back.
+async fn comment_rollback(client: &Client, t: &Transition) -> Result<(), crate::github::Error> {
+    // The description may quote a cluster's error: one escaped line in a code block.
+    let why = fleet_core::text::escape(&t.description).replace("```", "'''");
+    let body = format!(
+        "**psql-fleet rolled back wave `{}`** of commit {}:\n\n```\n{why}\n```\n\nThe rollout is halted; `psql-fleet rollout status` says where it stands, `psql-fleet rollout resume` tries the wave again.",
+        t.wave.replace('`', "'"),
+        t.revision,
+    );
+    for pull in client.pulls_of_commit(&t.revision).await? {
+        client
+            .upsert_comment(pull.number, &rollback_marker(&t.wave), &body)
+            .await?;
+    }
+    Ok(())
+}
 
 /// The commit status context of a wave.
 pub fn context(wave: &str) -> String {
@@ -49,6 +74,11 @@ impl CommitStatuses {
                     .await;
                 if let Err(e) = result {
                     tracing::warn!(wave = %t.wave, error = %crate::error_chain::chain(&e), "cannot set the commit status");
+                }
+                if is_rollback(&t) {
+                    if let Err(e) = comment_rollback(&client, &t).await {
+                        tracing::warn!(wave = %t.wave, error = %crate::error_chain::chain(&e), "cannot say the rollback on the pull request");
+                    }
                 }
             }
         });

@@ -49,7 +49,7 @@ impl RolledBack {
         let n = self.clusters.len();
         let to: Vec<&str> = self.to.iter().map(|r| short(r)).collect();
         let mut text = format!(
-            "rolled back {n} cluster{} to {}",
+            "{ROLLED_BACK}{n} cluster{} to {}",
             if n == 1 { "" } else { "s" },
             if to.is_empty() {
                 "nothing".to_string()
@@ -149,6 +149,17 @@ pub(super) fn after_failure(
         description: reason,
     });
 }
+
+/// Whether `t` is a wave being given back its previous revision (automatically or by
+/// `rollout undo`): what GitHub feedback says in a comment besides the commit status.
+pub fn is_rollback(t: &Transition) -> bool {
+    // A failed wave under `rollback: auto` ends failed, an undone one halted.
+    matches!(t.state, WaveState::Failed | WaveState::Halted)
+        && t.description.starts_with(ROLLED_BACK)
+}
+
+/// How every rollback's description begins ([`RolledBack::summary`]).
+const ROLLED_BACK: &str = "rolled back ";
 
 impl State {
     /// `psql-fleet rollout undo [wave]`: the named wave's clusters (else those of the last

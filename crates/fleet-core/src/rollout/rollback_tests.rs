@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::rollback::is_rollback;
 use super::tests::{ready, settled, states, target, S};
 use super::*;
 use WaveState::*;
@@ -74,6 +75,11 @@ fn a_failed_wave_with_rollback_auto_gives_its_clusters_their_previous_revision()
         (last.state, last.description.as_str()),
         (Failed, reason.as_str())
     );
+    assert!(is_rollback(last));
+    assert!(t
+        .iter()
+        .filter(|t| t.wave != "staging")
+        .all(|t| !is_rollback(t)));
     // Halted: nothing more moves, the clusters stay on `a`.
     s.advance(&ready("b", &["dev-1", "stg-1", "stg-2"]), 100 * S);
     assert_eq!(s.given("stg-1"), Some("a"));
@@ -83,7 +89,9 @@ fn a_failed_wave_with_rollback_auto_gives_its_clusters_their_previous_revision()
 #[test]
 fn a_failed_wave_without_rollback_keeps_the_failed_revision() {
     let mut s = staging_given(Rollback::None);
-    s.advance(&ready("b", &["dev-1", "stg-1"]), 61 * S);
+    let t = s.advance(&ready("b", &["dev-1", "stg-1"]), 61 * S);
+    // A failure without a rollback is no rollback for the pull request either.
+    assert!(t.iter().any(|t| t.state == Failed) && !t.iter().any(is_rollback));
     assert_eq!(states(&s)[1], ("staging", Failed));
     assert_eq!(s.given("stg-1"), Some("b"));
     assert_eq!(s.given("stg-2"), Some("b"));
