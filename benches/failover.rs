@@ -16,49 +16,22 @@ use std::time::{Duration, Instant};
 
 use kube_sim::audit::AuditEntry;
 use psql_fleet::status::StatusReport;
-use test_support::agent::{AgentProcess, ProcessOptions};
+use test_support::agent::{leader_elect_args, AgentProcess, ProcessOptions};
 use test_support::audit::{EVENTS, RELEASES, USAGES};
 use test_support::SimFleet;
 
-struct Timings {
-    lease: &'static str,
-    renew: &'static str,
-    retry: &'static str,
-}
+/// Lease duration, renew deadline, retry period.
+type Timings = [&'static str; 3];
 
-const CLIENT_GO: Timings = Timings {
-    lease: "15s",
-    renew: "10s",
-    retry: "2s",
-};
-const SHORT: Timings = Timings {
-    lease: "3s",
-    renew: "2s",
-    retry: "500ms",
-};
+const CLIENT_GO: Timings = ["15s", "10s", "2s"];
+const SHORT: Timings = ["3s", "2s", "500ms"];
 
-async fn spawn(f: &SimFleet, name: &str, t: &Timings) -> AgentProcess {
+async fn spawn(f: &SimFleet, name: &str, t: Timings) -> AgentProcess {
     let kubeconfig = f.sim.kubeconfig_path(&f.names[0]);
     f.spawn_agent(ProcessOptions {
         name: Some(name.into()),
         rust_log: Some("warn".into()),
-        args: [
-            "--leader-elect",
-            "--leader-elect-kubeconfig",
-            &kubeconfig.display().to_string(),
-            "--leader-elect-namespace",
-            "default",
-            "--leader-elect-identity",
-            name,
-            "--leader-elect-lease-duration",
-            t.lease,
-            "--leader-elect-renew-deadline",
-            t.renew,
-            "--leader-elect-retry-period",
-            t.retry,
-        ]
-        .map(String::from)
-        .to_vec(),
+        args: leader_elect_args(&kubeconfig, name, t),
         ..ProcessOptions::default()
     })
     .await
@@ -108,9 +81,9 @@ fn secs(d: Duration) -> String {
 async fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
     let (clusters, rounds, mut steady, t) = if bench {
-        (100, 3, Duration::from_secs(60), &CLIENT_GO)
+        (100, 3, Duration::from_secs(60), CLIENT_GO)
     } else {
-        (3, 1, Duration::from_secs(2), &SHORT)
+        (3, 1, Duration::from_secs(2), SHORT)
     };
     if let Some(secs) = std::env::var("FAILOVER_STEADY_SECS")
         .ok()
@@ -176,7 +149,7 @@ async fn main() {
     };
     println!(
         "## Failover (leader election, 3 replicas, {clusters} clusters, lease {} / renew {} / retry {})\n",
-        t.lease, t.renew, t.retry
+        t[0], t[1], t[2]
     );
     println!("| measure | median | all rounds |");
     println!("| --- | --- | --- |");

@@ -11,7 +11,7 @@ use test_support as common;
 
 use std::time::{Duration, Instant};
 
-use common::agent::{AgentProcess, ProcessOptions};
+use common::agent::{leader_elect_args, AgentProcess, ProcessOptions};
 use common::audit::{EVENTS, RELEASES, USAGES};
 use common::SimFleet;
 use fleet_core::api::Release;
@@ -34,23 +34,7 @@ async fn spawn(f: &SimFleet, name: &str, management: &str) -> AgentProcess {
     let kubeconfig = f.sim.kubeconfig_path(management);
     f.spawn_agent(ProcessOptions {
         name: Some(name.into()),
-        args: [
-            "--leader-elect",
-            "--leader-elect-kubeconfig",
-            &kubeconfig.display().to_string(),
-            "--leader-elect-namespace",
-            "default",
-            "--leader-elect-identity",
-            &format!("agent-{name}"),
-            "--leader-elect-lease-duration",
-            "3s",
-            "--leader-elect-renew-deadline",
-            "2s",
-            "--leader-elect-retry-period",
-            "500ms",
-        ]
-        .map(String::from)
-        .to_vec(),
+        args: leader_elect_args(&kubeconfig, &format!("agent-{name}"), ["3s", "2s", "500ms"]),
         ..ProcessOptions::default()
     })
     .await
@@ -323,6 +307,33 @@ async fn four_in_waves() -> SimFleet {
     f
 }
 
+/// Once `agent` has rolled the first revision out everywhere, bumps StackGres (staging
+/// baking `staging_bake`) and waits until staging bakes the bump: the first revision, and
+/// the status then.
+async fn bump_to_staging_bake(
+    f: &SimFleet,
+    agent: &AgentProcess,
+    staging_bake: &str,
+) -> (String, StatusReport) {
+    let first = agent
+        .wait_for_within(
+            "the first revision everywhere",
+            Duration::from_secs(60),
+            |r| rollout_phase(r, "") == Some("complete"),
+        )
+        .await
+        .rollout
+        .unwrap()
+        .revision;
+    waved(f, "1.19.0", staging_bake);
+    let baking = agent
+        .wait_for_within("staging to bake the bump", Duration::from_secs(60), |r| {
+            wave_state(r, "staging") == "baking" && rollout_phase(r, &first).is_some()
+        })
+        .await;
+    (first, baking)
+}
+
 fn rollout_phase<'a>(r: &'a StatusReport, not: &str) -> Option<&'a str> {
     r.rollout
         .as_ref()
@@ -346,23 +357,8 @@ async fn a_halt_survives_every_replica_restarting_at_once() {
     let management = f.names[0].clone();
     let mut a = spawn(&f, "a", &management).await;
     let mut b = spawn(&f, "b", &management).await;
-    let first = a
-        .wait_for_within(
-            "the first revision everywhere",
-            Duration::from_secs(60),
-            |r| rollout_phase(r, "") == Some("complete"),
-        )
-        .await
-        .rollout
-        .unwrap()
-        .revision;
     // The bump stops in staging's bake, where the operator halts it.
-    waved(&f, "1.19.0", "10m");
-    let baking = a
-        .wait_for_within("staging to bake the bump", Duration::from_secs(60), |r| {
-            wave_state(r, "staging") == "baking" && rollout_phase(r, &first).is_some()
-        })
-        .await;
+    let (_, baking) = bump_to_staging_bake(&f, &a, "10m").await;
     let bump = baking.rollout.unwrap().revision;
     let (code, _, body) = b
         .control(
@@ -442,22 +438,7 @@ async fn a_new_leader_goes_on_from_the_wave_the_rollout_was_in() {
     let management = f.names[0].clone();
     let mut a = spawn(&f, "a", &management).await;
     let b = spawn(&f, "b", &management).await;
-    let first = a
-        .wait_for_within(
-            "the first revision everywhere",
-            Duration::from_secs(60),
-            |r| rollout_phase(r, "") == Some("complete"),
-        )
-        .await
-        .rollout
-        .unwrap()
-        .revision;
-    waved(&f, "1.19.0", "6s");
-    let before = a
-        .wait_for_within("staging to bake the bump", Duration::from_secs(60), |r| {
-            wave_state(r, "staging") == "baking" && rollout_phase(r, &first).is_some()
-        })
-        .await;
+    let (first, before) = bump_to_staging_bake(&f, &a, "6s").await;
     let dev_done = before.rollout.as_ref().unwrap().waves[0].clone();
     assert_eq!(dev_done.state, "complete");
     a.kill();

@@ -13,7 +13,7 @@ use psql_fleet::source::git::GitRef;
 use serde_json::json;
 use test_support::files::FleetRepo;
 use test_support::github::FakeGitHub;
-use test_support::{until, AgentOptions, SimFleet};
+use test_support::{until, Agent, AgentOptions, SimFleet};
 
 /// Two waves, dev (baking half a second) then prod, and StackGres pinned to `pin`.
 fn settings(pin: &str) -> Fleet {
@@ -23,30 +23,60 @@ fn settings(pin: &str) -> Fleet {
         .wave(wave("prod", &[("env", "prod")]))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_agent_sets_a_status_per_wave_on_each_commit_it_rolls_out() {
+/// Two simulated clusters, dev and prod, with a claim each, committed with `settings`; a
+/// fake GitHub API; and the agent on the repository, setting commit statuses there (and
+/// taking wave approvals from it, with `approvals`).
+struct OnGitHub {
+    f: SimFleet,
+    repo: FleetRepo,
+    gh: FakeGitHub,
+    agent: Agent,
+    /// The commit of `settings`.
+    first: String,
+}
+
+async fn on_github(settings: &Fleet, approvals: bool) -> OnGitHub {
     let f = SimFleet::start(2, Duration::from_millis(100)).await;
     let repo = FleetRepo::new();
-    let mut files = FleetFiles::new().with(&settings("1.18.4"));
+    let mut files = FleetFiles::new().with(settings);
     for (name, env) in f.names.iter().zip(["dev", "prod"]) {
         files.add(&cluster(name).label("env", env));
         files.add(&claim("app", name));
     }
     repo.write(&files);
     let first = repo.commit("first");
-
     let gh = FakeGitHub::start().await;
     let client = Client::new(&gh.url, "acme/fleet", Token::new("ghs_x")).unwrap();
-    let observers: Vec<Arc<dyn WaveObserver>> = vec![Arc::new(CommitStatuses::start(client))];
+    let observers: Vec<Arc<dyn WaveObserver>> =
+        vec![Arc::new(CommitStatuses::start(client.clone()))];
     let agent = f
         .start_agent(AgentOptions {
             reference: Some(GitRef::Branch("main".into())),
             interval: Some(Duration::from_millis(300)),
             max_concurrency: Some(2),
             observers,
+            github_approvals: approvals.then_some(client),
             ..AgentOptions::git(repo.file_url())
         })
         .await;
+    OnGitHub {
+        f,
+        repo,
+        gh,
+        agent,
+        first,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_sets_a_status_per_wave_on_each_commit_it_rolls_out() {
+    let OnGitHub {
+        f,
+        repo,
+        gh,
+        agent,
+        first,
+    } = on_github(&settings("1.18.4"), false).await;
     let succeeded = |sha: &str| {
         let all = gh.statuses();
         ["psql-fleet/dev", "psql-fleet/prod"].iter().all(|context| {
@@ -89,33 +119,18 @@ async fn the_agent_sets_a_status_per_wave_on_each_commit_it_rolls_out() {
 /// request of the commit approves it: not by a stranger's review, then by the wave's label.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wave_waiting_for_approval_is_approved_from_the_pull_request_of_its_commit() {
-    let f = SimFleet::start(2, Duration::from_millis(100)).await;
-    let repo = FleetRepo::new();
     let gated = fleet("default")
         .pin("stackgres-operator", "1.18.4")
         .wave(wave("dev", &[("env", "dev")]))
         .wave(wave("prod", &[("env", "prod")]).require_approval());
-    let mut files = FleetFiles::new().with(&gated);
-    for (name, env) in f.names.iter().zip(["dev", "prod"]) {
-        files.add(&cluster(name).label("env", env));
-        files.add(&claim("app", name));
-    }
-    repo.write(&files);
-    let sha = repo.commit("first");
-
-    let gh = FakeGitHub::start().await;
-    let client = Client::new(&gh.url, "acme/fleet", Token::new("ghs_x")).unwrap();
-    let observers: Vec<Arc<dyn WaveObserver>> =
-        vec![Arc::new(CommitStatuses::start(client.clone()))];
-    let agent = f
-        .start_agent(AgentOptions {
-            reference: Some(GitRef::Branch("main".into())),
-            interval: Some(Duration::from_millis(300)),
-            observers,
-            github_approvals: Some(client),
-            ..AgentOptions::git(repo.file_url())
-        })
-        .await;
+    // The repository is kept to the end: the agent reads it.
+    let OnGitHub {
+        f,
+        repo: _repo,
+        gh,
+        agent,
+        first: sha,
+    } = on_github(&gated, true).await;
     let prod_state = |s: &psql_fleet::status::StatusReport| {
         s.rollout
             .as_ref()
@@ -188,8 +203,6 @@ async fn a_wave_waiting_for_approval_is_approved_from_the_pull_request_of_its_co
 /// A wave rolled back is said on the pull request of the commit too, besides its status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_is_said_on_the_pull_request_of_the_commit() {
-    let f = SimFleet::start(2, Duration::from_millis(100)).await;
-    let repo = FleetRepo::new();
     // dev goes back to what it ran when it cannot be made ready in time.
     let settings = |pin: &str| {
         fleet("default")
@@ -197,25 +210,9 @@ async fn a_rollback_is_said_on_the_pull_request_of_the_commit() {
             .wave(wave("dev", &[("env", "dev")]).timeout("2s").rollback_auto())
             .wave(wave("prod", &[("env", "prod")]))
     };
-    let mut files = FleetFiles::new().with(&settings("1.18.4"));
-    for (name, env) in f.names.iter().zip(["dev", "prod"]) {
-        files.add(&cluster(name).label("env", env));
-        files.add(&claim("app", name));
-    }
-    repo.write(&files);
-    repo.commit("first");
-
-    let gh = FakeGitHub::start().await;
-    let client = Client::new(&gh.url, "acme/fleet", Token::new("ghs_x")).unwrap();
-    let observers: Vec<Arc<dyn WaveObserver>> = vec![Arc::new(CommitStatuses::start(client))];
-    let agent = f
-        .start_agent(AgentOptions {
-            reference: Some(GitRef::Branch("main".into())),
-            interval: Some(Duration::from_millis(300)),
-            observers,
-            ..AgentOptions::git(repo.file_url())
-        })
-        .await;
+    let OnGitHub {
+        f, repo, gh, agent, ..
+    } = on_github(&settings("1.18.4"), false).await;
     agent
         .wait_for("the first revision everywhere", |s| {
             s.rollout.as_ref().is_some_and(|r| r.phase == "complete")

@@ -25,6 +25,7 @@ pub trait WaveObserver: Send + Sync {
     fn transition(&self, transition: &Transition);
 }
 
+#[derive(Default)]
 struct Inner {
     state: State,
     /// The revisions some cluster is given, loaded.
@@ -84,16 +85,7 @@ impl RolloutDriver {
     ) -> RolloutDriver {
         let (wake, _) = watch::channel(0);
         let this = RolloutDriver {
-            inner: Mutex::new(Inner {
-                state: State::default(),
-                fleets: BTreeMap::new(),
-                broken: BTreeMap::new(),
-                health: BTreeMap::new(),
-                gates: Readings::new(),
-                wave_of: BTreeMap::new(),
-                reported: false,
-                rollbacks: BTreeSet::new(),
-            }),
+            inner: Mutex::new(Inner::default()),
             keeper,
             wake,
             metrics,
@@ -143,11 +135,8 @@ impl RolloutDriver {
             state: loaded.state,
             fleets,
             broken,
-            health: BTreeMap::new(),
-            gates: Readings::new(),
-            wave_of: BTreeMap::new(),
-            reported: false,
             rollbacks,
+            ..Inner::default()
         };
         let transitions = inner.state.restarted(now_ms());
         if transitions.is_empty() {

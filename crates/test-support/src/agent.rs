@@ -392,6 +392,30 @@ pub struct ProcessOptions {
     pub name: Option<String>,
 }
 
+/// The arguments of `psql-fleet run --leader-elect` as `identity`, the Lease in `default`
+/// on the cluster `kubeconfig` reaches, with `[lease duration, renew deadline, retry
+/// period]`.
+pub fn leader_elect_args(kubeconfig: &Path, identity: &str, timings: [&str; 3]) -> Vec<String> {
+    let [lease, renew, retry] = timings;
+    [
+        "--leader-elect",
+        "--leader-elect-kubeconfig",
+        &kubeconfig.display().to_string(),
+        "--leader-elect-namespace",
+        "default",
+        "--leader-elect-identity",
+        identity,
+        "--leader-elect-lease-duration",
+        lease,
+        "--leader-elect-renew-deadline",
+        renew,
+        "--leader-elect-retry-period",
+        retry,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// `psql-fleet run` as a child process; killed (SIGKILL) if still running when dropped.
 pub struct AgentProcess {
     endpoint: Endpoint,

@@ -3,7 +3,6 @@
 //! 2 MB of JSON at 10,000 clusters; gzipped it stays well under the 1 MiB a ConfigMap
 //! holds (kube-apiserver refuses more, and etcd's request limit is 1.5 MiB).
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 use flate2::read::GzDecoder;
@@ -11,6 +10,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 
 use fleet_core::fleetdir::FileTree;
+use fleet_core::rollout::store::{files_from_json, files_to_json};
 use fleet_core::rollout::State;
 
 /// What a ConfigMap holds at most (`data` and `binaryData` together), less room for the
@@ -67,31 +67,21 @@ pub fn decode_state(bytes: &[u8]) -> Result<State, Error> {
 }
 
 pub fn encode_files(revision: &str, tree: &FileTree) -> Result<Vec<u8>, Error> {
-    let files: BTreeMap<&str, String> = tree
-        .files
-        .iter()
-        .map(|(p, b)| (p.as_str(), String::from_utf8_lossy(b).into_owned()))
-        .collect();
-    let json = serde_json::to_vec(&files).unwrap_or_default();
-    bounded(&format!("revision {revision}"), gzip(&json))
+    bounded(&format!("revision {revision}"), gzip(&files_to_json(tree)))
 }
 
 pub fn decode_files(revision: &str, bytes: &[u8]) -> Result<FileTree, Error> {
     let what = format!("revision {revision}");
-    let files: BTreeMap<String, String> =
-        serde_json::from_slice(&gunzip(&what, bytes)?).map_err(|e| Error::Corrupt {
-            what: what.clone(),
-            message: e.to_string(),
-        })?;
-    let mut tree = FileTree::default();
-    for (p, text) in files {
-        tree.insert(p, text);
-    }
-    Ok(tree)
+    files_from_json(&gunzip(&what, bytes)?).map_err(|e| Error::Corrupt {
+        what,
+        message: e.to_string(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use fleet_core::rollout::{Given, Rollout, WaveProgress, WaveState};
 

@@ -46,6 +46,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     fs::rename(&tmp, path).map_err(|e| io(path, e))
 }
 
+/// A revision's fleet files as a JSON object of path to text, as they are kept (on disk
+/// here, in a ConfigMap under leader election).
+pub fn files_to_json(tree: &FileTree) -> Vec<u8> {
+    let files: BTreeMap<&str, String> = tree
+        .files
+        .iter()
+        .map(|(p, b)| (p.as_str(), String::from_utf8_lossy(b).into_owned()))
+        .collect();
+    serde_json::to_vec(&files).unwrap_or_default()
+}
+
+/// The fleet files [`files_to_json`] wrote.
+pub fn files_from_json(bytes: &[u8]) -> Result<FileTree, serde_json::Error> {
+    let files: BTreeMap<String, String> = serde_json::from_slice(bytes)?;
+    let mut tree = FileTree::default();
+    for (p, text) in files {
+        tree.insert(p, text);
+    }
+    Ok(tree)
+}
+
 /// Revision ids are hex digests; anything else is refused as a file name.
 fn file_name(revision: &str) -> Option<String> {
     let ok = !revision.is_empty()
@@ -93,13 +114,7 @@ impl Store {
         if path.exists() {
             return Ok(());
         }
-        let files: BTreeMap<&str, String> = tree
-            .files
-            .iter()
-            .map(|(p, b)| (p.as_str(), String::from_utf8_lossy(b).into_owned()))
-            .collect();
-        let bytes = serde_json::to_vec(&files).unwrap_or_default();
-        write_atomic(&path, &bytes)
+        write_atomic(&path, &files_to_json(tree))
     }
 
     /// The fleet files of a kept revision.
@@ -109,16 +124,10 @@ impl Store {
         };
         let path = self.dir.join(REVISIONS).join(name);
         let bytes = fs::read(&path).map_err(|e| io(&path, e))?;
-        let files: BTreeMap<String, String> =
-            serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-        let mut tree = FileTree::default();
-        for (p, text) in files {
-            tree.insert(p, text);
-        }
-        Ok(tree)
+        files_from_json(&bytes).map_err(|e| Error::Corrupt {
+            path: path.clone(),
+            message: e.to_string(),
+        })
     }
 
     /// Deletes the kept revisions not in `keep`.
