@@ -312,3 +312,119 @@ async fn raw_paths_health_openapi_and_explain_work_at_the_root_of_each_cluster()
     assert!(o.status.success(), "{}", text(&o));
     handle.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_management_cluster_serves_cluster_api_clusters_and_kubectl_writes_kubeconfig_secrets() {
+    let Some((_dir, handle, k)) = on_sim(SimConfig {
+        clusters: 2,
+        cluster_api: vec!["sim-000".into()],
+        ..SimConfig::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let workload = handle.kubeconfig_path("sim-001");
+    let secret = k
+        .run(
+            &[
+                "create",
+                "secret",
+                "generic",
+                "sim-001-kubeconfig",
+                "--type=cluster.x-k8s.io/secret",
+                &format!("--from-file=value={}", workload.display()),
+            ],
+            None,
+        )
+        .await;
+    assert!(secret.status.success(), "create secret: {}", text(&secret));
+    let listed = k.run(&["get", "secrets"], None).await;
+    let listed = text(&listed);
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with("sim-001-kubeconfig"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .unwrap_or_default();
+    assert_eq!(
+        line.get(1..3),
+        Some(&["cluster.x-k8s.io/secret", "1"][..]),
+        "{listed}"
+    );
+    let value = k
+        .run(
+            &[
+                "get",
+                "secret",
+                "sim-001-kubeconfig",
+                "-o",
+                "jsonpath={.data.value}",
+            ],
+            None,
+        )
+        .await;
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(text(&value).trim())
+        .unwrap();
+    assert_eq!(
+        decoded,
+        std::fs::read(&workload).unwrap(),
+        "the bytes kubectl sent"
+    );
+
+    let cluster = "apiVersion: cluster.x-k8s.io/v1beta1\nkind: Cluster\nmetadata: {name: sim-001, labels: {env: prod}}\nspec:\n  topology: {class: quick-start, version: v1.32.0}\n";
+    let applied = k.apply("capi-test", cluster).await;
+    assert!(applied.status.success(), "apply: {}", text(&applied));
+    let status = r#"{"status":{"phase":"Provisioned","controlPlaneReady":true}}"#;
+    let patched = k
+        .run(
+            &[
+                "patch",
+                "cluster",
+                "sim-001",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                status,
+            ],
+            None,
+        )
+        .await;
+    assert!(patched.status.success(), "patch status: {}", text(&patched));
+    let got = k.run(&["get", "cl"], None).await;
+    let row: Vec<String> = text(&got)
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        row[..3],
+        ["sim-001", "quick-start", "Provisioned"],
+        "{}",
+        text(&got)
+    );
+    assert_eq!(
+        row.last().map(String::as_str),
+        Some("v1.32.0"),
+        "{}",
+        text(&got)
+    );
+
+    // Any other cluster is a workload cluster: no Cluster API there.
+    let elsewhere = common::kubectl::Kubectl {
+        kubeconfig: workload.clone(),
+    };
+    let o = elsewhere
+        .run(&["get", "clusters.cluster.x-k8s.io"], None)
+        .await;
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("doesn't have a resource type"),
+        "{}",
+        text(&o)
+    );
+    handle.shutdown().await;
+}

@@ -63,6 +63,11 @@ pub struct SimArgs {
     /// (`POST /admin/clusters/<name>/crds {"install": [...]}`). Repeatable.
     #[arg(long = "without-crd", value_name = "CRD")]
     pub without_crds: Vec<String>,
+    /// Make this cluster a Cluster API management cluster: it serves Cluster API's
+    /// `Cluster` (clusters.cluster.x-k8s.io) from the start, for `run --cluster-api` to
+    /// find the fleet's clusters on. Repeatable.
+    #[arg(long = "cluster-api", value_name = "CLUSTER")]
+    pub cluster_api: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -98,6 +103,7 @@ pub fn run(args: SimArgs) -> ExitCode {
         event_window: args.event_window,
         event_max_age: args.event_max_age,
         without_crds: args.without_crds.clone(),
+        cluster_api: args.cluster_api.clone(),
         catalogue,
         audit_log: args.audit_log,
         state_file: args.state_file.clone(),

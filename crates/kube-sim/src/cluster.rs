@@ -109,16 +109,20 @@ impl ClusterState {
         }
         if let Some(res) = shared.find("apiextensions.k8s.io", "v1", "customresourcedefinitions") {
             for i in 0..shared.registry.len() {
-                let Some(name) = shared.crd_name(i) else {
+                let Some(crd_name) = shared.crd_name(i) else {
                     continue;
                 };
                 // A cluster started without an API holds no CRD for it: nothing serves it
                 // until the CRD is installed.
-                if shared.config.without_crds.contains(&name) {
+                if shared.config.without_crds.contains(&crd_name) {
+                    continue;
+                }
+                let optional = super::crds::OPTIONAL_CRDS.contains(&crd_name.as_str());
+                if optional && !shared.config.cluster_api.iter().any(|c| c == name) {
                     continue;
                 }
                 if let Some(crd) = shared.crd_object(i) {
-                    store.put(key(res, "", &name), crd);
+                    store.put(key(res, "", &crd_name), crd);
                 }
             }
         }

@@ -32,6 +32,10 @@ pub struct SimConfig {
     /// clusters start without: their kinds are not served until the CRD is installed
     /// (through the admin API, or by creating the CRD object).
     pub without_crds: Vec<String>,
+    /// Clusters that are Cluster API management clusters: they serve
+    /// `clusters.cluster.x-k8s.io` from the start (every other cluster only once the CRD
+    /// is installed).
+    pub cluster_api: Vec<String>,
 }
 
 impl SimConfig {
@@ -60,6 +64,7 @@ impl Default for SimConfig {
             audit_log: None,
             state_file: None,
             without_crds: Vec::new(),
+            cluster_api: Vec::new(),
         }
     }
 }

@@ -4,6 +4,7 @@
 use kube::CustomResourceExt;
 use serde_json::{json, Value};
 
+use fleet_core::api::cluster_api;
 use fleet_core::api::{ClusterProviderConfig, ClusterUsage, ProviderConfig, Release, Usage};
 
 /// The CRD that serves provider-helm's namespaced `Release`.
@@ -207,6 +208,8 @@ pub fn registry() -> Vec<ResourceType> {
         // The agent's rollout state under leader election: written under a resourceVersion
         // precondition, and bounded in size as kube-apiserver bounds it.
         builtin("", "v1", "ConfigMap", "configmaps", true, &["cm"], false),
+        // Cluster API's kubeconfig Secrets, on a simulated management cluster.
+        builtin("", "v1", "Secret", "secrets", true, &[], false),
         builtin(
             "events.k8s.io",
             "v1",
@@ -247,7 +250,20 @@ pub fn registry() -> Vec<ResourceType> {
         ),
     ];
     types.extend(generated_crds().into_iter().map(from_crd));
+    types.push(from_crd(cluster_api_crd()));
     types
+}
+
+/// CRDs a cluster serves only when it is made a management cluster
+/// ([`crate::config::SimConfig::cluster_api`]) or they are installed later.
+pub const OPTIONAL_CRDS: &[&str] = &[cluster_api::CRD_NAME];
+
+/// Cluster API's `Cluster` CRD, generated from the project's model of it (the upstream CRD
+/// is the reference; it is not copied here).
+pub fn cluster_api_crd() -> Value {
+    let mut crd = serde_json::to_value(cluster_api::Cluster::crd()).unwrap_or_default();
+    crd["spec"]["versions"][0]["subresources"] = json!({"status": {}});
+    like_controller_gen(crd)
 }
 
 /// A minimal apps/v1 Deployment as Helm would install it for an operator chart.

@@ -1,7 +1,7 @@
 //! Request bodies in `application/vnd.kubernetes.protobuf`, which kubectl's typed clients
 //! send (`kubectl create namespace`): the `k8s\0` envelope around a `runtime.Unknown`
 //! (typeMeta, raw, contentEncoding, contentType) and the few built-in messages the
-//! simulator can decode completely (Namespace). Anything else, or any field this reader
+//! simulator can decode completely (Namespace, Secret). Anything else, or any field this reader
 //! does not know, is refused with 415 rather than silently dropped.
 
 use serde_json::{json, Map, Value};
@@ -251,6 +251,46 @@ fn namespace(raw: &[u8]) -> Result<Value, ApiError> {
     Ok(ns)
 }
 
+/// `v1.Secret` (generated.proto: metadata 1, data 2 as bytes, type 3, stringData 4,
+/// immutable 5), which `kubectl create secret` sends; `data` as JSON carries base64.
+fn secret(raw: &[u8]) -> Result<Value, ApiError> {
+    use base64::Engine;
+    let mut secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {}});
+    let (mut data, mut string_data) = (Map::new(), Map::new());
+    for (n, w) in fields(raw)? {
+        match n {
+            1 => secret["metadata"] = object_meta(bytes(&w)?)?,
+            2 => {
+                let (mut k, mut v) = (String::new(), Vec::new());
+                for (n, w) in fields(bytes(&w)?)? {
+                    match n {
+                        1 => k = string(&w)?,
+                        2 => v = bytes(&w)?.to_vec(),
+                        _ => return Err(malformed()),
+                    }
+                }
+                let encoded = base64::engine::general_purpose::STANDARD.encode(v);
+                data.insert(k, Value::String(encoded));
+            }
+            3 => set(
+                secret.as_object_mut().ok_or_else(malformed)?,
+                "type",
+                Value::String(string(&w)?),
+            ),
+            4 => map_entry(bytes(&w)?, &mut string_data)?,
+            5 => secret["immutable"] = Value::Bool(int(&w)? != 0),
+            _ => return Err(unsupported(format!("Secret field {n}"))),
+        }
+    }
+    if !data.is_empty() {
+        secret["data"] = Value::Object(data);
+    }
+    if !string_data.is_empty() {
+        secret["stringData"] = Value::Object(string_data);
+    }
+    Ok(secret)
+}
+
 /// Whether a Content-Type header names the protobuf encoding.
 pub fn is_protobuf(content_type: &str) -> bool {
     content_type
@@ -284,6 +324,7 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
     let raw = raw.unwrap_or_default();
     match (api_version.as_str(), kind.as_str()) {
         ("v1", "Namespace") => namespace(raw),
+        ("v1", "Secret") => secret(raw),
         _ => Err(unsupported(format!("{kind} ({api_version})"))),
     }
 }
@@ -314,6 +355,22 @@ mod tests {
             field(4, b""),
         ]
         .concat()
+    }
+
+    #[test]
+    fn a_secret_decodes_with_its_bytes_as_base64_and_its_type() {
+        let meta = field(1, b"w1-kubeconfig");
+        let entry = [field(1, b"value"), field(2, b"apiVersion: v1")].concat();
+        let raw = [
+            field(1, &meta),
+            field(2, &entry),
+            field(3, b"cluster.x-k8s.io/secret"),
+        ]
+        .concat();
+        let v = decode(&envelope("v1", "Secret", &raw)).unwrap();
+        assert_eq!(v["metadata"]["name"], "w1-kubeconfig");
+        assert_eq!(v["data"]["value"], "YXBpVmVyc2lvbjogdjE=");
+        assert_eq!(v["type"], "cluster.x-k8s.io/secret");
     }
 
     #[test]

@@ -91,6 +91,11 @@ fn columns(r: &ResourceType) -> Vec<Value> {
             col("Data", ".data", "integer"),
             col("Age", ".metadata.creationTimestamp", "date"),
         ],
+        "Secret" => vec![
+            col("Type", ".type", "string"),
+            col("Data", ".data", "integer"),
+            col("Age", ".metadata.creationTimestamp", "date"),
+        ],
         "Lease" => vec![
             col("Holder", ".spec.holderIdentity", "string"),
             col("Age", ".metadata.creationTimestamp", "date"),
@@ -108,8 +113,8 @@ fn columns(r: &ResourceType) -> Vec<Value> {
 fn cell(obj: &Value, col: &Value, kind: &str) -> Value {
     let path = col["jsonPath"].as_str().unwrap_or_default();
     let v = json_path(obj, path);
-    // kubectl counts a ConfigMap's entries, both kinds of data.
-    if kind == "ConfigMap" && col["name"] == "Data" {
+    // kubectl counts a ConfigMap's entries, both kinds of data, and a Secret's.
+    if matches!(kind, "ConfigMap" | "Secret") && col["name"] == "Data" {
         let count = |k: &str| obj.get(k).and_then(Value::as_object).map_or(0, |m| m.len());
         return json!(count("data") + count("binaryData"));
     }

@@ -2,6 +2,7 @@
 //! `Release`, Crossplane `Usage`), as `#[derive(CustomResource)]` structs so that one set of
 //! Rust types both renders objects and generates the CRDs the simulator serves.
 
+pub mod cluster_api;
 pub mod condition;
 pub mod provider_config;
 pub mod psql;

@@ -12,9 +12,9 @@ use crate::status::ApiError;
 /// `corevalidation.MaxSecretSize`, which ConfigMaps share.
 pub const MAX_SIZE: usize = 1024 * 1024;
 
-const IMMUTABLE: &str = "Forbidden: field is immutable when `immutable` is set";
+pub(super) const IMMUTABLE: &str = "Forbidden: field is immutable when `immutable` is set";
 
-fn config_key_ok(key: &str) -> bool {
+pub(super) fn config_key_ok(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 253
         && key != "."
@@ -25,7 +25,7 @@ fn config_key_ok(key: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-fn cause(field: String, message: String, reason: &str) -> Value {
+pub(super) fn cause(field: String, message: String, reason: &str) -> Value {
     json!({"reason": reason, "message": message, "field": field})
 }
 

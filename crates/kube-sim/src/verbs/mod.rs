@@ -8,6 +8,7 @@ mod configmap;
 mod delete;
 mod patch;
 mod read;
+mod secret;
 mod write;
 
 use serde_json::Value;

@@ -149,6 +149,10 @@ pub(super) fn commit(
     if r.kind == "ConfigMap" && r.group.is_empty() {
         super::configmap::check(t.name, old.as_deref(), &new)?;
     }
+    if r.kind == "Secret" && r.group.is_empty() && t.subresource.is_none() {
+        super::secret::prepare(&mut new);
+        super::secret::check(t.name, old.as_deref(), &new)?;
+    }
     if !owned_by_apply {
         let now = objects::now();
         let api_version = r.api_version();
