@@ -120,6 +120,7 @@ async fn main() {
         leader_election: None,
         gates: Default::default(),
         github_approvals: None,
+        cluster_api: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent = tokio::spawn(agent::run(config, async move {

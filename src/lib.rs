@@ -4,7 +4,8 @@
 //!
 //! This crate is the agent's I/O edge and the command line; the decisions live in
 //! `fleet-core` and the simulated clusters in `kube-sim`. The agent's pipeline: [`source`]
-//! yields revisions of the fleet directory, [`agent`] accepts them and gives each cluster
+//! yields revisions of the fleet directory (with the clusters [`cluster_api`] finds on a
+//! management cluster, when asked), [`agent`] accepts them and gives each cluster
 //! its assignment, [`cluster`] runs one session per cluster (connect, watch, pass, apply),
 //! and what they learn is published through [`metrics`] and [`status`] over HTTP.
 
@@ -22,6 +23,7 @@
 pub mod agent;
 pub mod cli;
 pub mod cluster;
+pub mod cluster_api;
 pub mod error_chain;
 pub mod github;
 pub mod http_server;

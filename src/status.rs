@@ -26,6 +26,27 @@ pub struct StatusReport {
     /// Where the rollout state is kept, under leader election.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<StateStatus>,
+    /// `--cluster-api`: the clusters found on the management cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_api: Option<ClusterApiStatus>,
+}
+
+/// The fleet's clusters from Cluster API (`run --cluster-api`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterApiStatus {
+    /// Whether both watches (Clusters and kubeconfig Secrets) have listed once; until
+    /// then no revision is served, so that no cluster looks removed.
+    pub synced: bool,
+    /// How many Clusters are in the fleet.
+    pub clusters: usize,
+    /// Clusters not in the fleet yet, and why (a control plane not initialised yet, no
+    /// kubeconfig Secret yet): waited for, not errors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<crate::cluster_api::found::Waiting>,
+    /// Why a watch failed last (it is retried; the clusters found stay in the fleet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The rollout state on the management cluster.

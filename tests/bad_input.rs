@@ -361,7 +361,7 @@ fn the_size_error_states_the_real_size_and_the_limit() {
 /// contents (the token below must not appear).
 #[tokio::test]
 async fn bad_kubeconfigs_give_an_error_naming_cluster_and_file_and_never_their_contents() {
-    use psql_fleet::cluster::kubeconfig::{client, resolve};
+    use psql_fleet::cluster::kubeconfig::{client, resolve, Source};
     const TOKEN: &str = "tok-6f1d2c9e-do-not-print";
     let good = format!(
         "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:1'}}}}]\nusers: [{{name: u, user: {{token: {TOKEN}}}}}]\ncontexts: [{{name: ctx, context: {{cluster: c, user: u}}}}]\ncurrent-context: ctx\n"
@@ -457,9 +457,10 @@ async fn bad_kubeconfigs_give_an_error_naming_cluster_and_file_and_never_their_c
             name: "c1".into(),
             labels: Default::default(),
             spec: serde_yaml::from_str(&spec).unwrap(),
+            kubeconfig_secret: None,
         };
         let result = match resolve(creds.path(), &cluster) {
-            Ok(path) => client(&path, &cluster, false, "psql-fleet-test")
+            Ok(path) => client(&Source::File(path), &cluster, false, "psql-fleet-test")
                 .await
                 .map(|_| ()),
             Err(e) => Err(e),

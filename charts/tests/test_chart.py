@@ -283,6 +283,45 @@ class LeaderElection(unittest.TestCase):
             install_dry_run(merge(REQUIRED, {"leaderElection": {"enabled": "yes"}}))
 
 
+class ClusterApi(unittest.TestCase):
+    def rbac(self, objects):
+        return sorted((o["kind"], o["metadata"].get("namespace", "")) for o in objects if o["kind"] in RBAC_KINDS
+                      and o["metadata"]["name"].endswith("-cluster-api"))
+
+    def test_off_by_default_with_no_flag_and_no_access(self):
+        objects, _ = install_dry_run(REQUIRED)
+        args = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        self.assertFalse([a for a in args if a.startswith("--cluster-api")])
+        self.assertEqual(self.rbac(objects), [])
+
+    def test_namespaces_named_get_a_read_only_role_each_and_a_flag_each(self):
+        values = merge(REQUIRED, {"leaderElection": {"enabled": False}, "replicaCount": 1,
+                                  "clusterApi": {"enabled": True, "namespaces": ["capi-a", "capi-b"]}})
+        objects, _ = install_dry_run(values)
+        pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+        args = pod["containers"][0]["args"]
+        self.assertIn("--cluster-api", args)
+        self.assertEqual([a for a in args if a.startswith("--cluster-api-namespace")],
+                         ["--cluster-api-namespace=capi-a", "--cluster-api-namespace=capi-b"])
+        self.assertIs(pod["automountServiceAccountToken"], True)
+        self.assertEqual(self.rbac(objects), [("Role", "capi-a"), ("Role", "capi-b"),
+                                              ("RoleBinding", "capi-a"), ("RoleBinding", "capi-b")])
+        role = [o for o in objects if o["kind"] == "Role" and o["metadata"]["name"].endswith("-cluster-api")][0]
+        for rule in role["rules"]:
+            self.assertEqual(rule["verbs"], ["get", "list", "watch"])
+        self.assertEqual({r["resources"][0] for r in role["rules"]}, {"clusters", "secrets"})
+
+    def test_no_namespace_named_is_every_namespace_through_a_cluster_role(self):
+        objects, _ = install_dry_run(merge(REQUIRED, {"clusterApi": {"enabled": True}}))
+        self.assertEqual(self.rbac(objects), [("ClusterRole", ""), ("ClusterRoleBinding", "")])
+        binding = [o for o in objects if o["kind"] == "ClusterRoleBinding"][0]
+        self.assertEqual(binding["subjects"][0]["namespace"], "psql-fleet")
+
+    def test_a_namespace_that_is_not_a_name_is_refused_by_the_schema(self):
+        with self.assertRaisesRegex(helm.HelmError, "clusterApi"):
+            install_dry_run(merge(REQUIRED, {"clusterApi": {"enabled": True, "namespaces": ["Not A Name"]}}))
+
+
 class Example(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

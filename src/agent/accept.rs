@@ -173,4 +173,40 @@ mod tests {
         assert_eq!(one.fleet.claims_of("p0").count(), 0);
         assert_eq!(one.fleet.claims_of("p1").count(), 1);
     }
+
+    /// One selector claim over four prod clusters found on Cluster API, `relabelled` of
+    /// them moved to dev there.
+    fn found(relabelled: usize) -> Revision {
+        use fleet_core::model::inventory::{FoundCluster, Inventory};
+        let files = FleetFiles::new().with(&selector_claim("db", &[("env", "prod")]));
+        let inventory = Inventory {
+            clusters: (0..4)
+                .map(|i| FoundCluster {
+                    namespace: "capi".into(),
+                    name: format!("w{i}"),
+                    labels: [(
+                        "env".to_string(),
+                        if i < relabelled { "dev" } else { "prod" }.to_string(),
+                    )]
+                    .into(),
+                })
+                .collect(),
+        };
+        revision_of(&files).with_inventory(&inventory)
+    }
+
+    #[test]
+    fn relabelling_most_cluster_api_clusters_at_once_is_refused_as_a_mass_prune() {
+        let current = accept(None, &found(0), false).unwrap();
+        assert_eq!(current.fleet.claims.len(), 4);
+        match accept(Some(&current), &found(3), false) {
+            Err(Rejected::MassPrune { clusters, .. }) => assert_eq!(clusters, ["w0", "w1", "w2"]),
+            other => panic!("{other:?}"),
+        }
+        let one = accept(Some(&current), &found(1), false).unwrap();
+        assert_eq!(one.fleet.claims_of("w0").count(), 0);
+        assert!(one.revision.starts_with(&content_hash(
+            &revision_of(&FleetFiles::new().with(&selector_claim("db", &[("env", "prod")]))).tree
+        )));
+    }
 }

@@ -61,7 +61,7 @@ pub fn spawn(client: Client, rollouts: Arc<RolloutDriver>, interval: Duration) -
             let Some((revision, wave)) = rollouts.awaiting_approval() else {
                 continue;
             };
-            match ask(&client, &revision).await {
+            match ask(&client, crate::source::commit_of(&revision)).await {
                 Ok(pulls) => {
                     if let Some(who) = approval(&wave, &pulls) {
                         match rollouts.approve(&wave, &who) {

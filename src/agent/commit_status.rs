@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use super::driver::WaveObserver;
 use crate::github::{Client, StatusState};
+use crate::source::commit_of;
 use fleet_core::rollout::rollback::is_rollback;
 use fleet_core::rollout::{Transition, WaveState};
 
@@ -24,9 +25,9 @@ async fn comment_rollback(client: &Client, t: &Transition) -> Result<(), crate::
     let body = format!(
         "**psql-fleet rolled back wave `{}`** of commit {}:\n\n```\n{why}\n```\n\nThe rollout is halted; `psql-fleet rollout status` says where it stands, `psql-fleet rollout resume` tries the wave again.",
         t.wave.replace('`', "'"),
-        t.revision,
+        commit_of(&t.revision),
     );
-    for pull in client.pulls_of_commit(&t.revision).await? {
+    for pull in client.pulls_of_commit(commit_of(&t.revision)).await? {
         client
             .upsert_comment(pull.number, &rollback_marker(&t.wave), &body)
             .await?;
@@ -65,7 +66,8 @@ impl CommitStatuses {
                 let description = format!("{}: {}", t.state.as_str(), t.description);
                 let result = client
                     .set_commit_status(
-                        &t.revision,
+                        // A revision with Cluster API clusters still names its commit.
+                        commit_of(&t.revision),
                         &context(&t.wave),
                         status_state(t.state),
                         &description,

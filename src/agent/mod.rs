@@ -52,6 +52,9 @@ pub enum Error {
     Source(#[source] crate::source::Error),
     #[error(transparent)]
     Leader(#[from] leader::Error),
+    /// The Cluster API management cluster's client cannot be built.
+    #[error("--cluster-api: {0}")]
+    ClusterApi(#[source] leader::Error),
 }
 
 /// Everything `run` is told on the command line.
@@ -85,6 +88,8 @@ pub struct Config {
     /// `--github-repo`: a wave waiting for approval is approved from the pull request of
     /// its commit, asked this often.
     pub github_approvals: Option<(crate::github::Client, Duration)>,
+    /// `--cluster-api`: clusters found on a Cluster API management cluster join the fleet.
+    pub cluster_api: Option<crate::cluster_api::Settings>,
 }
 
 /// Where webhook deliveries are received, and the secret that signs them.
@@ -166,6 +171,17 @@ async fn serve(
             SourceSpec::Git(u) => crate::source::git::redact_url(u),
         };
     }
+    // Found on every replica (it only reads), so a new leader serves at once.
+    let inventory = match &config.cluster_api {
+        Some(settings) => {
+            let client = leader::client(settings.kubeconfig.as_deref())
+                .await
+                .map_err(Error::ClusterApi)?;
+            tracing::info!(namespaces = ?settings.namespaces, "finding clusters on the Cluster API management cluster");
+            Some(crate::cluster_api::spawn(client, settings, status.clone()))
+        }
+        None => None,
+    };
     // A replica under leader election writes nothing (not even its rollout state) until
     // it leads.
     let fence = match &config.leader_election {
@@ -234,6 +250,7 @@ async fn serve(
         trigger: &trigger,
         fence: &fence,
         state_maps: kept.config_maps.as_ref(),
+        inventory: inventory.as_ref(),
     };
     tokio::pin!(shutdown);
     let outcome = loop {
@@ -266,6 +283,9 @@ async fn serve(
         releaser.release().await;
     }
     gates_task.abort();
+    if let Some(inventory) = inventory {
+        inventory.task.abort();
+    }
     if let Some(task) = approvals_task {
         task.abort();
     }
@@ -296,6 +316,8 @@ struct Term<'a> {
     fence: &'a leader::Fence,
     /// Where the rollout state is kept under leader election, read back at every term.
     state_maps: Option<&'a Arc<state_store::config_maps::ConfigMaps>>,
+    /// `--cluster-api`: what is found there joins every revision served.
+    inventory: Option<&'a crate::cluster_api::Inventory>,
 }
 
 /// Resolves once `role` says this replica does not lead any more, or leads in a later term
@@ -347,6 +369,7 @@ impl Term<'_> {
             semaphore: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
             credentials_dir: config.credentials_dir.clone(),
             kubeconfigs,
+            cluster_api_kubeconfigs: self.inventory.map(|i| i.kubeconfigs.clone()),
             dry_run: config.dry_run,
             allow_mass_prune: config.allow_mass_prune,
             resync: config.interval,
@@ -380,6 +403,8 @@ impl Term<'_> {
         let mut ready_tick = tokio::time::interval(Duration::from_millis(500));
         let mut rollout_tick = tokio::time::interval(Duration::from_millis(250));
         let mut read_once = false;
+        let mut found = self.inventory.map(|i| i.found.clone());
+        let mut composing = Composing::default();
         let outcome = loop {
             tokio::select! {
                 _ = &mut shutdown => break Ended::Stopped(Ok(())),
@@ -393,6 +418,7 @@ impl Term<'_> {
                     }
                 }
                 _ = ready_tick.tick() => agent.publish_ready(),
+                _ = inventory_changed(&mut found) => composing.serve(&mut agent, found.as_ref()),
                 revision = revisions.recv() => match revision {
                     // Read, and refused: a verdict on a revision, whether or not one was read
                     // before, never a reason to stop.
@@ -408,7 +434,13 @@ impl Term<'_> {
                     Some(Err(e)) if !read_once => agent.wait_for_source(&e),
                     Some(revision) => {
                         read_once |= revision.is_ok();
-                        agent.receive(revision);
+                        match (revision, &found) {
+                            (Ok(revision), Some(_)) => {
+                                composing.source = Some(revision);
+                                composing.serve(&mut agent, found.as_ref());
+                            }
+                            (revision, _) => agent.receive(revision),
+                        }
                     }
                     None => break Ended::Stopped(Ok(())),
                 },
@@ -475,6 +507,41 @@ impl Term<'_> {
             s.clusters.clear();
             s.ready = false;
         }
+    }
+}
+
+/// The newest source revision, to be served with what Cluster API found.
+#[derive(Default)]
+struct Composing {
+    source: Option<Revision>,
+}
+
+impl Composing {
+    /// Serves the source's revision with the inventory found; nothing until both are there,
+    /// since a revision without the inventory would look like every found cluster removed.
+    fn serve(&self, agent: &mut Agent, found: Option<&crate::cluster_api::Found>) {
+        let snapshot = found.and_then(|f| f.borrow().clone());
+        match (&self.source, snapshot) {
+            (Some(source), Some(snapshot)) => {
+                agent.receive(Ok(source.with_inventory(&snapshot.inventory)));
+            }
+            (Some(source), None) => {
+                tracing::info!(revision = %source.short_id(), "waiting for the Cluster API inventory before serving the revision");
+            }
+            (None, _) => {}
+        }
+    }
+}
+
+/// Resolves when the Cluster API inventory changed; never without `--cluster-api`.
+async fn inventory_changed(found: &mut Option<crate::cluster_api::Found>) {
+    match found {
+        Some(f) => {
+            if f.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

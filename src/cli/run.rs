@@ -168,6 +168,19 @@ pub struct RunArgs {
     /// How often the leader renews, and a standby tries to take the Lease.
     #[arg(long, default_value = "2s", value_parser = fleet_core::model::duration::parse, requires = "leader_elect")]
     pub leader_elect_retry_period: Duration,
+    /// Also take the fleet's clusters from a Cluster API management cluster: every
+    /// `Cluster` (cluster.x-k8s.io/v1beta1) whose control plane is initialised, with its
+    /// labels, reached through the kubeconfig Secret `<name>-kubeconfig` (key `value`)
+    /// Cluster API writes beside it. Claims select them by label like cluster files.
+    #[arg(long)]
+    pub cluster_api: bool,
+    /// Kubeconfig of the Cluster API management cluster [default: the in-cluster
+    /// configuration of the pod's service account].
+    #[arg(long, value_name = "PATH", requires = "cluster_api")]
+    pub cluster_api_kubeconfig: Option<PathBuf>,
+    /// Namespace to find Clusters in [default: every namespace]. Repeatable.
+    #[arg(long, value_name = "NAMESPACE", requires = "cluster_api")]
+    pub cluster_api_namespace: Vec<String>,
 }
 
 /// `--leader-elect` and its flags, checked.
@@ -396,6 +409,10 @@ pub fn run(args: &RunArgs) -> ExitCode {
             interval: args.prometheus_interval,
         },
         github_approvals,
+        cluster_api: args.cluster_api.then(|| crate::cluster_api::Settings {
+            kubeconfig: args.cluster_api_kubeconfig.clone(),
+            namespaces: args.cluster_api_namespace.clone(),
+        }),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

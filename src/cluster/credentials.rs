@@ -29,6 +29,11 @@ pub struct Changes {
 }
 
 impl Changes {
+    /// Changes announced by another source (the Cluster API kubeconfig Secrets).
+    pub fn from_receiver(rx: watch::Receiver<u64>) -> Changes {
+        Changes { rx }
+    }
+
     /// A receiver that has seen every change so far: the next one wakes it.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         let mut rx = self.rx.clone();

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use sha2::{Digest, Sha256};
 
+use super::credentials;
+use crate::cluster_api::Kubeconfigs;
+use fleet_core::model::inventory::SecretRef;
 use fleet_core::model::Cluster;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,12 +22,17 @@ pub enum Error {
         path: PathBuf,
         reason: String,
     },
+    /// Found on the Cluster API management cluster, but its Secret is not there (now).
+    #[error(
+        "cluster {cluster}: kubeconfig {secret} (key value) not found on the management cluster"
+    )]
+    NoSecret { cluster: String, secret: SecretRef },
     #[error("cluster {cluster}: kubeconfig {} resolves outside the credentials directory; refusing it", path.display())]
     Escapes { cluster: String, path: PathBuf },
-    #[error("cluster {cluster}: kubeconfig {} is not usable (context {context}): {kind}", path.display())]
+    #[error("cluster {cluster}: kubeconfig {path} is not usable (context {context}): {kind}")]
     Invalid {
         cluster: String,
-        path: PathBuf,
+        path: String,
         context: String,
         /// The kind of problem only; kube's own message may quote the file.
         kind: &'static str,
@@ -32,10 +40,10 @@ pub enum Error {
     /// The kubeconfig parsed, but no client could be made of it. The cause is the TLS
     /// stack's or the auth layer's (a certificate that is not PEM, a token file that
     /// cannot be read), which names what is wrong, never the material itself.
-    #[error("cluster {cluster}: kubeconfig {} is not usable (context {context}): client cannot be built", path.display())]
+    #[error("cluster {cluster}: kubeconfig {path} is not usable (context {context}): client cannot be built")]
     Client {
         cluster: String,
-        path: PathBuf,
+        path: String,
         context: String,
         /// Boxed: kube's errors are large, and every call of [`client`] would carry one.
         #[source]
@@ -70,6 +78,80 @@ pub fn fingerprint(path: &Path) -> Option<[u8; 32]> {
     std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
 }
 
+/// Where a cluster's kubeconfig is read from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A file in the credentials directory, resolved ([`resolve`]).
+    File(PathBuf),
+    /// A Secret on the Cluster API management cluster, as its watch last delivered it.
+    Secret(SecretRef, Kubeconfigs),
+}
+
+impl Source {
+    /// Where `cluster`'s kubeconfig is: its Secret when Cluster API found it (`secrets`
+    /// holds those), else its file in `credentials_dir`.
+    pub fn of(
+        credentials_dir: &Path,
+        secrets: Option<&Kubeconfigs>,
+        cluster: &Cluster,
+    ) -> Result<Source, Error> {
+        match (&cluster.kubeconfig_secret, secrets) {
+            (Some(secret), Some(secrets)) if secrets.get(secret).is_some() => {
+                Ok(Source::Secret(secret.clone(), secrets.clone()))
+            }
+            (Some(secret), _) => Err(Error::NoSecret {
+                cluster: cluster.name.clone(),
+                secret: secret.clone(),
+            }),
+            (None, _) => resolve(credentials_dir, cluster).map(Source::File),
+        }
+    }
+
+    /// A fingerprint of the bytes now, to notice rotation.
+    pub fn fingerprint(&self) -> Option<[u8; 32]> {
+        match self {
+            Source::File(path) => fingerprint(path),
+            Source::Secret(secret, secrets) => secrets.fingerprint(secret),
+        }
+    }
+
+    /// Where its changes are announced.
+    pub fn changes<'a>(&'a self, files: &'a credentials::Changes) -> &'a credentials::Changes {
+        match self {
+            Source::File(_) => files,
+            Source::Secret(_, secrets) => secrets.changes(),
+        }
+    }
+
+    /// How errors name it: the path, or the Secret.
+    fn shown(&self) -> String {
+        match self {
+            Source::File(path) => path.display().to_string(),
+            Source::Secret(secret, _) => secret.to_string(),
+        }
+    }
+
+    /// The bytes, at most [`MAX_KUBECONFIG_BYTES`] and one.
+    fn read(&self) -> Result<Vec<u8>, &'static str> {
+        match self {
+            Source::File(path) => {
+                let mut bytes = Vec::new();
+                let file = std::fs::File::open(path).map_err(|_| "cannot be read")?;
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(file, MAX_KUBECONFIG_BYTES as u64 + 1),
+                    &mut bytes,
+                )
+                .map_err(|_| "cannot be read")?;
+                Ok(bytes)
+            }
+            Source::Secret(secret, secrets) => secrets
+                .get(secret)
+                .map(|b| b.to_vec())
+                .ok_or("is no longer on the management cluster"),
+        }
+    }
+}
+
 /// Set to `1` to let a kubeconfig turn TLS verification off (`insecure-skip-tls-verify:
 /// true`); without it such a kubeconfig is refused, since kube would silently honour it.
 pub const INSECURE_ENV: &str = "PSQL_FLEET_ALLOW_INSECURE_TLS";
@@ -83,7 +165,7 @@ pub fn insecure_allowed() -> bool {
 /// (plan, demo) that do not watch the file; the insecure switch as the operator set it.
 pub async fn client_in(credentials_dir: &Path, cluster: &Cluster) -> Result<kube::Client, Error> {
     client(
-        &resolve(credentials_dir, cluster)?,
+        &Source::File(resolve(credentials_dir, cluster)?),
         cluster,
         insecure_allowed(),
         &super::transport::user_agent(None),
@@ -94,28 +176,21 @@ pub async fn client_in(credentials_dir: &Path, cluster: &Cluster) -> Result<kube
 /// Builds a client for the cluster from its kubeconfig and context; TLS verification can
 /// only be switched off by the kubeconfig when `allow_insecure` (see [`INSECURE_ENV`]).
 pub async fn client(
-    path: &Path,
+    source: &Source,
     cluster: &Cluster,
     allow_insecure: bool,
     user_agent: &str,
 ) -> Result<kube::Client, Error> {
     let context = cluster.spec.context.clone();
     let shown_context = context.clone().unwrap_or_else(|| "current".into());
+    let shown = source.shown();
     let invalid = |kind| Error::Invalid {
         cluster: cluster.name.clone(),
-        path: path.to_path_buf(),
+        path: shown.clone(),
         context: shown_context.clone(),
         kind,
     };
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(
-        &mut std::io::Read::take(
-            std::fs::File::open(path).map_err(|_| invalid("cannot be read"))?,
-            MAX_KUBECONFIG_BYTES as u64 + 1,
-        ),
-        &mut bytes,
-    )
-    .map_err(|_| invalid("cannot be read"))?;
+    let bytes = source.read().map_err(invalid)?;
     if bytes.len() > MAX_KUBECONFIG_BYTES {
         return Err(invalid("larger than 1 MiB"));
     }
@@ -124,8 +199,14 @@ pub async fn client(
     if matches!(bytes.as_slice(), [0xFF, 0xFE, ..] | [0xFE, 0xFF, ..]) && bytes.len() % 2 == 1 {
         return Err(invalid("does not parse as a kubeconfig"));
     }
-    let kubeconfig =
-        Kubeconfig::read_from(path).map_err(|_| invalid("does not parse as a kubeconfig"))?;
+    let kubeconfig = match source {
+        // From the file, so that relative certificate paths resolve beside it.
+        Source::File(path) => Kubeconfig::read_from(path).ok(),
+        Source::Secret(..) => std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| Kubeconfig::from_yaml(text).ok()),
+    }
+    .ok_or_else(|| invalid("does not parse as a kubeconfig"))?;
     let options = KubeConfigOptions {
         context,
         ..KubeConfigOptions::default()
@@ -139,7 +220,7 @@ pub async fn client(
                 "sets insecure-skip-tls-verify; refused unless PSQL_FLEET_ALLOW_INSECURE_TLS=1",
             ));
         }
-        tracing::warn!(cluster = %cluster.name, path = %path.display(), "insecure-skip-tls-verify: the API server's certificate is not verified ({INSECURE_ENV} is set)");
+        tracing::warn!(cluster = %cluster.name, kubeconfig = %shown, "insecure-skip-tls-verify: the API server's certificate is not verified ({INSECURE_ENV} is set)");
     }
     // Every call is bounded, so a slow cluster never holds its worker for long.
     config.connect_timeout = Some(std::time::Duration::from_secs(5));
@@ -151,7 +232,7 @@ pub async fn client(
     }
     super::transport::client(&config).map_err(|source| Error::Client {
         cluster: cluster.name.clone(),
-        path: path.to_path_buf(),
+        path: shown.clone(),
         context: shown_context.clone(),
         source: Box::new(source),
     })
@@ -170,6 +251,7 @@ mod tests {
             name: "c1".into(),
             labels: Default::default(),
             spec: serde_yaml::from_str(&format!("kubeconfig: {kubeconfig}")).unwrap(),
+            kubeconfig_secret: None,
         }
     }
 
@@ -196,6 +278,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_found_cluster_reads_its_secret_and_never_the_credentials_directory() {
+        let creds = tempfile::tempdir().unwrap();
+        let secret = SecretRef {
+            namespace: "capi".into(),
+            name: "c1-kubeconfig".into(),
+        };
+        let mut found = cluster("c1.yaml");
+        found.kubeconfig_secret = Some(secret.clone());
+        // A file of the same name is not read for it.
+        std::fs::write(creds.path().join("c1.yaml"), "apiVersion: v1\n").unwrap();
+        let (secrets, writer) = crate::cluster_api::kubeconfigs::store();
+        let Err(e) = Source::of(creds.path(), Some(&secrets), &found) else {
+            panic!("a Secret not seen gave a kubeconfig")
+        };
+        assert_eq!(
+            e.to_string(),
+            "cluster c1: kubeconfig Secret capi/c1-kubeconfig (key value) not found on the management cluster"
+        );
+        writer.replace(
+            [(
+                secret,
+                std::sync::Arc::from(
+                    &b"users: [{name: u, user: {token: s3cr3t}}]\nnot: [valid"[..],
+                ),
+            )]
+            .into(),
+        );
+        let source = Source::of(creds.path(), Some(&secrets), &found).unwrap();
+        assert!(matches!(source, Source::Secret(..)));
+        let Err(e) = client(&source, &found, false, "t").await else {
+            panic!("a broken kubeconfig built a client")
+        };
+        let e = e.to_string();
+        assert!(!e.contains("s3cr3t"), "{e}");
+        assert!(e.contains("Secret capi/c1-kubeconfig"), "{e}");
+    }
+
+    #[tokio::test]
     async fn errors_never_quote_the_kubeconfig() {
         let creds = tempfile::tempdir().unwrap();
         let path = creds.path().join("c1.yaml");
@@ -204,7 +324,8 @@ mod tests {
             "users: [{name: u, user: {token: s3cr3t-token}}]\nthis is: [not valid",
         )
         .unwrap();
-        let Err(e) = client(&path, &cluster("c1.yaml"), false, "t").await else {
+        let Err(e) = client(&Source::File(path.clone()), &cluster("c1.yaml"), false, "t").await
+        else {
             panic!("a broken kubeconfig built a client")
         };
         let e = e.to_string();
@@ -221,7 +342,8 @@ mod tests {
             "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1', tls-server-name: 'not a name!'}}]\nusers: [{name: u, user: {token: s3cr3t-token}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
         )
         .unwrap();
-        let Err(e) = client(&path, &cluster("c1.yaml"), false, "t").await else {
+        let Err(e) = client(&Source::File(path.clone()), &cluster("c1.yaml"), false, "t").await
+        else {
             panic!("a server name that is none built a client")
         };
         let said = crate::error_chain::chain(&e);
@@ -242,11 +364,16 @@ mod tests {
             "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1', insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
         )
         .unwrap();
-        let Err(e) = client(&path, &cluster("c1.yaml"), false, "t").await else {
+        let Err(e) = client(&Source::File(path.clone()), &cluster("c1.yaml"), false, "t").await
+        else {
             panic!("TLS verification switched off without the operator's consent")
         };
         assert!(e.to_string().contains("insecure-skip-tls-verify"), "{e}");
         assert!(e.to_string().contains(INSECURE_ENV), "{e}");
-        assert!(client(&path, &cluster("c1.yaml"), true, "t").await.is_ok());
+        assert!(
+            client(&Source::File(path.clone()), &cluster("c1.yaml"), true, "t")
+                .await
+                .is_ok()
+        );
     }
 }

@@ -128,6 +128,8 @@ pub struct Shared {
     pub credentials_dir: PathBuf,
     /// Changes in the credentials directory: a worker re-checks its kubeconfig on each.
     pub kubeconfigs: credentials::Changes,
+    /// `--cluster-api`: the kubeconfig Secrets of the clusters found there.
+    pub cluster_api_kubeconfigs: Option<crate::cluster_api::Kubeconfigs>,
     pub dry_run: bool,
     pub allow_mass_prune: bool,
     /// How often a worker replays a pass (no writes when nothing changed) and re-checks the

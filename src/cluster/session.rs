@@ -4,7 +4,6 @@
 //! session owns the cluster's reachability: the watch and the passes that made calls both
 //! report here.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
@@ -39,10 +38,11 @@ pub enum End {
 /// A client built from a kubeconfig, and what is needed to notice the file change.
 pub struct Connection {
     pub client: kube::Client,
-    pub kubeconfig: PathBuf,
+    pub kubeconfig: kubeconfig::Source,
     pub print: Option<[u8; 32]>,
-    /// Moves when something in the credentials directory changed: the file is then read
-    /// and compared with `print` (never on a timer).
+    /// Moves when something in the credentials directory (or among the Cluster API
+    /// kubeconfig Secrets) changed: the kubeconfig is then read and compared with `print`
+    /// (never on a timer).
     pub changes: watch::Receiver<u64>,
 }
 
@@ -147,7 +147,7 @@ pub async fn run(
             },
             changed = changes.changed(), if changes_open => {
                 changes_open = changed.is_ok();
-                if kubeconfig::fingerprint(&connection.kubeconfig) != connection.print {
+                if connection.kubeconfig.fingerprint() != connection.print {
                     tracing::info!(cluster = %name, "kubeconfig changed; reconnecting");
                     return End::Reconnect;
                 }

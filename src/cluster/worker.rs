@@ -43,14 +43,19 @@ pub async fn run(
         }
         let leaving = current.cluster(&name).is_none();
         shared.update_status(&name, |s| s.leaving = leaving);
-        let connected = match kubeconfig::resolve(&shared.credentials_dir, &cluster) {
-            Ok(path) => {
+        let source = kubeconfig::Source::of(
+            &shared.credentials_dir,
+            shared.cluster_api_kubeconfigs.as_ref(),
+            &cluster,
+        );
+        let connected = match source {
+            Ok(source) => {
                 // Told of every change from here on, so none between the read and the
                 // session is missed.
-                let changes = shared.kubeconfigs.subscribe();
-                let print = kubeconfig::fingerprint(&path);
+                let changes = source.changes(&shared.kubeconfigs).subscribe();
+                let print = source.fingerprint();
                 kubeconfig::client(
-                    &path,
+                    &source,
                     &cluster,
                     kubeconfig::insecure_allowed(),
                     &shared.user_agent,
@@ -58,7 +63,7 @@ pub async fn run(
                 .await
                 .map(|client| session::Connection {
                     client,
-                    kubeconfig: path,
+                    kubeconfig: source,
                     print,
                     changes,
                 })

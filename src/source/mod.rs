@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::webhook::Trigger;
 use fleet_core::fleetdir::FileTree;
+use fleet_core::model::inventory::{Inventory, INVENTORY_PATH};
 
 /// Why the source gave no revision this time.
 #[derive(Debug, thiserror::Error)]
@@ -148,9 +149,50 @@ pub struct Revision {
 
 impl Revision {
     /// The short form shown in logs, status and the `source_info` series.
-    pub fn short_id(&self) -> &str {
-        self.id.get(..12).unwrap_or(&self.id)
+    pub fn short_id(&self) -> String {
+        short_id(&self.id)
     }
+
+    /// This revision with the clusters found on a Cluster API management cluster stored
+    /// among its files, named by both: `<source id>-<inventory digest>`. The source's id
+    /// stays in front, so the commit is still what a commit status or a pull request is
+    /// found by ([`commit_of`]).
+    pub fn with_inventory(&self, inventory: &Inventory) -> Revision {
+        let bytes = inventory.to_bytes();
+        let digest = hex(&Sha256::digest(&bytes));
+        let mut tree = self.tree.clone();
+        tree.insert(INVENTORY_PATH, bytes);
+        Revision {
+            id: format!("{}-{}", self.id, &digest[..INVENTORY_DIGEST_LEN]),
+            tree,
+            verified: self.verified.clone(),
+        }
+    }
+}
+
+/// Hex digits of the inventory's digest in a revision id.
+const INVENTORY_DIGEST_LEN: usize = 12;
+
+/// The source's own id (a commit, or a directory's content hash) in a revision id.
+pub fn commit_of(id: &str) -> &str {
+    id.split_once('-').map_or(id, |(commit, _)| commit)
+}
+
+/// A revision id shortened for people: 12 digits of the source's id, and 8 of the
+/// inventory's when there is one.
+pub fn short_id(id: &str) -> String {
+    match id.split_once('-') {
+        Some((commit, inventory)) => format!(
+            "{}-{}",
+            commit.get(..12).unwrap_or(commit),
+            inventory.get(..8).unwrap_or(inventory)
+        ),
+        None => id.get(..12).unwrap_or(id).to_string(),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Hex SHA-256 over the paths and contents of the fleet files, so that the same files make
@@ -166,11 +208,7 @@ pub fn content_hash(tree: &FileTree) -> String {
     for problem in &tree.problems {
         hasher.update(problem.to_string().as_bytes());
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&hasher.finalize())
 }
 
 /// What `--source` names.
@@ -210,6 +248,38 @@ mod tests {
         let mut c = FileTree::default();
         c.insert("claims/b.yaml", "x");
         assert_ne!(content_hash(&a), content_hash(&c));
+    }
+
+    #[test]
+    fn an_inventory_makes_a_new_id_that_keeps_the_commit_in_front() {
+        let mut tree = FileTree::default();
+        tree.insert("claims/a.yaml", "x");
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        let revision = Revision {
+            id: commit.into(),
+            tree,
+            verified: Some("alice".into()),
+        };
+        let empty = revision.with_inventory(&Inventory::default());
+        let one = revision.with_inventory(&Inventory {
+            clusters: vec![fleet_core::model::inventory::FoundCluster {
+                namespace: "capi".into(),
+                name: "w1".into(),
+                labels: Default::default(),
+            }],
+        });
+        assert_ne!(empty.id, one.id);
+        assert_eq!(commit_of(&one.id), commit);
+        assert_eq!(commit_of(commit), commit);
+        assert_eq!(short_id(commit), "0123456789ab");
+        assert_eq!(one.short_id(), format!("0123456789ab-{}", &one.id[41..49]));
+        assert!(one.tree.files.contains_key(INVENTORY_PATH));
+        assert_eq!(one.verified.as_deref(), Some("alice"));
+        assert_eq!(
+            revision.with_inventory(&Inventory::default()).id,
+            empty.id,
+            "the same inventory makes the same id"
+        );
     }
 
     #[test]

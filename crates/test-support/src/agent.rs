@@ -47,6 +47,8 @@ pub struct AgentOptions {
     pub prometheus_url: Option<String>,
     /// Approvals from this GitHub repository's pull requests (asked every 250 ms).
     pub github_approvals: Option<psql_fleet::github::Client>,
+    /// `--cluster-api`: clusters found on this management cluster join the fleet.
+    pub cluster_api: Option<psql_fleet::cluster_api::Settings>,
 }
 
 /// The control token every agent the harness starts takes (named [`CONTROL_TOKEN_NAME`]),

@@ -348,6 +348,7 @@ impl SimFleet {
                 .github_approvals
                 .clone()
                 .map(|client| (client, Duration::from_millis(250))),
+            cluster_api: options.cluster_api.clone(),
         }
     }
 

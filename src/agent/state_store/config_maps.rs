@@ -222,13 +222,16 @@ fn state_name(prefix: &str) -> String {
     format!("{prefix}-rollout")
 }
 
-/// Revision ids are hex digests, which make a valid name; anything else is refused.
+/// Revision ids are hex digests (a source's, and an inventory's after a `-`), which make
+/// a valid name; anything else is refused.
 fn revision_name(prefix: &str, revision: &str) -> Option<String> {
     let ok = !revision.is_empty()
         && revision.len() <= 128
+        && !revision.starts_with('-')
+        && !revision.ends_with('-')
         && revision
             .chars()
-            .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase());
+            .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase() || c == '-');
     ok.then(|| format!("{prefix}-revision-{revision}"))
 }
 

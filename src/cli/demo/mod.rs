@@ -234,6 +234,7 @@ async fn demo_main(args: &DemoArgs, example: &FileTree, work: &Path) -> Result<(
         leader_election: None,
         gates: Default::default(),
         github_approvals: None,
+        cluster_api: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut agent = tokio::spawn(agent::run(config, async move {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::model::claim::PSQL_KIND;
 use crate::model::document::{split, RawDocument};
+use crate::model::inventory::{Inventory, INVENTORY_PATH};
 use crate::model::{Claim, Cluster, Diagnostic, FleetSettings};
 
 use super::documents::Documents;
@@ -143,6 +144,10 @@ pub fn load(tree: &FileTree) -> LoadOutcome {
         documents.add(file_documents);
     }
 
+    // After the files', so that a name both use is reported on the Cluster API object.
+    if let Some(bytes) = tree.files.get(INVENTORY_PATH) {
+        clusters.extend(Inventory::clusters(bytes, &mut out));
+    }
     let clusters = index_clusters(clusters, &documents, &mut out);
     check_kubeconfig_reuse(&clusters, &documents, &mut out);
     check_claim_targets(&claims, &clusters, &mut out);

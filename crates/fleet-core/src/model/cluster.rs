@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::diagnostic::{Diagnostic, Origin};
 use super::document::RawDocument;
 use super::fleet::DriftSettings;
+use super::inventory::SecretRef;
 use super::metadata::{check_api_version, Metadata};
 use super::names::check_dns_label;
 use super::FLEET_API_VERSION;
@@ -46,6 +47,9 @@ pub struct Cluster {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub spec: ClusterSpec,
+    /// Found on a management cluster ([`super::inventory`]): its kubeconfig is in this
+    /// Secret there, not in the credentials directory.
+    pub kubeconfig_secret: Option<SecretRef>,
 }
 
 impl Cluster {
@@ -88,6 +92,7 @@ impl Cluster {
             name,
             labels: doc.metadata.labels.unwrap_or_default(),
             spec: doc.spec,
+            kubeconfig_secret: None,
         })
     }
 

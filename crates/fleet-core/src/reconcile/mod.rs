@@ -315,6 +315,7 @@ pub(crate) mod tests {
                 name: "c1".into(),
                 labels: Default::default(),
                 spec: serde_yaml::from_str("kubeconfig: c.yaml").unwrap(),
+                kubeconfig_secret: None,
             },
         )
     }

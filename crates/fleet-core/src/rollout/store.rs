@@ -67,11 +67,15 @@ pub fn files_from_json(bytes: &[u8]) -> Result<FileTree, serde_json::Error> {
     Ok(tree)
 }
 
-/// Revision ids are hex digests; anything else is refused as a file name.
+/// Revision ids are hex digests (a source's, and an inventory's after a `-`); anything
+/// else is refused as a file name.
 fn file_name(revision: &str) -> Option<String> {
     let ok = !revision.is_empty()
         && revision.len() <= 128
-        && revision.chars().all(|c| c.is_ascii_alphanumeric());
+        && !revision.starts_with('-')
+        && revision
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-');
     ok.then(|| format!("{revision}.json"))
 }
 
