@@ -367,8 +367,8 @@ pub struct ClaimStatus {
     pub unknown_since: Option<String>,
 }
 
-fn short(revision: Option<&str>) -> &str {
-    revision.map_or("-", |r| r.get(..12).unwrap_or(r))
+fn short(revision: Option<&str>) -> String {
+    revision.map_or_else(|| "-".into(), crate::source::short_id)
 }
 
 impl StatusReport {
@@ -412,6 +412,23 @@ impl StatusReport {
                     .map(|m| format!(": {m}"))
                     .unwrap_or_default()
             );
+        }
+        if let Some(found) = &self.cluster_api {
+            let _ = writeln!(
+                out,
+                "Cluster API: {}{} clusters in the fleet, {} waited for{}",
+                if found.synced { "" } else { "not listed yet, " },
+                found.clusters,
+                found.waiting.len(),
+                found
+                    .error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            );
+            for w in found.waiting.iter().take(10) {
+                let _ = writeln!(out, "  {}: {}", w.cluster, w.reason);
+            }
         }
         if let Some(state) = &self.state {
             let _ = writeln!(
@@ -586,6 +603,30 @@ mod tests {
         assert!(!StatusReport::default()
             .to_table()
             .contains("leader election"));
+    }
+
+    #[test]
+    fn the_table_says_what_cluster_api_found_and_waits_for_and_the_revision_s_two_halves() {
+        let mut report = StatusReport {
+            cluster_api: Some(ClusterApiStatus {
+                synced: true,
+                clusters: 3,
+                waiting: vec![crate::cluster_api::found::Waiting {
+                    cluster: "capi/prod-9".into(),
+                    reason: "control plane not initialised yet (Provisioning)".into(),
+                }],
+                error: None,
+            }),
+            ..StatusReport::default()
+        };
+        report.source.revision = Some("0123456789abcdef0123-fedcba9876543210".into());
+        let table = report.to_table();
+        assert!(table.contains("revision 0123456789ab-fedcba98 "), "{table}");
+        assert!(
+            table.contains("Cluster API: 3 clusters in the fleet, 1 waited for\n  capi/prod-9: control plane not initialised yet (Provisioning)\n"),
+            "{table}"
+        );
+        assert!(!StatusReport::default().to_table().contains("Cluster API"));
     }
 
     #[test]
