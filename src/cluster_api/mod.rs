@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -168,16 +168,6 @@ fn kubeconfig(s: &Secret) -> Option<Arc<[u8]>> {
     Some(Arc::from(bytes.0.as_slice()))
 }
 
-fn merged<S, T>(scopes: impl Iterator<Item = S>, each: impl Fn(usize, S) -> T) -> Vec<T> {
-    scopes.enumerate().map(|(i, s)| each(i, s)).collect()
-}
-
-fn boxed<'a, E: Send + 'a>(
-    s: impl Stream<Item = E> + Send + 'a,
-) -> std::pin::Pin<Box<dyn Stream<Item = E> + Send + 'a>> {
-    Box::pin(s)
-}
-
 async fn follow(
     client: kube::Client,
     scopes: Vec<Option<String>>,
@@ -187,29 +177,27 @@ async fn follow(
 ) {
     let resource = cluster_resource();
     let secrets_config = watcher::Config::default().labels(CLUSTER_NAME_LABEL);
-    let clusters = merged(scopes.iter(), |i, ns| {
+    let clusters = scopes.iter().enumerate().map(|(i, ns)| {
         let api: Api<DynamicObject> = match ns {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
             None => Api::all_with(client.clone(), &resource),
         };
-        boxed(
-            watcher::watcher(api, watcher::Config::default())
-                .default_backoff()
-                .map(move |e| Seen::Cluster(i, e)),
-        )
+        watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .map(move |e| Seen::Cluster(i, e))
+            .boxed()
     });
-    let secrets = merged(scopes.iter(), |i, ns| {
+    let secrets = scopes.iter().enumerate().map(|(i, ns)| {
         let api: Api<Secret> = match ns {
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
-        boxed(
-            watcher::watcher(api, secrets_config.clone())
-                .default_backoff()
-                .map(move |e| Seen::Secret(i, e)),
-        )
+        watcher::watcher(api, secrets_config.clone())
+            .default_backoff()
+            .map(move |e| Seen::Secret(i, e))
+            .boxed()
     });
-    let mut events = futures::stream::select_all(clusters.into_iter().chain(secrets));
+    let mut events = futures::stream::select_all(clusters.chain(secrets));
     let mut cluster_lists: Vec<Listed<Observed>> =
         scopes.iter().map(|_| Listed::default()).collect();
     let mut secret_lists: Vec<Listed<Arc<[u8]>>> =
