@@ -759,3 +759,50 @@ async fn a_cluster_started_without_the_usage_crd_serves_it_once_installed() {
     assert_eq!(list["items"], json!([]), "{list}");
     f.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookmarks_come_about_once_a_minute_and_once_more_just_before_the_timeout() {
+    let (_dir, handle, client) = start().await;
+    let (_, created) = send(
+        &client,
+        "POST",
+        DEPLOYMENTS,
+        JSON,
+        &deployment("a").to_string(),
+    )
+    .await;
+    let rv = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A watch of 4 s: no periodic bookmark within it (they come once a minute), and the
+    // one sent two seconds before its deadline.
+    let started = std::time::Instant::now();
+    let (code, body) = send(
+        &client,
+        "GET",
+        &format!(
+            "{DEPLOYMENTS}?watch=1&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=4"
+        ),
+        JSON,
+        "",
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(code, 200);
+    assert!(took >= Duration::from_secs(4), "{took:?}");
+    // One event only: `send` reads the body as one JSON value.
+    assert_eq!(body["type"], "BOOKMARK", "{body}");
+    assert_eq!(body["object"]["metadata"]["resourceVersion"], rv.as_str());
+    // Without bookmarks asked for, the same watch ends with nothing.
+    let (_, body) = send(
+        &client,
+        "GET",
+        &format!("{DEPLOYMENTS}?watch=1&resourceVersion={rv}&timeoutSeconds=3"),
+        JSON,
+        "",
+    )
+    .await;
+    assert_eq!(body, Value::String(String::new()), "{body}");
+    handle.shutdown().await;
+}

@@ -22,6 +22,9 @@ pub struct SimConfig {
     pub event_window: usize,
     /// How long a change event is kept; the API server's etcd is compacted every 5 minutes.
     pub event_max_age: Duration,
+    /// How often a watch that asked for bookmarks gets one: kube-apiserver's watch cache
+    /// sends them about once a minute (`defaultBookmarkFrequency` in the cacher), and once
+    /// more shortly before the watch's timeout.
     pub bookmark_interval: Duration,
     pub catalogue: catalogue::Catalogue,
     pub audit_log: Option<PathBuf>,
@@ -59,7 +62,7 @@ impl Default for SimConfig {
             name_prefix: "sim-".into(),
             event_window: 100 * 1024,
             event_max_age: Duration::from_secs(300),
-            bookmark_interval: Duration::from_secs(15),
+            bookmark_interval: Duration::from_secs(60),
             catalogue: catalogue::Catalogue::default(),
             audit_log: None,
             state_file: None,

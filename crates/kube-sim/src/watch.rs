@@ -67,6 +67,10 @@ fn line(kind: &str, object: &Value) -> Bytes {
     Bytes::from(s)
 }
 
+/// How long before a watch's timeout its last bookmark is sent (the cacher's
+/// `nextBookmarkTime`: two seconds before the deadline).
+const BOOKMARK_BEFORE_DEADLINE: Duration = Duration::from_secs(2);
+
 fn bookmark(sh: &Shared, res: usize, rv: u64, initial_end: bool) -> Bytes {
     let r = &sh.registry[res];
     let mut meta = json!({"resourceVersion": rv.to_string()});
@@ -202,10 +206,25 @@ impl Watcher {
         let deadline = self.timeout.map(|t| tokio::time::Instant::now() + t);
         let mut tick = tokio::time::interval(self.sh.config.bookmark_interval);
         tick.tick().await;
+        // As the cacher does, a last bookmark shortly before the deadline, so that the
+        // client resumes from where the watch got to.
+        let mut last_bookmark = deadline
+            .filter(|_| self.bookmarks)
+            .map(|d| d.checked_sub(BOOKMARK_BEFORE_DEADLINE).unwrap_or(d));
         loop {
             let sleep_until = deadline
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400));
+            let before_deadline = async {
+                match last_bookmark {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                () = before_deadline => {
+                    last_bookmark = None;
+                    if tx.send(bookmark(&self.sh, self.filter.res, last_rv, false)).await.is_err() { return; }
+                }
                 e = events.recv() => match e {
                     Ok(e) if e.rv > last_rv => {
                         last_rv = e.rv;
