@@ -224,7 +224,7 @@ pub async fn client(
     }
     // Every call is bounded, so a slow cluster never holds its worker for long.
     config.connect_timeout = Some(std::time::Duration::from_secs(5));
-    config.read_timeout = Some(std::time::Duration::from_secs(30));
+    config.read_timeout = Some(super::transport::READ_TIMEOUT);
     config.write_timeout = Some(std::time::Duration::from_secs(15));
     // Says which replica wrote, in the API server's audit log.
     if let Ok(value) = http::HeaderValue::from_str(user_agent) {

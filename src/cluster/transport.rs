@@ -16,11 +16,15 @@ use kube::client::{ClientBuilder, ConfigExt};
 use tower::{BoxError, ServiceBuilder};
 
 /// With HTTP/2 a connection outlives any one request, so a silent peer is found by PING
-/// (as client-go's health check does) instead of by one request's read timeout; the
-/// interval stays below the read timeout, so the answers keep a healthy connection's
-/// reads alive.
-const PING_INTERVAL: Duration = Duration::from_secs(15);
-const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// with client-go's health check timings (`ReadIdleTimeout` 30 s, `PingTimeout` 15 s):
+/// hyper pings once nothing was read for the interval, so a busy connection sends none and
+/// an idle one (its watches hear a bookmark about once a minute) one every 30 s.
+const PING_INTERVAL: Duration = Duration::from_secs(30);
+const PING_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The socket's read timeout: longer than a PING's wait for its answer, so that on an idle
+/// connection the health check, not the timeout, decides that the peer is gone.
+pub const READ_TIMEOUT: Duration = PING_INTERVAL.saturating_add(PING_TIMEOUT);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
