@@ -10,16 +10,23 @@ use test_support::{AgentOptions, SimFleet};
 async fn a_wave_outside_its_allow_window_waits_and_says_when_it_next_may_start() {
     let f = SimFleet::start(2, Duration::from_millis(200)).await;
     let (dev, prod) = (f.names[0].clone(), f.names[1].clone());
-    // Open one minute a year, at midnight UTC on 1 January: shut whenever this runs but
-    // for that minute.
+    // Open one minute a year, at midnight UTC on the 1st of a month six months away: shut
+    // whenever this runs.
+    let month = (jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .month()
+        + 5)
+        % 12
+        + 1;
+    let schedule = format!("0 0 1 {month} *");
     f.put(
         &fleet("main")
             .wave(wave("dev", &[("env", "dev")]).timeout("60s"))
-            .wave(wave("prod", &[("env", "prod")]).timeout("60s").window(
-                "allow",
-                "0 0 1 1 *",
-                "1m",
-            )),
+            .wave(
+                wave("prod", &[("env", "prod")])
+                    .timeout("60s")
+                    .window("allow", &schedule, "1m"),
+            ),
     );
     f.put(&cluster(&dev).label("env", "dev"));
     f.put(&claim("app", &dev));
@@ -38,13 +45,16 @@ async fn a_wave_outside_its_allow_window_waits_and_says_when_it_next_may_start()
     let prod_wave = &rollout.waves[1];
     let reason = prod_wave.reason.clone().unwrap_or_default();
     assert!(
-        reason.starts_with(
-            "waiting for a window: outside allow window allow 0 0 1 1 * for 1m (UTC);"
-        ),
+        reason.starts_with(&format!(
+            "waiting for a window: outside allow window allow {schedule} for 1m (UTC);"
+        )),
         "{reason}"
     );
     let next = prod_wave.next_window.clone().unwrap_or_default();
-    assert!(next.ends_with("-01-01T00:00:00Z"), "{rollout:?}");
+    assert!(
+        next.ends_with(&format!("-{month:02}-01T00:00:00Z")),
+        "{rollout:?}"
+    );
     assert!(
         reason.ends_with(&format!("; may start at {next}")),
         "{reason}"
