@@ -1,5 +1,5 @@
-//! The baseline: `kubectl-loop.sh`, one cluster after another with kubectl, against a fresh
-//! simulator of the same size, timed as a whole.
+//! The baseline: `kubectl-loop.sh`, one cluster after another with kubectl (or `parallel`
+//! clusters at a time), against a fresh simulator of the same size, timed as a whole.
 
 use std::path::Path;
 use std::process::Command;
@@ -14,13 +14,15 @@ use crate::simapi;
 
 pub struct Loop {
     pub clusters: usize,
+    /// Clusters worked on at once (`xargs -P`); 1 is the sequential loop.
+    pub parallel: usize,
     pub elapsed: Duration,
     pub requests: std::collections::BTreeMap<String, u64>,
 }
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/fleet/kubectl-loop.sh");
 
-pub async fn run(bin: &Path, work: &Path, clusters: usize) -> Result<Loop> {
+pub async fn run(bin: &Path, work: &Path, clusters: usize, parallel: usize) -> Result<Loop> {
     let sim = Sim::start(bin, clusters, Duration::ZERO, &work.join("sim"))?;
     let fleet_dir = work.join("fleet");
     fleet::for_sim(&fleet_dir, &sim, 1)?;
@@ -34,7 +36,8 @@ pub async fn run(bin: &Path, work: &Path, clusters: usize) -> Result<Loop> {
         .args(&sim.names)
         // A fresh discovery cache, as on a new machine; the clusters share one host:port,
         // so kubectl reuses it after the first cluster (in the loop's favour).
-        .env("KUBECACHEDIR", work.join("kube-cache"));
+        .env("KUBECACHEDIR", work.join("kube-cache"))
+        .env("LOOP_PARALLEL", parallel.to_string());
     let start = Instant::now();
     let status = tokio::task::spawn_blocking(move || cmd.status()).await??;
     let elapsed = start.elapsed();
@@ -59,6 +62,7 @@ pub async fn run(bin: &Path, work: &Path, clusters: usize) -> Result<Loop> {
     let requests = simapi::delta(&simapi::requests(&sim).await?, &before);
     Ok(Loop {
         clusters,
+        parallel,
         elapsed,
         requests,
     })

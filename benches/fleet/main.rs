@@ -2,12 +2,15 @@
 //! binary in a process of its own, from 10 to 1,000 clusters; the naive kubectl loop as the
 //! baseline; a table on stdout and `BENCHMARKS.md` with the machine described.
 //!
-//! `cargo bench --bench fleet` runs it all (about 10 minutes); `cargo test --benches` runs a
+//! `cargo bench --bench fleet` runs it all (about 20 minutes); `cargo test --benches` runs a
 //! two-cluster smoke pass of every step instead and writes nothing. Knobs (environment):
-//! `BENCH_STEADY_SECS` (steady-state window, default 60), `BENCH_WATCH_CLUSTERS` (clusters
+//! `BENCH_10K` (set: also 10,000 clusters, cold start, steady state and drift: about 6
+//! minutes more and 3 GiB of memory), `BENCH_STEADY_SECS` (steady-state window, default 120), `BENCH_WATCH_CLUSTERS` (clusters
 //! given 100 watchers each, default 50), `BENCH_LOOP_MAX` (largest fleet the kubectl loop
-//! runs on, default 100; larger sizes are extrapolated). `cargo bench --bench fleet -- once
-//! agent|kubectl N` times one cold start of either alone, for an outside timer; `cargo bench
+//! runs on, default 100; larger sizes are extrapolated), `BENCH_PARALLEL_LOOP_MAX` (largest
+//! fleet the loop runs on 8 clusters at a time, the fairer baseline: default 1,000).
+//! `cargo bench --bench fleet -- once agent|kubectl|kubectl8 N` times one cold start of
+//! the agent, the loop or the loop 8 at a time alone, for an outside timer; `cargo bench
 //! --bench fleet -- idle N` measures only the agent's cold start (time to all ready, CPU,
 //! peak RSS) and idle cost: N clusters with one claim each, then the agent's CPU seconds,
 //! the requests and the writes over the steady window (`BENCH_STEADY_SECS`, 60 s by
@@ -54,8 +57,13 @@ struct Plan {
     drift: usize,
     drift_limit: Duration,
     loop_sizes: Vec<usize>,
+    /// Sizes the kubectl loop runs on `PARALLEL` clusters at a time.
+    parallel_sizes: Vec<usize>,
     render: (usize, usize),
 }
+
+/// Clusters the parallel kubectl loop works on at once (`xargs -P 8`), the fairer baseline.
+pub const PARALLEL: usize = 8;
 
 impl Plan {
     fn full() -> Self {
@@ -66,13 +74,21 @@ impl Plan {
             watch_clusters: env_or("BENCH_WATCH_CLUSTERS", 50) as usize,
             watchers_per_cluster: 100,
             watch_rounds: 5,
-            sizes: vec![(10, 1), (100, 1), (1000, 1), (100, 10)],
-            steady: Duration::from_secs(env_or("BENCH_STEADY_SECS", 60)),
+            sizes: if std::env::var_os("BENCH_10K").is_some() {
+                vec![(10, 1), (100, 1), (1000, 1), (100, 10), (10_000, 1)]
+            } else {
+                vec![(10, 1), (100, 1), (1000, 1), (100, 10)]
+            },
+            steady: Duration::from_secs(env_or("BENCH_STEADY_SECS", 120)),
             drift: 100,
             drift_limit: Duration::from_secs(20),
             loop_sizes: [10, 100, 1000]
                 .into_iter()
                 .filter(|n| *n <= loop_max)
+                .collect(),
+            parallel_sizes: [100, 1000]
+                .into_iter()
+                .filter(|n| *n <= env_or("BENCH_PARALLEL_LOOP_MAX", 1000) as usize)
                 .collect(),
             render: (1000, 10),
         }
@@ -90,6 +106,7 @@ impl Plan {
             drift: 2,
             drift_limit: Duration::from_secs(5),
             loop_sizes: vec![2],
+            parallel_sizes: vec![2],
             render: (10, 2),
         }
     }
@@ -204,10 +221,12 @@ async fn run(plan: Plan) -> Result<Report> {
             report.agent.push(o);
         }
         if ready_after.is_zero() {
-            for n in &plan.loop_sizes {
-                let dir = work_dir(root.path(), &format!("loop-{n}"))?;
-                let l = baseline::run(&bin, &dir, *n).await?;
-                eprintln!("kubectl loop {n}: {:.2?}", l.elapsed);
+            let loops = plan.loop_sizes.iter().map(|n| (*n, 1));
+            let parallel = plan.parallel_sizes.iter().map(|n| (*n, PARALLEL));
+            for (n, at_once) in loops.chain(parallel) {
+                let dir = work_dir(root.path(), &format!("loop-{n}-p{at_once}"))?;
+                let l = baseline::run(&bin, &dir, n, at_once).await?;
+                eprintln!("kubectl loop {n}, {at_once} at a time: {:.2?}", l.elapsed);
                 report.baseline.push(l);
             }
         }
@@ -296,8 +315,17 @@ fn main() -> Result<()> {
                     "agent" => agent::once(&bin(), root.path(), n)
                         .await
                         .map(|(d, u)| (d, Some(u))),
-                    "kubectl" => Ok((baseline::run(&bin(), root.path(), n).await?.elapsed, None)),
-                    _ => bail!("once agent|kubectl N"),
+                    "kubectl" => Ok((
+                        baseline::run(&bin(), root.path(), n, 1).await?.elapsed,
+                        None,
+                    )),
+                    "kubectl8" => Ok((
+                        baseline::run(&bin(), root.path(), n, PARALLEL)
+                            .await?
+                            .elapsed,
+                        None,
+                    )),
+                    _ => bail!("once agent|kubectl|kubectl8 N"),
                 }
             })?;
             match usage {
