@@ -29,6 +29,9 @@ pub struct StatusReport {
     /// `--cluster-api`: the clusters found on the management cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_api: Option<ClusterApiStatus>,
+    /// Under `--shards N`: the shards this replica writes to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<ShardStatus>,
 }
 
 /// The fleet's clusters from Cluster API (`run --cluster-api`).
@@ -47,6 +50,18 @@ pub struct ClusterApiStatus {
     /// Why a watch failed last (it is retried; the clusters found stay in the fleet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// The shards of the fleet this replica holds (`run --leader-elect --shards N`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardStatus {
+    /// N: how many shards the fleet's clusters are split into.
+    pub shards: u32,
+    /// The shards whose Leases this replica holds; it writes to their clusters only.
+    pub held: Vec<u32>,
+    /// The replicas it saw live (their member Leases not expired), itself included.
+    pub members: Vec<String>,
 }
 
 /// The rollout state on the management cluster.

@@ -1,0 +1,201 @@
+//! Sharding end to end: `psql-fleet run --leader-elect --shards 6` as three processes on
+//! 60 simulated clusters, the Leases on one of them (the management cluster), with short
+//! timings (lease 3 s, renew deadline 2 s, retry 0.5 s). Each replica holds its share of
+//! the shard Leases and writes to the clusters of those shards only; `kill -9` of one has
+//! its clusters taken over by the others within a lease duration. The simulator's audit
+//! log (one log, in the order requests were served, each with its User-Agent) shows every
+//! fleet write made by the replica that last wrote its shard's Lease: no cluster written
+//! by two replicas in overlapping terms.
+
+use test_support as common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::agent::{leader_elect_args, AgentProcess, ProcessOptions};
+use common::audit::{EVENTS, RELEASES, USAGES};
+use common::status::converged;
+use common::SimFleet;
+use fleet_core::shard::shard_of;
+use kube_sim::audit::AuditEntry;
+use psql_fleet::status::StatusReport;
+
+const SHARDS: u32 = 6;
+const LEASE: Duration = Duration::from_secs(3);
+const RETRY: Duration = Duration::from_millis(500);
+/// Polling the status, process scheduling on a loaded 2-core machine with three agents
+/// and 60 clusters, and the retry jitter.
+const SLACK: Duration = Duration::from_millis(2500);
+const LEASE_RESOURCE: &str = "leases.coordination.k8s.io";
+
+/// `psql-fleet run --leader-elect --shards 6` as `agent-<name>`, the Leases on
+/// `management`.
+async fn spawn(f: &SimFleet, name: &str, management: &str) -> AgentProcess {
+    let kubeconfig = f.sim.kubeconfig_path(management);
+    let mut args = leader_elect_args(&kubeconfig, &format!("agent-{name}"), ["3s", "2s", "500ms"]);
+    args.extend(["--shards".to_string(), SHARDS.to_string()]);
+    f.spawn_agent(ProcessOptions {
+        name: Some(name.into()),
+        args,
+        ..ProcessOptions::default()
+    })
+    .await
+}
+
+fn held(r: &StatusReport) -> BTreeSet<u32> {
+    r.shards
+        .as_ref()
+        .map(|s| s.held.iter().copied().collect())
+        .unwrap_or_default()
+}
+
+/// The clusters of `shards`.
+fn clusters_of(f: &SimFleet, shards: &BTreeSet<u32>) -> Vec<String> {
+    f.names
+        .iter()
+        .filter(|c| shards.contains(&shard_of(c, SHARDS)))
+        .cloned()
+        .collect()
+}
+
+/// Waits until `agents` hold every shard between them, `each` apiece, and each has
+/// converged on the clusters of its shards; the shards each holds.
+async fn settled(f: &SimFleet, agents: &[&AgentProcess], each: usize) -> Vec<BTreeSet<u32>> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut all = Vec::new();
+        for a in agents {
+            all.push(a.status().await.unwrap_or_default());
+        }
+        let shards: Vec<BTreeSet<u32>> = all.iter().map(held).collect();
+        let union: BTreeSet<u32> = shards.iter().flatten().copied().collect();
+        let ok = union.len() == SHARDS as usize
+            && shards.iter().all(|s| s.len() == each)
+            && all
+                .iter()
+                .zip(&shards)
+                .all(|(r, s)| converged(r, &clusters_of(f, s), 1));
+        if ok {
+            return shards;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replicas did not settle on {each} shards each: {shards:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `agent-x` from `psql-fleet/<version> (agent-x)`.
+fn replica(e: &AuditEntry) -> Option<&str> {
+    let ua = e.user_agent.as_deref()?;
+    let rest = ua.strip_prefix("psql-fleet/")?;
+    let (_, named) = rest.split_once(" (")?;
+    named.strip_suffix(')')
+}
+
+fn fleet_write(e: &AuditEntry) -> bool {
+    (e.resource == RELEASES || e.resource == USAGES || e.resource == EVENTS)
+        && e.code < 300
+        && e.verb != "get"
+}
+
+/// Every fleet write in `log` made by the replica whose write of its cluster's shard
+/// Lease came last before it: a replica that took a shard ends the term of the one that
+/// held it, and nothing of the earlier holder's may follow. Every cluster was written by
+/// someone. The writers of each cluster, in order.
+fn one_writer_per_term(f: &SimFleet, log: &[AuditEntry]) -> BTreeMap<String, Vec<String>> {
+    let mut lease_holder: BTreeMap<String, String> = BTreeMap::new();
+    let mut writers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in log {
+        if e.resource == LEASE_RESOURCE && e.code < 300 && e.verb != "delete" {
+            if let (Some(name), Some(who)) = (&e.name, replica(e)) {
+                lease_holder.insert(name.clone(), who.to_string());
+            }
+            continue;
+        }
+        // The test's own edits are no replica's.
+        let drift = e.field_manager.as_deref() == Some("kubectl-edit");
+        if !fleet_write(e) || drift || !f.names.contains(&e.cluster) {
+            continue;
+        }
+        let who = replica(e).unwrap_or_else(|| panic!("a fleet write names no replica: {e:?}"));
+        let lease = format!("psql-fleet-shard-{}", shard_of(&e.cluster, SHARDS));
+        assert_eq!(
+            lease_holder.get(&lease).map(String::as_str),
+            Some(who),
+            "{who} wrote to {} while {lease} was last written by another: {e:?}",
+            e.cluster
+        );
+        let w = writers.entry(e.cluster.clone()).or_default();
+        if w.last().map(String::as_str) != Some(who) {
+            w.push(who.to_string());
+        }
+    }
+    for cluster in &f.names {
+        assert!(writers.contains_key(cluster), "nobody wrote to {cluster}");
+    }
+    writers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_split_the_fleet_and_a_killed_ones_clusters_are_taken_over_within_a_lease() {
+    let f = SimFleet::start(60, Duration::from_millis(200)).await;
+    let management = f.names[0].clone();
+    f.claim_everywhere();
+    let a = spawn(&f, "a", &management).await;
+    let b = spawn(&f, "b", &management).await;
+    let mut c = spawn(&f, "c", &management).await;
+    let shards = settled(&f, &[&a, &b, &c], 2).await;
+
+    // Each replica serves the clusters of its shards, and only those.
+    for (agent, mine) in [&a, &b, &c].iter().zip(&shards) {
+        let r = agent.report().await;
+        let served: BTreeSet<&String> = r.clusters.keys().collect();
+        let expected = clusters_of(&f, mine);
+        assert_eq!(served, expected.iter().collect(), "{:?}", r.shards);
+    }
+
+    // agent-c dies without a word; one of its clusters drifts meanwhile.
+    let orphaned = clusters_of(&f, &shards[2]);
+    let drifted = orphaned[0].clone();
+    c.kill();
+    let killed = Instant::now();
+    let killed_at = f.audit_all().len();
+    f.admin(
+        "POST",
+        &format!("/clusters/{drifted}/edit"),
+        serde_json::json!({"name": "stackgres-operator", "namespace": "default",
+            "manager": "kubectl-edit", "patch": {"spec": {"rollbackLimit": 7}}}),
+    )
+    .await;
+    let shards = settled(&f, &[&a, &b], 3).await;
+    let took = killed.elapsed();
+    eprintln!("agent-c's clusters were reconciled by agent-a and agent-b {took:?} after the kill");
+    assert!(
+        took <= LEASE + RETRY + SLACK,
+        "agent-c's shards were taken over and reconciled {took:?} after the kill"
+    );
+    let union: BTreeSet<u32> = shards.iter().flatten().copied().collect();
+    assert_eq!(union.len(), SHARDS as usize);
+
+    let log = f.audit_all();
+    let corrected = log[killed_at..].iter().any(|e| {
+        e.cluster == drifted
+            && e.resource == RELEASES
+            && fleet_write(e)
+            && matches!(replica(e), Some("agent-a" | "agent-b"))
+    });
+    assert!(
+        corrected,
+        "the drift on {drifted} was corrected by agent-a or agent-b"
+    );
+    let writers = one_writer_per_term(&f, &log);
+    eprintln!(
+        "writers of agent-c's clusters: {:?}",
+        orphaned
+            .iter()
+            .map(|c| (c, &writers[c]))
+            .collect::<Vec<_>>()
+    );
+}
