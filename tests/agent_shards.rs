@@ -6,6 +6,9 @@
 //! log (one log, in the order requests were served, each with its User-Agent) shows every
 //! fleet write made by the replica that last wrote its shard's Lease: no cluster written
 //! by two replicas in overlapping terms.
+//!
+//! The rollout stays fleet-wide: the leader alone decides it, from the health each shard's
+//! holder publishes, and the others give their clusters what the leader decided.
 
 use test_support as common;
 
@@ -17,6 +20,7 @@ use common::audit::{EVENTS, RELEASES, USAGES};
 use common::status::converged;
 use common::SimFleet;
 use fleet_core::shard::shard_of;
+use fleet_core::testing::{claim, cluster, fleet, wave};
 use kube_sim::audit::AuditEntry;
 use psql_fleet::status::StatusReport;
 
@@ -116,6 +120,22 @@ fn one_writer_per_term(f: &SimFleet, log: &[AuditEntry]) -> BTreeMap<String, Vec
         }
         // The test's own edits are no replica's.
         let drift = e.field_manager.as_deref() == Some("kubectl-edit");
+        // A shard's health is its holder's to publish, as its clusters are its to write.
+        let health_of = e
+            .name
+            .as_deref()
+            .filter(|_| e.resource == "configmaps" && e.code < 300)
+            .and_then(|n| n.strip_prefix("psql-fleet-shard-")?.strip_suffix("-health"));
+        if let Some(shard) = health_of {
+            let who = replica(e).unwrap_or_else(|| panic!("a write names no replica: {e:?}"));
+            let lease = format!("psql-fleet-shard-{shard}");
+            assert_eq!(
+                lease_holder.get(&lease).map(String::as_str),
+                Some(who),
+                "{who} published {lease}'s health while another held it: {e:?}"
+            );
+            continue;
+        }
         if !fleet_write(e) || drift || !f.names.contains(&e.cluster) {
             continue;
         }
@@ -198,4 +218,112 @@ async fn three_replicas_split_the_fleet_and_a_killed_ones_clusters_are_taken_ove
             .map(|c| (c, &writers[c]))
             .collect::<Vec<_>>()
     );
+}
+
+/// Twelve clusters in waves dev (the management cluster among them), staging and prod,
+/// one claim each, StackGres pinned at `stackgres`.
+fn waved(f: &SimFleet, stackgres: &str) {
+    f.put(
+        &fleet("main")
+            .force(true)
+            .pin("stackgres-operator", stackgres)
+            .wave(wave("dev", &[("env", "dev")]).bake_time("1s"))
+            .wave(wave("staging", &[("env", "staging")]).bake_time("1s"))
+            .wave(wave("prod", &[("env", "prod")])),
+    );
+}
+
+fn complete_at<'a>(r: &'a StatusReport, not: &str) -> Option<&'a str> {
+    r.rollout
+        .as_ref()
+        .filter(|x| x.revision != not && x.phase == "complete")
+        .map(|x| x.revision.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_alone_rolls_out_wave_by_wave_from_the_health_the_shards_publish() {
+    let f = SimFleet::start(12, Duration::from_millis(200)).await;
+    let management = f.names[0].clone();
+    for (i, name) in f.names.iter().enumerate() {
+        let env = ["dev", "staging", "prod"][i / 4];
+        f.put(&cluster(name).label("env", env));
+        f.put(&claim("app", name));
+    }
+    waved(&f, "1.18.4");
+    let a = spawn(&f, "a", &management).await;
+    let b = spawn(&f, "b", &management).await;
+    let c = spawn(&f, "c", &management).await;
+    let agents = [&a, &b, &c];
+    let shards = settled(&f, &agents, 2).await;
+    let mut leader = None;
+    for (i, agent) in agents.iter().enumerate() {
+        let r = agent.report().await;
+        if r.leader.as_ref().is_some_and(|l| l.role == "leader") {
+            leader = Some(i);
+        }
+    }
+    let leader = leader.expect("one of the three leads");
+    let leads = agents[leader];
+    let leader_name = ["agent-a", "agent-b", "agent-c"][leader];
+    // Every wave holds clusters of other replicas' shards: without their health the
+    // leader could not judge one complete.
+    let others: Vec<String> = shards
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != leader)
+        .flat_map(|(_, s)| clusters_of(&f, s))
+        .collect();
+    assert!(!others.is_empty());
+
+    let first = leads
+        .wait_for_within(
+            "the first revision everywhere",
+            Duration::from_secs(60),
+            |r| complete_at(r, "").is_some(),
+        )
+        .await
+        .rollout
+        .unwrap()
+        .revision;
+    waved(&f, "1.19.0");
+    let done = leads
+        .wait_for_within("the bump everywhere", Duration::from_secs(90), |r| {
+            complete_at(r, &first).is_some()
+        })
+        .await;
+    let bump = done.rollout.unwrap();
+    let states: Vec<&str> = bump.waves.iter().map(|w| w.state.as_str()).collect();
+    assert_eq!(states, ["complete", "complete", "complete"]);
+    for name in &f.names {
+        assert_eq!(
+            common::audit::release_version(&f.sim, name, "stackgres-operator").as_deref(),
+            Some("1.19.0"),
+            "{name}"
+        );
+    }
+    // The others follow: they say the same rollout.
+    for agent in agents {
+        let r = agent
+            .wait_for("the bump complete in its status", |r| {
+                complete_at(r, &first) == Some(bump.revision.as_str())
+            })
+            .await;
+        assert!(r.rollout.is_some());
+    }
+
+    let log = f.audit_all();
+    let decided: Vec<&AuditEntry> = log
+        .iter()
+        .filter(|e| e.resource == "configmaps" && e.code < 300)
+        .filter(|e| e.name.as_deref() == Some("psql-fleet-rollout"))
+        .collect();
+    assert!(!decided.is_empty());
+    for e in &decided {
+        assert_eq!(
+            replica(e),
+            Some(leader_name),
+            "only the leader decides: {e:?}"
+        );
+    }
+    one_writer_per_term(&f, &log);
 }

@@ -237,12 +237,26 @@ async fn serve(
         None => None,
     };
     let shards = match (&management, &config.leader_election) {
-        (Some(client), Some(settings)) if config.shards > 1 => Some(leader::shards::spawn(
-            client.clone(),
-            settings.clone(),
-            config.shards,
-            status.clone(),
-        )),
+        (Some(client), Some(settings)) if config.shards > 1 => {
+            let shards = leader::shards::spawn(
+                client.clone(),
+                settings.clone(),
+                config.shards,
+                status.clone(),
+            );
+            let health = state_store::shard_health::spawn_writer(
+                client.clone(),
+                &settings.namespace,
+                &settings.lease_name,
+                shards.fences.clone(),
+                settings.retry_period,
+            );
+            Some(Sharded {
+                shards,
+                health,
+                management: client.clone(),
+            })
+        }
         _ => None,
     };
     let mut elector = match (management, &config.leader_election) {
@@ -296,8 +310,8 @@ async fn serve(
     if let Some(task) = leader_gauge {
         task.abort();
     }
-    if let Some(shards) = shards {
-        shards.release().await;
+    if let Some(sharded) = shards {
+        sharded.shards.release().await;
     }
     if let Some((_, releaser, task)) = elector {
         task.abort();
@@ -340,7 +354,16 @@ struct Term<'a> {
     /// `--cluster-api`: what is found there joins every revision served.
     inventory: Option<&'a crate::cluster_api::Inventory>,
     /// Under `--shards`: the shards this replica holds.
-    shards: Option<&'a leader::shards::Shards>,
+    shards: Option<&'a Sharded>,
+}
+
+/// What a replica works with under `--shards`.
+struct Sharded {
+    shards: leader::shards::Shards,
+    /// Where the workers' reports go, for the leader's decisions.
+    health: mpsc::UnboundedSender<state_store::shard_health::Published>,
+    /// The management cluster, where the leader reads the shards' health.
+    management: kube::Client,
 }
 
 /// Resolves once `role` says this replica does not lead any more, or leads in a later term
@@ -409,8 +432,10 @@ impl Term<'_> {
             joined: self.rollouts.joined(),
         });
         let mut workers = Workers::new(shared, stop_rx);
-        let mut held = self.shards.map(|s| s.held.clone());
-        if let (Some(shards), Some(held)) = (self.shards, held.as_mut()) {
+        let sharded = self.shards;
+        let shards = sharded.map(|s| &s.shards);
+        let mut held = shards.map(|s| s.held.clone());
+        if let (Some(shards), Some(held)) = (shards, held.as_mut()) {
             workers = workers.sharded(&shards.fences);
             let now: BTreeSet<u32> = held.borrow_and_update().keys().copied().collect();
             workers.hold(now.clone()).await;
@@ -433,6 +458,16 @@ impl Term<'_> {
                 .map_or(Duration::from_secs(2), |s| s.retry_period),
         );
         let mut followed: Option<String> = None;
+        // The leader, sharded: the health of the clusters other replicas serve.
+        let mut health_of_others = match (sharded, &config.leader_election) {
+            (Some(s), Some(settings)) if decides => Some(state_store::shard_health::Reader::new(
+                s.management.clone(),
+                &settings.namespace,
+                &settings.lease_name,
+            )),
+            _ => None,
+        };
+        let shard_count = shards.map_or(1, |s| u32::try_from(s.fences.len()).unwrap_or(1));
         let (revisions_tx, mut revisions) = mpsc::channel(4);
         let git = GitSettings {
             cache_dir: config.cache_dir.clone(),
@@ -455,21 +490,33 @@ impl Term<'_> {
                 _ = state_conflict(&mut conflicts) => break Ended::StateConflict,
                 _ = rollout_tick.tick(), if decides => agent.rollouts.tick(),
                 Some(report) = reports.recv() => {
+                    if let Some(s) = sharded {
+                        let _ = s.health.send(state_store::shard_health::Published {
+                            shard: fleet_core::shard::shard_of(&report.cluster, shard_count),
+                            cluster: report.cluster.clone(),
+                            health: report.health.clone(),
+                        });
+                    }
                     if decides {
                         agent.rollouts.report(&report.cluster, report.health);
                     }
                 }
                 _ = held_changed(&mut held) => {
-                    if let (Some(shards), Some(held)) = (self.shards, held.as_mut()) {
+                    if let (Some(shards), Some(held)) = (shards, held.as_mut()) {
                         let now: BTreeSet<u32> = held.borrow_and_update().keys().copied().collect();
                         agent.workers.hold(now.clone()).await;
                         shards.running.send_replace(now);
                         agent.follow_newest();
                     }
                 }
-                _ = follow_tick.tick(), if following.is_some() => {
+                // Every retry period, under sharding: a replica that does not lead takes
+                // up the leader's decisions, the leader the other shards' health.
+                _ = follow_tick.tick(), if sharded.is_some() => {
                     if let Some(maps) = following {
                         followed = follow_state(maps, &agent.rollouts, followed).await;
+                    }
+                    if let Some(reader) = health_of_others.as_mut() {
+                        agent.report_others(reader).await;
                     }
                 }
                 changed = given_changed.changed() => {
@@ -510,7 +557,7 @@ impl Term<'_> {
         source_task.abort();
         // Reports are not read any more: a worker's last one must not wait for room.
         drop(reports);
-        if let Some(shards) = self.shards {
+        if let Some(shards) = shards {
             shards.running.send_replace(BTreeSet::new());
         }
         match outcome {
@@ -794,6 +841,23 @@ impl Agent {
                 .count()
         });
         self.with_status(|s| s.ready = http::is_ready(s, clusters));
+    }
+
+    /// The leader, sharded: the health other replicas published for the clusters of their
+    /// shards, judged as their own reports are.
+    async fn report_others(&self, reader: &mut state_store::shard_health::Reader) {
+        match reader.changed().await {
+            Ok(health) => {
+                for (cluster, health) in health {
+                    if !self.workers.serves(&cluster) {
+                        self.rollouts.report(&cluster, health);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sharding: cannot read the shards' cluster health; the rollout waits on what was read before");
+            }
+        }
     }
 
     /// Workers for the clusters served now (under sharding, the shards held changed).

@@ -8,6 +8,7 @@
 
 pub mod codec;
 pub mod config_maps;
+pub mod shard_health;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
