@@ -62,8 +62,18 @@ fn clusters_of(f: &SimFleet, shards: &BTreeSet<u32>) -> Vec<String> {
         .collect()
 }
 
+/// The clusters `r` says its replica serves itself.
+fn own(r: &StatusReport) -> BTreeSet<String> {
+    let me = r.leader.as_ref().map(|l| l.identity.as_str());
+    r.clusters
+        .iter()
+        .filter(|(_, c)| c.served_by.as_deref() == me)
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 /// Waits until `agents` hold every shard between them, `each` apiece, and each has
-/// converged on the clusters of its shards; the shards each holds.
+/// converged on the clusters of its shards, serving them itself; the shards each holds.
 async fn settled(f: &SimFleet, agents: &[&AgentProcess], each: usize) -> Vec<BTreeSet<u32>> {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
@@ -75,10 +85,10 @@ async fn settled(f: &SimFleet, agents: &[&AgentProcess], each: usize) -> Vec<BTr
         let union: BTreeSet<u32> = shards.iter().flatten().copied().collect();
         let ok = union.len() == SHARDS as usize
             && shards.iter().all(|s| s.len() == each)
-            && all
-                .iter()
-                .zip(&shards)
-                .all(|(r, s)| converged(r, &clusters_of(f, s), 1));
+            && all.iter().zip(&shards).all(|(r, s)| {
+                let mine = clusters_of(f, s);
+                converged(r, &mine, 1) && own(r) == mine.iter().cloned().collect()
+            });
         if ok {
             return shards;
         }
@@ -120,19 +130,24 @@ fn one_writer_per_term(f: &SimFleet, log: &[AuditEntry]) -> BTreeMap<String, Vec
         }
         // The test's own edits are no replica's.
         let drift = e.field_manager.as_deref() == Some("kubectl-edit");
-        // A shard's health is its holder's to publish, as its clusters are its to write.
+        // A shard's health and status are its holder's to publish, as its clusters are its
+        // to write.
         let health_of = e
             .name
             .as_deref()
             .filter(|_| e.resource == "configmaps" && e.code < 300)
-            .and_then(|n| n.strip_prefix("psql-fleet-shard-")?.strip_suffix("-health"));
+            .and_then(|n| {
+                let rest = n.strip_prefix("psql-fleet-shard-")?;
+                rest.strip_suffix("-health")
+                    .or_else(|| rest.strip_suffix("-status"))
+            });
         if let Some(shard) = health_of {
             let who = replica(e).unwrap_or_else(|| panic!("a write names no replica: {e:?}"));
             let lease = format!("psql-fleet-shard-{shard}");
             assert_eq!(
                 lease_holder.get(&lease).map(String::as_str),
                 Some(who),
-                "{who} published {lease}'s health while another held it: {e:?}"
+                "{who} published for {lease} while another held it: {e:?}"
             );
             continue;
         }
@@ -168,12 +183,22 @@ async fn three_replicas_split_the_fleet_and_a_killed_ones_clusters_are_taken_ove
     let mut c = spawn(&f, "c", &management).await;
     let shards = settled(&f, &[&a, &b, &c], 2).await;
 
-    // Each replica serves the clusters of its shards, and only those.
-    for (agent, mine) in [&a, &b, &c].iter().zip(&shards) {
-        let r = agent.report().await;
-        let served: BTreeSet<&String> = r.clusters.keys().collect();
-        let expected = clusters_of(&f, mine);
-        assert_eq!(served, expected.iter().collect(), "{:?}", r.shards);
+    // Each replica serves the clusters of its shards, and the status of every replica
+    // says so for the whole fleet.
+    let whole = |r: &StatusReport| {
+        f.names.iter().all(|name| {
+            r.clusters.get(name).is_some_and(|c| {
+                let holder = ["agent-a", "agent-b", "agent-c"]
+                    .iter()
+                    .zip(&shards)
+                    .find(|(_, s)| s.contains(&shard_of(name, SHARDS)))
+                    .map(|(who, _)| *who);
+                c.served_by.as_deref() == holder
+            })
+        }) && converged(r, &f.names, 1)
+    };
+    for agent in [&a, &b, &c] {
+        agent.wait_for("the whole fleet in the status", whole).await;
     }
 
     // agent-c dies without a word; one of its clusters drifts meanwhile.
@@ -198,6 +223,18 @@ async fn three_replicas_split_the_fleet_and_a_killed_ones_clusters_are_taken_ove
     );
     let union: BTreeSet<u32> = shards.iter().flatten().copied().collect();
     assert_eq!(union.len(), SHARDS as usize);
+
+    for agent in [&a, &b] {
+        let r = agent
+            .wait_for("the whole fleet served by agent-a and agent-b", |r| {
+                converged(r, &f.names, 1)
+                    && r.clusters
+                        .values()
+                        .all(|c| matches!(c.served_by.as_deref(), Some("agent-a" | "agent-b")))
+            })
+            .await;
+        assert_eq!(r.clusters.len(), f.names.len());
+    }
 
     let log = f.audit_all();
     let corrected = log[killed_at..].iter().any(|e| {

@@ -251,10 +251,20 @@ async fn serve(
                 shards.fences.clone(),
                 settings.retry_period,
             );
+            let status_task = state_store::shard_status::spawn(
+                client.clone(),
+                &settings.namespace,
+                &settings.lease_name,
+                &settings.identity,
+                shards.fences.clone(),
+                status.clone(),
+                settings.retry_period,
+            );
             Some(Sharded {
                 shards,
                 health,
                 management: client.clone(),
+                status_task,
             })
         }
         _ => None,
@@ -311,6 +321,7 @@ async fn serve(
         task.abort();
     }
     if let Some(sharded) = shards {
+        sharded.status_task.abort();
         sharded.shards.release().await;
     }
     if let Some((_, releaser, task)) = elector {
@@ -364,6 +375,8 @@ struct Sharded {
     health: mpsc::UnboundedSender<state_store::shard_health::Published>,
     /// The management cluster, where the leader reads the shards' health.
     management: kube::Client,
+    /// Publishes this replica's clusters' status and reads the other shards'.
+    status_task: JoinHandle<()>,
 }
 
 /// Resolves once `role` says this replica does not lead any more, or leads in a later term

@@ -115,6 +115,20 @@ pub fn decode_health(what: &str, bytes: &[u8]) -> Result<BTreeMap<String, Health
         .collect())
 }
 
+/// Any other value kept in a ConfigMap (a shard's cluster status), as gzipped JSON.
+pub fn encode_json<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>, Error> {
+    let json = serde_json::to_vec(value).unwrap_or_default();
+    bounded(what, gzip(&json))
+}
+
+pub fn decode_json<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, Error> {
+    let json = gunzip(what, bytes)?;
+    serde_json::from_slice(&json).map_err(|e| Error::Corrupt {
+        what: what.into(),
+        message: e.to_string(),
+    })
+}
+
 pub fn encode_state(state: &State) -> Result<Vec<u8>, Error> {
     let json = serde_json::to_vec(state).unwrap_or_default();
     bounded("the rollout state", gzip(&json))
