@@ -642,7 +642,10 @@ mod tests {
         assert_eq!(whole.clusters.len(), 2);
         assert_eq!(whole.clusters["mine"].served_by.as_deref(), Some("agent-a"));
         assert!(whole.clusters["mine"].reconciled, "its own status wins");
-        assert_eq!(whole.clusters["theirs"].served_by.as_deref(), Some("agent-b"));
+        assert_eq!(
+            whole.clusters["theirs"].served_by.as_deref(),
+            Some("agent-b")
+        );
         assert!(whole.served_elsewhere.is_empty());
     }
 

@@ -75,6 +75,15 @@ fn own(r: &StatusReport) -> BTreeSet<String> {
 /// Waits until `agents` hold every shard between them, `each` apiece, and each has
 /// converged on the clusters of its shards, serving them itself; the shards each holds.
 async fn settled(f: &SimFleet, agents: &[&AgentProcess], each: usize) -> Vec<BTreeSet<u32>> {
+    settled_as(f, agents, &vec![each; agents.len()]).await
+}
+
+/// [`settled`], the `i`th agent holding `counts[i]` shards.
+async fn settled_as(
+    f: &SimFleet,
+    agents: &[&AgentProcess],
+    counts: &[usize],
+) -> Vec<BTreeSet<u32>> {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let mut all = Vec::new();
@@ -84,7 +93,7 @@ async fn settled(f: &SimFleet, agents: &[&AgentProcess], each: usize) -> Vec<BTr
         let shards: Vec<BTreeSet<u32>> = all.iter().map(held).collect();
         let union: BTreeSet<u32> = shards.iter().flatten().copied().collect();
         let ok = union.len() == SHARDS as usize
-            && shards.iter().all(|s| s.len() == each)
+            && shards.iter().map(BTreeSet::len).eq(counts.iter().copied())
             && all.iter().zip(&shards).all(|(r, s)| {
                 let mine = clusters_of(f, s);
                 converged(r, &mine, 1) && own(r) == mine.iter().cloned().collect()
@@ -94,7 +103,7 @@ async fn settled(f: &SimFleet, agents: &[&AgentProcess], each: usize) -> Vec<BTr
         }
         assert!(
             Instant::now() < deadline,
-            "the replicas did not settle on {each} shards each: {shards:?}"
+            "the replicas did not settle on {counts:?} shards: {shards:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -363,4 +372,120 @@ async fn the_leader_alone_rolls_out_wave_by_wave_from_the_health_the_shards_publ
         );
     }
     one_writer_per_term(&f, &log);
+}
+
+/// Samples the shards held in the status of every agent in `servers` every 100 ms until
+/// told to stop: the longest time any shard was held by none of them.
+fn watch_gaps(
+    servers: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Duration>,
+) {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut last_held: BTreeMap<u32, Instant> = BTreeMap::new();
+        let mut longest = Duration::ZERO;
+        let start = Instant::now();
+        loop {
+            let now_servers = servers.lock().unwrap().clone();
+            let mut held_now = BTreeSet::new();
+            for server in now_servers {
+                if let Ok(body) = psql_fleet::cli::status::get(&server, "/api/v1/status").await {
+                    if let Ok(r) = serde_json::from_str::<StatusReport>(&body) {
+                        held_now.extend(held(&r));
+                    }
+                }
+            }
+            let now = Instant::now();
+            for shard in 0..SHARDS {
+                if held_now.contains(&shard) {
+                    last_held.insert(shard, now);
+                }
+                let since = last_held.get(&shard).copied().unwrap_or(start);
+                longest = longest.max(now - since);
+            }
+            tokio::select! {
+                _ = &mut stopped => return longest,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    });
+    (stop, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_from_three_replicas_to_five_and_back_moves_shards_without_a_gap_or_overlap() {
+    let f = SimFleet::start(30, Duration::from_millis(200)).await;
+    let management = f.names[0].clone();
+    f.claim_everywhere();
+    let a = spawn(&f, "a", &management).await;
+    let b = spawn(&f, "b", &management).await;
+    let c = spawn(&f, "c", &management).await;
+    settled(&f, &[&a, &b, &c], 2).await;
+    let servers = std::sync::Arc::new(std::sync::Mutex::new(vec![
+        a.server.clone(),
+        b.server.clone(),
+        c.server.clone(),
+    ]));
+    let (stop, gaps) = watch_gaps(servers.clone());
+
+    // Two join: six shards over five replicas, the first in name order holding two.
+    let d = spawn(&f, "d", &management).await;
+    let e = spawn(&f, "e", &management).await;
+    servers
+        .lock()
+        .unwrap()
+        .extend([d.server.clone(), e.server.clone()]);
+    let joined = Instant::now();
+    settled_as(&f, &[&a, &b, &c, &d, &e], &[2, 1, 1, 1, 1]).await;
+    eprintln!("3 -> 5 replicas settled in {:?}", joined.elapsed());
+
+    // And leave, cleanly (SIGTERM): they release their shards, which the others take.
+    let left = Instant::now();
+    servers.lock().unwrap().truncate(3);
+    d.stop().await;
+    e.stop().await;
+    settled(&f, &[&a, &b, &c], 2).await;
+    eprintln!("5 -> 3 replicas settled in {:?}", left.elapsed());
+    let _ = stop.send(());
+    let longest = gaps.await.unwrap();
+    eprintln!("the longest time a shard had no holder: {longest:?}");
+    assert!(
+        longest <= LEASE,
+        "a shard had no holder for {longest:?}, more than a lease duration"
+    );
+    one_writer_per_term(&f, &f.audit_all());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_replica_writes_nothing_to_the_shards_others_took_meanwhile() {
+    let f = SimFleet::start(30, Duration::from_millis(200)).await;
+    let management = f.names[0].clone();
+    f.claim_everywhere();
+    let a = spawn(&f, "a", &management).await;
+    let b = spawn(&f, "b", &management).await;
+    let c = spawn(&f, "c", &management).await;
+    let shards = settled(&f, &[&a, &b, &c], 2).await;
+
+    // Paused past its lease: the others take its shards.
+    c.signal("STOP");
+    settled(&f, &[&a, &b], 3).await;
+    // One of its clusters drifts, which agent-c, woken, would correct at once if
+    // nothing fenced it; the audit check below would then fail.
+    let drifted = clusters_of(&f, &shards[2])[0].clone();
+    f.admin(
+        "POST",
+        &format!("/clusters/{drifted}/edit"),
+        serde_json::json!({"name": "stackgres-operator", "namespace": "default",
+            "manager": "kubectl-edit", "patch": {"spec": {"rollbackLimit": 7}}}),
+    )
+    .await;
+    c.signal("CONT");
+
+    // It says it lost its shards, and takes its share back from the others.
+    settled(&f, &[&a, &b, &c], 2).await;
+    let log = std::fs::read_to_string(f.sim_dir().join("agent-c.log")).unwrap();
+    assert!(log.contains("lost the shard"), "{log}");
+    one_writer_per_term(&f, &f.audit_all());
 }
