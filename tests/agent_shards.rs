@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::agent::{leader_elect_args, AgentProcess, ProcessOptions};
 use common::audit::{EVENTS, RELEASES, USAGES};
-use common::status::converged;
+use common::status::{converged, metric};
 use common::SimFleet;
 use fleet_core::shard::shard_of;
 use fleet_core::testing::{claim, cluster, fleet, wave};
@@ -106,6 +106,37 @@ async fn settled_as(
             "the replicas did not settle on {counts:?} shards: {shards:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until each agent exports `psql_fleet_shard_clusters` for the shards it holds and
+/// for those only, and `psql_fleet_shards` 6; the sum of their clusters.
+async fn shard_metrics(agents: &[&AgentProcess], shards: &[BTreeSet<u32>]) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut total = 0.0;
+        let mut ok = true;
+        for (agent, mine) in agents.iter().zip(shards) {
+            let m = agent.metrics().await;
+            ok &= metric(&m, "psql_fleet_shards", &[]) == Some(f64::from(SHARDS));
+            for shard in 0..SHARDS {
+                let v = metric(
+                    &m,
+                    "psql_fleet_shard_clusters",
+                    &[("shard", &shard.to_string())],
+                );
+                ok &= v.is_some() == mine.contains(&shard);
+                total += v.unwrap_or(0.0);
+            }
+        }
+        if ok {
+            return total;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the shard metrics do not say {shards:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -209,6 +240,8 @@ async fn three_replicas_split_the_fleet_and_a_killed_ones_clusters_are_taken_ove
     for agent in [&a, &b, &c] {
         agent.wait_for("the whole fleet in the status", whole).await;
     }
+    // Each exports the clusters of its own shards: summed, the fleet.
+    assert_eq!(shard_metrics(&[&a, &b, &c], &shards).await, 60.0);
 
     // agent-c dies without a word; one of its clusters drifts meanwhile.
     let orphaned = clusters_of(&f, &shards[2]);

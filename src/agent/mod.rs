@@ -15,7 +15,7 @@ mod names;
 pub mod state_store;
 pub mod workers;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -854,6 +854,15 @@ impl Agent {
                 .count()
         });
         self.with_status(|s| s.ready = http::is_ready(s, clusters));
+        if let Some((count, held)) = self.workers.shards() {
+            let mut per_shard: BTreeMap<u32, usize> = held.iter().map(|s| (*s, 0)).collect();
+            for cluster in self.newest.iter().flat_map(|a| a.fleet.clusters.keys()) {
+                if let Some(n) = per_shard.get_mut(&fleet_core::shard::shard_of(cluster, count)) {
+                    *n += 1;
+                }
+            }
+            self.metrics.set_shards(count, &per_shard);
+        }
     }
 
     /// The leader, sharded: the health other replicas published for the clusters of their

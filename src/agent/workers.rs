@@ -64,6 +64,13 @@ impl Workers {
         self
     }
 
+    /// Under sharding: how many shards there are, and the ones held.
+    pub fn shards(&self) -> Option<(u32, &BTreeSet<u32>)> {
+        let sharding = self.sharding.as_ref()?;
+        let count = u32::try_from(sharding.by_shard.len()).unwrap_or(u32::MAX);
+        Some((count, &sharding.held))
+    }
+
     /// Whether this replica writes to `cluster`: always, unless sharded and its shard is
     /// not held.
     pub fn serves(&self, cluster: &str) -> bool {
