@@ -450,9 +450,9 @@ impl Term<'_> {
         let mut held = shards.map(|s| s.held.clone());
         if let (Some(shards), Some(held)) = (shards, held.as_mut()) {
             workers = workers.sharded(&shards.fences);
-            let now: BTreeSet<u32> = held.borrow_and_update().keys().copied().collect();
-            workers.hold(now.clone()).await;
-            shards.running.send_replace(now);
+            let now = held.borrow_and_update().clone();
+            workers.hold(&now).await;
+            shards.running.send_replace(now.keys().copied().collect());
         }
         let mut agent = Agent {
             allow_mass_prune: config.allow_mass_prune,
@@ -516,9 +516,9 @@ impl Term<'_> {
                 }
                 _ = held_changed(&mut held) => {
                     if let (Some(shards), Some(held)) = (shards, held.as_mut()) {
-                        let now: BTreeSet<u32> = held.borrow_and_update().keys().copied().collect();
-                        agent.workers.hold(now.clone()).await;
-                        shards.running.send_replace(now);
+                        let now = held.borrow_and_update().clone();
+                        agent.workers.hold(&now).await;
+                        shards.running.send_replace(now.keys().copied().collect());
                         agent.follow_newest();
                     }
                 }
@@ -855,7 +855,7 @@ impl Agent {
         });
         self.with_status(|s| s.ready = http::is_ready(s, clusters));
         if let Some((count, held)) = self.workers.shards() {
-            let mut per_shard: BTreeMap<u32, usize> = held.iter().map(|s| (*s, 0)).collect();
+            let mut per_shard: BTreeMap<u32, usize> = held.into_iter().map(|s| (s, 0)).collect();
             for cluster in self.newest.iter().flat_map(|a| a.fleet.clusters.keys()) {
                 if let Some(n) = per_shard.get_mut(&fleet_core::shard::shard_of(cluster, count)) {
                     *n += 1;

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::driver::RolloutDriver;
+use super::leader::shards::Held;
 use super::leader::Fence;
 use crate::cluster::{worker, Accepted, Assignment, Shared};
 use fleet_core::shard::shard_of;
@@ -37,7 +38,8 @@ pub struct Workers {
 struct Sharding {
     /// What the workers of each shard share: its fence differs.
     by_shard: Vec<Arc<Shared>>,
-    held: BTreeSet<u32>,
+    /// The shards held, each with the term it was taken in.
+    held: Held,
 }
 
 impl Workers {
@@ -59,16 +61,16 @@ impl Workers {
             .collect();
         self.sharding = Some(Sharding {
             by_shard,
-            held: BTreeSet::new(),
+            held: Held::new(),
         });
         self
     }
 
     /// Under sharding: how many shards there are, and the ones held.
-    pub fn shards(&self) -> Option<(u32, &BTreeSet<u32>)> {
+    pub fn shards(&self) -> Option<(u32, BTreeSet<u32>)> {
         let sharding = self.sharding.as_ref()?;
         let count = u32::try_from(sharding.by_shard.len()).unwrap_or(u32::MAX);
-        Some((count, &sharding.held))
+        Some((count, sharding.held.keys().copied().collect()))
     }
 
     /// Whether this replica writes to `cluster`: always, unless sharded and its shard is
@@ -85,23 +87,31 @@ impl Workers {
         let shard = shard_of(cluster, count);
         sharding
             .held
-            .contains(&shard)
+            .contains_key(&shard)
             .then(|| sharding.by_shard.get(shard as usize))
             .flatten()
     }
 
-    /// The shards held are `held` now: the workers of clusters in shards no longer held
-    /// are ended (their fence is closed already) and their clusters leave the status and
-    /// the metrics; [`follow`](Workers::follow) then starts the new shards' workers.
-    pub async fn hold(&mut self, held: BTreeSet<u32>) {
+    /// The shards held are `held` now: the workers of clusters in shards no longer held,
+    /// or held in a new term (lost and taken again: their workers may have been refused
+    /// writes, and start afresh as after a leadership), are ended (their fence was closed)
+    /// and their clusters leave the status and the metrics; [`follow`](Workers::follow)
+    /// then starts the workers of the shards taken.
+    pub async fn hold(&mut self, held: &Held) {
         let Some(sharding) = self.sharding.as_mut() else {
             return;
         };
-        sharding.held = held;
+        let count = u32::try_from(sharding.by_shard.len()).unwrap_or(u32::MAX);
+        let before = std::mem::replace(&mut sharding.held, held.clone());
+        let ended: BTreeSet<u32> = before
+            .iter()
+            .filter(|(shard, term)| held.get(shard) != Some(term))
+            .map(|(shard, _)| *shard)
+            .collect();
         let dropped: Vec<String> = self
             .by_cluster
             .keys()
-            .filter(|name| !self.serves(name))
+            .filter(|name| ended.contains(&shard_of(name, count)) || !self.serves(name))
             .cloned()
             .collect();
         for name in dropped {
