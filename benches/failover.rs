@@ -6,11 +6,17 @@
 //!   ConfigMap writes on the management cluster), which should be 0 for the fleet;
 //! - `kill -9` of the leader to another replica leading, and to every cluster reconciled by
 //!   it (a pass of the new leader over each cluster);
-//! - SIGTERM of the leader (it releases the Lease) to another replica leading.
+//! - SIGTERM of the leader (it releases the Lease) to another replica leading;
+//!
+//! and then, with the clusters sharded (`--shards 6`) over three replicas:
+//!
+//! - writes at steady state (fleet objects; Lease renewals; the shards' health and status
+//!   ConfigMaps, which should be 0 too);
+//! - `kill -9` of a replica to its clusters served and ready again by the others' own
+//!   passes (its shards' Leases expired and taken).
 //!
 //! Run with `cargo bench --bench failover` (or `make bench`); `cargo test --benches` runs one
-//! short round with short timings. The clusters are not sharded over replicas (issue 15
-//! leaves that open), so there is no shard failover to measure.
+//! short round with short timings.
 
 use std::time::{Duration, Instant};
 
@@ -27,14 +33,157 @@ const CLIENT_GO: Timings = ["15s", "10s", "2s"];
 const SHORT: Timings = ["3s", "2s", "500ms"];
 
 async fn spawn(f: &SimFleet, name: &str, t: Timings) -> AgentProcess {
+    spawn_with(f, name, t, &[]).await
+}
+
+async fn spawn_with(f: &SimFleet, name: &str, t: Timings, more: &[&str]) -> AgentProcess {
     let kubeconfig = f.sim.kubeconfig_path(&f.names[0]);
+    let mut args = leader_elect_args(&kubeconfig, name, t);
+    args.extend(more.iter().map(|a| a.to_string()));
     f.spawn_agent(ProcessOptions {
         name: Some(name.into()),
         rust_log: Some("warn".into()),
-        args: leader_elect_args(&kubeconfig, name, t),
+        args,
         ..ProcessOptions::default()
     })
     .await
+}
+
+/// The clusters `r`'s replica serves itself, every claim ready.
+fn own_ready(r: &StatusReport) -> Vec<String> {
+    let me = r.leader.as_ref().map(|l| l.identity.as_str());
+    r.clusters
+        .iter()
+        .filter(|(_, c)| c.served_by.as_deref() == me)
+        .filter(|(_, c)| c.reachable && !c.claims.is_empty() && c.claims.iter().all(|c| c.ready))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// Waits until the replicas' own passes cover all `clusters`, each by one replica; how
+/// long that took.
+async fn sharded_ready(agents: &[AgentProcess], clusters: usize, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let mut served = Vec::new();
+        for a in agents {
+            if let Some(r) = a.status().await {
+                served.extend(own_ready(&r));
+            }
+        }
+        let n = served.len();
+        served.sort();
+        served.dedup();
+        if n == clusters && served.len() == clusters {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "not every cluster served after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until each of the three replicas holds two of the six shards.
+async fn balanced(agents: &[AgentProcess], limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let mut even = true;
+        for a in agents {
+            let held = a
+                .status()
+                .await
+                .and_then(|r| r.shards)
+                .map(|s| s.held.len());
+            even &= held == Some(2);
+        }
+        if even {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "the shards not shared evenly after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sharded over three replicas: the steady state's writes, and `kill -9` of a replica to
+/// its clusters served again; the report's section.
+async fn shard_failover(
+    clusters: usize,
+    rounds: usize,
+    steady: Duration,
+    t: Timings,
+) -> (String, usize) {
+    const SHARDS: &str = "6";
+    let f = SimFleet::start(clusters, Duration::from_millis(200)).await;
+    f.claim_everywhere();
+    let limit = Duration::from_secs(120);
+    let mut agents = Vec::new();
+    for name in ["s0", "s1", "s2"] {
+        agents.push(spawn_with(&f, name, t, &["--shards", SHARDS]).await);
+    }
+    let cold = sharded_ready(&agents, clusters, limit).await;
+    balanced(&agents, limit).await;
+    sharded_ready(&agents, clusters, limit).await;
+    // The shards' health and status are published every retry period after the passes.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mark = f.audit_all().len();
+    tokio::time::sleep(steady).await;
+    let window = f.audit_all().split_off(mark);
+    let fleet_writes = window.iter().filter(|e| fleet_write(e)).count();
+    let lease_writes = window
+        .iter()
+        .filter(|e| e.resource == "leases.coordination.k8s.io")
+        .count();
+    let map_writes = window.iter().filter(|e| e.resource == "configmaps").count();
+    for e in window.iter().filter(|e| e.resource == "configmaps") {
+        eprintln!("ConfigMap write at steady state, sharded: {e:?}");
+    }
+    let mut killed = Vec::new();
+    for round in 0..rounds {
+        // Not the first replica: it is the likeliest leader, measured above.
+        let victim = 1 + round % 2;
+        let at = Instant::now();
+        agents[victim].kill();
+        drop(agents.remove(victim));
+        killed.push(
+            sharded_ready(&agents, clusters, limit)
+                .await
+                .max(at.elapsed()),
+        );
+        agents.push(spawn_with(&f, &format!("s{}", round + 3), t, &["--shards", SHARDS]).await);
+        balanced(&agents, limit).await;
+        sharded_ready(&agents, clusters, limit).await;
+    }
+    let mut sorted = killed.clone();
+    sorted.sort();
+    let all = killed
+        .iter()
+        .map(|d| secs(*d))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut out = format!(
+        "\n## Shard failover (--shards {SHARDS}, 3 replicas, {clusters} clusters, lease {} / renew {} / retry {})\n\n",
+        t[0], t[1], t[2]
+    );
+    out.push_str("| measure | median | all rounds |\n| --- | --- | --- |\n");
+    out.push_str(&format!(
+        "| cold start, 3 replicas, to every cluster ready by its shard's holder | {} | |\n",
+        secs(cold)
+    ));
+    out.push_str(&format!(
+        "| `kill -9` of a replica to its clusters ready by the others' own passes | {} | {all} |\n",
+        secs(sorted[sorted.len() / 2])
+    ));
+    out.push_str(&format!(
+        "\nSteady state over {} s, sharded: {fleet_writes} writes to fleet clusters, {lease_writes} Lease writes (3 member and 6 shard Leases renewed every retry period, the leader Lease) and {map_writes} ConfigMap writes (rollout state, the shards' health and status) on the management cluster.\n",
+        steady.as_secs()
+    ));
+    f.shutdown().await;
+    (out, fleet_writes + map_writes)
 }
 
 fn leads(r: &StatusReport) -> bool {
@@ -180,4 +329,11 @@ async fn main() {
     assert_eq!(fleet_writes, 0, "writes to the fleet at steady state");
     assert!(lease_writes > 0, "the leader renews its Lease");
     f.shutdown().await;
+
+    let (section, writes) = shard_failover(clusters.max(12), rounds, steady, t).await;
+    print!("{section}");
+    assert_eq!(
+        writes, 0,
+        "fleet or ConfigMap writes at steady state, sharded"
+    );
 }

@@ -118,6 +118,7 @@ async fn main() {
         control: Default::default(),
         verify: None,
         leader_election: None,
+        shards: 1,
         gates: Default::default(),
         github_approvals: None,
         cluster_api: None,

@@ -95,6 +95,10 @@ pub struct Metrics {
     applies: IntCounterVec,
     rollbacks: IntCounterVec,
     leader: IntGauge,
+    /// Under `--shards`: N (no series without sharding).
+    shards: IntGaugeVec,
+    /// Under `--shards`: the fleet's clusters in each shard this replica holds.
+    shard_clusters: IntGaugeVec,
     latest: Arc<Mutex<Latest>>,
 }
 
@@ -176,6 +180,22 @@ impl Metrics {
         )?;
         leader.set(1);
         r.register(Box::new(leader.clone()))?;
+        let shards = IntGaugeVec::new(
+            Opts::new(
+                "psql_fleet_shards",
+                "Under run --shards N: N, how many shards the fleet's clusters are split into",
+            ),
+            &[],
+        )?;
+        r.register(Box::new(shards.clone()))?;
+        let shard_clusters = IntGaugeVec::new(
+            Opts::new(
+                "psql_fleet_shard_clusters",
+                "Under run --shards: the fleet's clusters in each shard this replica holds (no series for the shards it does not hold)",
+            ),
+            &["shard"],
+        )?;
+        r.register(Box::new(shard_clusters.clone()))?;
         Ok(Metrics {
             drift_corrections: counter(
                 &r,
@@ -216,6 +236,8 @@ impl Metrics {
             )?,
             registry: r,
             leader,
+            shards,
+            shard_clusters,
             latest,
         })
     }
@@ -223,6 +245,26 @@ impl Metrics {
     /// Whether this replica leads now (see `psql_fleet_leader`).
     pub fn set_leader(&self, leads: bool) {
         self.leader.set(i64::from(leads));
+    }
+
+    /// Under `--shards`: `shards` is N, `held` the fleet's clusters in each shard this
+    /// replica holds; the series of the shards it does not hold are removed.
+    pub fn set_shards(&self, shards: u32, held: &BTreeMap<u32, usize>) {
+        self.shards
+            .with_label_values::<&str>(&[])
+            .set(i64::from(shards));
+        for shard in 0..shards {
+            let label = shard.to_string();
+            match held.get(&shard) {
+                Some(n) => self
+                    .shard_clusters
+                    .with_label_values(&[label.as_str()])
+                    .set(i64::try_from(*n).unwrap_or(i64::MAX)),
+                None => {
+                    let _ = self.shard_clusters.remove_label_values(&[label.as_str()]);
+                }
+            }
+        }
     }
 
     fn with_latest(&self, f: impl FnOnce(&mut Latest)) {

@@ -29,6 +29,14 @@ pub struct StatusReport {
     /// `--cluster-api`: the clusters found on the management cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_api: Option<ClusterApiStatus>,
+    /// Under `--shards N`: the shards this replica writes to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<ShardStatus>,
+    /// Under `--shards N`: the clusters of the shards other replicas hold, as they
+    /// published them; merged into `clusters` when the status is served
+    /// ([`whole_fleet`](StatusReport::whole_fleet)).
+    #[serde(skip)]
+    pub served_elsewhere: BTreeMap<String, ClusterStatus>,
 }
 
 /// The fleet's clusters from Cluster API (`run --cluster-api`).
@@ -47,6 +55,18 @@ pub struct ClusterApiStatus {
     /// Why a watch failed last (it is retried; the clusters found stay in the fleet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// The shards of the fleet this replica holds (`run --leader-elect --shards N`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardStatus {
+    /// N: how many shards the fleet's clusters are split into.
+    pub shards: u32,
+    /// The shards whose Leases this replica holds; it writes to their clusters only.
+    pub held: Vec<u32>,
+    /// The replicas it saw live (their member Leases not expired), itself included.
+    pub members: Vec<String>,
 }
 
 /// The rollout state on the management cluster.
@@ -319,6 +339,9 @@ pub struct ClusterStatus {
     /// Since when the cluster cannot be reached (RFC 3339); `None` while it answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unreachable_since: Option<String>,
+    /// Under `--shards`: the replica that writes to the cluster and reported this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<String>,
 }
 
 impl ClusterStatus {
@@ -372,6 +395,22 @@ fn short(revision: Option<&str>) -> String {
 }
 
 impl StatusReport {
+    /// The status of the whole fleet: under `--shards`, this replica's clusters (said to
+    /// be served by it) and those other replicas published; else the report as it is.
+    pub fn whole_fleet(mut self) -> StatusReport {
+        if self.shards.is_none() {
+            return self;
+        }
+        let me = self.leader.as_ref().map(|l| l.identity.clone());
+        for c in self.clusters.values_mut() {
+            c.served_by.clone_from(&me);
+        }
+        for (name, c) in std::mem::take(&mut self.served_elsewhere) {
+            self.clusters.entry(name).or_insert(c);
+        }
+        self
+    }
+
     /// A table a person reads at a glance: one line per claim, grouped by cluster.
     pub fn to_table(&self) -> String {
         let mut out = String::new();
@@ -571,6 +610,44 @@ impl StatusReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sharded_replica_serves_the_whole_fleet_its_own_clusters_winning() {
+        let mut report = StatusReport {
+            leader: Some(LeaderStatus {
+                identity: "agent-a".into(),
+                ..LeaderStatus::default()
+            }),
+            ..StatusReport::default()
+        };
+        let fresh = ClusterStatus {
+            reconciled: true,
+            ..ClusterStatus::default()
+        };
+        report.clusters.insert("mine".into(), fresh.clone());
+        let published = |by: &str| ClusterStatus {
+            served_by: Some(by.into()),
+            ..ClusterStatus::default()
+        };
+        report
+            .served_elsewhere
+            .insert("mine".into(), published("agent-b"));
+        report
+            .served_elsewhere
+            .insert("theirs".into(), published("agent-b"));
+        // Not sharded: the report as it is.
+        assert_eq!(report.clone().whole_fleet().clusters.len(), 1);
+        report.shards = Some(ShardStatus::default());
+        let whole = report.whole_fleet();
+        assert_eq!(whole.clusters.len(), 2);
+        assert_eq!(whole.clusters["mine"].served_by.as_deref(), Some("agent-a"));
+        assert!(whole.clusters["mine"].reconciled, "its own status wins");
+        assert_eq!(
+            whole.clusters["theirs"].served_by.as_deref(),
+            Some("agent-b")
+        );
+        assert!(whole.served_elsewhere.is_empty());
+    }
 
     #[test]
     fn the_table_says_whether_this_replica_leads_and_who_does() {

@@ -282,6 +282,17 @@ class LeaderElection(unittest.TestCase):
         with self.assertRaisesRegex(helm.HelmError, "leaderElection"):
             install_dry_run(merge(REQUIRED, {"leaderElection": {"enabled": "yes"}}))
 
+    def test_by_default_there_is_no_sharding(self):
+        self.assertFalse([a for a in self.args if a.startswith("--shards")])
+
+    def test_shards_pass_the_flag_and_let_the_agent_list_the_leases(self):
+        objects, _ = install_dry_run(merge(REQUIRED, {"replicaCount": 3, "leaderElection": {"shards": 6}}))
+        args = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        self.assertIn("--shards=6", args)
+        self.assertEqual(one(objects, "Role")["rules"][0]["verbs"], ["get", "list", "create", "update"])
+        with self.assertRaisesRegex(helm.HelmError, "shards"):
+            install_dry_run(merge(REQUIRED, {"leaderElection": {"shards": 0}}))
+
 
 class ClusterApi(unittest.TestCase):
     def rbac(self, objects):
@@ -368,7 +379,7 @@ class Example(unittest.TestCase):
         rule = one(self.objects, "PrometheusRule")
         alerts = helm.values_from_yaml((ROOT / "dashboards" / "alerts.yaml").read_text())
         self.assertEqual(rule["spec"], alerts)
-        self.assertEqual(len(rule["spec"]["groups"][0]["rules"]), 11, "eleven alerts")
+        self.assertEqual(len(rule["spec"]["groups"][0]["rules"]), 13, "thirteen alerts")
 
     def test_the_dashboards_are_config_maps_for_the_grafana_sidecar(self):
         maps = [o for o in self.objects if o["kind"] == "ConfigMap"]

@@ -100,32 +100,7 @@ impl RolloutDriver {
     /// Takes up the rollout where `loaded` says it stood (at start, or when this replica
     /// begins to lead): what was decided before is replaced, health is judged afresh.
     pub fn adopt(&self, loaded: Loaded) {
-        let mut fleets = BTreeMap::new();
-        let mut broken = BTreeMap::new();
-        for (revision, tree) in loaded.revisions {
-            let fleet = tree.and_then(|tree| {
-                load(&tree)
-                    .fleet
-                    .ok_or_else(|| format!("kept revision {revision} no longer validates"))
-            });
-            match fleet {
-                Ok(fleet) => {
-                    fleets.insert(
-                        revision.clone(),
-                        Arc::new(Accepted {
-                            revision,
-                            fleet,
-                            has_baseline: false,
-                            former_names: Vec::new(),
-                        }),
-                    );
-                }
-                Err(e) => {
-                    tracing::error!(%revision, error = %e, "cannot read back a revision clusters are given; they are not reconciled until the rollout moves on");
-                    broken.insert(revision, e);
-                }
-            }
-        }
+        let (fleets, broken) = read_back(loaded.revisions);
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
@@ -145,6 +120,49 @@ impl RolloutDriver {
         } else {
             self.finish(&mut inner, transitions);
         }
+    }
+
+    /// Under `--shards`, on a replica that does not lead: what each cluster is given is
+    /// what the leader decided, as `loaded` from where it keeps the state; this replica
+    /// decides nothing, keeps nothing and notifies no observer. Revisions known already
+    /// and left out of `loaded.revisions` are kept.
+    pub fn follow(&self, loaded: Loaded) {
+        let (mut fleets, broken) = read_back(loaded.revisions);
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        let keep = loaded.state.revisions();
+        for (revision, fleet) in &inner.fleets {
+            if keep.contains(revision) && !broken.contains_key(revision) {
+                fleets
+                    .entry(revision.clone())
+                    .or_insert_with(|| fleet.clone());
+            }
+        }
+        let wave_of = loaded
+            .state
+            .rollout
+            .iter()
+            .flat_map(|r| r.waves.iter())
+            .flat_map(|w| w.clusters.keys().map(|c| (c.clone(), w.name.clone())))
+            .collect();
+        *inner = Inner {
+            state: loaded.state,
+            fleets,
+            broken,
+            wave_of,
+            ..Inner::default()
+        };
+        self.publish_status(&inner);
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The revisions this replica has the files of.
+    pub fn known_revisions(&self) -> BTreeSet<String> {
+        self.inner
+            .lock()
+            .map(|inner| inner.fleets.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Resolves once every decision so far is kept (true), or after a while without.
@@ -441,6 +459,39 @@ impl RolloutDriver {
             }
         }
     }
+}
+
+/// The revisions read back, loaded (or why not).
+fn read_back(
+    revisions: BTreeMap<String, Result<fleet_core::fleetdir::FileTree, String>>,
+) -> (BTreeMap<String, Arc<Accepted>>, BTreeMap<String, String>) {
+    let mut fleets = BTreeMap::new();
+    let mut broken = BTreeMap::new();
+    for (revision, tree) in revisions {
+        let fleet = tree.and_then(|tree| {
+            load(&tree)
+                .fleet
+                .ok_or_else(|| format!("kept revision {revision} no longer validates"))
+        });
+        match fleet {
+            Ok(fleet) => {
+                fleets.insert(
+                    revision.clone(),
+                    Arc::new(Accepted {
+                        revision,
+                        fleet,
+                        has_baseline: false,
+                        former_names: Vec::new(),
+                    }),
+                );
+            }
+            Err(e) => {
+                tracing::error!(%revision, error = %e, "cannot read back a revision clusters are given; they are not reconciled until the rollout moves on");
+                broken.insert(revision, e);
+            }
+        }
+    }
+    (fleets, broken)
 }
 
 /// Every rollback the state records, as (revision, wave, when).

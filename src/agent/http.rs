@@ -338,7 +338,7 @@ async fn metrics(State(endpoints): Shared) -> Response {
 }
 
 async fn status(State(endpoints): Shared) -> Response {
-    json(&endpoints.snapshot())
+    json(&endpoints.snapshot().whole_fleet())
 }
 
 async fn rollout(State(endpoints): Shared) -> Result<Response, Refusal> {

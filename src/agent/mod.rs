@@ -15,6 +15,7 @@ mod names;
 pub mod state_store;
 pub mod workers;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -83,6 +84,10 @@ pub struct Config {
     pub verify: Option<crate::source::verify::Policy>,
     /// `--leader-elect`: write to fleet clusters only while holding the Lease.
     pub leader_election: Option<leader::Settings>,
+    /// `--shards N` (with `--leader-elect`): the fleet's clusters split into N shards, each
+    /// written by the replica holding its Lease; 1 is no sharding (the leader writes to
+    /// every cluster).
+    pub shards: u32,
     /// `--prometheus-url`: where the waves' metric gates are asked.
     pub gates: gates::Settings,
     /// `--github-repo`: a wave waiting for approval is approved from the pull request of
@@ -156,7 +161,8 @@ async fn serve(
     let management = match &config.leader_election {
         Some(settings) => {
             settings.check()?;
-            Some(leader::client(settings.kubeconfig.as_deref()).await?)
+            let user_agent = crate::cluster::transport::user_agent(Some(&settings.identity));
+            Some(leader::client(settings.kubeconfig.as_deref(), &user_agent).await?)
         }
         None => None,
     };
@@ -174,7 +180,8 @@ async fn serve(
     // Found on every replica (it only reads), so a new leader serves at once.
     let inventory = match &config.cluster_api {
         Some(settings) => {
-            let client = leader::client(settings.kubeconfig.as_deref())
+            let user_agent = crate::cluster::transport::user_agent(Some(&replica(&config)));
+            let client = leader::client(settings.kubeconfig.as_deref(), &user_agent)
                 .await
                 .map_err(Error::ClusterApi)?;
             tracing::info!(namespaces = ?settings.namespaces, "finding clusters on the Cluster API management cluster");
@@ -229,6 +236,39 @@ async fn serve(
         Some(webhook) => Some(serve_webhook(webhook, trigger.clone()).await?),
         None => None,
     };
+    let shards = match (&management, &config.leader_election) {
+        (Some(client), Some(settings)) if config.shards > 1 => {
+            let shards = leader::shards::spawn(
+                client.clone(),
+                settings.clone(),
+                config.shards,
+                status.clone(),
+            );
+            let health = state_store::shard_health::spawn_writer(
+                client.clone(),
+                &settings.namespace,
+                &settings.lease_name,
+                shards.fences.clone(),
+                settings.retry_period,
+            );
+            let status_task = state_store::shard_status::spawn(
+                client.clone(),
+                &settings.namespace,
+                &settings.lease_name,
+                &settings.identity,
+                shards.fences.clone(),
+                status.clone(),
+                settings.retry_period,
+            );
+            Some(Sharded {
+                shards,
+                health,
+                management: client.clone(),
+                status_task,
+            })
+        }
+        _ => None,
+    };
     let mut elector = match (management, &config.leader_election) {
         (Some(client), Some(settings)) => Some(leader::Elector::spawn(
             client,
@@ -251,11 +291,13 @@ async fn serve(
         fence: &fence,
         state_maps: kept.config_maps.as_ref(),
         inventory: inventory.as_ref(),
+        shards: shards.as_ref(),
     };
     tokio::pin!(shutdown);
     let outcome = loop {
-        // A standby starts nothing that writes: it waits for the Lease.
-        if let Some((role, _, _)) = elector.as_mut() {
+        // A standby starts nothing that writes: it waits for the Lease. Under sharding it
+        // writes to the clusters of the shards it holds, and follows the leader's rollout.
+        if let Some((role, _, _)) = elector.as_mut().filter(|_| shards.is_none()) {
             let leads = tokio::select! {
                 _ = &mut shutdown => false,
                 r = role.wait_for(|r| r.leads()) => r.is_ok(),
@@ -277,6 +319,10 @@ async fn serve(
     }
     if let Some(task) = leader_gauge {
         task.abort();
+    }
+    if let Some(sharded) = shards {
+        sharded.status_task.abort();
+        sharded.shards.release().await;
     }
     if let Some((_, releaser, task)) = elector {
         task.abort();
@@ -318,6 +364,19 @@ struct Term<'a> {
     state_maps: Option<&'a Arc<state_store::config_maps::ConfigMaps>>,
     /// `--cluster-api`: what is found there joins every revision served.
     inventory: Option<&'a crate::cluster_api::Inventory>,
+    /// Under `--shards`: the shards this replica holds.
+    shards: Option<&'a Sharded>,
+}
+
+/// What a replica works with under `--shards`.
+struct Sharded {
+    shards: leader::shards::Shards,
+    /// Where the workers' reports go, for the leader's decisions.
+    health: mpsc::UnboundedSender<state_store::shard_health::Published>,
+    /// The management cluster, where the leader reads the shards' health.
+    management: kube::Client,
+    /// Publishes this replica's clusters' status and reads the other shards'.
+    status_task: JoinHandle<()>,
 }
 
 /// Resolves once `role` says this replica does not lead any more, or leads in a later term
@@ -347,7 +406,11 @@ impl Term<'_> {
             let term = *r.borrow();
             (r, term)
         });
-        let mut conflicts = match self.state_maps {
+        // Under sharding every replica serves its shards; only the leader decides the
+        // rollout, the others follow the state it keeps.
+        let decides = self.shards.is_none() || role.as_ref().is_some_and(|(_, r)| r.leads());
+        let following = self.state_maps.filter(|_| !decides);
+        let mut conflicts = match self.state_maps.filter(|_| decides) {
             Some(maps) => {
                 tokio::select! {
                     _ = &mut shutdown => return Ended::Stopped(Ok(())),
@@ -381,15 +444,43 @@ impl Term<'_> {
             fence: self.fence.clone(),
             joined: self.rollouts.joined(),
         });
+        let mut workers = Workers::new(shared, stop_rx);
+        let sharded = self.shards;
+        let shards = sharded.map(|s| &s.shards);
+        let mut held = shards.map(|s| s.held.clone());
+        if let (Some(shards), Some(held)) = (shards, held.as_mut()) {
+            workers = workers.sharded(&shards.fences);
+            let now = held.borrow_and_update().clone();
+            workers.hold(&now).await;
+            shards.running.send_replace(now.keys().copied().collect());
+        }
         let mut agent = Agent {
             allow_mass_prune: config.allow_mass_prune,
             metrics: self.metrics.clone(),
             status: self.status.clone(),
             rollouts: self.rollouts.clone(),
-            workers: Workers::new(shared, stop_rx),
+            workers,
             newest: None,
             names: names::Kept::open(names_dir(config).as_deref()),
+            decides,
         };
+        let mut follow_tick = tokio::time::interval(
+            config
+                .leader_election
+                .as_ref()
+                .map_or(Duration::from_secs(2), |s| s.retry_period),
+        );
+        let mut followed: Option<String> = None;
+        // The leader, sharded: the health of the clusters other replicas serve.
+        let mut health_of_others = match (sharded, &config.leader_election) {
+            (Some(s), Some(settings)) if decides => Some(state_store::shard_health::Reader::new(
+                s.management.clone(),
+                &settings.namespace,
+                &settings.lease_name,
+            )),
+            _ => None,
+        };
+        let shard_count = shards.map_or(1, |s| u32::try_from(s.fences.len()).unwrap_or(1));
         let (revisions_tx, mut revisions) = mpsc::channel(4);
         let git = GitSettings {
             cache_dir: config.cache_dir.clone(),
@@ -410,8 +501,37 @@ impl Term<'_> {
                 _ = &mut shutdown => break Ended::Stopped(Ok(())),
                 _ = lease_lost(&mut role) => break Ended::LostLease,
                 _ = state_conflict(&mut conflicts) => break Ended::StateConflict,
-                _ = rollout_tick.tick() => agent.rollouts.tick(),
-                Some(report) = reports.recv() => agent.rollouts.report(&report.cluster, report.health),
+                _ = rollout_tick.tick(), if decides => agent.rollouts.tick(),
+                Some(report) = reports.recv() => {
+                    if let Some(s) = sharded {
+                        let _ = s.health.send(state_store::shard_health::Published {
+                            shard: fleet_core::shard::shard_of(&report.cluster, shard_count),
+                            cluster: report.cluster.clone(),
+                            health: report.health.clone(),
+                        });
+                    }
+                    if decides {
+                        agent.rollouts.report(&report.cluster, report.health);
+                    }
+                }
+                _ = held_changed(&mut held) => {
+                    if let (Some(shards), Some(held)) = (shards, held.as_mut()) {
+                        let now = held.borrow_and_update().clone();
+                        agent.workers.hold(&now).await;
+                        shards.running.send_replace(now.keys().copied().collect());
+                        agent.follow_newest();
+                    }
+                }
+                // Every retry period, under sharding: a replica that does not lead takes
+                // up the leader's decisions, the leader the other shards' health.
+                _ = follow_tick.tick(), if sharded.is_some() => {
+                    if let Some(maps) = following {
+                        followed = follow_state(maps, &agent.rollouts, followed).await;
+                    }
+                    if let Some(reader) = health_of_others.as_mut() {
+                        agent.report_others(reader).await;
+                    }
+                }
                 changed = given_changed.changed() => {
                     if changed.is_ok() {
                         agent.assign();
@@ -450,7 +570,16 @@ impl Term<'_> {
         source_task.abort();
         // Reports are not read any more: a worker's last one must not wait for room.
         drop(reports);
+        if let Some(shards) = shards {
+            shards.running.send_replace(BTreeSet::new());
+        }
         match outcome {
+            Ended::LostLease if self.shards.is_some() => {
+                // Its role changed: the next term serves the same shards, deciding the
+                // rollout or following it.
+                tracing::info!("this replica's role changed; restarting its shards' workers");
+                agent.workers.abort().await;
+            }
             Ended::LostLease | Ended::StateConflict => {
                 // The fence already refuses every write; the workers are ended at once
                 // rather than let finish, since another replica may lead by now.
@@ -542,6 +671,39 @@ async fn inventory_changed(found: &mut Option<crate::cluster_api::Found>) {
             }
         }
         None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the shards held change; never without sharding.
+async fn held_changed(held: &mut Option<watch::Receiver<leader::shards::Held>>) {
+    match held {
+        Some(h) => {
+            if h.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// A replica that does not lead, under sharding: takes up the rollout state the leader
+/// wrote, when it changed since `seen`; the version now followed.
+async fn follow_state(
+    maps: &state_store::config_maps::ConfigMaps,
+    rollouts: &driver::RolloutDriver,
+    seen: Option<String>,
+) -> Option<String> {
+    let known = rollouts.known_revisions();
+    match maps.read_if_changed(seen.as_deref(), &known).await {
+        Ok(Some((version, loaded))) => {
+            rollouts.follow(loaded);
+            Some(version)
+        }
+        Ok(None) => seen,
+        Err(e) => {
+            tracing::warn!(error = %error_chain::chain(&e), "cannot read the leader's rollout state; following what was read before");
+            seen
+        }
     }
 }
 
@@ -672,6 +834,8 @@ struct Agent {
     /// The newest revision accepted.
     newest: Option<Arc<Accepted>>,
     names: names::Kept,
+    /// Whether this replica decides the rollout: always, unless sharded and not leading.
+    decides: bool,
 }
 
 impl Agent {
@@ -682,8 +846,47 @@ impl Agent {
     }
 
     fn publish_ready(&self) {
-        let clusters = self.newest.as_ref().map_or(0, |a| a.fleet.clusters.len());
+        let clusters = self.newest.as_ref().map_or(0, |a| {
+            a.fleet
+                .clusters
+                .keys()
+                .filter(|c| self.workers.serves(c))
+                .count()
+        });
         self.with_status(|s| s.ready = http::is_ready(s, clusters));
+        if let Some((count, held)) = self.workers.shards() {
+            let mut per_shard: BTreeMap<u32, usize> = held.into_iter().map(|s| (s, 0)).collect();
+            for cluster in self.newest.iter().flat_map(|a| a.fleet.clusters.keys()) {
+                if let Some(n) = per_shard.get_mut(&fleet_core::shard::shard_of(cluster, count)) {
+                    *n += 1;
+                }
+            }
+            self.metrics.set_shards(count, &per_shard);
+        }
+    }
+
+    /// The leader, sharded: the health other replicas published for the clusters of their
+    /// shards, judged as their own reports are.
+    async fn report_others(&self, reader: &mut state_store::shard_health::Reader) {
+        match reader.changed().await {
+            Ok(health) => {
+                for (cluster, health) in health {
+                    if !self.workers.serves(&cluster) {
+                        self.rollouts.report(&cluster, health);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sharding: cannot read the shards' cluster health; the rollout waits on what was read before");
+            }
+        }
+    }
+
+    /// Workers for the clusters served now (under sharding, the shards held changed).
+    fn follow_newest(&mut self) {
+        if let Some(newest) = &self.newest {
+            self.workers.follow(newest, &self.rollouts);
+        }
     }
 
     fn assign(&self) {
@@ -791,7 +994,9 @@ impl Agent {
             s.source.last_error = None;
         });
         let accepted = Arc::new(accepted);
-        self.rollouts.accept(&accepted, &revision.tree);
+        if self.decides {
+            self.rollouts.accept(&accepted, &revision.tree);
+        }
         self.workers.follow(&accepted, &self.rollouts);
         self.newest = Some(accepted);
     }

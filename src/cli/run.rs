@@ -181,6 +181,11 @@ pub struct RunArgs {
     /// Namespace to find Clusters in [default: every namespace]. Repeatable.
     #[arg(long, value_name = "NAMESPACE", requires = "cluster_api")]
     pub cluster_api_namespace: Vec<String>,
+    /// Split the fleet's clusters into this many shards, each written by the replica
+    /// holding its Lease (`<lease>-shard-<i>`); the replicas share the shards evenly, and
+    /// the leader alone decides the rollout. 1: the leader writes to every cluster.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024), requires = "leader_elect")]
+    pub shards: u32,
 }
 
 /// `--leader-elect` and its flags, checked.
@@ -404,6 +409,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         control,
         verify,
         leader_election,
+        shards: args.shards,
         gates: crate::agent::gates::Settings {
             prometheus_url: args.prometheus_url.clone(),
             interval: args.prometheus_interval,

@@ -164,6 +164,9 @@ pub struct Writer {
     pub applied_by: String,
     /// Checked just before every write: under leader election, only the leader writes.
     pub fence: crate::agent::leader::Fence,
+    /// Set when the fence refused a write: the pass says nothing of the cluster's health
+    /// then (under `--shards` a shard's fence can close and reopen within one pass).
+    pub refused: std::sync::atomic::AtomicBool,
 }
 
 impl Writer {
@@ -180,6 +183,8 @@ impl Writer {
         if self.fence.allows_writes() {
             Ok(())
         } else {
+            self.refused
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             Err(Error::Fenced {
                 cluster: self.cluster.clone(),
                 object: at.to_string(),

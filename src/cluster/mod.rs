@@ -156,6 +156,28 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The same, its writes fenced by `fence` (a shard's, under `--shards`).
+    pub fn fenced_by(&self, fence: crate::agent::leader::Fence) -> Shared {
+        Shared {
+            metrics: self.metrics.clone(),
+            status: self.status.clone(),
+            semaphore: self.semaphore.clone(),
+            credentials_dir: self.credentials_dir.clone(),
+            kubeconfigs: self.kubeconfigs.clone(),
+            cluster_api_kubeconfigs: self.cluster_api_kubeconfigs.clone(),
+            dry_run: self.dry_run,
+            allow_mass_prune: self.allow_mass_prune,
+            resync: self.resync,
+            call_timeout: self.call_timeout,
+            reports: self.reports.clone(),
+            identity: self.identity.clone(),
+            user_agent: self.user_agent.clone(),
+            reached: self.reached.clone(),
+            fence,
+            joined: self.joined.clone(),
+        }
+    }
+
     pub fn update_status(&self, cluster: &str, f: impl FnOnce(&mut ClusterStatus)) {
         if let Ok(mut status) = self.status.write() {
             let s = match status.clusters.entry(cluster.to_string()) {

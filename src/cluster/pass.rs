@@ -134,6 +134,7 @@ pub async fn run(
         timeout: shared.call_timeout,
         applied_by: shared.identity.clone(),
         fence: shared.fence.clone(),
+        refused: Default::default(),
     };
     let mut carried = carry_out_all(shared, &writer, &plan, view, state).await;
     for (at, holder) in &plan.held {
@@ -167,7 +168,17 @@ pub async fn run(
             outcome.reached,
         );
     } else {
-        publish(name, shared, given, &plan, carried.errors, outcome.reached).await;
+        let fenced = writer.refused.load(std::sync::atomic::Ordering::Relaxed);
+        publish(
+            name,
+            shared,
+            given,
+            &plan,
+            carried.errors,
+            outcome.reached,
+            fenced,
+        )
+        .await;
         view.settle(assignment, plan);
     }
     outcome
@@ -305,7 +316,9 @@ async fn carry_out_all(
     carried
 }
 
-/// What the pass found, to the metrics, the status report and the rollout.
+/// What the pass found, to the metrics, the status report and the rollout; not to the
+/// rollout when the fence refused a write (`fenced`): the pass was cut short by this
+/// replica losing the cluster, which says nothing of the cluster's health.
 async fn publish(
     name: &str,
     shared: &Shared,
@@ -313,6 +326,7 @@ async fn publish(
     plan: &ClusterPlan,
     errors: Vec<String>,
     reached: Option<bool>,
+    fenced: bool,
 ) {
     shared.metrics.record_plan(name, plan);
     for claim in &plan.claims {
@@ -325,6 +339,9 @@ async fn publish(
     );
     let health = rollout_health(given, plan, &errors);
     record_status(shared, name, &given.revision, plan, errors, reached);
+    if fenced {
+        return;
+    }
     let report = Report {
         cluster: name.to_string(),
         health,

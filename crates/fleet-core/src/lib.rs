@@ -5,8 +5,9 @@
 //! [`model`] documents; [`render`] turns each claim into the [`api`] objects a cluster
 //! should hold; [`reconcile`] compares them with what a cluster holds and returns the
 //! actions that close the gap; [`rollout`] decides which revision each cluster is given,
-//! wave by wave; [`plan`] says what a change of the fleet does to each cluster. [`text`]
-//! keeps text from outside from steering a terminal or a log.
+//! wave by wave, and [`shard`] which replica writes to it; [`plan`] says what a change of
+//! the fleet does to each cluster. [`text`] keeps text from outside from steering a
+//! terminal or a log.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(
@@ -26,6 +27,7 @@ pub mod plan;
 pub mod reconcile;
 pub mod render;
 pub mod rollout;
+pub mod shard;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod text;

@@ -340,6 +340,7 @@ impl SimFleet {
             control: self.control(options),
             verify: options.verify.clone(),
             leader_election: None,
+            shards: 1,
             gates: psql_fleet::agent::gates::Settings {
                 prometheus_url: options.prometheus_url.clone(),
                 interval: Duration::from_millis(250),

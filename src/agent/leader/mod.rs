@@ -13,6 +13,7 @@
 
 pub mod fence;
 pub mod record;
+pub mod shards;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -101,9 +102,10 @@ pub enum Error {
     Timings,
 }
 
-/// A client of the management cluster: from `kubeconfig`, else the pod's service account.
-pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client, Error> {
-    let config = match kubeconfig {
+/// A client of the management cluster: from `kubeconfig`, else the pod's service account;
+/// every request says `user_agent` (which replica), so its audit log names who wrote.
+pub async fn client(kubeconfig: Option<&Path>, user_agent: &str) -> Result<kube::Client, Error> {
+    let mut config = match kubeconfig {
         Some(path) => {
             let invalid = |kind| Error::Kubeconfig {
                 path: path.to_path_buf(),
@@ -122,6 +124,9 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client, Error> {
             path: kubeconfig.map(Path::to_path_buf).unwrap_or_default(),
             kind: "sets insecure-skip-tls-verify; refused unless PSQL_FLEET_ALLOW_INSECURE_TLS=1",
         });
+    }
+    if let Ok(value) = http::HeaderValue::from_str(user_agent) {
+        config.headers.push((http::header::USER_AGENT, value));
     }
     crate::cluster::transport::client(&config).map_err(|e| Error::Client(Box::new(e)))
 }
@@ -197,6 +202,101 @@ fn post_params() -> PostParams {
     PostParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..PostParams::default()
+    }
+}
+
+/// What one take-or-renew of a Lease came to.
+enum Hold {
+    /// This replica holds it, as written.
+    Holds(Record),
+    HeldBy {
+        holder: String,
+        expires_in: Duration,
+    },
+    /// Another replica wrote first (409): read again.
+    Raced,
+}
+
+/// One Lease as one replica takes or renews it: the leader Lease, a shard's, or a
+/// replica's membership.
+struct Attempt<'a> {
+    api: &'a Api<Lease>,
+    name: &'a str,
+    me: &'a str,
+    duration: Duration,
+}
+
+impl Attempt<'_> {
+    /// Creates the Lease when `found` is `None`, else decides on it (first seen at
+    /// `observed_at`; `now` is when the write is made, `now_text` its RFC 3339 form) and,
+    /// when the decision says so, replaces it under the version read.
+    async fn hold(
+        &self,
+        found: Option<Lease>,
+        observed_at: Instant,
+        now: Instant,
+        now_text: &str,
+    ) -> Result<Hold, kube::Error> {
+        let Some(mut lease) = found else {
+            let record = Record {
+                holder: Some(self.me.to_string()),
+                duration_seconds: Some(record::seconds(self.duration)),
+                acquire_time: Some(now_text.to_string()),
+                renew_time: Some(now_text.to_string()),
+                transitions: 0,
+            };
+            let mut spec = LeaseSpec::default();
+            write_spec(&mut spec, &record);
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(self.name.to_string()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(spec),
+            };
+            return match self.api.create(&post_params(), &lease).await {
+                Ok(created) => Ok(Hold::Holds(record_of(&created))),
+                Err(e) if is_conflict(&e) => Ok(Hold::Raced),
+                Err(e) => Err(e),
+            };
+        };
+        let current = record_of(&lease);
+        match decide(self.me, &current, observed_at, now, now_text, self.duration) {
+            Decision::HeldBy { holder, expires_in } => Ok(Hold::HeldBy { holder, expires_in }),
+            Decision::Write(record) => {
+                // The resourceVersion read stays in the metadata: the update is refused
+                // with 409 if anyone wrote in between.
+                write_spec(lease.spec.get_or_insert_with(LeaseSpec::default), &record);
+                match self.api.replace(self.name, &post_params(), &lease).await {
+                    Ok(written) => Ok(Hold::Holds(record_of(&written))),
+                    Err(e) if is_conflict(&e) => Ok(Hold::Raced),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Releases the Lease if `me` still holds it (as client-go's ReleaseOnCancel): no
+    /// holder, a lease of one second, under the version read. Whether it was released.
+    async fn release(&self) -> Result<bool, kube::Error> {
+        let Some(mut lease) = self.api.get_opt(self.name).await? else {
+            return Ok(false);
+        };
+        let current = record_of(&lease);
+        if current.holder() != Some(self.me) {
+            return Ok(false);
+        }
+        let now = Timestamp::now().to_string();
+        let released = Record {
+            holder: None,
+            duration_seconds: Some(1),
+            acquire_time: Some(now.clone()),
+            renew_time: Some(now),
+            transitions: current.transitions,
+        };
+        write_spec(lease.spec.get_or_insert_with(LeaseSpec::default), &released);
+        self.api.replace(self.name, &post_params(), &lease).await?;
+        Ok(true)
     }
 }
 
@@ -295,70 +395,32 @@ impl Elector {
     /// read.
     async fn attempt(&mut self) -> Result<Outcome, kube::Error> {
         let now_text = Timestamp::now().to_string();
-        let me = self.settings.identity.clone();
-        let Some(mut lease) = self.api.get_opt(&self.settings.lease_name).await? else {
-            let record = Record {
-                holder: Some(me),
-                duration_seconds: Some(record::seconds(self.settings.lease_duration)),
-                acquire_time: Some(now_text.clone()),
-                renew_time: Some(now_text),
-                transitions: 0,
-            };
-            let mut spec = LeaseSpec::default();
-            write_spec(&mut spec, &record);
-            let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(self.settings.lease_name.clone()),
-                    ..ObjectMeta::default()
-                },
-                spec: Some(spec),
-            };
-            return match self.api.create(&post_params(), &lease).await {
-                Ok(created) => {
-                    let written = record_of(&created);
-                    let acquire_time = written.acquire_time.clone();
-                    self.observed = Some((written, Instant::now()));
-                    Ok(Outcome::Leading { acquire_time })
-                }
-                Err(e) if is_conflict(&e) => Ok(Outcome::Raced),
-                Err(e) => Err(e),
-            };
-        };
-        let current = record_of(&lease);
+        let found = self.api.get_opt(&self.settings.lease_name).await?;
         let now = Instant::now();
-        if self.observed.as_ref().is_none_or(|(r, _)| *r != current) {
-            self.observed = Some((current.clone(), now));
-        }
-        let observed_at = self.observed.as_ref().map_or(now, |(_, at)| *at);
-        match decide(
-            &me,
-            &current,
-            observed_at,
-            now,
-            &now_text,
-            self.settings.lease_duration,
-        ) {
-            Decision::HeldBy { holder, expires_in } => Ok(Outcome::HeldBy { holder, expires_in }),
-            Decision::Write(record) => {
-                // The resourceVersion read stays in the metadata: the update is refused
-                // with 409 if anyone wrote in between.
-                write_spec(lease.spec.get_or_insert_with(LeaseSpec::default), &record);
-                match self
-                    .api
-                    .replace(&self.settings.lease_name, &post_params(), &lease)
-                    .await
-                {
-                    Ok(written) => {
-                        let written = record_of(&written);
-                        let acquire_time = written.acquire_time.clone();
-                        self.observed = Some((written, Instant::now()));
-                        Ok(Outcome::Leading { acquire_time })
-                    }
-                    Err(e) if is_conflict(&e) => Ok(Outcome::Raced),
-                    Err(e) => Err(e),
-                }
+        if let Some(lease) = &found {
+            let current = record_of(lease);
+            if self.observed.as_ref().is_none_or(|(r, _)| *r != current) {
+                self.observed = Some((current, now));
             }
         }
+        let observed_at = self.observed.as_ref().map_or(now, |(_, at)| *at);
+        let attempt = Attempt {
+            api: &self.api,
+            name: &self.settings.lease_name,
+            me: &self.settings.identity,
+            duration: self.settings.lease_duration,
+        };
+        Ok(
+            match attempt.hold(found, observed_at, now, &now_text).await? {
+                Hold::Holds(written) => {
+                    let acquire_time = written.acquire_time.clone();
+                    self.observed = Some((written, Instant::now()));
+                    Outcome::Leading { acquire_time }
+                }
+                Hold::HeldBy { holder, expires_in } => Outcome::HeldBy { holder, expires_in },
+                Hold::Raced => Outcome::Raced,
+            },
+        )
     }
 
     /// Tries every retry period (with a little jitter, and at the holder's expiry when that
@@ -477,27 +539,17 @@ impl Releaser {
     /// Releases the Lease if this replica still holds it (as client-go's ReleaseOnCancel):
     /// no holder, a lease of one second. Best effort, under the version read.
     pub async fn release(&self) {
-        let name = &self.settings.lease_name;
-        let Ok(Some(mut lease)) = self.api.get_opt(name).await else {
-            return;
+        let attempt = Attempt {
+            api: &self.api,
+            name: &self.settings.lease_name,
+            me: &self.settings.identity,
+            duration: self.settings.lease_duration,
         };
-        let current = record_of(&lease);
-        if current.holder() != Some(self.settings.identity.as_str()) {
-            return;
-        }
-        let now = Timestamp::now().to_string();
-        let released = Record {
-            holder: None,
-            duration_seconds: Some(1),
-            acquire_time: Some(now.clone()),
-            renew_time: Some(now),
-            transitions: current.transitions,
-        };
-        write_spec(lease.spec.get_or_insert_with(LeaseSpec::default), &released);
-        match self.api.replace(name, &post_params(), &lease).await {
-            Ok(_) => {
-                tracing::info!(lease = %format!("{}/{name}", self.settings.namespace), "leader election: released the lease")
+        match attempt.release().await {
+            Ok(true) => {
+                tracing::info!(lease = %format!("{}/{}", self.settings.namespace, self.settings.lease_name), "leader election: released the lease")
             }
+            Ok(false) => {}
             Err(e) => {
                 tracing::warn!(error = %error_chain::chain(&e), "leader election: could not release the lease; it expires after its duration")
             }

@@ -3,6 +3,7 @@
 //! 2 MB of JSON at 10,000 clusters; gzipped it stays well under the 1 MiB a ConfigMap
 //! holds (kube-apiserver refuses more, and etcd's request limit is 1.5 MiB).
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 use flate2::read::GzDecoder;
@@ -11,7 +12,8 @@ use flate2::Compression;
 
 use fleet_core::fleetdir::FileTree;
 use fleet_core::rollout::store::{files_from_json, files_to_json};
-use fleet_core::rollout::State;
+use fleet_core::rollout::{Health, State};
+use serde::{Deserialize, Serialize};
 
 /// What a ConfigMap holds at most (`data` and `binaryData` together), less room for the
 /// key names.
@@ -51,6 +53,80 @@ fn bounded(what: &str, bytes: Vec<u8>) -> Result<Vec<u8>, Error> {
         });
     }
     Ok(bytes)
+}
+
+/// A cluster's health as a shard's holder publishes it for the leader (see
+/// [`shard_health`](super::shard_health)); its texts cut to [`MAX_TEXT`] characters.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct HealthEntry {
+    revision: String,
+    ready: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    errors: Option<String>,
+}
+
+/// The longest reason or error text a shard publishes per cluster: enough for an operator
+/// to see why, and bounded, so that a shard's 10,000 clusters fit one ConfigMap whatever
+/// their errors say.
+pub const MAX_TEXT: usize = 256;
+
+fn cut(text: &Option<String>) -> Option<String> {
+    text.as_ref().map(|t| t.chars().take(MAX_TEXT).collect())
+}
+
+/// The health of a shard's clusters.
+pub fn encode_health(health: &BTreeMap<String, Health>) -> Result<Vec<u8>, Error> {
+    let entries: BTreeMap<&String, HealthEntry> = health
+        .iter()
+        .map(|(cluster, h)| {
+            let entry = HealthEntry {
+                revision: h.revision.clone(),
+                ready: h.ready,
+                reason: cut(&h.reason),
+                errors: cut(&h.errors),
+            };
+            (cluster, entry)
+        })
+        .collect();
+    let json = serde_json::to_vec(&entries).unwrap_or_default();
+    bounded("a shard's cluster health", gzip(&json))
+}
+
+pub fn decode_health(what: &str, bytes: &[u8]) -> Result<BTreeMap<String, Health>, Error> {
+    let json = gunzip(what, bytes)?;
+    let entries: BTreeMap<String, HealthEntry> =
+        serde_json::from_slice(&json).map_err(|e| Error::Corrupt {
+            what: what.into(),
+            message: e.to_string(),
+        })?;
+    Ok(entries
+        .into_iter()
+        .map(|(cluster, e)| {
+            let health = Health {
+                revision: e.revision,
+                ready: e.ready,
+                reason: e.reason,
+                errors: e.errors,
+            };
+            (cluster, health)
+        })
+        .collect())
+}
+
+/// Any other value kept in a ConfigMap (a shard's cluster status), as gzipped JSON.
+pub fn encode_json<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>, Error> {
+    let json = serde_json::to_vec(value).unwrap_or_default();
+    bounded(what, gzip(&json))
+}
+
+pub fn decode_json<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, Error> {
+    let json = gunzip(what, bytes)?;
+    serde_json::from_slice(&json).map_err(|e| Error::Corrupt {
+        what: what.into(),
+        message: e.to_string(),
+    })
 }
 
 pub fn encode_state(state: &State) -> Result<Vec<u8>, Error> {
@@ -192,6 +268,35 @@ mod tests {
             e.contains("the rollout state is") && e.contains("ConfigMap"),
             "{e}"
         );
+    }
+
+    /// A shard holding all of 10,000 clusters, each failing with long texts of its own
+    /// (cut to MAX_TEXT): still well under a ConfigMap's limit.
+    #[test]
+    fn ten_thousand_clusters_health_fits_one_config_map() {
+        let health: BTreeMap<String, Health> = (0..10_000)
+            .map(|i| {
+                let cluster = format!("prod-eu-west-{i:05}");
+                let h = Health {
+                    revision: format!("{:040x}", i % 3),
+                    ready: i % 2 == 0,
+                    reason: Some(format!("claim data/analytics-{i} on {cluster}: Release stackgres-operator is not ready: {}", "helm install timed out; ".repeat(20))),
+                    errors: Some(format!("apply of Release atlas-operator on {cluster} failed: 500 {}", "x".repeat(400))),
+                };
+                (cluster, h)
+            })
+            .collect();
+        let bytes = encode_health(&health).unwrap();
+        assert!(bytes.len() < MAX_BYTES / 2, "{} bytes", bytes.len());
+        let back = decode_health("shard 0", &bytes).unwrap();
+        assert_eq!(back.len(), 10_000);
+        let first = &back["prod-eu-west-00000"];
+        assert_eq!(first.revision, health["prod-eu-west-00000"].revision);
+        assert_eq!(first.reason.as_ref().unwrap().chars().count(), MAX_TEXT);
+        let e = decode_health("shard 0", b"not gzip")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("shard 0"), "{e}");
     }
 
     #[test]

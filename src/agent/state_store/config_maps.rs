@@ -168,6 +168,44 @@ impl ConfigMaps {
         Ok(Loaded { state, revisions })
     }
 
+    /// Under `--shards`, on a replica that does not lead: the state as the leader last
+    /// wrote it, unless its `resourceVersion` is still `seen` (`None` then), with the files
+    /// of the revisions it names that are not in `known`. Neither what the leader's writes
+    /// are conditioned on nor its queue is touched.
+    pub async fn read_if_changed(
+        &self,
+        seen: Option<&str>,
+        known: &BTreeSet<String>,
+    ) -> Result<Option<(String, Loaded)>, Error> {
+        let c = &self.common;
+        let name = state_name(&c.prefix);
+        let found = c.api.get_opt(&name).await.map_err(|source| Error::Api {
+            namespace: c.namespace.clone(),
+            name: name.clone(),
+            source,
+        })?;
+        let Some(cm) = found else {
+            return Ok(None);
+        };
+        let version = cm.metadata.resource_version.clone().unwrap_or_default();
+        if seen == Some(version.as_str()) {
+            return Ok(None);
+        }
+        let state =
+            codec::decode_state(binary(&cm, STATE_KEY)).map_err(|source| Error::Corrupt {
+                namespace: c.namespace.clone(),
+                name: name.clone(),
+                source,
+            })?;
+        let mut revisions = BTreeMap::new();
+        for revision in state.revisions() {
+            if !known.contains(&revision) {
+                revisions.insert(revision.clone(), self.load_revision(&revision).await);
+            }
+        }
+        Ok(Some((version, Loaded { state, revisions })))
+    }
+
     async fn load_revision(&self, revision: &str) -> Result<FileTree, String> {
         let c = &self.common;
         let name = revision_name(&c.prefix, revision)

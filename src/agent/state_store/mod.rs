@@ -8,6 +8,8 @@
 
 pub mod codec;
 pub mod config_maps;
+pub mod shard_health;
+pub mod shard_status;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

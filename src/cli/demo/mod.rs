@@ -232,6 +232,7 @@ async fn demo_main(args: &DemoArgs, example: &FileTree, work: &Path) -> Result<(
         control: Default::default(),
         verify: None,
         leader_election: None,
+        shards: 1,
         gates: Default::default(),
         github_approvals: None,
         cluster_api: None,
