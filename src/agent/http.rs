@@ -303,11 +303,23 @@ async fn readyz(State(endpoints): Shared) -> Response {
     let status = endpoints.snapshot();
     match status.leader.as_ref().map(|l| l.role.as_str()) {
         Some("standby") => {
-            return reply(
-                StatusCode::OK,
-                "text/plain",
-                "ready (standby: another replica leads)\n".into(),
-            )
+            // Under --shards a replica that does not lead still writes to its shards.
+            let held = status
+                .shards
+                .as_ref()
+                .map(|s| &s.held)
+                .filter(|h| !h.is_empty());
+            let body = match held {
+                Some(held) => format!(
+                    "ready (serving shards {}; another replica leads the rollout)\n",
+                    held.iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None => "ready (standby: another replica leads)\n".into(),
+            };
+            return reply(StatusCode::OK, "text/plain", body);
         }
         Some("lost") => {
             return reply(

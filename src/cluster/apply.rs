@@ -56,10 +56,11 @@ pub enum Error {
         /// Why, down to the innermost cause (a TLS or connection error), redacted.
         cause: String,
     },
-    /// Leader election: this replica's renew deadline has passed, so it may not write (its
-    /// workers are being stopped).
+    /// Leader election: the renew deadline of the Lease that lets this replica write here
+    /// (the leader's, or under `--shards` the cluster's shard's) has passed, so it may not
+    /// write (its workers are being stopped).
     #[error(
-        "cluster {cluster}: {object}: not written: this replica does not hold the leader lease"
+        "cluster {cluster}: {object}: not written: this replica does not hold the Lease that lets it write here (the leader's, or its shard's)"
     )]
     Fenced { cluster: String, object: String },
 }

@@ -289,6 +289,20 @@ async fn readyz_says_a_standby_is_ready_and_a_replica_that_lost_the_lease_is_not
         (code, body.as_str()),
         (200, "ready (standby: another replica leads)\n")
     );
+    endpoints.status.write().unwrap().shards = Some(crate::status::ShardStatus {
+        shards: 6,
+        held: vec![1, 4],
+        members: vec!["me".into(), "other".into()],
+    });
+    let (code, _, _, body) = ask_as(endpoints.clone(), None, "GET", "/readyz", None, "").await;
+    assert_eq!(
+        (code, body.as_str()),
+        (
+            200,
+            "ready (serving shards 1, 4; another replica leads the rollout)\n"
+        )
+    );
+    endpoints.status.write().unwrap().shards = None;
     with_role("lost");
     let (code, _, _, body) = ask_as(endpoints.clone(), None, "GET", "/readyz", None, "").await;
     assert_eq!(code, 503);
