@@ -8,7 +8,8 @@
 //! by two replicas in overlapping terms.
 //!
 //! The rollout stays fleet-wide: the leader alone decides it, from the health each shard's
-//! holder publishes, and the others give their clusters what the leader decided.
+//! holder publishes, and the others give their clusters what the leader decided; a leader
+//! killed mid-rollout is followed by one that goes on from the wave it was in.
 
 use test_support as common;
 
@@ -409,6 +410,122 @@ async fn the_leader_alone_rolls_out_wave_by_wave_from_the_health_the_shards_publ
             "only the leader decides: {e:?}"
         );
     }
+    one_writer_per_term(&f, &log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leader_is_followed_by_one_that_goes_on_from_the_wave_the_rollout_was_in() {
+    let f = SimFleet::start(12, Duration::from_millis(200)).await;
+    let management = f.names[0].clone();
+    let mut dev = Vec::new();
+    for (i, name) in f.names.iter().enumerate() {
+        let env = ["dev", "staging", "prod"][i / 4];
+        if env == "dev" {
+            dev.push(name.clone());
+        }
+        f.put(&cluster(name).label("env", env));
+        f.put(&claim("app", name));
+    }
+    // Staging bakes long enough to kill the leader in the middle of it.
+    let pinned = |stackgres: &str| {
+        f.put(
+            &fleet("main")
+                .force(true)
+                .pin("stackgres-operator", stackgres)
+                .wave(wave("dev", &[("env", "dev")]).bake_time("1s"))
+                .wave(wave("staging", &[("env", "staging")]).bake_time("8s"))
+                .wave(wave("prod", &[("env", "prod")])),
+        )
+    };
+    pinned("1.18.4");
+    let mut agents = [
+        spawn(&f, "a", &management).await,
+        spawn(&f, "b", &management).await,
+        spawn(&f, "c", &management).await,
+    ];
+    settled(&f, &agents.iter().collect::<Vec<_>>(), 2).await;
+    let mut leader = None;
+    for (i, agent) in agents.iter().enumerate() {
+        if agent
+            .report()
+            .await
+            .leader
+            .is_some_and(|l| l.role == "leader")
+        {
+            leader = Some(i);
+        }
+    }
+    let leader = leader.expect("one of the three leads");
+    let first = agents[leader]
+        .wait_for_within(
+            "the first revision everywhere",
+            Duration::from_secs(90),
+            |r| complete_at(r, "").is_some(),
+        )
+        .await
+        .rollout
+        .unwrap()
+        .revision;
+    pinned("1.19.0");
+    agents[leader]
+        .wait_for_within("staging baking the bump", Duration::from_secs(60), |r| {
+            r.rollout
+                .as_ref()
+                .is_some_and(|x| x.revision != first && x.waves[1].state == "baking")
+        })
+        .await;
+    let killed_at = f.audit_all().len();
+    let killed = Instant::now();
+    agents[leader].kill();
+    let survivors: Vec<&AgentProcess> = agents
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != leader)
+        .map(|(_, a)| a)
+        .collect();
+    let mut next = None;
+    while next.is_none() {
+        for agent in &survivors {
+            if agent
+                .status()
+                .await
+                .and_then(|r| r.leader)
+                .is_some_and(|l| l.role == "leader")
+            {
+                next = Some(*agent);
+            }
+        }
+        assert!(
+            killed.elapsed() < LEASE + RETRY + SLACK,
+            "no replica leads {:?} after the leader was killed",
+            killed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let next = next.unwrap();
+    let done = next
+        .wait_for_within("the bump complete", Duration::from_secs(60), |r| {
+            complete_at(r, &first).is_some()
+        })
+        .await
+        .rollout
+        .unwrap();
+    let states: Vec<&str> = done.waves.iter().map(|w| w.state.as_str()).collect();
+    assert_eq!(states, ["complete", "complete", "complete"]);
+    for name in &f.names {
+        assert_eq!(
+            common::audit::release_version(&f.sim, name, "stackgres-operator").as_deref(),
+            Some("1.19.0"),
+            "{name}"
+        );
+    }
+    // The wave it was in went on: dev, done before the kill, was not given anything again.
+    let log = f.audit_all();
+    let dev_again: Vec<&AuditEntry> = log[killed_at..]
+        .iter()
+        .filter(|e| dev.contains(&e.cluster) && e.resource == RELEASES && fleet_write(e))
+        .collect();
+    assert!(dev_again.is_empty(), "dev written again: {dev_again:?}");
     one_writer_per_term(&f, &log);
 }
 
