@@ -349,7 +349,8 @@ pub async fn idle(
     work: &Path,
     clusters: usize,
     window: Duration,
-) -> Result<(Duration, Usage, Steady)> {
+    drift: usize,
+) -> Result<(Duration, Usage, Steady, Option<Drift>)> {
     let o = run(
         bin,
         work,
@@ -358,10 +359,15 @@ pub async fn idle(
             claims_per_cluster: 1,
             ready_after: Duration::ZERO,
             steady: Some(window),
-            drift: 0,
-            drift_limit: Duration::ZERO,
+            drift,
+            drift_limit: Duration::from_secs(20),
         },
     )
     .await?;
-    Ok((o.cold, o.at_ready, o.steady.context("no steady window")?))
+    Ok((
+        o.cold,
+        o.at_ready,
+        o.steady.context("no steady window")?,
+        o.drift,
+    ))
 }

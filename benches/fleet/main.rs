@@ -14,7 +14,8 @@
 //! --bench fleet -- idle N` measures only the agent's cold start (time to all ready, CPU,
 //! peak RSS) and idle cost: N clusters with one claim each, then the agent's CPU seconds,
 //! the requests and the writes over the steady window (`BENCH_STEADY_SECS`, 60 s by
-//! default) with nothing changing. `PSQL_FLEET_BIN` runs another build of the binary (the
+//! default) with nothing changing, then (with `BENCH_DRIFT=N`) N Releases edited at once
+//! and the time until each is corrected. `PSQL_FLEET_BIN` runs another build of the binary (the
 //! simulator and the agent) under the same harness, for before/after pairs.
 
 mod agent;
@@ -286,8 +287,9 @@ fn main() -> Result<()> {
             let n: usize = n.parse().context("a number of clusters")?;
             let window = Duration::from_secs(env_or("BENCH_STEADY_SECS", 60));
             let root = tempfile::tempdir()?;
-            let (cold, at_ready, s) =
-                runtime.block_on(agent::idle(&bin(), root.path(), n, window))?;
+            let drift = env_or("BENCH_DRIFT", 0) as usize;
+            let (cold, at_ready, s, drifted) =
+                runtime.block_on(agent::idle(&bin(), root.path(), n, window, drift))?;
             println!(
                 "agent cold start, {n} clusters x 1 claim: all ready in {:.2} s, agent CPU {:.2} s, peak RSS {:.0} MiB",
                 cold.as_secs_f64(),
@@ -303,6 +305,16 @@ fn main() -> Result<()> {
                 simapi::by_verb(&s.requests),
                 s.audited_writes
             );
+            if let Some(d) = drifted {
+                println!(
+                    "drift on {} Releases at once, {n} clusters: {} corrected, p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+                    d.edited,
+                    d.corrected,
+                    d.latency.p50.as_secs_f64() * 1000.0,
+                    d.latency.p99.as_secs_f64() * 1000.0,
+                    d.latency.max.as_secs_f64() * 1000.0
+                );
+            }
             return Ok(());
         }
     }
