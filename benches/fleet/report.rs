@@ -38,7 +38,7 @@ delivery plus one round trip, queued behind the other corrected clusters (at mos
 - **Rollout gating** is judged on a 250 ms tick, not on every worker's report: judging and \
 publishing wave status is linear in the fleet, and doing it per report made the 1,000-cluster \
 cold start quadratic (14.3 s; 7.2 s once moved to the tick, found with `perf record`).
-- **Steady state** is measured over one window (60 s by default): the watches stay open \
+- **Steady state** is measured over one window (120 s by default): the watches stay open \
 for several minutes, so a window that short sees no watch re-opened; over hours expect two \
 watch requests per cluster every few minutes, still no writes. The agent's CPU at steady \
 state at 1,000 clusters is explained in \"Idle cost at steady state\" above.
@@ -47,7 +47,7 @@ polls `/api/v1/status` every 100 ms (served by the agent, so counted in its CPU)
 clusters the simulator and the agent share the 2 cores; at most 8 clusters are written at \
 once (`--max-concurrency`, default).
 - **The kubectl loop** starts three processes (two kubectl, one render) per cluster and \
-waits for each cluster in turn; its per-cluster time is mostly kubectl start-up and \
+waits for each cluster in turn (or for 8 at a time, with `xargs -P 8`); its per-cluster time is mostly kubectl start-up and \
 discovery. With a provider delay the loop would add that delay per cluster.
 ";
 
