@@ -3,7 +3,7 @@
 //! configuration).
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{json, Value};
 
@@ -18,6 +18,20 @@ pub struct Shared {
     pub registry: Vec<ResourceType>,
     pub schemas: Vec<ssa::Schema>,
     pub config: SimConfig,
+    /// The CRD objects every cluster starts with, by registry index, built once: a CRD
+    /// with its OpenAPI schema is hundreds of KiB as JSON values, and a copy per cluster
+    /// made most of the simulator's memory at ten thousand clusters. Each is stored at the
+    /// resourceVersion [`bootstrap_rv`] gives its index, so one object fits every cluster.
+    crds: Vec<Option<Arc<Value>>>,
+}
+
+/// Resource versions up to here are the namespaces a fresh cluster holds; its CRDs come
+/// after, each at this plus its registry index (gaps are fine: resourceVersions are
+/// opaque and a real API server's skip whatever else etcd wrote).
+const BOOTSTRAP_NAMESPACES_RV: u64 = 5;
+
+fn bootstrap_rv(res: usize) -> u64 {
+    BOOTSTRAP_NAMESPACES_RV + 1 + res as u64
 }
 
 impl Shared {
@@ -34,11 +48,21 @@ impl Shared {
                 schema.with_status_subresource(r.status_subresource)
             })
             .collect();
-        Self {
+        let mut shared = Self {
             registry,
             schemas,
             config,
-        }
+            crds: Vec::new(),
+        };
+        shared.crds = (0..shared.registry.len())
+            .map(|i| {
+                let mut crd = shared.crd_object(i)?;
+                objects::meta_mut(&mut crd)
+                    .insert("resourceVersion".into(), bootstrap_rv(i).to_string().into());
+                Some(Arc::new(crd))
+            })
+            .collect();
+        shared
     }
 
     /// Resource index by group, version and plural.
@@ -102,11 +126,13 @@ impl ClusterState {
     pub fn new(name: &str, shared: &Shared) -> Self {
         let mut store = Store::new(shared.config.window());
         let ns_res = shared.find("", "v1", "namespaces");
+        // Each cluster's own (their uids tell clusters apart: kube-system's is an identity).
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             if let Some(res) = ns_res {
                 store.put(key(res, "", ns), namespace_object(ns));
             }
         }
+        debug_assert!(store.resource_version() <= BOOTSTRAP_NAMESPACES_RV);
         if let Some(res) = shared.find("apiextensions.k8s.io", "v1", "customresourcedefinitions") {
             for i in 0..shared.registry.len() {
                 let Some(crd_name) = shared.crd_name(i) else {
@@ -121,8 +147,8 @@ impl ClusterState {
                 if optional && !shared.config.cluster_api.iter().any(|c| c == name) {
                     continue;
                 }
-                if let Some(crd) = shared.crd_object(i) {
-                    store.put(key(res, "", &crd_name), crd);
+                if let Some(crd) = &shared.crds[i] {
+                    store.put_built(key(res, "", &crd_name), bootstrap_rv(i), crd.clone());
                 }
             }
         }

@@ -134,14 +134,33 @@ impl Store {
             meta.insert("resourceVersion".into(), Value::String(self.rv.to_string()));
         }
         let object = Arc::new(object);
+        self.insert(key, object.clone());
+        object
+    }
+
+    /// Stores an object already built with `rv` as its resourceVersion (one shared between
+    /// clusters), skipping the versions in between.
+    pub fn put_built(&mut self, key: Key, rv: u64, object: Arc<Value>) {
+        debug_assert!(rv > self.rv, "resourceVersions only go up");
+        debug_assert_eq!(
+            object
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str),
+            Some(rv.to_string().as_str())
+        );
+        self.rv = rv.max(self.rv + 1);
+        self.insert(key, object);
+    }
+
+    /// Stores `object` at the current resourceVersion and records the event.
+    fn insert(&mut self, key: Key, object: Arc<Value>) {
         let old = self.objects.insert(key.clone(), object.clone());
         let kind = if old.is_some() {
             EventType::Modified
         } else {
             EventType::Added
         };
-        self.record(key, kind, object.clone(), old);
-        object
+        self.record(key, kind, object, old);
     }
 
     /// Removes an object; the DELETED event carries a fresh resourceVersion as it does
