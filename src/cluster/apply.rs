@@ -19,6 +19,7 @@ use crate::error_chain;
 use crate::metrics::ErrorReason;
 use fleet_core::api::{Release, Usage};
 use fleet_core::reconcile::diff::Serialized;
+use fleet_core::reconcile::writers::is_other_writer;
 use fleet_core::reconcile::LiveObject;
 use fleet_core::render::{ObjectKind, ObjectRef};
 
@@ -103,9 +104,20 @@ pub fn resource(kind: ObjectKind) -> ApiResource {
 /// A dynamic object as served, made into a [`LiveObject`]; list items may lack their kind.
 /// Of `metadata.managedFields` only the other managers' field paths are kept (see
 /// [`LiveObject::from_json`]).
-pub fn to_live(kind: ObjectKind, object: DynamicObject) -> Option<LiveObject> {
+pub fn to_live(kind: ObjectKind, mut object: DynamicObject) -> Option<LiveObject> {
     // The object's fields (spec, status) move into the JSON as they are: serialising the
     // object whole would copy each of them, most of what handling a watch event cost.
+    // Of the managed fields only the entries read are serialised: this agent's own (a
+    // Release's every value) and the provider's status were most of a cold start's
+    // serialisation, to be dropped at once.
+    if let Some(entries) = object.metadata.managed_fields.as_mut() {
+        entries.retain(|e| {
+            is_other_writer(
+                e.manager.as_deref().unwrap_or_default(),
+                e.subresource.as_deref(),
+            )
+        });
+    }
     let mut map = match object.data {
         serde_json::Value::Object(map) => map,
         serde_json::Value::Null => serde_json::Map::new(),
@@ -307,14 +319,28 @@ mod tests {
                 "namespace": "payments",
                 "resourceVersion": "7",
                 "labels": {"hops.ops.com.ai/psql": "payments"},
-                "managedFields": [{"manager": "kubectl-edit", "operation": "Update"}],
+                "managedFields": [
+                    {"manager": "kubectl-edit", "operation": "Update", "time": "2026-01-01T00:00:00Z",
+                     "fieldsV1": {"f:spec": {"f:forProvider": {"f:chart": {"f:version": {}}}}}},
+                    {"manager": "psql-fleet", "operation": "Apply",
+                     "fieldsV1": {"f:spec": {"f:forProvider": {"f:chart": {"f:name": {}}}}}},
+                    {"manager": "provider-helm", "operation": "Update", "subresource": "status",
+                     "fieldsV1": {"f:status": {"f:conditions": {}}}},
+                ],
             },
             "spec": {"forProvider": {"chart": {"version": "1.18.4"}}},
             "status": {"conditions": [{"type": "Ready", "status": "True"}]},
         });
         let object: DynamicObject = serde_json::from_value(served.clone()).unwrap();
         let whole = LiveObject::from_json(serde_json::to_value(&object).unwrap()).unwrap();
-        assert_eq!(to_live(ObjectKind::Release, object), Some(whole));
+        let live = to_live(ObjectKind::Release, object).unwrap();
+        assert_eq!(live, whole);
+        let fields = ["spec.forProvider.chart.version".to_string()];
+        assert_eq!(
+            live.last_writer_of(&fields).map(|w| w.manager),
+            Some("kubectl-edit".to_string()),
+            "the other writer is still read"
+        );
     }
 
     fn at() -> ObjectRef {

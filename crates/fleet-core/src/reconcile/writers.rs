@@ -58,6 +58,12 @@ pub struct FieldWriter {
     pub fields: Vec<String>,
 }
 
+/// Whether a `managedFields` entry is another writer's (read by [`other_writers`]): not
+/// psql-fleet's own, and not a subresource's (a provider writing status).
+pub fn is_other_writer(manager: &str, subresource: Option<&str>) -> bool {
+    manager != FIELD_MANAGER && subresource.is_none_or(str::is_empty)
+}
+
 /// The managers of `managed_fields` (the `metadata.managedFields` array) other than
 /// psql-fleet, without their status subresource entries.
 pub fn other_writers(managed_fields: &Value) -> Vec<FieldWriter> {
@@ -69,7 +75,7 @@ pub fn other_writers(managed_fields: &Value) -> Vec<FieldWriter> {
         .filter_map(|entry| {
             let manager = entry.get("manager").and_then(Value::as_str)?;
             let subresource = entry.get("subresource").and_then(Value::as_str);
-            if manager == FIELD_MANAGER || subresource.is_some_and(|s| !s.is_empty()) {
+            if !is_other_writer(manager, subresource) {
                 return None;
             }
             let mut fields = Vec::new();
