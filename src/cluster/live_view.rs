@@ -81,14 +81,22 @@ impl LiveView {
     }
 
     /// Takes one watch event; every object found live is added to `seen`, so that its
-    /// later absence reads as a deletion by hand.
+    /// later absence reads as a deletion by hand. Says whether the view changed: a watch
+    /// repeating a version the view holds already (the echo of this agent's own write,
+    /// whose answer was taken as [`LiveView::served`]) changes nothing, and needs no pass.
     pub fn handle(
         &mut self,
         kind: ObjectKind,
         event: Event<DynamicObject>,
         seen: &mut BTreeSet<ObjectRef>,
-    ) {
+    ) -> bool {
         let live = |o: DynamicObject| apply::to_live(kind, o);
+        if let Event::Apply(o) = &event {
+            if let Some(at) = self.holds(kind, o) {
+                seen.insert(at);
+                return false;
+            }
+        }
         self.settled = None;
         match event {
             Event::Init => {
@@ -131,6 +139,23 @@ impl LiveView {
                 }
             }
         }
+        true
+    }
+
+    /// Where `object` is, if the view holds it at the version served (the same
+    /// resourceVersion is the same object) and not terminating.
+    fn holds(&self, kind: ObjectKind, object: &DynamicObject) -> Option<ObjectRef> {
+        let name = object.metadata.name.as_deref()?;
+        let version = object.metadata.resource_version.as_deref()?;
+        let at = ObjectRef {
+            kind,
+            name: name.to_string(),
+            namespace: object.metadata.namespace.clone().unwrap_or_default(),
+        };
+        self.live
+            .get(&at)
+            .is_some_and(|held| held.resource_version() == Some(version) && !held.terminating())
+            .then_some(at)
     }
 
     /// Whether both initial lists are in: before that, a missing object may only not have
@@ -220,5 +245,32 @@ mod tests {
             &mut seen,
         );
         assert!(view.live.is_empty());
+    }
+
+    fn versioned(name: &str, version: &str) -> DynamicObject {
+        let mut o = object(name, false);
+        o.metadata.resource_version = Some(version.into());
+        o
+    }
+
+    #[test]
+    fn the_echo_of_a_write_changes_nothing_but_a_new_version_does() {
+        let (mut view, mut seen) = (LiveView::default(), BTreeSet::new());
+        listed(&mut view, &mut seen, ObjectKind::Release, &[]);
+        listed(&mut view, &mut seen, ObjectKind::Usage, &[]);
+        let answer = apply::to_live(ObjectKind::Release, versioned("a", "7")).unwrap();
+        view.served(answer);
+        let echo = Event::Apply(versioned("a", "7"));
+        assert!(!view.handle(ObjectKind::Release, echo, &mut seen));
+        assert!(
+            seen.contains(&at(ObjectKind::Release, "a")),
+            "an echo still marks the object seen"
+        );
+        let edited = Event::Apply(versioned("a", "8"));
+        assert!(view.handle(ObjectKind::Release, edited, &mut seen));
+        let held = &view.live[&at(ObjectKind::Release, "a")];
+        assert_eq!(held.resource_version(), Some("8"));
+        let elsewhere = Event::Apply(versioned("b", "8"));
+        assert!(view.handle(ObjectKind::Release, elsewhere, &mut seen));
     }
 }

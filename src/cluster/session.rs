@@ -124,13 +124,13 @@ pub async fn run(
             }
             event = events.next() => match event {
                 Some((kind, Ok(e))) => {
-                    view.handle(kind, e, &mut memory.seen);
-                    // Take every event already waiting, then plan once.
+                    due = view.handle(kind, e, &mut memory.seen);
+                    // Take every event already waiting, then plan once (if any changed the
+                    // view: the echoes of this agent's own writes do not).
                     while let Some(Some((kind, Ok(e)))) = events.next().now_or_never() {
-                        view.handle(kind, e, &mut memory.seen);
+                        due |= view.handle(kind, e, &mut memory.seen);
                     }
                     reach.set(shared, name, true, None, None);
-                    due = true;
                 }
                 Some((_, Err(e))) => {
                     if !view.synced() {

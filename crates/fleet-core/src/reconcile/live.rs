@@ -107,6 +107,13 @@ impl LiveObject {
         self.label(LABEL_PSQL)
     }
 
+    /// The version the server gave this state of the object (`metadata.resourceVersion`).
+    pub fn resource_version(&self) -> Option<&str> {
+        self.json
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+    }
+
     /// Being deleted: the API server set `deletionTimestamp` and finalizers still hold it.
     pub fn terminating(&self) -> bool {
         self.json
