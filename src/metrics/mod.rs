@@ -8,14 +8,15 @@
 //! built from it at scrape time, so the series of a claim or cluster that left the fleet
 //! are simply not built again.
 
+mod counts;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use fleet_core::model::fleet::ChartVersions;
@@ -87,12 +88,8 @@ impl ErrorReason {
 
 pub struct Metrics {
     registry: Registry,
-    drift_corrections: IntCounterVec,
-    drift_found: IntCounterVec,
-    reconcile_duration: HistogramVec,
-    reconcile_errors: IntCounterVec,
-    prunes: IntCounterVec,
-    applies: IntCounterVec,
+    /// Each cluster's counters and pass durations.
+    counts: counts::ClusterCounts,
     rollbacks: IntCounterVec,
     leader: IntGauge,
     /// Under `--shards`: N (no series without sharding).
@@ -163,15 +160,8 @@ fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntC
 impl Metrics {
     pub fn new() -> Result<Metrics, Error> {
         let r = Registry::new();
-        let reconcile_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "psql_fleet_reconcile_duration_seconds",
-                "Seconds one reconcile pass over a cluster took (plan, applies, deletes)",
-            )
-            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
-            &["cluster"],
-        )?;
-        r.register(Box::new(reconcile_duration.clone()))?;
+        let counts = counts::ClusterCounts::new()?;
+        r.register(Box::new(counts.clone()))?;
         let latest = Arc::new(Mutex::new(Latest::default()));
         r.register(Box::new(LatestCollector::new(latest.clone())?))?;
         let leader = IntGauge::new(
@@ -197,37 +187,7 @@ impl Metrics {
         )?;
         r.register(Box::new(shard_clusters.clone()))?;
         Ok(Metrics {
-            drift_corrections: counter(
-                &r,
-                "psql_fleet_drift_corrections_total",
-                "Objects changed or deleted by hand that the agent re-applied (drift policy correct)",
-                &["cluster"],
-            )?,
-            drift_found: counter(
-                &r,
-                "psql_fleet_drift_found_total",
-                "Drifts found on a cluster (corrected or reported, each once), by who made them: manager kubectl, helm, other, or unknown (a deleted object)",
-                &["cluster", "manager"],
-            )?,
-            reconcile_duration,
-            reconcile_errors: counter(
-                &r,
-                "psql_fleet_reconcile_errors_total",
-                "Failed reconcile steps on a cluster, by reason (unreachable, timeout, conflict, forbidden, invalid, api_error, kubeconfig, mass_prune)",
-                &["cluster", "reason"],
-            )?,
-            prunes: counter(
-                &r,
-                "psql_fleet_prune_deletions_total",
-                "Objects the agent deleted from a cluster because no claim in the fleet directory renders them any more",
-                &["cluster"],
-            )?,
-            applies: counter(
-                &r,
-                "psql_fleet_applies_total",
-                "Server-side apply requests the agent sent to a cluster",
-                &["cluster"],
-            )?,
+            counts,
             rollbacks: counter(
                 &r,
                 "psql_fleet_rollbacks_total",
@@ -328,17 +288,7 @@ impl Metrics {
     /// A cluster the fleet has: its counters exist from now on, at 0 until something
     /// happens, so that `rate()` and `increase()` over them read 0 rather than nothing.
     pub fn know_cluster(&self, cluster: &str) {
-        self.drift_corrections.with_label_values(&[cluster]);
-        for manager in ManagerKind::ALL {
-            self.drift_found
-                .with_label_values(&[cluster, manager.as_str()]);
-        }
-        self.prunes.with_label_values(&[cluster]);
-        self.applies.with_label_values(&[cluster]);
-        for reason in ErrorReason::ALL {
-            self.reconcile_errors
-                .with_label_values(&[cluster, reason.as_str()]);
-        }
+        self.counts.edit(cluster, |_| {});
     }
 
     /// Deletes every series of a cluster that left the fleet.
@@ -346,20 +296,7 @@ impl Metrics {
         self.with_latest(|l| {
             l.clusters.remove(cluster);
         });
-        let _ = self.drift_corrections.remove_label_values(&[cluster]);
-        for manager in ManagerKind::ALL {
-            let _ = self
-                .drift_found
-                .remove_label_values(&[cluster, manager.as_str()]);
-        }
-        let _ = self.reconcile_duration.remove_label_values(&[cluster]);
-        let _ = self.prunes.remove_label_values(&[cluster]);
-        let _ = self.applies.remove_label_values(&[cluster]);
-        for reason in ErrorReason::ALL {
-            let _ = self
-                .reconcile_errors
-                .remove_label_values(&[cluster, reason.as_str()]);
-        }
+        self.counts.forget(cluster);
     }
 
     pub fn set_reachable(&self, cluster: &str, reachable: bool) {
@@ -371,34 +308,40 @@ impl Metrics {
     }
 
     pub fn count_error(&self, cluster: &str, reason: ErrorReason) {
-        self.reconcile_errors
-            .with_label_values(&[cluster, reason.as_str()])
-            .inc();
+        let i = ErrorReason::ALL.iter().position(|r| *r == reason);
+        self.counts.edit(cluster, |c| {
+            if let Some(n) = i.and_then(|i| c.errors.get_mut(i)) {
+                *n += 1;
+            }
+        });
     }
 
     pub fn count_drift_correction(&self, cluster: &str) {
-        self.drift_corrections.with_label_values(&[cluster]).inc();
+        self.counts.edit(cluster, |c| c.drift_corrections += 1);
     }
 
     /// A drift found (each once: when first reported, or when corrected), by who made it.
     pub fn count_drift_found(&self, cluster: &str, manager: ManagerKind) {
-        self.drift_found
-            .with_label_values(&[cluster, manager.as_str()])
-            .inc();
+        let i = ManagerKind::ALL.iter().position(|m| *m == manager);
+        self.counts.edit(cluster, |c| {
+            if let Some(n) = i.and_then(|i| c.drift_found.get_mut(i)) {
+                *n += 1;
+            }
+        });
     }
 
     pub fn count_prune(&self, cluster: &str) {
-        self.prunes.with_label_values(&[cluster]).inc();
+        self.counts.edit(cluster, |c| c.prunes += 1);
     }
 
     pub fn count_apply(&self, cluster: &str) {
-        self.applies.with_label_values(&[cluster]).inc();
+        self.counts.edit(cluster, |c| c.applies += 1);
     }
 
     pub fn observe_duration(&self, cluster: &str, seconds: f64) {
-        self.reconcile_duration
-            .with_label_values(&[cluster])
-            .observe(seconds);
+        self.counts.edit(cluster, |c| {
+            c.passes.get_or_insert_default().observe(seconds);
+        });
     }
 
     /// The revision served, and when the source was last read.
@@ -953,7 +896,8 @@ mod tests {
         m.observe_duration("c1", 0.2);
         m.set_source("abc", true, 1.0);
         let families = m.registry.gather();
-        assert_eq!(families.len(), 16);
+        // Drifts found too: a cluster's counters all exist from its first count.
+        assert_eq!(families.len(), 17);
         for family in families {
             assert!(family.name().starts_with("psql_fleet_"));
             assert!(
