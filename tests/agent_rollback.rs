@@ -13,7 +13,7 @@ use psql_fleet::cli::status::request;
 use psql_fleet::status::{RolloutStatus, StatusReport, WaveStatus};
 use test_support::agent::CONTROL_TOKEN;
 use test_support::audit::{
-    accepted_deletions, agent_release_writes, release_version, RELEASES, USAGES,
+    accepted_deletions, agent_release_writes, release_version_in, RELEASES, USAGES,
 };
 use test_support::{until, Agent, AgentOptions, SimFleet};
 
@@ -79,8 +79,10 @@ fn at(time: &Option<String>) -> jiff::Timestamp {
     time.as_deref().unwrap().parse().unwrap()
 }
 
+/// The version of the `app` claim's StackGres Release (in `default`): while the claim a
+/// failed revision added to one cluster is pruned, its own Release is there too.
 fn stackgres_version(f: &SimFleet, cluster: &str) -> Option<String> {
-    release_version(&f.sim, cluster, "stackgres-operator")
+    release_version_in(&f.sim, cluster, Some("default"), "stackgres-operator")
 }
 
 /// Every claim of `clusters` ready (at whatever revision each is given).

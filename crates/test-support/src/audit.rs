@@ -121,8 +121,19 @@ pub fn live_objects(sim: &SimHandle, cluster: &str) -> Vec<String> {
 }
 
 /// The chart version of Release `release` on `cluster`, as the simulator stores it; `None`
-/// when there is no such Release.
+/// when there is no such Release. There must be at most one, in any namespace.
 pub fn release_version(sim: &SimHandle, cluster: &str, release: &str) -> Option<String> {
+    release_version_in(sim, cluster, None, release)
+}
+
+/// [`release_version`] in `namespace` only, where another claim may hold a Release of the
+/// same name in another namespace (while it is pruned, say).
+pub fn release_version_in(
+    sim: &SimHandle,
+    cluster: &str,
+    namespace: Option<&str>,
+    release: &str,
+) -> Option<String> {
     let s = &sim.sim;
     let state = s.slot(cluster).and_then(|slot| s.existing_state(slot))?;
     let res = s
@@ -130,7 +141,7 @@ pub fn release_version(sim: &SimHandle, cluster: &str, release: &str) -> Option<
         .find("helm.m.crossplane.io", "v1beta1", "releases")?;
     let store = state.store();
     let versions: Vec<String> = store
-        .list(res, None, None)
+        .list(res, namespace, None)
         .filter(|(k, _)| k.name == release)
         .filter_map(|(_, v)| {
             v["spec"]["forProvider"]["chart"]["version"]
