@@ -25,6 +25,7 @@ pub mod namespace;
 pub mod pass;
 pub mod session;
 pub mod transport;
+pub mod watch;
 pub mod worker;
 
 use std::collections::btree_map::Entry;

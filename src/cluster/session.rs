@@ -82,7 +82,7 @@ pub async fn run(
     let mut refused_for: Option<String> = None;
     let stream_of = |kind: ObjectKind| {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &apply::resource(kind));
-        watcher::watcher(api, watcher::Config::default().labels(&selector))
+        super::watch::watch(api, selector.clone())
             .default_backoff()
             .map(move |e| (kind, e))
             .boxed()
