@@ -76,7 +76,10 @@ pub async fn run(
     // what is ours, and an object another fleet or entry holds is seen before it would be
     // applied over. A rename changes no watch.
     let selector = LABEL_FLEET.to_string();
-    let entered = identity::read(&client, shared.call_timeout)
+    // The calls made once, and the pass, are boxed: a session is held in its cluster's task
+    // for the connection's life, sized by the largest future it awaits (the pass's nested
+    // calls were most of ten KiB per cluster).
+    let entered = Box::pin(identity::read(&client, shared.call_timeout))
         .await
         .map(|uid| shared.reached.enter(&uid, name));
     let mut refused_for: Option<String> = None;
@@ -87,7 +90,7 @@ pub async fn run(
             .map(move |e| (kind, e))
             .boxed()
     };
-    let served = apis::served(&client, shared.call_timeout).await;
+    let served = Box::pin(apis::served(&client, shared.call_timeout)).await;
     report_missing(shared, name, &served);
     // Only what is served is watched: a watch on a missing API fails for good, and a
     // cluster without Releases gets no pass at all until its APIs are there.
@@ -154,7 +157,7 @@ pub async fn run(
             }
             _ = resync.tick() => {
                 if served != apis::Served::ALL {
-                    let now = apis::served(&client, shared.call_timeout).await;
+                    let now = Box::pin(apis::served(&client, shared.call_timeout)).await;
                     report_missing(shared, name, &now);
                     if now != served {
                         tracing::info!(cluster = %name, "the cluster's APIs changed; reconnecting");
@@ -191,24 +194,25 @@ pub async fn run(
         }
         let current = assignment.borrow().clone();
         let span = tracing::info_span!("reconcile", cluster = %name, revision = %short(&current.newest.revision));
-        let outcome = pass::run(
-            name,
-            entry,
-            shared,
-            &client,
-            &current,
-            served.usages,
-            &mut view,
-            memory,
+        let outcome = Box::pin(
+            pass::run(
+                name,
+                entry,
+                shared,
+                &client,
+                &current,
+                served.usages,
+                &mut view,
+                memory,
+            )
+            .instrument(span),
         )
-        .instrument(span)
         .await;
         if outcome.left {
             return End::Left;
         }
-        if let Some(end) = reach
-            .after_pass(shared, name, &client, &selector, &outcome)
-            .await
+        if let Some(end) =
+            Box::pin(reach.after_pass(shared, name, &client, &selector, &outcome)).await
         {
             return end;
         }

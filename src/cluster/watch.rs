@@ -104,7 +104,9 @@ async fn step(on: &On, state: State) -> (Option<Item>, State) {
             }
             let mut lp = ListParams::default().labels(&on.labels).limit(PAGE_SIZE);
             lp.continue_token = continue_token;
-            match on.api.list(&lp).await {
+            // Boxed, as is the watch's opening: the stream is held for the watch's life
+            // and sized by its largest step, which these two are and which run seldom.
+            match Box::pin(on.api.list(&lp)).await {
                 Ok(list) => {
                     let resource_version = list.metadata.resource_version.filter(|v| !v.is_empty());
                     let continue_token = list.metadata.continue_.filter(|c| !c.is_empty());
@@ -121,7 +123,8 @@ async fn step(on: &On, state: State) -> (Option<Item>, State) {
                 Err(e) => (Some(Err(Error::InitialListFailed(e))), State::Empty),
             }
         }
-        State::InitListed { resource_version } => match open(on, &resource_version).await {
+        State::InitListed { resource_version } => match Box::pin(open(on, &resource_version)).await
+        {
             Ok(body) => {
                 let state = State::Watching {
                     resource_version,
@@ -427,6 +430,22 @@ mod tests {
             );
             assert_eq!(ours.types, theirs.types, "{o}");
         }
+    }
+
+    /// The stream lives as long as the watch, two per cluster: its size is what each
+    /// holds, whichever step it is in.
+    #[tokio::test]
+    async fn a_watch_held_open_is_small() {
+        let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
+            Err::<http::Response<kube::client::Body>, std::io::Error>(std::io::Error::other("none"))
+        });
+        let client = kube::Client::new(service, "default");
+        let api = Api::<DynamicObject>::all_with(
+            client,
+            &kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+        );
+        let size = std::mem::size_of_val(&watch(api, "a".into()));
+        assert!(size < 1536, "{size} bytes");
     }
 
     #[test]

@@ -54,12 +54,13 @@ pub async fn run(
                 // session is missed.
                 let changes = source.changes(&shared.kubeconfigs).subscribe();
                 let print = source.fingerprint();
-                kubeconfig::client(
+                // Boxed: made once per connection, and the task holds its largest future.
+                Box::pin(kubeconfig::client(
                     &source,
                     &cluster,
                     kubeconfig::insecure_allowed(),
                     &shared.user_agent,
-                )
+                ))
                 .await
                 .map(|client| session::Connection {
                     client,
