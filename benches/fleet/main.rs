@@ -2,10 +2,10 @@
 //! binary in a process of its own, from 10 to 1,000 clusters; the naive kubectl loop as the
 //! baseline; a table on stdout and `BENCHMARKS.md` with the machine described.
 //!
-//! `cargo bench --bench fleet` runs it all (about 35 minutes); `cargo test --benches` runs a
+//! `cargo bench --bench fleet` runs it all (about 20 minutes); `cargo test --benches` runs a
 //! two-cluster smoke pass of every step instead and writes nothing. Knobs (environment):
-//! `BENCH_10K` (set: also 10,000 clusters, cold start, steady state and drift: about 6
-//! minutes more and 3 GiB of memory), `BENCH_STEADY_SECS` (steady-state window, default 120), `BENCH_WATCH_CLUSTERS` (clusters
+//! `BENCH_10K` (set: also 10,000 clusters, cold start, steady state and drift: about 9
+//! minutes more and 7 GiB of memory, 5.4 GiB of it the simulator's), `BENCH_STEADY_SECS` (steady-state window, default 120), `BENCH_WATCH_CLUSTERS` (clusters
 //! given 100 watchers each, default 50), `BENCH_LOOP_MAX` (largest fleet the kubectl loop
 //! runs on one cluster at a time, default 1,000, about 9 minutes of it; larger sizes are
 //! extrapolated), `BENCH_PARALLEL_LOOP_MAX` (largest
