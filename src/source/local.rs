@@ -6,10 +6,11 @@
 //! tools replace a fleet whole (`rm -rf` and copy back, or `ln -sfn new current`), and an
 //! inotify watch stays with the inode it was set on. So the parent folder is watched too,
 //! for the name being removed, created or re-pointed; the directory's own watch is set
-//! again whenever what the path resolves to changes; and a re-read every `recheck` catches
-//! whatever the events missed (a parent that cannot be watched, a lost event). A directory
-//! that cannot be read is an error, never an empty fleet: the agent keeps the last good
-//! revision.
+//! again whenever what the path resolves to changes; and a re-check every `recheck` catches
+//! whatever the events missed (a parent that cannot be watched, a lost event): it compares
+//! the files' sizes, times and inodes with those of the last read, and reads again only
+//! when they moved. A directory that cannot be read is an error, never an empty fleet: the
+//! agent keeps the last good revision.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use fleet_core::fleetdir::FileTree;
+use fleet_core::fleetdir::{DirStamp, FileTree};
 
 use super::{content_hash, Revision};
 
@@ -81,34 +82,37 @@ pub async fn watch(dir: PathBuf, timing: Timing, out: mpsc::Sender<Result<Revisi
         }
     };
     let mut last: Option<Result<String, String>> = None;
+    // The files' stamp as it was just before the last good read: a re-check that finds it
+    // unchanged has nothing new to read (at ten thousand Cluster files, reading and hashing
+    // them on every re-check was the largest part of an idle agent's own work).
+    let mut read_at: Option<DirStamp> = None;
     let mut recheck = tokio::time::interval_at(Instant::now() + timing.recheck, timing.recheck);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Whether this turn comes from the re-check alone, with no event since the last read.
+    let mut rechecking = false;
     loop {
         follow.refresh();
-        let revision = read(&dir);
-        let seen = match &revision {
-            Ok(r) => Ok(r.id.clone()),
-            Err(e) => Err(e.to_string()),
-        };
-        if last.as_ref() != Some(&seen) {
-            last = Some(seen);
-            if out.send(revision).await.is_err() {
-                return;
+        // Taken before reading, so that a write during the read moves the next stamp.
+        let stamp = FileTree::stamp_dir(&dir).ok();
+        if !(rechecking && stamp.is_some() && stamp == read_at) {
+            let revision = read(&dir);
+            read_at = stamp.filter(|s| revision.as_ref().is_ok_and(|r| s.covers(&r.tree)));
+            let seen = match &revision {
+                Ok(r) => Ok(r.id.clone()),
+                Err(e) => Err(e.to_string()),
+            };
+            if last.as_ref() != Some(&seen) {
+                last = Some(seen);
+                if out.send(revision).await.is_err() {
+                    return;
+                }
             }
         }
-        // Wait for a change that concerns the directory (or the re-check), then for the
-        // directory to settle.
-        let changed = loop {
-            tokio::select! {
-                paths = rx.recv() => match paths {
-                    None => return,
-                    Some(paths) if follow.concerns(&paths) => break true,
-                    Some(_) => {}
-                },
-                _ = recheck.tick() => break false,
-            }
+        let Some(changed) = wait(&mut rx, &follow, &mut recheck).await else {
+            return;
         };
-        if !changed {
+        rechecking = !changed;
+        if rechecking {
             continue;
         }
         let mut quiet = Instant::now() + timing.settle;
@@ -126,6 +130,25 @@ pub async fn watch(dir: PathBuf, timing: Timing, out: mpsc::Sender<Result<Revisi
                 },
                 _ = tokio::time::sleep_until(quiet) => break,
             }
+        }
+    }
+}
+
+/// Waits for a change that concerns the directory (`Some(true)`) or the re-check
+/// (`Some(false)`); `None` once the watcher is gone.
+async fn wait(
+    rx: &mut mpsc::UnboundedReceiver<Vec<PathBuf>>,
+    follow: &Follow,
+    recheck: &mut tokio::time::Interval,
+) -> Option<bool> {
+    loop {
+        tokio::select! {
+            paths = rx.recv() => match paths {
+                None => return None,
+                Some(paths) if follow.concerns(&paths) => return Some(true),
+                Some(_) => {}
+            },
+            _ = recheck.tick() => return Some(false),
         }
     }
 }
@@ -339,6 +362,36 @@ mod tests {
         // Nothing watches the grandparent: the re-check sees the new parent and directory.
         fleet_in(&dir, &["c1", "c2"]);
         assert_eq!(next(&mut rx).await.unwrap().tree.files.len(), 2);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_change_no_event_reports_is_read_at_the_re_check() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("fleet");
+        fleet_in(&dir, &["c1"]);
+        // The same file under a second name outside the fleet: a write through it changes
+        // the fleet's file without any event on the fleet directory.
+        let elsewhere = root.path().join("c1.yaml");
+        std::fs::hard_link(dir.join("clusters/c1.yaml"), &elsewhere).unwrap();
+        let (tx, mut rx) = mpsc::channel(8);
+        let timing = Timing {
+            settle: Duration::from_millis(100),
+            recheck: Duration::from_millis(300),
+        };
+        let task = tokio::spawn(watch(dir.clone(), timing, tx));
+        let first = next(&mut rx).await.unwrap();
+        // Re-checks that find nothing changed send nothing.
+        assert!(tokio::time::timeout(Duration::from_millis(700), rx.recv())
+            .await
+            .is_err());
+        std::fs::write(&elsewhere, CLUSTER.replace("c1.yaml", "c1-new.yaml")).unwrap();
+        let changed = next(&mut rx).await.unwrap();
+        assert_ne!(changed.id, first.id);
+        assert!(
+            String::from_utf8_lossy(&changed.tree.files["clusters/c1.yaml"])
+                .contains("c1-new.yaml")
+        );
         task.abort();
     }
 

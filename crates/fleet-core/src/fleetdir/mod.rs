@@ -10,4 +10,4 @@ mod rules;
 pub mod tree;
 
 pub use load::{load, LoadOutcome, LoadedFleet};
-pub use tree::{FileTree, OpenError};
+pub use tree::{DirStamp, FileTree, OpenError};

@@ -59,68 +59,124 @@ impl FileTree {
     /// Reads the fleet files under `root`. Symbolic links are followed only while they stay
     /// inside `root`, so a fleet repository cannot make the agent read files outside it.
     pub fn from_dir(root: &Path) -> Result<FileTree, OpenError> {
-        let canonical_root = fs::canonicalize(root).map_err(|source| OpenError::CannotOpen {
-            path: root.to_path_buf(),
-            source,
-        })?;
-        if !canonical_root.is_dir() {
-            return Err(OpenError::NotADirectory(root.to_path_buf()));
-        }
         let mut tree = FileTree::default();
-        let mut pending: Vec<(PathBuf, String)> = vec![(canonical_root.clone(), String::new())];
-        while let Some((dir, prefix)) = pending.pop() {
-            let entries = match fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) => {
-                    tree.problems.push(Diagnostic::file(
-                        display_dir(&prefix),
-                        format!("cannot read directory: {e}"),
-                    ));
-                    continue;
-                }
-            };
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') {
-                    continue;
-                }
-                let relative = format!("{prefix}{name}");
-                let path = entry.path();
-                let Some(metadata) = tree.resolve(&canonical_root, &path, &relative) else {
-                    continue;
-                };
-                if metadata.is_dir() {
-                    if relative == "clusters"
-                        || relative == "claims"
-                        || relative.starts_with("claims/")
-                    {
-                        pending.push((path, format!("{relative}/")));
-                    } else if relative.starts_with("clusters/") {
-                        tree.skipped(
-                            relative,
-                            "directory skipped: Cluster files are read from clusters/ itself, not from its subdirectories",
-                        );
-                    }
-                } else if !Self::is_fleet_path(&relative) {
-                    if let Some(reason) = skip_reason(&relative) {
-                        tree.skipped(relative, reason);
-                    }
-                } else if !metadata.is_file() {
-                    tree.skipped(
-                        relative,
-                        format!("not a regular file ({}); skipped", file_kind(&metadata)),
-                    );
-                } else {
-                    if tree.files.len() >= MAX_FILES {
-                        return Err(OpenError::TooManyFiles(root.to_path_buf()));
-                    }
-                    tree.read_file(&path, relative, metadata.len());
-                }
-            }
-        }
+        walk(root, &mut tree, |tree, path, relative, metadata| {
+            tree.read_file(path, relative, metadata.len())
+        })?;
         Ok(tree)
     }
 
+    /// What [`FileTree::from_dir`] would read, summed up without reading it: each fleet
+    /// file's path, size, times and inode (a link's target's), and the problems met. Two
+    /// equal stamps mean the files were not written, replaced or renamed in between (a
+    /// write moves the change time, which nobody can set back), so a re-check that finds
+    /// the stamp unchanged need not read and hash every file again.
+    pub fn stamp_dir(root: &Path) -> Result<DirStamp, OpenError> {
+        use std::hash::{Hash, Hasher};
+        use std::os::unix::fs::MetadataExt;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        let mut tree = FileTree::default();
+        walk(root, &mut tree, |_, _, relative, m| {
+            relative.hash(&mut hasher);
+            (m.len(), m.dev(), m.ino(), m.mode()).hash(&mut hasher);
+            (m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()).hash(&mut hasher);
+        })?;
+        for problem in &tree.problems {
+            problem.to_string().hash(&mut hasher);
+        }
+        Ok(DirStamp {
+            hash: hasher.finish(),
+            problems: tree.problems.len(),
+        })
+    }
+}
+
+/// A summary of a fleet directory's files as the file system describes them
+/// ([`FileTree::stamp_dir`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirStamp {
+    hash: u64,
+    problems: usize,
+}
+
+impl DirStamp {
+    /// Whether `tree`, read right after this stamp was taken, met only the problems the
+    /// stamp saw: a file that could not be read (an I/O error, a size over the limit) may
+    /// read differently next time without any stamp moving, so such a tree is read again.
+    pub fn covers(&self, tree: &FileTree) -> bool {
+        tree.problems.len() == self.problems
+    }
+}
+
+/// Walks the fleet files under `root` as the loader sees them, handing each regular fleet
+/// file to `file` and recording in `tree` the problems met and the entries skipped.
+fn walk(
+    root: &Path,
+    tree: &mut FileTree,
+    mut file: impl FnMut(&mut FileTree, &Path, String, &fs::Metadata),
+) -> Result<(), OpenError> {
+    let canonical_root = fs::canonicalize(root).map_err(|source| OpenError::CannotOpen {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    if !canonical_root.is_dir() {
+        return Err(OpenError::NotADirectory(root.to_path_buf()));
+    }
+    let mut files = 0usize;
+    let mut pending: Vec<(PathBuf, String)> = vec![(canonical_root.clone(), String::new())];
+    while let Some((dir, prefix)) = pending.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                tree.problems.push(Diagnostic::file(
+                    display_dir(&prefix),
+                    format!("cannot read directory: {e}"),
+                ));
+                continue;
+            }
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let relative = format!("{prefix}{name}");
+            let path = entry.path();
+            let Some(metadata) = tree.resolve(&canonical_root, &path, &relative) else {
+                continue;
+            };
+            if metadata.is_dir() {
+                if relative == "clusters" || relative == "claims" || relative.starts_with("claims/")
+                {
+                    pending.push((path, format!("{relative}/")));
+                } else if relative.starts_with("clusters/") {
+                    tree.skipped(
+                        relative,
+                        "directory skipped: Cluster files are read from clusters/ itself, not from its subdirectories",
+                    );
+                }
+            } else if !FileTree::is_fleet_path(&relative) {
+                if let Some(reason) = skip_reason(&relative) {
+                    tree.skipped(relative, reason);
+                }
+            } else if !metadata.is_file() {
+                tree.skipped(
+                    relative,
+                    format!("not a regular file ({}); skipped", file_kind(&metadata)),
+                );
+            } else {
+                files += 1;
+                if files > MAX_FILES {
+                    return Err(OpenError::TooManyFiles(root.to_path_buf()));
+                }
+                file(tree, &path, relative, &metadata);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl FileTree {
     /// Follows `path` if it is a link, refusing targets outside the root.
     fn resolve(&mut self, root: &Path, path: &Path, relative: &str) -> Option<fs::Metadata> {
         let link = fs::symlink_metadata(path).ok()?;
@@ -258,6 +314,76 @@ mod tests {
         ] {
             assert!(!FileTree::is_fleet_path(no), "{no}");
         }
+    }
+
+    /// Longer than a coarse file-system clock tick, so that a write after it gets a later
+    /// change time even where timestamps are not fine-grained.
+    fn tick() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    #[test]
+    fn a_stamp_moves_with_every_change_a_read_could_see_and_not_with_reads() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path();
+        fs::create_dir_all(dir.join("clusters")).unwrap();
+        fs::write(dir.join("clusters/a.yaml"), "kind: Cluster\n").unwrap();
+        fs::write(dir.join("README.md"), "not read\n").unwrap();
+        let stamp = || FileTree::stamp_dir(dir).unwrap();
+        let first = stamp();
+        FileTree::from_dir(dir).unwrap();
+        assert_eq!(stamp(), first, "reading changes nothing");
+        fs::write(dir.join("README.md"), "still not read\n").unwrap();
+        assert_eq!(stamp(), first, "a file the loader skips is not stamped");
+
+        // The same bytes written again, as a checkout does.
+        tick();
+        fs::write(dir.join("clusters/a.yaml"), "kind: Cluster\n").unwrap();
+        let rewritten = stamp();
+        assert_ne!(rewritten, first);
+        // Replaced by rename, with the same size.
+        tick();
+        fs::write(dir.join("clusters/.a.new"), "kind: Clustex\n").unwrap();
+        fs::rename(dir.join("clusters/.a.new"), dir.join("clusters/a.yaml")).unwrap();
+        let replaced = stamp();
+        assert_ne!(replaced, rewritten);
+        // Made unreadable (only its change time moves).
+        tick();
+        let mut mode = fs::metadata(dir.join("clusters/a.yaml"))
+            .unwrap()
+            .permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut mode, 0o000);
+        fs::set_permissions(dir.join("clusters/a.yaml"), mode).unwrap();
+        let hidden = stamp();
+        assert_ne!(hidden, replaced);
+        // Another file, and a link going bad.
+        fs::write(dir.join("clusters/b.yaml"), "kind: Cluster\n").unwrap();
+        let added = stamp();
+        assert_ne!(added, hidden);
+        std::os::unix::fs::symlink(dir.join("nowhere.yaml"), dir.join("clusters/c.yaml")).unwrap();
+        assert_ne!(
+            stamp(),
+            added,
+            "a broken link is a problem the read would report"
+        );
+    }
+
+    #[test]
+    fn a_stamp_covers_a_tree_only_when_every_file_could_be_read() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path();
+        fs::create_dir_all(dir.join("clusters")).unwrap();
+        fs::write(dir.join("clusters/a.yaml"), "kind: Cluster\n").unwrap();
+        fs::create_dir_all(dir.join("clusters/sub")).unwrap();
+        let stamp = FileTree::stamp_dir(dir).unwrap();
+        let tree = FileTree::from_dir(dir).unwrap();
+        assert_eq!(tree.problems.len(), 1, "the skipped subdirectory");
+        assert!(stamp.covers(&tree));
+        let big = vec![b'#'; MAX_FILE_BYTES + 1];
+        fs::write(dir.join("clusters/big.yaml"), big).unwrap();
+        let stamp = FileTree::stamp_dir(dir).unwrap();
+        let tree = FileTree::from_dir(dir).unwrap();
+        assert!(!stamp.covers(&tree), "{:?}", tree.problems);
     }
 
     #[test]
