@@ -83,7 +83,7 @@ pub async fn watch(dir: PathBuf, timing: Timing, out: mpsc::Sender<Result<Revisi
     };
     let mut last: Option<Result<String, String>> = None;
     // The files' stamp as it was just before the last good read: a re-check that finds it
-    // unchanged has nothing new to read (at ten thousand Cluster files, reading and hashing
+    // unchanged has nothing new to read (at ten thousand clusters, reading and hashing
     // them on every re-check was the largest part of an idle agent's own work).
     let mut read_at: Option<DirStamp> = None;
     let mut recheck = tokio::time::interval_at(Instant::now() + timing.recheck, timing.recheck);
