@@ -48,14 +48,20 @@ pub struct Timing {
     pub recheck: Duration,
 }
 
-/// Reads the directory as a revision named by its content hash.
-pub fn read(dir: &Path) -> Result<Revision, Error> {
-    let tree = FileTree::from_dir(dir).map_err(Error::Read)?;
-    Ok(Revision {
-        verified: None,
-        id: content_hash(&tree),
-        tree,
-    })
+/// Reads the directory as a revision named by its content hash, with the stamp of what was
+/// read ([`FileTree::from_dir_stamped`]).
+fn read(dir: &Path) -> (Result<Revision, Error>, Option<DirStamp>) {
+    match FileTree::from_dir_stamped(dir) {
+        Ok((tree, stamp)) => {
+            let revision = Revision {
+                verified: None,
+                id: content_hash(&tree),
+                tree,
+            };
+            (Ok(revision), stamp)
+        }
+        Err(e) => (Err(Error::Read(e)), None),
+    }
 }
 
 /// Watches `dir` and sends a revision at start and after every settled change that alters
@@ -82,9 +88,9 @@ pub async fn watch(dir: PathBuf, timing: Timing, out: mpsc::Sender<Result<Revisi
         }
     };
     let mut last: Option<Result<String, String>> = None;
-    // The files' stamp as it was just before the last good read: a re-check that finds it
-    // unchanged has nothing new to read (at ten thousand clusters, reading and hashing
-    // them on every re-check was the largest part of an idle agent's own work).
+    // The stamp of the last read that read every file: a re-check that finds it unchanged
+    // has nothing new to read (at ten thousand clusters, reading and hashing them on every
+    // re-check was the largest part of an idle agent's own work).
     let mut read_at: Option<DirStamp> = None;
     let mut recheck = tokio::time::interval_at(Instant::now() + timing.recheck, timing.recheck);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -92,11 +98,11 @@ pub async fn watch(dir: PathBuf, timing: Timing, out: mpsc::Sender<Result<Revisi
     let mut rechecking = false;
     loop {
         follow.refresh();
-        // Taken before reading, so that a write during the read moves the next stamp.
-        let stamp = FileTree::stamp_dir(&dir).ok();
-        if !(rechecking && stamp.is_some() && stamp == read_at) {
-            let revision = read(&dir);
-            read_at = stamp.filter(|s| revision.as_ref().is_ok_and(|r| s.covers(&r.tree)));
+        let unchanged =
+            rechecking && read_at.is_some() && FileTree::stamp_dir(&dir).ok() == read_at;
+        if !unchanged {
+            let (revision, stamp) = read(&dir);
+            read_at = stamp;
             let seen = match &revision {
                 Ok(r) => Ok(r.id.clone()),
                 Err(e) => Err(e.to_string()),

@@ -59,11 +59,23 @@ impl FileTree {
     /// Reads the fleet files under `root`. Symbolic links are followed only while they stay
     /// inside `root`, so a fleet repository cannot make the agent read files outside it.
     pub fn from_dir(root: &Path) -> Result<FileTree, OpenError> {
+        Self::from_dir_stamped(root).map(|(tree, _)| tree)
+    }
+
+    /// [`FileTree::from_dir`], with the stamp of what it read taken in the same walk (each
+    /// file's just before reading it, so that a write during the read moves the next
+    /// stamp); `None` when a file could not be read (an I/O error, a size over the limit),
+    /// as it may read differently next time without any stamp moving.
+    pub fn from_dir_stamped(root: &Path) -> Result<(FileTree, Option<DirStamp>), OpenError> {
         let mut tree = FileTree::default();
+        let mut stamp = Stamper::default();
+        let mut unread = false;
         walk(root, &mut tree, |tree, path, relative, metadata| {
-            tree.read_file(path, relative, metadata.len())
+            stamp.file(&relative, metadata);
+            unread |= !tree.read_file(path, relative, metadata.len());
         })?;
-        Ok(tree)
+        let stamp = (!unread).then(|| stamp.finish(&tree.problems));
+        Ok((tree, stamp))
     }
 
     /// What [`FileTree::from_dir`] would read, summed up without reading it: each fleet
@@ -72,39 +84,39 @@ impl FileTree {
     /// write moves the change time, which nobody can set back), so a re-check that finds
     /// the stamp unchanged need not read and hash every file again.
     pub fn stamp_dir(root: &Path) -> Result<DirStamp, OpenError> {
-        use std::hash::{Hash, Hasher};
-        use std::os::unix::fs::MetadataExt;
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
         let mut tree = FileTree::default();
-        walk(root, &mut tree, |_, _, relative, m| {
-            relative.hash(&mut hasher);
-            (m.len(), m.dev(), m.ino(), m.mode()).hash(&mut hasher);
-            (m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()).hash(&mut hasher);
+        let mut stamp = Stamper::default();
+        walk(root, &mut tree, |_, _, relative, metadata| {
+            stamp.file(&relative, metadata)
         })?;
-        for problem in &tree.problems {
-            problem.to_string().hash(&mut hasher);
-        }
-        Ok(DirStamp {
-            hash: hasher.finish(),
-            problems: tree.problems.len(),
-        })
+        Ok(stamp.finish(&tree.problems))
     }
 }
 
 /// A summary of a fleet directory's files as the file system describes them
 /// ([`FileTree::stamp_dir`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DirStamp {
-    hash: u64,
-    problems: usize,
-}
+pub struct DirStamp(u64);
 
-impl DirStamp {
-    /// Whether `tree`, read right after this stamp was taken, met only the problems the
-    /// stamp saw: a file that could not be read (an I/O error, a size over the limit) may
-    /// read differently next time without any stamp moving, so such a tree is read again.
-    pub fn covers(&self, tree: &FileTree) -> bool {
-        tree.problems.len() == self.problems
+/// Builds a [`DirStamp`] file by file, in the walk's order.
+#[derive(Default)]
+struct Stamper(std::collections::hash_map::DefaultHasher);
+
+impl Stamper {
+    fn file(&mut self, relative: &str, m: &fs::Metadata) {
+        use std::hash::Hash;
+        use std::os::unix::fs::MetadataExt;
+        relative.hash(&mut self.0);
+        (m.len(), m.dev(), m.ino(), m.mode()).hash(&mut self.0);
+        (m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()).hash(&mut self.0);
+    }
+
+    fn finish(mut self, problems: &[Diagnostic]) -> DirStamp {
+        use std::hash::{Hash, Hasher};
+        for problem in problems {
+            problem.to_string().hash(&mut self.0);
+        }
+        DirStamp(self.0.finish())
     }
 }
 
@@ -211,13 +223,14 @@ impl FileTree {
             .push(Diagnostic::file(relative, reason).warning());
     }
 
-    fn read_file(&mut self, path: &Path, relative: String, len: u64) {
+    /// Reads one file into the tree; `false`, with the problem recorded, when it could not.
+    fn read_file(&mut self, path: &Path, relative: String, len: u64) -> bool {
         if len > MAX_FILE_BYTES as u64 {
             // Refused unread, with the size the file has rather than what a capped read
             // would see.
             self.problems
                 .push(Diagnostic::file(relative, document::too_large(len)));
-            return;
+            return false;
         }
         // Read at most one byte past the limit, in case the file grew since its size was
         // taken: enough for the loader to refuse it.
@@ -231,10 +244,13 @@ impl FileTree {
         match result {
             Ok(bytes) => {
                 self.files.insert(relative, bytes);
+                true
             }
-            Err(e) => self
-                .problems
-                .push(Diagnostic::file(relative, format!("cannot read file: {e}"))),
+            Err(e) => {
+                self.problems
+                    .push(Diagnostic::file(relative, format!("cannot read file: {e}")));
+                false
+            }
         }
     }
 }
@@ -322,12 +338,18 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 
+    /// A fleet directory with one Cluster file, `clusters/a.yaml`.
+    fn one_cluster() -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("clusters")).unwrap();
+        fs::write(root.path().join("clusters/a.yaml"), "kind: Cluster\n").unwrap();
+        root
+    }
+
     #[test]
     fn a_stamp_moves_with_every_change_a_read_could_see_and_not_with_reads() {
-        let root = tempfile::tempdir().unwrap();
+        let root = one_cluster();
         let dir = root.path();
-        fs::create_dir_all(dir.join("clusters")).unwrap();
-        fs::write(dir.join("clusters/a.yaml"), "kind: Cluster\n").unwrap();
         fs::write(dir.join("README.md"), "not read\n").unwrap();
         let stamp = || FileTree::stamp_dir(dir).unwrap();
         let first = stamp();
@@ -369,21 +391,18 @@ mod tests {
     }
 
     #[test]
-    fn a_stamp_covers_a_tree_only_when_every_file_could_be_read() {
-        let root = tempfile::tempdir().unwrap();
+    fn a_read_stamps_what_it_read_only_when_every_file_could_be_read() {
+        let root = one_cluster();
         let dir = root.path();
-        fs::create_dir_all(dir.join("clusters")).unwrap();
-        fs::write(dir.join("clusters/a.yaml"), "kind: Cluster\n").unwrap();
         fs::create_dir_all(dir.join("clusters/sub")).unwrap();
-        let stamp = FileTree::stamp_dir(dir).unwrap();
-        let tree = FileTree::from_dir(dir).unwrap();
+        let (tree, stamp) = FileTree::from_dir_stamped(dir).unwrap();
         assert_eq!(tree.problems.len(), 1, "the skipped subdirectory");
-        assert!(stamp.covers(&tree));
+        // The same as a re-check takes, or every re-check would read again.
+        assert_eq!(stamp, Some(FileTree::stamp_dir(dir).unwrap()));
         let big = vec![b'#'; MAX_FILE_BYTES + 1];
         fs::write(dir.join("clusters/big.yaml"), big).unwrap();
-        let stamp = FileTree::stamp_dir(dir).unwrap();
-        let tree = FileTree::from_dir(dir).unwrap();
-        assert!(!stamp.covers(&tree), "{:?}", tree.problems);
+        let (tree, stamp) = FileTree::from_dir_stamped(dir).unwrap();
+        assert_eq!(stamp, None, "{:?}", tree.problems);
     }
 
     #[test]
