@@ -79,7 +79,7 @@ pub async fn run(
     // The calls made once, and the pass, are boxed: a session is held in its cluster's task
     // for the connection's life, sized by the largest future it awaits (the pass's nested
     // calls were most of ten KiB per cluster).
-    let entered = Box::pin(identity::read(&client, shared.call_timeout))
+    let mut entered = Box::pin(identity::read(&client, shared.call_timeout))
         .await
         .map(|uid| shared.reached.enter(&uid, name));
     let mut refused_for: Option<String> = None;
@@ -174,7 +174,7 @@ pub async fn run(
         if !due || !view.synced() {
             continue;
         }
-        let keeper = entered.as_ref().and_then(identity::Entered::refused_by);
+        let keeper = entered.as_mut().and_then(identity::Entered::refused_by);
         if keeper != refused_for {
             refused_for = keeper.clone();
             if let (Some(keeper), Some(entered)) = (&keeper, &entered) {
