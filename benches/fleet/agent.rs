@@ -64,6 +64,21 @@ pub struct Outcome {
     pub sim_end: Usage,
 }
 
+/// How often the harness reads the agent's whole status while it waits for all ready:
+/// every 100 ms up to 1,000 clusters, then 0.1 ms per cluster (1 s at 10,000). The status
+/// grows with the fleet and the agent builds it for every read, so a fixed 100 ms would
+/// charge the agent's cold start with its observer's cost (at 10,000 clusters, several
+/// reads a second of a few MiB each). `BENCH_STATUS_POLL_MS` sets it.
+fn status_poll(clusters: usize) -> Duration {
+    match std::env::var("BENCH_STATUS_POLL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(ms) => Duration::from_millis(ms),
+        None => Duration::from_micros(100 * clusters as u64).max(Duration::from_millis(100)),
+    }
+}
+
 fn status(server: &str) -> Option<StatusReport> {
     let body = psql_fleet::cli::status::fetch(server, "/api/v1/status").ok()?;
     serde_json::from_str(&body).ok()
@@ -108,6 +123,7 @@ pub async fn run(bin: &Path, work: &Path, sc: Scenario) -> Result<Outcome> {
     )?;
     let deadline = start + Duration::from_secs(300);
     let mut last_ready = 0;
+    let poll = status_poll(sc.clusters);
     loop {
         let s = server.clone();
         let report = tokio::task::spawn_blocking(move || status(&s)).await?;
@@ -127,7 +143,7 @@ pub async fn run(bin: &Path, work: &Path, sc: Scenario) -> Result<Outcome> {
                 work.join("agent.log").display()
             );
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(poll).await;
     }
     let cold = start.elapsed();
     let at_ready = agent.usage()?;
