@@ -108,6 +108,7 @@ async fn main() {
         dry_run: false,
         allow_mass_prune: false,
         interval: Duration::from_secs(3600),
+        resync: Duration::from_secs(3600),
         max_concurrency: 2,
         state_dir: None,
         webhook: Some(WebhookConfig {

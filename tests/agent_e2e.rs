@@ -2,7 +2,7 @@
 //! asserting the end state and the simulator's audit log of mutating requests.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fleet_core::api::Release;
 use fleet_core::model::fleet::DriftPolicy;
@@ -152,6 +152,61 @@ async fn steady_state_makes_no_writes() {
         let audit = f.audit(n);
         assert_eq!(object_writes(&audit).len(), 6, "{n}: {audit:?}");
     }
+    agent.stop().await;
+    f.shutdown().await;
+}
+
+/// `--resync-interval` longer than `--interval`: once the last events are reconciled, no
+/// pass is replayed before the resync is due (with the default, `--interval`, one would be
+/// every second here), and a hand edit the watch sees is still corrected at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_resync_replays_no_pass_while_idle_and_a_change_is_reconciled_at_once() {
+    let f = SimFleet::start(1, Duration::from_millis(300)).await;
+    let name = f.names[0].clone();
+    f.add_claim(&own("one", &name)).await;
+    let agent = f
+        .start_agent(AgentOptions {
+            resync: Some(Duration::from_secs(3600)),
+            ..AgentOptions::default()
+        })
+        .await;
+    agent.wait_ready(&[(&name, 1)]).await;
+    let quiet = Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut settled = agent.passes(&name).await;
+    let mut since = Instant::now();
+    while since.elapsed() < quiet {
+        assert!(
+            Instant::now() < deadline,
+            "passes kept being replayed ({settled} so far)"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = agent.passes(&name).await;
+        if now != settled {
+            settled = now;
+            since = Instant::now();
+        }
+    }
+    // A hand edit reaches the agent only through its watch.
+    let client = f.client(&name).await;
+    let edit = serde_json::json!({
+        "apiVersion": "helm.m.crossplane.io/v1beta1", "kind": "Release",
+        "metadata": {"name": "stackgres-operator", "namespace": "one"},
+        "spec": {"rollbackLimit": 7}
+    });
+    releases(&client, "one")
+        .patch(
+            "stackgres-operator",
+            &PatchParams::apply("kubectl").force(),
+            &Patch::Apply(&edit),
+        )
+        .await
+        .unwrap();
+    until("the edit to be undone", || async {
+        rollback_limit(&client, "one").await == Some(3)
+    })
+    .await;
+    assert!(agent.passes(&name).await > settled);
     agent.stop().await;
     f.shutdown().await;
 }

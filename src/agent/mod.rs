@@ -70,6 +70,9 @@ pub struct Config {
     pub dry_run: bool,
     pub allow_mass_prune: bool,
     pub interval: Duration,
+    /// How often each cluster's pass is replayed from what its watches hold
+    /// (`--resync-interval`, else `--interval`).
+    pub resync: Duration,
     pub max_concurrency: usize,
     /// Where the rollout state is kept (default `<cache_dir>/state`).
     pub state_dir: Option<PathBuf>,
@@ -435,7 +438,7 @@ impl Term<'_> {
             cluster_api_kubeconfigs: self.inventory.map(|i| i.kubeconfigs.clone()),
             dry_run: config.dry_run,
             allow_mass_prune: config.allow_mass_prune,
-            resync: config.interval,
+            resync: config.resync,
             call_timeout: Duration::from_secs(15),
             reports: reports_tx,
             identity: identity(),

@@ -30,8 +30,10 @@ pub struct AgentOptions {
     pub source: Option<SourceSpec>,
     /// Which Git reference to follow; the remote's default branch when `None`.
     pub reference: Option<GitRef>,
-    /// How often it resyncs; 1 s when `None`.
+    /// How often it fetches and resyncs; 1 s when `None`.
     pub interval: Option<Duration>,
+    /// How often it replays each cluster's pass, when not `interval` (`--resync-interval`).
+    pub resync: Option<Duration>,
     pub max_concurrency: Option<usize>,
     /// Told of every rollout wave transition (in-process only).
     pub observers: Vec<Arc<dyn WaveObserver>>,

@@ -333,6 +333,10 @@ impl SimFleet {
             dry_run: options.dry_run,
             allow_mass_prune: options.allow_mass_prune,
             interval: options.interval.unwrap_or(Duration::from_secs(1)),
+            resync: options
+                .resync
+                .or(options.interval)
+                .unwrap_or(Duration::from_secs(1)),
             max_concurrency: options.max_concurrency.unwrap_or(4),
             state_dir: None,
             webhook: options.webhook.clone(),

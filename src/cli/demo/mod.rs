@@ -225,6 +225,7 @@ async fn demo_main(args: &DemoArgs, example: &FileTree, work: &Path) -> Result<(
         dry_run: false,
         allow_mass_prune: false,
         interval: Duration::from_secs(30),
+        resync: Duration::from_secs(30),
         max_concurrency: 8,
         state_dir: None,
         webhook: None,
