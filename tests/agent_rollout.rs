@@ -276,6 +276,56 @@ async fn a_failure_in_staging_halts_the_rollout_before_prod_until_resumed() {
     f.shutdown().await;
 }
 
+/// A resume asks every cluster for a report at once: the retried wave is judged on passes
+/// made after the resume, and a cluster whose objects did not change would otherwise make
+/// its next one only at its resync (an hour here, longer than the wave's timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_rollout_is_judged_on_reports_made_at_once_whatever_the_resync() {
+    let (f, [_, staging, prod]) = three_waves("1s").await;
+    let a = f
+        .start_agent(AgentOptions {
+            interval: Some(Duration::from_secs(5)),
+            resync: Some(Duration::from_secs(3600)),
+            ..AgentOptions::default()
+        })
+        .await;
+    let first = a
+        .wait_for("the first revision everywhere", |s| {
+            rollout_complete(s, None)
+        })
+        .await
+        .rollout
+        .unwrap()
+        .revision;
+    f.faults(&staging, serde_json::json!({"errorRate": 1.0}))
+        .await;
+    f.put(&settings("1.19.0", "1s"));
+    a.wait_for("the rollout to halt at staging", |s| {
+        s.rollout
+            .as_ref()
+            .is_some_and(|r| r.revision != first && r.phase == "halted")
+    })
+    .await;
+    f.faults(&staging, serde_json::json!({})).await;
+    a.wait_for("staging applied and ready again", |s| {
+        s.clusters.get(&staging).is_some_and(|c| {
+            c.reachable && c.last_error.is_none() && c.claims.iter().all(|c| c.ready)
+        })
+    })
+    .await;
+    let (code, _, body) = a
+        .control("POST", "/api/v1/rollout/resume", Some("{}"))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    a.wait_for("the resumed rollout to complete", |s| {
+        rollout_complete(s, Some(&first))
+    })
+    .await;
+    assert_eq!(stackgres_version(&f, &prod), "1.19.0");
+    a.stop().await;
+    f.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_restart_mid_rollout_resumes_where_it_was() {
     let (f, [dev, staging, prod], a, first_revision) = rolled_out("4s").await;

@@ -5,7 +5,7 @@
 //! state and any [`WaveObserver`] (commit statuses).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -53,6 +53,10 @@ pub struct RolloutDriver {
     /// Set when a cluster's entry is added to the status report, whose wave and pending
     /// revision the next tick then fills in.
     joined: Arc<AtomicBool>,
+    /// Moves whenever the workers' reports were forgotten (a resume, or taking the rollout
+    /// up): every worker's assignment moves with it, so each cluster reports again at once
+    /// rather than at its next resync.
+    asked: AtomicU64,
 }
 
 /// Why an operator's halt or resume did not take.
@@ -92,6 +96,7 @@ impl RolloutDriver {
             status,
             observers,
             joined: Arc::new(AtomicBool::new(false)),
+            asked: AtomicU64::new(0),
         };
         this.adopt(loaded);
         this
@@ -113,6 +118,7 @@ impl RolloutDriver {
             rollbacks,
             ..Inner::default()
         };
+        self.ask_for_reports();
         let transitions = inner.state.restarted(now_ms());
         if transitions.is_empty() {
             self.publish(&inner);
@@ -177,6 +183,16 @@ impl RolloutDriver {
     /// the workers their assignments again.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.wake.subscribe()
+    }
+
+    /// How many times the workers' reports were forgotten, for their assignments.
+    pub fn asked(&self) -> u64 {
+        self.asked.load(Ordering::Acquire)
+    }
+
+    /// The reports are forgotten: the next wake sends every worker a new assignment.
+    fn ask_for_reports(&self) {
+        self.asked.fetch_add(1, Ordering::AcqRel);
     }
 
     /// What the workers set when they add their cluster to the status report (see
@@ -364,6 +380,7 @@ impl RolloutDriver {
         // made after the resume.
         inner.health.clear();
         inner.gates.clear();
+        self.ask_for_reports();
         self.finish(&mut inner, transitions);
         self.current(&inner)
     }

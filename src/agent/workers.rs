@@ -141,6 +141,7 @@ impl Workers {
                 let (tx, rx) = watch::channel(Assignment {
                     newest: newest.clone(),
                     given: rollouts.given(name),
+                    asked: rollouts.asked(),
                 });
                 let task = worker::run(name.clone(), shared, rx, self.stop.clone());
                 let worker = Worker {
@@ -159,6 +160,7 @@ impl Workers {
             let assignment = Assignment {
                 newest: newest.clone(),
                 given: rollouts.given(name),
+                asked: rollouts.asked(),
             };
             worker.assignment.send_if_modified(|current| {
                 let changed = *current != assignment;

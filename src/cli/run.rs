@@ -50,11 +50,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "30s", value_parser = fleet_core::model::duration::parse)]
     pub interval: Duration,
     /// How often each cluster's pass is replayed from what its watches hold, with no
-    /// request when nothing changed (default: `--interval`). A change the watches see is
-    /// reconciled at once whatever this is; the replay publishes the cluster's status,
-    /// metrics and rollout report again. Longer at thousands of clusters (e.g. 10m) costs
-    /// less CPU while idle, and a resumed rollout then waits up to this long for the
-    /// report of a cluster whose objects did not change.
+    /// request when nothing changed (default: `--interval`). A change the watches see, a
+    /// new revision and a resumed rollout are reconciled at once whatever this is; the
+    /// replay publishes the cluster's status, metrics and rollout report again. Longer at
+    /// thousands of clusters (e.g. 10m) costs less CPU while idle; a watch error the status
+    /// still shows once the watch is back is then cleared only at the next replay.
     #[arg(long, value_parser = fleet_core::model::duration::parse)]
     pub resync_interval: Option<Duration>,
     #[arg(long, conflicts_with_all = ["tag", "commit"])]

@@ -64,6 +64,10 @@ pub struct Assignment {
     pub newest: Arc<Accepted>,
     /// What the rollout gives this cluster now.
     pub given: Given,
+    /// Moves when the rollout forgot the workers' reports (a resume, or a replica taking
+    /// the rollout up): a changed assignment, so the cluster reports again at once, not
+    /// at its next resync.
+    pub asked: u64,
 }
 
 /// The revision a cluster is reconciled to, as the rollout decides it.
@@ -91,7 +95,9 @@ impl PartialEq for Given {
 
 impl PartialEq for Assignment {
     fn eq(&self, other: &Assignment) -> bool {
-        Arc::ptr_eq(&self.newest, &other.newest) && self.given == other.given
+        Arc::ptr_eq(&self.newest, &other.newest)
+            && self.given == other.given
+            && self.asked == other.asked
     }
 }
 
