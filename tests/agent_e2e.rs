@@ -189,19 +189,7 @@ async fn a_long_resync_replays_no_pass_while_idle_and_a_change_is_reconciled_at_
     }
     // A hand edit reaches the agent only through its watch.
     let client = f.client(&name).await;
-    let edit = serde_json::json!({
-        "apiVersion": "helm.m.crossplane.io/v1beta1", "kind": "Release",
-        "metadata": {"name": "stackgres-operator", "namespace": "one"},
-        "spec": {"rollbackLimit": 7}
-    });
-    releases(&client, "one")
-        .patch(
-            "stackgres-operator",
-            &PatchParams::apply("kubectl").force(),
-            &Patch::Apply(&edit),
-        )
-        .await
-        .unwrap();
+    take_rollback_limit(&client, "one").await;
     until("the edit to be undone", || async {
         rollback_limit(&client, "one").await == Some(3)
     })
@@ -318,6 +306,24 @@ async fn corrections(agent: &Agent, cluster: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Someone takes the StackGres Release's rollbackLimit over (to 7) with server-side apply,
+/// as `kubectl apply --server-side --force-conflicts` would: the field now belongs to them.
+async fn take_rollback_limit(client: &kube::Client, namespace: &str) {
+    let edit = serde_json::json!({
+        "apiVersion": "helm.m.crossplane.io/v1beta1", "kind": "Release",
+        "metadata": {"name": "stackgres-operator", "namespace": namespace},
+        "spec": {"rollbackLimit": 7}
+    });
+    releases(client, namespace)
+        .patch(
+            "stackgres-operator",
+            &PatchParams::apply("kubectl").force(),
+            &Patch::Apply(&edit),
+        )
+        .await
+        .unwrap();
+}
+
 async fn rollback_limit(client: &kube::Client, namespace: &str) -> Option<i64> {
     release_rollback_limit(client, namespace, "stackgres-operator").await
 }
@@ -336,22 +342,8 @@ async fn a_hand_edit_is_corrected_and_counted_and_a_deleted_release_recreated() 
         converged("edited", DriftPolicy::Correct, Duration::from_millis(300)).await;
     assert_eq!(corrections(&agent, &name).await, 0.0);
 
-    // Someone takes rollbackLimit over with server-side apply, as `kubectl apply
-    // --server-side --force-conflicts` would: the field now belongs to them.
     let mark = f.audit(&name).len();
-    let edit = serde_json::json!({
-        "apiVersion": "helm.m.crossplane.io/v1beta1", "kind": "Release",
-        "metadata": {"name": "stackgres-operator", "namespace": "edited"},
-        "spec": {"rollbackLimit": 7}
-    });
-    releases(&client, "edited")
-        .patch(
-            "stackgres-operator",
-            &PatchParams::apply("kubectl").force(),
-            &Patch::Apply(&edit),
-        )
-        .await
-        .unwrap();
+    take_rollback_limit(&client, "edited").await;
     until("the edit to be undone", || async {
         rollback_limit(&client, "edited").await == Some(3)
     })

@@ -48,8 +48,16 @@ async fn three_waves(staging_bake: &str) -> (SimFleet, [String; 3]) {
 /// [`three_waves`] with the agent started on it and its first revision rolled out
 /// everywhere; that revision.
 async fn rolled_out(staging_bake: &str) -> (SimFleet, [String; 3], Agent, String) {
+    rolled_out_with(staging_bake, options()).await
+}
+
+/// [`rolled_out`], the agent started with `options`.
+async fn rolled_out_with(
+    staging_bake: &str,
+    options: AgentOptions,
+) -> (SimFleet, [String; 3], Agent, String) {
     let (f, names) = three_waves(staging_bake).await;
-    let a = start_agent(&f).await;
+    let a = f.start_agent(options).await;
     let first = a
         .wait_for("the first revision everywhere", |s| {
             rollout_complete(s, None)
@@ -61,9 +69,26 @@ async fn rolled_out(staging_bake: &str) -> (SimFleet, [String; 3], Agent, String
 
 /// The agent, resyncing every 5 s so that the rollout's own steps are what moves it.
 async fn start_agent(f: &SimFleet) -> Agent {
-    f.start_agent(AgentOptions {
+    f.start_agent(options()).await
+}
+
+fn options() -> AgentOptions {
+    AgentOptions {
         interval: Some(Duration::from_secs(5)),
         ..AgentOptions::default()
+    }
+}
+
+/// Staging's API server answers every request with 500 InternalError while a pin bump
+/// rolls out: the rollout halts there, and this is the status that says so.
+async fn halt_at_staging(f: &SimFleet, a: &Agent, staging: &str, first: &str) -> StatusReport {
+    f.faults(staging, serde_json::json!({"errorRate": 1.0}))
+        .await;
+    f.put(&settings("1.19.0", "1s"));
+    a.wait_for("the rollout to halt", |s| {
+        s.rollout
+            .as_ref()
+            .is_some_and(|r| r.revision != first && r.phase == "halted")
     })
     .await
 }
@@ -153,18 +178,7 @@ async fn a_pin_bump_rolls_through_dev_staging_prod_with_bake_times() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_in_staging_halts_the_rollout_before_prod_until_resumed() {
     let (f, [dev, staging, prod], a, first_revision) = rolled_out("1s").await;
-
-    // Staging's API server answers every request with 500 InternalError.
-    f.faults(&staging, serde_json::json!({"errorRate": 1.0}))
-        .await;
-    f.put(&settings("1.19.0", "1s"));
-    let halted = a
-        .wait_for("the rollout to halt", |s| {
-            s.rollout
-                .as_ref()
-                .is_some_and(|r| r.revision != first_revision && r.phase == "halted")
-        })
-        .await;
+    let halted = halt_at_staging(&f, &a, &staging, &first_revision).await;
     let r = halted.rollout.clone().unwrap();
     let h = r.halted.clone().unwrap();
     assert_eq!(h.wave, "staging");
@@ -281,31 +295,12 @@ async fn a_failure_in_staging_halts_the_rollout_before_prod_until_resumed() {
 /// its next one only at its resync (an hour here, longer than the wave's timeout).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_rollout_is_judged_on_reports_made_at_once_whatever_the_resync() {
-    let (f, [_, staging, prod]) = three_waves("1s").await;
-    let a = f
-        .start_agent(AgentOptions {
-            interval: Some(Duration::from_secs(5)),
-            resync: Some(Duration::from_secs(3600)),
-            ..AgentOptions::default()
-        })
-        .await;
-    let first = a
-        .wait_for("the first revision everywhere", |s| {
-            rollout_complete(s, None)
-        })
-        .await
-        .rollout
-        .unwrap()
-        .revision;
-    f.faults(&staging, serde_json::json!({"errorRate": 1.0}))
-        .await;
-    f.put(&settings("1.19.0", "1s"));
-    a.wait_for("the rollout to halt at staging", |s| {
-        s.rollout
-            .as_ref()
-            .is_some_and(|r| r.revision != first && r.phase == "halted")
-    })
-    .await;
+    let long_resync = AgentOptions {
+        resync: Some(Duration::from_secs(3600)),
+        ..options()
+    };
+    let (f, [_, staging, prod], a, first) = rolled_out_with("1s", long_resync).await;
+    halt_at_staging(&f, &a, &staging, &first).await;
     f.faults(&staging, serde_json::json!({})).await;
     a.wait_for("staging applied and ready again", |s| {
         s.clusters.get(&staging).is_some_and(|c| {

@@ -524,3 +524,30 @@ fn rollbacks_in(state: &State) -> BTreeSet<(String, String, u64)> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Taking the rollout up forgets every report, so every worker's assignment must move
+    /// (a resume: the end-to-end test
+    /// `a_resumed_rollout_is_judged_on_reports_made_at_once_whatever_the_resync`).
+    #[test]
+    fn taking_the_rollout_up_asks_every_worker_for_its_report_again() {
+        let driver = RolloutDriver::open(
+            None,
+            Loaded::default(),
+            Arc::new(Metrics::new().unwrap()),
+            Arc::default(),
+            Vec::new(),
+        );
+        let before = driver.asked();
+        let woken = driver.subscribe();
+        driver.adopt(Loaded::default());
+        assert_eq!(driver.asked(), before + 1);
+        assert!(
+            woken.has_changed().unwrap(),
+            "the workers are sent their assignments"
+        );
+    }
+}
