@@ -21,12 +21,19 @@ async fn fleet_without(crd: &str) -> SimFleet {
     f
 }
 
+/// The missing API is asked for again every `--interval` (1 s here), not at the resync (an
+/// hour here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_usages_the_releases_are_applied_alone_and_the_gap_is_said_until_installed() {
     let f = fleet_without(USAGE_CRD).await;
     let names = f.names();
     let cluster = &names[0];
-    let agent = f.start_agent(AgentOptions::default()).await;
+    let agent = f
+        .start_agent(AgentOptions {
+            resync: Some(std::time::Duration::from_secs(3600)),
+            ..AgentOptions::default()
+        })
+        .await;
 
     let status = eventually("the releases applied and the gap reported", || async {
         let r = agent.status().await?;

@@ -157,8 +157,8 @@ async fn steady_state_makes_no_writes() {
 }
 
 /// `--resync-interval` longer than `--interval`: once the last events are reconciled, no
-/// pass is replayed before the resync is due (with the default, `--interval`, one would be
-/// every second here), and a hand edit the watch sees is still corrected at once.
+/// pass is replayed before the resync is due (at the tests' resync, one would be every
+/// second here), and a hand edit the watch sees is still corrected at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_resync_replays_no_pass_while_idle_and_a_change_is_reconciled_at_once() {
     let f = SimFleet::start(1, Duration::from_millis(300)).await;

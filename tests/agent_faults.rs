@@ -460,6 +460,40 @@ async fn a_cluster_down_during_apply_for_a_minute_is_reported_and_converges_when
     f.shutdown().await;
 }
 
+/// A cluster down for a moment comes back with nothing changed: its watches open again
+/// where they left off and bring no event. It is reported reachable at once, its error
+/// cleared, though its next resync is an hour away; and nothing is written to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_back_from_an_outage_is_reported_reachable_at_once_whatever_the_resync() {
+    let f = SimFleet::start(1, ms(200)).await;
+    let name = f.names()[0].clone();
+    f.put(&app(&name));
+    let agent = f
+        .start_agent(AgentOptions {
+            resync: Some(Duration::from_secs(3600)),
+            ..AgentOptions::default()
+        })
+        .await;
+    agent.wait_converged(std::slice::from_ref(&name), 1).await;
+    let written = f.audit(&name).len();
+    f.faults(&name, json!({"down": true})).await;
+    eventually("the outage reported", || async {
+        reported_down(&agent, &name).await.ok()
+    })
+    .await;
+    f.faults(&name, json!({})).await;
+    eventually("the cluster reported back, its error cleared", || async {
+        let r = agent.status().await?;
+        let c = r.clusters.get(&name)?;
+        (c.reachable && c.last_error.is_none()).then_some(())
+    })
+    .await;
+    assert_eq!(agent.reachable_metric(&name).await, Some(1.0));
+    assert_eq!(f.audit(&name).len(), written, "{:?}", f.audit(&name));
+    agent.stop().await;
+    f.shutdown().await;
+}
+
 /// The simulator shut down and started again from its state file on the same address, as
 /// an API server restarts on the same etcd: while it is down every cluster is reported
 /// unreachable; once it is back the agent finds its objects as it left them and writes

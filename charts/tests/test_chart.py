@@ -125,6 +125,7 @@ class Defaults(unittest.TestCase):
         self.assertIn("--source=https://git.example.com/fleet.git", self.args)
         self.assertIn("--branch=main", self.args)
         self.assertIn("--interval=1m", self.args)
+        self.assertIn("--resync-interval=10m", self.args)
         self.assertIn("--credentials-dir=/etc/psql-fleet/clusters", self.args)
         self.assertIn("--log-format=json", self.args)
         self.assertFalse([a for a in self.args if a.startswith(("--dry-run", "--allow-mass-prune", "--webhook", "--control", "--status-requires"))])
@@ -412,6 +413,7 @@ class Schema(unittest.TestCase):
         "no unknown top-level key": ({"replicas": 1}, "replicas"),
         "no unknown nested key": ({"source": {"revision": "abc"}}, "revision"),
         "interval is a duration": ({"source": {"interval": "soon"}}, "/source/interval"),
+        "resync interval is a duration": ({"resyncInterval": "often"}, "/resyncInterval"),
         "root filesystem stays read-only": ({"securityContext": {"readOnlyRootFilesystem": False}}, "readOnlyRootFilesystem"),
         "pod stays non-root": ({"podSecurityContext": {"runAsNonRoot": False}}, "runAsNonRoot"),
         "webhook needs its secret": ({"webhook": {"enabled": True}}, "existingSecret"),

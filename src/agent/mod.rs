@@ -71,7 +71,7 @@ pub struct Config {
     pub allow_mass_prune: bool,
     pub interval: Duration,
     /// How often each cluster's pass is replayed from what its watches hold
-    /// (`--resync-interval`, else `--interval`).
+    /// (`--resync-interval`).
     pub resync: Duration,
     pub max_concurrency: usize,
     /// Where the rollout state is kept (default `<cache_dir>/state`).
@@ -439,6 +439,7 @@ impl Term<'_> {
             dry_run: config.dry_run,
             allow_mass_prune: config.allow_mass_prune,
             resync: config.resync,
+            recheck: config.interval,
             call_timeout: Duration::from_secs(15),
             reports: reports_tx,
             identity: identity(),

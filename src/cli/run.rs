@@ -44,19 +44,18 @@ pub struct RunArgs {
     #[arg(long)]
     pub wait_for_source: bool,
     /// Git fetch interval, how often a fleet directory is read again without an event, and
-    /// how often each cluster's pass is replayed unless `--resync-interval` says otherwise
-    /// (e.g. 30s, 2m). Kubeconfigs are re-checked when the credentials directory changes
-    /// (every interval where it cannot be watched).
+    /// how often a cluster is asked again for the APIs it lacked (e.g. 30s, 2m).
+    /// Kubeconfigs are re-checked when the credentials directory changes (every interval
+    /// where it cannot be watched).
     #[arg(long, default_value = "30s", value_parser = fleet_core::model::duration::parse)]
     pub interval: Duration,
     /// How often each cluster's pass is replayed from what its watches hold, with no
-    /// request when nothing changed (default: `--interval`). A change the watches see, a
-    /// new revision and a resumed rollout are reconciled at once whatever this is; the
-    /// replay publishes the cluster's status, metrics and rollout report again. Longer at
-    /// thousands of clusters (e.g. 10m) costs less CPU while idle; a watch error the status
-    /// still shows once the watch is back is then cleared only at the next replay.
-    #[arg(long, value_parser = fleet_core::model::duration::parse)]
-    pub resync_interval: Option<Duration>,
+    /// request when nothing changed. The watches carry every change: an edit, a deletion,
+    /// a new revision, a resumed rollout and a watch back after an error are reconciled at
+    /// once whatever this is. The replay is the safety net under them (controller-runtime
+    /// replays every 10h, Argo CD every 3m), and it costs CPU at every cluster while idle.
+    #[arg(long, default_value = "10m", value_parser = fleet_core::model::duration::parse)]
+    pub resync_interval: Duration,
     #[arg(long, conflicts_with_all = ["tag", "commit"])]
     pub branch: Option<String>,
     #[arg(long, conflicts_with = "commit")]
@@ -194,13 +193,6 @@ pub struct RunArgs {
     /// the leader alone decides the rollout. 1: the leader writes to every cluster.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024), requires = "leader_elect")]
     pub shards: u32,
-}
-
-impl RunArgs {
-    /// How often each cluster's pass is replayed: `--resync-interval`, else `--interval`.
-    fn resync(&self) -> Duration {
-        self.resync_interval.unwrap_or(self.interval)
-    }
 }
 
 /// `--leader-elect` and its flags, checked.
@@ -417,7 +409,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         dry_run: args.dry_run,
         allow_mass_prune: args.allow_mass_prune,
         interval: args.interval,
-        resync: args.resync(),
+        resync: args.resync_interval,
         max_concurrency: args.max_concurrency,
         state_dir: args.state_dir.clone(),
         webhook,
@@ -483,14 +475,16 @@ mod tests {
     }
 
     #[test]
-    fn passes_are_replayed_every_interval_unless_the_resync_interval_says_otherwise() {
-        assert_eq!(run_args(&[]).resync(), Duration::from_secs(30));
+    fn passes_are_replayed_every_ten_minutes_whatever_the_source_interval() {
+        let default = run_args(&[]);
+        assert_eq!(default.resync_interval, Duration::from_secs(600));
+        assert_eq!(default.interval, Duration::from_secs(30));
         assert_eq!(
-            run_args(&["--interval", "2m"]).resync(),
-            Duration::from_secs(120)
+            run_args(&["--interval", "2m"]).resync_interval,
+            Duration::from_secs(600)
         );
-        let both = run_args(&["--interval", "1m", "--resync-interval", "10m"]);
+        let both = run_args(&["--interval", "1m", "--resync-interval", "45s"]);
         assert_eq!(both.interval, Duration::from_secs(60));
-        assert_eq!(both.resync(), Duration::from_secs(600));
+        assert_eq!(both.resync_interval, Duration::from_secs(45));
     }
 }

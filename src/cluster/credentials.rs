@@ -100,7 +100,7 @@ impl Follow {
             _ => false,
         };
         if !self.watching {
-            tracing::warn!(dir = %self.dir.display(), "cannot watch the credentials directory; kubeconfigs are re-read every resync");
+            tracing::warn!(dir = %self.dir.display(), "cannot watch the credentials directory; kubeconfigs are re-read every interval");
         }
         self.watched = now;
         true

@@ -139,9 +139,11 @@ pub struct Shared {
     pub cluster_api_kubeconfigs: Option<crate::cluster_api::Kubeconfigs>,
     pub dry_run: bool,
     pub allow_mass_prune: bool,
-    /// How often a worker replays a pass (no writes when nothing changed) and re-checks the
-    /// APIs a cluster lacked; its kubeconfig is re-checked on [`Shared::kubeconfigs`].
+    /// How often a worker replays a pass (no writes when nothing changed); its kubeconfig
+    /// is re-checked on [`Shared::kubeconfigs`].
     pub resync: Duration,
+    /// How often a worker asks again for the APIs its cluster lacked (`--interval`).
+    pub recheck: Duration,
     /// Bound on every API call.
     pub call_timeout: Duration,
     /// Where the workers' health reports go.
@@ -175,6 +177,7 @@ impl Shared {
             dry_run: self.dry_run,
             allow_mass_prune: self.allow_mass_prune,
             resync: self.resync,
+            recheck: self.recheck,
             call_timeout: self.call_timeout,
             reports: self.reports.clone(),
             identity: self.identity.clone(),

@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use super::live_view::LiveView;
 use super::pass::{self, Memory, Outcome};
+use super::watch::Seen;
 use super::{apis, apply, identity, kubeconfig, Assignment, Shared};
 use crate::error_chain;
 use crate::metrics::ErrorReason;
@@ -106,6 +107,10 @@ pub async fn run(
     };
     let mut view = LiveView::watching(kinds.len());
     let mut resync = tokio::time::interval(shared.resync);
+    // The APIs a cluster lacks are asked for at the source's pace, not the resync's: a
+    // provider installed by hand is found as soon as a new revision would be.
+    let mut recheck =
+        tokio::time::interval_at(tokio::time::Instant::now() + shared.recheck, shared.recheck);
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut attempt = 0u32;
     let backoff = Backoff::default();
@@ -126,12 +131,12 @@ pub async fn run(
                 due = true;
             }
             event = events.next() => match event {
-                Some((kind, Ok(e))) => {
-                    due = view.handle(kind, e, &mut memory.seen);
+                Some((kind, Ok(seen))) => {
+                    due = take(&mut view, kind, seen, memory);
                     // Take every event already waiting, then plan once (if any changed the
                     // view: the echoes of this agent's own writes do not).
-                    while let Some(Some((kind, Ok(e)))) = events.next().now_or_never() {
-                        due |= view.handle(kind, e, &mut memory.seen);
+                    while let Some(Some((kind, Ok(seen)))) = events.next().now_or_never() {
+                        due |= take(&mut view, kind, seen, memory);
                     }
                     reach.set(shared, name, true, None, None);
                 }
@@ -155,15 +160,15 @@ pub async fn run(
                     return End::Reconnect;
                 }
             }
-            _ = resync.tick() => {
-                if served != apis::Served::ALL {
-                    let now = Box::pin(apis::served(&client, shared.call_timeout)).await;
-                    report_missing(shared, name, &now);
-                    if now != served {
-                        tracing::info!(cluster = %name, "the cluster's APIs changed; reconnecting");
-                        return End::Reconnect;
-                    }
+            _ = recheck.tick(), if served != apis::Served::ALL => {
+                let now = Box::pin(apis::served(&client, shared.call_timeout)).await;
+                report_missing(shared, name, &now);
+                if now != served {
+                    tracing::info!(cluster = %name, "the cluster's APIs changed; reconnecting");
+                    return End::Reconnect;
                 }
+            }
+            _ = resync.tick() => {
                 due = pass_due(Wake::Resync, retry_at.is_some());
             }
             _ = async { if let Some(at) = retry_at { tokio::time::sleep_until(at).await } else { std::future::pending::<()>().await } } => {
@@ -223,6 +228,16 @@ pub async fn run(
             retry_at = Some(tokio::time::Instant::now() + backoff.delay(attempt, fastrand::f64()));
             attempt = attempt.saturating_add(1);
         }
+    }
+}
+
+/// Takes what a watch handed out into the view; whether a pass is due. A watch open again
+/// after an error brings no event when nothing changed, so the pass that says the cluster
+/// is back (and clears the watch's error) is run for it.
+fn take(view: &mut LiveView, kind: ObjectKind, seen: Seen, memory: &mut Memory) -> bool {
+    match seen {
+        Seen::Event(e) => view.handle(kind, e, &mut memory.seen),
+        Seen::Reopened => true,
     }
 }
 

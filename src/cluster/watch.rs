@@ -12,6 +12,11 @@
 //! - Each event is decoded once. `DynamicObject`'s own decoding flattens its type and its
 //!   fields, which serde does by buffering the whole object (serde's `Content`) and
 //!   decoding that again: [`Served`] reads the object's keys in one pass.
+//!
+//! And one thing is added: a watch opened again after an error says so
+//! ([`Seen::Reopened`]). Resumed from the last version seen, it brings no event when
+//! nothing changed, and without this word the session would go on reporting the cluster
+//! unreachable until its next resync, which at thousands of clusters is minutes away.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -33,7 +38,20 @@ const PAGE_SIZE: u32 = 500;
 const WATCH_TIMEOUT_SECS: u32 = 290;
 const IDLE_MARGIN: Duration = Duration::from_secs(5);
 
-pub type Item = Result<Event<DynamicObject>, Error>;
+pub type Item = Result<Seen, Error>;
+
+/// What a watch hands out besides its errors.
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "handed out and taken apart at once, never held; boxing would cost every event an allocation"
+)]
+pub enum Seen {
+    Event(Event<DynamicObject>),
+    /// Open again from where it was after an error: the server answers, and nothing
+    /// changed that the watch would say.
+    Reopened,
+}
 
 /// The watch of the objects `api` lists that carry `labels`.
 pub fn watch(api: Api<DynamicObject>, labels: String) -> impl Stream<Item = Item> + Send {
@@ -63,6 +81,8 @@ enum State {
     },
     InitListed {
         resource_version: String,
+        /// Whether the last attempt failed with an error handed out.
+        after_error: bool,
     },
     Watching {
         resource_version: String,
@@ -75,7 +95,7 @@ enum State {
 async fn step(on: &On, state: State) -> (Option<Item>, State) {
     match state {
         State::Empty => (
-            Some(Ok(Event::Init)),
+            Some(Ok(Seen::Event(Event::Init))),
             State::InitPage {
                 continue_token: None,
                 objects: VecDeque::new(),
@@ -93,13 +113,16 @@ async fn step(on: &On, state: State) -> (Option<Item>, State) {
                     objects,
                     resource_version,
                 };
-                return (Some(Ok(Event::InitApply(next))), state);
+                return (Some(Ok(Seen::Event(Event::InitApply(next)))), state);
             }
             if let (None, Some(resource_version)) = (&continue_token, &resource_version) {
                 let resource_version = resource_version.clone();
                 return (
-                    Some(Ok(Event::InitDone)),
-                    State::InitListed { resource_version },
+                    Some(Ok(Seen::Event(Event::InitDone))),
+                    State::InitListed {
+                        resource_version,
+                        after_error: false,
+                    },
                 );
             }
             let mut lp = ListParams::default().labels(&on.labels).limit(PAGE_SIZE);
@@ -123,19 +146,24 @@ async fn step(on: &On, state: State) -> (Option<Item>, State) {
                 Err(e) => (Some(Err(Error::InitialListFailed(e))), State::Empty),
             }
         }
-        State::InitListed { resource_version } => match Box::pin(open(on, &resource_version)).await
-        {
+        State::InitListed {
+            resource_version,
+            after_error,
+        } => match Box::pin(open(on, &resource_version)).await {
             Ok(body) => {
                 let state = State::Watching {
                     resource_version,
                     body,
                     lines: Lines::default(),
                 };
-                (None, state)
+                (after_error.then_some(Ok(Seen::Reopened)), state)
             }
             Err(e) => (
                 Some(Err(Error::WatchStartFailed(e))),
-                State::InitListed { resource_version },
+                State::InitListed {
+                    resource_version,
+                    after_error: true,
+                },
             ),
         },
         State::Watching {
@@ -206,7 +234,7 @@ async fn watching(
                         body,
                         lines,
                     };
-                    (Some(Ok(item)), state)
+                    (Some(Ok(Seen::Event(item))), state)
                 }
                 None => (Some(Err(Error::NoResourceVersion)), State::Empty),
             };
@@ -215,15 +243,26 @@ async fn watching(
             Ok(Some(Ok(frame))) => frame,
             // Ended by the server (its timeout), silent for too long, or cut short at the
             // end of a stream: watch again from the last version seen.
-            Ok(None) | Err(_) => return (None, State::InitListed { resource_version }),
+            Ok(None) | Err(_) => {
+                let state = State::InitListed {
+                    resource_version,
+                    after_error: false,
+                };
+                return (None, state);
+            }
             Ok(Some(Err(e))) if ends_quietly(&e) => {
-                return (None, State::InitListed { resource_version })
+                let state = State::InitListed {
+                    resource_version,
+                    after_error: false,
+                };
+                return (None, state);
             }
             Ok(Some(Err(e))) => {
-                return (
-                    Some(Err(Error::WatchFailed(e))),
-                    State::InitListed { resource_version },
-                )
+                let state = State::InitListed {
+                    resource_version,
+                    after_error: true,
+                };
+                return (Some(Err(Error::WatchFailed(e))), state);
             }
         };
         if let Ok(data) = frame.into_data() {
@@ -446,6 +485,73 @@ mod tests {
         );
         let size = std::mem::size_of_val(&watch(api, "a".into()));
         assert!(size < 1536, "{size} bytes");
+    }
+
+    /// Opened again after an error, a watch says so; opened again after the server ended
+    /// it (its timeout), it says nothing: nothing went wrong there.
+    #[tokio::test]
+    async fn a_watch_reopened_after_an_error_says_so_and_after_a_quiet_end_does_not() {
+        use futures::StreamExt;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+
+        let watches = Arc::new(AtomicUsize::new(0));
+        let opened = watches.clone();
+        let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+            let query = request.uri().query().unwrap_or_default().to_string();
+            let n = if query.contains("watch=true") {
+                opened.fetch_add(1, Ordering::SeqCst) + 1
+            } else {
+                0
+            };
+            async move {
+                let added = |name: &str, version: u32| {
+                    format!(
+                        "{{\"type\":\"ADDED\",\"object\":{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"{name}\",\"resourceVersion\":\"{version}\"}}}}}}\n"
+                    )
+                };
+                let (code, body) = match n {
+                    0 => (200, r#"{"apiVersion":"v1","kind":"ConfigMapList","metadata":{"resourceVersion":"5"},"items":[]}"#.to_string()),
+                    1 => (500, r#"{"apiVersion":"v1","kind":"Status","status":"Failure","message":"etcd is away","reason":"InternalError","code":500}"#.to_string()),
+                    2 => (200, added("a", 6)),
+                    _ => (200, added("b", 7)),
+                };
+                let response = http::Response::builder()
+                    .status(code)
+                    .body(kube::client::Body::from(body.into_bytes()))
+                    .unwrap();
+                Ok::<_, std::io::Error>(response)
+            }
+        });
+        let client = kube::Client::new(service, "default");
+        let api = Api::<DynamicObject>::all_with(
+            client,
+            &kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
+        );
+        let seen: Vec<String> = watch(api, "a".into())
+            .take(6)
+            .map(|item| match item {
+                Ok(Seen::Event(Event::Init)) => "init".to_string(),
+                Ok(Seen::Event(Event::InitDone)) => "listed".to_string(),
+                Ok(Seen::Event(Event::Apply(o))) => format!("apply {}", o.metadata.name.unwrap()),
+                Ok(Seen::Reopened) => "reopened".to_string(),
+                Err(Error::WatchStartFailed(_)) => "start failed".to_string(),
+                other => format!("unexpected {other:?}"),
+            })
+            .collect()
+            .await;
+        assert_eq!(
+            seen,
+            [
+                "init",
+                "listed",
+                "start failed",
+                "reopened",
+                "apply a",
+                "apply b"
+            ]
+        );
+        assert_eq!(watches.load(Ordering::SeqCst), 3);
     }
 
     #[test]

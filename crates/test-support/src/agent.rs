@@ -32,7 +32,9 @@ pub struct AgentOptions {
     pub reference: Option<GitRef>,
     /// How often it fetches and resyncs; 1 s when `None`.
     pub interval: Option<Duration>,
-    /// How often it replays each cluster's pass, when not `interval` (`--resync-interval`).
+    /// How often it replays each cluster's pass, when not `interval` (`--resync-interval`):
+    /// the tests count these passes as the agent's clock, where the agent's own default is
+    /// ten minutes.
     pub resync: Option<Duration>,
     pub max_concurrency: Option<usize>,
     /// Told of every rollout wave transition (in-process only).
@@ -468,7 +470,9 @@ impl AgentProcess {
             .arg("--cache-dir")
             .arg(cache)
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--interval", "1s", "--max-concurrency", "4"])
+            // The tests' clock: a pass replayed every second, as in-process agents do.
+            .args(["--interval", "1s", "--resync-interval", "1s"])
+            .args(["--max-concurrency", "4"])
             .arg("--control-token-file")
             .arg(control_token_file(credentials));
         if let Some(format) = &options.log_format {

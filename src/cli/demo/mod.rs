@@ -224,8 +224,9 @@ async fn demo_main(args: &DemoArgs, example: &FileTree, work: &Path) -> Result<(
         listen: args.listen,
         dry_run: false,
         allow_mass_prune: false,
+        // `run`'s defaults.
         interval: Duration::from_secs(30),
-        resync: Duration::from_secs(30),
+        resync: Duration::from_secs(600),
         max_concurrency: 8,
         state_dir: None,
         webhook: None,
