@@ -185,7 +185,8 @@ impl RolloutDriver {
         self.wake.subscribe()
     }
 
-    /// How many times the workers' reports were forgotten, for their assignments.
+    /// How many times the workers' reports were forgotten: for their assignments, and for
+    /// the leader to read the other shards' health whole again.
     pub fn asked(&self) -> u64 {
         self.asked.load(Ordering::Acquire)
     }

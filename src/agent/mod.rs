@@ -872,7 +872,7 @@ impl Agent {
     /// The leader, sharded: the health other replicas published for the clusters of their
     /// shards, judged as their own reports are.
     async fn report_others(&self, reader: &mut state_store::shard_health::Reader) {
-        match reader.changed().await {
+        match reader.changed(self.rollouts.asked()).await {
             Ok(health) => {
                 for (cluster, health) in health {
                     if !self.workers.serves(&cluster) {

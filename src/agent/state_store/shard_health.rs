@@ -178,6 +178,9 @@ pub struct Reader {
     lease: String,
     /// Each ConfigMap's `resourceVersion` as last read.
     seen: BTreeMap<String, String>,
+    /// The rollout driver's count of the moments it forgot every cluster's health (a
+    /// resume), as at the last read.
+    asked: u64,
 }
 
 impl Reader {
@@ -186,11 +189,19 @@ impl Reader {
             api: Api::namespaced(client, namespace),
             lease: lease.into(),
             seen: BTreeMap::new(),
+            asked: 0,
         }
     }
 
-    /// The health in the ConfigMaps that changed since the last read (one list).
-    pub async fn changed(&mut self) -> Result<BTreeMap<String, Health>, String> {
+    /// The health in the ConfigMaps that changed since the last read (one list), or in all
+    /// of them once `asked` moved: a resumed rollout forgot every cluster's health, and a
+    /// shard's ConfigMap is written again only when a health in it changes, so the clusters
+    /// other replicas serve would never be reported again.
+    pub async fn changed(&mut self, asked: u64) -> Result<BTreeMap<String, Health>, String> {
+        if asked != self.asked {
+            self.seen.clear();
+            self.asked = asked;
+        }
         let selector = format!("{HEALTH_OF}={}", self.lease);
         let list = self
             .api
@@ -227,5 +238,60 @@ mod tests {
     #[test]
     fn health_config_maps_are_named_after_the_shard_lease() {
         assert_eq!(health_name("psql-fleet", 4), "psql-fleet-shard-4-health");
+    }
+
+    /// A shard's ConfigMap unchanged since the last read is skipped, until the rollout
+    /// forgot every cluster's health (a resume): then it is read again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unchanged_shard_is_read_again_once_the_rollout_forgot_its_health() {
+        let out = tempfile::tempdir().unwrap();
+        let handle = kube_sim::start(kube_sim::SimConfig {
+            clusters: 1,
+            out: out.path().into(),
+            ..kube_sim::SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let kubeconfig =
+            kube::config::Kubeconfig::read_from(handle.kubeconfig_path(&handle.cluster_names[0]))
+                .unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let health = BTreeMap::from([(
+            "east-1".to_string(),
+            Health {
+                revision: "abc".into(),
+                ready: true,
+                reason: None,
+                errors: None,
+            },
+        )]);
+        let cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(health_name("fleet", 1)),
+                labels: Some(BTreeMap::from([(
+                    HEALTH_OF.to_string(),
+                    "fleet".to_string(),
+                )])),
+                ..ObjectMeta::default()
+            },
+            binary_data: Some(BTreeMap::from([(
+                HEALTH_KEY.into(),
+                ByteString(codec::encode_health(&health).unwrap()),
+            )])),
+            ..ConfigMap::default()
+        };
+        Api::<ConfigMap>::namespaced(client.clone(), "default")
+            .create(&PostParams::default(), &cm)
+            .await
+            .unwrap();
+        let mut reader = Reader::new(client, "default", "fleet");
+        assert_eq!(reader.changed(0).await.unwrap(), health);
+        assert!(reader.changed(0).await.unwrap().is_empty());
+        assert_eq!(reader.changed(1).await.unwrap(), health);
+        assert!(reader.changed(1).await.unwrap().is_empty());
+        handle.shutdown().await;
     }
 }
