@@ -413,6 +413,118 @@ async fn the_leader_alone_rolls_out_wave_by_wave_from_the_health_the_shards_publ
     one_writer_per_term(&f, &log);
 }
 
+/// A rollout halted in staging and resumed on the leader completes. The resume forgets
+/// every cluster's health, so right after it staging waits on the clusters the other
+/// replicas serve ("no reconcile pass at this revision yet") until the leader has their
+/// health again from the shards' ConfigMaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_resumed_on_the_leader_completes_on_the_health_the_other_shards_published() {
+    let f = SimFleet::start(12, Duration::from_millis(200)).await;
+    let management = f.names[0].clone();
+    for (i, name) in f.names.iter().enumerate() {
+        let env = ["dev", "staging", "prod"][i / 4];
+        f.put(&cluster(name).label("env", env));
+        f.put(&claim("app", name));
+    }
+    let timed = |stackgres: &str| {
+        fleet("main")
+            .force(true)
+            .pin("stackgres-operator", stackgres)
+            .wave(wave("dev", &[("env", "dev")]).bake_time("1s"))
+            .wave(
+                wave("staging", &[("env", "staging")])
+                    .bake_time("1s")
+                    .timeout("5s"),
+            )
+            .wave(wave("prod", &[("env", "prod")]))
+    };
+    f.put(&timed("1.18.4"));
+    let a = spawn(&f, "a", &management).await;
+    let b = spawn(&f, "b", &management).await;
+    let c = spawn(&f, "c", &management).await;
+    let agents = [&a, &b, &c];
+    let shards = settled(&f, &agents, 2).await;
+    let mut leader = None;
+    for (i, agent) in agents.iter().enumerate() {
+        if agent
+            .report()
+            .await
+            .leader
+            .is_some_and(|l| l.role == "leader")
+        {
+            leader = Some(i);
+        }
+    }
+    let leader = leader.expect("one of the three leads");
+    let leads = agents[leader];
+    // A staging cluster to fail, and another one served by a replica that does not lead,
+    // whose health will not change.
+    let elsewhere: BTreeSet<String> = shards
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != leader)
+        .flat_map(|(_, s)| clusters_of(&f, s))
+        .collect();
+    let staging = &f.names[4..8];
+    let failing = staging
+        .iter()
+        .find(|c| staging.iter().any(|o| o != *c && elsewhere.contains(o)))
+        .expect("a staging cluster served by a replica that does not lead")
+        .clone();
+
+    let first = leads
+        .wait_for_within(
+            "the first revision everywhere",
+            Duration::from_secs(60),
+            |r| complete_at(r, "").is_some(),
+        )
+        .await
+        .rollout
+        .unwrap()
+        .revision;
+    f.faults(&failing, serde_json::json!({"errorRate": 1.0}))
+        .await;
+    f.put(&timed("1.19.0"));
+    leads
+        .wait_for_within("the bump halted in staging", Duration::from_secs(60), |r| {
+            r.rollout
+                .as_ref()
+                .is_some_and(|x| x.revision != first && x.phase == "halted")
+        })
+        .await;
+    f.faults(&failing, serde_json::json!({})).await;
+    leads
+        .wait_for_within(
+            "the failing cluster ready again",
+            Duration::from_secs(60),
+            |r| {
+                r.clusters.get(&failing).is_some_and(|c| {
+                    c.last_error.is_none()
+                        && !c.claims.is_empty()
+                        && c.claims.iter().all(|x| x.ready)
+                })
+            },
+        )
+        .await;
+    let (code, _, body) = leads
+        .control("POST", "/api/v1/rollout/resume", Some("{}"))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    // Staging times out 5 s after the resume if the leader waits on health it forgot.
+    leads
+        .wait_for_within("the resumed bump complete", Duration::from_secs(60), |r| {
+            complete_at(r, &first).is_some()
+        })
+        .await;
+    for name in &f.names {
+        assert_eq!(
+            common::audit::release_version(&f.sim, name, "stackgres-operator").as_deref(),
+            Some("1.19.0"),
+            "{name}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_leader_is_followed_by_one_that_goes_on_from_the_wave_the_rollout_was_in() {
     let f = SimFleet::start(12, Duration::from_millis(200)).await;
