@@ -21,7 +21,7 @@ use common::audit::{EVENTS, RELEASES, USAGES};
 use common::status::{converged, metric};
 use common::SimFleet;
 use fleet_core::shard::shard_of;
-use fleet_core::testing::{claim, cluster, fleet, wave};
+use fleet_core::testing::{claim, cluster, fleet, wave, Fleet, Wave};
 use kube_sim::audit::AuditEntry;
 use psql_fleet::status::StatusReport;
 
@@ -305,17 +305,47 @@ async fn three_replicas_split_the_fleet_and_a_killed_ones_clusters_are_taken_ove
     );
 }
 
-/// Twelve clusters in waves dev (the management cluster among them), staging and prod,
-/// one claim each, StackGres pinned at `stackgres`.
+/// Twelve clusters labelled dev (the management cluster among them), staging and prod,
+/// four each, one claim each.
+async fn twelve_in_three_envs() -> SimFleet {
+    let f = SimFleet::start(12, Duration::from_millis(200)).await;
+    for (i, name) in f.names.iter().enumerate() {
+        let env = ["dev", "staging", "prod"][i / 4];
+        f.put(&cluster(name).label("env", env));
+        f.put(&claim("app", name));
+    }
+    f
+}
+
+/// The waves dev, `staging` and prod, StackGres pinned at `stackgres`.
+fn waves(stackgres: &str, staging: Wave) -> Fleet {
+    fleet("main")
+        .force(true)
+        .pin("stackgres-operator", stackgres)
+        .wave(wave("dev", &[("env", "dev")]).bake_time("1s"))
+        .wave(staging)
+        .wave(wave("prod", &[("env", "prod")]))
+}
+
+fn staging() -> Wave {
+    wave("staging", &[("env", "staging")])
+}
+
+/// [`waves`] with staging baking 1 s.
 fn waved(f: &SimFleet, stackgres: &str) {
-    f.put(
-        &fleet("main")
-            .force(true)
-            .pin("stackgres-operator", stackgres)
-            .wave(wave("dev", &[("env", "dev")]).bake_time("1s"))
-            .wave(wave("staging", &[("env", "staging")]).bake_time("1s"))
-            .wave(wave("prod", &[("env", "prod")])),
-    );
+    f.put(&waves(stackgres, staging().bake_time("1s")));
+}
+
+/// Which of `agents` leads.
+async fn leader_of(agents: &[&AgentProcess]) -> usize {
+    let mut leader = None;
+    for (i, agent) in agents.iter().enumerate() {
+        let r = agent.report().await;
+        if r.leader.as_ref().is_some_and(|l| l.role == "leader") {
+            leader = Some(i);
+        }
+    }
+    leader.expect("one of them leads")
 }
 
 fn complete_at<'a>(r: &'a StatusReport, not: &str) -> Option<&'a str> {
@@ -327,27 +357,15 @@ fn complete_at<'a>(r: &'a StatusReport, not: &str) -> Option<&'a str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_alone_rolls_out_wave_by_wave_from_the_health_the_shards_publish() {
-    let f = SimFleet::start(12, Duration::from_millis(200)).await;
+    let f = twelve_in_three_envs().await;
     let management = f.names[0].clone();
-    for (i, name) in f.names.iter().enumerate() {
-        let env = ["dev", "staging", "prod"][i / 4];
-        f.put(&cluster(name).label("env", env));
-        f.put(&claim("app", name));
-    }
     waved(&f, "1.18.4");
     let a = spawn(&f, "a", &management).await;
     let b = spawn(&f, "b", &management).await;
     let c = spawn(&f, "c", &management).await;
     let agents = [&a, &b, &c];
     let shards = settled(&f, &agents, 2).await;
-    let mut leader = None;
-    for (i, agent) in agents.iter().enumerate() {
-        let r = agent.report().await;
-        if r.leader.as_ref().is_some_and(|l| l.role == "leader") {
-            leader = Some(i);
-        }
-    }
-    let leader = leader.expect("one of the three leads");
+    let leader = leader_of(&agents).await;
     let leads = agents[leader];
     let leader_name = ["agent-a", "agent-b", "agent-c"][leader];
     // Every wave holds clusters of other replicas' shards: without their health the
@@ -419,43 +437,16 @@ async fn the_leader_alone_rolls_out_wave_by_wave_from_the_health_the_shards_publ
 /// health again from the shards' ConfigMaps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_resumed_on_the_leader_completes_on_the_health_the_other_shards_published() {
-    let f = SimFleet::start(12, Duration::from_millis(200)).await;
+    let f = twelve_in_three_envs().await;
     let management = f.names[0].clone();
-    for (i, name) in f.names.iter().enumerate() {
-        let env = ["dev", "staging", "prod"][i / 4];
-        f.put(&cluster(name).label("env", env));
-        f.put(&claim("app", name));
-    }
-    let timed = |stackgres: &str| {
-        fleet("main")
-            .force(true)
-            .pin("stackgres-operator", stackgres)
-            .wave(wave("dev", &[("env", "dev")]).bake_time("1s"))
-            .wave(
-                wave("staging", &[("env", "staging")])
-                    .bake_time("1s")
-                    .timeout("5s"),
-            )
-            .wave(wave("prod", &[("env", "prod")]))
-    };
+    let timed = |stackgres: &str| waves(stackgres, staging().bake_time("1s").timeout("5s"));
     f.put(&timed("1.18.4"));
     let a = spawn(&f, "a", &management).await;
     let b = spawn(&f, "b", &management).await;
     let c = spawn(&f, "c", &management).await;
     let agents = [&a, &b, &c];
     let shards = settled(&f, &agents, 2).await;
-    let mut leader = None;
-    for (i, agent) in agents.iter().enumerate() {
-        if agent
-            .report()
-            .await
-            .leader
-            .is_some_and(|l| l.role == "leader")
-        {
-            leader = Some(i);
-        }
-    }
-    let leader = leader.expect("one of the three leads");
+    let leader = leader_of(&agents).await;
     let leads = agents[leader];
     // A staging cluster to fail, and another one served by a replica that does not lead,
     // whose health will not change.
@@ -527,28 +518,11 @@ async fn a_rollout_resumed_on_the_leader_completes_on_the_health_the_other_shard
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_leader_is_followed_by_one_that_goes_on_from_the_wave_the_rollout_was_in() {
-    let f = SimFleet::start(12, Duration::from_millis(200)).await;
+    let f = twelve_in_three_envs().await;
     let management = f.names[0].clone();
-    let mut dev = Vec::new();
-    for (i, name) in f.names.iter().enumerate() {
-        let env = ["dev", "staging", "prod"][i / 4];
-        if env == "dev" {
-            dev.push(name.clone());
-        }
-        f.put(&cluster(name).label("env", env));
-        f.put(&claim("app", name));
-    }
+    let dev = f.names[..4].to_vec();
     // Staging bakes long enough to kill the leader in the middle of it.
-    let pinned = |stackgres: &str| {
-        f.put(
-            &fleet("main")
-                .force(true)
-                .pin("stackgres-operator", stackgres)
-                .wave(wave("dev", &[("env", "dev")]).bake_time("1s"))
-                .wave(wave("staging", &[("env", "staging")]).bake_time("8s"))
-                .wave(wave("prod", &[("env", "prod")])),
-        )
-    };
+    let pinned = |stackgres: &str| f.put(&waves(stackgres, staging().bake_time("8s")));
     pinned("1.18.4");
     let mut agents = [
         spawn(&f, "a", &management).await,
@@ -556,18 +530,7 @@ async fn a_killed_leader_is_followed_by_one_that_goes_on_from_the_wave_the_rollo
         spawn(&f, "c", &management).await,
     ];
     settled(&f, &agents.iter().collect::<Vec<_>>(), 2).await;
-    let mut leader = None;
-    for (i, agent) in agents.iter().enumerate() {
-        if agent
-            .report()
-            .await
-            .leader
-            .is_some_and(|l| l.role == "leader")
-        {
-            leader = Some(i);
-        }
-    }
-    let leader = leader.expect("one of the three leads");
+    let leader = leader_of(&agents.iter().collect::<Vec<_>>()).await;
     let first = agents[leader]
         .wait_for_within(
             "the first revision everywhere",

@@ -108,9 +108,11 @@ pub async fn run(
     let mut view = LiveView::watching(kinds.len());
     let mut resync = tokio::time::interval(shared.resync);
     // The APIs a cluster lacks are asked for at the source's pace, not the resync's: a
-    // provider installed by hand is found as soon as a new revision would be.
-    let mut recheck =
-        tokio::time::interval_at(tokio::time::Instant::now() + shared.recheck, shared.recheck);
+    // provider installed by hand is found as soon as a new revision would be. Only such a
+    // cluster holds this timer (what is served does not change within a session).
+    let mut recheck = (served != apis::Served::ALL).then(|| {
+        tokio::time::interval_at(tokio::time::Instant::now() + shared.recheck, shared.recheck)
+    });
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut attempt = 0u32;
     let backoff = Backoff::default();
@@ -160,7 +162,7 @@ pub async fn run(
                     return End::Reconnect;
                 }
             }
-            _ = recheck.tick(), if served != apis::Served::ALL => {
+            Some(_) = async { Some(recheck.as_mut()?.tick().await) }, if recheck.is_some() => {
                 let now = Box::pin(apis::served(&client, shared.call_timeout)).await;
                 report_missing(shared, name, &now);
                 if now != served {

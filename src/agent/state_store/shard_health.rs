@@ -244,21 +244,12 @@ mod tests {
     /// forgot every cluster's health (a resume): then it is read again.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_unchanged_shard_is_read_again_once_the_rollout_forgot_its_health() {
-        let out = tempfile::tempdir().unwrap();
-        let handle = kube_sim::start(kube_sim::SimConfig {
+        let (_out, handle) = test_support::sim::start(kube_sim::SimConfig {
             clusters: 1,
-            out: out.path().into(),
             ..kube_sim::SimConfig::default()
         })
-        .await
-        .unwrap();
-        let kubeconfig =
-            kube::config::Kubeconfig::read_from(handle.kubeconfig_path(&handle.cluster_names[0]))
-                .unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .unwrap();
-        let client = kube::Client::try_from(config).unwrap();
+        .await;
+        let client = test_support::sim::client(&handle, &handle.cluster_names[0]).await;
         let health = BTreeMap::from([(
             "east-1".to_string(),
             Health {
