@@ -128,7 +128,9 @@ struct ClusterFacts {
     /// again, what that pass saw stays unknown until the next pass.
     stale: bool,
     wave: Option<String>,
-    claims: BTreeMap<String, ClaimFacts>,
+    /// A cluster has a claim or two: in a B-tree each cluster's one claim took a node of
+    /// eleven, about 2 KiB a cluster at ten thousand.
+    claims: Vec<(String, ClaimFacts)>,
 }
 
 struct ClaimFacts {
@@ -272,14 +274,17 @@ impl Metrics {
         let claims: Vec<&Claim> = claims.into_iter().collect();
         self.with_latest(|l| {
             let known = &mut l.clusters.entry(cluster.to_string()).or_default().claims;
-            let mut now = BTreeMap::new();
+            let mut now = Vec::with_capacity(claims.len());
             for claim in claims {
                 let key = claim.key().to_string();
-                let facts = known.remove(&key).unwrap_or_else(|| ClaimFacts {
-                    readiness: ClaimReadiness::unobserved(claim),
-                    observed: None,
-                });
-                now.insert(key, facts);
+                let facts = match known.iter().position(|(k, _)| *k == key) {
+                    Some(i) => known.swap_remove(i).1,
+                    None => ClaimFacts {
+                        readiness: ClaimReadiness::unobserved(claim),
+                        observed: None,
+                    },
+                };
+                now.push((key, facts));
             }
             *known = now;
         });

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::model::fleet::DriftPolicy;
 use crate::render::{DesiredObject, ObjectRef};
 
+use super::compact_json::CompactJson;
 use super::live::LiveObject;
 use super::writers::{ManagerKind, Writer};
 
@@ -249,14 +250,14 @@ pub fn action_for(
 /// Paths (dotted, `[i]` for list items) where `live` does not hold what `desired` sets.
 /// Maps are compared key by key over the desired keys only; lists must match item by item
 /// and in length, since psql-fleet owns its lists whole.
-pub fn differing_fields(desired: &Value, live: &Value) -> Vec<String> {
+pub fn differing_fields(desired: &Value, live: &CompactJson) -> Vec<String> {
     let mut out = Vec::new();
     walk(desired, Some(live), "", &mut out);
     out.sort();
     out
 }
 
-fn walk(desired: &Value, live: Option<&Value>, path: &str, out: &mut Vec<String>) {
+fn walk(desired: &Value, live: Option<&CompactJson>, path: &str, out: &mut Vec<String>) {
     let join = |key: &str| {
         if path.is_empty() {
             key.to_string()
@@ -265,22 +266,22 @@ fn walk(desired: &Value, live: Option<&Value>, path: &str, out: &mut Vec<String>
         }
     };
     match (desired, live) {
-        (Value::Object(want), Some(Value::Object(have))) => {
+        (Value::Object(want), Some(have @ CompactJson::Object(_))) => {
             for (key, value) in want {
                 walk(value, have.get(key), &join(key), out);
             }
         }
-        (Value::Array(want), Some(Value::Array(have))) if want.len() == have.len() => {
-            for (i, (w, h)) in want.iter().zip(have).enumerate() {
+        (Value::Array(want), Some(CompactJson::Array(have))) if want.len() == have.len() => {
+            for (i, (w, h)) in want.iter().zip(have.iter()).enumerate() {
                 walk(w, Some(h), &format!("{path}[{i}]"), out);
             }
         }
-        (Value::Number(want), Some(Value::Number(have))) => {
+        (Value::Number(want), Some(CompactJson::Number(have))) => {
             if want != have && want.as_f64() != have.as_f64() {
                 out.push(path.to_string());
             }
         }
-        (want, Some(have)) if want == have => {}
+        (want, Some(have)) if have.same_as(want) => {}
         _ => out.push(path.to_string()),
     }
 }
@@ -339,7 +340,7 @@ mod tests {
         ]);
         let edited = LiveObject::from_json(json).unwrap();
         assert!(
-            edited.json()["metadata"].get("managedFields").is_none(),
+            edited.json().pointer("/metadata/managedFields").is_none(),
             "managedFields is not kept"
         );
         let ObjectDiff::Drift(drift) = diff_object(&sg, Some(&edited), true) else {
@@ -462,10 +463,10 @@ mod tests {
         let want = json!({"spec": {"managementPolicies": ["*"], "forProvider": {"values": {"a": {"b": true}}}}});
         let have = json!({"spec": {"managementPolicies": ["Observe", "Create"], "forProvider": {"values": {"a": {"b": false, "c": 1}}}}});
         assert_eq!(
-            differing_fields(&want, &have),
+            differing_fields(&want, &have.into()),
             vec!["spec.forProvider.values.a.b", "spec.managementPolicies"]
         );
-        assert!(differing_fields(&json!({"n": 3}), &json!({"n": 3.0})).is_empty());
+        assert!(differing_fields(&json!({"n": 3}), &json!({"n": 3.0}).into()).is_empty());
     }
 
     #[test]

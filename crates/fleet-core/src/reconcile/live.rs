@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use serde::Deserialize;
 
+use super::compact_json::CompactJson;
 use super::writers::{last_writer_of, other_writers, FieldWriter, Writer};
 use crate::api::release::{NotReadyCause, Readiness, ReleaseStatus};
 use crate::api::{LABEL_FLEET, LABEL_PSQL};
@@ -18,7 +19,7 @@ use crate::render::{ObjectKind, ObjectRef};
 #[derive(Clone, Debug, PartialEq)]
 pub struct LiveObject {
     pub object_ref: ObjectRef,
-    json: Value,
+    json: CompactJson,
     /// A Release's readiness, read from its status once, when the object arrives (every
     /// pass, the metrics, the status and both gates read it, never the JSON again); `None`
     /// for a Usage.
@@ -61,40 +62,42 @@ impl LiveObject {
                 name,
                 namespace,
             },
-            json,
+            json: json.into(),
             readiness,
             writers,
         })
     }
 
-    pub fn json(&self) -> &Value {
+    pub fn json(&self) -> &CompactJson {
         &self.json
     }
 
     pub fn into_json(self) -> Value {
-        self.json
+        Value::from(&self.json)
     }
 
     /// Changes the object in place, and what is read of it with it.
     pub fn edit(&mut self, f: impl FnOnce(&mut Value)) {
-        f(&mut self.json);
+        let mut json = Value::from(&self.json);
+        f(&mut json);
         if self.object_ref.kind == ObjectKind::Release {
-            self.readiness = Some(release_readiness(&self.json));
+            self.readiness = Some(release_readiness(&json));
         }
+        self.json = json.into();
     }
 
     pub fn label(&self, key: &str) -> Option<&str> {
         self.json
             .pointer("/metadata/labels")
             .and_then(|l| l.get(key))
-            .and_then(Value::as_str)
+            .and_then(CompactJson::as_str)
     }
 
     pub fn annotation(&self, key: &str) -> Option<&str> {
         self.json
             .pointer("/metadata/annotations")
             .and_then(|a| a.get(key))
-            .and_then(Value::as_str)
+            .and_then(CompactJson::as_str)
     }
 
     /// The fleet whose inventory label the object carries.
@@ -111,7 +114,7 @@ impl LiveObject {
     pub fn resource_version(&self) -> Option<&str> {
         self.json
             .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
+            .and_then(CompactJson::as_str)
     }
 
     /// Being deleted: the API server set `deletionTimestamp` and finalizers still hold it.
@@ -136,7 +139,7 @@ impl LiveObject {
     pub fn chart(&self) -> Option<Chart> {
         self.json
             .pointer("/spec/forProvider/chart/name")
-            .and_then(Value::as_str)
+            .and_then(CompactJson::as_str)
             .and_then(Chart::from_name)
     }
 
@@ -144,14 +147,14 @@ impl LiveObject {
     pub fn usage_of(&self) -> Option<&str> {
         self.json
             .pointer("/spec/of/resourceRef/name")
-            .and_then(Value::as_str)
+            .and_then(CompactJson::as_str)
     }
 
     /// Name of the Release that must go first (`spec.by`).
     pub fn usage_by(&self) -> Option<&str> {
         self.json
             .pointer("/spec/by/resourceRef/name")
-            .and_then(Value::as_str)
+            .and_then(CompactJson::as_str)
     }
 }
 

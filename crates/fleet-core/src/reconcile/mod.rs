@@ -4,6 +4,7 @@
 //! and carry actions out.
 
 pub mod backoff;
+pub mod compact_json;
 pub mod contest;
 pub mod diff;
 pub mod live;
