@@ -61,9 +61,14 @@ impl Filter {
     }
 }
 
-fn line(kind: &str, object: &Value) -> Bytes {
-    let mut s = json!({"type": kind, "object": object}).to_string();
-    s.push('\n');
+/// One event as the API server writes it: `metav1.WatchEvent` is a Go struct, encoded in
+/// field order, so `type` comes before `object` (a JSON map here would sort them the other
+/// way round, and a client reading the type first could no longer decode the object as it
+/// streams past, but would have to buffer it whole).
+pub(crate) fn line(kind: &str, object: &Value) -> Bytes {
+    let mut s = format!("{{\"type\":{},\"object\":", Value::from(kind));
+    s.push_str(&object.to_string());
+    s.push_str("}\n");
     Bytes::from(s)
 }
 
@@ -271,5 +276,19 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async { assert!(start(sh, cl, res, None, from(current)).is_ok()) });
+    }
+
+    #[test]
+    fn an_event_names_its_type_before_its_object_as_the_api_server_does() {
+        let object = json!({"metadata": {"name": "a", "resourceVersion": "7"}, "kind": "Release"});
+        let written = line("ADDED", &object);
+        let text = std::str::from_utf8(&written).unwrap();
+        assert!(text.starts_with(r#"{"type":"ADDED","object":{"#), "{text}");
+        assert!(
+            text.ends_with("}\n") && text.matches('\n').count() == 1,
+            "{text}"
+        );
+        let read: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(read, json!({"type": "ADDED", "object": object}));
     }
 }

@@ -443,8 +443,6 @@ fn as_table_event(r: &ResourceType, include: &str, chunk: &Bytes) -> Option<Byte
         return None;
     }
     let meta = serde_json::json!({"resourceVersion": e["object"]["metadata"]["resourceVersion"]});
-    e["object"] = table::table(r, &[e["object"].clone()], meta, include);
-    let mut s = e.to_string();
-    s.push('\n');
-    Some(Bytes::from(s))
+    let rows = table::table(r, &[e["object"].take()], meta, include);
+    Some(watch::line(e["type"].as_str()?, &rows))
 }
