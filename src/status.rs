@@ -13,7 +13,12 @@ use fleet_core::rollout::{human, Halt, Rollout};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusReport {
+    /// Worked out when the report is read ([`StatusReport::is_ready`]), never stored.
     pub ready: bool,
+    /// How many of the newest revision's clusters this replica serves: readiness waits
+    /// for a report on each. Set when the revision or the shards held change.
+    #[serde(skip)]
+    pub served_clusters: usize,
     pub dry_run: bool,
     pub source: SourceStatus,
     pub clusters: BTreeMap<String, ClusterStatus>,
@@ -395,6 +400,19 @@ fn short(revision: Option<&str>) -> String {
 }
 
 impl StatusReport {
+    /// Ready once a revision is served and every cluster this replica serves has either
+    /// been reconciled once or been found unreachable. Worked out when asked (a probe, a
+    /// status read), not on a clock: walking ten thousand clusters' statuses twice a
+    /// second was about 5% of an idle agent's CPU.
+    pub fn is_ready(&self) -> bool {
+        self.source.revision.is_some()
+            && self.clusters.len() >= self.served_clusters
+            && self
+                .clusters
+                .values()
+                .all(|c| c.reconciled || (!c.reachable && c.last_error.is_some()))
+    }
+
     /// The status of the whole fleet: under `--shards`, this replica's clusters (said to
     /// be served by it) and those other replicas published; else the report as it is.
     pub fn whole_fleet(mut self) -> StatusReport {
@@ -610,6 +628,34 @@ impl StatusReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ready_once_each_served_cluster_was_reconciled_or_found_unreachable() {
+        let cluster = |reconciled: bool, reachable: bool, error: Option<&str>| ClusterStatus {
+            reconciled,
+            reachable,
+            last_error: error.map(str::to_string),
+            ..ClusterStatus::default()
+        };
+        let mut s = StatusReport {
+            served_clusters: 2,
+            ..StatusReport::default()
+        };
+        s.clusters.insert("a".into(), cluster(true, true, None));
+        s.clusters.insert(
+            "b".into(),
+            cluster(false, false, Some("connection refused")),
+        );
+        assert!(!s.is_ready(), "no revision read yet");
+        s.source.revision = Some("0a1b2c".into());
+        assert!(s.is_ready());
+        s.clusters.insert("b".into(), cluster(false, true, None));
+        assert!(!s.is_ready(), "b answers and waits for its first pass");
+        s.clusters.remove("b");
+        assert!(!s.is_ready(), "b is served and has no report yet");
+        s.served_clusters = 1;
+        assert!(s.is_ready(), "b is another replica's now");
+    }
 
     #[test]
     fn a_sharded_replica_serves_the_whole_fleet_its_own_clusters_winning() {

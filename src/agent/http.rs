@@ -39,17 +39,6 @@ use crate::metrics::Metrics;
 use crate::status::{RolloutStatus, StatusReport};
 use fleet_core::rollout::MAX_REASON_CHARS;
 
-/// Ready once a revision is served and every cluster has either been reconciled once or
-/// been found unreachable.
-pub fn is_ready(status: &StatusReport, clusters: usize) -> bool {
-    status.source.revision.is_some()
-        && status.clusters.len() >= clusters
-        && status
-            .clusters
-            .values()
-            .all(|c| c.reconciled || (!c.reachable && c.last_error.is_some()))
-}
-
 pub struct Endpoints {
     pub metrics: Arc<Metrics>,
     pub status: Arc<RwLock<StatusReport>>,
@@ -217,8 +206,11 @@ fn json(value: &impl serde::Serialize) -> Response {
 type Shared = State<Arc<Endpoints>>;
 
 impl Endpoints {
+    /// The report as read now, readiness included.
     fn snapshot(&self) -> StatusReport {
-        self.status.read().map(|s| s.clone()).unwrap_or_default()
+        let mut status = self.status.read().map(|s| s.clone()).unwrap_or_default();
+        status.ready = status.is_ready();
+        status
     }
 
     /// Serves until the future is dropped, which closes the listener.

@@ -468,6 +468,8 @@ impl Term<'_> {
             names: names::Kept::open(names_dir(config).as_deref()),
             decides,
         };
+        // The shard metrics exist from the start, at 0 clusters until a revision is read.
+        agent.count_served();
         let mut follow_tick = tokio::time::interval(
             config
                 .leader_election
@@ -495,7 +497,6 @@ impl Term<'_> {
         };
         let source_task =
             crate::source::spawn(&config.source, git, revisions_tx, self.trigger.clone());
-        let mut ready_tick = tokio::time::interval(Duration::from_millis(500));
         let mut rollout_tick = tokio::time::interval(Duration::from_millis(250));
         let mut read_once = false;
         let mut found = self.inventory.map(|i| i.found.clone());
@@ -541,7 +542,6 @@ impl Term<'_> {
                         agent.assign();
                     }
                 }
-                _ = ready_tick.tick() => agent.publish_ready(),
                 _ = inventory_changed(&mut found) => composing.serve(&mut agent, found.as_ref()),
                 revision = revisions.recv() => match revision {
                     // Read, and refused: a verdict on a revision, whether or not one was read
@@ -638,7 +638,6 @@ impl Term<'_> {
                 self.metrics.forget_cluster(cluster);
             }
             s.clusters.clear();
-            s.ready = false;
         }
     }
 }
@@ -849,7 +848,9 @@ impl Agent {
         }
     }
 
-    fn publish_ready(&self) {
+    /// Counts the clusters this replica serves, for readiness and the shard metrics: after
+    /// every change of the revision served or of the shards held, the only times it moves.
+    fn count_served(&self) {
         let clusters = self.newest.as_ref().map_or(0, |a| {
             a.fleet
                 .clusters
@@ -857,7 +858,7 @@ impl Agent {
                 .filter(|c| self.workers.serves(c))
                 .count()
         });
-        self.with_status(|s| s.ready = http::is_ready(s, clusters));
+        self.with_status(|s| s.served_clusters = clusters);
         if let Some((count, held)) = self.workers.shards() {
             let mut per_shard: BTreeMap<u32, usize> = held.into_iter().map(|s| (s, 0)).collect();
             for cluster in self.newest.iter().flat_map(|a| a.fleet.clusters.keys()) {
@@ -891,6 +892,7 @@ impl Agent {
         if let Some(newest) = &self.newest {
             self.workers.follow(newest, &self.rollouts);
         }
+        self.count_served();
     }
 
     fn assign(&self) {
@@ -1003,5 +1005,6 @@ impl Agent {
         }
         self.workers.follow(&accepted, &self.rollouts);
         self.newest = Some(accepted);
+        self.count_served();
     }
 }

@@ -309,11 +309,29 @@ async fn readyz_says_a_standby_is_ready_and_a_replica_that_lost_the_lease_is_not
     assert!(body.contains("lost the leader lease"), "{body}");
     // A leader is ready as a single agent is: once its clusters are reconciled.
     with_role("leader");
+    if let Ok(mut s) = endpoints.status.write() {
+        s.source.revision = Some("0a1b2c".into());
+        s.served_clusters = 1;
+    }
     let (code, _, _, _) = ask_as(endpoints.clone(), None, "GET", "/readyz", None, "").await;
     assert_eq!(code, 503);
-    endpoints.status.write().unwrap().ready = true;
-    let (code, _, _, _) = ask_as(endpoints, None, "GET", "/readyz", None, "").await;
+    let reconciled = crate::status::ClusterStatus {
+        reconciled: true,
+        ..Default::default()
+    };
+    endpoints
+        .status
+        .write()
+        .unwrap()
+        .clusters
+        .insert("c1".into(), reconciled);
+    let (code, _, _, _) = ask_as(endpoints.clone(), None, "GET", "/readyz", None, "").await;
     assert_eq!(code, 200);
+    let (_, _, _, body) = ask_as(endpoints, None, "GET", STATUS, None, "").await;
+    assert!(
+        body.contains(r#""ready": true"#),
+        "the status says so too: {body}"
+    );
 }
 
 #[tokio::test]
