@@ -82,13 +82,6 @@ impl CompactJson {
         }
     }
 
-    pub fn as_i64(&self) -> Option<i64> {
-        match self {
-            CompactJson::Number(n) => n.as_i64(),
-            _ => None,
-        }
-    }
-
     pub fn is_null(&self) -> bool {
         matches!(self, CompactJson::Null)
     }
