@@ -18,7 +18,7 @@ use kube::Client;
 use crate::error_chain;
 use crate::metrics::ErrorReason;
 use fleet_core::api::{Release, Usage};
-use fleet_core::reconcile::diff::Serialized;
+use fleet_core::reconcile::diff::ApplyBody;
 use fleet_core::reconcile::writers::is_other_writer;
 use fleet_core::reconcile::LiveObject;
 use fleet_core::render::{ObjectKind, ObjectRef};
@@ -173,7 +173,8 @@ pub struct Writer {
     pub client: Client,
     pub cluster: String,
     pub timeout: Duration,
-    /// Who applies, written on each object beside its desired hash.
+    /// Who writes, as each Event names its reporter (an apply's body says so already,
+    /// from the plan: [`fleet_core::reconcile::ClusterInput::applied_by`]).
     pub applied_by: String,
     /// Checked just before every write: under leader election, only the leader writes.
     pub fence: crate::agent::leader::Fence,
@@ -225,19 +226,21 @@ impl Writer {
     /// overridden.
     pub async fn apply(
         &self,
-        object: &Serialized,
+        object: &ApplyBody,
         force: bool,
     ) -> Result<Option<LiveObject>, Error> {
-        let at = object.object.object_ref();
+        let at = &object.at;
         let mut params = PatchParams::apply(FIELD_MANAGER);
         if force {
             params = params.force();
         }
-        let body = object.apply_body_by(Some(&self.applied_by));
-        let api = self.api(&at);
-        self.fenced(&at)?;
+        let api = self.api(at);
+        self.fenced(at)?;
         let served = self
-            .bounded(&at, api.patch(&at.name, &params, &Patch::Apply(&body)))
+            .bounded(
+                at,
+                api.patch(&at.name, &params, &Patch::Apply(&*object.json)),
+            )
             .await?;
         Ok(to_live(at.kind, served))
     }

@@ -30,7 +30,7 @@ pub async fn owned_objects(
         for object in api.list(&params).await?.items {
             let ours = |l: &LiveObject| !matches!(inventory.of(l), Ownership::Foreign(_));
             if let Some(live) = to_live(kind, object).filter(ours) {
-                state.insert(live.object_ref.clone(), live);
+                state.insert(live);
             }
         }
     }

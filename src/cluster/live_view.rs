@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kube::api::DynamicObject;
 use kube::runtime::watcher::Event;
+use litemap::LiteMap;
 
 use super::apply;
 use super::Assignment;
@@ -71,7 +72,7 @@ impl LiveView {
     /// What the server answered to a write, until the watch says otherwise.
     pub fn served(&mut self, object: LiveObject) {
         self.settled = None;
-        self.live.insert(object.object_ref.clone(), object);
+        self.live.insert(object);
     }
 
     /// An object this agent deleted.
@@ -88,12 +89,12 @@ impl LiveView {
         &mut self,
         kind: ObjectKind,
         event: Event<DynamicObject>,
-        seen: &mut BTreeSet<ObjectRef>,
+        seen: &mut LiteMap<ObjectRef, ()>,
     ) -> bool {
         let live = |o: DynamicObject| apply::to_live(kind, o);
         if let Event::Apply(o) = &event {
             if let Some(at) = self.holds(kind, o) {
-                seen.insert(at);
+                seen.insert(at, ());
                 return false;
             }
         }
@@ -104,20 +105,17 @@ impl LiveView {
             }
             Event::InitApply(o) => {
                 if let Some(l) = live(o) {
-                    self.init
-                        .entry(kind)
-                        .or_default()
-                        .insert(l.object_ref.clone(), l);
+                    self.init.entry(kind).or_default().insert(l);
                 }
             }
             Event::InitDone => {
                 let fresh = self.init.remove(&kind).unwrap_or_default();
-                self.live.retain(|at, _| at.kind != kind);
+                self.live.retain(|l| l.object_ref.kind != kind);
                 seen.extend(
                     fresh
                         .values()
                         .filter(|l| !l.terminating())
-                        .map(|l| l.object_ref.clone()),
+                        .map(|l| (l.object_ref.clone(), ())),
                 );
                 self.live.extend(fresh);
                 self.synced.insert(kind);
@@ -128,9 +126,9 @@ impl LiveView {
                     // (finalizers going) must not mark an object the agent pruned itself,
                     // or its return (a Usage whose gate opens again) would look like drift.
                     if !l.terminating() {
-                        seen.insert(l.object_ref.clone());
+                        seen.insert(l.object_ref.clone(), ());
                     }
-                    self.live.insert(l.object_ref.clone(), l);
+                    self.live.insert(l);
                 }
             }
             Event::Delete(o) => {
@@ -191,7 +189,7 @@ mod tests {
 
     fn listed(
         view: &mut LiveView,
-        seen: &mut BTreeSet<ObjectRef>,
+        seen: &mut LiteMap<ObjectRef, ()>,
         kind: ObjectKind,
         names: &[&str],
     ) {
@@ -204,18 +202,18 @@ mod tests {
 
     #[test]
     fn the_view_is_synced_once_both_initial_lists_are_in() {
-        let (mut view, mut seen) = (LiveView::default(), BTreeSet::new());
+        let (mut view, mut seen) = (LiveView::default(), LiteMap::new());
         listed(&mut view, &mut seen, ObjectKind::Release, &["a"]);
         assert!(!view.synced(), "the Usages are not listed yet");
         listed(&mut view, &mut seen, ObjectKind::Usage, &[]);
         assert!(view.synced());
         assert!(view.live.contains_key(&at(ObjectKind::Release, "a")));
-        assert!(seen.contains(&at(ObjectKind::Release, "a")));
+        assert!(seen.contains_key(&at(ObjectKind::Release, "a")));
     }
 
     #[test]
     fn a_relist_replaces_what_the_view_held_of_that_kind_only() {
-        let (mut view, mut seen) = (LiveView::default(), BTreeSet::new());
+        let (mut view, mut seen) = (LiveView::default(), LiteMap::new());
         listed(&mut view, &mut seen, ObjectKind::Release, &["a", "b"]);
         listed(&mut view, &mut seen, ObjectKind::Usage, &["u"]);
         listed(&mut view, &mut seen, ObjectKind::Release, &["b"]);
@@ -223,12 +221,12 @@ mod tests {
         assert!(view.live.contains_key(&at(ObjectKind::Release, "b")));
         assert!(view.live.contains_key(&at(ObjectKind::Usage, "u")));
         // Seen stays seen: "a" gone after being seen is what a deletion by hand looks like.
-        assert!(seen.contains(&at(ObjectKind::Release, "a")));
+        assert!(seen.contains_key(&at(ObjectKind::Release, "a")));
     }
 
     #[test]
     fn an_object_being_deleted_is_in_the_view_but_not_marked_seen() {
-        let (mut view, mut seen) = (LiveView::default(), BTreeSet::new());
+        let (mut view, mut seen) = (LiveView::default(), LiteMap::new());
         view.handle(
             ObjectKind::Usage,
             Event::Apply(object("u", true)),
@@ -255,7 +253,7 @@ mod tests {
 
     #[test]
     fn the_echo_of_a_write_changes_nothing_but_a_new_version_does() {
-        let (mut view, mut seen) = (LiveView::default(), BTreeSet::new());
+        let (mut view, mut seen) = (LiveView::default(), LiteMap::new());
         listed(&mut view, &mut seen, ObjectKind::Release, &[]);
         listed(&mut view, &mut seen, ObjectKind::Usage, &[]);
         let answer = apply::to_live(ObjectKind::Release, versioned("a", "7")).unwrap();
@@ -263,12 +261,12 @@ mod tests {
         let echo = Event::Apply(versioned("a", "7"));
         assert!(!view.handle(ObjectKind::Release, echo, &mut seen));
         assert!(
-            seen.contains(&at(ObjectKind::Release, "a")),
+            seen.contains_key(&at(ObjectKind::Release, "a")),
             "an echo still marks the object seen"
         );
         let edited = Event::Apply(versioned("a", "8"));
         assert!(view.handle(ObjectKind::Release, edited, &mut seen));
-        let held = &view.live[&at(ObjectKind::Release, "a")];
+        let held = view.live.get(&at(ObjectKind::Release, "a")).unwrap();
         assert_eq!(held.resource_version(), Some("8"));
         let elsewhere = Event::Apply(versioned("b", "8"));
         assert!(view.handle(ObjectKind::Release, elsewhere, &mut seen));

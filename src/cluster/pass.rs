@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
+use litemap::LiteMap;
+
 use tracing::Instrument;
 
 use super::apply::{self, Writer};
@@ -13,7 +15,6 @@ use super::live_view::LiveView;
 use super::{Accepted, Assignment, Given, Report, Shared};
 use crate::metrics::ErrorReason;
 use crate::status::ClaimStatus;
-use fleet_core::api::LABEL_PSQL;
 use fleet_core::model::Cluster;
 use fleet_core::reconcile::contest::contest;
 use fleet_core::reconcile::{
@@ -27,7 +28,7 @@ use fleet_core::rollout::Health;
 #[derive(Default)]
 pub struct Memory {
     /// Objects seen on the cluster, so that their absence is a deletion by hand.
-    pub seen: BTreeSet<ObjectRef>,
+    pub seen: LiteMap<ObjectRef, ()>,
     /// Drift already reported, so a report is an Event once, not on every pass.
     pub reported: BTreeMap<ObjectRef, Drift>,
     /// The last failed apply per object, so a conflict that persists across retries is an
@@ -35,7 +36,7 @@ pub struct Memory {
     pub failed: BTreeMap<ObjectRef, String>,
     /// The desired hash this agent last applied to each object: a different one on the
     /// object later was written by someone else.
-    pub applied: BTreeMap<ObjectRef, String>,
+    pub applied: LiteMap<ObjectRef, String>,
     /// Writes that undo someone else's change, per object: bounded, so no fight loops.
     pub budget: WriteBudget,
     /// Objects whose contested writes are held now, so that is said once per episode.
@@ -104,7 +105,7 @@ pub async fn run(
     };
     let plan = settled.unwrap_or_else(|| {
         let seen = &state.seen;
-        let is_seen = move |at: &ObjectRef| seen.contains(at);
+        let is_seen = move |at: &ObjectRef| seen.contains_key(at);
         plan_cluster(&ClusterInput {
             fleet: &given.fleet,
             cluster,
@@ -114,6 +115,7 @@ pub async fn run(
             allow_mass_prune: shared.allow_mass_prune,
             former_names,
             usage_api,
+            applied_by: Some(&shared.identity),
         })
     });
     let inventory = Inventory {
@@ -355,13 +357,7 @@ async fn publish(
 fn claim_of(action: &Action, live: &LiveState) -> String {
     let at = action.object_ref();
     let name = match action {
-        Action::Apply { object, .. } => {
-            let labels = match &object.object {
-                fleet_core::render::DesiredObject::Release(r) => r.metadata.labels.as_ref(),
-                fleet_core::render::DesiredObject::Usage(u) => u.metadata.labels.as_ref(),
-            };
-            labels.and_then(|l| l.get(LABEL_PSQL)).cloned()
-        }
+        Action::Apply { object, .. } => object.claim.clone(),
         _ => live
             .get(&at)
             .and_then(|o| o.claim_name())

@@ -77,8 +77,11 @@ impl Snapshot {
             .into_iter()
             .map(|(name, state)| {
                 let wave = head.clusters.get(&name).and_then(|c| c.wave.clone());
-                let objects =
-                    state.map(|s| s.into_iter().map(|(r, o)| (r, o.into_json())).collect());
+                let objects = state.map(|s| {
+                    s.into_iter()
+                        .map(|o| (o.object_ref.clone(), o.into_json()))
+                        .collect()
+                });
                 (name, ClusterSnapshot { wave, objects })
             })
             .collect();

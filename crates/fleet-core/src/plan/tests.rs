@@ -201,11 +201,11 @@ fn against_live_server_additions_are_ignored_and_strays_are_deleted() {
         if at.name == "stackgres-operator" {
             json["spec"]["forProvider"]["chart"]["version"] = json!("1.17.0");
         }
-        state.insert(at.clone(), LiveObject::from_json(json).unwrap());
+        state.insert(LiveObject::from_json(json).unwrap());
     }
     let stray = json!({"apiVersion": "helm.m.crossplane.io/v1beta1", "kind": "Release", "metadata": {"name": "old", "namespace": "x"}});
     let stray = LiveObject::from_json(stray).unwrap();
-    state.insert(stray.object_ref.clone(), stray);
+    state.insert(stray);
     let live = Snapshot::of_live(&head, [("dev-1".to_string(), Ok(state))].into());
     let p = plan(&labels(), Against::Live, &live, &head, vec![]);
     let c = &p.clusters[0];

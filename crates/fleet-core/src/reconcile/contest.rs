@@ -176,7 +176,7 @@ mod tests {
     fn update(reason: ApplyReason) -> Action {
         let object = rendered(&claim("p", "c1"), false).remove(0);
         Action::Apply {
-            object: Box::new(Serialized::new(object)),
+            object: Box::new(Serialized::new(object).into_apply(None)),
             reason,
             force: false,
         }

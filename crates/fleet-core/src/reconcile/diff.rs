@@ -9,6 +9,7 @@
 //! lives on the object, so the verdict survives an agent restart.
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -103,7 +104,7 @@ pub enum DeleteReason {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     Apply {
-        object: Box<Serialized>,
+        object: Box<ApplyBody>,
         reason: ApplyReason,
         /// Take the fields over from any other field manager ([`forces`]).
         force: bool,
@@ -121,7 +122,7 @@ pub enum Action {
 impl Action {
     pub fn object_ref(&self) -> ObjectRef {
         match self {
-            Action::Apply { object, .. } => object.object.object_ref(),
+            Action::Apply { object, .. } => object.at.clone(),
             Action::ReportDrift { object, .. } | Action::Delete { object, .. } => object.clone(),
         }
     }
@@ -178,6 +179,50 @@ impl Serialized {
     }
 }
 
+/// One object as its apply writes it, made when the plan decides to write: the body already
+/// in the bytes sent. A cold start over thousands of clusters holds a plan per cluster while
+/// the passes wait their turn to write, and each of these is about a kilobyte, where the
+/// typed object with its JSON tree was several.
+#[derive(Clone, Debug)]
+pub struct ApplyBody {
+    pub at: ObjectRef,
+    /// The claim it is for (its `hops.ops.com.ai/psql` label), for the logs.
+    pub claim: Option<String>,
+    /// [`Serialized::hash`], which the apply records.
+    pub hash: String,
+    /// [`Serialized::apply_body_by`], encoded.
+    pub json: Box<RawValue>,
+}
+
+impl PartialEq for ApplyBody {
+    fn eq(&self, other: &ApplyBody) -> bool {
+        self.at == other.at
+            && self.claim == other.claim
+            && self.hash == other.hash
+            && self.json.get() == other.json.get()
+    }
+}
+
+impl Serialized {
+    /// What applying this object writes, saying who applies it when known.
+    pub fn into_apply(self, applied_by: Option<&str>) -> ApplyBody {
+        let claim = self
+            .object
+            .labels()
+            .and_then(|l| l.get(crate::api::LABEL_PSQL))
+            .cloned();
+        let body = self.apply_body_by(applied_by);
+        ApplyBody {
+            at: self.object.object_ref(),
+            claim,
+            // A JSON value always encodes, and its encoding is valid raw JSON.
+            json: serde_json::value::to_raw_value(&body)
+                .unwrap_or_else(|_| RawValue::NULL.to_owned()),
+            hash: self.hash,
+        }
+    }
+}
+
 /// [`Serialized::hash`] of one object, for a caller that needs only the hash.
 pub fn desired_hash(object: &DesiredObject) -> String {
     Serialized::new(object.clone()).hash
@@ -221,30 +266,34 @@ pub fn forces(reason: &ApplyReason, fleet_force: bool) -> bool {
     matches!(reason, ApplyReason::CorrectDrift(_)) || fleet_force
 }
 
-/// What the drift policy makes of a verdict.
+/// What the drift policy makes of a verdict; an apply says it is by `applied_by`, when
+/// known.
 pub fn action_for(
-    object: &Serialized,
+    object: Serialized,
     verdict: ObjectDiff,
     policy: DriftPolicy,
     fleet_force: bool,
+    applied_by: Option<&str>,
 ) -> Option<Action> {
-    let apply = |reason: ApplyReason| Action::Apply {
-        object: Box::new(object.clone()),
-        force: forces(&reason, fleet_force),
-        reason,
+    let reason = match verdict {
+        ObjectDiff::InSync | ObjectDiff::Terminating => return None,
+        ObjectDiff::Create => ApplyReason::Create,
+        ObjectDiff::Update => ApplyReason::Update,
+        ObjectDiff::Drift(drift) => match policy {
+            DriftPolicy::Correct => ApplyReason::CorrectDrift(drift),
+            DriftPolicy::Report => {
+                return Some(Action::ReportDrift {
+                    object: object.object.object_ref(),
+                    drift,
+                })
+            }
+        },
     };
-    match verdict {
-        ObjectDiff::InSync | ObjectDiff::Terminating => None,
-        ObjectDiff::Create => Some(apply(ApplyReason::Create)),
-        ObjectDiff::Update => Some(apply(ApplyReason::Update)),
-        ObjectDiff::Drift(drift) => Some(match policy {
-            DriftPolicy::Correct => apply(ApplyReason::CorrectDrift(drift)),
-            DriftPolicy::Report => Action::ReportDrift {
-                object: object.object.object_ref(),
-                drift,
-            },
-        }),
-    }
+    Some(Action::Apply {
+        force: forces(&reason, fleet_force),
+        object: Box::new(object.into_apply(applied_by)),
+        reason,
+    })
 }
 
 /// Paths (dotted, `[i]` for list items) where `live` does not hold what `desired` sets.
@@ -321,7 +370,10 @@ mod tests {
             for object in &objects {
                 let object = Serialized::new(object.clone());
                 let verdict = diff_object(&object, live.get(&object.object.object_ref()), true);
-                assert_eq!(action_for(&object, verdict, policy, false), None);
+                assert_eq!(
+                    action_for(object.clone(), verdict, policy, false, None),
+                    None
+                );
             }
         }
     }
@@ -414,15 +466,15 @@ mod tests {
         let sg = Serialized::new(rendered(&claim("a", "c1"), false).remove(0));
         let drift = ObjectDiff::Drift(Drift::Deleted);
         assert_eq!(
-            action_for(&sg, drift.clone(), DriftPolicy::Correct, false),
+            action_for(sg.clone(), drift.clone(), DriftPolicy::Correct, false, None),
             Some(Action::Apply {
-                object: Box::new(sg.clone()),
+                object: Box::new(sg.clone().into_apply(None)),
                 reason: ApplyReason::CorrectDrift(Drift::Deleted),
                 force: true,
             })
         );
         assert_eq!(
-            action_for(&sg, drift, DriftPolicy::Report, true),
+            action_for(sg.clone(), drift, DriftPolicy::Report, true, None),
             Some(Action::ReportDrift {
                 object: sg.object.object_ref(),
                 drift: Drift::Deleted
@@ -451,7 +503,7 @@ mod tests {
             ),
         ];
         for (name, verdict, fleet_force, want) in cases {
-            match action_for(&sg, verdict, DriftPolicy::Correct, fleet_force) {
+            match action_for(sg.clone(), verdict, DriftPolicy::Correct, fleet_force, None) {
                 Some(Action::Apply { force, .. }) => assert_eq!(force, want, "{name}"),
                 other => panic!("{name}: {other:?}"),
             }
@@ -467,6 +519,30 @@ mod tests {
             vec!["spec.forProvider.values.a.b", "spec.managementPolicies"]
         );
         assert!(differing_fields(&json!({"n": 3}), &json!({"n": 3.0}).into()).is_empty());
+    }
+
+    #[test]
+    fn an_apply_is_planned_with_its_body_encoded_and_its_claim_named() {
+        let sg = Serialized::new(rendered(&claim("a", "c1"), false).remove(0));
+        let by = "psql-fleet on host-a";
+        let Some(Action::Apply { object, .. }) = action_for(
+            sg.clone(),
+            ObjectDiff::Create,
+            DriftPolicy::Correct,
+            false,
+            Some(by),
+        ) else {
+            panic!("no apply");
+        };
+        let body: Value = serde_json::from_str(object.json.get()).unwrap();
+        assert_eq!(body, sg.apply_body_by(Some(by)));
+        assert_eq!(
+            body["metadata"]["annotations"][ANNOTATION_APPLIED_BY],
+            json!(by)
+        );
+        assert_eq!(object.hash, sg.hash);
+        assert_eq!(object.at, sg.object.object_ref());
+        assert_eq!(object.claim.as_deref(), Some("a"));
     }
 
     #[test]

@@ -116,6 +116,8 @@ pub struct ClusterInput<'a> {
     pub former_names: &'a [String],
     /// Whether the cluster serves Usages: without them the Releases are applied alone.
     pub usage_api: bool,
+    /// Who applies, written on each object applied beside its desired hash.
+    pub applied_by: Option<&'a str>,
 }
 
 /// The drift policy of a cluster: its own, else the fleet's.
@@ -171,7 +173,8 @@ pub fn plan_cluster(input: &ClusterInput<'_>) -> ClusterPlan {
                     drift.push((component, d.clone()));
                 }
             }
-            if let Some(action) = diff::action_for(&object, verdict, policy, fleet.settings.force())
+            let force = fleet.settings.force();
+            if let Some(action) = diff::action_for(object, verdict, policy, force, input.applied_by)
             {
                 if !claim.suspended {
                     plan.actions.push(action);

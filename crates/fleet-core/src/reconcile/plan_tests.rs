@@ -52,6 +52,7 @@ impl FakeCluster {
             allow_mass_prune: false,
             former_names: &self.former,
             usage_api: self.usage_api,
+            applied_by: None,
         })
     }
 
@@ -59,11 +60,11 @@ impl FakeCluster {
         for action in actions {
             match action {
                 Action::Apply { object, .. } => {
-                    let ready = (object.object.kind() == ObjectKind::Release)
-                        .then_some(self.releases_ready);
-                    let live = served(object.apply_body(), ready);
+                    let ready =
+                        (object.at.kind == ObjectKind::Release).then_some(self.releases_ready);
+                    let live = served(serde_json::from_str(object.json.get()).unwrap(), ready);
                     self.seen.insert(live.object_ref.clone());
-                    self.live.insert(live.object_ref.clone(), live);
+                    self.live.insert(live);
                 }
                 Action::Delete { object, .. } => {
                     // The worker forgets what it deletes itself, so a later re-creation
@@ -288,7 +289,9 @@ fn the_first_pass_after_a_start_refuses_to_prune_most_of_a_cluster() {
 #[test]
 fn objects_deleted_by_hand_are_drift_and_recreated() {
     let (f, mut cluster) = converged_app();
-    cluster.live.retain(|at, _| at.kind != ObjectKind::Usage);
+    cluster
+        .live
+        .retain(|l| l.object_ref.kind != ObjectKind::Usage);
     let plan = cluster.plan(&f, "c1");
     assert_eq!(
         plan.claims[0].drift,

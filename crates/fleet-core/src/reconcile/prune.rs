@@ -248,7 +248,7 @@ mod tests {
             vec!["Release default/atlas-operator"]
         );
         let mut live = live;
-        live.retain(|at, _| at.name != "atlas-operator");
+        live.retain(|l| l.object_ref.name != "atlas-operator");
         let groups = stale_groups(&live, &inventory("default", "c1"), &usage_only);
         assert!(next_deletions(groups.values().next().unwrap(), &live).is_empty());
     }

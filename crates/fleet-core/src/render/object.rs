@@ -1,6 +1,9 @@
 //! A desired object of either kind, addressable and serializable the same way.
 
+use std::collections::BTreeMap;
 use std::fmt;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -58,11 +61,19 @@ impl DesiredObject {
         }
     }
 
-    pub fn object_ref(&self) -> ObjectRef {
-        let meta = match self {
+    fn metadata(&self) -> &ObjectMeta {
+        match self {
             Self::Release(r) => &r.metadata,
             Self::Usage(u) => &u.metadata,
-        };
+        }
+    }
+
+    pub fn labels(&self) -> Option<&BTreeMap<String, String>> {
+        self.metadata().labels.as_ref()
+    }
+
+    pub fn object_ref(&self) -> ObjectRef {
+        let meta = self.metadata();
         ObjectRef {
             kind: self.kind(),
             name: meta.name.clone().unwrap_or_default(),
