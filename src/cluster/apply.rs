@@ -21,6 +21,7 @@ use fleet_core::api::{Release, Usage};
 use fleet_core::reconcile::diff::ApplyBody;
 use fleet_core::reconcile::writers::is_other_writer;
 use fleet_core::reconcile::LiveObject;
+use fleet_core::reconcile::ServedObject;
 use fleet_core::render::{ObjectKind, ObjectRef};
 
 /// Field manager of every apply (SPEC 2.2).
@@ -234,15 +235,17 @@ impl Writer {
         if force {
             params = params.force();
         }
-        let api = self.api(at);
+        // `Api::patch`'s request, its answer decoded as a watch's objects are
+        // ([`ServedObject`]): three answers a cluster, each a whole Release, at a cold start.
+        let mut request = kube::core::Request::new(self.api(at).resource_url())
+            .patch(&at.name, &params, &Patch::Apply(&*object.json))
+            .map_err(|e| self.error(at, kube::Error::BuildRequest(e)))?;
+        request.extensions_mut().insert("patch");
         self.fenced(at)?;
         let served = self
-            .bounded(
-                at,
-                api.patch(&at.name, &params, &Patch::Apply(&*object.json)),
-            )
+            .bounded(at, self.client.request::<ServedObject>(request))
             .await?;
-        Ok(to_live(at.kind, served))
+        Ok(served.into_live(at.kind))
     }
 
     /// Deletes; an object already gone counts as deleted. When finalizers hold the object,

@@ -5,11 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kube::api::DynamicObject;
 use kube::runtime::watcher::Event;
 use litemap::LiteMap;
 
-use super::apply;
 use super::Assignment;
 use fleet_core::reconcile::{ClusterPlan, LiveObject, LiveState};
 use fleet_core::render::{ObjectKind, ObjectRef};
@@ -88,13 +86,12 @@ impl LiveView {
     pub fn handle(
         &mut self,
         kind: ObjectKind,
-        event: Event<DynamicObject>,
+        event: Event<LiveObject>,
         seen: &mut LiteMap<ObjectRef, ()>,
     ) -> bool {
-        let live = |o: DynamicObject| apply::to_live(kind, o);
         if let Event::Apply(o) = &event {
-            if let Some(at) = self.holds(kind, o) {
-                seen.insert(at, ());
+            if self.holds(o) {
+                seen.insert(o.object_ref.clone(), ());
                 return false;
             }
         }
@@ -103,10 +100,8 @@ impl LiveView {
             Event::Init => {
                 self.init.insert(kind, LiveState::new());
             }
-            Event::InitApply(o) => {
-                if let Some(l) = live(o) {
-                    self.init.entry(kind).or_default().insert(l);
-                }
+            Event::InitApply(l) => {
+                self.init.entry(kind).or_default().insert(l);
             }
             Event::InitDone => {
                 let fresh = self.init.remove(&kind).unwrap_or_default();
@@ -120,40 +115,31 @@ impl LiveView {
                 self.live.extend(fresh);
                 self.synced.insert(kind);
             }
-            Event::Apply(o) => {
-                if let Some(l) = live(o) {
-                    // Only a live object counts as seen: the updates of one being deleted
-                    // (finalizers going) must not mark an object the agent pruned itself,
-                    // or its return (a Usage whose gate opens again) would look like drift.
-                    if !l.terminating() {
-                        seen.insert(l.object_ref.clone(), ());
-                    }
-                    self.live.insert(l);
+            Event::Apply(l) => {
+                // Only a live object counts as seen: the updates of one being deleted
+                // (finalizers going) must not mark an object the agent pruned itself, or
+                // its return (a Usage whose gate opens again) would look like drift.
+                if !l.terminating() {
+                    seen.insert(l.object_ref.clone(), ());
                 }
+                self.live.insert(l);
             }
-            Event::Delete(o) => {
-                if let Some(l) = live(o) {
-                    self.live.remove(&l.object_ref);
-                }
+            Event::Delete(l) => {
+                self.live.remove(&l.object_ref);
             }
         }
         true
     }
 
-    /// Where `object` is, if the view holds it at the version served (the same
-    /// resourceVersion is the same object) and not terminating.
-    fn holds(&self, kind: ObjectKind, object: &DynamicObject) -> Option<ObjectRef> {
-        let name = object.metadata.name.as_deref()?;
-        let version = object.metadata.resource_version.as_deref()?;
-        let at = ObjectRef {
-            kind,
-            name: name.to_string(),
-            namespace: object.metadata.namespace.clone().unwrap_or_default(),
+    /// Whether the view holds `object` at the version served (the same resourceVersion is
+    /// the same object), not terminating.
+    fn holds(&self, object: &LiveObject) -> bool {
+        let Some(version) = object.resource_version() else {
+            return false;
         };
         self.live
-            .get(&at)
+            .get(&object.object_ref)
             .is_some_and(|held| held.resource_version() == Some(version) && !held.terminating())
-            .then_some(at)
     }
 
     /// Whether both initial lists are in: before that, a missing object may only not have
@@ -165,18 +151,17 @@ impl LiveView {
 
 #[cfg(test)]
 mod tests {
-    use kube::api::DynamicObject;
     use kube::runtime::watcher::Event;
     use serde_json::json;
 
     use super::*;
 
-    fn object(name: &str, terminating: bool) -> DynamicObject {
+    fn object(kind: ObjectKind, name: &str, terminating: bool) -> LiveObject {
         let mut metadata = json!({"name": name, "namespace": "default"});
         if terminating {
             metadata["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
         }
-        serde_json::from_value(json!({"metadata": metadata})).unwrap()
+        LiveObject::from_json(json!({"kind": kind.as_str(), "metadata": metadata})).unwrap()
     }
 
     fn at(kind: ObjectKind, name: &str) -> ObjectRef {
@@ -195,7 +180,7 @@ mod tests {
     ) {
         view.handle(kind, Event::Init, seen);
         for name in names {
-            view.handle(kind, Event::InitApply(object(name, false)), seen);
+            view.handle(kind, Event::InitApply(object(kind, name, false)), seen);
         }
         view.handle(kind, Event::InitDone, seen);
     }
@@ -229,7 +214,7 @@ mod tests {
         let (mut view, mut seen) = (LiveView::default(), LiteMap::new());
         view.handle(
             ObjectKind::Usage,
-            Event::Apply(object("u", true)),
+            Event::Apply(object(ObjectKind::Usage, "u", true)),
             &mut seen,
         );
         assert!(view
@@ -239,15 +224,15 @@ mod tests {
         assert!(seen.is_empty());
         view.handle(
             ObjectKind::Usage,
-            Event::Delete(object("u", true)),
+            Event::Delete(object(ObjectKind::Usage, "u", true)),
             &mut seen,
         );
         assert!(view.live.is_empty());
     }
 
-    fn versioned(name: &str, version: &str) -> DynamicObject {
-        let mut o = object(name, false);
-        o.metadata.resource_version = Some(version.into());
+    fn versioned(name: &str, version: &str) -> LiveObject {
+        let mut o = object(ObjectKind::Release, name, false);
+        o.edit(|j| j["metadata"]["resourceVersion"] = json!(version));
         o
     }
 
@@ -256,8 +241,7 @@ mod tests {
         let (mut view, mut seen) = (LiveView::default(), LiteMap::new());
         listed(&mut view, &mut seen, ObjectKind::Release, &[]);
         listed(&mut view, &mut seen, ObjectKind::Usage, &[]);
-        let answer = apply::to_live(ObjectKind::Release, versioned("a", "7")).unwrap();
-        view.served(answer);
+        view.served(versioned("a", "7"));
         let echo = Event::Apply(versioned("a", "7"));
         assert!(!view.handle(ObjectKind::Release, echo, &mut seen));
         assert!(

@@ -86,7 +86,7 @@ pub async fn run(
     let mut refused_for: Option<String> = None;
     let stream_of = |kind: ObjectKind| {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &apply::resource(kind));
-        super::watch::watch(api, selector.clone())
+        super::watch::watch(api, kind, selector.clone())
             .default_backoff()
             .map(move |e| (kind, e))
             .boxed()

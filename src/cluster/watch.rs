@@ -9,9 +9,10 @@
 //!   at a thousand clusters, for streams that are silent nearly all the time. Here a
 //!   line is cut out of the HTTP/2 frame it came in (no copy), and only a line split
 //!   across frames is put together, in a buffer dropped once it is whole.
-//! - Each event is decoded once. `DynamicObject`'s own decoding flattens its type and its
-//!   fields, which serde does by buffering the whole object (serde's `Content`) and
-//!   decoding that again: [`Served`] reads the object's keys in one pass.
+//! - Each object is decoded once, straight into what the live view keeps
+//!   ([`ServedObject`]): `DynamicObject`'s own decoding buffers the whole object (serde's
+//!   `Content`) to flatten it and decodes that again, and the live view then encoded its
+//!   metadata back to JSON and converted the lot.
 //!
 //! And one thing is added: a watch opened again after an error says so
 //! ([`Seen::Reopened`]). Resumed from the last version seen, it brings no event when
@@ -22,12 +23,14 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
+use fleet_core::reconcile::{LiveObject, ServedObject};
+use fleet_core::render::ObjectKind;
 use futures::Stream;
 use http_body_util::BodyExt;
-use kube::api::{Api, DynamicObject, ListParams, ObjectMeta, TypeMeta, WatchParams};
-use kube::core::{Status, WatchEvent};
+use kube::api::{Api, DynamicObject, ListParams, WatchParams};
+use kube::core::{ListMeta, Status, WatchEvent};
 use kube::runtime::watcher::{Error, Event};
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
 
 /// client-go's and kube-runtime's page size.
 const PAGE_SIZE: u32 = 500;
@@ -47,15 +50,19 @@ pub type Item = Result<Seen, Error>;
     reason = "handed out and taken apart at once, never held; boxing would cost every event an allocation"
 )]
 pub enum Seen {
-    Event(Event<DynamicObject>),
+    Event(Event<LiveObject>),
     /// Open again from where it was after an error: the server answers, and nothing
     /// changed that the watch would say.
     Reopened,
 }
 
-/// The watch of the objects `api` lists that carry `labels`.
-pub fn watch(api: Api<DynamicObject>, labels: String) -> impl Stream<Item = Item> + Send {
-    let on = On { api, labels };
+/// The watch of the objects of `kind` that `api` lists and that carry `labels`.
+pub fn watch(
+    api: Api<DynamicObject>,
+    kind: ObjectKind,
+    labels: String,
+) -> impl Stream<Item = Item> + Send {
+    let on = On { api, kind, labels };
     futures::stream::unfold((on, State::Empty), |(on, mut state)| async move {
         loop {
             let (item, next) = step(&on, state).await;
@@ -69,6 +76,7 @@ pub fn watch(api: Api<DynamicObject>, labels: String) -> impl Stream<Item = Item
 
 struct On {
     api: Api<DynamicObject>,
+    kind: ObjectKind,
     labels: String,
 }
 
@@ -76,7 +84,7 @@ enum State {
     Empty,
     InitPage {
         continue_token: Option<String>,
-        objects: VecDeque<DynamicObject>,
+        objects: VecDeque<LiveObject>,
         resource_version: Option<String>,
     },
     InitListed {
@@ -129,7 +137,7 @@ async fn step(on: &On, state: State) -> (Option<Item>, State) {
             lp.continue_token = continue_token;
             // Boxed, as is the watch's opening: the stream is held for the watch's life
             // and sized by its largest step, which these two are and which run seldom.
-            match Box::pin(on.api.list(&lp)).await {
+            match Box::pin(list(on, &lp)).await {
                 Ok(list) => {
                     let resource_version = list.metadata.resource_version.filter(|v| !v.is_empty());
                     let continue_token = list.metadata.continue_.filter(|c| !c.is_empty());
@@ -138,7 +146,11 @@ async fn step(on: &On, state: State) -> (Option<Item>, State) {
                     }
                     let state = State::InitPage {
                         continue_token,
-                        objects: list.items.into(),
+                        objects: list
+                            .items
+                            .into_iter()
+                            .filter_map(|o| o.into_live(on.kind))
+                            .collect(),
                         resource_version,
                     };
                     (None, state)
@@ -170,12 +182,13 @@ async fn step(on: &On, state: State) -> (Option<Item>, State) {
             resource_version,
             body,
             lines,
-        } => watching(resource_version, body, lines).await,
+        } => watching(on.kind, resource_version, body, lines).await,
     }
 }
 
 /// The next event of an open watch: one already cut out of a frame, or the next frame's.
 async fn watching(
+    kind: ObjectKind,
     mut resource_version: String,
     mut body: kube::client::Body,
     mut lines: Lines,
@@ -183,7 +196,7 @@ async fn watching(
     let idle = Duration::from_secs(WATCH_TIMEOUT_SECS.into()) + IDLE_MARGIN;
     loop {
         if let Some(line) = lines.next() {
-            let event = match serde_json::from_slice::<WatchEvent<Served>>(&line) {
+            let event = match serde_json::from_slice::<WatchEvent<ServedObject>>(&line) {
                 Ok(event) => event,
                 // What kube does with a line it cannot read: a Status is the server's
                 // error, anything else a broken stream.
@@ -201,12 +214,15 @@ async fn watching(
                 }
             };
             let (item, version) = match event {
-                WatchEvent::Added(Served(o)) | WatchEvent::Modified(Served(o)) => {
-                    let version = o.metadata.resource_version.clone();
+                WatchEvent::Added(o) | WatchEvent::Modified(o) => {
+                    // An object without a name is nothing the live view could keep.
+                    let Some(o) = o.into_live(kind) else { continue };
+                    let version = o.resource_version().map(str::to_string);
                     (Event::Apply(o), version)
                 }
-                WatchEvent::Deleted(Served(o)) => {
-                    let version = o.metadata.resource_version.clone();
+                WatchEvent::Deleted(o) => {
+                    let Some(o) = o.into_live(kind) else { continue };
+                    let version = o.resource_version().map(str::to_string);
                     (Event::Delete(o), version)
                 }
                 WatchEvent::Bookmark(mark) => {
@@ -350,50 +366,20 @@ impl Lines {
     }
 }
 
-/// A served object decoded in one pass over its keys (see the module's comment); the
-/// same object as `DynamicObject`'s own decoding gives.
-pub struct Served(pub DynamicObject);
-
-impl<'de> Deserialize<'de> for Served {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Served, D::Error> {
-        deserializer.deserialize_map(ServedVisitor)
-    }
+/// One page of the initial list, its objects decoded as the watch's are.
+#[derive(Deserialize)]
+struct Page {
+    metadata: ListMeta,
+    items: Vec<ServedObject>,
 }
 
-struct ServedVisitor;
-
-impl<'de> Visitor<'de> for ServedVisitor {
-    type Value = Served;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a Kubernetes object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Served, A::Error> {
-        let (mut api_version, mut kind, mut metadata) = (None, None, None);
-        let mut data = serde_json::Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            match key.as_str() {
-                "apiVersion" => api_version = Some(map.next_value::<String>()?),
-                "kind" => kind = Some(map.next_value::<String>()?),
-                "metadata" => metadata = Some(map.next_value::<ObjectMeta>()?),
-                _ => {
-                    let value = map.next_value::<serde_json::Value>()?;
-                    data.insert(key, value);
-                }
-            }
-        }
-        // As the flattened decoding does, half a TypeMeta is dropped, not kept as a field.
-        let types = match (api_version, kind) {
-            (Some(api_version), Some(kind)) => Some(TypeMeta { api_version, kind }),
-            _ => None,
-        };
-        Ok(Served(DynamicObject {
-            types,
-            metadata: metadata.unwrap_or_default(),
-            data: serde_json::Value::Object(data),
-        }))
-    }
+/// What `Api::list` asks, decoded as [`Page`].
+async fn list(on: &On, params: &ListParams) -> Result<Page, kube::Error> {
+    let mut request = kube::core::Request::new(on.api.resource_url())
+        .list(params)
+        .map_err(kube::Error::BuildRequest)?;
+    request.extensions_mut().insert("list");
+    on.api.clone().into_client().request::<Page>(request).await
 }
 
 #[cfg(test)]
@@ -447,27 +433,49 @@ mod tests {
     }
 
     #[test]
-    fn an_object_decodes_as_dynamic_objects_own_decoding_does() {
+    fn an_object_decodes_as_the_live_view_made_it_of_a_dynamic_object() {
         let objects = [
-            json!({"apiVersion": "helm.m.crossplane.io/v1beta1", "kind": "Release",
-                "metadata": {"name": "a", "namespace": "n", "resourceVersion": "7",
-                    "managedFields": [{"manager": "m", "operation": "Apply", "fieldsType": "FieldsV1",
-                        "fieldsV1": {"f:spec": {}}}]},
-                "spec": {"forProvider": {"chart": {"name": "x"}}}, "status": {"conditions": []}}),
-            json!({"metadata": {"name": "no-kind"}, "spec": {}}),
-            json!({"kind": "OnlyKind", "metadata": {"name": "b"}}),
-            json!({"apiVersion": "v1", "kind": "Thing"}),
+            (
+                ObjectKind::Release,
+                json!({"apiVersion": "helm.m.crossplane.io/v1beta1", "kind": "Release",
+                "metadata": {"name": "a", "namespace": "n", "resourceVersion": "7", "generation": 3,
+                    "uid": "0f6c1d3e", "creationTimestamp": "2026-12-03T10:00:00Z",
+                    "labels": {"hops.ops.com.ai/psql": "p", "fleet.hops.ops.com.ai/fleet": "f"},
+                    "annotations": {"fleet.hops.ops.com.ai/desired-hash": "abc"},
+                    "finalizers": ["finalizer.managedresource.crossplane.io"],
+                    "managedFields": [
+                        {"manager": "psql-fleet", "operation": "Apply", "apiVersion": "helm.m.crossplane.io/v1beta1",
+                         "time": "2026-12-03T10:00:00Z", "fieldsType": "FieldsV1",
+                         "fieldsV1": {"f:spec": {"f:forProvider": {"f:chart": {"f:name": {}}}}}},
+                        {"manager": "kubectl-edit", "operation": "Update", "apiVersion": "helm.m.crossplane.io/v1beta1",
+                         "time": "2026-12-03T11:00:00Z", "fieldsType": "FieldsV1",
+                         "fieldsV1": {"f:spec": {"f:rollbackLimit": {}}}},
+                        {"manager": "provider-helm", "operation": "Update", "subresource": "status",
+                         "time": "2026-12-03T11:30:00Z", "fieldsType": "FieldsV1",
+                         "fieldsV1": {"f:status": {"f:conditions": {}}}}
+                    ]},
+                "spec": {"forProvider": {"chart": {"name": "x", "version": "1.0.0"}, "values": {"a": [1, 2.5, null]}},
+                    "rollbackLimit": 7},
+                "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Available",
+                    "observedGeneration": 2, "lastTransitionTime": "2026-12-03T11:30:00Z"}]}}),
+            ),
+            (
+                ObjectKind::Usage,
+                json!({"apiVersion": "protection.crossplane.io/v1beta1", "kind": "Usage",
+                "metadata": {"name": "u", "namespace": "n", "resourceVersion": "8",
+                    "deletionTimestamp": "2026-12-03T12:00:00Z"},
+                "spec": {"of": {"resourceRef": {"name": "a"}}, "by": {"resourceRef": {"name": "b"}}}}),
+            ),
         ];
-        for o in objects {
+        for (kind, o) in objects {
             let text = serde_json::to_vec(&o).unwrap();
-            let ours = serde_json::from_slice::<Served>(&text).unwrap().0;
-            let theirs = serde_json::from_slice::<DynamicObject>(&text).unwrap();
-            assert_eq!(
-                serde_json::to_value(&ours).unwrap(),
-                serde_json::to_value(&theirs).unwrap(),
-                "{o}"
-            );
-            assert_eq!(ours.types, theirs.types, "{o}");
+            let ours = serde_json::from_slice::<ServedObject>(&text)
+                .unwrap()
+                .into_live(kind);
+            let dynamic = serde_json::from_slice::<DynamicObject>(&text).unwrap();
+            let theirs = super::super::apply::to_live(kind, dynamic);
+            assert!(ours.is_some(), "{o}");
+            assert_eq!(ours, theirs, "{o}");
         }
     }
 
@@ -483,7 +491,7 @@ mod tests {
             client,
             &kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
         );
-        let size = std::mem::size_of_val(&watch(api, "a".into()));
+        let size = std::mem::size_of_val(&watch(api, ObjectKind::Release, "a".into()));
         assert!(size < 1536, "{size} bytes");
     }
 
@@ -528,12 +536,12 @@ mod tests {
             client,
             &kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
         );
-        let seen: Vec<String> = watch(api, "a".into())
+        let seen: Vec<String> = watch(api, ObjectKind::Release, "a".into())
             .take(6)
             .map(|item| match item {
                 Ok(Seen::Event(Event::Init)) => "init".to_string(),
                 Ok(Seen::Event(Event::InitDone)) => "listed".to_string(),
-                Ok(Seen::Event(Event::Apply(o))) => format!("apply {}", o.metadata.name.unwrap()),
+                Ok(Seen::Event(Event::Apply(o))) => format!("apply {}", o.object_ref.name),
                 Ok(Seen::Reopened) => "reopened".to_string(),
                 Err(Error::WatchStartFailed(_)) => "start failed".to_string(),
                 other => format!("unexpected {other:?}"),
@@ -556,16 +564,17 @@ mod tests {
 
     #[test]
     fn a_watch_line_decodes_with_its_type() {
-        let line = br#"{"type":"MODIFIED","object":{"apiVersion":"v1","kind":"X","metadata":{"name":"a","resourceVersion":"9"}}}"#;
-        match serde_json::from_slice::<WatchEvent<Served>>(line).unwrap() {
-            WatchEvent::Modified(Served(o)) => {
-                assert_eq!(o.metadata.resource_version.as_deref(), Some("9"))
+        let line = br#"{"type":"MODIFIED","object":{"apiVersion":"protection.crossplane.io/v1beta1","kind":"Usage","metadata":{"name":"a","resourceVersion":"9"}}}"#;
+        match serde_json::from_slice::<WatchEvent<ServedObject>>(line).unwrap() {
+            WatchEvent::Modified(o) => {
+                let o = o.into_live(ObjectKind::Usage).unwrap();
+                assert_eq!(o.resource_version(), Some("9"))
             }
             other => panic!("{other:?}"),
         }
         let gone = br#"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","status":"Failure","message":"too old","reason":"Expired","code":410}}"#;
         assert!(matches!(
-            serde_json::from_slice::<WatchEvent<Served>>(gone).unwrap(),
+            serde_json::from_slice::<WatchEvent<ServedObject>>(gone).unwrap(),
             WatchEvent::Error(s) if s.code == 410
         ));
     }

@@ -6,6 +6,9 @@
 //! an entry against a 632-byte node) and a string a boxed `str`; reads are the few the
 //! decisions make: a key, a pointer, a scalar, and the comparison with desired JSON.
 
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -38,6 +41,78 @@ impl From<Value> for CompactJson {
     }
 }
 
+/// Decoded straight from the server's bytes, without a `Value` on the way: each map is
+/// collected, then sorted once, where building the B-tree and converting it would allocate
+/// every node and every key twice.
+impl<'de> Deserialize<'de> for CompactJson {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<CompactJson, D::Error> {
+        deserializer.deserialize_any(CompactVisitor)
+    }
+}
+
+struct CompactVisitor;
+
+impl<'de> Visitor<'de> for CompactVisitor {
+    type Value = CompactJson;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<CompactJson, E> {
+        Ok(CompactJson::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<CompactJson, E> {
+        Ok(CompactJson::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<CompactJson, D::Error> {
+        CompactJson::deserialize(d)
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<CompactJson, E> {
+        Ok(CompactJson::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<CompactJson, E> {
+        Ok(CompactJson::Number(n.into()))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<CompactJson, E> {
+        Ok(CompactJson::Number(n.into()))
+    }
+
+    // As serde_json's `Value` does: a float JSON can hold is always a number.
+    fn visit_f64<E>(self, n: f64) -> Result<CompactJson, E> {
+        Ok(Number::from_f64(n).map_or(CompactJson::Null, CompactJson::Number))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<CompactJson, E> {
+        Ok(CompactJson::String(s.into()))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<CompactJson, E> {
+        Ok(CompactJson::String(s.into_boxed_str()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<CompactJson, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(CompactJson::Array(items.into_boxed_slice()))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CompactJson, A::Error> {
+        let mut entries: Vec<(Box<str>, CompactJson)> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            entries.push((key.into_boxed_str(), map.next_value()?));
+        }
+        Ok(CompactJson::object(entries))
+    }
+}
+
 impl From<&CompactJson> for Value {
     fn from(json: &CompactJson) -> Value {
         match json {
@@ -57,6 +132,21 @@ impl From<&CompactJson> for Value {
 }
 
 impl CompactJson {
+    /// A map of `entries` in any order; of a key given twice the last value stands, as in
+    /// serde_json's maps.
+    pub fn object(mut entries: Vec<(Box<str>, CompactJson)>) -> CompactJson {
+        // Stable, so equal keys keep their order and the last one is kept below.
+        entries.sort_by(|(a, _), (b, _)| a.cmp(b));
+        let mut kept: Vec<(Box<str>, CompactJson)> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match kept.last_mut() {
+                Some(last) if last.0 == entry.0 => *last = entry,
+                _ => kept.push(entry),
+            }
+        }
+        CompactJson::Object(kept.into_boxed_slice())
+    }
+
     /// The value at `key` of a map; `None` for a missing key or a value that is no map.
     pub fn get(&self, key: &str) -> Option<&CompactJson> {
         let CompactJson::Object(entries) = self else {
@@ -78,6 +168,13 @@ impl CompactJson {
     pub fn as_str(&self) -> Option<&str> {
         match self {
             CompactJson::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            CompactJson::Number(n) => n.as_i64(),
             _ => None,
         }
     }
@@ -221,5 +318,25 @@ mod tests {
             prop_assert_eq!(held.same_as(&b), a == b);
             prop_assert!(held.same_as(&a));
         }
+
+        #[test]
+        fn any_json_decodes_from_its_text_as_serde_json_decodes_it(a in any_json()) {
+            let text = serde_json::to_string(&a).unwrap();
+            let decoded: CompactJson = serde_json::from_str(&text).unwrap();
+            // Against serde_json's own decoding of the text, not `a`: its float parsing
+            // need not give back the last digit of every float.
+            let value: Value = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(decoded, CompactJson::from(value));
+        }
+    }
+
+    #[test]
+    fn a_map_decoded_from_text_is_sorted_and_keeps_the_last_of_a_key_given_twice() {
+        let text = r#"{"b": 1, "a": {"z": null, "y": [true, "s"]}, "b": 2}"#;
+        let decoded: CompactJson = serde_json::from_str(text).unwrap();
+        let value: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(value["b"], json!(2), "serde_json keeps the last");
+        assert_eq!(decoded, CompactJson::from(value));
+        assert_eq!(decoded.get("b").and_then(CompactJson::as_i64), Some(2));
     }
 }

@@ -2,11 +2,15 @@
 //! as the API server served them. The cluster workers fill it from their watches; the
 //! decisions read it without knowing where it came from.
 
+use std::fmt;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::compact_json::CompactJson;
-use super::writers::{last_writer_of, other_writers, FieldWriter, Writer};
+use super::writers::{is_other_writer, last_writer_of, other_writers, FieldWriter, Writer};
 use crate::api::release::{NotReadyCause, Readiness, ReleaseStatus};
 use crate::api::{LABEL_FLEET, LABEL_PSQL};
 use crate::model::Chart;
@@ -130,16 +134,21 @@ impl LiveObject {
             .and_then(|meta| meta.remove("managedFields"))
             .map(|managed| other_writers(&managed))
             .unwrap_or_default();
-        let kind = match json.get("kind").and_then(Value::as_str)? {
+        LiveObject::from_parts(json.into(), writers)
+    }
+
+    /// The object `json` (without its managed fields), whose other writers are `writers`.
+    fn from_parts(json: CompactJson, writers: Vec<FieldWriter>) -> Option<LiveObject> {
+        let kind = match json.get("kind").and_then(CompactJson::as_str)? {
             k if k == ObjectKind::Release.as_str() => ObjectKind::Release,
             k if k == ObjectKind::Usage.as_str() => ObjectKind::Usage,
             _ => return None,
         };
         let meta = json.get("metadata")?;
-        let name = meta.get("name").and_then(Value::as_str)?.to_string();
+        let name = meta.get("name").and_then(CompactJson::as_str)?.to_string();
         let namespace = meta
             .get("namespace")
-            .and_then(Value::as_str)
+            .and_then(CompactJson::as_str)
             .unwrap_or_default()
             .to_string();
         let readiness = (kind == ObjectKind::Release).then(|| release_readiness(&json));
@@ -149,7 +158,7 @@ impl LiveObject {
                 name,
                 namespace,
             },
-            json: json.into(),
+            json,
             readiness,
             writers,
         })
@@ -167,10 +176,10 @@ impl LiveObject {
     pub fn edit(&mut self, f: impl FnOnce(&mut Value)) {
         let mut json = Value::from(&self.json);
         f(&mut json);
-        if self.object_ref.kind == ObjectKind::Release {
-            self.readiness = Some(release_readiness(&json));
-        }
         self.json = json.into();
+        if self.object_ref.kind == ObjectKind::Release {
+            self.readiness = Some(release_readiness(&self.json));
+        }
     }
 
     pub fn label(&self, key: &str) -> Option<&str> {
@@ -245,16 +254,148 @@ impl LiveObject {
     }
 }
 
+/// A served object decoded from the server's text in one pass, on its way into the live
+/// view: no `Value` tree, and of the managed fields only the other writers' field sets are
+/// read; this agent's own (a Release's every value) and the status writers' are skipped
+/// over as text.
+pub struct ServedObject {
+    entries: Vec<(Box<str>, CompactJson)>,
+    writers: Vec<FieldWriter>,
+}
+
+impl ServedObject {
+    /// The live object, of the `kind` it was asked for as (a list's items need not name
+    /// their kind); `None` without a name.
+    pub fn into_live(mut self, kind: ObjectKind) -> Option<LiveObject> {
+        // Last, so they stand over what the text said (a key given twice keeps its last).
+        self.entries
+            .push(("kind".into(), CompactJson::String(kind.as_str().into())));
+        self.entries.push((
+            "apiVersion".into(),
+            CompactJson::String(kind.api_version().into()),
+        ));
+        LiveObject::from_parts(CompactJson::object(self.entries), self.writers)
+    }
+}
+
+impl<'de> Deserialize<'de> for ServedObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ServedObject, D::Error> {
+        deserializer.deserialize_map(ServedVisitor)
+    }
+}
+
+struct ServedVisitor;
+
+impl<'de> Visitor<'de> for ServedVisitor {
+    type Value = ServedObject;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a Kubernetes object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ServedObject, A::Error> {
+        let mut entries: Vec<(Box<str>, CompactJson)> = Vec::new();
+        let mut writers = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = if key == "metadata" {
+                let meta: Metadata = map.next_value()?;
+                writers = meta.writers;
+                meta.json
+            } else {
+                map.next_value()?
+            };
+            entries.push((key.into_boxed_str(), value));
+        }
+        Ok(ServedObject { entries, writers })
+    }
+}
+
+/// An object's `metadata` without its `managedFields`, and the other writers named there.
+struct Metadata {
+    json: CompactJson,
+    writers: Vec<FieldWriter>,
+}
+
+impl<'de> Deserialize<'de> for Metadata {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Metadata, D::Error> {
+        deserializer.deserialize_map(MetadataVisitor)
+    }
+}
+
+struct MetadataVisitor;
+
+impl<'de> Visitor<'de> for MetadataVisitor {
+    type Value = Metadata;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object's metadata")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Metadata, A::Error> {
+        let mut entries: Vec<(Box<str>, CompactJson)> = Vec::new();
+        let mut writers = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "managedFields" {
+                let managed: Option<Vec<ManagedEntry>> = map.next_value()?;
+                writers = other_writers_of(managed.unwrap_or_default());
+            } else {
+                entries.push((key.into_boxed_str(), map.next_value()?));
+            }
+        }
+        Ok(Metadata {
+            json: CompactJson::object(entries),
+            writers,
+        })
+    }
+}
+
+/// One entry of `metadata.managedFields`, its field set left as text until it is known
+/// to be another writer's.
+#[derive(Deserialize)]
+struct ManagedEntry {
+    manager: Option<String>,
+    subresource: Option<String>,
+    time: Option<String>,
+    #[serde(rename = "fieldsV1")]
+    fields: Option<Box<RawValue>>,
+}
+
+/// [`other_writers`] of these entries, reading only their field sets.
+fn other_writers_of(entries: Vec<ManagedEntry>) -> Vec<FieldWriter> {
+    let others: Vec<Value> = entries
+        .into_iter()
+        .filter(|e| {
+            is_other_writer(
+                e.manager.as_deref().unwrap_or_default(),
+                e.subresource.as_deref(),
+            )
+        })
+        .map(|e| {
+            let fields = e
+                .fields
+                .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
+                .unwrap_or(Value::Null);
+            serde_json::json!({"manager": e.manager, "time": e.time, "fieldsV1": fields})
+        })
+        .collect();
+    if others.is_empty() {
+        return Vec::new();
+    }
+    other_writers(&Value::Array(others))
+}
+
 /// Readiness of a Release from its `status.conditions` (SPEC 1.6); a status that does not
 /// parse counts as not ready. `Ready=True` counts only when Crossplane stamped it with the
 /// object's current `metadata.generation` (or did not stamp it at all): one left over from
 /// before an update (a forced takeover, an upgrade) is not the new spec's readiness.
-fn release_readiness(json: &Value) -> Readiness {
+fn release_readiness(json: &CompactJson) -> Readiness {
     let status = json
         .get("status")
-        .and_then(|s| ReleaseStatus::deserialize(s).ok());
+        .and_then(|s| ReleaseStatus::deserialize(Value::from(s)).ok());
     let readiness = ReleaseStatus::readiness(status.as_ref());
-    let generation = json.pointer("/metadata/generation").and_then(Value::as_i64);
+    let generation = json
+        .pointer("/metadata/generation")
+        .and_then(CompactJson::as_i64);
     let observed = status
         .as_ref()
         .and_then(|s| crate::api::condition::find(s.conditions.as_deref(), "Ready"))
@@ -368,5 +509,72 @@ mod tests {
         );
         assert!(r.terminating());
         assert_eq!(r.release_readiness(), None, "a Usage has no readiness");
+    }
+
+    #[test]
+    fn an_object_decoded_from_its_text_is_the_one_read_from_json() {
+        let release = json!({
+            "apiVersion": "helm.m.crossplane.io/v1beta1", "kind": "Release",
+            "metadata": {
+                "name": "stackgres", "namespace": "default", "resourceVersion": "7",
+                "generation": 2, "labels": {"b": "2", "a": "1"},
+                "managedFields": [
+                    {"manager": "psql-fleet", "operation": "Apply", "time": "2026-12-03T10:00:00Z",
+                     "fieldsV1": {"f:spec": {"f:forProvider": {"f:values": {"f:a": {}}}}}},
+                    {"manager": "kubectl-edit", "operation": "Update", "time": "2026-12-03T11:00:00Z",
+                     "fieldsV1": {"f:spec": {"f:rollbackLimit": {}}}},
+                    {"manager": "provider-helm", "operation": "Update", "subresource": "status",
+                     "fieldsV1": {"f:status": {"f:conditions": {}}}},
+                    {"operation": "Update", "fieldsV1": {"f:spec": {}}}
+                ]
+            },
+            "spec": {"rollbackLimit": 7, "forProvider": {"values": {"a": [1, 2.5, null]}}},
+            "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Available",
+                       "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+        });
+        let objects = [
+            (ObjectKind::Release, release),
+            (
+                ObjectKind::Usage,
+                json!({"metadata": {"name": "u", "namespace": "n", "managedFields": null}}),
+            ),
+            (
+                ObjectKind::Usage,
+                json!({"kind": "Usage", "metadata": {"namespace": "n"}}),
+            ),
+            (
+                ObjectKind::Release,
+                json!({"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "a"}}),
+            ),
+        ];
+        for (kind, mut json) in objects {
+            let text = serde_json::to_string(&json).unwrap();
+            let decoded = serde_json::from_str::<ServedObject>(&text)
+                .unwrap()
+                .into_live(kind);
+            json["kind"] = json!(kind.as_str());
+            json["apiVersion"] = json!(kind.api_version());
+            assert_eq!(decoded, LiveObject::from_json(json), "{text}");
+        }
+        let text = serde_json::to_string(&objects_release_for_writers()).unwrap();
+        let decoded = serde_json::from_str::<ServedObject>(&text)
+            .unwrap()
+            .into_live(ObjectKind::Release)
+            .unwrap();
+        let by = decoded
+            .last_writer_of(&["spec.rollbackLimit".into()])
+            .unwrap();
+        assert_eq!(by.manager, "kubectl-edit");
+        assert!(
+            decoded.json().pointer("/metadata/managedFields").is_none(),
+            "managedFields is not kept"
+        );
+    }
+
+    fn objects_release_for_writers() -> Value {
+        json!({"kind": "Release", "metadata": {"name": "r", "namespace": "d", "managedFields": [
+            {"manager": "kubectl-edit", "operation": "Update", "time": "2026-12-03T11:00:00Z",
+             "fieldsV1": {"f:spec": {"f:rollbackLimit": {}}}}
+        ]}})
     }
 }

@@ -20,7 +20,7 @@ use serde::Serialize;
 pub use backoff::Backoff;
 pub use contest::{Contest, WriteBudget};
 pub use diff::{Action, ApplyReason, DeleteReason, Drift};
-pub use live::{LiveObject, LiveState};
+pub use live::{LiveObject, LiveState, ServedObject};
 pub use ownership::{Holder, Inventory, Ownership};
 pub use prune::{check_mass_prune, MassPrune};
 pub use readiness::{ClaimReadiness, ReleaseReadiness};
