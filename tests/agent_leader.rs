@@ -189,12 +189,17 @@ async fn a_leader_paused_past_its_lease_writes_nothing_after_losing_it() {
     let woken_at = f.audit_all().len();
     a.signal("CONT");
 
-    // It says it lost the Lease, then takes it again once agent-b's expires.
+    // It says it lost the Lease, then takes it again once agent-b's expires. Its status
+    // read at once after CONT may still be the one from before the pause (leader, every
+    // cluster ready), so the loss is waited for in its log first.
+    let log_path = f.sim_dir().join("agent-a.log");
+    common::wait::until("agent-a to say it lost the lease", || async {
+        std::fs::read_to_string(&log_path).is_ok_and(|log| log.contains("lost the lease"))
+    })
+    .await;
     a.wait_for_within("agent-a to lead again", LEASE * 4, |r| role(r) == "leader")
         .await;
     a.wait_ready(&[(&f.names[0], 1), (&f.names[1], 1)]).await;
-    let log = std::fs::read_to_string(f.sim_dir().join("agent-a.log")).unwrap();
-    assert!(log.contains("lost the lease"), "{log}");
 
     let after: Vec<AuditEntry> = f.audit_all().split_off(woken_at);
     let taken = after
