@@ -104,13 +104,13 @@ pub fn resource(kind: ObjectKind) -> ApiResource {
 
 /// A dynamic object as served, made into a [`LiveObject`]; list items may lack their kind.
 /// Of `metadata.managedFields` only the other managers' field paths are kept (see
-/// [`LiveObject::from_json`]).
+/// [`LiveObject::from_json`]). For the answers still read through kube's `Api` (a
+/// delete's, the objects `plan --against live` lists); the watches and the applies decode
+/// the server's text straight into the same live object ([`ServedObject`]).
 pub fn to_live(kind: ObjectKind, mut object: DynamicObject) -> Option<LiveObject> {
-    // The object's fields (spec, status) move into the JSON as they are: serialising the
-    // object whole would copy each of them, most of what handling a watch event cost.
-    // Of the managed fields only the entries read are serialised: this agent's own (a
-    // Release's every value) and the provider's status were most of a cold start's
-    // serialisation, to be dropped at once.
+    // The object's fields (spec, status) move into the JSON as they are, and of the
+    // managed fields only the entries read are serialised: this agent's own (a Release's
+    // every value) and the provider's status would be dropped at once.
     if let Some(entries) = object.metadata.managed_fields.as_mut() {
         entries.retain(|e| {
             is_other_writer(
