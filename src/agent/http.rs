@@ -292,7 +292,17 @@ async fn livez() -> Response {
 /// for it to lead. A replica that lost the lease is not ready until it is a standby again
 /// or leads.
 async fn readyz(State(endpoints): Shared) -> Response {
-    let status = endpoints.snapshot();
+    // Read under the lock, not from a snapshot: a probe every few seconds would otherwise
+    // copy the report of every cluster (a few MiB at ten thousand) to answer one line.
+    let (code, body) = match endpoints.status.read() {
+        Ok(status) => readiness(&status),
+        Err(_) => readiness(&StatusReport::default()),
+    };
+    reply(code, "text/plain", body)
+}
+
+/// What `/readyz` answers for `status`.
+fn readiness(status: &StatusReport) -> (StatusCode, String) {
     match status.leader.as_ref().map(|l| l.role.as_str()) {
         Some("standby") => {
             // Under --shards a replica that does not lead still writes to its shards.
@@ -311,25 +321,20 @@ async fn readyz(State(endpoints): Shared) -> Response {
                 ),
                 None => "ready (standby: another replica leads)\n".into(),
             };
-            return reply(StatusCode::OK, "text/plain", body);
+            return (StatusCode::OK, body);
         }
         Some("lost") => {
-            return reply(
+            return (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain",
                 "not ready: lost the leader lease; not writing to fleet clusters\n".into(),
             )
         }
         _ => {}
     }
-    if status.ready {
-        reply(StatusCode::OK, "text/plain", "ready\n".into())
+    if status.is_ready() {
+        (StatusCode::OK, "ready\n".into())
     } else {
-        reply(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            "not ready\n".into(),
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into())
     }
 }
 
