@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -280,72 +280,56 @@ impl ServedObject {
 
 impl<'de> Deserialize<'de> for ServedObject {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ServedObject, D::Error> {
-        deserializer.deserialize_map(ServedVisitor)
+        Level::Object.deserialize(deserializer)
     }
 }
 
-struct ServedVisitor;
+/// Where in a served object a map is read: at its top, `metadata` is read as
+/// [`Level::Metadata`]; there, `managedFields` names the other writers and is not kept.
+#[derive(Clone, Copy)]
+enum Level {
+    Object,
+    Metadata,
+}
 
-impl<'de> Visitor<'de> for ServedVisitor {
+impl<'de> DeserializeSeed<'de> for Level {
+    type Value = ServedObject;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<ServedObject, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Level {
     type Value = ServedObject;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a Kubernetes object")
+        f.write_str(match self {
+            Level::Object => "a Kubernetes object",
+            Level::Metadata => "an object's metadata",
+        })
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ServedObject, A::Error> {
         let mut entries: Vec<(Box<str>, CompactJson)> = Vec::new();
         let mut writers = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
-            let value = if key == "metadata" {
-                let meta: Metadata = map.next_value()?;
-                writers = meta.writers;
-                meta.json
-            } else {
-                map.next_value()?
+            let value = match (self, key.as_str()) {
+                (Level::Object, "metadata") => {
+                    let meta = map.next_value_seed(Level::Metadata)?;
+                    writers = meta.writers;
+                    CompactJson::object(meta.entries)
+                }
+                (Level::Metadata, "managedFields") => {
+                    let managed: Option<Vec<ManagedEntry>> = map.next_value()?;
+                    writers = other_writers_of(managed.unwrap_or_default());
+                    continue;
+                }
+                _ => map.next_value()?,
             };
             entries.push((key.into_boxed_str(), value));
         }
         Ok(ServedObject { entries, writers })
-    }
-}
-
-/// An object's `metadata` without its `managedFields`, and the other writers named there.
-struct Metadata {
-    json: CompactJson,
-    writers: Vec<FieldWriter>,
-}
-
-impl<'de> Deserialize<'de> for Metadata {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Metadata, D::Error> {
-        deserializer.deserialize_map(MetadataVisitor)
-    }
-}
-
-struct MetadataVisitor;
-
-impl<'de> Visitor<'de> for MetadataVisitor {
-    type Value = Metadata;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object's metadata")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Metadata, A::Error> {
-        let mut entries: Vec<(Box<str>, CompactJson)> = Vec::new();
-        let mut writers = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if key == "managedFields" {
-                let managed: Option<Vec<ManagedEntry>> = map.next_value()?;
-                writers = other_writers_of(managed.unwrap_or_default());
-            } else {
-                entries.push((key.into_boxed_str(), map.next_value()?));
-            }
-        }
-        Ok(Metadata {
-            json: CompactJson::object(entries),
-            writers,
-        })
     }
 }
 
@@ -532,6 +516,7 @@ mod tests {
             "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Available",
                        "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
         });
+        let release_text = serde_json::to_string(&release).unwrap();
         let objects = [
             (ObjectKind::Release, release),
             (
@@ -556,8 +541,7 @@ mod tests {
             json["apiVersion"] = json!(kind.api_version());
             assert_eq!(decoded, LiveObject::from_json(json), "{text}");
         }
-        let text = serde_json::to_string(&objects_release_for_writers()).unwrap();
-        let decoded = serde_json::from_str::<ServedObject>(&text)
+        let decoded = serde_json::from_str::<ServedObject>(&release_text)
             .unwrap()
             .into_live(ObjectKind::Release)
             .unwrap();
@@ -569,12 +553,5 @@ mod tests {
             decoded.json().pointer("/metadata/managedFields").is_none(),
             "managedFields is not kept"
         );
-    }
-
-    fn objects_release_for_writers() -> Value {
-        json!({"kind": "Release", "metadata": {"name": "r", "namespace": "d", "managedFields": [
-            {"manager": "kubectl-edit", "operation": "Update", "time": "2026-12-03T11:00:00Z",
-             "fieldsV1": {"f:spec": {"f:rollbackLimit": {}}}}
-        ]}})
     }
 }
