@@ -5,8 +5,10 @@
 
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
 use kube::core::gvk::GroupVersion;
-use kube::Client;
+
+use super::client::ClusterClient;
 
 use fleet_core::render::ObjectKind;
 
@@ -59,13 +61,18 @@ impl Served {
 /// Asks discovery for each kind's group and version. A version that is not served answers
 /// 404; any other failure leaves the kind counted as served, so that the watch reports
 /// what is wrong with the connection as it always has.
-pub async fn served(client: &Client, timeout: Duration) -> Served {
+pub async fn served(client: &ClusterClient, timeout: Duration) -> Served {
     let one = |kind: ObjectKind| async move {
         let r = resource(kind);
         let gv = GroupVersion::gv(&r.group, &r.version);
-        match tokio::time::timeout(timeout, client.list_api_group_resources(&gv.api_version()))
-            .await
-        {
+        // What kube's `Client::list_api_group_resources` asks.
+        let list = async {
+            let request = http::Request::get(format!("/apis/{}", gv.api_version()))
+                .body(Vec::new())
+                .map_err(kube::Error::HttpError)?;
+            client.request::<APIResourceList>(request).await
+        };
+        match tokio::time::timeout(timeout, list).await {
             Ok(Ok(list)) => list.resources.iter().any(|x| x.name == r.plural),
             Ok(Err(kube::Error::Api(status))) if status.code == 404 => false,
             _ => true,

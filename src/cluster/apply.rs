@@ -10,10 +10,12 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams,
+    ApiResource, DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams,
 };
 use kube::core::Status;
-use kube::Client;
+use kube::Resource;
+
+use super::client::ClusterClient;
 
 use crate::error_chain;
 use crate::metrics::ErrorReason;
@@ -102,9 +104,15 @@ pub fn resource(kind: ObjectKind) -> ApiResource {
     }
 }
 
+/// Where the objects of `kind` are listed and watched (in every namespace) or written (in
+/// `namespace`), as kube's `Api` has them.
+pub fn resource_url(kind: ObjectKind, namespace: Option<&str>) -> String {
+    DynamicObject::url_path(&resource(kind), namespace)
+}
+
 /// A dynamic object as served, made into a [`LiveObject`]; list items may lack their kind.
 /// Of `metadata.managedFields` only the other managers' field paths are kept (see
-/// [`LiveObject::from_json`]). For the answers still read through kube's `Api` (a
+/// [`LiveObject::from_json`]). For the answers still read as a `DynamicObject` (a
 /// delete's, the objects `plan --against live` lists); the watches and the applies decode
 /// the server's text straight into the same live object ([`ServedObject`]).
 pub fn to_live(kind: ObjectKind, mut object: DynamicObject) -> Option<LiveObject> {
@@ -171,7 +179,7 @@ fn still_there(kind: ObjectKind, answer: Either<DynamicObject, Status>) -> Optio
 
 /// Writes to one cluster.
 pub struct Writer {
-    pub client: Client,
+    pub client: ClusterClient,
     pub cluster: String,
     pub timeout: Duration,
     /// Who writes, as each Event names its reporter (an apply's body says so already,
@@ -185,8 +193,8 @@ pub struct Writer {
 }
 
 impl Writer {
-    fn api(&self, at: &ObjectRef) -> Api<DynamicObject> {
-        Api::namespaced_with(self.client.clone(), &at.namespace, &resource(at.kind))
+    fn request(&self, at: &ObjectRef) -> kube::core::Request {
+        kube::core::Request::new(resource_url(at.kind, Some(&at.namespace)))
     }
 
     fn error(&self, at: &ObjectRef, e: kube::Error) -> Error {
@@ -237,7 +245,8 @@ impl Writer {
         }
         // `Api::patch`'s request, its answer decoded as a watch's objects are
         // ([`ServedObject`]): three answers a cluster, each a whole Release, at a cold start.
-        let mut request = kube::core::Request::new(self.api(at).resource_url())
+        let mut request = self
+            .request(at)
             .patch(&at.name, &params, &Patch::Apply(&*object.json))
             .map_err(|e| self.error(at, kube::Error::BuildRequest(e)))?;
         request.extensions_mut().insert("patch");
@@ -252,12 +261,14 @@ impl Writer {
     /// the server answers with it, now terminating, and so does this: it still protects or
     /// blocks what comes after it in the prune order until the watch reports it gone.
     pub async fn delete(&self, at: &ObjectRef) -> Result<Option<LiveObject>, Error> {
-        let api = self.api(at);
+        let mut request = self
+            .request(at)
+            .delete(&at.name, &DeleteParams::default())
+            .map_err(|e| self.error(at, kube::Error::BuildRequest(e)))?;
+        request.extensions_mut().insert("delete");
         self.fenced(at)?;
-        match self
-            .bounded(at, api.delete(&at.name, &DeleteParams::default()))
-            .await
-        {
+        let answer = self.client.request_status::<DynamicObject>(request);
+        match self.bounded(at, answer).await {
             Ok(answer) => Ok(still_there(at.kind, answer)),
             Err(Error::Api { code: 404, .. }) => Ok(None),
             Err(e) => Err(e),
@@ -298,14 +309,23 @@ impl Writer {
             }),
             ..Event::default()
         };
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &at.namespace);
+        let request = serde_json::to_vec(&event)
+            .map_err(kube::Error::SerdeError)
+            .and_then(|body| {
+                kube::core::Request::new(Event::url_path(&(), Some(&at.namespace)))
+                    .create(&PostParams::default(), body)
+                    .map_err(kube::Error::BuildRequest)
+            });
         if self.fenced(at).is_err() {
             return;
         }
-        if let Err(e) = self
-            .bounded(at, api.create(&PostParams::default(), &event))
-            .await
-        {
+        let created = async {
+            self.client
+                .request::<serde::de::IgnoredAny>(request?)
+                .await
+                .map(drop)
+        };
+        if let Err(e) = self.bounded(at, created).await {
             tracing::debug!(cluster = %self.cluster, object = %at, error = %e, "event not recorded");
         }
     }

@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::Api;
+use kube::api::GetParams;
+use kube::Resource;
+
+use super::client::ClusterClient;
 
 /// The entries connected to each cluster, by cluster identity.
 #[derive(Clone, Default)]
@@ -98,9 +101,14 @@ fn keeper<'a>(entries: &'a BTreeSet<String>, me: &str) -> Option<&'a str> {
 
 /// The cluster's identity; `None` when it cannot be read (no permission to read
 /// namespaces, or no answer), in which case nothing is refused on its account.
-pub async fn read(client: &kube::Client, timeout: Duration) -> Option<String> {
-    let api: Api<Namespace> = Api::all(client.clone());
-    match tokio::time::timeout(timeout, api.get("kube-system")).await {
+pub async fn read(client: &ClusterClient, timeout: Duration) -> Option<String> {
+    let read = async {
+        let request = kube::core::Request::new(Namespace::url_path(&(), None))
+            .get("kube-system", &GetParams::default())
+            .map_err(kube::Error::BuildRequest)?;
+        client.request::<Namespace>(request).await
+    };
+    match tokio::time::timeout(timeout, read).await {
         Ok(Ok(ns)) => ns.metadata.uid,
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "cannot read the kube-system namespace; cluster identity unknown");

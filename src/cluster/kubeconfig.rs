@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use sha2::{Digest, Sha256};
 
+use super::client::ClusterClient;
 use super::credentials;
 use crate::cluster_api::Kubeconfigs;
 use fleet_core::model::inventory::SecretRef;
@@ -164,11 +165,12 @@ pub fn insecure_allowed() -> bool {
 /// A client for the cluster from its kubeconfig in `credentials_dir`, for one-off readers
 /// (plan, demo) that do not watch the file; the insecure switch as the operator set it.
 pub async fn client_in(credentials_dir: &Path, cluster: &Cluster) -> Result<kube::Client, Error> {
-    client(
+    build(
         &Source::File(resolve(credentials_dir, cluster)?),
         cluster,
         insecure_allowed(),
         &super::transport::user_agent(None),
+        super::transport::client,
     )
     .await
 }
@@ -180,7 +182,26 @@ pub async fn client(
     cluster: &Cluster,
     allow_insecure: bool,
     user_agent: &str,
-) -> Result<kube::Client, Error> {
+) -> Result<ClusterClient, Error> {
+    build(
+        source,
+        cluster,
+        allow_insecure,
+        user_agent,
+        super::transport::cluster_client,
+    )
+    .await
+}
+
+/// The client `make` builds from the kubeconfig's configuration, its errors named by the
+/// cluster, the file and the context.
+async fn build<C>(
+    source: &Source,
+    cluster: &Cluster,
+    allow_insecure: bool,
+    user_agent: &str,
+    make: fn(&kube::Config) -> Result<C, super::transport::Error>,
+) -> Result<C, Error> {
     let context = cluster.spec.context.clone();
     let shown_context = context.clone().unwrap_or_else(|| "current".into());
     let shown = source.shown();
@@ -230,7 +251,7 @@ pub async fn client(
     if let Ok(value) = http::HeaderValue::from_str(user_agent) {
         config.headers.push((http::header::USER_AGENT, value));
     }
-    super::transport::client(&config).map_err(|source| Error::Client {
+    make(&config).map_err(|source| Error::Client {
         cluster: cluster.name.clone(),
         path: shown.clone(),
         context: shown_context.clone(),

@@ -16,6 +16,7 @@
 
 pub mod apis;
 pub mod apply;
+pub mod client;
 pub mod credentials;
 pub mod identity;
 pub mod kubeconfig;

@@ -65,7 +65,7 @@ pub async fn run(
     name: &str,
     entry: &Cluster,
     shared: &Shared,
-    client: &kube::Client,
+    client: &super::client::ClusterClient,
     assignment: &Assignment,
     usage_api: bool,
     view: &mut LiveView,

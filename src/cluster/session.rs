@@ -7,12 +7,13 @@
 use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::ListParams;
 use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use super::client::ClusterClient;
 use super::live_view::LiveView;
 use super::pass::{self, Memory, Outcome};
 use super::watch::Seen;
@@ -38,7 +39,7 @@ pub enum End {
 
 /// A client built from a kubeconfig, and what is needed to notice the file change.
 pub struct Connection {
-    pub client: kube::Client,
+    pub client: ClusterClient,
     pub kubeconfig: kubeconfig::Source,
     pub print: Option<[u8; 32]>,
     /// Moves when something in the credentials directory (or among the Cluster API
@@ -85,8 +86,7 @@ pub async fn run(
         .map(|uid| shared.reached.enter(&uid, name));
     let mut refused_for: Option<String> = None;
     let stream_of = |kind: ObjectKind| {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &apply::resource(kind));
-        super::watch::watch(api, kind, selector.clone())
+        super::watch::watch(client.clone(), kind, selector.clone())
             .default_backoff()
             .map(move |e| (kind, e))
             .boxed()
@@ -293,7 +293,7 @@ impl Reachability {
         &mut self,
         shared: &Shared,
         name: &str,
-        client: &kube::Client,
+        client: &ClusterClient,
         selector: &str,
         outcome: &Outcome,
     ) -> Option<End> {
@@ -316,11 +316,9 @@ impl Reachability {
             // anyway, start over: the relist is the latest word. Until then, what the
             // watch said stands.
             None if self.current == Some(false) => {
-                let api: Api<DynamicObject> =
-                    Api::all_with(client.clone(), &apply::resource(ObjectKind::Release));
                 let probe = ListParams::default().labels(selector).limit(1);
                 let answered = self.watch_unreached
-                    && tokio::time::timeout(shared.call_timeout, api.list_metadata(&probe))
+                    && tokio::time::timeout(shared.call_timeout, probe_list(client, &probe))
                         .await
                         .is_ok_and(|r| r.is_ok());
                 if answered {
@@ -337,6 +335,17 @@ impl Reachability {
         }
         None
     }
+}
+
+/// What `Api::list_metadata` asks of the Releases: whether the server answers a list.
+async fn probe_list(client: &ClusterClient, params: &ListParams) -> Result<(), kube::Error> {
+    let request = kube::core::Request::new(apply::resource_url(ObjectKind::Release, None))
+        .list_metadata(params)
+        .map_err(kube::Error::BuildRequest)?;
+    client
+        .request::<serde::de::IgnoredAny>(request)
+        .await
+        .map(drop)
 }
 
 /// What failed, down to its cause: the API server's code, reason and message when it

@@ -13,7 +13,9 @@ use std::time::Duration;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use kube::client::{ClientBuilder, ConfigExt};
-use tower::{BoxError, ServiceBuilder};
+use tower::{BoxError, Service, ServiceBuilder};
+
+use super::client::ClusterClient;
 
 /// With HTTP/2 a connection outlives any one request, so a silent peer is found by PING
 /// with client-go's health check timings (`ReadIdleTimeout` 30 s, `PingTimeout` 15 s):
@@ -55,8 +57,32 @@ pub fn user_agent(replica: Option<&str>) -> String {
     }
 }
 
-/// A client for the cluster `config` describes.
+/// A kube client for the cluster `config` describes, for kube's typed `Api` (the leader's
+/// Leases and the state store on the management cluster; one-off reads).
 pub fn client(config: &kube::Config) -> Result<kube::Client, Error> {
+    Ok(ClientBuilder::new(stack(config)?, config.default_namespace.clone()).build())
+}
+
+/// The client a cluster's session calls through: the same stack, without kube's request
+/// buffer ([`ClusterClient`] says why).
+pub fn cluster_client(config: &kube::Config) -> Result<ClusterClient, Error> {
+    Ok(ClusterClient::new(stack(config)?))
+}
+
+fn stack(
+    config: &kube::Config,
+) -> Result<
+    impl Service<
+            http::Request<kube::client::Body>,
+            Response = http::Response<hyper::body::Incoming>,
+            Error = BoxError,
+            Future = impl Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    Error,
+> {
     if config.proxy_url.is_some() {
         return Err(Error::Proxy);
     }
@@ -103,7 +129,7 @@ pub fn client(config: &kube::Config) -> Result<kube::Client, Error> {
         .layer(config.extra_headers_layer()?)
         .map_err(BoxError::from)
         .service(http_client);
-    Ok(ClientBuilder::new(service, config.default_namespace.clone()).build())
+    Ok(service)
 }
 
 #[cfg(test)]
@@ -129,7 +155,7 @@ mod tests {
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
             .await
             .unwrap();
-        let client = super::client(&config).unwrap();
+        let client = super::cluster_client(&config).unwrap();
         let request = http::Request::get("/version")
             .body(kube::client::Body::empty())
             .unwrap();

@@ -25,12 +25,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use fleet_core::reconcile::{LiveObject, ServedObject};
 use fleet_core::render::ObjectKind;
-use futures::Stream;
+use futures::{FutureExt, Stream};
 use http_body_util::BodyExt;
-use kube::api::{Api, DynamicObject, ListParams, WatchParams};
+use kube::api::{ListParams, WatchParams};
 use kube::core::{ListMeta, Status, WatchEvent};
 use kube::runtime::watcher::{Error, Event};
 use serde::Deserialize;
+
+use super::client::{self, ClusterClient, ResponseBody};
 
 /// client-go's and kube-runtime's page size.
 const PAGE_SIZE: u32 = 500;
@@ -56,13 +58,17 @@ pub enum Seen {
     Reopened,
 }
 
-/// The watch of the objects of `kind` that `api` lists and that carry `labels`.
+/// The watch of the objects of `kind`, in every namespace, that carry `labels`.
 pub fn watch(
-    api: Api<DynamicObject>,
+    client: ClusterClient,
     kind: ObjectKind,
     labels: String,
 ) -> impl Stream<Item = Item> + Send {
-    let on = On { api, kind, labels };
+    let on = On {
+        client,
+        kind,
+        labels,
+    };
     futures::stream::unfold((on, State::Empty), |(on, mut state)| async move {
         loop {
             let (item, next) = step(&on, state).await;
@@ -75,7 +81,7 @@ pub fn watch(
 }
 
 struct On {
-    api: Api<DynamicObject>,
+    client: ClusterClient,
     kind: ObjectKind,
     labels: String,
 }
@@ -94,7 +100,7 @@ enum State {
     },
     Watching {
         resource_version: String,
-        body: kube::client::Body,
+        body: ResponseBody,
         lines: Lines,
     },
 }
@@ -190,7 +196,7 @@ async fn step(on: &On, state: State) -> (Option<Item>, State) {
 async fn watching(
     kind: ObjectKind,
     mut resource_version: String,
-    mut body: kube::client::Body,
+    mut body: ResponseBody,
     mut lines: Lines,
 ) -> (Option<Item>, State) {
     let idle = Duration::from_secs(WATCH_TIMEOUT_SECS.into()) + IDLE_MARGIN;
@@ -255,7 +261,11 @@ async fn watching(
                 None => (Some(Err(Error::NoResourceVersion)), State::Empty),
             };
         }
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
+        // A failure to read is kube's `Error::Service`, as kube's own body reports it.
+        let read = body
+            .frame()
+            .map(|f| f.map(|f| f.map_err(kube::Error::Service)));
+        let frame = match tokio::time::timeout(idle, read).await {
             Ok(Some(Ok(frame))) => frame,
             // Ended by the server (its timeout), silent for too long, or cut short at the
             // end of a stream: watch again from the last version seen.
@@ -303,32 +313,27 @@ fn ends_quietly(e: &kube::Error) -> bool {
 }
 
 /// Opens the watch from `resource_version`: the body of the server's answer, or its error.
-async fn open(on: &On, resource_version: &str) -> Result<kube::client::Body, kube::Error> {
+async fn open(on: &On, resource_version: &str) -> Result<ResponseBody, kube::Error> {
     let params = WatchParams::default()
         .labels(&on.labels)
         .timeout(WATCH_TIMEOUT_SECS);
-    let mut request = kube::core::Request::new(on.api.resource_url())
+    let mut request = kube::core::Request::new(super::apply::resource_url(on.kind, None))
         .watch(&params, resource_version)
         .map_err(kube::Error::BuildRequest)?;
     request.headers_mut().insert(
         http::header::ACCEPT_ENCODING,
         http::HeaderValue::from_static("identity"),
     );
-    let client: kube::Client = on.api.clone().into_client();
-    let response = client.send(request.map(kube::client::Body::from)).await?;
-    let status = response.status();
-    if status.is_success() {
+    let response = on
+        .client
+        .send(request.map(kube::client::Body::from))
+        .await?;
+    let code = response.status();
+    if code.is_success() {
         return Ok(response.into_body());
     }
-    let text = response.into_body().collect().await?.to_bytes();
-    let status = serde_json::from_slice::<Status>(&text).unwrap_or_else(|_| {
-        Status::failure(
-            String::from_utf8_lossy(&text).trim(),
-            "Failed to parse error data",
-        )
-        .with_code(status.as_u16())
-    });
-    Err(kube::Error::Api(status.boxed()))
+    let text = client::collect(response.into_body()).await?;
+    Err(client::api_error(code, &text))
 }
 
 /// The lines of a watch's body as its frames bring them: a line within one frame is a
@@ -375,11 +380,11 @@ struct Page {
 
 /// What `Api::list` asks, decoded as [`Page`].
 async fn list(on: &On, params: &ListParams) -> Result<Page, kube::Error> {
-    let mut request = kube::core::Request::new(on.api.resource_url())
+    let mut request = kube::core::Request::new(super::apply::resource_url(on.kind, None))
         .list(params)
         .map_err(kube::Error::BuildRequest)?;
     request.extensions_mut().insert("list");
-    on.api.clone().into_client().request::<Page>(request).await
+    on.client.request::<Page>(request).await
 }
 
 #[cfg(test)]
@@ -472,7 +477,7 @@ mod tests {
             let ours = serde_json::from_slice::<ServedObject>(&text)
                 .unwrap()
                 .into_live(kind);
-            let dynamic = serde_json::from_slice::<DynamicObject>(&text).unwrap();
+            let dynamic = serde_json::from_slice::<kube::api::DynamicObject>(&text).unwrap();
             let theirs = super::super::apply::to_live(kind, dynamic);
             assert!(ours.is_some(), "{o}");
             assert_eq!(ours, theirs, "{o}");
@@ -486,12 +491,8 @@ mod tests {
         let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
             Err::<http::Response<kube::client::Body>, std::io::Error>(std::io::Error::other("none"))
         });
-        let client = kube::Client::new(service, "default");
-        let api = Api::<DynamicObject>::all_with(
-            client,
-            &kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
-        );
-        let size = std::mem::size_of_val(&watch(api, ObjectKind::Release, "a".into()));
+        let client = ClusterClient::new(service);
+        let size = std::mem::size_of_val(&watch(client, ObjectKind::Release, "a".into()));
         assert!(size < 1536, "{size} bytes");
     }
 
@@ -531,12 +532,8 @@ mod tests {
                 Ok::<_, std::io::Error>(response)
             }
         });
-        let client = kube::Client::new(service, "default");
-        let api = Api::<DynamicObject>::all_with(
-            client,
-            &kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()),
-        );
-        let seen: Vec<String> = watch(api, ObjectKind::Release, "a".into())
+        let client = ClusterClient::new(service);
+        let seen: Vec<String> = watch(client, ObjectKind::Release, "a".into())
             .take(6)
             .map(|item| match item {
                 Ok(Seen::Event(Event::Init)) => "init".to_string(),
