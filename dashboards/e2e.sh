@@ -115,7 +115,12 @@ fault edit sim-001 --name atlas-operator --patch "$edit" >/dev/null
 # A removed field: drift the agent corrects without taking a field from another manager
 # (a changed one would be a conflict, which the agent reports and does not force).
 fault edit sim-002 --name atlas-operator --patch '{"spec":{"rollbackLimit":null}}' >/dev/null
-has() { curl -sf "$agent/metrics" | grep -q "$1"; }
+# The scrape is read whole before it is searched: under pipefail, `curl | grep -q` fails
+# whenever grep finds its line and exits while curl still writes (SIGPIPE, exit 23).
+has() {
+  local scrape
+  scrape="$(curl -sf "$agent/metrics")" && grep -q "$1" <<<"$scrape"
+}
 eventually 30 has 'psql_fleet_drift_detected{claim="default/app",cluster="sim-001",component="atlas"} 1' \
   || fail "the drift on sim-001 is not reported"
 eventually 30 has 'psql_fleet_drift_corrections_total{cluster="sim-002"} [1-9]' \
