@@ -19,20 +19,21 @@ const FAILOVER: &str = include_str!("failover.md");
 
 /// What the figures leave out and what limits them, as far as it is known.
 const LIMITS: &str = "## What limits the figures\n
-- **Agent memory** grows by about 0.14 MiB per cluster. Each cluster has its own kube \
-client speaking HTTP/2 (ALPN) on one TLS connection, which carries both watches and the \
-applies; with kube's default HTTP/1.1 stack it took three (2,000 watch connections at \
-1,000 clusters), and that was most of the 276 MiB measured before. The live view keeps \
-served objects without `metadata.managedFields`, which no decision reads, and reads its \
-watches without kube-runtime's watcher (no line buffer held between events, one decode per \
-event). A heaptrack run at 1,000 clusters (145 MiB peak heap, 2026-12-03) names what is \
-left: h2's 16 KiB write buffer per connection, allocated whole when it opens (15.7 MiB), \
-tokio channel blocks of each kube client's request buffer and each connection's dispatch \
-(9.6 + 8.8 MiB), h2's read buffer (7.8 MiB), serde_json maps of the live objects (about \
-12 MiB), the tasks (4.4 MiB), and during the cold start the passes in flight (about \
-10 MiB); the rest is spread thin. Most of it is per connection inside kube, hyper and h2, \
-which none of their settings reach; the next saving would be sharing one connection \
-between clusters behind one API server, which kube's client does not offer.
+- **Agent memory** is about 100 KiB per cluster at the peak (1,001 MiB at 10,000 clusters) \
+and about 96 KiB once idle. Each cluster has one HTTP/2 (ALPN) connection over TLS, which \
+carries both watches and the applies (kube's default HTTP/1.1 stack took three), and calls \
+it through the stack kube's client is built from (TLS, auth, retries) without kube's \
+per-client request buffer. The live view keeps served objects as compact JSON without \
+`metadata.managedFields`, and the watches are read without kube-runtime's watcher (no line \
+buffer held between events, one decode per event). A heaptrack run once idle at 1,000 \
+clusters (89.0 MB, 2026-12-05, glibc's malloc) names what is left per \
+cluster: h2's read side 17.6 KiB (its frame buffer, hpack's decoding buffer, rustls' \
+record buffer), h2's 16 KiB write buffer, allocated whole when the connection opens, \
+hyper's dispatch channel 9.4 KiB and h2's streams 4.7 KiB; the agent's own state is about \
+23 KiB (the session and its watch streams 9.9 KiB, the live view 9.2 KiB, the worker 4.4 \
+KiB). h2's write and hpack buffers are constants of h2 0.4 (hyperium/h2 pull request 960 \
+would make them settings); beyond them, the next savings would be one connection shared by \
+clusters behind one API server, or a live view holding less than whole objects.
 - **Drift correction** takes back the fields another manager edited with a forced apply \
 (correcting is the one apply that forces; a new revision forces only under `force: true`). \
 Each correction is one apply after the watch reports the edit, so its latency is the watch \
