@@ -104,10 +104,10 @@ pub fn resource(kind: ObjectKind) -> ApiResource {
     }
 }
 
-/// Where the objects of `kind` are listed and watched (in every namespace) or written (in
-/// `namespace`), as kube's `Api` has them.
-pub fn resource_url(kind: ObjectKind, namespace: Option<&str>) -> String {
-    DynamicObject::url_path(&resource(kind), namespace)
+/// The requests on the objects of `kind`, listed and watched in every namespace or written
+/// in `namespace`, at the path kube's `Api` has for them.
+pub fn resource_request(kind: ObjectKind, namespace: Option<&str>) -> kube::core::Request {
+    kube::core::Request::new(DynamicObject::url_path(&resource(kind), namespace))
 }
 
 /// A dynamic object as served, made into a [`LiveObject`]; list items may lack their kind.
@@ -194,7 +194,7 @@ pub struct Writer {
 
 impl Writer {
     fn request(&self, at: &ObjectRef) -> kube::core::Request {
-        kube::core::Request::new(resource_url(at.kind, Some(&at.namespace)))
+        resource_request(at.kind, Some(&at.namespace))
     }
 
     fn error(&self, at: &ObjectRef, e: kube::Error) -> Error {
@@ -319,12 +319,7 @@ impl Writer {
         if self.fenced(at).is_err() {
             return;
         }
-        let created = async {
-            self.client
-                .request::<serde::de::IgnoredAny>(request?)
-                .await
-                .map(drop)
-        };
+        let created = async { self.client.call(request?).await };
         if let Err(e) = self.bounded(at, created).await {
             tracing::debug!(cluster = %self.cluster, object = %at, error = %e, "event not recorded");
         }

@@ -80,6 +80,14 @@ impl ClusterClient {
         serde_json::from_slice(&body).map_err(Error::SerdeError)
     }
 
+    /// As [`Self::request`], for a call whose answer is not kept (a created Event, a probe
+    /// that the server answers); a 2xx body that is not JSON is still an error.
+    pub async fn call(&self, request: Request<Vec<u8>>) -> Result<(), Error> {
+        self.request::<serde::de::IgnoredAny>(request)
+            .await
+            .map(drop)
+    }
+
     /// As [`Self::request`], for calls answered either with an object or with a Status (a
     /// delete: the object while finalizers hold it, a Status once it is gone).
     pub async fn request_status<T: DeserializeOwned>(
@@ -170,6 +178,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+
+        // An answer not kept is still checked: the error answer is the same Status.
+        ok.call(get()).await.unwrap();
+        assert!(matches!(missing.call(get()).await, Err(Error::Api(s)) if s.code == 404));
 
         // Not a Status: a proxy's page keeps its code and its text.
         let proxy = answering(502, "  Bad Gateway\n");

@@ -339,13 +339,10 @@ impl Reachability {
 
 /// What `Api::list_metadata` asks of the Releases: whether the server answers a list.
 async fn probe_list(client: &ClusterClient, params: &ListParams) -> Result<(), kube::Error> {
-    let request = kube::core::Request::new(apply::resource_url(ObjectKind::Release, None))
+    let request = apply::resource_request(ObjectKind::Release, None)
         .list_metadata(params)
         .map_err(kube::Error::BuildRequest)?;
-    client
-        .request::<serde::de::IgnoredAny>(request)
-        .await
-        .map(drop)
+    client.call(request).await
 }
 
 /// What failed, down to its cause: the API server's code, reason and message when it

@@ -317,7 +317,7 @@ async fn open(on: &On, resource_version: &str) -> Result<ResponseBody, kube::Err
     let params = WatchParams::default()
         .labels(&on.labels)
         .timeout(WATCH_TIMEOUT_SECS);
-    let mut request = kube::core::Request::new(super::apply::resource_url(on.kind, None))
+    let mut request = super::apply::resource_request(on.kind, None)
         .watch(&params, resource_version)
         .map_err(kube::Error::BuildRequest)?;
     request.headers_mut().insert(
@@ -380,7 +380,7 @@ struct Page {
 
 /// What `Api::list` asks, decoded as [`Page`].
 async fn list(on: &On, params: &ListParams) -> Result<Page, kube::Error> {
-    let mut request = kube::core::Request::new(super::apply::resource_url(on.kind, None))
+    let mut request = super::apply::resource_request(on.kind, None)
         .list(params)
         .map_err(kube::Error::BuildRequest)?;
     request.extensions_mut().insert("list");
