@@ -87,9 +87,10 @@ fn stack(
         return Err(Error::Proxy);
     }
     let mut tls = config.rustls_client_config()?;
-    // A client talks to one API server, so one entry of TLS sessions to resume is enough
-    // (rustls' default reserves room for 256 servers in every client).
-    tls.resumption = rustls::client::Resumption::in_memory_sessions(1);
+    // No TLS session resumption, as client-go has none (its `tls.Config` sets no
+    // `ClientSessionCache`): over HTTP/2 a cluster's connection lives for hours, so a
+    // resumed handshake is rare, while the tickets kept for one cost about 4 KiB a cluster.
+    tls.resumption = rustls::client::Resumption::disabled();
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();
