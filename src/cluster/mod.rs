@@ -18,6 +18,7 @@ pub mod apis;
 pub mod apply;
 pub mod client;
 pub mod credentials;
+pub mod http2;
 pub mod identity;
 pub mod kubeconfig;
 pub mod list;

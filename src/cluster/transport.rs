@@ -4,7 +4,9 @@
 //! dispatch channel, most of the agent's memory at a thousand clusters. This stack offers
 //! HTTP/2 by ALPN (as kubectl and client-go do), so both watches and the applies of a
 //! cluster share one connection, and falls back to HTTP/1.1 for a server that does not
-//! choose h2. Everything else is kube's own: TLS from the kubeconfig (CA, client
+//! choose h2. A cluster's session drives its connection through h2 itself ([`Http2`]);
+//! kube's `Client` for the management cluster goes through hyper-util's pool. Everything
+//! else is kube's own: TLS from the kubeconfig (CA, client
 //! certificate, the insecure switch), the auth layer (token, token file, exec), headers,
 //! the retry of 429/503/504 and the timeouts.
 
@@ -16,10 +18,11 @@ use kube::client::{ClientBuilder, ConfigExt};
 use tower::{BoxError, Service, ServiceBuilder};
 
 use super::client::ClusterClient;
+use super::http2::{Http1, Http2, KeepAlive};
 
 /// With HTTP/2 a connection outlives any one request, so a silent peer is found by PING
 /// with client-go's health check timings (`ReadIdleTimeout` 30 s, `PingTimeout` 15 s):
-/// hyper pings once nothing was read for the interval, so a busy connection sends none and
+/// a PING goes once nothing was read for the interval, so a busy connection sends none and
 /// an idle one (its watches hear a bookmark about once a minute) one every 30 s.
 const PING_INTERVAL: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(15);
@@ -57,32 +60,30 @@ pub fn user_agent(replica: Option<&str>) -> String {
     }
 }
 
+/// The connector under both clients: TCP, TLS from the kubeconfig offering h2 and
+/// HTTP/1.1 by ALPN, and kube's connect, read and write timeouts.
+type Connector = hyper_timeout::TimeoutConnector<hyper_rustls::HttpsConnector<HttpConnector>>;
+
 /// A kube client for the cluster `config` describes, for kube's typed `Api` (the leader's
 /// Leases and the state store on the management cluster; one-off reads).
 pub fn client(config: &kube::Config) -> Result<kube::Client, Error> {
-    Ok(ClientBuilder::new(stack(config)?, config.default_namespace.clone()).build())
+    let service = layered(config, pooled(connector(config)?))?;
+    Ok(ClientBuilder::new(service, config.default_namespace.clone()).build())
 }
 
-/// The client a cluster's session calls through: the same stack, without kube's request
-/// buffer ([`ClusterClient`] says why).
+/// The client a cluster's session calls through: the same layers over one HTTP/2
+/// connection of its own, without kube's request buffer ([`ClusterClient`] says why) or
+/// hyper's dispatch channel ([`Http2`] says why).
 pub fn cluster_client(config: &kube::Config) -> Result<ClusterClient, Error> {
-    Ok(ClusterClient::new(stack(config)?))
+    let keep_alive = KeepAlive {
+        every: PING_INTERVAL,
+        wait: PING_TIMEOUT,
+    };
+    let http2 = Http2::new(connector(config)?, keep_alive, pooled);
+    Ok(ClusterClient::new(layered(config, http2)?))
 }
 
-fn stack(
-    config: &kube::Config,
-) -> Result<
-    impl Service<
-            http::Request<kube::client::Body>,
-            Response = http::Response<hyper::body::Incoming>,
-            Error = BoxError,
-            Future = impl Send + 'static,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
-    Error,
-> {
+fn connector(config: &kube::Config) -> Result<Connector, Error> {
     if config.proxy_url.is_some() {
         return Err(Error::Proxy);
     }
@@ -113,14 +114,47 @@ fn stack(
     connector.set_read_timeout(config.read_timeout);
     connector.set_write_timeout(config.write_timeout);
     connector.set_reset_reader_on_write(config.reset_reader_on_write);
-    let http_client: hyper_util::client::legacy::Client<_, kube::client::Body> =
-        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .http2_keep_alive_interval(PING_INTERVAL)
-            .http2_keep_alive_timeout(PING_TIMEOUT)
-            .http2_keep_alive_while_idle(true)
-            .build(connector);
+    Ok(connector)
+}
+
+/// hyper-util's pooling client: HTTP/2 where the server chooses it, else HTTP/1.1.
+fn pooled(connector: Connector) -> Http1<Connector> {
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .http2_keep_alive_interval(PING_INTERVAL)
+        .http2_keep_alive_timeout(PING_TIMEOUT)
+        .http2_keep_alive_while_idle(true)
+        .build(connector)
+}
+
+/// kube's layers over `inner`: the server's base URI, the retry of 429/503/504, auth
+/// (token, token file, exec) and the extra headers.
+fn layered<S, B>(
+    config: &kube::Config,
+    inner: S,
+) -> Result<
+    impl Service<
+            http::Request<kube::client::Body>,
+            Response = http::Response<B>,
+            Error = BoxError,
+            Future = impl Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    Error,
+>
+where
+    S: Service<http::Request<kube::client::Body>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: 'static,
+{
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(config.default_retry.then(|| {
@@ -128,8 +162,8 @@ fn stack(
         }))
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
-        .map_err(BoxError::from)
-        .service(http_client);
+        .map_err(Into::<BoxError>::into)
+        .service(inner);
     Ok(service)
 }
 
