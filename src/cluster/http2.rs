@@ -7,6 +7,7 @@
 //! by ALPN, or a plain `http://` one, is spoken to in HTTP/1.1 through hyper-util's client,
 //! as before.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -22,7 +23,7 @@ use hyper_util::client::legacy::connect::Connection;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Mutex;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tower::{BoxError, Service};
 
 /// hyper's HTTP/2 client settings, so that a server sees the same connection as before:
@@ -211,7 +212,7 @@ impl<C: Connector> Shared<C> {
             .handshake::<_, Bytes>(io)
             .await
             .map_err(from_h2)?;
-        tokio::spawn(drive(connection, read, self.keep_alive));
+        tokio::spawn(Drive::new(connection, read, self.keep_alive));
         let number = self.opened.fetch_add(1, Ordering::Relaxed);
         *slot = Some((number, send.clone()));
         Ok(Via::H2 {
@@ -277,47 +278,91 @@ fn from_h2(e: h2::Error) -> BoxError {
     }
 }
 
-/// Runs the connection until the server closes it, its peer falls silent, or its last
-/// handle is dropped (h2 then says goodbye and ends it).
-async fn drive<T>(
-    mut connection: h2::client::Connection<T, Bytes>,
+/// A connection and its health check, polled as the connection's one task: it runs until
+/// the server closes it, its peer falls silent, or its last handle is dropped (h2 then says
+/// goodbye and ends it). Written by hand, as hyper's is: an `async` driver kept the
+/// connection (1.3 KiB) twice, as its argument and among `select!`'s futures.
+struct Drive<T: AsyncRead + AsyncWrite + Unpin> {
+    connection: h2::client::Connection<T, Bytes>,
+    /// h2 hands it out once; without it the connection has no health check.
+    ping: Option<h2::PingPong>,
     read: Arc<LastRead>,
     keep_alive: KeepAlive,
-) where
-    T: AsyncRead + AsyncWrite + Unpin,
-{
-    let ping = connection.ping_pong();
-    tokio::select! {
-        ended = connection => {
-            if let Err(e) = ended {
-                tracing::debug!(error = %e, "HTTP/2 connection closed");
-            }
+    /// When to PING, or, with one in flight, when to give up on its PONG.
+    timer: Pin<Box<Sleep>>,
+    pinged: bool,
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Drive<T> {
+    fn new(
+        mut connection: h2::client::Connection<T, Bytes>,
+        read: Arc<LastRead>,
+        keep_alive: KeepAlive,
+    ) -> Self {
+        let ping = connection.ping_pong();
+        let timer = Box::pin(tokio::time::sleep_until(read.at() + keep_alive.every));
+        Drive {
+            connection,
+            ping,
+            read,
+            keep_alive,
+            timer,
+            pinged: false,
         }
-        () = silent(ping, &read, keep_alive) => {
-            tracing::debug!(?keep_alive, "no PONG from the server; HTTP/2 connection closed");
+    }
+
+    /// Ready once the peer has not answered a PING, sent `every` after the last bytes read,
+    /// within `wait`.
+    fn poll_silent(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(ping) = self.ping.as_mut() else {
+            return Poll::Pending;
+        };
+        loop {
+            if self.pinged {
+                match ping.poll_pong(cx) {
+                    Poll::Ready(Ok(_)) => {
+                        self.pinged = false;
+                        let due = self.read.at() + self.keep_alive.every;
+                        self.timer.as_mut().reset(due);
+                        continue;
+                    }
+                    // The connection is gone, and its own poll says so.
+                    Poll::Ready(Err(_)) => return Poll::Pending,
+                    Poll::Pending => return self.timer.as_mut().poll(cx),
+                }
+            }
+            std::task::ready!(self.timer.as_mut().poll(cx));
+            let due = self.read.at() + self.keep_alive.every;
+            if due > self.timer.deadline() {
+                self.timer.as_mut().reset(due);
+                continue;
+            }
+            if ping.send_ping(h2::Ping::opaque()).is_err() {
+                return Poll::Pending;
+            }
+            self.pinged = true;
+            self.timer
+                .as_mut()
+                .reset(Instant::now() + self.keep_alive.wait);
         }
     }
 }
 
-/// Resolves once the peer has not answered a PING, sent `every` after the last bytes read,
-/// within `wait`.
-async fn silent(ping: Option<h2::PingPong>, read: &LastRead, keep_alive: KeepAlive) {
-    // h2 hands the PING handle out once, and this is its only taker.
-    let Some(mut ping) = ping else {
-        return std::future::pending().await;
-    };
-    loop {
-        let due = read.at() + keep_alive.every;
-        tokio::time::sleep_until(due).await;
-        if read.at() + keep_alive.every > due {
-            continue;
+impl<T: AsyncRead + AsyncWrite + Unpin> Future for Drive<T> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        // The health check first: a PING it sends goes out with the connection's poll.
+        if this.poll_silent(cx).is_ready() {
+            tracing::debug!(keep_alive = ?this.keep_alive, "no PONG from the server; HTTP/2 connection closed");
+            return Poll::Ready(());
         }
-        match tokio::time::timeout(keep_alive.wait, ping.ping(h2::Ping::opaque())).await {
-            Ok(Ok(_)) => {}
-            // The connection is gone, so its own future is ending.
-            Ok(Err(_)) => std::future::pending().await,
-            Err(_) => return,
+        let ended = std::task::ready!(Pin::new(&mut this.connection).poll(cx));
+        if let Err(e) = ended {
+            tracing::debug!(error = %e, "HTTP/2 connection closed");
         }
+        Poll::Ready(())
     }
 }
 
