@@ -19,21 +19,21 @@ const FAILOVER: &str = include_str!("failover.md");
 
 /// What the figures leave out and what limits them, as far as it is known.
 const LIMITS: &str = "## What limits the figures\n
-- **Agent memory** is about 100 KiB per cluster at the peak (1,001 MiB at 10,000 clusters) \
-and about 96 KiB once idle. Each cluster has one HTTP/2 (ALPN) connection over TLS, which \
-carries both watches and the applies (kube's default HTTP/1.1 stack took three), and calls \
-it through the stack kube's client is built from (TLS, auth, retries) without kube's \
-per-client request buffer. The live view keeps served objects as compact JSON without \
-`metadata.managedFields`, and the watches are read without kube-runtime's watcher (no line \
-buffer held between events, one decode per event). A heaptrack run once idle at 1,000 \
-clusters (89.0 MB, 2026-12-05, glibc's malloc) names what is left per \
-cluster: h2's read side 17.6 KiB (its frame buffer, hpack's decoding buffer, rustls' \
-record buffer), h2's 16 KiB write buffer, allocated whole when the connection opens, \
-hyper's dispatch channel 9.4 KiB and h2's streams 4.7 KiB; the agent's own state is about \
-23 KiB (the session and its watch streams 9.9 KiB, the live view 9.2 KiB, the worker 4.4 \
-KiB). h2's write and hpack buffers are constants of h2 0.4 (hyperium/h2 pull request 960 \
-would make them settings); beyond them, the next savings would be one connection shared by \
-clusters behind one API server, or a live view holding less than whole objects.
+- **Agent memory** is about 84 KiB per cluster at the peak (824-826 MiB at 10,000 \
+clusters, 2026-12-05 morning) and about 78 KiB once idle. Each cluster has one HTTP/2 \
+(ALPN) connection over TLS, which carries both watches and the applies (kube's default \
+HTTP/1.1 stack took three), driven through h2 itself with kube's layers (auth, retries, \
+headers) but without kube's per-client request buffer or hyper's dispatch channel, and \
+without TLS session tickets. The live view keeps served objects as compact JSON without \
+`metadata.managedFields` or `status`, and the watches are read without kube-runtime's \
+watcher (no line buffer held between events, one decode per event). A heaptrack run once \
+idle at 1,000 clusters (75.3 MB, 2026-12-05, glibc's malloc) names what is left per \
+cluster: 32 KiB of connection buffers whose sizes are constants (h2's 16 KiB write buffer, \
+its 8 KiB frame read buffer, hpack's 4 KiB decoding buffer, rustls' 4 KiB record buffer), \
+h2's received-frame queue and stream slabs 6.3 KiB, tasks 4.5 KiB, the live view about 5 \
+KiB, the two watch streams 2.1 KiB. h2's buffers would need to become settings \
+(hyperium/h2 pull request 960, open); beyond them, the next saving would be one \
+connection shared by clusters behind one API server.
 - **Drift correction** takes back the fields another manager edited with a forced apply \
 (correcting is the one apply that forces; a new revision forces only under `force: true`). \
 Each correction is one apply after the watch reports the edit, so its latency is the watch \
