@@ -163,6 +163,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME", default_value = agent::leader::DEFAULT_LEASE_NAME, requires = "leader_elect")]
     pub leader_elect_lease_name: String,
     /// This replica's holderIdentity [default: <hostname>_<pid>].
+    #[allow(
+        rustdoc::broken_intra_doc_links,
+        rustdoc::invalid_html_tags,
+        reason = "clap's help text as printed, not Markdown"
+    )]
     #[arg(long, value_name = "ID", requires = "leader_elect")]
     pub leader_elect_identity: Option<String>,
     /// How long a Lease holds without renewal before another replica may take it.

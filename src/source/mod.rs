@@ -1,7 +1,7 @@
 //! Where revisions of the fleet directory come from: a local directory watched for changes
 //! ([`local`]) or a Git repository fetched on an interval ([`git`]). Both hand over a
 //! [`Revision`]: the files of one revision in memory, named by an id, ready for
-//! [`fleet_core::fleetdir::load`] to validate as a whole.
+//! [`fleet_core::fleetdir::load()`] to validate as a whole.
 
 pub mod git;
 pub mod local;

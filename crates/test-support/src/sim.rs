@@ -32,9 +32,9 @@ pub async fn client(handle: &SimHandle, cluster: &str) -> kube::Client {
     kube::Client::try_from(config(&handle.kubeconfig_path(cluster)).await).unwrap()
 }
 
-/// `psql-fleet sim --clusters <n> --ready-after 100ms --out <dir>/out --state-file
-/// <dir>/state.json` as a child process, for the tests of the simulator's own process (a
-/// SIGKILL, its state file); killed with SIGKILL when dropped.
+/// The simulator as a child process (`psql-fleet sim --clusters <n> --ready-after 100ms`,
+/// with `--out <dir>/out --state-file <dir>/state.json`), for the tests of the simulator's
+/// own process (a SIGKILL, its state file); killed with SIGKILL when dropped.
 pub struct SimProcess(std::process::Child);
 
 impl SimProcess {

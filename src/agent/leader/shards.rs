@@ -1,6 +1,6 @@
 //! Shard Leases (`run --leader-elect --shards N`): the fleet's clusters are split into N
 //! shards (`fleet_core::shard`), each a Lease `<lease>-shard-<i>` taken and renewed with
-//! the leader Lease's protocol ([`Attempt`], [`decide`](super::record::decide)) and
+//! the leader Lease's protocol (`Attempt`, [`decide`](super::record::decide)) and
 //! fenced the same way: a shard's [`Fence`] opens on a successful write and closes at the
 //! renew deadline counted from when that write was sent, so a replica that cannot renew
 //! stops writing to the shard's clusters before anyone else can take it.

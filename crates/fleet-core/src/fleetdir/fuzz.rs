@@ -17,7 +17,7 @@ const PATHS: [&str; 8] = [
     "clusters/a.yml",
 ];
 
-/// Splits `data` at `0xFF` bytes; each piece's first byte picks its path from [`PATHS`] and
+/// Splits `data` at `0xFF` bytes; each piece's first byte picks its path from `PATHS` and
 /// the rest is its contents (a later piece for the same path replaces an earlier one).
 pub fn tree_from_bytes(data: &[u8]) -> FileTree {
     let mut tree = FileTree::default();

@@ -3,7 +3,7 @@
 //! reaches it only when its wave starts; a wave starts once the one before it is complete
 //! (every changed cluster ready at the new revision for the wave's `bakeTime`); a wave that
 //! is not ready within its `timeout`, or whose applies fail, halts the rollout. The agent
-//! ([`crate::agent`]) feeds in health and the clock, carries out the assignments and
+//! (`psql_fleet::agent`) feeds in health and the clock, carries out the assignments and
 //! persists [`State`], so a restart skips no gate and re-rolls nothing.
 
 pub mod batches;
