@@ -355,7 +355,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Future for Drive<T> {
         let this = self.get_mut();
         // The health check first: a PING it sends goes out with the connection's poll.
         if this.poll_silent(cx).is_ready() {
-            tracing::debug!(keep_alive = ?this.keep_alive, "no PONG from the server; HTTP/2 connection closed");
+            let keep_alive = this.keep_alive;
+            tracing::debug!(
+                ?keep_alive,
+                "no PONG from the server; HTTP/2 connection closed"
+            );
             return Poll::Ready(());
         }
         let ended = std::task::ready!(Pin::new(&mut this.connection).poll(cx));
@@ -569,12 +573,20 @@ mod tests {
         (version, String::from_utf8(body.to_vec()).unwrap())
     }
 
-    /// An h2 server counting its connections. The first falls silent (stops reading, so
-    /// no PONG) once `freeze` is sent; each connection's end is sent on `closed`.
-    async fn h2_server(
-        freeze: watch::Receiver<bool>,
-        closed: tokio::sync::mpsc::UnboundedSender<usize>,
-    ) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    /// An h2 server counting its connections, and a client of it with these PING timings.
+    /// The server's first connection falls silent (stops reading, so no PONG) once `freeze`
+    /// is sent; each connection's end, by number, comes on `closures`.
+    struct H2Server {
+        addr: std::net::SocketAddr,
+        accepted: Arc<AtomicUsize>,
+        freeze: watch::Sender<bool>,
+        closures: tokio::sync::mpsc::UnboundedReceiver<usize>,
+        client: Http2<TestConnector>,
+    }
+
+    async fn h2_server(every: Duration, wait: Duration) -> H2Server {
+        let (freeze, frozen) = watch::channel(false);
+        let (closed, closures) = tokio::sync::mpsc::unbounded_channel();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -583,7 +595,7 @@ mod tests {
             loop {
                 let (socket, _) = listener.accept().await.unwrap();
                 let number = count.fetch_add(1, Ordering::SeqCst) + 1;
-                let mut freeze = freeze.clone();
+                let mut freeze = frozen.clone();
                 let closed = closed.clone();
                 tokio::spawn(async move {
                     let mut connection = h2::server::handshake(socket).await.unwrap();
@@ -598,7 +610,8 @@ mod tests {
                                 }
                                 _ => break,
                             },
-                            _ = async { drop(freeze.wait_for(|f| *f).await) }, if number == 1 => {
+                            // A test that drops `freeze` unsent never freezes anything.
+                            true = async { freeze.wait_for(|f| *f).await.is_ok() }, if number == 1 => {
                                 // Held open and never read again.
                                 std::future::pending::<()>().await;
                             }
@@ -608,19 +621,25 @@ mod tests {
                 });
             }
         });
-        (addr, accepted)
+        let client = Http2::new(connector(true), KeepAlive { every, wait }, http1);
+        H2Server {
+            addr,
+            accepted,
+            freeze,
+            closures,
+            client,
+        }
     }
 
     #[tokio::test]
     async fn calls_share_one_connection_and_a_silent_peer_is_left_for_a_new_one() {
-        let (freeze, frozen) = watch::channel(false);
-        let (closed, mut closures) = tokio::sync::mpsc::unbounded_channel();
-        let (addr, accepted) = h2_server(frozen, closed).await;
-        let keep_alive = KeepAlive {
-            every: Duration::from_millis(100),
-            wait: Duration::from_millis(100),
-        };
-        let client = Http2::new(connector(true), keep_alive, http1);
+        let H2Server {
+            addr,
+            accepted,
+            freeze,
+            mut closures,
+            client,
+        } = h2_server(Duration::from_millis(100), Duration::from_millis(100)).await;
 
         let calls = (0..3).map(|_| client.clone().call(get(addr)));
         for answer in futures::future::try_join_all(calls).await.unwrap() {
@@ -654,14 +673,12 @@ mod tests {
     /// had to work around versions that did not).
     #[tokio::test]
     async fn dropping_the_client_ends_its_connection() {
-        let (_freeze, frozen) = watch::channel(false);
-        let (closed, mut closures) = tokio::sync::mpsc::unbounded_channel();
-        let (addr, _) = h2_server(frozen, closed).await;
-        let keep_alive = KeepAlive {
-            every: Duration::from_secs(30),
-            wait: Duration::from_secs(15),
-        };
-        let client = Http2::new(connector(true), keep_alive, http1);
+        let H2Server {
+            addr,
+            mut closures,
+            client,
+            ..
+        } = h2_server(Duration::from_secs(30), Duration::from_secs(15)).await;
         let answer = client.clone().call(get(addr)).await.unwrap();
         assert_eq!(text(answer).await.1, "ok");
 

@@ -6,9 +6,9 @@
 //! cluster share one connection, and falls back to HTTP/1.1 for a server that does not
 //! choose h2. A cluster's session drives its connection through h2 itself ([`Http2`]);
 //! kube's `Client` for the management cluster goes through hyper-util's pool. Everything
-//! else is kube's own: TLS from the kubeconfig (CA, client
-//! certificate, the insecure switch), the auth layer (token, token file, exec), headers,
-//! the retry of 429/503/504 and the timeouts.
+//! else is kube's own: TLS from the kubeconfig (CA, client certificate, the insecure
+//! switch), the auth layer (token, token file, exec), headers, the retry of 429/503/504
+//! and the timeouts.
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The reconcile decisions, pure: from a loaded fleet and what a cluster holds to the
 //! actions that bring the cluster to the desired state, and the report of where each claim
-//! stands. No client, no I/O: the agent's cluster workers (`psql_fleet::cluster`) feed live state in
-//! and carry actions out.
+//! stands. No client, no I/O: the agent's cluster workers (`psql_fleet::cluster`) feed
+//! live state in and carry actions out.
 
 pub mod backoff;
 pub mod compact_json;
