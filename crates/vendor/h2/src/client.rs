@@ -135,9 +135,9 @@
 //! [`Builder`]: struct.Builder.html
 //! [`Error`]: ../struct.Error.html
 
-use crate::codec::{Codec, SendError, UserError};
+use crate::codec::{BufferCapacities, Codec, SendError, UserError};
 use crate::ext::Protocol;
-use crate::frame::{Headers, Pseudo, Reason, Settings, StreamId};
+use crate::frame::{self, Headers, Pseudo, Reason, Settings, StreamId};
 use crate::proto::{self, Error};
 use crate::{FlowControl, PingPong, RecvStream, SendStream};
 
@@ -348,6 +348,9 @@ pub struct Builder {
     ///
     /// When this gets exhausted, we issue a GOAWAY with `ENHANCE_YOUR_CALM`.
     data_frame_budget: proto::DataFrameBudget,
+
+    /// The capacities the connection's buffers start at.
+    buffer_capacities: BufferCapacities,
 }
 
 #[derive(Debug)]
@@ -669,6 +672,7 @@ impl Builder {
             stream_id: 1.into(),
             local_max_error_reset_streams: Some(proto::DEFAULT_LOCAL_RESET_COUNT_MAX),
             data_frame_budget: proto::DataFrameBudget::Auto,
+            buffer_capacities: BufferCapacities::default(),
         }
     }
 
@@ -1085,6 +1089,43 @@ impl Builder {
         self
     }
 
+    /// Sets the capacity the connection's read buffer starts at: bytes read
+    /// from the I/O object before they are split into frames.
+    ///
+    /// The buffer grows to hold the largest frame received, so a small value
+    /// costs little on connections that receive small frames; a connection
+    /// that receives large ones reaches the same size as with the default.
+    ///
+    /// The default is currently 8KB, but may change.
+    pub fn initial_read_buffer_capacity(&mut self, capacity: usize) -> &mut Self {
+        self.buffer_capacities.read = capacity;
+        self
+    }
+
+    /// Sets the capacity the connection's write buffer starts at: encoded
+    /// frames before they are written to the I/O object.
+    ///
+    /// A capacity below what the encoder needs to accept a frame (a few
+    /// hundred bytes) is raised to it. The buffer grows when a frame needs
+    /// more, such as a large header block.
+    ///
+    /// The default is currently 16KB, but may change.
+    pub fn initial_write_buffer_capacity(&mut self, capacity: usize) -> &mut Self {
+        self.buffer_capacities.write = capacity;
+        self
+    }
+
+    /// Sets the capacity the HPACK decoder's scratch buffer starts at, where
+    /// Huffman-coded header names and values are decoded.
+    ///
+    /// The buffer grows when a header string needs more.
+    ///
+    /// The default is currently 4KB, but may change.
+    pub fn initial_header_decode_buffer_capacity(&mut self, capacity: usize) -> &mut Self {
+        self.buffer_capacities.hpack_decode = capacity;
+        self
+    }
+
     /// Enables or disables server push promises.
     ///
     /// This value is included in the initial SETTINGS handshake.
@@ -1345,7 +1386,11 @@ where
         bind_connection(&mut io).await?;
 
         // Create the codec
-        let mut codec = Codec::new(io);
+        let mut codec = Codec::with_buffer_capacities(
+            io,
+            frame::DEFAULT_MAX_FRAME_SIZE as usize,
+            builder.buffer_capacities,
+        );
 
         if let Some(max) = builder.settings.max_frame_size() {
             codec.set_max_recv_frame_size(max as usize);

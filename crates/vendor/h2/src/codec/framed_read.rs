@@ -65,8 +65,11 @@ enum Continuable {
 }
 
 impl<T> FramedRead<T> {
-    pub fn new(inner: InnerFramedRead<T, LengthDelimitedCodec>) -> FramedRead<T> {
-        let decoder = FrameDecoder::new(inner.decoder().max_frame_length());
+    pub fn new(
+        inner: InnerFramedRead<T, LengthDelimitedCodec>,
+        hpack_buffer_capacity: usize,
+    ) -> FramedRead<T> {
+        let decoder = FrameDecoder::new(inner.decoder().max_frame_length(), hpack_buffer_capacity);
         FramedRead { inner, decoder }
     }
 
@@ -119,10 +122,13 @@ fn calc_max_continuation_frames(header_max: usize, frame_max: usize) -> usize {
 }
 
 impl FrameDecoder {
-    fn new(max_frame_size: usize) -> Self {
+    fn new(max_frame_size: usize, hpack_buffer_capacity: usize) -> Self {
         let max_header_list_size = DEFAULT_SETTINGS_MAX_HEADER_LIST_SIZE;
         FrameDecoder {
-            hpack: hpack::Decoder::new(DEFAULT_SETTINGS_HEADER_TABLE_SIZE),
+            hpack: hpack::Decoder::with_buffer_capacity(
+                DEFAULT_SETTINGS_HEADER_TABLE_SIZE,
+                hpack_buffer_capacity,
+            ),
             max_header_list_size,
             max_continuation_frames: calc_max_continuation_frames(
                 max_header_list_size,

@@ -64,7 +64,7 @@ enum Next<B> {
 ///
 /// The minimum MAX_FRAME_SIZE is 16kb, so always be able to send a HEADERS
 /// frame that big.
-const DEFAULT_BUFFER_CAPACITY: usize = 16 * 1_024;
+pub(super) const DEFAULT_BUFFER_CAPACITY: usize = 16 * 1_024;
 
 /// Chain payloads bigger than this when vectored I/O is enabled. The remote
 /// will never advertise a max frame size less than this (well, the spec says
@@ -82,23 +82,27 @@ where
     T: AsyncWrite + Unpin,
     B: Buf,
 {
-    pub fn new(inner: T) -> FramedWrite<T, B> {
+    /// A `FramedWrite` whose buffer starts at `capacity` bytes, or at the
+    /// least the encoder accepts a frame into, if that is more. The buffer
+    /// grows when a frame needs more.
+    pub fn with_capacity(inner: T, capacity: usize) -> FramedWrite<T, B> {
         let chain_threshold = if inner.is_write_vectored() {
             CHAIN_THRESHOLD
         } else {
             CHAIN_THRESHOLD_WITHOUT_VECTORED_IO
         };
+        let min_buffer_capacity = chain_threshold + frame::HEADER_LEN;
         FramedWrite {
             inner,
             final_flush_done: false,
             encoder: Encoder {
                 hpack: hpack::Encoder::default(),
-                buf: Cursor::new(BytesMut::with_capacity(DEFAULT_BUFFER_CAPACITY)),
+                buf: Cursor::new(BytesMut::with_capacity(capacity.max(min_buffer_capacity))),
                 next: None,
                 last_data_frame: None,
                 max_frame_size: frame::DEFAULT_MAX_FRAME_SIZE,
                 chain_threshold,
-                min_buffer_capacity: chain_threshold + frame::HEADER_LEN,
+                min_buffer_capacity,
             },
         }
     }

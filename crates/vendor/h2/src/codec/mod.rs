@@ -8,6 +8,7 @@ use self::framed_read::FramedRead;
 use self::framed_write::FramedWrite;
 
 use crate::frame::{self, Data, Frame};
+use crate::hpack;
 use crate::proto::Error;
 
 use bytes::Buf;
@@ -38,8 +39,18 @@ where
 
     /// Returns a new `Codec` with the given maximum frame size
     pub fn with_max_recv_frame_size(io: T, max_frame_size: usize) -> Self {
+        Self::with_buffer_capacities(io, max_frame_size, BufferCapacities::default())
+    }
+
+    /// Returns a new `Codec` with the given maximum frame size, whose buffers
+    /// start at the given capacities.
+    pub(crate) fn with_buffer_capacities(
+        io: T,
+        max_frame_size: usize,
+        capacities: BufferCapacities,
+    ) -> Self {
         // Wrap with writer
-        let framed_write = FramedWrite::new(io);
+        let framed_write = FramedWrite::with_capacity(io, capacities.write);
 
         // Delimit the frames
         let delimited = length_delimited::Builder::new()
@@ -47,14 +58,39 @@ where
             .length_field_length(3)
             .length_adjustment(9)
             .num_skip(0) // Don't skip the header
-            .new_read(framed_write);
+            .new_codec();
+        let delimited =
+            tokio_util::codec::FramedRead::with_capacity(framed_write, delimited, capacities.read);
 
-        let mut inner = FramedRead::new(delimited);
+        let mut inner = FramedRead::new(delimited, capacities.hpack_decode);
 
         // Use FramedRead's method since it checks the value is within range.
         inner.set_max_frame_size(max_frame_size);
 
         Codec { inner }
+    }
+}
+
+/// The capacities a connection's buffers start at. Each buffer grows as its
+/// frames need, and keeps what it grew to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BufferCapacities {
+    /// Bytes read from the I/O object, before they are split into frames.
+    pub read: usize,
+    /// Encoded frames, before they are written to the I/O object. Never less
+    /// than the encoder needs to accept a frame.
+    pub write: usize,
+    /// Scratch space for decoding Huffman-coded header strings.
+    pub hpack_decode: usize,
+}
+
+impl Default for BufferCapacities {
+    fn default() -> Self {
+        BufferCapacities {
+            read: 8 * 1024,
+            write: framed_write::DEFAULT_BUFFER_CAPACITY,
+            hpack_decode: hpack::DEFAULT_BUFFER_CAPACITY,
+        }
     }
 }
 

@@ -12,6 +12,9 @@ use std::io::Cursor;
 use std::ops::ControlFlow;
 use std::str::Utf8Error;
 
+/// The capacity a `Decoder`'s scratch buffer starts at, unless told otherwise.
+pub const DEFAULT_BUFFER_CAPACITY: usize = 4096;
+
 /// Decodes headers using HPACK
 #[derive(Debug)]
 pub struct Decoder {
@@ -154,11 +157,17 @@ struct StringMarker {
 impl Decoder {
     /// Creates a new `Decoder` with all settings set to default values.
     pub fn new(size: usize) -> Decoder {
+        Self::with_buffer_capacity(size, DEFAULT_BUFFER_CAPACITY)
+    }
+
+    /// Creates a new `Decoder` whose scratch buffer for Huffman-coded strings
+    /// starts at `capacity` bytes; it grows when a string needs more.
+    pub fn with_buffer_capacity(size: usize, capacity: usize) -> Decoder {
         Decoder {
             max_size_update: None,
             last_max_update: size,
             table: Table::new(size),
-            buffer: BytesMut::with_capacity(4096),
+            buffer: BytesMut::with_capacity(capacity),
         }
     }
 
