@@ -33,6 +33,16 @@ const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
 const MAX_HEADER_LIST: u32 = 16 * 1024;
 const MAX_SEND_BUFFER: usize = 1024 * 1024;
 
+/// Where a connection's buffers start, which h2 and hyper would otherwise start at 8 KiB
+/// (bytes read), 16 KiB (frames to write) and 4 KiB (Huffman decoding): 28 KiB held for
+/// the connection's life, a third of a cluster's memory. Once a cluster is synced its
+/// frames are small (watch events, PINGs), so they start small and each grows to what the
+/// largest frame through it needed. The write buffer's 0 is raised to the least h2 accepts
+/// a frame into. These are the settings the patch on h2 adds (crates/vendor/h2).
+const READ_BUFFER: usize = 1024;
+const WRITE_BUFFER: usize = 0;
+const HEADER_DECODE_BUFFER: usize = 0;
+
 /// How a silent peer is found: a PING once nothing was read for `every`, and the
 /// connection closed if its PONG has not come within `wait`.
 #[derive(Clone, Copy, Debug)]
@@ -208,6 +218,9 @@ impl<C: Connector> Shared<C> {
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_header_list_size(MAX_HEADER_LIST)
             .max_send_buffer_size(MAX_SEND_BUFFER)
+            .initial_read_buffer_capacity(READ_BUFFER)
+            .initial_write_buffer_capacity(WRITE_BUFFER)
+            .initial_header_decode_buffer_capacity(HEADER_DECODE_BUFFER)
             .enable_push(false)
             .handshake::<_, Bytes>(io)
             .await
@@ -685,6 +698,60 @@ mod tests {
         drop(client);
         let ended = tokio::time::timeout(Duration::from_secs(5), closures.recv()).await;
         assert_eq!(ended.expect("the connection outlived its client"), Some(1));
+    }
+
+    /// Each larger than the buffer it passes through starts at: the header block both ways
+    /// (Huffman-coded on the way back), and the bodies' DATA frames.
+    #[tokio::test]
+    async fn header_blocks_and_frames_larger_than_the_buffers_start_at_pass_whole() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let mut connection = h2::server::handshake(socket).await.unwrap();
+            while let Some(Ok((request, mut respond))) = connection.accept().await {
+                tokio::spawn(async move {
+                    let (head, mut body) = request.into_parts();
+                    let mut echo = Vec::new();
+                    while let Some(chunk) = body.data().await {
+                        let chunk = chunk.unwrap();
+                        body.flow_control().release_capacity(chunk.len()).unwrap();
+                        echo.extend_from_slice(&chunk);
+                    }
+                    let answer = Response::builder()
+                        .header("x-echo", head.headers["x-big"].clone())
+                        .body(())
+                        .unwrap();
+                    let mut send = respond.send_response(answer, false).unwrap();
+                    send.send_data(Bytes::from(echo), true).unwrap();
+                });
+            }
+        });
+        let keep_alive = KeepAlive {
+            every: Duration::from_secs(30),
+            wait: Duration::from_secs(15),
+        };
+        let client = Http2::new(connector(true), keep_alive, http1);
+
+        let big_header: String = (0..8 * 1024)
+            .map(|i| (b'a' + (i % 26) as u8) as char)
+            .collect();
+        let big_body: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8).collect();
+        for _ in 0..2 {
+            let request = Request::post(format!("http://{addr}/echo"))
+                .header("x-big", big_header.as_str())
+                .body(kube::client::Body::from(big_body.clone()))
+                .unwrap();
+            let answer =
+                tokio::time::timeout(Duration::from_secs(10), client.clone().call(request))
+                    .await
+                    .expect("the exchange stalled")
+                    .unwrap();
+            assert_eq!(answer.headers()["x-echo"], big_header.as_str());
+            let body = answer.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body.len(), big_body.len());
+            assert!(body == big_body, "the body came back changed");
+        }
     }
 
     #[tokio::test]
