@@ -82,6 +82,12 @@ impl Deque {
         match self.indices {
             Some(mut idxs) => {
                 let mut slot = buf.slab.remove(idxs.head);
+                if buf.slab.is_empty() {
+                    // Every frame of every stream is out: give back the room a burst
+                    // of them grew to, which an idle connection would otherwise hold
+                    // for its life. No key is held, so a new slab starts them over.
+                    buf.slab = Slab::new();
+                }
 
                 if idxs.head == idxs.tail {
                     assert!(slot.next.is_none());
