@@ -138,7 +138,17 @@ pub async fn run(
         fence: shared.fence.clone(),
         refused: Default::default(),
     };
-    let mut carried = carry_out_all(shared, &writer, &plan, view, state).await;
+    // Only passes that write hold a permit: reading the plan is free. The writes' future is
+    // made once the permit is held, and boxed: a cold start queues nearly every cluster
+    // here, and each would otherwise wait in a future with room for its writes (about 6 KiB,
+    // a whole pass's 12 KiB before).
+    let permit = if plan.actions.iter().any(Action::writes) && !shared.dry_run {
+        shared.semaphore.acquire().await.ok()
+    } else {
+        None
+    };
+    let mut carried = Box::pin(carry_out_all(shared, &writer, &plan, view, state)).await;
+    drop(permit);
     for (at, holder) in &plan.held {
         shared
             .metrics
@@ -171,7 +181,7 @@ pub async fn run(
         );
     } else {
         let fenced = writer.refused.load(std::sync::atomic::Ordering::Relaxed);
-        publish(
+        Box::pin(publish(
             name,
             shared,
             given,
@@ -179,7 +189,7 @@ pub async fn run(
             carried.errors,
             outcome.reached,
             fenced,
-        )
+        ))
         .await;
         view.settle(assignment, plan);
     }
@@ -237,13 +247,6 @@ async fn carry_out_all(
         errors: Vec::new(),
         unreachable: None,
         answered: false,
-    };
-    // Only passes that write hold a permit: reading the plan is free.
-    let writes = plan.actions.iter().any(Action::writes);
-    let _permit = if writes && !shared.dry_run {
-        shared.semaphore.acquire().await.ok()
-    } else {
-        None
     };
     let now = std::time::Instant::now();
     state.budget.settle(now);
