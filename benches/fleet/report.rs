@@ -19,21 +19,22 @@ const FAILOVER: &str = include_str!("failover.md");
 
 /// What the figures leave out and what limits them, as far as it is known.
 const LIMITS: &str = "## What limits the figures\n
-- **Agent memory** is about 84 KiB per cluster at the peak (824-826 MiB at 10,000 \
-clusters, 2026-12-05 morning) and about 78 KiB once idle. Each cluster has one HTTP/2 \
-(ALPN) connection over TLS, which carries both watches and the applies (kube's default \
-HTTP/1.1 stack took three), driven through h2 itself with kube's layers (auth, retries, \
-headers) but without kube's per-client request buffer or hyper's dispatch channel, and \
-without TLS session tickets. The live view keeps served objects as compact JSON without \
-`metadata.managedFields` or `status`, and the watches are read without kube-runtime's \
-watcher (no line buffer held between events, one decode per event). A heaptrack run once \
-idle at 1,000 clusters (75.3 MB, 2026-12-05, glibc's malloc) names what is left per \
-cluster: 32 KiB of connection buffers whose sizes are constants (h2's 16 KiB write buffer, \
-its 8 KiB frame read buffer, hpack's 4 KiB decoding buffer, rustls' 4 KiB record buffer), \
-h2's received-frame queue and stream slabs 6.3 KiB, tasks 4.5 KiB, the live view about 5 \
-KiB, the two watch streams 2.1 KiB. h2's buffers would need to become settings \
-(hyperium/h2 pull request 960, open); beyond them, the next saving would be one \
-connection shared by clusters behind one API server.
+- **Agent memory** is about 57 KiB per cluster at the peak (569-575 MiB at 10,000 \
+clusters, 2026-12-05) and about the same once idle (566-569 MiB). Each cluster has one \
+HTTP/2 (ALPN) connection over TLS, which carries both watches and the applies (kube's \
+default HTTP/1.1 stack took three), driven through h2 itself with kube's layers (auth, \
+retries, headers) but without kube's per-client request buffer or hyper's dispatch channel, \
+and without TLS session tickets. h2 is 0.4.21 with a patch carried in `crates/vendor/h2` \
+until upstream has it: a connection's buffers start small (1 KiB to read, the encoder's \
+minimum to write, none for Huffman decoding, where h2's constants were 28 KiB) and its \
+frame queues give back their room once drained. The live view keeps served objects as \
+compact JSON without `metadata.managedFields` or `status`, the watches are read without \
+kube-runtime's watcher (no line buffer held between events, one decode per event), and a \
+pass waits for its write permit in a 576-byte future. A heaptrack run once idle at 1,000 \
+clusters (2026-12-05, glibc's malloc, before the frame queues were given back: 45.6 MiB) \
+names the largest of what is left per cluster: tasks 4.5 KiB (the worker 2.9, the \
+connection 1.3), rustls' 4 KiB record buffer (a constant of rustls), the live view about 5 \
+KiB, the two watch streams 2.1 KiB, h2's stream slab 1.3 KiB.
 - **Drift correction** takes back the fields another manager edited with a forced apply \
 (correcting is the one apply that forces; a new revision forces only under `force: true`). \
 Each correction is one apply after the watch reports the edit, so its latency is the watch \
