@@ -235,6 +235,8 @@ struct Carried {
     answered: bool,
 }
 
+/// Carries out the plan's actions. Takes no write permit: `run` holds one around it for a
+/// plan that writes.
 async fn carry_out_all(
     shared: &Shared,
     writer: &Writer,
