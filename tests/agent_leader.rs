@@ -44,6 +44,12 @@ fn role(r: &StatusReport) -> &str {
     r.leader.as_ref().map_or("", |l| l.role.as_str())
 }
 
+/// A standby that has read the Lease: an elector reports "standby" from its start, before
+/// its first read, with no holder yet.
+fn standby_behind_a_holder(r: &StatusReport) -> bool {
+    role(r) == "standby" && r.leader.as_ref().is_some_and(|l| l.holder.is_some())
+}
+
 async fn lease(f: &SimFleet, management: &str) -> Lease {
     Api::<Lease>::namespaced(f.client(management).await, "default")
         .get("psql-fleet")
@@ -87,7 +93,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over_within_a_lease_after_ki
     a.wait_for("agent-a to lead", |r| role(r) == "leader").await;
     let b = spawn(&f, "b", &management).await;
     let standby = b
-        .wait_for("agent-b to be a standby", |r| role(r) == "standby")
+        .wait_for("agent-b to be a standby", standby_behind_a_holder)
         .await;
     let leader = standby.leader.as_ref().unwrap();
     assert_eq!(leader.holder.as_deref(), Some("agent-a"), "{leader:?}");
@@ -168,7 +174,7 @@ async fn a_leader_paused_past_its_lease_writes_nothing_after_losing_it() {
     a.wait_for("agent-a to lead", |r| role(r) == "leader").await;
     a.wait_converged(&f.names, 1).await;
     let mut b = spawn(&f, "b", &management).await;
-    b.wait_for("agent-b to be a standby", |r| role(r) == "standby")
+    b.wait_for("agent-b to be a standby", standby_behind_a_holder)
         .await;
 
     // Paused past its lease: agent-b takes the Lease.
