@@ -1009,7 +1009,7 @@ fn judge(
     health: &BTreeMap<String, Health>,
     unreachable: &BTreeSet<String>,
 ) -> Verdict {
-    let mut not_ready = Vec::new();
+    let mut not_ready = NotReady::default();
     let mut away = Vec::new();
     for cluster in w.given_so_far() {
         let h = health.get(cluster).filter(|h| h.revision == revision);
@@ -1027,23 +1027,63 @@ fn judge(
                 });
             }
             Some(h) if h.ready => {}
-            Some(h) => not_ready.push(format!(
-                "cluster {cluster}: {}",
-                h.reason.as_deref().unwrap_or("not ready")
-            )),
-            None => not_ready.push(format!(
-                "cluster {cluster}: no reconcile pass at this revision yet"
-            )),
+            Some(h) => not_ready.push(|| {
+                format!(
+                    "cluster {cluster}: {}",
+                    h.reason.as_deref().unwrap_or("not ready")
+                )
+            }),
+            None => not_ready
+                .push(|| format!("cluster {cluster}: no reconcile pass at this revision yet")),
         }
     }
     if away.len() > w.max_unreachable {
-        not_ready.extend(away.iter().map(|c| format!("cluster {c}: unreachable")));
-        away.clear();
+        for c in away.drain(..) {
+            not_ready.push(|| format!("cluster {c}: unreachable"));
+        }
     }
-    if not_ready.is_empty() {
-        Verdict::Ready(away)
-    } else {
-        Verdict::NotReady(not_ready.join("; "))
+    match not_ready.reason() {
+        None => Verdict::Ready(away),
+        Some(reason) => Verdict::NotReady(reason),
+    }
+}
+
+/// How many clusters a "not ready" reason names; the others are counted. The reason goes
+/// into the status, the saved rollout state and Events, and is rebuilt on every tick while
+/// a wave waits: at thousands of clusters, naming each made it hundreds of KiB.
+const NAMED_NOT_READY: usize = 10;
+
+/// The clusters of a wave not ready yet: the first [`NAMED_NOT_READY`] with why, then a
+/// count.
+#[derive(Default)]
+struct NotReady {
+    named: Vec<String>,
+    more: usize,
+}
+
+impl NotReady {
+    fn push(&mut self, why: impl FnOnce() -> String) {
+        if self.named.len() < NAMED_NOT_READY {
+            self.named.push(why());
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn reason(self) -> Option<String> {
+        if self.named.is_empty() {
+            return None;
+        }
+        let mut reason = self.named.join("; ");
+        if self.more > 0 {
+            let clusters = if self.more == 1 {
+                "cluster"
+            } else {
+                "clusters"
+            };
+            reason.push_str(&format!("; and {} more {clusters} not ready", self.more));
+        }
+        Some(reason)
     }
 }
 

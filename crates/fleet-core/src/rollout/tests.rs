@@ -77,6 +77,73 @@ pub(super) fn settled(a: &str) -> State {
 use WaveState::*;
 
 #[test]
+fn a_wide_wave_waiting_names_ten_clusters_and_counts_the_rest() {
+    let clusters: Vec<String> = (0..25).map(|i| format!("c-{i:02}")).collect();
+    let target = Target {
+        revision: "a".into(),
+        waves: vec![WaveDef {
+            name: "all".into(),
+            timeout: Duration::from_secs(60),
+            clusters: clusters.clone(),
+            ..WaveDef::default()
+        }],
+        fingerprints: clusters.iter().map(|c| (c.clone(), "fa".into())).collect(),
+    };
+    let reason = |s: &State| s.rollout.as_ref().unwrap().waves[0].reason.clone();
+    let mut s = State::default();
+    s.begin(&target, 0);
+    // c-00..c-04 ready; the others reported not ready or not at all.
+    let mut health = ready("a", &["c-00", "c-01", "c-02", "c-03", "c-04"]);
+    health.insert(
+        "c-05".into(),
+        Health {
+            revision: "a".into(),
+            reason: Some("Release x: Ready=False".into()),
+            ..Health::default()
+        },
+    );
+    s.advance(&health, S);
+    let named: Vec<String> = (6..15)
+        .map(|i| format!("cluster c-{i:02}: no reconcile pass at this revision yet"))
+        .collect();
+    assert_eq!(
+        reason(&s).as_deref(),
+        Some(
+            format!(
+                "cluster c-05: Release x: Ready=False; {}; and 10 more clusters not ready",
+                named.join("; ")
+            )
+            .as_str()
+        )
+    );
+    // One left over is "cluster", none is no count at all.
+    let mut all_but: Vec<&str> = clusters.iter().map(String::as_str).collect();
+    all_but.retain(|c| {
+        ![
+            "c-13", "c-14", "c-15", "c-16", "c-17", "c-18", "c-19", "c-20", "c-21", "c-22", "c-23",
+        ]
+        .contains(c)
+    });
+    s.advance(&ready("a", &all_but), 2 * S);
+    assert!(
+        reason(&s).unwrap().ends_with(
+            "cluster c-22: no reconcile pass at this revision yet; and 1 more cluster not ready"
+        ),
+        "{:?}",
+        reason(&s)
+    );
+    all_but.push("c-23");
+    s.advance(&ready("a", &all_but), 3 * S);
+    assert!(
+        reason(&s)
+            .unwrap()
+            .ends_with("cluster c-22: no reconcile pass at this revision yet"),
+        "{:?}",
+        reason(&s)
+    );
+}
+
+#[test]
 fn a_first_revision_starts_with_the_first_wave_only() {
     let mut s = State::default();
     let t = s.begin(&target("a", 0, "fa", &[]), 0);
