@@ -5,7 +5,7 @@
 //! state and any [`WaveObserver`] (commit statuses).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use super::state_store::{Keeper, Loaded, Settled};
 use crate::cluster::{Accepted, Given};
 use crate::metrics::{Metrics, WaveFacts};
-use crate::status::{RolloutStatus, StatusReport};
+use crate::status::{ClusterStatus, RolloutStatus, StatusReport};
 use fleet_core::fleetdir::{load, FileTree};
 use fleet_core::rollout::gates::{GateCheck, GateReading, Readings};
 use fleet_core::rollout::{Health, State, Target, Transition, WaveState};
@@ -52,7 +52,7 @@ pub struct RolloutDriver {
     observers: Vec<Arc<dyn WaveObserver>>,
     /// Set when a cluster's entry is added to the status report, whose wave and pending
     /// revision the next tick then fills in.
-    joined: Arc<AtomicBool>,
+    joined: Arc<Joined>,
     /// Moves whenever the workers' reports were forgotten (a resume, or taking the rollout
     /// up): every worker's assignment moves with it, so each cluster reports again at once
     /// rather than at its next resync.
@@ -95,7 +95,7 @@ impl RolloutDriver {
             metrics,
             status,
             observers,
-            joined: Arc::new(AtomicBool::new(false)),
+            joined: Arc::default(),
             asked: AtomicU64::new(0),
         };
         this.adopt(loaded);
@@ -159,7 +159,7 @@ impl RolloutDriver {
             wave_of,
             ..Inner::default()
         };
-        self.publish_status(&inner);
+        self.publish_status(&inner, None);
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
     }
 
@@ -196,9 +196,9 @@ impl RolloutDriver {
         self.asked.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// What the workers set when they add their cluster to the status report (see
+    /// Where the workers say they added their cluster to the status report (see
     /// [`tick`](RolloutDriver::tick)).
-    pub fn joined(&self) -> Arc<AtomicBool> {
+    pub fn joined(&self) -> Arc<Joined> {
         self.joined.clone()
     }
 
@@ -285,15 +285,16 @@ impl RolloutDriver {
     /// published already.
     pub fn tick(&self) {
         if let Ok(mut inner) = self.inner.lock() {
-            let joined = self.joined.swap(false, Ordering::AcqRel);
-            if inner.state.moves_with_clock() || inner.reported || joined {
+            let joined = self.joined.take();
+            if inner.state.moves_with_clock() || inner.reported || !joined.is_empty() {
                 inner.reported = false;
-                self.advance(&mut inner);
+                self.advance(&mut inner, &joined);
             }
         }
     }
 
-    fn advance(&self, inner: &mut Inner) {
+    /// Judges the waves; `joined` are the clusters new to the status report.
+    fn advance(&self, inner: &mut Inner, joined: &[String]) {
         let unreachable = self.unreachable();
         let Inner {
             state,
@@ -303,8 +304,10 @@ impl RolloutDriver {
         } = inner;
         let transitions = state.advance_judging(health, &unreachable, gates, now_ms());
         if transitions.is_empty() {
-            // The reason a wave waits may have changed.
-            self.publish_status(inner);
+            // The reason a wave waits may have changed, and the clusters new to the status
+            // report have no wave yet. Nothing else has: what a cluster is given changes
+            // only with a transition, which publishes every cluster's.
+            self.publish_status(inner, Some(joined));
         } else {
             self.finish(inner, transitions);
         }
@@ -326,7 +329,7 @@ impl RolloutDriver {
         };
         let key = (reading.wave.clone(), reading.gate.clone());
         inner.gates.insert(key, reading);
-        self.advance(&mut inner);
+        self.advance(&mut inner, &[]);
     }
 
     /// The clusters the workers report unreachable now (in the status they keep), which a
@@ -461,21 +464,60 @@ impl RolloutDriver {
                 .collect();
             self.metrics.set_rollout_waves(&waves);
         }
-        self.publish_status(inner);
+        self.publish_status(inner, None);
     }
 
-    fn publish_status(&self, inner: &Inner) {
+    /// The rollout's status, and the wave and pending revision of `clusters` in the status
+    /// report (of every cluster in it when `None`).
+    fn publish_status(&self, inner: &Inner, clusters: Option<&[String]>) {
         let rollout = inner.state.rollout.as_ref();
-        if let Ok(mut s) = self.status.write() {
-            s.rollout = rollout.map(RolloutStatus::of);
-            for (name, c) in s.clusters.iter_mut() {
-                c.wave = inner.wave_of.get(name).cloned();
-                c.pending_revision = rollout
-                    .filter(|r| inner.state.given(name) != Some(r.revision.as_str()))
-                    .filter(|r| r.waves.iter().any(|w| w.clusters.contains_key(name)))
-                    .map(|r| r.revision.clone());
+        let Ok(mut s) = self.status.write() else {
+            return;
+        };
+        s.rollout = rollout.map(RolloutStatus::of);
+        let fill = |name: &str, c: &mut ClusterStatus| {
+            let wave = inner.wave_of.get(name);
+            if c.wave.as_ref() != wave {
+                c.wave = wave.cloned();
+            }
+            let pending = rollout
+                .filter(|r| inner.state.given(name) != Some(r.revision.as_str()))
+                .filter(|r| r.waves.iter().any(|w| w.clusters.contains_key(name)))
+                .map(|r| &r.revision);
+            if c.pending_revision.as_ref() != pending {
+                c.pending_revision = pending.cloned();
+            }
+        };
+        match clusters {
+            None => s.clusters.iter_mut().for_each(|(name, c)| fill(name, c)),
+            Some(names) => {
+                for name in names {
+                    if let Some(c) = s.clusters.get_mut(name) {
+                        fill(name, c);
+                    }
+                }
             }
         }
+    }
+}
+
+/// The clusters added to the status report since the rollout's last tick: their wave and
+/// pending revision are filled in then. Named, so that a tick fills in only theirs.
+#[derive(Default)]
+pub struct Joined(Mutex<Vec<String>>);
+
+impl Joined {
+    pub fn push(&self, cluster: &str) {
+        if let Ok(mut j) = self.0.lock() {
+            j.push(cluster.to_string());
+        }
+    }
+
+    fn take(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut j| std::mem::take(&mut *j))
+            .unwrap_or_default()
     }
 }
 
@@ -529,6 +571,66 @@ fn rollbacks_in(state: &State) -> BTreeSet<(String, String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fleet_core::testing::{claim, cluster, fleet, wave, FleetFiles};
+
+    fn accepted(revision: &str) -> Arc<Accepted> {
+        let files = FleetFiles::new()
+            .with(
+                &fleet("main")
+                    .wave(wave("dev", &[("env", "dev")]))
+                    .wave(wave("prod", &[("env", "prod")])),
+            )
+            .with(&cluster("d1").label("env", "dev"))
+            .with(&cluster("p1").label("env", "prod"))
+            .with(&claim("a", "d1"))
+            .with(&claim("b", "p1"));
+        Arc::new(Accepted {
+            revision: revision.into(),
+            fleet: load(&files.tree()).fleet.expect("the fleet loads"),
+            has_baseline: false,
+            former_names: Vec::new(),
+        })
+    }
+
+    fn wave_and_pending(
+        status: &RwLock<StatusReport>,
+        name: &str,
+    ) -> (Option<String>, Option<String>) {
+        let s = status.read().unwrap();
+        let c = &s.clusters[name];
+        (c.wave.clone(), c.pending_revision.clone())
+    }
+
+    /// A cluster is added to the status report by its worker, with no wave: the next tick
+    /// fills in its wave, and the revision it waits for while an earlier wave rolls out.
+    #[test]
+    fn a_cluster_new_to_the_status_gets_its_wave_and_pending_revision_at_the_next_tick() {
+        let status: Arc<RwLock<StatusReport>> = Arc::default();
+        let driver = RolloutDriver::open(
+            None,
+            Loaded::default(),
+            Arc::new(Metrics::new().unwrap()),
+            status.clone(),
+            Vec::new(),
+        );
+        driver.accept(&accepted("r1"), &FileTree::default());
+        for name in ["d1", "p1"] {
+            status
+                .write()
+                .unwrap()
+                .clusters
+                .insert(name.into(), ClusterStatus::default());
+            driver.joined().push(name);
+        }
+        assert_eq!(wave_and_pending(&status, "p1"), (None, None));
+        driver.tick();
+        assert_eq!(wave_and_pending(&status, "d1"), (Some("dev".into()), None));
+        assert_eq!(
+            wave_and_pending(&status, "p1"),
+            (Some("prod".into()), Some("r1".into())),
+            "prod waits for dev"
+        );
+    }
 
     /// Taking the rollout up forgets every report, so every worker's assignment must move
     /// (a resume: the end-to-end test

@@ -32,7 +32,6 @@ pub mod worker;
 
 use std::collections::btree_map::Entry;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -163,7 +162,7 @@ pub struct Shared {
     /// tick to fill in its wave ([`RolloutDriver::joined`]).
     ///
     /// [`RolloutDriver::joined`]: crate::agent::driver::RolloutDriver::joined
-    pub joined: Arc<AtomicBool>,
+    pub joined: Arc<crate::agent::driver::Joined>,
 }
 
 impl Shared {
@@ -196,7 +195,7 @@ impl Shared {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => {
                     // Its wave and pending revision are the rollout's to fill in.
-                    self.joined.store(true, Ordering::Release);
+                    self.joined.push(cluster);
                     e.insert(ClusterStatus::default())
                 }
             };
