@@ -149,7 +149,7 @@ impl Serialized {
         let json = object.to_json();
         let bytes = serde_json::to_vec(&json).unwrap_or_default();
         let digest = Sha256::digest(&bytes);
-        let hash = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let hash = hex::encode(&digest[..16]);
         Serialized { object, json, hash }
     }
 
@@ -301,37 +301,68 @@ pub fn action_for(
 /// and in length, since psql-fleet owns its lists whole.
 pub fn differing_fields(desired: &Value, live: &CompactJson) -> Vec<String> {
     let mut out = Vec::new();
-    walk(desired, Some(live), "", &mut out);
+    walk(desired, Some(live), &mut Vec::new(), &mut out);
     out.sort();
     out
 }
 
-fn walk(desired: &Value, live: Option<&CompactJson>, path: &str, out: &mut Vec<String>) {
-    let join = |key: &str| {
-        if path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{path}.{key}")
+/// One step from the root of the desired object down to a field.
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The path a differing field is reported by: `a.b[0].c`. Written only for a field that
+/// differs: building it for every field walked cost more than the comparisons, on every
+/// pass over every object.
+fn path_of(steps: &[Step<'_>]) -> String {
+    let mut path = String::new();
+    for step in steps {
+        match step {
+            Step::Key(key) => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+            }
+            Step::Index(i) => {
+                path.push('[');
+                path.push_str(&i.to_string());
+                path.push(']');
+            }
         }
-    };
+    }
+    path
+}
+
+fn walk<'a>(
+    desired: &'a Value,
+    live: Option<&CompactJson>,
+    steps: &mut Vec<Step<'a>>,
+    out: &mut Vec<String>,
+) {
     match (desired, live) {
         (Value::Object(want), Some(have @ CompactJson::Object(_))) => {
             for (key, value) in want {
-                walk(value, have.get(key), &join(key), out);
+                steps.push(Step::Key(key));
+                walk(value, have.get(key), steps, out);
+                steps.pop();
             }
         }
         (Value::Array(want), Some(CompactJson::Array(have))) if want.len() == have.len() => {
             for (i, (w, h)) in want.iter().zip(have.iter()).enumerate() {
-                walk(w, Some(h), &format!("{path}[{i}]"), out);
+                steps.push(Step::Index(i));
+                walk(w, Some(h), steps, out);
+                steps.pop();
             }
         }
         (Value::Number(want), Some(CompactJson::Number(have))) => {
             if want != have && want.as_f64() != have.as_f64() {
-                out.push(path.to_string());
+                out.push(path_of(steps));
             }
         }
         (want, Some(have)) if have.same_as(want) => {}
-        _ => out.push(path.to_string()),
+        _ => out.push(path_of(steps)),
     }
 }
 
@@ -519,6 +550,13 @@ mod tests {
             vec!["spec.forProvider.values.a.b", "spec.managementPolicies"]
         );
         assert!(differing_fields(&json!({"n": 3}), &json!({"n": 3.0}).into()).is_empty());
+        // Lists as long as wanted are compared item by item, each item by its index.
+        let want = json!({"a": [{"b": 1, "c": [true, "x"]}, {"b": 2}], "d": "same"});
+        let have = json!({"a": [{"b": 1, "c": [true, "y"]}, {"b": 3}], "d": "same"});
+        assert_eq!(
+            differing_fields(&want, &have.into()),
+            vec!["a[0].c[1]", "a[1].b"]
+        );
     }
 
     #[test]

@@ -176,12 +176,7 @@ pub fn fingerprint(fleet: &LoadedFleet, cluster: &str) -> String {
             hasher.update(desired_hash(&object).as_bytes());
         }
     }
-    hasher
-        .finalize()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&hasher.finalize()[..16])
 }
 
 /// What a cluster was last given: the revision it is reconciled to and its fingerprint.
