@@ -19,14 +19,14 @@ const FAILOVER: &str = include_str!("failover.md");
 
 /// What the figures leave out and what limits them, as far as it is known.
 const LIMITS: &str = "## What limits the figures\n
-- **Agent memory** is about 57 KiB per cluster at the peak (569-575 MiB at 10,000 \
-clusters, 2026-12-05) and about the same once idle (566-569 MiB). Each cluster has one \
+- **Agent memory** is about 58 KiB per cluster at the peak (569-580 MiB at 10,000 \
+clusters, 2026-12-05) and about the same once idle (566-575 MiB). Each cluster has one \
 HTTP/2 (ALPN) connection over TLS, which carries both watches and the applies (kube's \
 default HTTP/1.1 stack took three), driven through h2 itself with kube's layers (auth, \
 retries, headers) but without kube's per-client request buffer or hyper's dispatch channel, \
 and without TLS session tickets. h2 is 0.4.21 with a patch carried in `crates/vendor/h2` \
-until upstream has it: a connection's buffers start small (1 KiB to read, the encoder's \
-minimum to write, none for Huffman decoding, where h2's constants were 28 KiB) and its \
+until upstream has it: a connection's buffers start small (1 KiB to read, 1 KiB to \
+write, none for Huffman decoding, where h2's constants were 28 KiB) and its \
 frame queues give back their room once drained. The live view keeps served objects as \
 compact JSON without `metadata.managedFields` or `status`, the watches are read without \
 kube-runtime's watcher (no line buffer held between events, one decode per event), and a \
