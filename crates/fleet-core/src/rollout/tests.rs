@@ -35,6 +35,15 @@ pub(super) fn target(revision: &str, bake: u64, fp: &str, overrides: &[(&str, &s
     }
 }
 
+/// A cluster's report at `revision`: not ready, and why.
+pub(super) fn not_ready(revision: &str, reason: &str) -> Health {
+    Health {
+        revision: revision.into(),
+        reason: Some(reason.into()),
+        ..Health::default()
+    }
+}
+
 pub(super) fn ready(revision: &str, clusters: &[&str]) -> BTreeMap<String, Health> {
     clusters
         .iter()
@@ -94,14 +103,7 @@ fn a_wide_wave_waiting_names_ten_clusters_and_counts_the_rest() {
     s.begin(&target, 0);
     // c-00..c-04 ready; the others reported not ready or not at all.
     let mut health = ready("a", &["c-00", "c-01", "c-02", "c-03", "c-04"]);
-    health.insert(
-        "c-05".into(),
-        Health {
-            revision: "a".into(),
-            reason: Some("Release x: Ready=False".into()),
-            ..Health::default()
-        },
-    );
+    health.insert("c-05".into(), not_ready("a", "Release x: Ready=False"));
     s.advance(&health, S);
     let named: Vec<String> = (6..15)
         .map(|i| format!("cluster c-{i:02}: no reconcile pass at this revision yet"))
@@ -244,12 +246,10 @@ fn a_wave_not_ready_within_its_timeout_fails_and_halts_the_later_ones() {
     let mut health = ready("b", &["stg-1"]);
     health.insert(
         "stg-2".into(),
-        Health {
-            revision: "b".into(),
-            ready: false,
-            reason: Some("data/analytics: Release data/stackgres-operator: Ready=False".into()),
-            errors: None,
-        },
+        not_ready(
+            "b",
+            "data/analytics: Release data/stackgres-operator: Ready=False",
+        ),
     );
     s.advance(&health, 30 * S);
     assert_eq!(states(&s)[1], ("staging", Progressing));
@@ -694,14 +694,7 @@ fn a_wave_in_batches_gives_the_next_batch_only_once_the_last_is_ready_and_baked(
     );
     // A cluster of an earlier batch no longer ready holds the next batch too.
     let mut health = ready_all("a", &names(1, 20));
-    health.insert(
-        "p00".into(),
-        Health {
-            revision: "a".into(),
-            reason: Some("Release default/x: not ready".into()),
-            ..Health::default()
-        },
-    );
+    health.insert("p00".into(), not_ready("a", "Release default/x: not ready"));
     s.advance(&health, 5 * S);
     s.advance(&health, 10 * S);
     assert!(given(&s, &names(20, 30)).iter().all(Option::is_none));
