@@ -50,8 +50,8 @@ pub struct RolloutDriver {
     metrics: Arc<Metrics>,
     status: Arc<RwLock<StatusReport>>,
     observers: Vec<Arc<dyn WaveObserver>>,
-    /// Set when a cluster's entry is added to the status report, whose wave and pending
-    /// revision the next tick then fills in.
+    /// The clusters whose entry was added to the status report since the last tick; the
+    /// tick fills in their wave and pending revision.
     joined: Arc<Joined>,
     /// Moves whenever the workers' reports were forgotten (a resume, or taking the rollout
     /// up): every worker's assignment moves with it, so each cluster reports again at once
@@ -489,7 +489,13 @@ impl RolloutDriver {
             }
         };
         match clusters {
-            None => s.clusters.iter_mut().for_each(|(name, c)| fill(name, c)),
+            None => {
+                // Every cluster is filled in, those that joined too: a replica that only
+                // follows (under --shards) never ticks, and would keep their names for good.
+                // Taken under the status lock, under which the workers add theirs.
+                self.joined.take();
+                s.clusters.iter_mut().for_each(|(name, c)| fill(name, c));
+            }
             Some(names) => {
                 for name in names {
                     if let Some(c) = s.clusters.get_mut(name) {
@@ -630,6 +636,32 @@ mod tests {
             (Some("prod".into()), Some("r1".into())),
             "prod waits for dev"
         );
+    }
+
+    /// A replica that follows under --shards never ticks: publishing every cluster's wave
+    /// forgets the clusters that joined, so that their names do not pile up.
+    #[test]
+    fn publishing_every_cluster_forgets_those_that_joined() {
+        let status: Arc<RwLock<StatusReport>> = Arc::default();
+        let driver = RolloutDriver::open(
+            None,
+            Loaded::default(),
+            Arc::new(Metrics::new().unwrap()),
+            status.clone(),
+            Vec::new(),
+        );
+        status
+            .write()
+            .unwrap()
+            .clusters
+            .insert("d1".into(), ClusterStatus::default());
+        driver.joined().push("d1");
+        driver.follow(Loaded::default());
+        assert!(driver.joined.take().is_empty());
+        driver.joined().push("d1");
+        driver.accept(&accepted("r1"), &FileTree::default());
+        assert!(driver.joined.take().is_empty());
+        assert_eq!(wave_and_pending(&status, "d1"), (Some("dev".into()), None));
     }
 
     /// Taking the rollout up forgets every report, so every worker's assignment must move

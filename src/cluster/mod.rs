@@ -158,7 +158,7 @@ pub struct Shared {
     pub reached: identity::Registry,
     /// Whether writes are allowed now (always, unless leader election fences them).
     pub fence: crate::agent::leader::Fence,
-    /// Set when a cluster is added to the status report, for the rollout driver's next
+    /// Named when a cluster is added to the status report, for the rollout driver's next
     /// tick to fill in its wave ([`RolloutDriver::joined`]).
     ///
     /// [`RolloutDriver::joined`]: crate::agent::driver::RolloutDriver::joined
