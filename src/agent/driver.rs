@@ -598,6 +598,17 @@ mod tests {
         })
     }
 
+    /// A driver keeping nothing, publishing to `status`.
+    fn in_memory(status: &Arc<RwLock<StatusReport>>) -> RolloutDriver {
+        RolloutDriver::open(
+            None,
+            Loaded::default(),
+            Arc::new(Metrics::new().unwrap()),
+            status.clone(),
+            Vec::new(),
+        )
+    }
+
     fn wave_and_pending(
         status: &RwLock<StatusReport>,
         name: &str,
@@ -612,13 +623,7 @@ mod tests {
     #[test]
     fn a_cluster_new_to_the_status_gets_its_wave_and_pending_revision_at_the_next_tick() {
         let status: Arc<RwLock<StatusReport>> = Arc::default();
-        let driver = RolloutDriver::open(
-            None,
-            Loaded::default(),
-            Arc::new(Metrics::new().unwrap()),
-            status.clone(),
-            Vec::new(),
-        );
+        let driver = in_memory(&status);
         driver.accept(&accepted("r1"), &FileTree::default());
         for name in ["d1", "p1"] {
             status
@@ -643,13 +648,7 @@ mod tests {
     #[test]
     fn publishing_every_cluster_forgets_those_that_joined() {
         let status: Arc<RwLock<StatusReport>> = Arc::default();
-        let driver = RolloutDriver::open(
-            None,
-            Loaded::default(),
-            Arc::new(Metrics::new().unwrap()),
-            status.clone(),
-            Vec::new(),
-        );
+        let driver = in_memory(&status);
         status
             .write()
             .unwrap()
