@@ -46,6 +46,7 @@ pub enum Command {
 
 /// Runs the command and returns the process exit code: 0 success, 1 a reported failure.
 pub fn run(cli: Cli) -> ExitCode {
+    crate::cluster::transport::install_client_provider();
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Demo(args) => demo::run(&args),
