@@ -8,6 +8,8 @@
 //! means the fleet has not changed since, so the difference was made on the cluster. It
 //! lives on the object, so the verdict survives an agent restart.
 
+use std::sync::OnceLock;
+
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -135,22 +137,30 @@ impl Action {
 
 /// A desired object serialised once per pass: the JSON the live object is compared with,
 /// and the hash of that JSON, which the apply records and drift detection reads back.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Serialized {
     pub object: DesiredObject,
     pub json: Value,
-    /// Hex SHA-256 of the canonical JSON, cut to 32 characters (enough to tell revisions
-    /// apart, short enough to read in `kubectl get -o yaml`).
-    pub hash: String,
+    /// [`Serialized::hash`], once asked for.
+    hash: OnceLock<String>,
 }
 
 impl Serialized {
     pub fn new(object: DesiredObject) -> Serialized {
         let json = object.to_json();
-        let bytes = serde_json::to_vec(&json).unwrap_or_default();
-        let digest = Sha256::digest(&bytes);
-        let hash = hex::encode(&digest[..16]);
-        Serialized { object, json, hash }
+        Serialized {
+            object,
+            json,
+            hash: OnceLock::new(),
+        }
+    }
+
+    /// Hex SHA-256 of the canonical JSON, cut to 32 characters (enough to tell revisions
+    /// apart, short enough to read in `kubectl get -o yaml`). Made when first asked for: a
+    /// pass that finds the object in sync, as most passes do, never reads it, and encoding
+    /// and hashing the object was two fifths of serialising it.
+    pub fn hash(&self) -> &str {
+        self.hash.get_or_init(|| hash_of(&self.json))
     }
 
     /// The server-side-apply body: the desired object plus its hash annotation.
@@ -168,7 +178,7 @@ impl Serialized {
             if let Some(a) = annotations.as_object_mut() {
                 a.insert(
                     ANNOTATION_DESIRED_HASH.to_string(),
-                    Value::String(self.hash.clone()),
+                    Value::String(self.hash().to_owned()),
                 );
                 if let Some(by) = applied_by {
                     a.insert(ANNOTATION_APPLIED_BY.to_string(), Value::String(by.into()));
@@ -212,20 +222,26 @@ impl Serialized {
             .and_then(|l| l.get(crate::api::LABEL_PSQL))
             .cloned();
         let body = self.apply_body_by(applied_by);
+        let hash = self.hash().to_owned();
         ApplyBody {
             at: self.object.object_ref(),
             claim,
             // A JSON value always encodes, and its encoding is valid raw JSON.
             json: serde_json::value::to_raw_value(&body)
                 .unwrap_or_else(|_| RawValue::NULL.to_owned()),
-            hash: self.hash,
+            hash,
         }
     }
 }
 
 /// [`Serialized::hash`] of one object, for a caller that needs only the hash.
 pub fn desired_hash(object: &DesiredObject) -> String {
-    Serialized::new(object.clone()).hash
+    hash_of(&object.to_json())
+}
+
+fn hash_of(json: &Value) -> String {
+    let bytes = serde_json::to_vec(json).unwrap_or_default();
+    hex::encode(&Sha256::digest(&bytes)[..16])
 }
 
 /// The verdict on one desired object. `seen_before`: the object was observed on the cluster
@@ -250,7 +266,7 @@ pub fn diff_object(
         return ObjectDiff::InSync;
     }
     match live.annotation(ANNOTATION_DESIRED_HASH) {
-        Some(hash) if hash == desired.hash => {
+        Some(hash) if hash == desired.hash() => {
             let by = live.last_writer_of(&fields);
             ObjectDiff::Drift(Drift::Modified { fields, by })
         }
@@ -391,6 +407,23 @@ mod tests {
                 ObjectDiff::InSync
             );
         }
+    }
+
+    /// Encoding and hashing the object is for an apply and for telling drift from an
+    /// update; an object found in sync needs neither.
+    #[test]
+    fn an_object_found_in_sync_is_not_hashed() {
+        let object = rendered(&claim("a", "c1"), true).remove(0);
+        let desired = Serialized::new(object.clone());
+        let live = applied(&object, Some(true));
+        assert_eq!(diff_object(&desired, Some(&live), true), ObjectDiff::InSync);
+        assert_eq!(desired.hash.get(), None);
+        // Telling an edit from an update reads it.
+        let mut edited = live;
+        edited.edit(|j| j["spec"]["rollbackLimit"] = json!(7));
+        let verdict = diff_object(&desired, Some(&edited), true);
+        assert!(matches!(verdict, ObjectDiff::Drift(Drift::Modified { .. })));
+        assert_eq!(desired.hash.get(), Some(&desired_hash(&object)));
     }
 
     #[test]
@@ -578,7 +611,7 @@ mod tests {
             body["metadata"]["annotations"][ANNOTATION_APPLIED_BY],
             json!(by)
         );
-        assert_eq!(object.hash, sg.hash);
+        assert_eq!(object.hash, sg.hash());
         assert_eq!(object.at, sg.object.object_ref());
         assert_eq!(object.claim.as_deref(), Some("a"));
     }
