@@ -170,23 +170,27 @@ impl Serialized {
 
     /// [`Serialized::apply_body`], saying who applies it when known.
     pub fn apply_body_by(&self, applied_by: Option<&str>) -> Value {
-        let mut json = self.json.clone();
-        if let Some(meta) = json.get_mut("metadata").and_then(Value::as_object_mut) {
-            let annotations = meta
-                .entry("annotations")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Some(a) = annotations.as_object_mut() {
-                a.insert(
-                    ANNOTATION_DESIRED_HASH.to_string(),
-                    Value::String(self.hash().to_owned()),
-                );
-                if let Some(by) = applied_by {
-                    a.insert(ANNOTATION_APPLIED_BY.to_string(), Value::String(by.into()));
-                }
+        annotated(self.json.clone(), self.hash(), applied_by)
+    }
+}
+
+/// `json` with the annotations an apply writes.
+fn annotated(mut json: Value, hash: &str, applied_by: Option<&str>) -> Value {
+    if let Some(meta) = json.get_mut("metadata").and_then(Value::as_object_mut) {
+        let annotations = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(a) = annotations.as_object_mut() {
+            a.insert(
+                ANNOTATION_DESIRED_HASH.to_string(),
+                Value::String(hash.to_owned()),
+            );
+            if let Some(by) = applied_by {
+                a.insert(ANNOTATION_APPLIED_BY.to_string(), Value::String(by.into()));
             }
         }
-        json
     }
+    json
 }
 
 /// One object as its apply writes it, made when the plan decides to write: the body already
@@ -221,8 +225,9 @@ impl Serialized {
             .labels()
             .and_then(|l| l.get(crate::api::LABEL_PSQL))
             .cloned();
-        let body = self.apply_body_by(applied_by);
         let hash = self.hash().to_owned();
+        // The JSON is taken, not copied: the object is done with once its apply is made.
+        let body = annotated(self.json, &hash, applied_by);
         ApplyBody {
             at: self.object.object_ref(),
             claim,
