@@ -184,9 +184,8 @@ pub fn split<'a>(file: &str, bytes: &'a [u8]) -> Result<Vec<RawDocument<'a>>, Di
     let mut documents = Vec::new();
     let mut number = 0;
     for slice in slices(text) {
-        let heads = serde_yaml::Deserializer::from_str(slice.text).map(Option::<Head>::deserialize);
         let keys = serde_yaml::Deserializer::from_str(slice.text).map(super::keys::check);
-        for (index, (keys, head)) in keys.zip(heads).enumerate() {
+        for (index, keys) in keys.enumerate() {
             number += 1;
             let located = |e: serde_yaml::Error| {
                 at_reader_position(
@@ -196,6 +195,17 @@ pub fn split<'a>(file: &str, bytes: &'a [u8]) -> Result<Vec<RawDocument<'a>>, Di
                 )
             };
             let keys = keys.map_err(located)?;
+            let head = match keys.top {
+                Some(top) => Ok(Some(Head {
+                    api_version: top.api_version,
+                    kind: top.kind,
+                })),
+                // Not a plain mapping (empty, a tag, numbers): the head's own parse says
+                // what it is, and words what is wrong with it.
+                None => serde_yaml::Deserializer::from_str(slice.text)
+                    .nth(index)
+                    .map_or(Ok(None), Option::<Head>::deserialize),
+            };
             if let Some(head) = head.map_err(located)? {
                 documents.push(RawDocument {
                     origin: Origin {
@@ -379,6 +389,61 @@ mod tests {
             .replace("[[[[", &"[".repeat(200))
             .replace("{{{{", &"{".repeat(200));
         assert!(split("f.yaml", brackets.as_bytes()).is_ok());
+    }
+
+    /// The head is read during the key check rather than by a parse of its own; what it
+    /// reads must be what that parse reads, or the check must leave it to the parse.
+    #[test]
+    fn the_head_read_with_the_keys_is_the_heads_own_parse() {
+        let documents = [
+            "apiVersion: v1\nkind: Psql\n",
+            "kind: Psql\n",
+            "apiVersion: \"v1\"\nkind: 'Psql'\nmetadata: {name: a, labels: {kind: x}}\n",
+            "apiVersion:\nkind: ~\n",
+            "apiVersion: null\nkind: \"\"\n",
+            "apiVersion: 1\nkind: Psql\n",
+            "apiVersion: v1\nkind: true\n",
+            "apiVersion: [v1]\nkind: Psql\n",
+            "apiVersion: {a: b}\nkind: Psql\n",
+            "apiVersion: !custom v1\nkind: Psql\n",
+            "!tagged\napiVersion: v1\nkind: Psql\n",
+            "0: x\nkind: Psql\n",
+            "base: &b v1\napiVersion: *b\nkind: Psql\n",
+            "<<: {apiVersion: v1}\nkind: Psql\n",
+            "- apiVersion: v1\n",
+            "just text\n",
+            "42\n",
+            "~\n",
+        ];
+        let mut read = 0;
+        for text in documents {
+            let own = serde_yaml::Deserializer::from_str(text)
+                .map(Option::<Head>::deserialize)
+                .next()
+                .unwrap()
+                .map_err(|e| e.location().map(|l| l.line()));
+            let keys = serde_yaml::Deserializer::from_str(text)
+                .map(super::super::keys::check)
+                .next()
+                .unwrap()
+                .unwrap();
+            if let Some(top) = keys.top {
+                read += 1;
+                let head = Head {
+                    api_version: top.api_version,
+                    kind: top.kind,
+                };
+                assert_eq!(Ok(Some(head)), own, "{text}");
+            }
+            // Through split, the head (or the error) is the same whichever read it.
+            let split = split("f.yaml", text.as_bytes()).map(|d| d.first().map(|d| d.head.clone()));
+            match own {
+                Ok(head) => assert_eq!(split.unwrap(), head, "{text}"),
+                Err(line) => assert_eq!(split.unwrap_err().line, line, "{text}"),
+            }
+        }
+        // Plain mappings are read on the way; the rest are left to the head's parse.
+        assert_eq!(read, 7);
     }
 
     #[test]

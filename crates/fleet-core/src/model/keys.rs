@@ -14,7 +14,7 @@
 //! serde_yaml attaches the position of the node being read to an error raised while
 //! reading it; raising the error while the repeated key is read places it on that key.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::fmt;
 
@@ -24,25 +24,45 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 pub const MERGE_KEY: &str = "<<";
 
 /// What the key check learned about a document it accepted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Keys {
     /// Whether any mapping of the document has a merge key.
     pub merges: bool,
+    /// The document's top-level `apiVersion` and `kind`, read on the way, so that the
+    /// document need not be parsed again for them: `Some` when the document is a mapping
+    /// with text keys whose `apiVersion` and `kind`, where given, are plain text or null.
+    /// `None` where only a typed parse can say what they are, or word what is wrong.
+    pub top: Option<Top>,
+}
+
+/// A document's `apiVersion` and `kind`, absent or null as `None`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Top {
+    pub api_version: Option<String>,
+    pub kind: Option<String>,
 }
 
 /// Walks one document, failing at the first repeated key with its position.
 pub fn check<'de, D: Deserializer<'de>>(document: D) -> Result<Keys, D::Error> {
     let merges = Cell::new(false);
-    Node { merges: &merges }.deserialize(document)?;
+    let top = RefCell::new(None);
+    Node {
+        merges: &merges,
+        top: Some(&top),
+    }
+    .deserialize(document)?;
     Ok(Keys {
         merges: merges.get(),
+        top: top.into_inner(),
     })
 }
 
-/// Any node; maps check their keys, everything is walked to the leaves.
+/// Any node; maps check their keys, everything is walked to the leaves. The document's
+/// own node carries `top`, which its mapping fills in.
 #[derive(Clone, Copy)]
 struct Node<'a> {
     merges: &'a Cell<bool>,
+    top: Option<&'a RefCell<Option<Top>>>,
 }
 
 impl<'de> DeserializeSeed<'de> for Node<'_> {
@@ -100,20 +120,44 @@ impl<'de> Visitor<'de> for Node<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(self)?.is_some() {}
+        let inner = Node { top: None, ..self };
+        while seq.next_element_seed(inner)?.is_some() {}
         Ok(())
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut seen = HashSet::new();
-        while map
-            .next_key_seed(Key {
-                seen: &mut seen,
-                merges: self.merges,
-            })?
-            .is_some()
-        {
-            map.next_value_seed(self)?;
+        let inner = Node { top: None, ..self };
+        let mut top = self.top.map(|_| Top::default());
+        while let Some(key) = map.next_key_seed(Key {
+            seen: &mut seen,
+            merges: self.merges,
+        })? {
+            let Some(fields) = top.as_mut() else {
+                map.next_value_seed(inner)?;
+                continue;
+            };
+            let field = match key {
+                KeyText::ApiVersion => &mut fields.api_version,
+                KeyText::Kind => &mut fields.kind,
+                KeyText::Other => {
+                    map.next_value_seed(inner)?;
+                    continue;
+                }
+                KeyText::NotText => {
+                    map.next_value_seed(inner)?;
+                    top = None;
+                    continue;
+                }
+            };
+            match map.next_value_seed(Capture(inner))? {
+                Captured::Text(text) => *field = Some(text),
+                Captured::Null => *field = None,
+                Captured::Other => top = None,
+            }
+        }
+        if let Some(cell) = self.top {
+            *cell.borrow_mut() = top;
         }
         Ok(())
     }
@@ -122,7 +166,81 @@ impl<'de> Visitor<'de> for Node<'_> {
     fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
         use de::VariantAccess;
         let ((), variant) = data.variant_seed(Tag)?;
-        variant.newtype_variant_seed(self)
+        // A tagged document is left to the typed parse, which reads tags its own way.
+        variant.newtype_variant_seed(Node { top: None, ..self })
+    }
+}
+
+/// What a top-level `apiVersion` or `kind` holds, as far as a head is concerned.
+enum Captured {
+    Text(String),
+    Null,
+    /// A number, a collection, a tagged node: the typed parse says what it makes of it.
+    Other,
+}
+
+/// A top-level `apiVersion` or `kind`, walked like any node and kept when it is text.
+struct Capture<'a>(Node<'a>);
+
+impl<'de> DeserializeSeed<'de> for Capture<'_> {
+    type Value = Captured;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Captured, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Capture<'_> {
+    type Value = Captured;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any YAML node")
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Captured, E> {
+        Ok(Captured::Text(v.to_owned()))
+    }
+    fn visit_unit<E>(self) -> Result<Captured, E> {
+        Ok(Captured::Null)
+    }
+    fn visit_none<E>(self) -> Result<Captured, E> {
+        Ok(Captured::Null)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Captured, E> {
+        Ok(Captured::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Captured, E> {
+        Ok(Captured::Other)
+    }
+    fn visit_i128<E>(self, _: i128) -> Result<Captured, E> {
+        Ok(Captured::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Captured, E> {
+        Ok(Captured::Other)
+    }
+    fn visit_u128<E>(self, _: u128) -> Result<Captured, E> {
+        Ok(Captured::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Captured, E> {
+        Ok(Captured::Other)
+    }
+    fn visit_bytes<E>(self, _: &[u8]) -> Result<Captured, E> {
+        Ok(Captured::Other)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Captured, D::Error> {
+        self.0.deserialize(d).map(|()| Captured::Other)
+    }
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Captured, D::Error> {
+        self.0.deserialize(d).map(|()| Captured::Other)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Captured, A::Error> {
+        self.0.visit_seq(seq).map(|()| Captured::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Captured, A::Error> {
+        self.0.visit_map(map).map(|()| Captured::Other)
+    }
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<Captured, A::Error> {
+        self.0.visit_enum(data).map(|()| Captured::Other)
     }
 }
 
@@ -143,8 +261,21 @@ struct Key<'a, 'm> {
     merges: &'m Cell<bool>,
 }
 
+/// Which key was read, as far as a document's head is concerned.
+enum KeyText {
+    ApiVersion,
+    Kind,
+    Other,
+    /// A number, boolean or null: a typed parse may read it other than as JSON does.
+    NotText,
+}
+
 impl Key<'_, '_> {
-    fn record<E: de::Error>(self, key: String) -> Result<(), E> {
+    fn record<E: de::Error>(self, key: String) -> Result<KeyText, E> {
+        self.check(key).map(|()| KeyText::NotText)
+    }
+
+    fn check<E: de::Error>(self, key: String) -> Result<(), E> {
         if key == MERGE_KEY {
             self.merges.set(true);
         }
@@ -159,37 +290,37 @@ impl Key<'_, '_> {
 }
 
 impl<'de> DeserializeSeed<'de> for Key<'_, '_> {
-    type Value = ();
+    type Value = KeyText;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<KeyText, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
 /// Keys as sigs.k8s.io/yaml writes them into JSON.
 impl<'de> Visitor<'de> for Key<'_, '_> {
-    type Value = ();
+    type Value = KeyText;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a string, number or boolean as a mapping key")
     }
 
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<KeyText, E> {
         self.record(v.to_string())
     }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<KeyText, E> {
         self.record(v.to_string())
     }
-    fn visit_i128<E: de::Error>(self, v: i128) -> Result<(), E> {
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<KeyText, E> {
         self.record(v.to_string())
     }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<KeyText, E> {
         self.record(v.to_string())
     }
-    fn visit_u128<E: de::Error>(self, v: u128) -> Result<(), E> {
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<KeyText, E> {
         self.record(v.to_string())
     }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<KeyText, E> {
         let key = if v.is_nan() {
             ".nan".to_string()
         } else if v.is_infinite() {
@@ -199,14 +330,19 @@ impl<'de> Visitor<'de> for Key<'_, '_> {
         };
         self.record(key)
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        self.record(v.to_string())
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<KeyText, E> {
+        self.check(v.to_string())?;
+        Ok(match v {
+            "apiVersion" => KeyText::ApiVersion,
+            "kind" => KeyText::Kind,
+            _ => KeyText::Other,
+        })
     }
     /// `~:` or `null:`; JSON has no null key, and the typed parse says so where it matters.
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+    fn visit_unit<E: de::Error>(self) -> Result<KeyText, E> {
         self.record("null".to_string())
     }
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+    fn visit_none<E: de::Error>(self) -> Result<KeyText, E> {
         self.visit_unit()
     }
 }
