@@ -77,7 +77,7 @@ impl ClusterClient {
         request: Request<Vec<u8>>,
     ) -> Result<T, Error> {
         let body = self.answer(request).await?;
-        serde_json::from_slice(&body).map_err(Error::SerdeError)
+        decode(&body).map_err(Error::SerdeError)
     }
 
     /// As [`Self::request`], for a call whose answer is not kept (a created Event, a probe
@@ -127,6 +127,17 @@ pub async fn collect(body: ResponseBody) -> Result<Bytes, Error> {
 
 /// The error an answer with `code` and `body` stands for: the server's Status, or one made
 /// from the text when the body is not a Status (a proxy's page, a path nothing serves).
+/// A JSON answer decoded as `T`. serde_json checks each string of a byte slice as UTF-8 on
+/// its own, a call per string (a Release in a watch event has hundreds); a body checked
+/// whole first is read as text without it. A body that is not UTF-8 is left to
+/// `from_slice`, which says where.
+pub fn decode<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> serde_json::Result<T> {
+    match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(body),
+    }
+}
+
 pub fn api_error(code: http::StatusCode, body: &[u8]) -> Error {
     let status = serde_json::from_slice::<Status>(body).unwrap_or_else(|_| {
         Status::failure(
@@ -141,6 +152,23 @@ pub fn api_error(code: http::StatusCode, body: &[u8]) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_decodes_as_from_slice_decodes_it_and_bad_bytes_are_placed() {
+        let bodies: [&[u8]; 4] = [
+            br#"{"kind":"Release","metadata":{"name":"r\u00e9","labels":{"a":"\u2603 b"}}}"#,
+            "{\"name\":\"caf\u{e9}\"}".as_bytes(),
+            b"{\"name\":\"a\"",
+            b"{\"name\":\"a\xffb\"}",
+        ];
+        for body in bodies {
+            let ours = decode::<serde_json::Value>(body).map_err(|e| (e.line(), e.column()));
+            let theirs = serde_json::from_slice::<serde_json::Value>(body)
+                .map_err(|e| (e.line(), e.column()));
+            assert_eq!(ours, theirs, "{}", String::from_utf8_lossy(body));
+        }
+        assert!(decode::<serde_json::Value>(b"{\"name\":\"a\xffb\"}").is_err());
+    }
 
     fn answering(code: u16, body: &'static str) -> ClusterClient {
         ClusterClient::new(tower::service_fn(

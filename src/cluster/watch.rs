@@ -202,7 +202,7 @@ async fn watching(
     let idle = Duration::from_secs(WATCH_TIMEOUT_SECS.into()) + IDLE_MARGIN;
     loop {
         if let Some(line) = lines.next() {
-            let event = match serde_json::from_slice::<WatchEvent<ServedObject>>(&line) {
+            let event = match super::client::decode::<WatchEvent<ServedObject>>(&line) {
                 Ok(event) => event,
                 // What kube does with a line it cannot read: a Status is the server's
                 // error, anything else a broken stream.
