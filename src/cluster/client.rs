@@ -95,7 +95,7 @@ impl ClusterClient {
         request: Request<Vec<u8>>,
     ) -> Result<Either<T, Status>, Error> {
         let body = self.answer(request).await?;
-        let value: serde_json::Value = serde_json::from_slice(&body).map_err(Error::SerdeError)?;
+        let value: serde_json::Value = decode(&body).map_err(Error::SerdeError)?;
         if value["kind"] == "Status" {
             serde_json::from_value(value)
                 .map(Either::Right)

@@ -48,7 +48,7 @@ pub fn check<'de, D: Deserializer<'de>>(document: D) -> Result<Keys, D::Error> {
     let top = RefCell::new(None);
     Node {
         merges: &merges,
-        top: Some(&top),
+        role: Role::Document(&top),
     }
     .deserialize(document)?;
     Ok(Keys {
@@ -57,78 +57,99 @@ pub fn check<'de, D: Deserializer<'de>>(document: D) -> Result<Keys, D::Error> {
     })
 }
 
-/// Any node; maps check their keys, everything is walked to the leaves. The document's
-/// own node carries `top`, which its mapping fills in.
+/// Any node; maps check their keys, everything is walked to the leaves.
 #[derive(Clone, Copy)]
 struct Node<'a> {
     merges: &'a Cell<bool>,
-    top: Option<&'a RefCell<Option<Top>>>,
+    role: Role<'a>,
+}
+
+/// Where a node stands, as far as the document's head is concerned.
+#[derive(Clone, Copy)]
+enum Role<'a> {
+    /// The document itself, whose mapping fills in its [`Top`].
+    Document(&'a RefCell<Option<Top>>),
+    /// A top-level `apiVersion` or `kind`, whose text is kept.
+    HeadField,
+    Inner,
+}
+
+/// What a node held, as far as a head is concerned: only a [`Role::HeadField`]'s text is
+/// kept.
+enum Captured {
+    Text(String),
+    Null,
+    /// A number, a collection, a tagged node: the typed parse says what it makes of it.
+    Other,
 }
 
 impl<'de> DeserializeSeed<'de> for Node<'_> {
-    type Value = ();
+    type Value = Captured;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Captured, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Node<'_> {
-    type Value = ();
+    type Value = Captured;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any YAML node")
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
+    fn visit_bool<E>(self, _: bool) -> Result<Captured, E> {
+        Ok(Captured::Other)
     }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
+    fn visit_i64<E>(self, _: i64) -> Result<Captured, E> {
+        Ok(Captured::Other)
     }
-    fn visit_i128<E>(self, _: i128) -> Result<(), E> {
-        Ok(())
+    fn visit_i128<E>(self, _: i128) -> Result<Captured, E> {
+        Ok(Captured::Other)
     }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
+    fn visit_u64<E>(self, _: u64) -> Result<Captured, E> {
+        Ok(Captured::Other)
     }
-    fn visit_u128<E>(self, _: u128) -> Result<(), E> {
-        Ok(())
+    fn visit_u128<E>(self, _: u128) -> Result<Captured, E> {
+        Ok(Captured::Other)
     }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
+    fn visit_f64<E>(self, _: f64) -> Result<Captured, E> {
+        Ok(Captured::Other)
     }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
+    fn visit_str<E>(self, v: &str) -> Result<Captured, E> {
+        Ok(match self.role {
+            Role::HeadField => Captured::Text(v.to_owned()),
+            _ => Captured::Other,
+        })
     }
-    fn visit_bytes<E>(self, _: &[u8]) -> Result<(), E> {
-        Ok(())
+    fn visit_bytes<E>(self, _: &[u8]) -> Result<Captured, E> {
+        Ok(Captured::Other)
     }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_unit<E>(self) -> Result<Captured, E> {
+        Ok(Captured::Null)
     }
-    fn visit_none<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        self.deserialize(d)
-    }
-
-    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        self.deserialize(d)
+    fn visit_none<E>(self) -> Result<Captured, E> {
+        Ok(Captured::Null)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let inner = Node { top: None, ..self };
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Captured, D::Error> {
+        self.deserialize(d).map(|_| Captured::Other)
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Captured, D::Error> {
+        self.deserialize(d).map(|_| Captured::Other)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Captured, A::Error> {
+        let inner = self.inner();
         while seq.next_element_seed(inner)?.is_some() {}
-        Ok(())
+        Ok(Captured::Other)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Captured, A::Error> {
         let mut seen = HashSet::new();
-        let inner = Node { top: None, ..self };
-        let mut top = self.top.map(|_| Top::default());
+        let inner = self.inner();
+        let mut top = matches!(self.role, Role::Document(_)).then(Top::default);
         while let Some(key) = map.next_key_seed(Key {
             seen: &mut seen,
             merges: self.merges,
@@ -150,97 +171,40 @@ impl<'de> Visitor<'de> for Node<'_> {
                     continue;
                 }
             };
-            match map.next_value_seed(Capture(inner))? {
+            let head_field = Node {
+                role: Role::HeadField,
+                ..self
+            };
+            match map.next_value_seed(head_field)? {
                 Captured::Text(text) => *field = Some(text),
                 Captured::Null => *field = None,
                 Captured::Other => top = None,
             }
         }
-        if let Some(cell) = self.top {
+        if let Role::Document(cell) = self.role {
             *cell.borrow_mut() = top;
         }
-        Ok(())
+        Ok(Captured::Other)
     }
 
-    /// A tagged node (`!Custom x`): its content is walked like any other.
-    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+    /// A tagged node (`!Custom x`): its content is walked like any other. A tagged
+    /// document is left to the typed parse, which reads tags its own way.
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<Captured, A::Error> {
         use de::VariantAccess;
         let ((), variant) = data.variant_seed(Tag)?;
-        // A tagged document is left to the typed parse, which reads tags its own way.
-        variant.newtype_variant_seed(Node { top: None, ..self })
+        variant
+            .newtype_variant_seed(self.inner())
+            .map(|_| Captured::Other)
     }
 }
 
-/// What a top-level `apiVersion` or `kind` holds, as far as a head is concerned.
-enum Captured {
-    Text(String),
-    Null,
-    /// A number, a collection, a tagged node: the typed parse says what it makes of it.
-    Other,
-}
-
-/// A top-level `apiVersion` or `kind`, walked like any node and kept when it is text.
-struct Capture<'a>(Node<'a>);
-
-impl<'de> DeserializeSeed<'de> for Capture<'_> {
-    type Value = Captured;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Captured, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Capture<'_> {
-    type Value = Captured;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any YAML node")
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Captured, E> {
-        Ok(Captured::Text(v.to_owned()))
-    }
-    fn visit_unit<E>(self) -> Result<Captured, E> {
-        Ok(Captured::Null)
-    }
-    fn visit_none<E>(self) -> Result<Captured, E> {
-        Ok(Captured::Null)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Captured, E> {
-        Ok(Captured::Other)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Captured, E> {
-        Ok(Captured::Other)
-    }
-    fn visit_i128<E>(self, _: i128) -> Result<Captured, E> {
-        Ok(Captured::Other)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Captured, E> {
-        Ok(Captured::Other)
-    }
-    fn visit_u128<E>(self, _: u128) -> Result<Captured, E> {
-        Ok(Captured::Other)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Captured, E> {
-        Ok(Captured::Other)
-    }
-    fn visit_bytes<E>(self, _: &[u8]) -> Result<Captured, E> {
-        Ok(Captured::Other)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Captured, D::Error> {
-        self.0.deserialize(d).map(|()| Captured::Other)
-    }
-    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Captured, D::Error> {
-        self.0.deserialize(d).map(|()| Captured::Other)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Captured, A::Error> {
-        self.0.visit_seq(seq).map(|()| Captured::Other)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Captured, A::Error> {
-        self.0.visit_map(map).map(|()| Captured::Other)
-    }
-    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<Captured, A::Error> {
-        self.0.visit_enum(data).map(|()| Captured::Other)
+impl Node<'_> {
+    /// The nodes under this one: never the document, nor a head field.
+    fn inner(self) -> Self {
+        Node {
+            role: Role::Inner,
+            ..self
+        }
     }
 }
 
