@@ -1,5 +1,6 @@
 //! A cluster's client, built from its kubeconfig in the credentials directory. The file is
-//! fingerprinted so that a rotated token is picked up, and a path that resolves (after
+//! read once per client: its size checked, its fingerprint taken (so that a rotated token
+//! is picked up) and its text parsed, all of the same bytes. A path that resolves (after
 //! symbolic links) outside the credentials directory is refused. Nothing read from the
 //! file ever reaches a message: errors name the cluster, the path and the kind of problem
 //! (and a client that cannot be built, the TLS stack's cause).
@@ -77,6 +78,12 @@ pub fn resolve(credentials_dir: &Path, cluster: &Cluster) -> Result<PathBuf, Err
 /// A fingerprint of the file's bytes, to notice rotation.
 pub fn fingerprint(path: &Path) -> Option<[u8; 32]> {
     std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
+}
+
+/// A client, and the fingerprint of the kubeconfig bytes it was built from.
+pub struct Built<C> {
+    pub client: C,
+    pub print: [u8; 32],
 }
 
 /// Where a cluster's kubeconfig is read from.
@@ -173,6 +180,7 @@ pub async fn client_in(credentials_dir: &Path, cluster: &Cluster) -> Result<kube
         super::transport::client,
     )
     .await
+    .map(|built| built.client)
 }
 
 /// Builds a client for the cluster from its kubeconfig and context; TLS verification can
@@ -182,7 +190,7 @@ pub async fn client(
     cluster: &Cluster,
     allow_insecure: bool,
     user_agent: &str,
-) -> Result<ClusterClient, Error> {
+) -> Result<Built<ClusterClient>, Error> {
     build(
         source,
         cluster,
@@ -201,7 +209,7 @@ async fn build<C>(
     allow_insecure: bool,
     user_agent: &str,
     make: fn(&kube::Config) -> Result<C, super::transport::Error>,
-) -> Result<C, Error> {
+) -> Result<Built<C>, Error> {
     let context = cluster.spec.context.clone();
     let shown_context = context.clone().unwrap_or_else(|| "current".into());
     let shown = source.shown();
@@ -220,9 +228,12 @@ async fn build<C>(
     if matches!(bytes.as_slice(), [0xFF, 0xFE, ..] | [0xFE, 0xFF, ..]) && bytes.len() % 2 == 1 {
         return Err(invalid("does not parse as a kubeconfig"));
     }
+    let print = Sha256::digest(&bytes).into();
     let kubeconfig = match source {
-        // From the file, so that relative certificate paths resolve beside it.
-        Source::File(path) => Kubeconfig::read_from(path).ok(),
+        Source::File(path) => file_text(bytes).and_then(|text| {
+            let kubeconfig = Kubeconfig::from_yaml(&text).ok()?;
+            Some(beside(kubeconfig, path.parent()?))
+        }),
         Source::Secret(..) => std::str::from_utf8(&bytes)
             .ok()
             .and_then(|text| Kubeconfig::from_yaml(text).ok()),
@@ -251,12 +262,67 @@ async fn build<C>(
     if let Ok(value) = http::HeaderValue::from_str(user_agent) {
         config.headers.push((http::header::USER_AGENT, value));
     }
-    make(&config).map_err(|source| Error::Client {
+    let client = make(&config).map_err(|source| Error::Client {
         cluster: cluster.name.clone(),
         path: shown.clone(),
         context: shown_context.clone(),
         source: Box::new(source),
-    })
+    })?;
+    Ok(Built { client, print })
+}
+
+/// A kubeconfig file's text as kube's `Kubeconfig::read_from` decodes it: UTF-16 with its
+/// byte order mark, UTF-8 with or without one.
+fn file_text(bytes: Vec<u8>) -> Option<String> {
+    let utf16 = |rest: &[u8], unit: fn([u8; 2]) -> u16| {
+        let units: Vec<u16> = rest.chunks_exact(2).map(|c| unit([c[0], c[1]])).collect();
+        String::from_utf16(&units).ok()
+    };
+    match bytes.as_slice() {
+        [0xFF, 0xFE, rest @ ..] => utf16(rest, u16::from_le_bytes),
+        [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes),
+        [0xEF, 0xBB, 0xBF, rest @ ..] => String::from_utf8(rest.to_vec()).ok(),
+        _ => String::from_utf8(bytes).ok(),
+    }
+}
+
+/// The relative paths a kubeconfig file names (certificates, keys, token files, exec
+/// commands with a separator), made absolute beside the file, as `Kubeconfig::read_from`
+/// and client-go make them.
+fn beside(mut kubeconfig: Kubeconfig, dir: &Path) -> Kubeconfig {
+    let absolute = |file: &mut Option<String>| {
+        if let Some(path) = file.as_deref().filter(|p| Path::new(p).is_relative()) {
+            if let Some(joined) = dir.join(path).to_str() {
+                *file = Some(joined.to_owned());
+            }
+        }
+    };
+    for cluster in kubeconfig
+        .clusters
+        .iter_mut()
+        .filter_map(|c| c.cluster.as_mut())
+    {
+        absolute(&mut cluster.certificate_authority);
+    }
+    for user in kubeconfig
+        .auth_infos
+        .iter_mut()
+        .filter_map(|u| u.auth_info.as_mut())
+    {
+        absolute(&mut user.client_certificate);
+        absolute(&mut user.client_key);
+        absolute(&mut user.token_file);
+        if let Some(exec) = user.exec.as_mut() {
+            if exec
+                .command
+                .as_deref()
+                .is_some_and(|c| c.contains(std::path::MAIN_SEPARATOR))
+            {
+                absolute(&mut exec.command);
+            }
+        }
+    }
+    kubeconfig
 }
 
 #[cfg(test)]
@@ -374,6 +440,95 @@ mod tests {
             "{said}"
         );
         assert!(!said.contains("s3cr3t"), "{said}");
+    }
+
+    /// A kubeconfig naming its CA, a token file and two exec commands by relative paths;
+    /// the CA (the simulator's) and the token are written beside it.
+    fn relative_kubeconfig(dir: &Path) -> String {
+        let tls = kube_sim::tls::generate().unwrap();
+        std::fs::write(dir.join("ca.crt"), &tls.ca_pem).unwrap();
+        std::fs::write(dir.join("token"), "t0ken").unwrap();
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1', certificate-authority: ca.crt}}]\nusers: [{name: u, user: {tokenFile: token}}, {name: e, user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: bin/creds}}}, {name: p, user: {exec: {apiVersion: client.authentication.k8s.io/v1, command: aws}}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"
+            .to_string()
+    }
+
+    #[test]
+    fn relative_paths_resolve_beside_the_file_as_kube_resolves_them() {
+        let creds = tempfile::tempdir().unwrap();
+        let text = relative_kubeconfig(creds.path());
+        let path = creds.path().join("c1.yaml");
+        std::fs::write(&path, &text).unwrap();
+        let ours = beside(Kubeconfig::from_yaml(&text).unwrap(), creds.path());
+        let kubes = Kubeconfig::read_from(&path).unwrap();
+        let dir = creds.path().display();
+        assert_eq!(
+            ours.clusters[0]
+                .cluster
+                .as_ref()
+                .unwrap()
+                .certificate_authority,
+            Some(format!("{dir}/ca.crt"))
+        );
+        let users: Vec<_> = ours
+            .auth_infos
+            .iter()
+            .map(|u| u.auth_info.as_ref().unwrap())
+            .collect();
+        assert_eq!(users[0].token_file, Some(format!("{dir}/token")));
+        let exec = |i: usize| users[i].exec.as_ref().unwrap().command.clone();
+        assert_eq!(exec(1), Some(format!("{dir}/bin/creds")));
+        // A bare command is looked up on PATH, as client-go does.
+        assert_eq!(exec(2), Some("aws".into()));
+        assert_eq!(
+            serde_json::to_value(&ours).unwrap(),
+            serde_json::to_value(&kubes).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_file_is_decoded_as_kube_decodes_it() {
+        let text = "apiVersion: v1\nkind: Config\ncurrent-context: x\n";
+        let utf16 = |unit: fn(u16) -> [u8; 2], bom: [u8; 2]| {
+            let mut bytes = bom.to_vec();
+            bytes.extend(text.encode_utf16().flat_map(unit));
+            bytes
+        };
+        let with_bom = [&[0xEF, 0xBB, 0xBF][..], text.as_bytes()].concat();
+        for bytes in [
+            text.as_bytes().to_vec(),
+            with_bom,
+            utf16(u16::to_le_bytes, [0xFF, 0xFE]),
+            utf16(u16::to_be_bytes, [0xFE, 0xFF]),
+        ] {
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), &bytes).unwrap();
+            let kubes = Kubeconfig::read_from(file.path()).unwrap();
+            let ours = Kubeconfig::from_yaml(&file_text(bytes).unwrap()).unwrap();
+            assert_eq!(ours.current_context.as_deref(), Some("x"));
+            assert_eq!(
+                serde_json::to_value(&ours).unwrap(),
+                serde_json::to_value(&kubes).unwrap()
+            );
+        }
+        assert_eq!(file_text(vec![0xC3, 0x28]), None);
+    }
+
+    #[tokio::test]
+    async fn the_client_is_built_from_the_bytes_its_fingerprint_is_of() {
+        let creds = tempfile::tempdir().unwrap();
+        let path = creds.path().join("c1.yaml");
+        std::fs::write(&path, relative_kubeconfig(creds.path())).unwrap();
+        let source = Source::File(path.clone());
+        let built = client(&source, &cluster("c1.yaml"), false, "t")
+            .await
+            .unwrap();
+        assert_eq!(Some(built.print), fingerprint(&path));
+        assert_eq!(Some(built.print), source.fingerprint());
+        // The CA was read from beside the file: with it moved away, no client is built.
+        std::fs::rename(creds.path().join("ca.crt"), creds.path().join("moved.crt")).unwrap();
+        assert!(client(&source, &cluster("c1.yaml"), false, "t")
+            .await
+            .is_err());
     }
 
     #[tokio::test]

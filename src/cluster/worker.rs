@@ -53,7 +53,6 @@ pub async fn run(
                 // Told of every change from here on, so none between the read and the
                 // session is missed.
                 let changes = source.changes(&shared.kubeconfigs).subscribe();
-                let print = source.fingerprint();
                 // Boxed: made once per connection, and the task holds its largest future.
                 Box::pin(kubeconfig::client(
                     &source,
@@ -62,10 +61,10 @@ pub async fn run(
                     &shared.user_agent,
                 ))
                 .await
-                .map(|client| session::Connection {
-                    client,
+                .map(|built| session::Connection {
+                    client: built.client,
                     kubeconfig: source,
-                    print,
+                    print: Some(built.print),
                     changes,
                 })
             }
