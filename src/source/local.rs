@@ -14,6 +14,7 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
@@ -72,16 +73,20 @@ pub async fn watch(dir: PathBuf, timing: Timing, out: mpsc::Sender<Result<Revisi
     // Absolute, not resolved: the name is what is followed, whatever it points to.
     let dir = std::path::absolute(&dir).unwrap_or(dir);
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
+    let concern = Concern::new(dir.clone());
+    let sifted = concern.clone();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // Reads (ours included) open files; only changes count.
+        // Reads (ours included) open files; only changes count. What does not concern the
+        // directory (a log written beside it, in the parent folder) is dropped here, on
+        // the watcher's thread, without waking the task.
         if let Ok(event) = event {
-            if !matches!(event.kind, EventKind::Access(_)) {
+            if !matches!(event.kind, EventKind::Access(_)) && sifted.of(&event.paths) {
                 let _ = tx.send(event.paths);
             }
         }
     });
     let mut follow = match watcher {
-        Ok(watcher) => Follow::new(dir.clone(), watcher),
+        Ok(watcher) => Follow::new(concern, watcher),
         Err(source) => {
             let _ = out.send(Err(Error::Watch { dir, source })).await;
             return;
@@ -178,9 +183,40 @@ impl Target {
     }
 }
 
+/// The paths whose events concern the directory: the name itself (from the parent's
+/// watch), or anything under the directory it resolves to now. Other entries of the parent
+/// are ignored, so a busy parent never holds off a read. Shared with the watcher's thread,
+/// which drops the rest before they reach the task.
+#[derive(Clone)]
+struct Concern {
+    dir: PathBuf,
+    target: Arc<RwLock<Option<PathBuf>>>,
+}
+
+impl Concern {
+    fn new(dir: PathBuf) -> Concern {
+        Concern {
+            dir,
+            target: Arc::default(),
+        }
+    }
+
+    fn of(&self, paths: &[PathBuf]) -> bool {
+        let target = self.target.read().unwrap_or_else(|e| e.into_inner());
+        paths
+            .iter()
+            .any(|p| p.starts_with(&self.dir) || target.as_ref().is_some_and(|t| p.starts_with(t)))
+    }
+
+    fn set_target(&self, path: Option<PathBuf>) {
+        *self.target.write().unwrap_or_else(|e| e.into_inner()) = path;
+    }
+}
+
 /// The watches that follow one directory path.
 struct Follow {
     dir: PathBuf,
+    concern: Concern,
     watcher: RecommendedWatcher,
     /// The directory watched now, if any.
     target: Option<Target>,
@@ -190,22 +226,19 @@ struct Follow {
 }
 
 impl Follow {
-    fn new(dir: PathBuf, watcher: RecommendedWatcher) -> Follow {
+    fn new(concern: Concern, watcher: RecommendedWatcher) -> Follow {
         Follow {
-            dir,
+            dir: concern.dir.clone(),
+            concern,
             watcher,
             target: None,
             parent: None,
         }
     }
 
-    /// Whether an event about `paths` may change what the directory holds: the name itself
-    /// (from the parent's watch), or anything under the directory it resolves to. Other
-    /// entries of the parent are ignored, so a busy parent never holds off a read.
+    /// Whether an event about `paths` may change what the directory holds ([`Concern`]).
     fn concerns(&self, paths: &[PathBuf]) -> bool {
-        paths.iter().any(|p| {
-            p.starts_with(&self.dir) || self.target.as_ref().is_some_and(|t| p.starts_with(&t.path))
-        })
+        self.concern.of(paths)
     }
 
     /// Sets the watches again where what they watch has changed.
@@ -230,6 +263,9 @@ impl Follow {
             // Already gone with its directory, as often as not.
             let _ = self.watcher.unwatch(&old.path);
         }
+        // Before the watch is set, so that none of its events is dropped as another's.
+        self.concern
+            .set_target(now.as_ref().map(|t| t.path.clone()));
         if let Some(target) = now {
             match self.watcher.watch(&target.path, RecursiveMode::Recursive) {
                 Ok(()) => {
@@ -273,6 +309,27 @@ mod tests {
             )
             .unwrap();
         }
+    }
+
+    #[test]
+    fn events_beside_the_directory_are_dropped_before_they_reach_the_task() {
+        let concern = Concern::new(PathBuf::from("/srv/current"));
+        let of = |p: &str| concern.of(&[PathBuf::from(p)]);
+        // The name itself, as the parent's watch reports it, and what is under it.
+        assert!(of("/srv/current"));
+        assert!(of("/srv/current/clusters/c1.yaml"));
+        // A log written beside it.
+        assert!(!of("/srv/agent.log"));
+        assert!(!of("/srv/currently.txt"));
+        assert!(!of("/srv/releases/two/clusters/c1.yaml"));
+        // Once the name resolves there, what its target's watch reports concerns it.
+        concern.set_target(Some(PathBuf::from("/srv/releases/two")));
+        assert!(of("/srv/releases/two/clusters/c1.yaml"));
+        assert!(!of("/srv/releases/one/clusters/c1.yaml"));
+        assert!(concern.of(&[
+            PathBuf::from("/srv/agent.log"),
+            PathBuf::from("/srv/current")
+        ]));
     }
 
     #[tokio::test]
