@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +22,9 @@ pub struct StatusReport {
     pub served_clusters: usize,
     pub dry_run: bool,
     pub source: SourceStatus,
-    pub clusters: BTreeMap<String, ClusterStatus>,
+    /// Shared, so that a read of the report copies no cluster's status: a writer changes
+    /// its own copy ([`Arc::make_mut`]) while a read still holds the old one.
+    pub clusters: BTreeMap<String, Arc<ClusterStatus>>,
     /// The rollout of the newest revision through the waves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,
@@ -41,7 +44,7 @@ pub struct StatusReport {
     /// published them; merged into `clusters` when the status is served
     /// ([`whole_fleet`](StatusReport::whole_fleet)).
     #[serde(skip)]
-    pub served_elsewhere: BTreeMap<String, ClusterStatus>,
+    pub served_elsewhere: BTreeMap<String, Arc<ClusterStatus>>,
 }
 
 /// The fleet's clusters from Cluster API (`run --cluster-api`).
@@ -420,8 +423,8 @@ impl StatusReport {
             return self;
         }
         let me = self.leader.as_ref().map(|l| l.identity.clone());
-        for c in self.clusters.values_mut() {
-            c.served_by.clone_from(&me);
+        for c in self.clusters.values_mut().filter(|c| c.served_by != me) {
+            Arc::make_mut(c).served_by.clone_from(&me);
         }
         for (name, c) in std::mem::take(&mut self.served_elsewhere) {
             self.clusters.entry(name).or_insert(c);
@@ -641,15 +644,17 @@ mod tests {
             served_clusters: 2,
             ..StatusReport::default()
         };
-        s.clusters.insert("a".into(), cluster(true, true, None));
+        s.clusters
+            .insert("a".into(), cluster(true, true, None).into());
         s.clusters.insert(
             "b".into(),
-            cluster(false, false, Some("connection refused")),
+            cluster(false, false, Some("connection refused")).into(),
         );
         assert!(!s.is_ready(), "no revision read yet");
         s.source.revision = Some("0a1b2c".into());
         assert!(s.is_ready());
-        s.clusters.insert("b".into(), cluster(false, true, None));
+        s.clusters
+            .insert("b".into(), cluster(false, true, None).into());
         assert!(!s.is_ready(), "b answers and waits for its first pass");
         s.clusters.remove("b");
         assert!(!s.is_ready(), "b is served and has no report yet");
@@ -670,17 +675,17 @@ mod tests {
             reconciled: true,
             ..ClusterStatus::default()
         };
-        report.clusters.insert("mine".into(), fresh.clone());
+        report.clusters.insert("mine".into(), fresh.clone().into());
         let published = |by: &str| ClusterStatus {
             served_by: Some(by.into()),
             ..ClusterStatus::default()
         };
         report
             .served_elsewhere
-            .insert("mine".into(), published("agent-b"));
+            .insert("mine".into(), published("agent-b").into());
         report
             .served_elsewhere
-            .insert("theirs".into(), published("agent-b"));
+            .insert("theirs".into(), published("agent-b").into());
         // Not sharded: the report as it is.
         assert_eq!(report.clone().whole_fleet().clusters.len(), 1);
         report.shards = Some(ShardStatus::default());
@@ -776,25 +781,28 @@ mod tests {
                     },
                 ],
                 ..Default::default()
-            },
+            }
+            .into(),
         );
         report.clusters.insert(
             "down-1".into(),
             ClusterStatus {
                 last_error: Some("cluster down-1: connection refused".into()),
                 ..Default::default()
-            },
+            }
+            .into(),
         );
         report
             .clusters
-            .insert("new-1".into(), ClusterStatus::default());
+            .insert("new-1".into(), ClusterStatus::default().into());
         report.clusters.insert(
             "gone-1".into(),
             ClusterStatus {
                 reachable: true,
                 leaving: true,
                 ..Default::default()
-            },
+            }
+            .into(),
         );
         let table = report.to_table();
         assert!(
@@ -927,7 +935,7 @@ mod tests {
         assert_eq!(c, once);
 
         let mut report = StatusReport::default();
-        report.clusters.insert("down-1".into(), c.clone());
+        report.clusters.insert("down-1".into(), c.clone().into());
         let table = report.to_table();
         assert!(
             table.contains("0/2 claims ready (2 unknown: cluster unreachable)"),

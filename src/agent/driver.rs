@@ -475,16 +475,17 @@ impl RolloutDriver {
             return;
         };
         s.rollout = rollout.map(RolloutStatus::of);
-        let fill = |name: &str, c: &mut ClusterStatus| {
+        // Changed only where it differs: a status read may hold the cluster's status, which
+        // a change copies.
+        let fill = |name: &str, c: &mut Arc<ClusterStatus>| {
             let wave = inner.wave_of.get(name);
-            if c.wave.as_ref() != wave {
-                c.wave = wave.cloned();
-            }
             let pending = rollout
                 .filter(|r| inner.state.given(name) != Some(r.revision.as_str()))
                 .filter(|r| r.waves.iter().any(|w| w.clusters.contains_key(name)))
                 .map(|r| &r.revision);
-            if c.pending_revision.as_ref() != pending {
+            if c.wave.as_ref() != wave || c.pending_revision.as_ref() != pending {
+                let c = Arc::make_mut(c);
+                c.wave = wave.cloned();
                 c.pending_revision = pending.cloned();
             }
         };
@@ -630,7 +631,7 @@ mod tests {
                 .write()
                 .unwrap()
                 .clusters
-                .insert(name.into(), ClusterStatus::default());
+                .insert(name.into(), ClusterStatus::default().into());
             driver.joined().push(name);
         }
         assert_eq!(wave_and_pending(&status, "p1"), (None, None));
@@ -653,7 +654,7 @@ mod tests {
             .write()
             .unwrap()
             .clusters
-            .insert("d1".into(), ClusterStatus::default());
+            .insert("d1".into(), ClusterStatus::default().into());
         driver.joined().push("d1");
         driver.follow(Loaded::default());
         assert!(driver.joined.take().is_empty());

@@ -341,7 +341,8 @@ mod tests {
                     ..Default::default()
                 }],
                 ..Default::default()
-            },
+            }
+            .into(),
         );
         report.rollout = Some(RolloutStatus {
             revision: "0123456789abcdef".into(),

@@ -196,9 +196,10 @@ impl Shared {
                 Entry::Vacant(e) => {
                     // Its wave and pending revision are the rollout's to fill in.
                     self.joined.push(cluster);
-                    e.insert(ClusterStatus::default())
+                    e.insert(Arc::default())
                 }
             };
+            let s = Arc::make_mut(s);
             f(s);
             s.settle(|| jiff::Timestamp::now().to_string());
         }

@@ -324,7 +324,7 @@ async fn readyz_says_a_standby_is_ready_and_a_replica_that_lost_the_lease_is_not
         .write()
         .unwrap()
         .clusters
-        .insert("c1".into(), reconciled);
+        .insert("c1".into(), reconciled.into());
     let (code, _, _, _) = ask_as(endpoints.clone(), None, "GET", "/readyz", None, "").await;
     assert_eq!(code, 200);
     let (_, _, _, body) = ask_as(endpoints, None, "GET", STATUS, None, "").await;
@@ -372,4 +372,33 @@ async fn a_standby_refuses_every_control_undo_included_naming_the_leader() {
     let (code, _, _, answer) = ask_as(endpoints, Some(TOKEN), "POST", UNDO, json, "{}").await;
     assert_eq!(code, 409, "{answer}");
     assert!(answer.contains("no rollout to undo"), "{answer}");
+}
+
+#[test]
+fn a_status_read_copies_no_clusters_status_and_a_later_change_leaves_it_as_read() {
+    let endpoints = endpoints();
+    let cluster = |reconciled| {
+        std::sync::Arc::new(crate::status::ClusterStatus {
+            reconciled,
+            ..Default::default()
+        })
+    };
+    if let Ok(mut s) = endpoints.status.write() {
+        s.clusters.insert("c1".into(), cluster(false));
+        s.clusters.insert("c2".into(), cluster(false));
+    }
+    let read = endpoints.snapshot();
+    let live = |name: &str| endpoints.status.read().unwrap().clusters[name].clone();
+    assert!(std::sync::Arc::ptr_eq(&read.clusters["c1"], &live("c1")));
+    // A writer changes its own copy, as a worker's update does.
+    if let Ok(mut s) = endpoints.status.write() {
+        let c1 = s.clusters.get_mut("c1").unwrap();
+        std::sync::Arc::make_mut(c1).reconciled = true;
+    }
+    assert!(live("c1").reconciled);
+    assert!(
+        !read.clusters["c1"].reconciled,
+        "the read is as it was read"
+    );
+    assert!(std::sync::Arc::ptr_eq(&read.clusters["c2"], &live("c2")));
 }

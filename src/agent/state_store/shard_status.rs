@@ -31,7 +31,7 @@ const STATUS_OF: &str = "fleet.hops.ops.com.ai/shard-status-of";
 const SHARD: &str = "fleet.hops.ops.com.ai/shard";
 const WRITTEN_BY: &str = "fleet.hops.ops.com.ai/written-by";
 
-type Clusters = BTreeMap<String, ClusterStatus>;
+type Clusters = BTreeMap<String, Arc<ClusterStatus>>;
 
 /// The ConfigMap of shard `shard`'s cluster status.
 pub fn status_name(lease: &str, shard: u32) -> String {
@@ -211,7 +211,7 @@ impl Publisher {
             match (shard, codec::decode_json::<Clusters>(&name, bytes)) {
                 (Some(shard), Ok(mut clusters)) => {
                     for c in clusters.values_mut() {
-                        c.served_by.clone_from(&writer);
+                        Arc::make_mut(c).served_by.clone_from(&writer);
                     }
                     self.read.insert(name, (version, shard, clusters));
                 }
@@ -270,7 +270,7 @@ mod tests {
                     claims: vec![claim("analytics"), claim("payments")],
                     ..ClusterStatus::default()
                 };
-                (name, c)
+                (name, c.into())
             })
             .collect();
         let bytes = codec::encode_json("shard 0's cluster status", &clusters).unwrap();

@@ -438,7 +438,8 @@ mod tests {
                 applied_revision: Some("r1".into()),
                 claims: vec![claim(true), claim(true)],
                 ..ClusterStatus::default()
-            },
+            }
+            .into(),
         );
         report.clusters.insert(
             "b".into(),
@@ -448,17 +449,21 @@ mod tests {
                 applied_revision: Some("r1".into()),
                 claims: vec![claim(true), claim(false)],
                 ..ClusterStatus::default()
-            },
+            }
+            .into(),
         );
         report.clusters.insert(
             "c".into(),
             ClusterStatus {
                 unreachable_since: Some("2026-12-03T12:00:00Z".into()),
                 ..ClusterStatus::default()
-            },
+            }
+            .into(),
         );
         // Not tried yet: neither ready nor unreachable.
-        report.clusters.insert("d".into(), ClusterStatus::default());
+        report
+            .clusters
+            .insert("d".into(), ClusterStatus::default().into());
         let waves = ["dev".to_string(), "prod".to_string(), "none".to_string()];
         let wave_of: BTreeMap<String, String> = [("a", "dev"), ("b", "prod"), ("c", "prod")]
             .into_iter()
@@ -482,7 +487,8 @@ mod tests {
                 reconciled: true,
                 pending_revision: Some("0123abcd".into()),
                 ..ClusterStatus::default()
-            },
+            }
+            .into(),
         );
         // Given the revision, but not yet reconciled at it.
         report.source.revision = Some("r1".into());
@@ -493,7 +499,8 @@ mod tests {
                 reconciled: true,
                 applied_revision: Some("r0".into()),
                 ..ClusterStatus::default()
-            },
+            }
+            .into(),
         );
         let p = Progress::of(&report, &[], &BTreeMap::new());
         assert_eq!(p.ready_clusters, 0);
