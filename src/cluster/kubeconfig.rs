@@ -232,7 +232,10 @@ async fn build<C>(
     let kubeconfig = match source {
         Source::File(path) => file_text(bytes).and_then(|text| {
             let kubeconfig = Kubeconfig::from_yaml(&text).ok()?;
-            Some(beside(kubeconfig, path.parent()?))
+            Some(match path.parent() {
+                Some(dir) => beside(kubeconfig, dir),
+                None => kubeconfig,
+            })
         }),
         Source::Secret(..) => std::str::from_utf8(&bytes)
             .ok()
