@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use fleet_core::fleetdir::{DirStamp, FileTree};
@@ -72,16 +72,19 @@ fn read(dir: &Path) -> (Result<Revision, Error>, Option<DirStamp>) {
 pub async fn watch(dir: PathBuf, timing: Timing, out: mpsc::Sender<Result<Revision, Error>>) {
     // Absolute, not resolved: the name is what is followed, whatever it points to.
     let dir = std::path::absolute(&dir).unwrap_or(dir);
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<PathBuf>>();
+    // Only that something changed is passed on, never the events themselves: a burst (a
+    // checkout of thousands of files) is one wake-up, and nothing queues up while the
+    // directory is being read.
+    let changed = Arc::new(Notify::new());
     let concern = Concern::new(dir.clone());
-    let sifted = concern.clone();
+    let (sifted, tell) = (concern.clone(), changed.clone());
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         // Reads (ours included) open files; only changes count. What does not concern the
         // directory (a log written beside it, in the parent folder) is dropped here, on
         // the watcher's thread, without waking the task.
         if let Ok(event) = event {
             if !matches!(event.kind, EventKind::Access(_)) && sifted.of(&event.paths) {
-                let _ = tx.send(event.paths);
+                tell.notify_one();
             }
         }
     });
@@ -119,10 +122,7 @@ pub async fn watch(dir: PathBuf, timing: Timing, out: mpsc::Sender<Result<Revisi
                 }
             }
         }
-        let Some(changed) = wait(&mut rx, &follow, &mut recheck).await else {
-            return;
-        };
-        rechecking = !changed;
+        rechecking = !wait(&changed, &mut recheck).await;
         if rechecking {
             continue;
         }
@@ -132,35 +132,18 @@ pub async fn watch(dir: PathBuf, timing: Timing, out: mpsc::Sender<Result<Revisi
             // keeps the settle time running.
             follow.refresh();
             tokio::select! {
-                paths = rx.recv() => match paths {
-                    None => return,
-                    Some(paths) if follow.concerns(&paths) => {
-                        quiet = Instant::now() + timing.settle;
-                    }
-                    Some(_) => {}
-                },
-                _ = tokio::time::sleep_until(quiet) => break,
+                () = changed.notified() => quiet = Instant::now() + timing.settle,
+                () = tokio::time::sleep_until(quiet) => break,
             }
         }
     }
 }
 
-/// Waits for a change that concerns the directory (`Some(true)`) or the re-check
-/// (`Some(false)`); `None` once the watcher is gone.
-async fn wait(
-    rx: &mut mpsc::UnboundedReceiver<Vec<PathBuf>>,
-    follow: &Follow,
-    recheck: &mut tokio::time::Interval,
-) -> Option<bool> {
-    loop {
-        tokio::select! {
-            paths = rx.recv() => match paths {
-                None => return None,
-                Some(paths) if follow.concerns(&paths) => return Some(true),
-                Some(_) => {}
-            },
-            _ = recheck.tick() => return Some(false),
-        }
+/// Waits for a change that concerns the directory (`true`) or the re-check (`false`).
+async fn wait(changed: &Notify, recheck: &mut tokio::time::Interval) -> bool {
+    tokio::select! {
+        () = changed.notified() => true,
+        _ = recheck.tick() => false,
     }
 }
 
@@ -234,11 +217,6 @@ impl Follow {
             target: None,
             parent: None,
         }
-    }
-
-    /// Whether an event about `paths` may change what the directory holds ([`Concern`]).
-    fn concerns(&self, paths: &[PathBuf]) -> bool {
-        self.concern.of(paths)
     }
 
     /// Sets the watches again where what they watch has changed.
@@ -350,6 +328,30 @@ mod tests {
         assert_ne!(second.id, first.id);
         assert!(fleet_core::fleetdir::load(&second.tree).fleet.is_some());
         // No third revision: the partial file was never read on its own.
+        assert!(tokio::time::timeout(Duration::from_millis(800), rx.recv())
+            .await
+            .is_err());
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_checkout_of_two_thousand_files_is_read_whole_once_it_settles() {
+        let dir = tempfile::tempdir().unwrap();
+        fleet_in(dir.path(), &["c1"]);
+        let (tx, mut rx) = mpsc::channel(8);
+        let task = tokio::spawn(watch(dir.path().to_path_buf(), EVENTS_ONLY, tx));
+        next(&mut rx).await.unwrap();
+        // Thousands of events, passed on as "something changed", never queued one by one:
+        // none of them is lost for it. (A stall of the machine longer than the settle time
+        // may show a part of the checkout first.)
+        let names: Vec<String> = (0..2000).map(|i| format!("c{i:04}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        fleet_in(dir.path(), &names);
+        let mut files = 0;
+        while files < 2001 {
+            files = next(&mut rx).await.unwrap().tree.files.len();
+        }
+        assert_eq!(files, 2001, "every file written is read");
         assert!(tokio::time::timeout(Duration::from_millis(800), rx.recv())
             .await
             .is_err());
