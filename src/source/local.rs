@@ -278,6 +278,18 @@ mod tests {
             .expect("the watcher still runs")
     }
 
+    /// The directory watched from now: its revisions, and the task to abort.
+    fn watching(
+        dir: &Path,
+        timing: Timing,
+    ) -> (
+        mpsc::Receiver<Result<Revision, Error>>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (tx, rx) = mpsc::channel(8);
+        (rx, tokio::spawn(watch(dir.to_path_buf(), timing, tx)))
+    }
+
     fn fleet_in(dir: &Path, clusters: &[&str]) {
         std::fs::create_dir_all(dir.join("clusters")).unwrap();
         for name in clusters {
@@ -314,8 +326,7 @@ mod tests {
     async fn a_burst_of_writes_becomes_one_revision_after_it_settles() {
         let dir = tempfile::tempdir().unwrap();
         fleet_in(dir.path(), &["c1"]);
-        let (tx, mut rx) = mpsc::channel(8);
-        let task = tokio::spawn(watch(dir.path().to_path_buf(), EVENTS_ONLY, tx));
+        let (mut rx, task) = watching(dir.path(), EVENTS_ONLY);
         let first = next(&mut rx).await.unwrap();
         assert!(first.tree.files.contains_key("clusters/c1.yaml"));
 
@@ -338,8 +349,7 @@ mod tests {
     async fn a_checkout_of_two_thousand_files_is_read_whole_once_it_settles() {
         let dir = tempfile::tempdir().unwrap();
         fleet_in(dir.path(), &["c1"]);
-        let (tx, mut rx) = mpsc::channel(8);
-        let task = tokio::spawn(watch(dir.path().to_path_buf(), EVENTS_ONLY, tx));
+        let (mut rx, task) = watching(dir.path(), EVENTS_ONLY);
         next(&mut rx).await.unwrap();
         // Thousands of events, passed on as "something changed", never queued one by one:
         // none of them is lost for it. (A stall of the machine longer than the settle time
@@ -363,8 +373,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("fleet");
         fleet_in(&dir, &["c1"]);
-        let (tx, mut rx) = mpsc::channel(8);
-        let task = tokio::spawn(watch(dir.clone(), EVENTS_ONLY, tx));
+        let (mut rx, task) = watching(&dir, EVENTS_ONLY);
         let first = next(&mut rx).await.unwrap();
 
         std::fs::remove_dir_all(&dir).unwrap();
@@ -391,8 +400,7 @@ mod tests {
         fleet_in(&two, &["c1", "c2"]);
         let current = root.path().join("current");
         std::os::unix::fs::symlink(&one, &current).unwrap();
-        let (tx, mut rx) = mpsc::channel(8);
-        let task = tokio::spawn(watch(current.clone(), EVENTS_ONLY, tx));
+        let (mut rx, task) = watching(&current, EVENTS_ONLY);
         assert_eq!(next(&mut rx).await.unwrap().tree.files.len(), 1);
 
         // `ln -sfn two current` done atomically: a new link renamed over the old one.
@@ -415,12 +423,11 @@ mod tests {
         let parent = root.path().join("releases");
         let dir = parent.join("current");
         fleet_in(&dir, &["c1"]);
-        let (tx, mut rx) = mpsc::channel(8);
         let timing = Timing {
             settle: Duration::from_millis(100),
             recheck: Duration::from_millis(300),
         };
-        let task = tokio::spawn(watch(dir.clone(), timing, tx));
+        let (mut rx, task) = watching(&dir, timing);
         assert!(next(&mut rx).await.is_ok());
         std::fs::remove_dir_all(&parent).unwrap();
         assert!(next(&mut rx).await.is_err());
@@ -439,12 +446,11 @@ mod tests {
         // the fleet's file without any event on the fleet directory.
         let elsewhere = root.path().join("c1.yaml");
         std::fs::hard_link(dir.join("clusters/c1.yaml"), &elsewhere).unwrap();
-        let (tx, mut rx) = mpsc::channel(8);
         let timing = Timing {
             settle: Duration::from_millis(100),
             recheck: Duration::from_millis(300),
         };
-        let task = tokio::spawn(watch(dir.clone(), timing, tx));
+        let (mut rx, task) = watching(&dir, timing);
         let first = next(&mut rx).await.unwrap();
         // Re-checks that find nothing changed send nothing.
         assert!(tokio::time::timeout(Duration::from_millis(700), rx.recv())
@@ -465,12 +471,11 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         // Not even the parent exists: only the re-check can see it arrive.
         let dir = root.path().join("later/fleet");
-        let (tx, mut rx) = mpsc::channel(8);
         let timing = Timing {
             settle: Duration::from_millis(100),
             recheck: Duration::from_millis(200),
         };
-        let task = tokio::spawn(watch(dir.clone(), timing, tx));
+        let (mut rx, task) = watching(&dir, timing);
         assert!(next(&mut rx).await.is_err());
         // The same error is not repeated at every re-check.
         assert!(tokio::time::timeout(Duration::from_millis(700), rx.recv())
