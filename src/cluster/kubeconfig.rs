@@ -77,7 +77,13 @@ pub fn resolve(credentials_dir: &Path, cluster: &Cluster) -> Result<PathBuf, Err
 
 /// A fingerprint of the file's bytes, to notice rotation.
 pub fn fingerprint(path: &Path) -> Option<[u8; 32]> {
-    std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
+    std::fs::read(path).ok().map(|bytes| print_of(&bytes))
+}
+
+/// The fingerprint of kubeconfig bytes: what a rotation check compares with what a client
+/// was built from, so both are made here.
+fn print_of(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
 }
 
 /// A client, and the fingerprint of the kubeconfig bytes it was built from.
@@ -228,7 +234,7 @@ async fn build<C>(
     if matches!(bytes.as_slice(), [0xFF, 0xFE, ..] | [0xFE, 0xFF, ..]) && bytes.len() % 2 == 1 {
         return Err(invalid("does not parse as a kubeconfig"));
     }
-    let print = Sha256::digest(&bytes).into();
+    let print = print_of(&bytes);
     let kubeconfig = match source {
         Source::File(path) => file_text(bytes).and_then(|text| {
             let kubeconfig = Kubeconfig::from_yaml(&text).ok()?;

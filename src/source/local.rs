@@ -198,7 +198,7 @@ impl Concern {
 
 /// The watches that follow one directory path.
 struct Follow {
-    dir: PathBuf,
+    /// The directory's path as given (its `dir`), and what concerns it.
     concern: Concern,
     watcher: RecommendedWatcher,
     /// The directory watched now, if any.
@@ -211,7 +211,6 @@ struct Follow {
 impl Follow {
     fn new(concern: Concern, watcher: RecommendedWatcher) -> Follow {
         Follow {
-            dir: concern.dir.clone(),
             concern,
             watcher,
             target: None,
@@ -221,7 +220,7 @@ impl Follow {
 
     /// Sets the watches again where what they watch has changed.
     fn refresh(&mut self) {
-        if let Some(parent) = self.dir.parent() {
+        if let Some(parent) = self.concern.dir.parent() {
             let now = Target::of(parent);
             if now != self.parent {
                 let _ = self.watcher.unwatch(parent);
@@ -233,7 +232,7 @@ impl Follow {
                 });
             }
         }
-        let now = Target::of(&self.dir);
+        let now = Target::of(&self.concern.dir);
         if now == self.target {
             return;
         }
@@ -247,12 +246,12 @@ impl Follow {
         if let Some(target) = now {
             match self.watcher.watch(&target.path, RecursiveMode::Recursive) {
                 Ok(()) => {
-                    tracing::debug!(dir = ?self.dir, target = ?target.path, "watching the fleet directory");
+                    tracing::debug!(dir = ?self.concern.dir, target = ?target.path, "watching the fleet directory");
                     self.target = Some(target);
                 }
                 // Left unwatched: the next refresh tries again, the re-check reads it.
                 Err(error) => {
-                    tracing::warn!(dir = ?self.dir, %error, "cannot watch the fleet directory; reading it periodically")
+                    tracing::warn!(dir = ?self.concern.dir, %error, "cannot watch the fleet directory; reading it periodically")
                 }
             }
         }
