@@ -975,22 +975,37 @@ enum Verdict {
     Errors(String),
 }
 
-/// "applying to a, b" (with the batch when the wave has several).
+/// "applying to a, b" (with the batch when the wave has several). Like a "not ready"
+/// reason, it names [`NAMED_CLUSTERS`] clusters and counts the rest: it is logged and sent
+/// as a commit status, and a wave of 10,000 clusters made it a log line of 100 kB.
 fn applying(w: &WaveProgress) -> String {
-    let names: Vec<&str> = w
-        .batch_members(w.batch)
-        .into_iter()
-        .map(String::as_str)
-        .collect();
+    let members = w.batch_members(w.batch);
+    let mut names = members
+        .iter()
+        .take(NAMED_CLUSTERS)
+        .map(|c| c.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = members.len().saturating_sub(NAMED_CLUSTERS);
+    if more > 0 {
+        names.push_str(&format!(" and {more} more {}", cluster_noun(more)));
+    }
     if w.batches.len() > 1 {
         format!(
-            "batch {} of {}: applying to {}",
+            "batch {} of {}: applying to {names}",
             w.batch + 1,
             w.batches.len(),
-            names.join(", ")
         )
     } else {
-        format!("applying to {}", names.join(", "))
+        format!("applying to {names}")
+    }
+}
+
+fn cluster_noun(n: usize) -> &'static str {
+    if n == 1 {
+        "cluster"
+    } else {
+        "clusters"
     }
 }
 
@@ -1043,12 +1058,13 @@ fn judge(
     }
 }
 
-/// How many clusters a "not ready" reason names; the others are counted. The reason goes
-/// into the status, the saved rollout state and Events, and is rebuilt on every tick while
-/// a wave waits: at thousands of clusters, naming each made it hundreds of KiB.
-const NAMED_NOT_READY: usize = 10;
+/// How many clusters a "not ready" reason or a wave's "applying to" names; the others are
+/// counted. The reason goes into the status, the saved rollout state and Events, and is
+/// rebuilt on every tick while a wave waits: at thousands of clusters, naming each made it
+/// hundreds of KiB.
+const NAMED_CLUSTERS: usize = 10;
 
-/// The clusters of a wave not ready yet: the first [`NAMED_NOT_READY`] with why, then a
+/// The clusters of a wave not ready yet: the first [`NAMED_CLUSTERS`] with why, then a
 /// count.
 #[derive(Default)]
 struct NotReady {
@@ -1058,7 +1074,7 @@ struct NotReady {
 
 impl NotReady {
     fn push(&mut self, why: impl FnOnce() -> String) {
-        if self.named.len() < NAMED_NOT_READY {
+        if self.named.len() < NAMED_CLUSTERS {
             self.named.push(why());
         } else {
             self.more += 1;
@@ -1071,12 +1087,11 @@ impl NotReady {
         }
         let mut reason = self.named.join("; ");
         if self.more > 0 {
-            let clusters = if self.more == 1 {
-                "cluster"
-            } else {
-                "clusters"
-            };
-            reason.push_str(&format!("; and {} more {clusters} not ready", self.more));
+            let more = self.more;
+            reason.push_str(&format!(
+                "; and {more} more {} not ready",
+                cluster_noun(more)
+            ));
         }
         Some(reason)
     }

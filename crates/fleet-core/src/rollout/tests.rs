@@ -146,6 +146,39 @@ fn a_wide_wave_waiting_names_ten_clusters_and_counts_the_rest() {
 }
 
 #[test]
+fn a_wide_wave_applying_names_ten_clusters_and_counts_the_rest() {
+    let started = |t: Vec<Transition>| {
+        t.into_iter()
+            .find(|t| t.state == Progressing)
+            .map(|t| t.description)
+    };
+    let ten = names(0, 10).join(", ");
+    let mut s = State::default();
+    let t = s.begin(&one_wave("a", 25, None, None, 0, 0), 0);
+    assert_eq!(
+        started(t),
+        Some(format!("applying to {ten} and 15 more clusters"))
+    );
+    // Batches of eleven: one left over is "cluster"; ten or fewer are all named.
+    let mut s = State::default();
+    let t = s.begin(&one_wave("a", 21, Some(Share::Count(11)), None, 0, 0), 0);
+    assert_eq!(
+        started(t),
+        Some(format!(
+            "batch 1 of 2: applying to {ten} and 1 more cluster"
+        ))
+    );
+    let t = s.advance(&ready_all("a", &names(0, 11)), S);
+    assert_eq!(
+        started(t),
+        Some(format!(
+            "batch 2 of 2: applying to {}",
+            names(11, 21).join(", ")
+        ))
+    );
+}
+
+#[test]
 fn a_first_revision_starts_with_the_first_wave_only() {
     let mut s = State::default();
     let t = s.begin(&target("a", 0, "fa", &[]), 0);
