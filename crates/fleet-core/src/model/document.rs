@@ -11,14 +11,7 @@ use super::nesting::{self, MAX_NESTING_DEPTH};
 /// a huge one is a mistake or an attack.
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;
 
-/// The identifying head of a document, read before its kind-specific parse.
-#[derive(Deserialize, Debug, Clone, Default, PartialEq)]
-pub struct Head {
-    #[serde(rename = "apiVersion", default)]
-    pub api_version: Option<String>,
-    #[serde(default)]
-    pub kind: Option<String>,
-}
+pub use super::head::Head;
 
 /// A non-empty document of a file, identified but not yet parsed by kind.
 #[derive(Debug, Clone)]
@@ -195,11 +188,8 @@ pub fn split<'a>(file: &str, bytes: &'a [u8]) -> Result<Vec<RawDocument<'a>>, Di
                 )
             };
             let keys = keys.map_err(located)?;
-            let head = match keys.top {
-                Some(top) => Ok(Some(Head {
-                    api_version: top.api_version,
-                    kind: top.kind,
-                })),
+            let head = match keys.head {
+                Some(head) => Ok(Some(head)),
                 // Not a plain mapping (empty, a tag, numbers): the head's own parse says
                 // what it is, and words what is wrong with it.
                 None => serde_yaml::Deserializer::from_str(slice.text)
@@ -427,12 +417,8 @@ mod tests {
                 .next()
                 .unwrap()
                 .unwrap();
-            if let Some(top) = keys.top {
+            if let Some(head) = keys.head {
                 read += 1;
-                let head = Head {
-                    api_version: top.api_version,
-                    kind: top.kind,
-                };
                 assert_eq!(Ok(Some(head)), own, "{text}");
             }
             // Through split, the head (or the error) is the same whichever read it.

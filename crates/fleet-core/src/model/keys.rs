@@ -20,6 +20,8 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use super::head::Head;
+
 /// The merge key.
 pub const MERGE_KEY: &str = "<<";
 
@@ -32,28 +34,21 @@ pub struct Keys {
     /// document need not be parsed again for them: `Some` when the document is a mapping
     /// with text keys whose `apiVersion` and `kind`, where given, are plain text or null.
     /// `None` where only a typed parse can say what they are, or word what is wrong.
-    pub top: Option<Top>,
-}
-
-/// A document's `apiVersion` and `kind`, absent or null as `None`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Top {
-    pub api_version: Option<String>,
-    pub kind: Option<String>,
+    pub head: Option<Head>,
 }
 
 /// Walks one document, failing at the first repeated key with its position.
 pub fn check<'de, D: Deserializer<'de>>(document: D) -> Result<Keys, D::Error> {
     let merges = Cell::new(false);
-    let top = RefCell::new(None);
+    let head = RefCell::new(None);
     Node {
         merges: &merges,
-        role: Role::Document(&top),
+        role: Role::Document(&head),
     }
     .deserialize(document)?;
     Ok(Keys {
         merges: merges.get(),
-        top: top.into_inner(),
+        head: head.into_inner(),
     })
 }
 
@@ -67,8 +62,8 @@ struct Node<'a> {
 /// Where a node stands, as far as the document's head is concerned.
 #[derive(Clone, Copy)]
 enum Role<'a> {
-    /// The document itself, whose mapping fills in its [`Top`].
-    Document(&'a RefCell<Option<Top>>),
+    /// The document itself, whose mapping fills in its [`Head`].
+    Document(&'a RefCell<Option<Head>>),
     /// A top-level `apiVersion` or `kind`, whose text is kept.
     HeadField,
     Inner,
@@ -149,12 +144,12 @@ impl<'de> Visitor<'de> for Node<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Captured, A::Error> {
         let mut seen = HashSet::new();
         let inner = self.inner();
-        let mut top = matches!(self.role, Role::Document(_)).then(Top::default);
+        let mut head = matches!(self.role, Role::Document(_)).then(Head::default);
         while let Some(key) = map.next_key_seed(Key {
             seen: &mut seen,
             merges: self.merges,
         })? {
-            let Some(fields) = top.as_mut() else {
+            let Some(fields) = head.as_mut() else {
                 map.next_value_seed(inner)?;
                 continue;
             };
@@ -167,7 +162,7 @@ impl<'de> Visitor<'de> for Node<'_> {
                 }
                 KeyText::NotText => {
                     map.next_value_seed(inner)?;
-                    top = None;
+                    head = None;
                     continue;
                 }
             };
@@ -178,11 +173,11 @@ impl<'de> Visitor<'de> for Node<'_> {
             match map.next_value_seed(head_field)? {
                 Captured::Text(text) => *field = Some(text),
                 Captured::Null => *field = None,
-                Captured::Other => top = None,
+                Captured::Other => head = None,
             }
         }
         if let Role::Document(cell) = self.role {
-            *cell.borrow_mut() = top;
+            *cell.borrow_mut() = head;
         }
         Ok(Captured::Other)
     }

@@ -9,6 +9,7 @@ pub mod document;
 pub mod duration;
 pub mod fleet;
 pub mod gate;
+pub mod head;
 pub mod inventory;
 pub mod keys;
 pub mod locate;
