@@ -94,3 +94,27 @@ async fn without_releases_nothing_is_applied_and_the_cluster_is_not_called_unrea
     agent.stop().await;
     f.shutdown().await;
 }
+
+/// A cluster that serves both APIs is not asked discovery: the watches' lists say as much
+/// (two requests fewer a cluster). A cluster without one is asked once its list answers 404
+/// (the tests above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_that_serves_both_apis_is_not_asked_discovery() {
+    let f = SimFleet::start_with(SimConfig {
+        clusters: 2,
+        ready_after: Duration::from_millis(200),
+        ..SimConfig::default()
+    })
+    .await;
+    f.claim_everywhere();
+    let names = f.names();
+    let agent = f.start_agent(AgentOptions::default()).await;
+    agent.wait_converged(&names, 1).await;
+    let requests = f.sim.sim.requests.snapshot();
+    assert_eq!(requests["discovery"], 0, "{requests:?}");
+    // Each cluster: its identity, then a list and a watch of each kind.
+    assert_eq!(requests["get"], 2, "{requests:?}");
+    assert_eq!(requests["list"], 4, "{requests:?}");
+    agent.stop().await;
+    f.shutdown().await;
+}

@@ -10,6 +10,7 @@ use litemap::LiteMap;
 
 use tracing::Instrument;
 
+use super::apis::Served;
 use super::apply::{self, Writer};
 use super::live_view::LiveView;
 use super::{Accepted, Assignment, Given, Report, Shared};
@@ -41,6 +42,9 @@ pub struct Memory {
     pub budget: WriteBudget,
     /// Objects whose contested writes are held now, so that is said once per episode.
     pub held: BTreeSet<ObjectRef>,
+    /// What discovery last answered; `None` until it was asked. A session asks it first
+    /// only where an API was missing at the last answer (see `session::run`).
+    pub served: Option<Served>,
 }
 
 /// What one reconcile pass found.

@@ -91,8 +91,18 @@ pub async fn run(
             .map(move |e| (kind, e))
             .boxed()
     };
-    let served = Box::pin(apis::served(&client, shared.call_timeout)).await;
-    report_missing(shared, name, &served);
+    // Discovery is asked first only where it last found an API missing. Elsewhere the
+    // watches' own lists say as much: a 404 from one of them is when it is asked (below).
+    // Two requests fewer for each cluster that serves both.
+    let served = match memory.served {
+        Some(last) if last != apis::Served::ALL => {
+            let now = Box::pin(apis::served(&client, shared.call_timeout)).await;
+            memory.served = Some(now);
+            report_missing(shared, name, &now);
+            now
+        }
+        _ => apis::Served::ALL,
+    };
     // Only what is served is watched: a watch on a missing API fails for good, and a
     // cluster without Releases gets no pass at all until its APIs are there.
     let kinds: Vec<ObjectKind> = match (served.releases, served.usages) {
@@ -143,6 +153,16 @@ pub async fn run(
                     reach.set(shared, name, true, None, None);
                 }
                 Some((_, Err(e))) => {
+                    if answered_code(&e) == Some(404) {
+                        // An API watched here is not served (or no longer is): the next
+                        // session watches what discovery says is, and reports the rest.
+                        let now = Box::pin(apis::served(&client, shared.call_timeout)).await;
+                        if now != served {
+                            memory.served = Some(now);
+                            tracing::info!(cluster = %name, "the cluster's APIs changed; reconnecting");
+                            return End::Reconnect;
+                        }
+                    }
                     if !view.synced() {
                         let claims = started_with.newest.fleet.claims_of(name);
                         shared.metrics.record_unobserved(name, claims);
@@ -165,6 +185,7 @@ pub async fn run(
             Some(_) = async { Some(recheck.as_mut()?.tick().await) }, if recheck.is_some() => {
                 let now = Box::pin(apis::served(&client, shared.call_timeout)).await;
                 report_missing(shared, name, &now);
+                memory.served = Some(now);
                 if now != served {
                     tracing::info!(cluster = %name, "the cluster's APIs changed; reconnecting");
                     return End::Reconnect;
