@@ -10,10 +10,15 @@ use test_support::{eventually, AgentOptions, SimFleet};
 
 /// One cluster, served without `crd`, with the claim `app`.
 async fn fleet_without(crd: &str) -> SimFleet {
+    fleet(1, &[crd]).await
+}
+
+/// `clusters` clusters, served without `without_crds`, each with the claim `app`.
+async fn fleet(clusters: usize, without_crds: &[&str]) -> SimFleet {
     let f = SimFleet::start_with(SimConfig {
-        clusters: 1,
+        clusters,
         ready_after: Duration::from_millis(200),
-        without_crds: vec![crd.to_string()],
+        without_crds: without_crds.iter().map(|c| c.to_string()).collect(),
         ..SimConfig::default()
     })
     .await;
@@ -100,13 +105,7 @@ async fn without_releases_nothing_is_applied_and_the_cluster_is_not_called_unrea
 /// (the tests above).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_that_serves_both_apis_is_not_asked_discovery() {
-    let f = SimFleet::start_with(SimConfig {
-        clusters: 2,
-        ready_after: Duration::from_millis(200),
-        ..SimConfig::default()
-    })
-    .await;
-    f.claim_everywhere();
+    let f = fleet(2, &[]).await;
     let names = f.names();
     let agent = f.start_agent(AgentOptions::default()).await;
     agent.wait_converged(&names, 1).await;

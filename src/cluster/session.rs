@@ -96,8 +96,7 @@ pub async fn run(
     // Two requests fewer for each cluster that serves both.
     let served = match memory.served {
         Some(last) if last != apis::Served::ALL => {
-            let now = Box::pin(apis::served(&client, shared.call_timeout)).await;
-            memory.served = Some(now);
+            let now = discover(&client, shared, memory).await;
             report_missing(shared, name, &now);
             now
         }
@@ -156,9 +155,7 @@ pub async fn run(
                     if answered_code(&e) == Some(404) {
                         // An API watched here is not served (or no longer is): the next
                         // session watches what discovery says is, and reports the rest.
-                        let now = Box::pin(apis::served(&client, shared.call_timeout)).await;
-                        if now != served {
-                            memory.served = Some(now);
+                        if discover(&client, shared, memory).await != served {
                             tracing::info!(cluster = %name, "the cluster's APIs changed; reconnecting");
                             return End::Reconnect;
                         }
@@ -183,9 +180,8 @@ pub async fn run(
                 }
             }
             Some(_) = async { Some(recheck.as_mut()?.tick().await) }, if recheck.is_some() => {
-                let now = Box::pin(apis::served(&client, shared.call_timeout)).await;
+                let now = discover(&client, shared, memory).await;
                 report_missing(shared, name, &now);
-                memory.served = Some(now);
                 if now != served {
                     tracing::info!(cluster = %name, "the cluster's APIs changed; reconnecting");
                     return End::Reconnect;
@@ -252,6 +248,14 @@ pub async fn run(
             attempt = attempt.saturating_add(1);
         }
     }
+}
+
+/// Asks discovery what the cluster serves, and remembers the answer for the sessions after
+/// this one.
+async fn discover(client: &ClusterClient, shared: &Shared, memory: &mut Memory) -> apis::Served {
+    let now = Box::pin(apis::served(client, shared.call_timeout)).await;
+    memory.served = Some(now);
+    now
 }
 
 /// Takes what a watch handed out into the view; whether a pass is due. A watch open again
