@@ -24,7 +24,7 @@ use axum::body::{Bytes, HttpBody};
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -195,12 +195,55 @@ fn reply(code: StatusCode, content_type: &'static str, body: String) -> Response
         .into_response()
 }
 
-fn json(value: &impl serde::Serialize) -> Response {
-    reply(
-        StatusCode::OK,
-        "application/json",
-        serde_json::to_string_pretty(value).unwrap_or_default(),
-    )
+fn json(value: &impl serde::Serialize, layout: Layout) -> Response {
+    let body = match layout {
+        Layout::Indented => serde_json::to_string_pretty(value),
+        Layout::Compact => serde_json::to_string(value),
+    };
+    reply(StatusCode::OK, "application/json", body.unwrap_or_default())
+}
+
+/// How a JSON answer is laid out, decided as kube-apiserver decides (`isPrettyPrint`): a
+/// `pretty` parameter with a value says (`?pretty=true`); without one, the clients people
+/// read answers in (curl, Wget, browsers) get indented JSON and programs compact JSON. The
+/// status of ten thousand clusters is built for every read: indenting it made it half as
+/// large again and its read a third dearer, for clients that only parse it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    Indented,
+    Compact,
+}
+
+impl Layout {
+    fn of(uri: &Uri, headers: &HeaderMap) -> Layout {
+        let asked = uri
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("pretty="))
+            .filter(|value| !value.is_empty());
+        let indented = match asked {
+            // Go's strconv.ParseBool; a value it does not read is false there too.
+            Some(value) => matches!(value, "1" | "t" | "T" | "true" | "TRUE" | "True"),
+            None => headers
+                .get(header::USER_AGENT)
+                .and_then(|agent| agent.to_str().ok())
+                .is_some_and(|agent| {
+                    ["curl", "Wget", "Mozilla/5.0"]
+                        .iter()
+                        .any(|people| agent.starts_with(people))
+                }),
+        };
+        if indented {
+            Layout::Indented
+        } else {
+            Layout::Compact
+        }
+    }
+
+    fn of_request(req: &Request) -> Layout {
+        Layout::of(req.uri(), req.headers())
+    }
 }
 
 type Shared = State<Arc<Endpoints>>;
@@ -346,13 +389,20 @@ async fn metrics(State(endpoints): Shared) -> Response {
     )
 }
 
-async fn status(State(endpoints): Shared) -> Response {
-    json(&endpoints.snapshot().whole_fleet())
+async fn status(State(endpoints): Shared, uri: Uri, headers: HeaderMap) -> Response {
+    json(
+        &endpoints.snapshot().whole_fleet(),
+        Layout::of(&uri, &headers),
+    )
 }
 
-async fn rollout(State(endpoints): Shared) -> Result<Response, Refusal> {
+async fn rollout(
+    State(endpoints): Shared,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
     let status = endpoints.rollouts.status().ok_or(Refusal::NoRollout)?;
-    Ok(json(&status))
+    Ok(json(&status, Layout::of(&uri, &headers)))
 }
 
 /// The name of the token that let `req` through: the guard puts it there for every write.
@@ -393,9 +443,13 @@ fn not_leader(endpoints: &Endpoints) -> Result<(), Refusal> {
 }
 
 /// The answer to a control call once its decision is kept where a restart finds it.
-async fn kept(endpoints: &Endpoints, status: RolloutStatus) -> Result<Response, Refusal> {
+async fn kept(
+    endpoints: &Endpoints,
+    status: RolloutStatus,
+    layout: Layout,
+) -> Result<Response, Refusal> {
     if endpoints.rollouts.settled().await {
-        Ok(json(&status))
+        Ok(json(&status, layout))
     } else {
         Err(Refusal::NotKept)
     }
@@ -403,24 +457,27 @@ async fn kept(endpoints: &Endpoints, status: RolloutStatus) -> Result<Response, 
 
 async fn halt(State(endpoints): Shared, req: Request) -> Result<Response, Refusal> {
     let who = caller(&req);
+    let layout = Layout::of_request(&req);
     let reason = control_reason(req, "halt").await?;
     not_leader(&endpoints)?;
     let done = endpoints.rollouts.halt(&reason);
     log_control(&who, "halt", &reason, &done);
-    kept(&endpoints, done.map_err(Refusal::Conflict)?).await
+    kept(&endpoints, done.map_err(Refusal::Conflict)?, layout).await
 }
 
 async fn resume(State(endpoints): Shared, req: Request) -> Result<Response, Refusal> {
     let who = caller(&req);
+    let layout = Layout::of_request(&req);
     let reason = control_reason(req, "resume").await?;
     not_leader(&endpoints)?;
     let done = endpoints.rollouts.resume();
     log_control(&who, "resume", &reason, &done);
-    kept(&endpoints, done.map_err(Refusal::Conflict)?).await
+    kept(&endpoints, done.map_err(Refusal::Conflict)?, layout).await
 }
 
 async fn approve(State(endpoints): Shared, req: Request) -> Result<Response, Refusal> {
     let who = caller(&req);
+    let layout = Layout::of_request(&req);
     let request: ApproveRequest = control_body(req).await?;
     let reason = checked_reason(&request.reason, "approve")?;
     // A wave name is a DNS label; anything else names no wave, and is not echoed.
@@ -428,11 +485,12 @@ async fn approve(State(endpoints): Shared, req: Request) -> Result<Response, Ref
     not_leader(&endpoints)?;
     let done = endpoints.rollouts.approve(&wave, &who);
     log_control(&who, "approve", &reason, &done);
-    kept(&endpoints, done.map_err(Refusal::Conflict)?).await
+    kept(&endpoints, done.map_err(Refusal::Conflict)?, layout).await
 }
 
 async fn undo(State(endpoints): Shared, req: Request) -> Result<Response, Refusal> {
     let who = caller(&req);
+    let layout = Layout::of_request(&req);
     let request: UndoRequest = control_body(req).await?;
     let reason = checked_reason(&request.reason, "undo")?;
     let wave = match &request.wave {
@@ -442,7 +500,7 @@ async fn undo(State(endpoints): Shared, req: Request) -> Result<Response, Refusa
     not_leader(&endpoints)?;
     let done = endpoints.rollouts.undo(wave.as_deref(), &who, &reason);
     log_control(&who, "undo", &reason, &done);
-    kept(&endpoints, done.map_err(Refusal::Conflict)?).await
+    kept(&endpoints, done.map_err(Refusal::Conflict)?, layout).await
 }
 
 /// Every control action, taken or refused by the driver, with who asked and why. A field

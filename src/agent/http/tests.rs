@@ -328,10 +328,8 @@ async fn readyz_says_a_standby_is_ready_and_a_replica_that_lost_the_lease_is_not
     let (code, _, _, _) = ask_as(endpoints.clone(), None, "GET", "/readyz", None, "").await;
     assert_eq!(code, 200);
     let (_, _, _, body) = ask_as(endpoints, None, "GET", STATUS, None, "").await;
-    assert!(
-        body.contains(r#""ready": true"#),
-        "the status says so too: {body}"
-    );
+    let report: StatusReport = serde_json::from_str(&body).unwrap();
+    assert!(report.ready, "the status says so too: {body}");
 }
 
 #[tokio::test]
@@ -401,4 +399,60 @@ fn a_status_read_copies_no_clusters_status_and_a_later_change_leaves_it_as_read(
         "the read is as it was read"
     );
     assert!(std::sync::Arc::ptr_eq(&read.clusters["c2"], &live("c2")));
+}
+
+/// The status read by `agent` (a User-Agent header, or none) at `path`.
+async fn status_read_by(agent: Option<&str>, path: &str) -> String {
+    let mut request = axum::http::Request::builder().uri(path);
+    if let Some(agent) = agent {
+        request = request.header(header::USER_AGENT, agent);
+    }
+    let response = router(endpoints())
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn programs_read_compact_json_and_people_indented_unless_pretty_says() {
+    let indented = |body: &str| body.contains("\n  \"");
+    let compact = status_read_by(None, STATUS).await;
+    assert!(!compact.contains('\n'), "{compact}");
+    let report: StatusReport = serde_json::from_str(&compact).unwrap();
+    assert!(!report.ready);
+    assert!(!indented(
+        &status_read_by(Some("psql-fleet/0.1"), STATUS).await
+    ));
+    for person in [
+        "curl/8.5.0",
+        "Wget/1.21.3",
+        "Mozilla/5.0 (X11; Linux x86_64)",
+    ] {
+        let body = status_read_by(Some(person), STATUS).await;
+        assert!(indented(&body), "{person}: {body}");
+        assert_eq!(serde_json::from_str::<StatusReport>(&body).unwrap(), report);
+    }
+    // `pretty` decides when it has a value, as Go's strconv.ParseBool reads it.
+    for (query, wanted) in [
+        ("?pretty=true", true),
+        ("?pretty=1", true),
+        ("?watch=0&pretty=True", true),
+        ("?pretty=false", false),
+        ("?pretty=yes", false),
+    ] {
+        for agent in [None, Some("curl/8.5.0")] {
+            let body = status_read_by(agent, &format!("{STATUS}{query}")).await;
+            assert_eq!(indented(&body), wanted, "{query} by {agent:?}");
+        }
+    }
+    // Without a value it says nothing: the client decides.
+    assert!(!indented(
+        &status_read_by(None, &format!("{STATUS}?pretty")).await
+    ));
+    assert!(indented(
+        &status_read_by(Some("curl/8.5.0"), &format!("{STATUS}?pretty=")).await
+    ));
 }
