@@ -1,4 +1,4 @@
-//! Every metric psql-fleet exports (SPEC 2.6), in one registry owned here. Label values are
+//! Every metric psql-fleet exports (SPEC 2.6), in one exposition owned here. Label values are
 //! bounded: cluster and claim names come from the fleet directory, components and error
 //! reasons from fixed sets.
 //!
@@ -9,15 +9,15 @@
 //! are simply not built again.
 
 mod counts;
+mod text;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
-use prometheus::{
-    Encoder, Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use text::{flag, Exposition, Family};
 
 use fleet_core::model::fleet::ChartVersions;
 use fleet_core::model::Claim;
@@ -96,7 +96,10 @@ pub struct Metrics {
     shards: IntGaugeVec,
     /// Under `--shards`: the fleet's clusters in each shard this replica holds.
     shard_clusters: IntGaugeVec,
-    latest: Arc<Mutex<Latest>>,
+    latest: Mutex<Latest>,
+    /// The size of the last scrape's answer, so that the next one is written without
+    /// growing its buffer (tens of MiB at ten thousand clusters).
+    last_size: AtomicUsize,
 }
 
 /// What the agent knows now, as last reported.
@@ -161,11 +164,9 @@ fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntC
 
 impl Metrics {
     pub fn new() -> Result<Metrics, Error> {
+        // The registry holds the few series not kept per cluster; those of the clusters
+        // are written at scrape time from what is kept here (see `text`).
         let r = Registry::new();
-        let counts = counts::ClusterCounts::new()?;
-        r.register(Box::new(counts.clone()))?;
-        let latest = Arc::new(Mutex::new(Latest::default()));
-        r.register(Box::new(LatestCollector::new(latest.clone())?))?;
         let leader = IntGauge::new(
             "psql_fleet_leader",
             "1 while this replica writes to fleet clusters (it holds the leader Lease, or runs without leader election), else 0",
@@ -189,7 +190,6 @@ impl Metrics {
         )?;
         r.register(Box::new(shard_clusters.clone()))?;
         Ok(Metrics {
-            counts,
             rollbacks: counter(
                 &r,
                 "psql_fleet_rollbacks_total",
@@ -197,10 +197,12 @@ impl Metrics {
                 &["wave"],
             )?,
             registry: r,
+            counts: counts::ClusterCounts::default(),
             leader,
             shards,
             shard_clusters,
-            latest,
+            latest: Mutex::default(),
+            last_size: AtomicUsize::new(0),
         })
     }
 
@@ -398,279 +400,253 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
-        let mut buf = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
-        String::from_utf8(buf).unwrap_or_default()
+        let mut out = Exposition::with_capacity(self.last_size.load(Ordering::Relaxed));
+        let mut fixed = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut fixed);
+        out.push_str(&String::from_utf8_lossy(&fixed));
+        self.counts.write(&mut out);
+        if let Ok(latest) = self.latest.lock() {
+            latest.write(&mut out);
+        }
+        let out = out.into_string();
+        self.last_size.store(out.len(), Ordering::Relaxed);
+        out
     }
 }
 
 /// The `reason` of `psql_fleet_release_not_ready_reason` while the cluster does not answer.
 const UNREACHABLE: &str = "unreachable";
 
-/// The series of what the agent knows now, built from [`Latest`] at every scrape.
-struct LatestCollector {
-    latest: Arc<Mutex<Latest>>,
-    descs: Vec<Desc>,
+const fn gauge(name: &'static str, help: &'static str) -> Family {
+    Family {
+        name,
+        help,
+        kind: "gauge",
+    }
 }
 
-/// The gauges of one scrape, built afresh each time.
-struct Gauges {
-    release_ready: IntGaugeVec,
-    release_not_ready: IntGaugeVec,
-    claim_ready: IntGaugeVec,
-    usage_present: IntGaugeVec,
-    drift_detected: IntGaugeVec,
-    chart_version_info: IntGaugeVec,
-    cluster_reachable: IntGaugeVec,
-    source_info: IntGaugeVec,
-    source_last_sync: Gauge,
-    source_valid: IntGaugeVec,
-    source_rejected: IntGaugeVec,
-    rollout_wave: IntGaugeVec,
-    cluster_wave_info: IntGaugeVec,
-    rollout_wave_batch: IntGaugeVec,
-    rollout_wave_batches: IntGaugeVec,
-    rollout_wave_stragglers: IntGaugeVec,
+const RELEASE_READY: Family = gauge(
+    "psql_fleet_release_ready",
+    "1 when the claim's Release (component stackgres or atlas) reports Ready=True on the cluster, else 0 (0 too while the cluster does not answer)",
+);
+const RELEASE_NOT_READY: Family = gauge(
+    "psql_fleet_release_not_ready_reason",
+    "1 for each of the claim's Releases that is not ready, with why: missing, no_condition, ready_false, ready_unknown, unobserved (the cluster was never read), or unreachable (the cluster does not answer now, so its state is not known); no series for a ready Release",
+);
+const CLAIM_READY: Family = gauge(
+    "psql_fleet_claim_ready",
+    "1 when both Releases of the claim are Ready on the cluster, else 0 (0 too while the cluster does not answer: its state is then not known)",
+);
+const USAGE_PRESENT: Family = gauge(
+    "psql_fleet_usage_present",
+    "1 when the claim's Usage (Atlas deleted before StackGres) exists on the cluster, else 0",
+);
+const DRIFT_DETECTED: Family = gauge(
+    "psql_fleet_drift_detected",
+    "1 while the claim's object (stackgres, atlas or usage) differs from what the fleet directory says, else 0",
+);
+const CHART_VERSION_INFO: Family = gauge(
+    "psql_fleet_chart_version_info",
+    "Always 1; the version label is the chart version the fleet pins for the claim's component on the cluster",
+);
+const CLUSTER_REACHABLE: Family = gauge(
+    "psql_fleet_cluster_reachable",
+    "1 when the cluster's API server answered the agent's last request, else 0",
+);
+const SOURCE_INFO: Family = gauge(
+    "psql_fleet_source_info",
+    "Always 1; the revision label is the fleet revision the agent serves (the last one that validated)",
+);
+const SOURCE_LAST_SYNC: Family = gauge(
+    "psql_fleet_source_last_sync_timestamp_seconds",
+    "Unix time at which the agent last read the fleet source successfully",
+);
+const SOURCE_VALID: Family = gauge(
+    "psql_fleet_source_revision_valid",
+    "1 when the newest revision of the fleet source validated, 0 when it did not (the last good one is still served)",
+);
+const SOURCE_REJECTED: Family = gauge(
+    "psql_fleet_source_revision_rejected",
+    "1 with why the newest revision of the fleet source is not served: invalid, mass_prune, or under --verify-commits unsigned, not_annotated, untrusted_key, bad_signature, unreadable; no series while it is served",
+);
+const ROLLOUT_WAVE: Family = gauge(
+    "psql_fleet_rollout_wave",
+    "1 for the current state of each rollout wave",
+);
+const CLUSTER_WAVE_INFO: Family = gauge(
+    "psql_fleet_cluster_wave_info",
+    "The rollout wave a cluster belongs to",
+);
+const ROLLOUT_WAVE_BATCH: Family = gauge(
+    "psql_fleet_rollout_wave_batch",
+    "The batch a rollout wave is in (the last one once it is through), from 1; 0 for a wave that gives all its changed clusters the revision at once",
+);
+const ROLLOUT_WAVE_BATCHES: Family = gauge(
+    "psql_fleet_rollout_wave_batches",
+    "How many batches a rollout wave takes its changed clusters in (maxUnavailable); 0 for a wave taken in one go",
+);
+const ROLLOUT_WAVE_STRAGGLERS: Family = gauge(
+    "psql_fleet_rollout_wave_stragglers",
+    "Clusters a rollout wave completed without because they did not answer (maxUnreachable) and that have not caught up yet",
+);
+
+/// One claim as its series see it: `known` is false while its cluster does not answer, or
+/// was not read since it answers again; then no series says ready, and each Release is not
+/// ready for reason `unreachable`.
+struct ClaimSeries<'a> {
+    cluster: &'a str,
+    key: &'a str,
+    claim: &'a ClaimFacts,
+    known: bool,
 }
 
-impl Gauges {
-    fn new() -> Result<Gauges, prometheus::Error> {
-        let gauge = |name: &str, help: &str, labels: &[&str]| {
-            IntGaugeVec::new(Opts::new(name, help), labels)
-        };
-        let cc = &["cluster", "claim"];
-        let ccc = &["cluster", "claim", "component"];
-        Ok(Gauges {
-            release_ready: gauge(
-                "psql_fleet_release_ready",
-                "1 when the claim's Release (component stackgres or atlas) reports Ready=True on the cluster, else 0 (0 too while the cluster does not answer)",
-                ccc,
-            )?,
-            release_not_ready: gauge(
-                "psql_fleet_release_not_ready_reason",
-                "1 for each of the claim's Releases that is not ready, with why: missing, no_condition, ready_false, ready_unknown, unobserved (the cluster was never read), or unreachable (the cluster does not answer now, so its state is not known); no series for a ready Release",
-                &["cluster", "claim", "component", "reason"],
-            )?,
-            claim_ready: gauge(
-                "psql_fleet_claim_ready",
-                "1 when both Releases of the claim are Ready on the cluster, else 0 (0 too while the cluster does not answer: its state is then not known)",
-                cc,
-            )?,
-            usage_present: gauge(
-                "psql_fleet_usage_present",
-                "1 when the claim's Usage (Atlas deleted before StackGres) exists on the cluster, else 0",
-                cc,
-            )?,
-            drift_detected: gauge(
-                "psql_fleet_drift_detected",
-                "1 while the claim's object (stackgres, atlas or usage) differs from what the fleet directory says, else 0",
-                ccc,
-            )?,
-            chart_version_info: gauge(
-                "psql_fleet_chart_version_info",
-                "Always 1; the version label is the chart version the fleet pins for the claim's component on the cluster",
-                &["cluster", "claim", "component", "version"],
-            )?,
-            cluster_reachable: gauge(
-                "psql_fleet_cluster_reachable",
-                "1 when the cluster's API server answered the agent's last request, else 0",
-                &["cluster"],
-            )?,
-            source_info: gauge(
-                "psql_fleet_source_info",
-                "Always 1; the revision label is the fleet revision the agent serves (the last one that validated)",
-                &["revision"],
-            )?,
-            source_last_sync: Gauge::new(
-                "psql_fleet_source_last_sync_timestamp_seconds",
-                "Unix time at which the agent last read the fleet source successfully",
-            )?,
-            source_valid: gauge(
-                "psql_fleet_source_revision_valid",
-                "1 when the newest revision of the fleet source validated, 0 when it did not (the last good one is still served)",
-                &[],
-            )?,
-            source_rejected: gauge(
-                "psql_fleet_source_revision_rejected",
-                "1 with why the newest revision of the fleet source is not served: invalid, mass_prune, or under --verify-commits unsigned, not_annotated, untrusted_key, bad_signature, unreadable; no series while it is served",
-                &["reason"],
-            )?,
-            rollout_wave: gauge(
-                "psql_fleet_rollout_wave",
-                "1 for the current state of each rollout wave",
-                &["wave", "state"],
-            )?,
-            cluster_wave_info: gauge(
-                "psql_fleet_cluster_wave_info",
-                "The rollout wave a cluster belongs to",
-                &["cluster", "wave"],
-            )?,
-            rollout_wave_batch: gauge(
-                "psql_fleet_rollout_wave_batch",
-                "The batch a rollout wave is in (the last one once it is through), from 1; 0 for a wave that gives all its changed clusters the revision at once",
-                &["wave"],
-            )?,
-            rollout_wave_batches: gauge(
-                "psql_fleet_rollout_wave_batches",
-                "How many batches a rollout wave takes its changed clusters in (maxUnavailable); 0 for a wave taken in one go",
-                &["wave"],
-            )?,
-            rollout_wave_stragglers: gauge(
-                "psql_fleet_rollout_wave_stragglers",
-                "Clusters a rollout wave completed without because they did not answer (maxUnreachable) and that have not caught up yet",
-                &["wave"],
-            )?,
+impl Latest {
+    fn claims(&self) -> impl Iterator<Item = ClaimSeries<'_>> {
+        self.clusters.iter().flat_map(|(cluster, facts)| {
+            // What the last pass saw of a cluster that does not answer now, or has not
+            // been read since it answers again, is not known.
+            let known = !facts.stale && facts.reachable != Some(false);
+            facts.claims.iter().map(move |(key, claim)| ClaimSeries {
+                cluster,
+                key,
+                claim,
+                known,
+            })
         })
     }
 
-    fn collectors(&self) -> [&dyn Collector; 16] {
-        [
-            &self.release_ready,
-            &self.release_not_ready,
-            &self.claim_ready,
-            &self.usage_present,
-            &self.drift_detected,
-            &self.chart_version_info,
-            &self.cluster_reachable,
-            &self.source_info,
-            &self.source_last_sync,
-            &self.source_valid,
-            &self.source_rejected,
-            &self.rollout_wave,
-            &self.cluster_wave_info,
-            &self.rollout_wave_batch,
-            &self.rollout_wave_batches,
-            &self.rollout_wave_stragglers,
-        ]
+    /// The series of what the agent knows now, family by family (labels in the order of
+    /// their names).
+    fn write(&self, out: &mut Exposition) {
+        self.write_claims(out);
+        let mut reachable = out.samples(CLUSTER_REACHABLE);
+        for (cluster, facts) in &self.clusters {
+            if let Some(r) = facts.reachable {
+                reachable.sample("", &[("cluster", cluster)], flag(r));
+            }
+        }
+        self.write_source(out);
+        self.write_waves(out);
     }
 
-    fn fill(&self, latest: &Latest) {
-        for (cluster, facts) in &latest.clusters {
-            if let Some(reachable) = facts.reachable {
-                self.cluster_reachable
-                    .with_label_values(&[cluster])
-                    .set(i64::from(reachable));
-            }
-            if let Some(wave) = &facts.wave {
-                self.cluster_wave_info
-                    .with_label_values(&[cluster.as_str(), wave])
-                    .set(1);
-            }
-            // What the last pass saw of a cluster that does not answer now, or has not been
-            // read since it answers again, is not known.
-            let known = !facts.stale && facts.reachable != Some(false);
-            for (key, claim) in &facts.claims {
-                self.fill_claim(cluster, key, claim, known);
+    fn write_claims(&self, out: &mut Exposition) {
+        let mut samples = out.samples(RELEASE_READY);
+        for c in self.claims() {
+            for release in &c.claim.readiness.releases {
+                let labels = [
+                    ("claim", c.key),
+                    ("cluster", c.cluster),
+                    ("component", release.component.as_str()),
+                ];
+                samples.sample("", &labels, flag(c.known && release.readiness.is_ready()));
             }
         }
-        if let Some(source) = &latest.source {
-            self.source_last_sync.set(source.synced_at);
-            self.source_valid
-                .with_label_values::<&str>(&[])
-                .set(i64::from(source.valid));
-            if let Some(reason) = source.rejected {
-                self.source_rejected.with_label_values(&[reason]).set(1);
+        let mut samples = out.samples(RELEASE_NOT_READY);
+        for c in self.claims() {
+            for release in &c.claim.readiness.releases {
+                let cause = if c.known {
+                    release.readiness.cause().map(|c| c.as_str())
+                } else {
+                    Some(UNREACHABLE)
+                };
+                if let Some(cause) = cause {
+                    let labels = [
+                        ("claim", c.key),
+                        ("cluster", c.cluster),
+                        ("component", release.component.as_str()),
+                        ("reason", cause),
+                    ];
+                    samples.sample("", &labels, 1.0);
+                }
             }
-            self.source_info
-                .with_label_values(&[source.revision.as_str()])
-                .set(1);
         }
-        for wave in &latest.waves {
-            let w = wave.name.as_str();
+        let mut samples = out.samples(CLAIM_READY);
+        for c in self.claims() {
+            let labels = [("claim", c.key), ("cluster", c.cluster)];
+            samples.sample("", &labels, flag(c.known && c.claim.readiness.is_ready()));
+        }
+        let observed = || {
+            self.claims()
+                .filter_map(|c| c.claim.observed.as_ref().map(|o| (c.key, c.cluster, o)))
+        };
+        let mut samples = out.samples(USAGE_PRESENT);
+        for (key, cluster, o) in observed() {
+            let labels = [("claim", key), ("cluster", cluster)];
+            samples.sample("", &labels, flag(o.usage_present));
+        }
+        let mut samples = out.samples(DRIFT_DETECTED);
+        for (key, cluster, o) in observed() {
+            for component in Component::ALL {
+                let labels = [
+                    ("claim", key),
+                    ("cluster", cluster),
+                    ("component", component.as_str()),
+                ];
+                samples.sample("", &labels, flag(o.drifted.contains(&component)));
+            }
+        }
+        let mut samples = out.samples(CHART_VERSION_INFO);
+        for (key, cluster, o) in observed() {
+            for (component, version) in [
+                ("stackgres", &o.versions.stackgres),
+                ("atlas", &o.versions.atlas),
+            ] {
+                let labels = [
+                    ("claim", key),
+                    ("cluster", cluster),
+                    ("component", component),
+                    ("version", version),
+                ];
+                samples.sample("", &labels, 1.0);
+            }
+        }
+    }
+
+    fn write_source(&self, out: &mut Exposition) {
+        let source = self.source.as_ref();
+        if let Some(source) = source {
+            out.samples(SOURCE_INFO)
+                .sample("", &[("revision", &source.revision)], 1.0);
+        }
+        // A plain gauge: there before the first read, at 0.
+        out.samples(SOURCE_LAST_SYNC)
+            .sample("", &[], source.map_or(0.0, |s| s.synced_at));
+        let Some(source) = source else { return };
+        out.samples(SOURCE_VALID)
+            .sample("", &[], flag(source.valid));
+        if let Some(reason) = source.rejected {
+            out.samples(SOURCE_REJECTED)
+                .sample("", &[("reason", reason)], 1.0);
+        }
+    }
+
+    fn write_waves(&self, out: &mut Exposition) {
+        let mut samples = out.samples(ROLLOUT_WAVE);
+        for wave in &self.waves {
             for s in WaveState::ALL {
-                self.rollout_wave
-                    .with_label_values(&[w, s.as_str()])
-                    .set(i64::from(s == wave.state));
-            }
-            let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-            self.rollout_wave_batch
-                .with_label_values(&[w])
-                .set(count(wave.batch));
-            self.rollout_wave_batches
-                .with_label_values(&[w])
-                .set(count(wave.batches));
-            self.rollout_wave_stragglers
-                .with_label_values(&[w])
-                .set(count(wave.stragglers));
-        }
-    }
-
-    /// The series of one claim; under `known == false` (its cluster does not answer, or was
-    /// not read since it answers again) none
-    /// says ready, and each Release is not ready for reason `unreachable`.
-    fn fill_claim(&self, cluster: &str, key: &str, claim: &ClaimFacts, known: bool) {
-        let cc = [cluster, key];
-        self.claim_ready
-            .with_label_values(&cc)
-            .set(i64::from(known && claim.readiness.is_ready()));
-        for release in &claim.readiness.releases {
-            let component = release.component.as_str();
-            self.release_ready
-                .with_label_values(&[cluster, key, component])
-                .set(i64::from(known && release.readiness.is_ready()));
-            let cause = if known {
-                release.readiness.cause().map(|c| c.as_str())
-            } else {
-                Some(UNREACHABLE)
-            };
-            if let Some(cause) = cause {
-                self.release_not_ready
-                    .with_label_values(&[cluster, key, component, cause])
-                    .set(1);
+                let labels = [("state", s.as_str()), ("wave", wave.name.as_str())];
+                samples.sample("", &labels, flag(s == wave.state));
             }
         }
-        let Some(observed) = &claim.observed else {
-            return;
-        };
-        self.usage_present
-            .with_label_values(&cc)
-            .set(i64::from(observed.usage_present));
-        for component in Component::ALL {
-            self.drift_detected
-                .with_label_values(&[cluster, key, component.as_str()])
-                .set(i64::from(observed.drifted.contains(&component)));
+        let mut samples = out.samples(CLUSTER_WAVE_INFO);
+        for (cluster, facts) in &self.clusters {
+            if let Some(wave) = &facts.wave {
+                samples.sample("", &[("cluster", cluster), ("wave", wave)], 1.0);
+            }
         }
-        for (component, version) in [
-            ("stackgres", &observed.versions.stackgres),
-            ("atlas", &observed.versions.atlas),
+        for (family, value) in [
+            (
+                ROLLOUT_WAVE_BATCH,
+                (|w: &WaveFacts| w.batch) as fn(&WaveFacts) -> usize,
+            ),
+            (ROLLOUT_WAVE_BATCHES, |w| w.batches),
+            (ROLLOUT_WAVE_STRAGGLERS, |w| w.stragglers),
         ] {
-            self.chart_version_info
-                .with_label_values(&[cluster, key, component, version])
-                .set(1);
+            let mut samples = out.samples(family);
+            for wave in &self.waves {
+                samples.sample("", &[("wave", wave.name.as_str())], value(wave) as f64);
+            }
         }
-    }
-}
-
-impl LatestCollector {
-    fn new(latest: Arc<Mutex<Latest>>) -> Result<LatestCollector, prometheus::Error> {
-        let descs = Gauges::new()?
-            .collectors()
-            .iter()
-            .flat_map(|c| c.desc().into_iter().cloned())
-            .collect();
-        Ok(LatestCollector { latest, descs })
-    }
-}
-
-impl Collector for LatestCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        // The names and labels are fixed above and were accepted when the collector was
-        // registered, so building them again cannot fail.
-        let Ok(gauges) = Gauges::new() else {
-            return Vec::new();
-        };
-        if let Ok(latest) = self.latest.lock() {
-            gauges.fill(&latest);
-        }
-        gauges
-            .collectors()
-            .iter()
-            .flat_map(|c| c.collect())
-            .collect()
     }
 }
 
@@ -833,10 +809,14 @@ mod tests {
         assert!(!m.encode().contains(r#"cluster="c1""#));
     }
 
+    /// In the order of their labels (the format leaves a family's order free).
     fn not_ready_series(text: &str) -> Vec<&str> {
-        text.lines()
+        let mut series: Vec<&str> = text
+            .lines()
             .filter(|l| l.starts_with("psql_fleet_release_not_ready_reason{"))
-            .collect()
+            .collect();
+        series.sort_unstable();
+        series
     }
 
     #[test]
@@ -900,18 +880,24 @@ mod tests {
         m.count_apply("c1");
         m.observe_duration("c1", 0.2);
         m.set_source("abc", true, 1.0);
-        let families = m.registry.gather();
-        // Drifts found too: a cluster's counters all exist from its first count.
-        assert_eq!(families.len(), 17);
-        for family in families {
-            assert!(family.name().starts_with("psql_fleet_"));
-            assert!(
-                family.help().split_whitespace().count() >= 8,
-                "{}: {}",
-                family.name(),
-                family.help()
-            );
+        let text = m.encode();
+        let mut families = Vec::new();
+        let mut current = "";
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').unwrap();
+                assert!(name.starts_with("psql_fleet_"));
+                assert!(help.split_whitespace().count() >= 8, "{name}: {help}");
+                assert!(!families.contains(&name), "{name} twice");
+                families.push(name);
+                current = name;
+            } else if !line.starts_with("# TYPE ") {
+                // A family's samples follow its header, before the next family's.
+                assert!(line.starts_with(current), "{line} after # HELP {current}");
+            }
         }
+        // Drifts found too: a cluster's counters all exist from its first count.
+        assert_eq!(families.len(), 17, "{families:?}");
     }
 
     fn wave(name: &str, state: WaveState) -> WaveFacts {
