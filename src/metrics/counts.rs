@@ -156,21 +156,15 @@ impl ClusterCounts {
 
 #[cfg(test)]
 mod tests {
-    use prometheus::TextEncoder;
-    use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+    use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
+    use super::super::text::theirs;
     use super::*;
 
     fn text(counts: &ClusterCounts) -> String {
         let mut out = Exposition::default();
         counts.write(&mut out);
         out.into_string()
-    }
-
-    fn theirs(r: &Registry) -> String {
-        let mut out = Vec::new();
-        TextEncoder::new().encode(&r.gather(), &mut out).unwrap();
-        String::from_utf8(out).unwrap()
     }
 
     /// The pass histogram reads exactly as prometheus' own `HistogramVec` would.

@@ -139,17 +139,22 @@ fn escape(out: &mut String, text: &str, in_label: bool) {
     }
 }
 
+/// What the prometheus crate's own encoder writes of `registry`: what ours is held to.
+#[cfg(test)]
+pub fn theirs(registry: &prometheus::Registry) -> String {
+    use prometheus::Encoder;
+    let mut out = Vec::new();
+    prometheus::TextEncoder::new()
+        .encode(&registry.gather(), &mut out)
+        .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
-    use prometheus::{Encoder, Gauge, IntCounterVec, Opts, Registry, TextEncoder};
+    use prometheus::{Gauge, IntCounterVec, Opts, Registry};
 
     use super::*;
-
-    fn theirs(r: &Registry) -> String {
-        let mut out = Vec::new();
-        TextEncoder::new().encode(&r.gather(), &mut out).unwrap();
-        String::from_utf8(out).unwrap()
-    }
 
     /// Escapes, label order and value printing, against the crate's own encoder.
     #[test]
