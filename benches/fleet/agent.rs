@@ -43,6 +43,44 @@ pub struct Steady {
     pub requests: BTreeMap<String, u64>,
     pub audited_writes: usize,
     pub agent_cpu_secs: f64,
+    /// Prometheus' read of `/metrics`, after the window.
+    pub scrape: Scrape,
+}
+
+/// What one read of `/metrics` costs the agent, as Prometheus reads it at every interval.
+pub struct Scrape {
+    pub agent_cpu_secs: f64,
+    pub bytes: usize,
+    pub series: usize,
+}
+
+impl Steady {
+    /// The agent's CPU share over the window had Prometheus scraped it every `interval`.
+    pub fn share_scraped_every(&self, interval: Duration) -> f64 {
+        let window = self.window.as_secs_f64();
+        let scrapes = window / interval.as_secs_f64();
+        100.0 * (self.agent_cpu_secs + scrapes * self.scrape.agent_cpu_secs) / window
+    }
+}
+
+/// Scrapes read to time one: the agent's CPU is counted in ticks of 10 ms.
+const SCRAPES: u32 = 10;
+
+async fn scrape(agent: &Proc, server: &str) -> Result<Scrape> {
+    let before = agent.usage()?;
+    let mut body = String::new();
+    for _ in 0..SCRAPES {
+        let s = server.to_string();
+        body = tokio::task::spawn_blocking(move || psql_fleet::cli::status::fetch(&s, "/metrics"))
+            .await?
+            .context("reading /metrics")?;
+    }
+    let after = agent.usage()?;
+    Ok(Scrape {
+        agent_cpu_secs: (after.cpu_secs - before.cpu_secs) / f64::from(SCRAPES),
+        bytes: body.len(),
+        series: body.lines().filter(|l| !l.starts_with('#')).count(),
+    })
 }
 
 pub struct Drift {
@@ -169,6 +207,7 @@ pub async fn run(bin: &Path, work: &Path, sc: Scenario) -> Result<Outcome> {
                 requests: simapi::delta(&r1, &r0),
                 audited_writes: a1.saturating_sub(a0),
                 agent_cpu_secs: u1.cpu_secs - u0.cpu_secs,
+                scrape: scrape(&agent, &server).await?,
             })
         }
         None => None,

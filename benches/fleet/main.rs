@@ -307,6 +307,13 @@ fn main() -> Result<()> {
                 simapi::by_verb(&s.requests),
                 s.audited_writes
             );
+            println!(
+                "a scrape of /metrics: agent CPU {:.0} ms, {} series, {:.1} MB; idle scraped every 15 s: {:.2}% of a core",
+                1000.0 * s.scrape.agent_cpu_secs,
+                s.scrape.series,
+                s.scrape.bytes as f64 / 1e6,
+                s.share_scraped_every(Duration::from_secs(15))
+            );
             if let Some(d) = drifted {
                 println!(
                     "drift on {} Releases at once, {n} clusters: {} corrected, p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",

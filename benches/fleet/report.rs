@@ -14,6 +14,8 @@ use crate::watchers::WatchFigures;
 /// The idle cost measured before and after the changes of issue 16, point 1: history, not
 /// this run's figures (this run's idle CPU is in the steady-state table).
 const IDLE: &str = include_str!("idle.md");
+/// Prometheus' usual scrape interval, at which the idle rows also count the scrapes.
+const SCRAPE_INTERVAL: Duration = Duration::from_secs(15);
 /// Measured by `cargo bench --bench failover`, which prints the table of a new run.
 const FAILOVER: &str = include_str!("failover.md");
 
@@ -253,6 +255,14 @@ impl Report {
                 s.window.as_secs_f64(),
                 met(share < cpu_target)
             );
+            let scraped = s.share_scraped_every(SCRAPE_INTERVAL);
+            let _ = writeln!(
+                o,
+                "| the same, scraped by Prometheus every 15 s | {scraped:.2}% ({:.0} ms a scrape of {} series) | {} |",
+                1000.0 * s.scrape.agent_cpu_secs,
+                thousands(s.scrape.series),
+                met(scraped < cpu_target)
+            );
         }
         if let Some(a) = self.agent_at(10_000, 1, zero) {
             let _ = writeln!(
@@ -447,18 +457,20 @@ impl Report {
                 o,
                 "### Steady state\n\nA window starting 1 s after all claims were ready, nothing \
                  changing. Writes are the simulator's create/update/patch/apply/delete counts, and \
-                 separately its audit log; requests include the watches' reconnects.\n"
+                 separately its audit log; requests include the watches' reconnects. After the \
+                 window, ten reads of `/metrics` as Prometheus makes them, timed by the agent's \
+                 CPU; \"scraped every 15 s\" adds one such read per 15 s of the window to its CPU.\n"
             );
             let _ = writeln!(
                 o,
-                "| clusters | claims | window | writes | audit log entries | requests by verb | requests per cluster per minute | agent CPU | agent peak RSS (whole run) |\n| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"
+                "| clusters | claims | window | writes | audit log entries | requests by verb | requests per cluster per minute | agent CPU | agent CPU a scrape of /metrics (series, size) | agent CPU scraped every 15 s | agent peak RSS (whole run) |\n| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |"
             );
             for a in steady {
                 let s = a.steady.as_ref().expect("filtered");
                 let minutes = s.window.as_secs_f64() / 60.0;
                 let _ = writeln!(
                     o,
-                    "| {} | {} | {:.0} s | {} | {} | {} | {:.2} | {:.2} s | {} |",
+                    "| {} | {} | {:.0} s | {} | {} | {} | {:.2} | {:.2} s | {:.0} ms ({}, {:.1} MB) | {:.2}% of a core | {} |",
                     thousands(a.scenario.clusters),
                     thousands(a.scenario.claims()),
                     s.window.as_secs_f64(),
@@ -467,6 +479,10 @@ impl Report {
                     by_verb(&s.requests),
                     total(&s.requests) as f64 / a.scenario.clusters as f64 / minutes,
                     s.agent_cpu_secs,
+                    1000.0 * s.scrape.agent_cpu_secs,
+                    thousands(s.scrape.series),
+                    s.scrape.bytes as f64 / 1e6,
+                    s.share_scraped_every(SCRAPE_INTERVAL),
                     mib(a.agent_end.peak_rss_kib)
                 );
             }
