@@ -63,6 +63,9 @@ impl Steady {
     }
 }
 
+/// Prometheus' usual scrape interval, at which the idle figures also count the scrapes.
+pub const SCRAPE_INTERVAL: Duration = Duration::from_secs(15);
+
 /// Scrapes read to time one: the agent's CPU is counted in ticks of 10 ms.
 const SCRAPES: u32 = 10;
 

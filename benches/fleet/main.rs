@@ -312,7 +312,7 @@ fn main() -> Result<()> {
                 1000.0 * s.scrape.agent_cpu_secs,
                 s.scrape.series,
                 s.scrape.bytes as f64 / 1e6,
-                s.share_scraped_every(Duration::from_secs(15))
+                s.share_scraped_every(agent::SCRAPE_INTERVAL)
             );
             if let Some(d) = drifted {
                 println!(

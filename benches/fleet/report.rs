@@ -3,7 +3,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use crate::agent::Outcome;
+use crate::agent::{Outcome, SCRAPE_INTERVAL};
 use crate::baseline::Loop;
 use crate::machine::{self, Machine};
 use crate::procs::Usage;
@@ -14,8 +14,6 @@ use crate::watchers::WatchFigures;
 /// The idle cost measured before and after the changes of issue 16, point 1: history, not
 /// this run's figures (this run's idle CPU is in the steady-state table).
 const IDLE: &str = include_str!("idle.md");
-/// Prometheus' usual scrape interval, at which the idle rows also count the scrapes.
-const SCRAPE_INTERVAL: Duration = Duration::from_secs(15);
 /// Measured by `cargo bench --bench failover`, which prints the table of a new run.
 const FAILOVER: &str = include_str!("failover.md");
 

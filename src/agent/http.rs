@@ -23,8 +23,9 @@ use std::time::Duration;
 use axum::body::{Bytes, HttpBody};
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -214,8 +215,16 @@ enum Layout {
     Compact,
 }
 
+impl<S: Send + Sync> FromRequestParts<S> for Layout {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Layout, Self::Rejection> {
+        Ok(Layout::of(parts))
+    }
+}
+
 impl Layout {
-    fn of(uri: &Uri, headers: &HeaderMap) -> Layout {
+    fn of(Parts { uri, headers, .. }: &Parts) -> Layout {
         let asked = uri
             .query()
             .unwrap_or_default()
@@ -239,10 +248,6 @@ impl Layout {
         } else {
             Layout::Compact
         }
-    }
-
-    fn of_request(req: &Request) -> Layout {
-        Layout::of(req.uri(), req.headers())
     }
 }
 
@@ -389,20 +394,13 @@ async fn metrics(State(endpoints): Shared) -> Response {
     )
 }
 
-async fn status(State(endpoints): Shared, uri: Uri, headers: HeaderMap) -> Response {
-    json(
-        &endpoints.snapshot().whole_fleet(),
-        Layout::of(&uri, &headers),
-    )
+async fn status(State(endpoints): Shared, layout: Layout) -> Response {
+    json(&endpoints.snapshot().whole_fleet(), layout)
 }
 
-async fn rollout(
-    State(endpoints): Shared,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Result<Response, Refusal> {
+async fn rollout(State(endpoints): Shared, layout: Layout) -> Result<Response, Refusal> {
     let status = endpoints.rollouts.status().ok_or(Refusal::NoRollout)?;
-    Ok(json(&status, Layout::of(&uri, &headers)))
+    Ok(json(&status, layout))
 }
 
 /// The name of the token that let `req` through: the guard puts it there for every write.
@@ -455,9 +453,8 @@ async fn kept(
     }
 }
 
-async fn halt(State(endpoints): Shared, req: Request) -> Result<Response, Refusal> {
+async fn halt(State(endpoints): Shared, layout: Layout, req: Request) -> Result<Response, Refusal> {
     let who = caller(&req);
-    let layout = Layout::of_request(&req);
     let reason = control_reason(req, "halt").await?;
     not_leader(&endpoints)?;
     let done = endpoints.rollouts.halt(&reason);
@@ -465,9 +462,12 @@ async fn halt(State(endpoints): Shared, req: Request) -> Result<Response, Refusa
     kept(&endpoints, done.map_err(Refusal::Conflict)?, layout).await
 }
 
-async fn resume(State(endpoints): Shared, req: Request) -> Result<Response, Refusal> {
+async fn resume(
+    State(endpoints): Shared,
+    layout: Layout,
+    req: Request,
+) -> Result<Response, Refusal> {
     let who = caller(&req);
-    let layout = Layout::of_request(&req);
     let reason = control_reason(req, "resume").await?;
     not_leader(&endpoints)?;
     let done = endpoints.rollouts.resume();
@@ -475,9 +475,12 @@ async fn resume(State(endpoints): Shared, req: Request) -> Result<Response, Refu
     kept(&endpoints, done.map_err(Refusal::Conflict)?, layout).await
 }
 
-async fn approve(State(endpoints): Shared, req: Request) -> Result<Response, Refusal> {
+async fn approve(
+    State(endpoints): Shared,
+    layout: Layout,
+    req: Request,
+) -> Result<Response, Refusal> {
     let who = caller(&req);
-    let layout = Layout::of_request(&req);
     let request: ApproveRequest = control_body(req).await?;
     let reason = checked_reason(&request.reason, "approve")?;
     // A wave name is a DNS label; anything else names no wave, and is not echoed.
@@ -488,9 +491,8 @@ async fn approve(State(endpoints): Shared, req: Request) -> Result<Response, Ref
     kept(&endpoints, done.map_err(Refusal::Conflict)?, layout).await
 }
 
-async fn undo(State(endpoints): Shared, req: Request) -> Result<Response, Refusal> {
+async fn undo(State(endpoints): Shared, layout: Layout, req: Request) -> Result<Response, Refusal> {
     let who = caller(&req);
-    let layout = Layout::of_request(&req);
     let request: UndoRequest = control_body(req).await?;
     let reason = checked_reason(&request.reason, "undo")?;
     let wave = match &request.wave {

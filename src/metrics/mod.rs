@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use text::{flag, Exposition, Family};
 
@@ -401,9 +401,9 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = Exposition::with_capacity(self.last_size.load(Ordering::Relaxed));
-        let mut fixed = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut fixed);
-        out.push_str(&String::from_utf8_lossy(&fixed));
+        let mut fixed = String::new();
+        let _ = TextEncoder::new().encode_utf8(&self.registry.gather(), &mut fixed);
+        out.push_str(&fixed);
         self.counts.write(&mut out);
         if let Ok(latest) = self.latest.lock() {
             latest.write(&mut out);
