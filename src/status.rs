@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use fleet_core::rollout::{human, Halt, Rollout};
 
+mod summary;
+pub use summary::{ClaimCounts, ClusterCounts, Summary};
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusReport {

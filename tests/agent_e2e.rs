@@ -64,6 +64,14 @@ async fn the_usage_is_created_only_after_both_releases_are_ready() {
     let mut changes = sim.state(sim.slot(&name).unwrap()).store().subscribe();
     let agent = f.start_agent(AgentOptions::default()).await;
     agent.wait_ready(&[(&name, 1)]).await;
+    let summary = agent.summary().await;
+    assert_eq!((summary.clusters.total, summary.clusters.reachable), (1, 1));
+    assert_eq!(
+        (summary.claims.total, summary.claims.ready_with_usage),
+        (1, 1),
+        "{summary:?}"
+    );
+    assert_eq!(summary.revision, agent.report().await.source.revision);
 
     let mut releases: BTreeMap<String, bool> = BTreeMap::new();
     let mut usage_added = false;

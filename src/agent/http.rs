@@ -70,13 +70,14 @@ const RESUME: &str = "/api/v1/rollout/resume";
 const APPROVE: &str = "/api/v1/rollout/approve";
 const UNDO: &str = "/api/v1/rollout/undo";
 const STATUS: &str = "/api/v1/status";
+const SUMMARY: &str = "/api/v1/status/summary";
 const ROLLOUT: &str = "/api/v1/rollout";
 
-/// What a path needs to be let through. Under `/api/`, everything but the two status reads
+/// What a path needs to be let through. Under `/api/`, everything but the status reads
 /// is a write, so an endpoint added later is guarded before anyone thinks of it.
 fn guard_of(path: &str) -> Guard {
     match path {
-        STATUS | ROLLOUT => Guard::Read,
+        STATUS | SUMMARY | ROLLOUT => Guard::Read,
         p if p.starts_with("/api/") => Guard::Write,
         _ => Guard::Open,
     }
@@ -281,6 +282,7 @@ fn router(endpoints: Arc<Endpoints>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route(STATUS, get(status))
+        .route(SUMMARY, get(summary))
         .route(ROLLOUT, get(rollout))
         .route(HALT, post(halt).fallback(use_post))
         .route(RESUME, post(resume).fallback(use_post))
@@ -396,6 +398,11 @@ async fn metrics(State(endpoints): Shared) -> Response {
 
 async fn status(State(endpoints): Shared, layout: Layout) -> Response {
     json(&endpoints.snapshot().whole_fleet(), layout)
+}
+
+async fn summary(State(endpoints): Shared, layout: Layout) -> Response {
+    let summary = endpoints.status.read().map(|s| s.summary());
+    json(&summary.unwrap_or_default(), layout)
 }
 
 async fn rollout(State(endpoints): Shared, layout: Layout) -> Result<Response, Refusal> {

@@ -110,6 +110,15 @@ impl Endpoint {
         Some(serde_json::from_str(&body).unwrap())
     }
 
+    /// `/api/v1/status/summary`; fails the test when the agent does not answer.
+    pub async fn summary(&self) -> psql_fleet::status::Summary {
+        let body = self
+            .get("/api/v1/status/summary")
+            .await
+            .unwrap_or_else(|| panic!("the agent at {} serves no summary", self.server));
+        serde_json::from_str(&body).unwrap()
+    }
+
     /// The status report; fails the test when the agent does not answer.
     pub async fn report(&self) -> StatusReport {
         self.status()

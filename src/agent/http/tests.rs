@@ -131,6 +131,10 @@ async fn the_read_endpoints_answer_as_documented() {
     assert_eq!((code, content_type.as_str()), (200, "application/json"));
     let report: StatusReport = serde_json::from_str(&body).unwrap();
     assert!(!report.ready);
+    let (code, content_type, _, body) = ask("GET", SUMMARY, None, "").await;
+    assert_eq!((code, content_type.as_str()), (200, "application/json"));
+    let summary: crate::status::Summary = serde_json::from_str(&body).unwrap();
+    assert_eq!(summary, crate::status::Summary::default());
     let (code, _, _, body) = ask("HEAD", "/livez", None, "").await;
     assert_eq!((code, body.as_str()), (200, ""));
 }
@@ -145,7 +149,7 @@ async fn writes_and_bodies_to_the_read_endpoints_are_refused_and_the_connection_
             String::from(text),
         )
     };
-    for path in ["/metrics", "/api/v1/rollout", "/nowhere"] {
+    for path in ["/metrics", SUMMARY, "/api/v1/rollout", "/nowhere"] {
         assert_eq!(
             ask("POST", path, None, "").await,
             refused(405, "only GET\n"),
@@ -262,12 +266,14 @@ async fn status_reads_want_the_token_under_status_requires_token() {
             status_requires_token: true,
         })
     };
-    for path in ["/api/v1/status", "/api/v1/rollout"] {
+    for path in [STATUS, SUMMARY, ROLLOUT] {
         let (code, _, _, _) = ask_as(strict(), None, "GET", path, None, "").await;
         assert_eq!(code, 401, "{path}");
     }
-    let (code, _, _, _) = ask_as(strict(), Some(TOKEN), "GET", "/api/v1/status", None, "").await;
-    assert_eq!(code, 200);
+    for path in [STATUS, SUMMARY] {
+        let (code, _, _, _) = ask_as(strict(), Some(TOKEN), "GET", path, None, "").await;
+        assert_eq!(code, 200, "{path}");
+    }
     let (code, _, _, _) = ask_as(strict(), None, "GET", "/readyz", None, "").await;
     assert_eq!(code, 503);
 }
