@@ -1021,8 +1021,8 @@ fn judge(
 ) -> Verdict {
     let mut not_ready = NotReady::default();
     let mut away = Vec::new();
-    for cluster in w.given_so_far() {
-        let h = health.get(cluster).filter(|h| h.revision == revision);
+    for (cluster, h) in health_of(w.given_so_far(), health) {
+        let h = h.filter(|h| h.revision == revision);
         if unreachable.contains(cluster) && !h.is_some_and(|h| h.ready) {
             away.push(cluster.clone());
             continue;
@@ -1056,6 +1056,26 @@ fn judge(
         None => Verdict::Ready(away),
         Some(reason) => Verdict::NotReady(reason),
     }
+}
+
+/// Each of `given` with its health. A wave without batches gives its clusters in name
+/// order, the order `health` is kept in: the two are then walked side by side, one name
+/// compared a step, where a lookup each compared about fourteen at ten thousand clusters
+/// (judged on every tick while reports arrive, that was most of the tick's CPU).
+fn health_of<'a>(
+    given: Vec<&'a String>,
+    health: &'a BTreeMap<String, Health>,
+) -> impl Iterator<Item = (&'a String, Option<&'a Health>)> {
+    let in_order = given.windows(2).all(|pair| pair[0] < pair[1]);
+    let mut walk = health.iter().peekable();
+    given.into_iter().map(move |cluster| {
+        if !in_order {
+            return (cluster, health.get(cluster));
+        }
+        while walk.next_if(|(name, _)| *name < cluster).is_some() {}
+        let h = walk.next_if(|(name, _)| *name == cluster).map(|(_, h)| h);
+        (cluster, h)
+    })
 }
 
 /// How many clusters a "not ready" reason or a wave's "applying to" names; the others are

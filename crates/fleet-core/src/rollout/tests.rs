@@ -918,3 +918,32 @@ fn a_later_wave_can_be_approved_ahead_and_an_approval_survives_a_halt() {
     let back: State = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
     assert_eq!(back, s);
 }
+
+proptest! {
+    /// Walking the health side by side with a wave's clusters finds what a lookup each
+    /// finds, whatever the order the wave gives them in (batches keep their own).
+    #[test]
+    fn each_cluster_is_judged_by_its_own_health(
+        given in proptest::collection::vec("[a-d]{1,3}", 0..24),
+        reported in proptest::collection::btree_set("[a-d]{1,3}", 0..24),
+        sort in any::<bool>(),
+    ) {
+        let mut given = given;
+        if sort {
+            given.sort();
+            given.dedup();
+        }
+        let health: BTreeMap<String, Health> = reported
+            .into_iter()
+            .map(|name| {
+                let h = not_ready("r1", &format!("{name} is not ready"));
+                (name, h)
+            })
+            .collect();
+        let walked: Vec<(&String, Option<&Health>)> =
+            health_of(given.iter().collect(), &health).collect();
+        let looked_up: Vec<(&String, Option<&Health>)> =
+            given.iter().map(|c| (c, health.get(c))).collect();
+        prop_assert_eq!(walked, looked_up);
+    }
+}
