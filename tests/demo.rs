@@ -98,6 +98,23 @@ fn the_demo_converges_shows_status_and_metrics_and_stops_on_ctrl_c() {
     assert_eq!(ready, all, "{table}");
     assert!(all.parse::<usize>().unwrap() >= 6, "{table}");
 
+    let summary = Command::new(common::binary())
+        .args(["status", "--summary", "--server", &server])
+        .output()
+        .unwrap();
+    assert!(summary.status.success());
+    let counts = String::from_utf8(summary.stdout).unwrap();
+    assert!(
+        counts.contains("6 clusters: 6 reachable, 6 reconciled, 0 failing, 0 leaving\n"),
+        "{counts}"
+    );
+    assert!(
+        counts.contains(&format!(
+            "{all}/{all} claims ready, {all} with their Usage; 0 drifted"
+        )),
+        "{counts}"
+    );
+
     let metrics = psql_fleet::cli::status::fetch(&server, "/metrics").unwrap();
     let claim_ready: Vec<&str> = metrics
         .lines()

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use fleet_core::text::escape;
 
-use crate::status::StatusReport;
+use crate::status::{StatusReport, Summary};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Output {
@@ -38,6 +38,11 @@ pub struct StatusArgs {
     pub token_file: Option<std::path::PathBuf>,
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: Output,
+    /// Only the counts (`/api/v1/status/summary`): clusters reachable, claims ready with
+    /// their Usage, drifted, and so on. Cheap to ask of a large fleet, e.g. in a loop that
+    /// waits for it to converge.
+    #[arg(long)]
+    pub summary: bool,
 }
 
 /// How long one request to the agent may take, connecting included: it answers from
@@ -240,6 +245,16 @@ pub fn run(args: &StatusArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.summary {
+        let read =
+            fetch_with(&args.server, "/api/v1/status/summary", token.as_deref()).and_then(|body| {
+                serde_json::from_str::<Summary>(&body).map_err(|source| Error::NotStatusReport {
+                    server: args.server.clone(),
+                    source,
+                })
+            });
+        return show(read, args.output, Summary::to_table);
+    }
     let read = fetch_with(&args.server, "/api/v1/status", token.as_deref()).and_then(|body| {
         serde_json::from_str::<StatusReport>(&body).map_err(|source| Error::NotStatusReport {
             server: args.server.clone(),

@@ -73,6 +73,40 @@ impl StatusReport {
     }
 }
 
+impl Summary {
+    /// What `psql-fleet status --summary` prints: the revision, then a line for the
+    /// clusters and one for the claims.
+    pub fn to_table(&self) -> String {
+        let (c, k) = (&self.clusters, &self.claims);
+        format!(
+            "revision {}{}{}\n\
+             {} clusters: {} reachable, {} reconciled, {} failing, {} leaving\n\
+             {}/{} claims ready, {} with their Usage; {} drifted, {} suspended, {} unknown\n",
+            super::short(self.revision.as_deref()),
+            self.rollout
+                .as_deref()
+                .map(|phase| format!(", rollout {phase}"))
+                .unwrap_or_default(),
+            if self.ready {
+                ""
+            } else {
+                " (agent not ready yet)"
+            },
+            c.total,
+            c.reachable,
+            c.reconciled,
+            c.failing,
+            c.leaving,
+            k.ready,
+            k.total,
+            k.ready_with_usage,
+            k.drifted,
+            k.suspended,
+            k.unknown,
+        )
+    }
+}
+
 fn count(cluster: &ClusterStatus, clusters: &mut ClusterCounts, claims: &mut ClaimCounts) {
     clusters.total += 1;
     clusters.reachable += usize::from(cluster.reachable);
@@ -172,6 +206,16 @@ mod tests {
             }
         );
         assert_eq!(summary.ready, report.is_ready());
+        assert_eq!(
+            summary.to_table(),
+            "revision 0123456789ab, rollout progressing\n\
+             3 clusters: 2 reachable, 2 reconciled, 2 failing, 1 leaving\n\
+             2/4 claims ready, 1 with their Usage; 1 drifted, 1 suspended, 1 unknown\n"
+        );
+        assert_eq!(
+            Summary::default().to_table().lines().next(),
+            Some("revision - (agent not ready yet)")
+        );
     }
 
     #[test]
