@@ -505,23 +505,14 @@ impl StatusReport {
                     .unwrap_or_default()
             );
         }
-        let ready_claims = self
-            .clusters
-            .values()
-            .flat_map(|c| &c.claims)
-            .filter(|c| c.ready)
-            .count();
-        let all_claims: usize = self.clusters.values().map(|c| c.claims.len()).sum();
-        let unknown = self
-            .clusters
-            .values()
-            .flat_map(|c| &c.claims)
-            .filter(|c| c.unknown_since.is_some())
-            .count();
+        let (clusters, claims) = summary::counts(self.clusters.values());
+        let unknown = claims.unknown;
         let _ = writeln!(
             out,
-            "{} clusters, {ready_claims}/{all_claims} claims ready{}{}\n",
-            self.clusters.len(),
+            "{} clusters, {}/{} claims ready{}{}\n",
+            clusters.total,
+            claims.ready,
+            claims.total,
             if unknown > 0 {
                 format!(" ({unknown} unknown: cluster unreachable)")
             } else {

@@ -245,23 +245,26 @@ pub fn run(args: &StatusArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let token = token.as_deref();
     if args.summary {
-        let read =
-            fetch_with(&args.server, "/api/v1/status/summary", token.as_deref()).and_then(|body| {
-                serde_json::from_str::<Summary>(&body).map_err(|source| Error::NotStatusReport {
-                    server: args.server.clone(),
-                    source,
-                })
-            });
+        let read = read_report::<Summary>(&args.server, "/api/v1/status/summary", token);
         return show(read, args.output, Summary::to_table);
     }
-    let read = fetch_with(&args.server, "/api/v1/status", token.as_deref()).and_then(|body| {
-        serde_json::from_str::<StatusReport>(&body).map_err(|source| Error::NotStatusReport {
-            server: args.server.clone(),
-            source,
-        })
-    });
+    let read = read_report::<StatusReport>(&args.server, "/api/v1/status", token);
     show(read, args.output, StatusReport::to_table)
+}
+
+/// `path` read from the agent at `server` and decoded as a report of type `T`.
+fn read_report<T: DeserializeOwned>(
+    server: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<T, Error> {
+    let body = fetch_with(server, path, token)?;
+    serde_json::from_str(&body).map_err(|source| Error::NotStatusReport {
+        server: server.to_string(),
+        source,
+    })
 }
 
 /// What a command got from the agent, printed as `--output` says (JSON, or the table

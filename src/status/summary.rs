@@ -54,15 +54,11 @@ impl StatusReport {
     /// The report counted, over the whole fleet as [`StatusReport::whole_fleet`] lists it
     /// (under `--shards`, the clusters other replicas published too).
     pub fn summary(&self) -> Summary {
-        let mut clusters = ClusterCounts::default();
-        let mut claims = ClaimCounts::default();
         let elsewhere = self
             .served_elsewhere
             .iter()
             .filter(|(name, _)| !self.clusters.contains_key(*name));
-        for cluster in self.clusters.values().chain(elsewhere.map(|(_, c)| c)) {
-            count(cluster, &mut clusters, &mut claims);
-        }
+        let (clusters, claims) = counts(self.clusters.values().chain(elsewhere.map(|(_, c)| c)));
         Summary {
             ready: self.is_ready(),
             revision: self.source.revision.clone(),
@@ -105,6 +101,18 @@ impl Summary {
             k.unknown,
         )
     }
+}
+
+/// The clusters and their claims counted.
+pub(super) fn counts<'a>(
+    of: impl Iterator<Item = &'a std::sync::Arc<ClusterStatus>>,
+) -> (ClusterCounts, ClaimCounts) {
+    let mut clusters = ClusterCounts::default();
+    let mut claims = ClaimCounts::default();
+    for cluster in of {
+        count(cluster, &mut clusters, &mut claims);
+    }
+    (clusters, claims)
 }
 
 fn count(cluster: &ClusterStatus, clusters: &mut ClusterCounts, claims: &mut ClaimCounts) {
