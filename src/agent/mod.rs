@@ -10,6 +10,7 @@ pub mod control;
 pub mod driver;
 pub mod gates;
 pub mod http;
+mod lanes;
 pub mod leader;
 mod names;
 pub mod state_store;

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::driver::RolloutDriver;
+use super::lanes::Lanes;
 use super::leader::shards::Held;
 use super::leader::Fence;
 use crate::cluster::{worker, Accepted, Assignment, Shared};
@@ -32,6 +33,7 @@ pub struct Workers {
     stop: watch::Receiver<bool>,
     by_cluster: BTreeMap<String, Worker>,
     sharding: Option<Sharding>,
+    lanes: Lanes,
 }
 
 /// Which clusters a replica serves under `--shards`.
@@ -49,6 +51,7 @@ impl Workers {
             stop,
             by_cluster: BTreeMap::new(),
             sharding: None,
+            lanes: Lanes::start(),
         }
     }
 
@@ -146,7 +149,7 @@ impl Workers {
                 let task = worker::run(name.clone(), shared, rx, self.stop.clone());
                 let worker = Worker {
                     assignment: tx,
-                    task: tokio::spawn(task),
+                    task: self.lanes.spawn(task),
                 };
                 self.by_cluster.insert(name.clone(), worker);
             }
@@ -179,6 +182,7 @@ impl Workers {
             worker.task.abort();
             let _ = worker.task.await;
         }
+        self.lanes.close().await;
     }
 
     /// Waits for every worker to finish its action in flight (they were told to stop).
@@ -186,5 +190,6 @@ impl Workers {
         for (_, worker) in self.by_cluster {
             let _ = tokio::time::timeout(grace, worker.task).await;
         }
+        self.lanes.close().await;
     }
 }
