@@ -149,13 +149,15 @@ impl Source {
     fn read(&self) -> Result<Vec<u8>, &'static str> {
         match self {
             Source::File(path) => {
-                let mut bytes = Vec::new();
                 let file = std::fs::File::open(path).map_err(|_| "cannot be read")?;
-                std::io::Read::read_to_end(
-                    &mut std::io::Read::take(file, MAX_KUBECONFIG_BYTES as u64 + 1),
-                    &mut bytes,
-                )
-                .map_err(|_| "cannot be read")?;
+                let limit = MAX_KUBECONFIG_BYTES as u64 + 1;
+                // Room for the whole file and the read that finds its end, as `fs::read`
+                // sizes its buffer: through `take`, which gives no size hint, `read_to_end`
+                // starts at 32 bytes and doubles, 16 reads for a 5 KiB kubeconfig.
+                let size = file.metadata().map_or(0, |m| m.len()).min(limit);
+                let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0) + 1);
+                std::io::Read::read_to_end(&mut std::io::Read::take(file, limit), &mut bytes)
+                    .map_err(|_| "cannot be read")?;
                 Ok(bytes)
             }
             Source::Secret(secret, secrets) => secrets
@@ -538,6 +540,33 @@ mod tests {
         assert!(client(&source, &cluster("c1.yaml"), false, "t")
             .await
             .is_err());
+    }
+
+    #[test]
+    fn a_file_is_read_whole_and_an_oversized_one_only_past_the_limit() {
+        let creds = tempfile::tempdir().unwrap();
+        let path = creds.path().join("c1.yaml");
+        let text = relative_kubeconfig(creds.path());
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(Source::File(path.clone()).read().unwrap(), text.as_bytes());
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(Source::File(path.clone()).read().unwrap(), b"");
+        std::fs::write(&path, vec![b'#'; MAX_KUBECONFIG_BYTES + 4096]).unwrap();
+        let read = Source::File(path).read().unwrap();
+        assert_eq!(read.len(), MAX_KUBECONFIG_BYTES + 1);
+    }
+
+    #[tokio::test]
+    async fn a_file_over_the_limit_is_refused_as_too_large() {
+        let creds = tempfile::tempdir().unwrap();
+        let path = creds.path().join("c1.yaml");
+        let mut text = relative_kubeconfig(creds.path());
+        text.push_str(&format!("# {}\n", "x".repeat(MAX_KUBECONFIG_BYTES)));
+        std::fs::write(&path, text).unwrap();
+        let Err(e) = client(&Source::File(path), &cluster("c1.yaml"), false, "t").await else {
+            panic!("a kubeconfig over 1 MiB was read")
+        };
+        assert!(e.to_string().contains("larger than 1 MiB"), "{e}");
     }
 
     #[tokio::test]
