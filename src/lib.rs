@@ -25,6 +25,7 @@ pub mod cli;
 pub mod cluster;
 pub mod cluster_api;
 pub mod error_chain;
+pub mod file_watch;
 pub mod github;
 pub mod http_server;
 pub mod metrics;

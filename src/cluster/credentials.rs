@@ -14,7 +14,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -47,12 +47,8 @@ impl Changes {
 pub fn watch(dir: PathBuf, recheck: Duration) -> (Changes, JoinHandle<()>) {
     let (tx, rx) = watch::channel(0u64);
     let (events_tx, events) = mpsc::unbounded_channel::<()>();
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // The workers' own reads open the files; only changes count. An error (a queue
-        // overflow) may hide one, so it counts as one.
-        if event.is_ok_and(|e| matches!(e.kind, EventKind::Access(_))) {
-            return;
-        }
+    // An error (a queue overflow) may hide a change, so it counts as one.
+    let watcher = crate::file_watch::changes_only(move |_: notify::Result<notify::Event>| {
         let _ = events_tx.send(());
     })
     .map_err(|error| tracing::warn!(dir = %dir.display(), %error, "cannot watch the credentials directory"))

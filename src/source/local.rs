@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
@@ -78,18 +78,19 @@ pub async fn watch(dir: PathBuf, timing: Timing, out: mpsc::Sender<Result<Revisi
     let changed = Arc::new(Notify::new());
     let concern = Concern::new(dir.clone());
     let (sifted, tell) = (concern.clone(), changed.clone());
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // Reads (ours included) open files; only changes count. What does not concern the
-        // directory (a log written beside it, in the parent folder) is dropped here, on
-        // the watcher's thread, without waking the task.
+    let handler = move |event: notify::Result<notify::Event>| {
+        // What does not concern the directory (another entry of the parent folder) is
+        // dropped here, on the watcher's thread, without waking the task.
         if let Ok(event) = event {
-            if !matches!(event.kind, EventKind::Access(_)) && sifted.of(&event.paths) {
+            if sifted.of(&event.paths) {
                 tell.notify_one();
             }
         }
-    });
-    let mut follow = match watcher {
-        Ok(watcher) => Follow::new(concern, watcher),
+    };
+    let watchers = crate::file_watch::changes_only(handler.clone())
+        .and_then(|watcher| Ok((watcher, crate::file_watch::names_only(handler)?)));
+    let mut follow = match watchers {
+        Ok((watcher, names)) => Follow::new(concern, watcher, names),
         Err(source) => {
             let _ = out.send(Err(Error::Watch { dir, source })).await;
             return;
@@ -200,7 +201,11 @@ impl Concern {
 struct Follow {
     /// The directory's path as given (its `dir`), and what concerns it.
     concern: Concern,
+    /// The directory's watch, for any change under it.
     watcher: RecommendedWatcher,
+    /// The parent folder's watch, for names only: what else is written there (a log
+    /// beside the fleet) wakes nothing.
+    names: RecommendedWatcher,
     /// The directory watched now, if any.
     target: Option<Target>,
     /// The parent folder as watched, if it is (it may not exist yet either, and it may be
@@ -209,10 +214,11 @@ struct Follow {
 }
 
 impl Follow {
-    fn new(concern: Concern, watcher: RecommendedWatcher) -> Follow {
+    fn new(concern: Concern, watcher: RecommendedWatcher, names: RecommendedWatcher) -> Follow {
         Follow {
             concern,
             watcher,
+            names,
             target: None,
             parent: None,
         }
@@ -223,10 +229,10 @@ impl Follow {
         if let Some(parent) = self.concern.dir.parent() {
             let now = Target::of(parent);
             if now != self.parent {
-                let _ = self.watcher.unwatch(parent);
+                let _ = self.names.unwatch(parent);
                 // Watched by the path as given, so that its events name `dir` as given.
                 self.parent = now.filter(|_| {
-                    self.watcher
+                    self.names
                         .watch(parent, RecursiveMode::NonRecursive)
                         .is_ok()
                 });
