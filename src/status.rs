@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use fleet_core::rollout::{human, Halt, Rollout};
 
+mod clusters;
 mod summary;
+pub use clusters::ClusterMap;
 pub use summary::{ClaimCounts, ClusterCounts, Summary};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -27,7 +29,7 @@ pub struct StatusReport {
     pub source: SourceStatus,
     /// Shared, so that a read of the report copies no cluster's status: a writer changes
     /// its own copy ([`Arc::make_mut`]) while a read still holds the old one.
-    pub clusters: BTreeMap<String, Arc<ClusterStatus>>,
+    pub clusters: ClusterMap,
     /// The rollout of the newest revision through the waves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,
@@ -413,10 +415,7 @@ impl StatusReport {
     pub fn is_ready(&self) -> bool {
         self.source.revision.is_some()
             && self.clusters.len() >= self.served_clusters
-            && self
-                .clusters
-                .values()
-                .all(|c| c.reconciled || (!c.reachable && c.last_error.is_some()))
+            && self.clusters.waiting() == 0
     }
 
     /// The status of the whole fleet: under `--shards`, this replica's clusters (said to
@@ -426,11 +425,13 @@ impl StatusReport {
             return self;
         }
         let me = self.leader.as_ref().map(|l| l.identity.clone());
-        for c in self.clusters.values_mut().filter(|c| c.served_by != me) {
-            Arc::make_mut(c).served_by.clone_from(&me);
-        }
+        self.clusters.change_all(|_, c| {
+            if c.served_by != me {
+                Arc::make_mut(c).served_by.clone_from(&me);
+            }
+        });
         for (name, c) in std::mem::take(&mut self.served_elsewhere) {
-            self.clusters.entry(name).or_insert(c);
+            self.clusters.insert_if_absent(name, c);
         }
         self
     }
@@ -505,7 +506,7 @@ impl StatusReport {
                     .unwrap_or_default()
             );
         }
-        let (clusters, claims) = summary::counts(self.clusters.values());
+        let (clusters, claims) = self.clusters.counts();
         let unknown = claims.unknown;
         let _ = writeln!(
             out,

@@ -337,13 +337,7 @@ impl RolloutDriver {
     fn unreachable(&self) -> BTreeSet<String> {
         self.status
             .read()
-            .map(|s| {
-                s.clusters
-                    .iter()
-                    .filter(|(_, c)| !c.reachable && c.unreachable_since.is_some())
-                    .map(|(name, _)| name.clone())
-                    .collect()
-            })
+            .map(|s| s.clusters.unreachable().clone())
             .unwrap_or_default()
     }
 
@@ -495,13 +489,11 @@ impl RolloutDriver {
                 // follows (under --shards) never ticks, and would keep their names for good.
                 // Taken under the status lock, under which the workers add theirs.
                 self.joined.take();
-                s.clusters.iter_mut().for_each(|(name, c)| fill(name, c));
+                s.clusters.change_all(fill);
             }
             Some(names) => {
                 for name in names {
-                    if let Some(c) = s.clusters.get_mut(name) {
-                        fill(name, c);
-                    }
+                    s.clusters.change(name, |c| fill(name, c));
                 }
             }
         }

@@ -30,7 +30,6 @@ pub mod transport;
 pub mod watch;
 pub mod worker;
 
-use std::collections::btree_map::Entry;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -191,17 +190,14 @@ impl Shared {
 
     pub fn update_status(&self, cluster: &str, f: impl FnOnce(&mut ClusterStatus)) {
         if let Ok(mut status) = self.status.write() {
-            let s = match status.clusters.entry(cluster.to_string()) {
-                Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => {
-                    // Its wave and pending revision are the rollout's to fill in.
-                    self.joined.push(cluster);
-                    e.insert(Arc::default())
-                }
-            };
-            let s = Arc::make_mut(s);
-            f(s);
-            s.settle(|| jiff::Timestamp::now().to_string());
+            let joined = status.clusters.upsert(cluster, |s| {
+                f(s);
+                s.settle(|| jiff::Timestamp::now().to_string());
+            });
+            if joined {
+                // Its wave and pending revision are the rollout's to fill in.
+                self.joined.push(cluster);
+            }
         }
     }
 

@@ -396,8 +396,7 @@ fn a_status_read_copies_no_clusters_status_and_a_later_change_leaves_it_as_read(
     assert!(std::sync::Arc::ptr_eq(&read.clusters["c1"], &live("c1")));
     // A writer changes its own copy, as a worker's update does.
     if let Ok(mut s) = endpoints.status.write() {
-        let c1 = s.clusters.get_mut("c1").unwrap();
-        std::sync::Arc::make_mut(c1).reconciled = true;
+        s.clusters.upsert("c1", |c1| c1.reconciled = true);
     }
     assert!(live("c1").reconciled);
     assert!(
