@@ -218,12 +218,7 @@ mod tests {
     }
 
     fn claim(ready: bool, usage: bool) -> ClaimStatus {
-        ClaimStatus {
-            claim: "default/app".into(),
-            ready,
-            usage_present: usage,
-            ..Default::default()
-        }
+        crate::status::summary::tests::claim("default/app", ready, usage)
     }
 
     #[test]

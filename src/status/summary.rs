@@ -106,13 +106,13 @@ impl Summary {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use super::*;
     use crate::status::{ClaimStatus, ClusterStatus, RolloutStatus, ShardStatus};
 
-    fn claim(name: &str, ready: bool, usage: bool) -> ClaimStatus {
+    pub(in crate::status) fn claim(name: &str, ready: bool, usage: bool) -> ClaimStatus {
         ClaimStatus {
             claim: name.into(),
             ready,
