@@ -98,6 +98,9 @@ impl<C: Connector> Clone for Http2<C> {
 
 struct Shared<C: Connector> {
     connector: C,
+    /// What the HTTP/1.1 client connects through (the same connector, with the read and
+    /// write timeouts an HTTP/2 connection leaves to its health check).
+    http1_connector: C,
     keep_alive: KeepAlive,
     /// The open connection, numbered so that a call drops only the one it found closed.
     connection: Mutex<Option<(u64, h2::client::SendRequest<Bytes>)>>,
@@ -109,11 +112,17 @@ struct Shared<C: Connector> {
 
 impl<C: Connector> Http2<C> {
     /// A client connecting through `connector`; `http1` builds the client for a server that
-    /// answers ALPN without h2.
-    pub fn new(connector: C, keep_alive: KeepAlive, http1: fn(C) -> Http1<C>) -> Self {
+    /// answers ALPN without h2, over `http1_connector`.
+    pub fn new(
+        connector: C,
+        http1_connector: C,
+        keep_alive: KeepAlive,
+        http1: fn(C) -> Http1<C>,
+    ) -> Self {
         Http2 {
             shared: Arc::new(Shared {
                 connector,
+                http1_connector,
                 keep_alive,
                 connection: Mutex::new(None),
                 opened: AtomicU64::new(0),
@@ -208,7 +217,7 @@ impl<C: Connector> Shared<C> {
         if !stream.connected().is_negotiated_h2() {
             let http1 = self
                 .http1
-                .get_or_init(|| (self.build_http1)(self.connector.clone()));
+                .get_or_init(|| (self.build_http1)(self.http1_connector.clone()));
             return Ok(Via::Http1(http1));
         }
         let read = Arc::new(LastRead::default());
@@ -637,7 +646,12 @@ mod tests {
                 });
             }
         });
-        let client = Http2::new(connector(true), KeepAlive { every, wait }, http1);
+        let client = Http2::new(
+            connector(true),
+            connector(true),
+            KeepAlive { every, wait },
+            http1,
+        );
         H2Server {
             addr,
             accepted,
@@ -734,7 +748,7 @@ mod tests {
             every: Duration::from_secs(30),
             wait: Duration::from_secs(15),
         };
-        let client = Http2::new(connector(true), keep_alive, http1);
+        let client = Http2::new(connector(true), connector(true), keep_alive, http1);
 
         let big_header: String = (0..8 * 1024)
             .map(|i| (b'a' + (i % 26) as u8) as char)
@@ -780,7 +794,7 @@ mod tests {
             every: Duration::from_secs(30),
             wait: Duration::from_secs(15),
         };
-        let client = Http2::new(connector(false), keep_alive, http1);
+        let client = Http2::new(connector(false), connector(false), keep_alive, http1);
         for _ in 0..2 {
             let answer = client.clone().call(get(addr)).await.unwrap();
             assert_eq!(text(answer).await, (http::Version::HTTP_11, "ok".into()));

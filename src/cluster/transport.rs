@@ -8,7 +8,8 @@
 //! kube's `Client` for the management cluster goes through hyper-util's pool. Everything
 //! else is kube's own: TLS from the kubeconfig (CA, client certificate, the insecure
 //! switch), the auth layer (token, token file, exec), headers, the retry of 429/503/504
-//! and the timeouts.
+//! and the timeouts, except that an HTTP/2 connection leaves reads and writes to its
+//! health check (`untimed`).
 
 use std::time::Duration;
 
@@ -113,8 +114,23 @@ pub fn cluster_client(config: &kube::Config) -> Result<ClusterClient, Error> {
         every: PING_INTERVAL,
         wait: PING_TIMEOUT,
     };
-    let http2 = Http2::new(connector(config)?, keep_alive, pooled);
+    let timed = connector(config)?;
+    let http2 = Http2::new(untimed(timed.clone()), timed, keep_alive, pooled);
     Ok(ClusterClient::new(layered(config, http2)?))
+}
+
+/// `connector` without its read and write timeouts, for the HTTP/2 connection. Its
+/// [`Drive`](super::http2) bounds both with the health check (a PING once nothing was read
+/// for a while, the connection closed when no PONG comes, which a stuck write never lets
+/// come either), and every call has its own timeout. hyper-timeout's timers cost more than
+/// they guard there: after each read and write it sets its timer to now, to disarm it, and
+/// a timer moved earlier wakes the runtime's driver, one write to its eventfd and one more
+/// turn of the event loop each time (about seven a cluster at a cold start, strace). HTTP/1.1,
+/// which has no health check, keeps them. The connect timeout stays.
+fn untimed(mut connector: Connector) -> Connector {
+    connector.set_read_timeout(None);
+    connector.set_write_timeout(None);
+    connector
 }
 
 fn connector(config: &kube::Config) -> Result<Connector, Error> {
@@ -308,5 +324,40 @@ mod tests {
         assert_eq!(response.status(), http::StatusCode::OK);
         assert_eq!(response.version(), http::Version::HTTP_2);
         handle.shutdown().await;
+    }
+
+    /// The HTTP/2 connection's stream waits past kube's read timeout (its health check
+    /// bounds it); the HTTP/1.1 client's connector still times out.
+    #[tokio::test]
+    async fn only_the_http1_connector_times_a_read_out() {
+        use hyper_util::rt::TokioIo;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    let _ = socket.write_all(b"late").await;
+                    std::future::pending::<()>().await;
+                });
+            }
+        });
+        let mut config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+        config.read_timeout = Some(std::time::Duration::from_millis(150));
+        let timed = super::connector(&config).unwrap();
+        let read = |connector: super::Connector| async move {
+            let uri: http::Uri = format!("http://{addr}/").parse().unwrap();
+            let stream = tower::ServiceExt::oneshot(connector, uri).await.unwrap();
+            let mut bytes = [0u8; 4];
+            TokioIo::new(stream)
+                .read_exact(&mut bytes)
+                .await
+                .map(|_| bytes)
+        };
+        let error = read(timed.clone()).await.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(&read(super::untimed(timed)).await.unwrap(), b"late");
     }
 }
