@@ -146,8 +146,9 @@ pub struct Shared {
     pub recheck: Duration,
     /// Bound on every API call.
     pub call_timeout: Duration,
-    /// Where the workers' health reports go.
-    pub reports: mpsc::Sender<Report>,
+    /// Where the workers' health reports go: read on the rollout's tick, not as each comes
+    /// (see `Agent::serve`), so unbounded; a tick takes every one waiting.
+    pub reports: mpsc::UnboundedSender<Report>,
     /// Who this agent is, written on every object it applies, so that another agent on the
     /// same objects can be named.
     pub identity: String,

@@ -358,7 +358,7 @@ async fn publish(
         health,
     };
     // The agent is gone only when it stops, and then no report matters.
-    let _ = shared.reports.send(report).await;
+    let _ = shared.reports.send(report);
 }
 
 /// `<namespace>/<name>` of the claim an action is for, from the object's `hops.ops.com.ai/psql`
