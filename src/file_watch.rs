@@ -49,6 +49,18 @@ mod tests {
         seen
     }
 
+    /// `dir` watched through the watcher `make` builds, and its events.
+    fn watching(
+        make: fn(mpsc::Sender<notify::Result<notify::Event>>) -> notify::Result<RecommendedWatcher>,
+        dir: &Path,
+        mode: RecursiveMode,
+    ) -> (RecommendedWatcher, Events) {
+        let (tx, rx) = mpsc::channel();
+        let mut watcher = make(tx).unwrap();
+        watcher.watch(dir, mode).unwrap();
+        (watcher, rx)
+    }
+
     fn names(events: &[notify::Event]) -> Vec<&Path> {
         events
             .iter()
@@ -61,9 +73,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("kubeconfig");
         std::fs::write(&file, "first").unwrap();
-        let (tx, rx) = mpsc::channel();
-        let mut watcher = changes_only(tx).unwrap();
-        watcher.watch(dir.path(), RecursiveMode::Recursive).unwrap();
+        let (_watcher, rx) = watching(changes_only, dir.path(), RecursiveMode::Recursive);
 
         for _ in 0..3 {
             assert_eq!(std::fs::read_to_string(&file).unwrap(), "first");
@@ -86,11 +96,7 @@ mod tests {
         let parent = tempfile::tempdir().unwrap();
         let log = parent.path().join("agent.log");
         std::fs::write(&log, "").unwrap();
-        let (tx, rx) = mpsc::channel();
-        let mut watcher = names_only(tx).unwrap();
-        watcher
-            .watch(parent.path(), RecursiveMode::NonRecursive)
-            .unwrap();
+        let (_watcher, rx) = watching(names_only, parent.path(), RecursiveMode::NonRecursive);
 
         for line in 0..5 {
             std::fs::write(&log, format!("line {line}\n")).unwrap();

@@ -53,13 +53,18 @@ impl ClusterMap {
     }
 
     /// Changes `name`'s status, made (default) if it has none yet; whether it was made.
+    /// One lookup for a cluster already there, as every pass's update is.
     pub fn upsert(&mut self, name: &str, f: impl FnOnce(&mut ClusterStatus)) -> bool {
-        let made = !self.map.contains_key(name);
-        if made {
-            self.insert(name.to_string(), Arc::default());
+        if let Some(status) = self.map.get_mut(name) {
+            self.tally.take(name, status);
+            f(Arc::make_mut(status));
+            self.tally.add(name, status);
+            return false;
         }
-        self.change(name, |status| f(Arc::make_mut(status)));
-        made
+        let mut status = ClusterStatus::default();
+        f(&mut status);
+        self.insert(name.to_string(), Arc::new(status));
+        true
     }
 
     /// Changes `name`'s status, if it has one. `f` is handed the shared status, so that
