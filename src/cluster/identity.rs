@@ -5,7 +5,6 @@
 //! the entry that sorts first keeps the cluster, and the others are refused, naming it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,35 +17,42 @@ use super::client::ClusterClient;
 /// The entries connected to each cluster, by cluster identity.
 #[derive(Clone, Default)]
 pub struct Registry {
-    by_uid: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>,
-    /// Moves on every entry and leave, after the map changed: an answer read from the map
-    /// stands until it moves. Every pass asks, and at ten thousand clusters the lookup
-    /// under one lock was a tenth of a settled pass.
-    moves: Arc<AtomicU64>,
+    by_uid: Arc<Mutex<BTreeMap<String, Slot>>>,
 }
+
+/// The entries reaching one cluster. Each entry holds its cluster's slot, so that the
+/// question every pass asks (is this entry refused?) locks only the entries of its own
+/// cluster, never the map of all clusters: at ten thousand clusters, a lookup by UID in
+/// the whole map on each pass cost more than the answer was worth.
+type Slot = Arc<Mutex<BTreeSet<String>>>;
 
 /// An entry's place in the registry, given up when dropped (the session ended).
 pub struct Entered {
     registry: Registry,
+    slot: Slot,
     uid: String,
     entry: String,
-    /// The keeper last read, and the registry's move it was read at.
-    known: Option<(u64, Option<String>)>,
 }
 
 impl Registry {
     pub fn enter(&self, uid: &str, entry: &str) -> Entered {
-        if let Ok(mut map) = self.by_uid.lock() {
-            map.entry(uid.to_string())
-                .or_default()
-                .insert(entry.to_string());
-            self.moves.fetch_add(1, Ordering::Release);
-        }
+        let slot = match self.by_uid.lock() {
+            Ok(mut map) => {
+                let slot = map.entry(uid.to_string()).or_default().clone();
+                // Under the map's lock: a leave that empties the slot removes it under
+                // the same lock, so an entry never joins a slot that left the map.
+                if let Ok(mut entries) = slot.lock() {
+                    entries.insert(entry.to_string());
+                }
+                slot
+            }
+            Err(_) => Slot::default(),
+        };
         Entered {
             registry: self.clone(),
+            slot,
             uid: uid.to_string(),
             entry: entry.to_string(),
-            known: None,
         }
     }
 }
@@ -58,34 +64,28 @@ impl Entered {
 
     /// The entry that keeps this cluster when it is not this one.
     pub fn refused_by(&mut self) -> Option<String> {
-        // Read before the map: a move in between is read again next time.
-        let now = self.registry.moves.load(Ordering::Acquire);
-        if let Some((at, keeper)) = &self.known {
-            if *at == now {
-                return keeper.clone();
-            }
-        }
-        let keeper = {
-            let map = self.registry.by_uid.lock().ok()?;
-            map.get(&self.uid)
-                .and_then(|entries| keeper(entries, &self.entry))
-                .map(str::to_string)
-        };
-        self.known = Some((now, keeper.clone()));
-        keeper
+        let entries = self.slot.lock().ok()?;
+        keeper(&entries, &self.entry).map(str::to_string)
     }
 }
 
 impl Drop for Entered {
     fn drop(&mut self) {
         if let Ok(mut map) = self.registry.by_uid.lock() {
-            if let Some(entries) = map.get_mut(&self.uid) {
-                entries.remove(&self.entry);
-                if entries.is_empty() {
-                    map.remove(&self.uid);
+            let emptied = match self.slot.lock() {
+                Ok(mut entries) => {
+                    entries.remove(&self.entry);
+                    entries.is_empty()
                 }
+                Err(_) => false,
+            };
+            if emptied
+                && map
+                    .get(&self.uid)
+                    .is_some_and(|s| Arc::ptr_eq(s, &self.slot))
+            {
+                map.remove(&self.uid);
             }
-            self.registry.moves.fetch_add(1, Ordering::Release);
         }
     }
 }
@@ -138,5 +138,14 @@ mod tests {
         );
         drop(original);
         assert_eq!(copy.refused_by(), None, "once the first entry is gone");
+        drop((copy, other));
+        assert!(
+            registry.by_uid.lock().unwrap().is_empty(),
+            "a cluster no entry reaches is forgotten"
+        );
+        let mut again = registry.enter("uid-1", "sim-003");
+        let mut first = registry.enter("uid-1", "sim-000");
+        assert_eq!(again.refused_by().as_deref(), Some("sim-000"));
+        assert_eq!(first.refused_by(), None);
     }
 }
