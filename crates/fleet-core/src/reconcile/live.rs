@@ -7,10 +7,13 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::compact_json::CompactJson;
-use super::writers::{is_other_writer, last_writer_of, other_writers, FieldWriter, Writer};
+use super::writers::{
+    field_writer, is_other_writer, last_writer_of, other_writers, FieldWriter, Writer,
+};
+use crate::api::condition::Condition;
 use crate::api::release::{NotReadyCause, Readiness, ReleaseStatus};
 use crate::api::{LABEL_FLEET, LABEL_PSQL};
 use crate::model::Chart;
@@ -358,45 +361,44 @@ struct ManagedEntry {
     fields: Option<Box<RawValue>>,
 }
 
-/// [`other_writers`] of these entries, reading only their field sets.
+/// [`other_writers`] of these entries, parsing only their field sets, and only the other
+/// writers'.
 fn other_writers_of(entries: Vec<ManagedEntry>) -> Vec<FieldWriter> {
-    let others: Vec<Value> = entries
-        .into_iter()
-        .filter(|e| {
-            is_other_writer(
-                e.manager.as_deref().unwrap_or_default(),
-                e.subresource.as_deref(),
-            )
-        })
-        .map(|e| {
-            let fields = e
+    entries
+        .iter()
+        .filter_map(|e| {
+            let manager = e.manager.as_deref()?;
+            let subresource = e.subresource.as_deref();
+            if !is_other_writer(manager, subresource) {
+                return None;
+            }
+            let set = e
                 .fields
-                .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
-                .unwrap_or(Value::Null);
-            serde_json::json!({"manager": e.manager, "time": e.time, "fieldsV1": fields})
+                .as_ref()
+                .and_then(|raw| serde_json::from_str::<Map<String, Value>>(raw.get()).ok());
+            field_writer(manager, subresource, e.time.as_deref(), set.as_ref())
         })
-        .collect();
-    if others.is_empty() {
-        return Vec::new();
-    }
-    other_writers(&Value::Array(others))
+        .collect()
 }
 
-/// Readiness of a Release from its `status.conditions` (SPEC 1.6); a status that does not
-/// parse counts as not ready. `Ready=True` counts only when Crossplane stamped it with the
+/// Readiness of a Release from its `status.conditions` (SPEC 1.6); conditions that do not
+/// parse count as not ready. Only the conditions are decoded: the rest of the status (the
+/// release's description and chart facts) was copied and decoded on every event a Release
+/// brought, for nothing. `Ready=True` counts only when Crossplane stamped it with the
 /// object's current `metadata.generation` (or did not stamp it at all): one left over from
 /// before an update (a forced takeover, an upgrade) is not the new spec's readiness.
 fn release_readiness(json: &CompactJson) -> Readiness {
-    let status = json
-        .get("status")
-        .and_then(|s| ReleaseStatus::deserialize(Value::from(s)).ok());
-    let readiness = ReleaseStatus::readiness(status.as_ref());
+    let status = ReleaseStatus {
+        conditions: json
+            .pointer("/status/conditions")
+            .and_then(|c| Vec::<Condition>::deserialize(Value::from(c)).ok()),
+        ..ReleaseStatus::default()
+    };
+    let readiness = ReleaseStatus::readiness(Some(&status));
     let generation = json
         .pointer("/metadata/generation")
         .and_then(CompactJson::as_i64);
-    let observed = status
-        .as_ref()
-        .and_then(|s| crate::api::condition::find(s.conditions.as_deref(), "Ready"))
+    let observed = crate::api::condition::find(status.conditions.as_deref(), "Ready")
         .and_then(|c| c.observed_generation);
     match (readiness, generation, observed) {
         (Readiness::Ready, Some(g), Some(o)) if o < g => Readiness::NotReady {
@@ -473,6 +475,27 @@ mod tests {
     fn a_release_without_status_is_not_ready_and_says_why() {
         let r = live(json!({"kind": "Release", "metadata": {"name": "a", "namespace": "default"}}));
         assert!(!r.release_readiness().unwrap().is_ready());
+    }
+
+    #[test]
+    fn readiness_reads_the_conditions_and_a_malformed_condition_is_not_ready() {
+        let release = |status: serde_json::Value| {
+            live(json!({"kind": "Release", "metadata": {"name": "a", "namespace": "default"}, "status": status}))
+                .release_readiness()
+                .unwrap()
+                .clone()
+        };
+        let ready = json!({"type": "Ready", "status": "True", "reason": "Available", "lastTransitionTime": "2026-01-01T00:00:00Z"});
+        let facts =
+            json!({"state": "deployed", "revision": 1, "releaseDescription": "Install complete"});
+        assert!(release(json!({"atProvider": facts, "conditions": [ready]})).is_ready());
+        let unparsed = release(json!({"conditions": [{"type": "Ready", "status": "True"}]}));
+        assert!(!unparsed.is_ready(), "a condition without its reason");
+        assert!(
+            format!("{unparsed:?}").contains("no Ready condition"),
+            "{unparsed:?}"
+        );
+        assert!(!release(json!({"conditions": null})).is_ready());
     }
 
     #[test]

@@ -73,27 +73,41 @@ pub fn other_writers(managed_fields: &Value) -> Vec<FieldWriter> {
     entries
         .iter()
         .filter_map(|entry| {
-            let manager = entry.get("manager").and_then(Value::as_str)?;
-            let subresource = entry.get("subresource").and_then(Value::as_str);
-            if !is_other_writer(manager, subresource) {
-                return None;
-            }
-            let mut fields = Vec::new();
-            if let Some(set) = entry.get("fieldsV1").and_then(Value::as_object) {
-                paths(set, "", &mut fields);
-            }
-            fields.retain(|f| f != "status" && !f.starts_with("status."));
-            fields.sort();
-            fields.dedup();
-            (!fields.is_empty()).then(|| FieldWriter {
-                writer: Writer {
-                    manager: manager.to_string(),
-                    time: entry.get("time").and_then(Value::as_str).map(String::from),
-                },
-                fields,
-            })
+            field_writer(
+                entry.get("manager").and_then(Value::as_str)?,
+                entry.get("subresource").and_then(Value::as_str),
+                entry.get("time").and_then(Value::as_str),
+                entry.get("fieldsV1").and_then(Value::as_object),
+            )
         })
         .collect()
+}
+
+/// One `managedFields` entry as a writer of fields outside the status, when it is another
+/// writer's (see [`is_other_writer`]).
+pub fn field_writer(
+    manager: &str,
+    subresource: Option<&str>,
+    time: Option<&str>,
+    fields_v1: Option<&Map<String, Value>>,
+) -> Option<FieldWriter> {
+    if !is_other_writer(manager, subresource) {
+        return None;
+    }
+    let mut fields = Vec::new();
+    if let Some(set) = fields_v1 {
+        paths(set, "", &mut fields);
+    }
+    fields.retain(|f| f != "status" && !f.starts_with("status."));
+    fields.sort();
+    fields.dedup();
+    (!fields.is_empty()).then(|| FieldWriter {
+        writer: Writer {
+            manager: manager.to_string(),
+            time: time.map(String::from),
+        },
+        fields,
+    })
 }
 
 /// The leaf paths of a `fieldsV1` set. `f:<name>` is a field; a list item (`k:`, `v:`,
