@@ -11,7 +11,6 @@ use kube::api::ListParams;
 use kube::runtime::watcher;
 use kube::runtime::WatchStreamExt;
 use tokio::sync::watch;
-use tracing::Instrument;
 
 use super::client::ClusterClient;
 use super::live_view::LiveView;
@@ -217,20 +216,16 @@ pub async fn run(
             continue;
         }
         let current = assignment.borrow().clone();
-        let span = tracing::info_span!("reconcile", cluster = %name, revision = %short(&current.newest.revision));
-        let outcome = Box::pin(
-            pass::run(
-                name,
-                entry,
-                shared,
-                &client,
-                &current,
-                served.usages,
-                &mut view,
-                memory,
-            )
-            .instrument(span),
-        )
+        let outcome = Box::pin(pass::run(
+            name,
+            entry,
+            shared,
+            &client,
+            &current,
+            served.usages,
+            &mut view,
+            memory,
+        ))
         .await;
         if outcome.left {
             return End::Left;
@@ -399,10 +394,6 @@ fn answered_code(e: &watcher::Error) -> Option<u16> {
         watcher::Error::WatchError(s) => Some(s.code),
         _ => None,
     }
-}
-
-fn short(revision: &str) -> &str {
-    revision.get(..12).unwrap_or(revision)
 }
 
 #[cfg(test)]
