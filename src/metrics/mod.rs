@@ -256,7 +256,12 @@ impl Metrics {
             })
             .collect();
         self.with_latest(|l| {
-            let facts = l.clusters.entry(cluster.to_string()).or_default();
+            // Looked up before it is made: a name copied on every pass, for a map that
+            // has the cluster from its first pass on.
+            let facts = match l.clusters.get_mut(cluster) {
+                Some(facts) => facts,
+                None => l.clusters.entry(cluster.to_string()).or_default(),
+            };
             facts.claims = claims;
             // A pass over a cluster that does not answer read only what was seen before.
             if facts.reachable != Some(false) {
