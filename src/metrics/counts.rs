@@ -113,7 +113,7 @@ impl ClusterCounts {
     pub fn write(&self, out: &mut Exposition) {
         let all = self.lock();
         let mut all: Vec<(&String, &Counts)> = all.iter().collect();
-        all.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+        all.sort_unstable_by_key(|&(name, _)| name);
         let count = |n: u64| n as f64;
         for (family, value) in [
             (
