@@ -104,7 +104,8 @@ async fn typed_and_dynamic_clients_list_and_server_side_apply() {
     // The simulated provider-helm makes them Ready.
     common::until("release b to become Ready", || async {
         let r = api.get("b").await.unwrap();
-        fleet_core::api::ReleaseStatus::readiness(r.status.as_ref()).is_ready()
+        let conditions = r.status.and_then(|s| s.conditions);
+        fleet_core::api::ReleaseStatus::readiness(conditions.as_deref()).is_ready()
     })
     .await;
     handle.shutdown().await;

@@ -281,8 +281,8 @@ impl NotReadyCause {
 
 impl ReleaseStatus {
     /// Ready only when `Ready=True`; otherwise the condition's reason and message, if any.
-    pub fn readiness(status: Option<&ReleaseStatus>) -> Readiness {
-        let conditions = status.and_then(|s| s.conditions.as_deref());
+    /// Read from the conditions alone, which is all of a status readiness depends on.
+    pub fn readiness(conditions: Option<&[Condition]>) -> Readiness {
         match condition::find(conditions, "Ready") {
             Some(c) if c.status == "True" => Readiness::Ready,
             Some(c) => {

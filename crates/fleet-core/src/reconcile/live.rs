@@ -388,17 +388,14 @@ fn other_writers_of(entries: Vec<ManagedEntry>) -> Vec<FieldWriter> {
 /// object's current `metadata.generation` (or did not stamp it at all): one left over from
 /// before an update (a forced takeover, an upgrade) is not the new spec's readiness.
 fn release_readiness(json: &CompactJson) -> Readiness {
-    let status = ReleaseStatus {
-        conditions: json
-            .pointer("/status/conditions")
-            .and_then(|c| Vec::<Condition>::deserialize(Value::from(c)).ok()),
-        ..ReleaseStatus::default()
-    };
-    let readiness = ReleaseStatus::readiness(Some(&status));
+    let conditions = json
+        .pointer("/status/conditions")
+        .and_then(|c| Vec::<Condition>::deserialize(Value::from(c)).ok());
+    let readiness = ReleaseStatus::readiness(conditions.as_deref());
     let generation = json
         .pointer("/metadata/generation")
         .and_then(CompactJson::as_i64);
-    let observed = crate::api::condition::find(status.conditions.as_deref(), "Ready")
+    let observed = crate::api::condition::find(conditions.as_deref(), "Ready")
         .and_then(|c| c.observed_generation);
     match (readiness, generation, observed) {
         (Readiness::Ready, Some(g), Some(o)) if o < g => Readiness::NotReady {
